@@ -1,0 +1,27 @@
+"""Child process of ``save_legacy``: runs with FLAGS_enable_pir_api=0 (see builders.py).
+
+argv: a folder with config.yaml + weights.npz, and the output prefix."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+
+from fundus_edge.export.builders import input_spec
+from fundus_edge.train.checkpoint import load_state_reshaping
+from fundus_edge.train.config import load_config
+from fundus_edge.train.model import VesselProbability, build_model
+
+
+def main(src: str, prefix: str) -> None:
+    cfg = load_config(Path(src) / "config.yaml")
+    net = build_model(cfg.model.arch, cfg.preprocess.in_channels, cfg.model.base, cfg.model.depth)
+    with np.load(Path(src) / "weights.npz", allow_pickle=False) as w:
+        load_state_reshaping(net, {k: w[k] for k in w.files})
+    wrapped = VesselProbability(net)
+    wrapped.eval()
+    paddle.jit.save(wrapped, prefix, input_spec=input_spec(cfg.preprocess.in_channels))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

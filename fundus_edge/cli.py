@@ -1,0 +1,176 @@
+"""The ``fundus-edge`` command: parse arguments, call the Python API, print. Nothing else."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from fundus_edge.runtime.errors import FundusEdgeError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def _set_threads(n: int | None) -> None:
+    # Paddle/oneDNN read the OpenMP thread count when they first start, so set it before import.
+    if n:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+
+
+def _resolve_config(name_or_path: str):
+    from fundus_edge.train.config import load_config
+
+    p = Path(name_or_path)
+    if not p.suffix and (CONFIG_DIR / f"{name_or_path}.yaml").is_file():
+        p = CONFIG_DIR / f"{name_or_path}.yaml"
+    return load_config(p)
+
+
+def cmd_train(a) -> int:
+    _set_threads(a.threads)
+    from fundus_edge.train.trainer import Trainer
+
+    cfg = _resolve_config(a.config)
+    optim = {k: v for k, v in {"iters": a.iters, "batch_size": a.batch_size, "crop": a.crop, "lr": a.lr, "val_every": a.val_every, "seed": a.seed}.items() if v is not None}
+    data = {"root": str(a.data)} if a.data else {}
+    if a.val_count is not None:
+        data["val_count"] = a.val_count
+    cfg = cfg.with_overrides(optim=optim, data=data)
+    out = Path(a.out) if a.out else Path("runs") / cfg.name
+    res = Trainer(cfg, out, device=a.device, progress=not a.no_progress, init_weights=a.init).fit(resume=a.resume, force=a.force)
+    print(f"done: {res.iterations} iterations on {res.device}, {res.iters_per_s:.2f} it/s this run, "
+          f"{res.elapsed_s / 60:.1f} min in all; best val F1 {res.best_val_f1:.4f} at {res.best_iteration} "
+          f"(threshold {res.threshold:.2f}); checkpoints in {res.out_dir}/best and {res.out_dir}/last")
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    _set_threads(a.threads)
+    from fundus_edge.evaluate import evaluate_source
+
+    report = evaluate_source(a.source, a.data, split=a.split, layout=a.layout, threshold=a.threshold, backend=a.backend, threads=a.threads, progress=not a.no_progress)
+    if a.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    m = report.pooled
+    print(f"{report.source} on {report.data} ({report.split}, {report.images} images, FOV pixels pooled, threshold {report.threshold:.3f}, via {report.via})")
+    print("  F1 {:.4f}  IoU {:.4f}  mIoU {:.4f}  Acc {:.4f}  Se {:.4f}  Sp {:.4f}  AUC {}  kappa {:.4f}".format(
+        m.f1, m.iou, m.miou, m.acc, m.se, m.sp, "n/a" if m.auc is None else f"{m.auc:.4f}", m.kappa))
+    if a.per_image:
+        for name, pm in report.per_image:
+            print(f"  {name:>12}  F1 {pm.f1:.4f}  IoU {pm.iou:.4f}  Acc {pm.acc:.4f}  AUC {pm.auc if pm.auc is None else round(pm.auc, 4)}")
+    return 0
+
+
+def cmd_export(a) -> int:
+    from fundus_edge.export.exporter import export_checkpoint
+
+    formats = tuple(f.strip() for f in a.formats.split(",") if f.strip())
+    r = export_checkpoint(a.source, a.out, name=a.name, formats=formats, force=a.force, opset=a.opset)
+    print(f"exported {', '.join(r.formats)} to {r.model_dir} ({r.params:,} parameters, {r.gmac:.2f} GMAC at 584x565, {r.size_mb:.2f} MB)")
+    return 0
+
+
+def default_model_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "models" / "default"
+
+
+def cmd_predict(a) -> int:
+    _set_threads(a.threads)
+    from fundus_edge.runtime.batch import expand_inputs, predict_files
+    from fundus_edge.runtime.predictor import Predictor
+
+    paths = list(a.paths)
+    if paths and (Path(paths[0]) / "manifest.yaml").is_file():
+        model = Path(paths.pop(0))
+    else:
+        model = default_model_dir()
+    if not paths:
+        raise FundusEdgeError("no input images given")
+    files = expand_inputs(paths)
+    pred = Predictor.load(model, backend=a.backend, device=a.device, threads=a.threads, precision=a.precision)
+    print(f"model {model} ({pred.manifest.name}, {pred.manifest.variant}) on {pred.backend}, device {pred.device}, precision {pred.precision}", file=sys.stderr)
+    outcomes = predict_files(pred, files, Path(a.output), save_prob=a.save_prob, save_overlay=a.overlay, fov=a.fov, force=a.force, progress=not a.no_progress)
+    ok = [o for o in outcomes if o.error is None]
+    failed = len(outcomes) - len(ok)
+    mean = sum(o.total_ms for o in ok) / len(ok) if ok else 0.0
+    print(f"{len(ok)} of {len(outcomes)} images written to {a.output} (mean {mean:.0f} ms per image end to end)" + (f"; {failed} failed" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fundus-edge", description="Retinal-vessel segmentation from training to screening devices.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a U-Net on DRIVE (or a file list / image+label folders)")
+    t.add_argument("--config", default="default", help="a packaged config name (default, small, seed-unet) or a YAML file")
+    t.add_argument("--data", help="data set: DRIVE folder, PaddleSeg file list or images/+labels/ folder")
+    t.add_argument("--out", help="output folder (default runs/<config name>)")
+    t.add_argument("--iters", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--crop", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--val-every", type=int)
+    t.add_argument("--val-count", type=int, help="training images held out for validation (default 4)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--init", help="start from this checkpoint's weights (fine-tuning)")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
+    t.add_argument("--threads", type=int, help="CPU threads")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a checkpoint or model folder on a data set (FOV pixels pooled)")
+    e.add_argument("source", help="training checkpoint folder or exported model folder")
+    e.add_argument("--data", required=True)
+    e.add_argument("--split", default="test", help="DRIVE split: test (default) or train")
+    e.add_argument("--layout", default="auto")
+    e.add_argument("--threshold", type=float, help="override the stored threshold")
+    e.add_argument("--backend", default="auto", help="engine for a model folder (auto, paddle, onnxruntime, openvino)")
+    e.add_argument("--threads", type=int)
+    e.add_argument("--per-image", action="store_true")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export", help="checkpoint or model folder -> model folder (Paddle PIR, legacy, ONNX + manifest)")
+    x.add_argument("source", help="training checkpoint folder (e.g. runs/default/best) or FP32 model folder")
+    x.add_argument("--out", required=True)
+    x.add_argument("--formats", default="pir,legacy,onnx", help="comma-separated: pir, legacy, onnx")
+    x.add_argument("--name")
+    x.add_argument("--opset", type=int, default=13)
+    x.add_argument("--force", action="store_true")
+    x.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("predict", help="segment images: writes <stem>_mask.png (and _prob.png, _overlay.png)")
+    r.add_argument("paths", nargs="+", metavar="[MODEL_DIR] INPUT", help="model folder (default models/default), then image files or folders")
+    r.add_argument("--output", "-o", required=True)
+    r.add_argument("--backend", default="auto", help="auto, paddle, onnxruntime or openvino")
+    r.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    r.add_argument("--threads", type=int)
+    r.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="OpenVINO inference precision (default fp32)")
+    r.add_argument("--fov", default="auto", help="auto (estimate), none, a mask file or a folder of masks")
+    r.add_argument("--save-prob", action="store_true", help="also write <stem>_prob.png (probability x 255)")
+    r.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
+    r.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=cmd_predict)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FundusEdgeError as exc:
+        print(f"fundus-edge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fundus-edge {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Engine registry. Adding an engine is one module here and one line in ``ENGINES``.
+
+Each engine module is imported only when that engine is asked for, so a device that has only ONNX
+Runtime never imports Paddle or OpenVINO.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from ..errors import EngineUnavailable
+from .base import Engine, EngineOptions
+
+# engine name -> (module in this package, the Python package it needs)
+ENGINES: dict[str, tuple[str, str]] = {
+    "paddle": ("paddle", "paddle"),
+    "onnxruntime": ("onnxruntime", "onnxruntime"),
+    "openvino": ("openvino", "openvino"),
+}
+# "auto" picks the first installed engine that reads a format of the model, in this order.
+AUTO_ORDER = ("openvino", "onnxruntime", "paddle")
+
+
+def installed_engines() -> list[str]:
+    return [name for name, (_, pkg) in ENGINES.items() if importlib.util.find_spec(pkg) is not None]
+
+
+def engine_class(name: str) -> type[Engine]:
+    if name not in ENGINES:
+        raise EngineUnavailable(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+    module, pkg = ENGINES[name]
+    if importlib.util.find_spec(pkg) is None:
+        have = ", ".join(installed_engines()) or "none"
+        raise EngineUnavailable(f"engine {name!r} is not installed (pip install {pkg}); installed engines: {have}")
+    return importlib.import_module(f"{__name__}.{module}").ENGINE
+
+
+__all__ = ["ENGINES", "AUTO_ORDER", "Engine", "EngineOptions", "engine_class", "installed_engines"]

@@ -1,0 +1,46 @@
+"""ONNX Runtime: CPU, or CUDA / TensorRT providers when asked for and present."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import EngineUnavailable
+from .base import Engine
+
+
+class OnnxRuntimeEngine(Engine):
+    name = "onnxruntime"
+
+    def load(self) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        if self.options.threads:
+            so.intra_op_num_threads = int(self.options.threads)
+            so.inter_op_num_threads = 1
+        available = ort.get_available_providers()
+        if self.options.device == "gpu":
+            wanted = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+            if not wanted:
+                raise EngineUnavailable(f"onnxruntime: --device gpu asked, but no GPU provider is available ({', '.join(available)}); install onnxruntime-gpu")
+            providers = wanted
+        else:
+            providers = ["CPUExecutionProvider"]
+        path = str(self.model_dir / self.files[0])
+        self._sess = ort.InferenceSession(path, sess_options=so, providers=providers)
+        used = self._sess.get_providers()[0]
+        self.device = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "gpu:cuda", "TensorrtExecutionProvider": "gpu:tensorrt"}.get(used, used)
+        self._input = self._sess.get_inputs()[0].name
+        self.precision = "int8" if self.quantized else "fp32"
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._sess.run(None, {self._input: np.ascontiguousarray(x, np.float32)})[0]
+
+    def versions(self) -> dict:
+        import onnxruntime as ort
+
+        return {"onnxruntime": ort.__version__}
+
+
+ENGINE = OnnxRuntimeEngine

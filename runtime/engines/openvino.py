@@ -1,0 +1,75 @@
+"""OpenVINO. Reads ONNX (or Paddle's legacy program) directly.
+
+Its CPU plugin runs FP32 models in bf16 by default on CPUs with AVX-512 BF16 (STACK.md), so we
+always set INFERENCE_PRECISION_HINT (fp32 unless another precision is asked) and read back what the
+compiled model actually uses. Models are compiled per input shape (static shapes run faster than a
+dynamic compile here) and cached.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import EngineUnavailable
+from .base import Engine
+
+_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+def _precision_name(t) -> str:
+    """OpenVINO element type (prints as <type: 'float32'>, 'bf16', ...) -> fp32 / bf16 / fp16."""
+    s = getattr(t, "type_name", None) or str(t)
+    s = s.lower()
+    for key, name in (("bf16", "bf16"), ("f16", "fp16"), ("float16", "fp16"), ("f32", "fp32"), ("float32", "fp32")):
+        if key in s:
+            return name
+    return s
+
+
+class OpenVinoEngine(Engine):
+    name = "openvino"
+
+    def load(self) -> None:
+        import openvino as ov
+
+        self._core = ov.Core()
+        want = "GPU" if self.options.device == "gpu" else "CPU"
+        if want not in self._core.available_devices:
+            raise EngineUnavailable(f"openvino: device {want} not available ({', '.join(self._core.available_devices)})")
+        self._device = want
+        self._model = self._core.read_model(str(self.model_dir / self.files[0]))
+        precision = self.options.precision or "fp32"
+        if precision not in _HINTS:
+            raise EngineUnavailable(f"openvino: precision {precision!r} not one of {', '.join(_HINTS)}")
+        self._config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        if self.options.threads and want == "CPU":
+            self._config["INFERENCE_NUM_THREADS"] = int(self.options.threads)
+        self._compiled = {}
+        self.device = want.lower()
+        self.precision = precision
+        # Compile once now so load time includes compilation and the real precision is known.
+        self._compile((1, self._model.inputs[0].get_partial_shape()[1].get_length(), 64, 64))
+
+    def _compile(self, shape: tuple):
+        c = self._compiled.get(shape)
+        if c is None:
+            m = self._model.clone()
+            m.reshape({m.inputs[0].get_any_name(): list(shape)})
+            c = self._core.compile_model(m, self._device, self._config)
+            self._compiled = {shape: c}  # keep one: DRIVE-sized inputs repeat; a new size recompiles
+            base = _precision_name(c.get_property("INFERENCE_PRECISION_HINT"))
+            self.precision = f"int8+{base}" if self.quantized else base
+            self._req = c.create_infer_request()
+        return c
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self._compile(tuple(x.shape))
+        self._req.infer({0: np.ascontiguousarray(x, np.float32)})
+        return self._req.get_output_tensor(0).data.copy()
+
+    def versions(self) -> dict:
+        import openvino as ov
+
+        return {"openvino": ov.__version__}
+
+
+ENGINE = OpenVinoEngine

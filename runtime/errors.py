@@ -1,0 +1,21 @@
+"""The project's few exception types. The CLI turns each into a one-line message."""
+
+
+class FundusEdgeError(Exception):
+    """Base of every error the CLI reports as one line (no traceback)."""
+
+
+class InputError(FundusEdgeError):
+    """Bad user input: a missing, unreadable or inconsistent file or folder."""
+
+
+class ModelError(FundusEdgeError):
+    """A model directory or checkpoint that cannot be used."""
+
+
+class IntegrityError(ModelError):
+    """A file whose sha256 does not match the manifest, or a refused file type."""
+
+
+class EngineUnavailable(FundusEdgeError):
+    """An inference engine that is not installed or cannot run on the asked device."""

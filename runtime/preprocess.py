@@ -1,0 +1,70 @@
+"""The one preprocessing function. Training, export checks and the deployed runtime all call it,
+so a model always sees on the device exactly what it saw in training."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How an RGB uint8 image becomes the network input (stored in every manifest)."""
+
+    channels: str = "rgb+clahe_g"  # "rgb", "g", "clahe_g" or "rgb+clahe_g"
+    clahe_clip: float = 2.0
+    clahe_tiles: int = 8
+    scale: float = 1.0 / 127.5  # x * scale + offset: [0, 255] -> [-1, 1]
+    offset: float = -1.0
+
+    @property
+    def in_channels(self) -> int:
+        return {"rgb": 3, "g": 1, "clahe_g": 1, "rgb+clahe_g": 4}[self.channels]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PreprocessConfig":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        cfg = cls(**known)
+        if cfg.channels not in ("rgb", "g", "clahe_g", "rgb+clahe_g"):
+            raise InputError(f"unknown preprocessing channels {cfg.channels!r}")
+        return cfg
+
+
+def clahe_green(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    clahe = cv2.createCLAHE(clipLimit=cfg.clahe_clip, tileGridSize=(cfg.clahe_tiles, cfg.clahe_tiles))
+    return clahe.apply(np.ascontiguousarray(rgb[..., 1]))
+
+
+def preprocess(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """HxWx3 uint8 RGB -> CxHxW float32 network input."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise InputError(f"preprocess expects HxWx3 uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    if cfg.channels == "rgb":
+        planes = [rgb[..., 0], rgb[..., 1], rgb[..., 2]]
+    elif cfg.channels == "g":
+        planes = [rgb[..., 1]]
+    elif cfg.channels == "clahe_g":
+        planes = [clahe_green(rgb, cfg)]
+    else:
+        planes = [rgb[..., 0], rgb[..., 1], rgb[..., 2], clahe_green(rgb, cfg)]
+    x = np.stack(planes, axis=0).astype(np.float32)
+    x *= np.float32(cfg.scale)
+    x += np.float32(cfg.offset)
+    return x
+
+
+def pad_to_multiple(x: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Reflect-pad a CxHxW array at the bottom/right to a multiple; returns the array and (H, W)."""
+    h, w = x.shape[-2:]
+    ph = (-h) % multiple
+    pw = (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if (ph < h and pw < w) else "edge"
+        x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode=mode)
+    return x, (h, w)

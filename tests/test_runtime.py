@@ -1,0 +1,161 @@
+import importlib.util
+
+import numpy as np
+import pytest
+import yaml
+
+from fundus_edge.runtime.engines import installed_engines
+from fundus_edge.runtime.errors import EngineUnavailable, InputError, IntegrityError, ModelError
+from fundus_edge.runtime.manifest import read_manifest, write_manifest
+from fundus_edge.runtime.predictor import Predictor
+
+from .conftest import synthetic_fundus
+
+ENGINES = ["paddle", "onnxruntime", "openvino"]
+
+
+def test_manifest_round_trip(tiny_model):
+    m = read_manifest(tiny_model)
+    assert m.variant == "fp32" and set(m.formats) == {"pir", "legacy", "onnx"}
+    assert m.model["params"] > 0 and m.model["gmac"] > 0 and m.pad_multiple == 4
+    assert all(len(h) == 64 for h in m.files.values()) and set(m.files) == {f for fs in m.formats.values() for f in fs}
+    write_manifest(tiny_model, m)
+    assert read_manifest(tiny_model) == m
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_each_engine_runs(tiny_model, engine):
+    p = Predictor.load(tiny_model, backend=engine, threads=1)
+    rgb, _, _ = synthetic_fundus(7)
+    r = p.predict(rgb)
+    assert r.prob.shape == rgb.shape[:2] and r.mask.shape == rgb.shape[:2]
+    assert 0.0 <= r.prob.min() and r.prob.max() <= 1.0
+    assert p.device == "cpu" and p.precision == "fp32" and p.backend == engine
+
+
+def test_engines_agree_with_each_other_and_training(tiny_model, tiny_run):
+    from fundus_edge.train.checkpoint import load_network
+    from fundus_edge.train.infer import predict_prob
+
+    net, info = load_network(tiny_run / "best")
+    probs = {}
+    for i, seed in enumerate((8, 9)):
+        rgb, _, _ = synthetic_fundus(seed, 90 + i * 7, 77)  # sizes not a multiple of the net's
+        ref = predict_prob(net, rgb, info.config.preprocess, net.pad_multiple)
+        for e in ENGINES:
+            p = Predictor.load(tiny_model, backend=e).predict(rgb).prob
+            probs.setdefault(e, []).append(p)
+            assert np.abs(p - ref).max() < 1e-3, e
+            thr = info.threshold
+            assert ((p >= thr) == (ref >= thr)).mean() >= 0.999, e
+
+
+@pytest.mark.parametrize("shape", [(33, 47, 3), (64, 64), (50, 40, 4), (31, 29, 1)])
+def test_odd_sizes_and_modes(tiny_model, shape):
+    p = Predictor.load(tiny_model, backend="onnxruntime")
+    img = np.random.default_rng(0).integers(0, 255, shape).astype(np.uint8)
+    r = p.predict(img)
+    assert r.mask.shape == shape[:2]
+
+
+def test_sixteen_bit_and_bgr_give_same_result(tiny_model):
+    p = Predictor.load(tiny_model, backend="onnxruntime")
+    rgb, _, _ = synthetic_fundus(5)
+    a = p.predict(rgb).prob
+    np.testing.assert_allclose(p.predict(rgb[..., ::-1].copy(), order="bgr").prob, a, atol=1e-6)
+    np.testing.assert_allclose(p.predict(rgb.astype(np.uint16) * 257).prob, a, atol=1e-6)
+
+
+def test_batch_equals_single(tiny_model):
+    p = Predictor.load(tiny_model, backend="onnxruntime")
+    imgs = [synthetic_fundus(s)[0] for s in (1, 2)] + [synthetic_fundus(3, 40, 50)[0]]
+    batch = p.predict_batch(imgs)
+    for img, b in zip(imgs, batch):
+        np.testing.assert_allclose(b.prob, p.predict(img).prob, atol=1e-5)
+
+
+def test_fov_mask_and_mismatch(tiny_model):
+    p = Predictor.load(tiny_model, backend="onnxruntime")
+    rgb, _, fov = synthetic_fundus(6)
+    r = p.predict(rgb, fov=fov)
+    assert not r.mask[~fov].any()
+    assert p.predict(rgb, fov="auto").fov is not None
+    with pytest.raises(InputError, match="FOV mask is"):
+        p.predict(rgb, fov=fov[:-1])
+
+
+def test_sha256_tampering_is_refused(tiny_model, tmp_path):
+    import shutil
+
+    m = tmp_path / "m"
+    shutil.copytree(tiny_model, m)
+    onnx = m / "model.onnx"
+    data = bytearray(onnx.read_bytes())
+    data[-10] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="sha256"):
+        Predictor.load(m, backend="onnxruntime")
+    # the other formats are untouched and still load
+    Predictor.load(m, backend="paddle")
+
+
+def test_unknown_schema_and_pickles_are_refused(tiny_model, tmp_path):
+    import shutil
+
+    m = tmp_path / "m"
+    shutil.copytree(tiny_model, m)
+    d = yaml.safe_load((m / "manifest.yaml").read_text())
+    d["schema_version"] = 99
+    (m / "manifest.yaml").write_text(yaml.safe_dump(d))
+    with pytest.raises(ModelError, match="schema version 99"):
+        Predictor.load(m)
+    d["schema_version"] = 1
+    (m / "evil.pdparams").write_bytes(b"\x80\x04pickle")
+    d["formats"]["pir"] = ["model.json", "evil.pdparams"]
+    d["files"]["evil.pdparams"] = "0" * 64
+    (m / "manifest.yaml").write_text(yaml.safe_dump(d))
+    with pytest.raises(IntegrityError, match="pickled"):
+        Predictor.load(m, backend="paddle")
+
+
+def test_missing_engine_is_a_clear_error(tiny_model, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    with pytest.raises(EngineUnavailable, match="not installed.*installed engines: paddle, onnxruntime"):
+        Predictor.load(tiny_model, backend="openvino")
+    assert "openvino" not in installed_engines()
+    with pytest.raises(EngineUnavailable, match="unknown engine"):
+        Predictor.load(tiny_model, backend="tflite")
+
+
+def test_gpu_request_is_never_silently_cpu(tiny_model):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("GPU present")
+    with pytest.raises(EngineUnavailable, match="gpu"):
+        Predictor.load(tiny_model, backend="onnxruntime", device="gpu")
+
+
+def test_not_a_model_folder(tmp_path):
+    with pytest.raises(ModelError, match="no manifest.yaml"):
+        Predictor.load(tmp_path)
+
+
+def test_runtime_imports_no_training_stack():
+    """fundus_edge.runtime must import with numpy, OpenCV and PyYAML alone."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('paddle', 'paddleseg', 'paddleslim', 'paddle2onnx', 'onnx', 'onnxruntime', 'openvino', 'sklearn'):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import fundus_edge.runtime.predictor, fundus_edge.runtime.batch, fundus_edge.runtime.manifest\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr

@@ -1,0 +1,1 @@
+"""fundus-edge."""

@@ -1,0 +1,110 @@
+"""Training configuration: a frozen dataclass tree read from and written to YAML."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import yaml
+
+from fundus_edge.runtime.errors import InputError
+from fundus_edge.runtime.preprocess import PreprocessConfig
+
+from .augment import AugmentConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "vessel-unet"
+    base: int = 16
+    depth: int = 3
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = "../shared/data/DRIVE"
+    layout: str = "auto"
+    val_count: int = 4
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    iters: int = 2000
+    batch_size: int = 8
+    crop: int = 96
+    lr: float = 2e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 1e-5
+    schedule: str = "cosine"  # cosine | poly
+    warmup: int = 100
+    dice_weight: float = 0.5
+    val_every: int = 250
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = "default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_overrides(self, **sections) -> "TrainConfig":
+        """``with_overrides(optim={"iters": 50})`` -> a new config."""
+        cfg = self
+        for sec, values in sections.items():
+            if values:
+                cfg = replace(cfg, **{sec: replace(getattr(cfg, sec), **values)})
+        return cfg
+
+
+def _build(cls, data: dict, where: str):
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: expected a mapping")
+    names = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(names)
+    if unknown:
+        raise InputError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for k, v in data.items():
+        sub = {"model": ModelConfig, "preprocess": PreprocessConfig, "augment": AugmentConfig, "data": DataConfig, "optim": OptimConfig}
+        if cls is TrainConfig and k in sub:
+            kwargs[k] = _build(sub[k], v, f"{where}.{k}")
+        elif isinstance(v, list):
+            kwargs[k] = tuple(v)
+        else:
+            kwargs[k] = v
+    return cls(**kwargs)
+
+
+def config_from_dict(d: dict, where: str = "config") -> TrainConfig:
+    return _build(TrainConfig, d, where)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    return config_from_dict(data, str(path))
+
+
+def dump_config(cfg: TrainConfig) -> str:
+    def plain(x):
+        if isinstance(x, tuple):
+            return [plain(i) for i in x]
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        return x
+
+    return yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False)

@@ -1,0 +1,24 @@
+"""Cross-entropy + soft Dice on the vessel channel.
+
+Dice comes from ``paddleseg.models.losses``. PaddleSeg 2.8's CrossEntropyLoss fails on Paddle 3.3.1
+without class weights (it multiplies a float32 mask by ``ones_like`` of the int64 label, which
+Paddle 3's type promotion rejects), so cross-entropy is Paddle's own ``nn.CrossEntropyLoss``.
+"""
+from __future__ import annotations
+
+
+def build_loss(dice_weight: float = 0.5):
+    import paddle.nn as nn
+    from paddleseg.models.losses import DiceLoss
+
+    ce = nn.CrossEntropyLoss(axis=1)
+    # Class weights [0, 2]: paddleseg averages Dice over classes, so this is Dice of vessels alone.
+    dice = DiceLoss(weight=[0.0, 2.0])
+
+    def loss(logits, labels):
+        value = ce(logits, labels.unsqueeze(1))
+        if dice_weight > 0:
+            value = value + dice_weight * dice(logits, labels.clone())  # DiceLoss edits labels in place
+        return value
+
+    return loss

@@ -1,0 +1,227 @@
+"""The trainer: crop batches, CE + Dice, Adam with warm-up and cosine/poly decay, full-image
+validation, best/last checkpoints, resume, CSV log, tqdm progress."""
+from __future__ import annotations
+
+import csv
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fundus_edge.metrics import MetricAccumulator, best_threshold
+from fundus_edge.runtime.errors import InputError
+from fundus_edge.runtime.preprocess import preprocess
+
+from .augment import photometric_planes, random_crop
+from .checkpoint import OPTIMIZER, WEIGHTS, read_checkpoint, save_checkpoint
+from .config import TrainConfig, dump_config
+from .data import discover, load_sample, split_train_val
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_dir: Path
+    iterations: int
+    best_val_f1: float
+    best_iteration: int
+    threshold: float
+    elapsed_s: float
+    device: str
+    iters_per_s: float
+
+
+def select_device(device: str = "auto") -> str:
+    """Set Paddle's device and return the one actually used (never a silent fallback)."""
+    import paddle
+
+    has_cuda = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if device == "gpu" and not has_cuda:
+        raise InputError("--device gpu asked, but this Paddle build has no CUDA device (install the gpu extra)")
+    if device not in ("auto", "cpu", "gpu"):
+        raise InputError(f"unknown device {device!r}; choose auto, cpu or gpu")
+    used = "gpu" if (device == "gpu" or (device == "auto" and has_cuda)) else "cpu"
+    paddle.set_device("gpu:0" if used == "gpu" else "cpu")
+    return used
+
+
+def prepare_out_dir(out: Path, resume: bool, force: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if resume:
+            if not (out / "last" / WEIGHTS).is_file():
+                raise InputError(f"{out}: --resume given but no checkpoint in {out / 'last'}")
+            return
+        if not force:
+            raise InputError(f"{out}: output folder exists and is not empty (use --resume to continue or --force to overwrite)")
+        shutil.rmtree(out)
+    elif resume:
+        raise InputError(f"{out}: --resume given but the folder does not exist")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _scheduler(cfg: TrainConfig):
+    import paddle
+
+    o = cfg.optim
+    decay_steps = max(1, o.iters - o.warmup)
+    if o.schedule == "cosine":
+        base = paddle.optimizer.lr.CosineAnnealingDecay(o.lr, T_max=decay_steps, eta_min=o.min_lr)
+    elif o.schedule == "poly":
+        base = paddle.optimizer.lr.PolynomialDecay(o.lr, decay_steps=decay_steps, end_lr=o.min_lr, power=0.9)
+    else:
+        raise InputError(f"unknown schedule {o.schedule!r}; choose cosine or poly")
+    if o.warmup > 0:
+        return paddle.optimizer.lr.LinearWarmup(base, warmup_steps=o.warmup, start_lr=o.lr * 0.01, end_lr=o.lr)
+    return base
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, device: str = "auto", progress: bool = True, init_weights: str | Path | None = None):
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.device_request = device
+        self.progress = progress
+        self.init_weights = init_weights
+
+    # -- data ---------------------------------------------------------------------------------
+    def _load_data(self):
+        d = self.cfg.data
+        samples = discover(d.root, split="train", layout=d.layout)
+        train_s, val_s = split_train_val(samples, d.val_count, d.split_seed)
+        load = lambda ss: [load_sample(s) for s in ss]  # noqa: E731
+        train, val = load(train_s), load(val_s)
+        self._planes = [preprocess(s.rgb, self.cfg.preprocess) for s in train]
+        return train, val
+
+    def _batch(self, train, it: int):
+        o, rng = self.cfg.optim, np.random.default_rng([self.cfg.optim.seed, it])
+        xs, ys = [], []
+        pre = self.cfg.preprocess
+        for _ in range(o.batch_size):
+            i = int(rng.integers(len(train)))
+            s = train[i]
+            x, y = random_crop(self._planes[i], s.label, s.fov, o.crop, self.cfg.augment, rng)
+            if rng.random() < 0.8:
+                x = photometric_planes(x, pre.channels, self.cfg.augment, rng, pre.scale, pre.offset)
+            xs.append(x)
+            ys.append(y)
+        return np.stack(xs), np.stack(ys)
+
+    # -- validation -----------------------------------------------------------------------------
+    def validate(self, net, val) -> tuple[float, dict]:
+        from .infer import predict_prob
+
+        net.eval()
+        probs = [predict_prob(net, s.rgb, self.cfg.preprocess, net.pad_multiple) for s in val]
+        net.train()
+        thr, _ = best_threshold([p[s.fov] for p, s in zip(probs, val)], [s.label[s.fov] for s in val])
+        acc = MetricAccumulator(threshold=thr)
+        for p, s in zip(probs, val):
+            acc.add(p, s.label, s.fov, s.name)
+        m = acc.pooled()
+        return thr, {"val_f1": m.f1, "val_auc": m.auc, "val_iou": m.iou, "val_acc": m.acc, "val_se": m.se, "val_sp": m.sp}
+
+    def build_network(self):
+        """The network to train: fresh, or the weights of ``init_weights`` (checkpoint or model
+        folder, pruned shapes included) for fine-tuning."""
+        from .model import build_model
+
+        if self.init_weights:
+            from .checkpoint import load_source
+
+            net, _ = load_source(self.init_weights)
+            net.train()
+            return net
+        c = self.cfg
+        return build_model(c.model.arch, c.preprocess.in_channels, c.model.base, c.model.depth)
+
+    # -- main loop -----------------------------------------------------------------------------
+    def fit(self, resume: bool = False, force: bool = False) -> TrainResult:
+        import paddle
+
+        # Optimizer state is keyed by parameter and moment names, which Paddle draws from
+        # process-wide counters (moments lazily, at the first step): a fresh name scope around
+        # the whole run makes them the same in every run, so --resume always matches.
+        with paddle.utils.unique_name.guard():
+            return self._fit(resume, force)
+
+    def _fit(self, resume: bool, force: bool) -> TrainResult:
+        import paddle
+        from tqdm import tqdm
+
+        from .losses import build_loss
+        from .model import count_params
+
+        cfg, o = self.cfg, self.cfg.optim
+        prepare_out_dir(self.out, resume, force)
+        device = select_device(self.device_request)
+        print(f"device: {device} (paddle {paddle.__version__})", flush=True)
+        train, val = self._load_data()
+        if not val:
+            raise InputError("validation needs at least one image (data.val_count >= 1)")
+        paddle.seed(o.seed)
+        net = self.build_network()
+        sched = _scheduler(cfg)
+        opt = paddle.optimizer.Adam(learning_rate=sched, parameters=net.parameters(), weight_decay=o.weight_decay)
+        loss_fn = build_loss(o.dice_weight)
+        start, best_f1, best_it, best_thr, elapsed0 = 0, -1.0, 0, 0.5, 0.0
+        if resume:
+            last = read_checkpoint(self.out / "last")
+            net.set_state_dict(paddle.load(str(last.path / WEIGHTS)))
+            opt.set_state_dict(paddle.load(str(last.path / OPTIMIZER)))
+            start, elapsed0 = last.iteration, last.elapsed_s
+            if (self.out / "best").exists():
+                b = read_checkpoint(self.out / "best")
+                best_f1, best_it, best_thr = b.metrics.get("val_f1", -1.0), b.iteration, b.threshold
+            print(f"resuming at iteration {start} (best val F1 {best_f1:.4f} at {best_it})", flush=True)
+        (self.out / "config.yaml").write_text(dump_config(cfg))
+        print(f"model: {cfg.model.arch} base {cfg.model.base} depth {cfg.model.depth}, {count_params(net):,} parameters; "
+              f"{len(train)} training / {len(val)} validation images", flush=True)
+        amp = device == "gpu"
+        scaler = paddle.amp.GradScaler() if amp else None
+        log_path = self.out / "log.csv"
+        new_log = not log_path.exists()
+        logf = open(log_path, "a", newline="")
+        log = csv.writer(logf)
+        if new_log:
+            log.writerow(["iteration", "loss", "lr", "val_f1", "val_auc", "threshold", "elapsed_s"])
+        t0 = time.perf_counter()
+        net.train()
+        bar = tqdm(range(start, o.iters), initial=start, total=o.iters, disable=not self.progress, desc=cfg.name, unit="it")
+        loss_ema = None
+        it = start
+        for it in bar:
+            x, y = self._batch(train, it)
+            xt, yt = paddle.to_tensor(x), paddle.to_tensor(y)
+            if amp:
+                with paddle.amp.auto_cast():
+                    loss = loss_fn(net(xt), yt)
+                scaler.scale(loss).backward()
+                scaler.minimize(opt, loss)
+            else:
+                loss = loss_fn(net(xt), yt)
+                loss.backward()
+                opt.step()
+            opt.clear_grad()
+            sched.step()
+            lv = float(loss.item())
+            loss_ema = lv if loss_ema is None else 0.98 * loss_ema + 0.02 * lv
+            bar.set_postfix(loss=f"{loss_ema:.4f}", best=f"{max(best_f1, 0):.4f}")
+            done = it + 1
+            if done % o.val_every == 0 or done == o.iters:
+                thr, vm = self.validate(net, val)
+                elapsed = elapsed0 + time.perf_counter() - t0
+                log.writerow([done, f"{loss_ema:.5f}", f"{sched.get_lr():.3e}", f"{vm['val_f1']:.5f}", f"{vm['val_auc']:.5f}", f"{thr:.3f}", f"{elapsed:.1f}"])
+                logf.flush()
+                if vm["val_f1"] > best_f1:
+                    best_f1, best_it, best_thr = vm["val_f1"], done, thr
+                    save_checkpoint(self.out / "best", net, None, cfg, done, thr, vm, elapsed)
+                save_checkpoint(self.out / "last", net, opt, cfg, done, thr, vm, elapsed)
+                bar.write(f"iter {done}: loss {loss_ema:.4f}  val F1 {vm['val_f1']:.4f}  AUC {vm['val_auc']:.4f}  thr {thr:.2f}  (best {best_f1:.4f} @ {best_it})")
+        bar.close()
+        logf.close()
+        elapsed = elapsed0 + time.perf_counter() - t0
+        run_s = time.perf_counter() - t0
+        ran = max(0, o.iters - start)
+        return TrainResult(self.out, o.iters, best_f1, best_it, best_thr, elapsed, device, ran / run_s if run_s > 0 else 0.0)
