@@ -72,6 +72,21 @@ def cmd_export(a) -> int:
     return 0
 
 
+def cmd_quantize(a) -> int:
+    _set_threads(a.threads)
+    from fundus_edge.quantize.pipeline import build_variants, quantize
+
+    if a.variants:
+        done = build_variants(a.source, a.variants, a.data, finetune_iters=a.finetune_iters, algo=a.algo, force=a.force, progress=not a.no_progress)
+        print("variants: " + ", ".join(f"{k} -> {v}" for k, v in done.items()))
+        return 0
+    if not a.out:
+        raise FundusEdgeError("give --out DIR (or --variants DIR)")
+    r = quantize(a.source, a.out, a.data, prune=a.prune, int8=a.int8, algo=a.algo, finetune_iters=a.finetune_iters, calib_images=a.calib_images, force=a.force, progress=not a.no_progress)
+    print(f"{r.variant} model in {r.model_dir}: {r.params_before:,} -> {r.params_after:,} parameters, {r.gmac_before:.2f} -> {r.gmac_after:.2f} GMAC, {r.size_mb:.2f} MB")
+    return 0
+
+
 def default_model_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "models" / "default"
 
@@ -143,6 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--opset", type=int, default=13)
     x.add_argument("--force", action="store_true")
     x.set_defaults(func=cmd_export)
+
+    q = sub.add_parser("quantize", help="prune (PaddleSlim L1-norm filters + fine-tune) and/or INT8 (PaddleSlim PTQ)")
+    q.add_argument("source", help="FP32 model folder or training checkpoint")
+    q.add_argument("--out", help="output model folder")
+    q.add_argument("--variants", metavar="DIR", help="build DIR/{fp32,pruned,int8,pruned-int8} instead")
+    q.add_argument("--data", required=True, help="training data (fine-tuning and calibration use training images only)")
+    q.add_argument("--prune", type=float, metavar="RATIO", help="share of 3x3 filters to remove, in (0, 1)")
+    q.add_argument("--int8", choices=["ptq", "qat"])
+    q.add_argument("--algo", default="avg", help="PTQ algorithm: avg, hist, KL, mse, abs_max")
+    q.add_argument("--finetune-iters", type=int, default=600)
+    q.add_argument("--calib-images", type=int, default=8)
+    q.add_argument("--threads", type=int)
+    q.add_argument("--force", action="store_true")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_quantize)
 
     r = sub.add_parser("predict", help="segment images: writes <stem>_mask.png (and _prob.png, _overlay.png)")
     r.add_argument("paths", nargs="+", metavar="[MODEL_DIR] INPUT", help="model folder (default models/default), then image files or folders")

@@ -132,10 +132,10 @@ def load_source(path: str | Path):
 
     man = read_manifest(path)  # raises a clear error when it is neither
     order = man.source.get("param_order")
-    if "pir" not in man.formats or not order or "config" not in man.source:
-        raise ModelError(f"{path}: model folder has no PIR weights with a recorded parameter order; give the training checkpoint instead")
     if man.quantization:
         raise ModelError(f"{path}: already quantized ({man.quantization.get('method')}); give an FP32 model or checkpoint")
+    if "pir" not in man.formats or not order or "config" not in man.source:
+        raise ModelError(f"{path}: model folder has no PIR weights with a recorded parameter order; give the training checkpoint instead")
     verify_files(path, man, man.formats["pir"])
     import paddle
 

@@ -1,0 +1,176 @@
+"""Model compression: PaddleSlim L1-norm filter pruning (+ fine-tuning with the project's trainer)
+and INT8 post-training quantisation, each giving a model folder like any other."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from fundus_edge.runtime.errors import InputError, ModelError
+from fundus_edge.runtime.formats import FORMATS
+
+PTQ_ALGOS = ("avg", "hist", "KL", "mse", "abs_max")
+# conv2d_transpose stays float: OpenVINO ran PaddleSlim's quantised transposed convolutions with
+# DRIVE F1 falling from 0.82 to 0.66 while ONNX Runtime was right (STACK.md).
+DEFAULT_OPS = ("conv2d",)
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    model_dir: Path
+    variant: str
+    params_before: int
+    params_after: int
+    gmac_before: float
+    gmac_after: float
+    size_mb: float
+
+
+def _slim(*args: str) -> None:
+    env = {**os.environ, "FLAGS_enable_pir_api": "0"}
+    r = subprocess.run([sys.executable, "-m", "fundus_edge.quantize.slim_child", *args], env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        lines = [l for l in (r.stderr or r.stdout).strip().splitlines() if l.strip()]
+        raise ModelError(f"PaddleSlim {args[0]} failed: {lines[-1] if lines else 'no output'}")
+
+
+def prune_network(net, cfg, ratio: float):
+    """Prune ``net``'s 3x3 convolutions by ``ratio`` of their filters; returns the pruned network."""
+    from fundus_edge.train.checkpoint import load_state_reshaping
+    from fundus_edge.train.config import dump_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "weights.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
+        (Path(tmp) / "config.yaml").write_text(dump_config(cfg))
+        _slim("prune", tmp, str(ratio))
+        with np.load(Path(tmp) / "weights.npz", allow_pickle=False) as w:
+            load_state_reshaping(net, {k: w[k] for k in w.files})
+    return net
+
+
+def calibration_set(data: str | Path, cfg, pad_multiple: int, count: int) -> dict:
+    """Preprocessed training images (train split only: never validation, never test)."""
+    from fundus_edge.runtime.preprocess import pad_to_multiple, preprocess
+    from fundus_edge.train.data import discover, load_sample, split_train_val
+
+    samples = discover(data, split="train", layout=cfg.data.layout)
+    train, _ = split_train_val(samples, cfg.data.val_count, cfg.data.split_seed)
+    if not train or count < 1:
+        raise InputError(f"{data}: empty calibration set (need at least one training image)")
+    return {f"{i:03d}": pad_to_multiple(preprocess(load_sample(s).rgb, cfg.preprocess), pad_multiple)[0] for i, s in enumerate(train[:count])}
+
+
+def quantize(source, out, data, prune: float | None = None, int8: str | None = None, algo: str = "avg", ops: tuple[str, ...] = DEFAULT_OPS,
+             finetune_iters: int = 600, calib_images: int = 8, force: bool = False, progress: bool = True, work: str | Path | None = None) -> QuantizeResult:
+    from fundus_edge.export.exporter import dir_size_mb, export_checkpoint, finish_model_dir, model_facts, prepare_out
+    from fundus_edge.export.builders import legacy_to_onnx
+    from fundus_edge.train.checkpoint import load_source, save_checkpoint
+    from fundus_edge.train.trainer import Trainer
+
+    if prune is None and int8 is None:
+        raise InputError("nothing to do: give --prune RATIO and/or --int8 ptq")
+    if prune is not None and not 0.0 < prune < 1.0:
+        raise InputError(f"prune ratio {prune} must be in (0, 1)")
+    if int8 not in (None, "ptq", "qat"):
+        raise InputError(f"--int8 must be ptq or qat, got {int8!r}")
+    if int8 == "qat":
+        raise InputError("--int8 qat is not available yet: PaddleSlim 2.6's dygraph QAT does not run on Paddle 3.3.1 here; use ptq")
+    if algo not in PTQ_ALGOS:
+        raise InputError(f"unknown PTQ algorithm {algo!r}; choose from {', '.join(PTQ_ALGOS)}")
+    source, out = Path(source), Path(out)
+    if not source.exists():
+        raise InputError(f"{source}: no such checkpoint or model folder")
+    net, info = load_source(source)  # refuses an already-quantized model folder
+    before = model_facts(net, info)
+    prepare_out(out, force)
+    work = Path(work) if work else out.with_name(out.name + ".work")
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    variant = []
+    try:
+        ckpt = source
+        if prune is not None:
+            prune_network(net, info.config, prune)
+            mid = model_facts(net, info)
+            print(f"pruned {prune:.0%} of 3x3 filters: {before['params']:,} -> {mid['params']:,} parameters, {before['gmac']:.2f} -> {mid['gmac']:.2f} GMAC", flush=True)
+            save_checkpoint(work / "pruned", net, None, info.config, info.iteration, info.threshold, info.metrics, 0.0, {"pruned_ratio": prune})
+            cfg = info.config.with_overrides(optim={"iters": finetune_iters, "lr": info.config.optim.lr * 0.25, "warmup": 0, "val_every": max(50, finetune_iters // 4)}, data={"root": str(data)})
+            res = Trainer(cfg, work / "finetune", device="cpu", progress=progress, init_weights=work / "pruned").fit(force=True)
+            print(f"fine-tuned {finetune_iters} iterations: best validation F1 {res.best_val_f1:.4f}", flush=True)
+            ckpt = work / "finetune" / "best"
+            variant.append("pruned")
+        if int8 is None:
+            r = export_checkpoint(ckpt, out, name=info.config.name, variant="-".join(variant), force=True)
+            return QuantizeResult(out, "-".join(variant), before["params"], r.params, before["gmac"], r.gmac, r.size_mb)
+        # INT8 post-training quantisation of the legacy program.
+        fp = work / "fp32"
+        export_checkpoint(ckpt, fp, formats=("legacy",), force=True)
+        net, qinfo = load_source(ckpt)
+        facts = model_facts(net, qinfo)
+        calib = calibration_set(data, qinfo.config, net.pad_multiple, calib_images)
+        np.savez(work / "calib.npz", **calib)
+        print(f"PTQ ({algo}) on {len(calib)} training images, quantizing {', '.join(ops)}", flush=True)
+        _slim("ptq", str(fp), str(work / "calib.npz"), str(out), algo, ",".join(ops))
+        legacy_to_onnx(out, deploy_backend="onnxruntime")
+        variant.append("int8")
+        quant = {"method": "ptq", "algo": algo, "tool": "paddleslim.quant.quant_post_static", "calibration_images": len(calib),
+                 "weights": "int8 channel_wise_abs_max", "activations": "int8", "quantized_ops": list(ops), "onnx": "QDQ (paddle2onnx, deploy_backend onnxruntime)"}
+        src_info = qinfo if prune is None else qinfo
+        finish_model_dir(out, src_info, facts, {"legacy": list(FORMATS["legacy"].files), "onnx": list(FORMATS["onnx"].files)},
+                         info.config.name, "-".join(variant), quantization=quant, extra_source={"config": yaml.safe_load(_dump(qinfo.config))})
+        return QuantizeResult(out, "-".join(variant), before["params"], facts["params"], before["gmac"], facts["gmac"], dir_size_mb(out))
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _dump(cfg) -> str:
+    from fundus_edge.train.config import dump_config
+
+    return dump_config(cfg)
+
+
+VARIANTS = {"fp32": {}, "pruned": {"prune": 0.5}, "int8": {"int8": "ptq"}, "pruned-int8": {"prune": 0.5, "int8": "ptq"}}
+
+
+def build_variants(source, out_root, data, finetune_iters: int = 600, algo: str = "avg", force: bool = False, only: tuple[str, ...] | None = None, progress: bool = True) -> dict:
+    """build/models/{fp32,pruned,int8,pruned-int8} from one FP32 model; existing ones are kept
+    unless ``force``. pruned-int8 quantises the pruned model (no second fine-tune)."""
+    from fundus_edge.export.exporter import export_checkpoint
+
+    out_root = Path(out_root)
+    done = {}
+    for name in only or tuple(VARIANTS):
+        target = out_root / name
+        if (target / "manifest.yaml").is_file() and not force:
+            print(f"{target}: exists, kept (--force rebuilds)", flush=True)
+            done[name] = target
+            continue
+        print(f"building {target}", flush=True)
+        if name == "fp32":
+            export_checkpoint(source, target, variant="fp32", force=True)
+        elif name == "pruned-int8" and (out_root / "pruned" / "manifest.yaml").is_file():
+            quantize(out_root / "pruned", target, data, int8="ptq", algo=algo, force=True, progress=progress)
+            _relabel(target, "pruned-int8")
+        else:
+            quantize(source, target, data, finetune_iters=finetune_iters, algo=algo, force=True, progress=progress, **VARIANTS[name])
+        done[name] = target
+    return done
+
+
+def _relabel(model_dir: Path, variant: str) -> None:
+    from dataclasses import replace
+
+    from fundus_edge.runtime.manifest import read_manifest, write_manifest
+
+    write_manifest(model_dir, replace(read_manifest(model_dir), variant=variant))

@@ -1,0 +1,85 @@
+"""PaddleSlim steps, run in a child process with FLAGS_enable_pir_api=0.
+
+PaddleSlim 2.6 walks legacy programs: its pruner fails under PIR ("pir.Operation has no attribute
+input_arg_names") and post-training quantisation needs a ``.pdmodel`` (STACK.md, re-measured here).
+
+    python -m fundus_edge.quantize.slim_child prune WORK RATIO
+        WORK holds config.yaml + weights.npz; writes pruned weights.npz back.
+    python -m fundus_edge.quantize.slim_child ptq LEGACY_DIR CALIB_NPZ OUT_DIR ALGO OPS
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _alias_paddle3():
+    # PaddleSlim 2.6 imports a private name that Paddle 3 renamed (STACK.md).
+    import paddle.base.dygraph.base as b
+
+    if not hasattr(b, "_to_static_mode_guard_"):
+        b._to_static_mode_guard_ = b.to_static_mode_guard
+
+
+def prune(work: str, ratio: str) -> None:
+    import paddle.nn as nn
+
+    _alias_paddle3()
+    from paddleslim.dygraph import L1NormFilterPruner
+
+    from fundus_edge.train.checkpoint import load_state_reshaping
+    from fundus_edge.train.config import load_config
+    from fundus_edge.train.model import build_model
+
+    work = Path(work)
+    cfg = load_config(work / "config.yaml")
+    net = build_model(cfg.model.arch, cfg.preprocess.in_channels, cfg.model.base, cfg.model.depth)
+    with np.load(work / "weights.npz", allow_pickle=False) as w:
+        load_state_reshaping(net, {k: w[k] for k in w.files})
+    net.eval()
+    r = float(ratio)
+    # Every 3x3 convolution loses the same share of its filters (lowest L1 norm first); the
+    # 1x1 head keeps its two classes. Ratios are keyed by parameter .name (STACK.md).
+    ratios = {l.weight.name: r for l in net.sublayers() if isinstance(l, nn.Conv2D) and l.weight.shape[2] == 3}
+    pruner = L1NormFilterPruner(net, [1, cfg.preprocess.in_channels, 64, 64])
+    pruner.prune_vars(ratios, axis=0)
+    np.savez(work / "weights.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
+
+
+def ptq(legacy_dir: str, calib: str, out_dir: str, algo: str, ops: str) -> None:
+    import paddle
+
+    paddle.enable_static()
+    from paddleslim.quant import quant_post_static
+
+    with np.load(calib, allow_pickle=False) as z:
+        batches = [z[k] for k in sorted(z.files)]
+
+    def feeds():  # Paddle 3's PTQ takes a callable yielding feed dicts (no sample generator)
+        for x in batches:
+            yield {"image": x[None]}
+
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    quant_post_static(
+        executor=exe,
+        model_dir=legacy_dir,
+        quantize_model_path=out_dir,
+        data_loader=feeds,
+        model_filename="legacy.pdmodel",
+        params_filename="legacy.pdiparams",
+        save_model_filename="legacy.pdmodel",
+        save_params_filename="legacy.pdiparams",
+        batch_size=1,
+        batch_nums=len(batches),
+        algo=algo,
+        quantizable_op_type=ops.split(","),
+        weight_quantize_type="channel_wise_abs_max",
+        onnx_format=True,
+    )
+
+
+if __name__ == "__main__":
+    cmd, *args = sys.argv[1:]
+    {"prune": prune, "ptq": ptq}[cmd](*args)
