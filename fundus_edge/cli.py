@@ -87,6 +87,27 @@ def cmd_quantize(a) -> int:
     return 0
 
 
+def cmd_bench(a) -> int:
+    _set_threads(a.threads)
+    from fundus_edge.bench.runner import BenchConfig
+    from fundus_edge.bench.sweep import run_bench
+
+    data = a.data if a.data and Path(a.data).exists() else None
+    if a.data and data is None:
+        print(f"bench: {a.data} not found: latency on synthetic inputs only, accuracy columns null", file=sys.stderr)
+    kw = {}
+    if a.variants:
+        kw["variants"] = tuple(v.strip() for v in a.variants.split(","))
+    if a.engines:
+        kw["engines"] = tuple(e.strip() for e in a.engines.split(","))
+    cfg = BenchConfig(data=data, out=Path(a.out), threads=a.threads, quick=a.quick, models_dir=Path(a.models_dir), build=not a.no_build,
+                      finetune_iters=a.finetune_iters, bf16_rows=not a.no_bf16, **kw)
+    records, meta = run_bench(cfg, progress=not a.no_progress)
+    print((Path(a.out) / "results.md").read_text())
+    print(f"wrote {a.out}/results.json, results.csv, results.md, pareto.png ({meta['wall_s']:.0f} s)")
+    return 0
+
+
 def default_model_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "models" / "default"
 
@@ -173,6 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_quantize)
+
+    b = sub.add_parser("bench", help="every variant x engine: latency, throughput, memory, accuracy on DRIVE test")
+    b.add_argument("--data", help="DRIVE folder (without it: latency on synthetic inputs, accuracy null)")
+    b.add_argument("--out", default="build/bench")
+    b.add_argument("--models-dir", default="build/models", help="where variants are built / found")
+    b.add_argument("--variants", help="comma list (default fp32,pruned,int8,pruned-int8,small,seed-unet)")
+    b.add_argument("--engines", help="comma list (default: every installed engine)")
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--quick", action="store_true", help="smoke run: 3 images, few timed runs")
+    b.add_argument("--no-build", action="store_true", help="do not build missing variants")
+    b.add_argument("--no-bf16", action="store_true", help="skip the OpenVINO bf16 rows")
+    b.add_argument("--finetune-iters", type=int, default=300, help="fine-tuning of the pruned variant when it is built")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=cmd_bench)
 
     r = sub.add_parser("predict", help="segment images: writes <stem>_mask.png (and _prob.png, _overlay.png)")
     r.add_argument("paths", nargs="+", metavar="[MODEL_DIR] INPUT", help="model folder (default models/default), then image files or folders")

@@ -1,0 +1,100 @@
+"""One benchmark cell, run in its own process so peak memory is the cell's own and a crashing
+engine cannot stop the sweep. ``python -m fundus_edge.bench.cell SPEC.json OUT.json``."""
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+
+def _pct(xs, q):
+    return float(np.percentile(np.asarray(xs), q))
+
+
+def run_cell(spec: dict) -> dict:
+    from fundus_edge.metrics import MetricAccumulator
+    from fundus_edge.runtime.errors import FundusEdgeError
+    from fundus_edge.runtime.predictor import Predictor
+
+    rec = {"variant": spec["variant"], "backend": spec["backend"], "threads": spec["threads"], "batch_size": spec["batch"], "precision_requested": spec.get("precision")}
+    try:
+        p = Predictor.load(spec["model_dir"], backend=spec["backend"], threads=spec["threads"], precision=spec.get("precision"))
+    except (FundusEdgeError, Exception) as exc:  # noqa: BLE001 - any engine failure is this cell's record
+        return {**rec, "status": "run_failed", "error": f"load: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
+    rec.update(load_ms=p.load_ms, device=p.device, precision=p.precision)
+    z = np.load(spec["images"], allow_pickle=False)
+    names = sorted(k for k in z.files if k.startswith("img_"))
+    imgs = [z[k] for k in names]
+    labels = [z[k.replace("img_", "lab_")] if k.replace("img_", "lab_") in z.files else None for k in names]
+    fovs = [z[k.replace("img_", "fov_")] if k.replace("img_", "fov_") in z.files else None for k in names]
+    try:
+        t0 = time.perf_counter()
+        first = p.predict(imgs[0])
+        rec["first_ms"] = (time.perf_counter() - t0) * 1e3
+        # A model slower than 2 s per image (the 13.4 M seed U-Net) gets one warm-up run.
+        for _ in range(spec["warmup"] if rec["first_ms"] < 2000 else 1):
+            p.predict(imgs[0])
+        eng, e2e = [], []
+        deadline = time.perf_counter() + spec["budget_s"]
+        while len(eng) < spec["runs"] and (time.perf_counter() < deadline or len(eng) < spec["min_runs"]):
+            r = p.predict(imgs[0])
+            eng.append(r.engine_ms)
+            e2e.append(r.total_ms)
+        rec.update(p50_ms=_pct(eng, 50), p90_ms=_pct(eng, 90), p99_ms=_pct(eng, 99), mean_ms=statistics.fmean(eng),
+                   std_ms=statistics.pstdev(eng), e2e_p50_ms=_pct(e2e, 50), timed_runs=len(eng))
+        if spec["batch"] > 1 and len(imgs) >= 1:
+            batch = [imgs[i % len(imgs)] for i in range(spec["batch"])]
+            if len({b.shape for b in batch}) == 1:
+                p.predict_batch(batch)
+                t0 = time.perf_counter()
+                reps = 2
+                for _ in range(reps):
+                    p.predict_batch(batch)
+                rec["throughput_ips"] = reps * len(batch) / (time.perf_counter() - t0)
+        if spec.get("accuracy") and labels[0] is not None:
+            acc = MetricAccumulator(threshold=p.threshold)
+            for i, (im, lab, fov) in enumerate(zip(imgs, labels, fovs)):
+                pr = first.prob if i == 0 else p.predict(im).prob
+                acc.add(pr, lab, fov, names[i])
+            m = acc.pooled()
+            rec.update(f1=m.f1, iou=m.iou, auc=m.auc, acc=m.acc, se=m.se, sp=m.sp)
+        if spec.get("reference_mask"):
+            ref = np.load(spec["reference_mask"])
+            rec["agreement"] = float((ref == first.mask).mean())
+        else:
+            np.save(spec["save_mask"], first.mask)
+        if spec.get("save_prob"):
+            np.save(spec["save_prob"], first.prob)
+        rec["status"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        rec.update(status="run_failed", error=f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}")
+        traceback.print_exc()
+    rec["peak_rss_mb"] = peak_rss_mb()
+    return rec
+
+
+def peak_rss_mb() -> float | None:
+    """This process's own high-water mark. ru_maxrss is inherited from the parent across fork and
+    exec on Linux (it read the sweep's 2.7 GB in every cell), VmHWM belongs to this address space."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main(spec_path: str, out_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    Path(out_path).write_text(json.dumps(run_cell(spec)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,80 @@
+"""What machine the numbers come from, and its measured compute peak (for the roofline column)."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from importlib import metadata
+
+import numpy as np
+
+FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
+
+
+def cpu_info() -> dict:
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "isa_flags": [f for f in FLAGS_OF_INTEREST if f in flags], "machine": platform.machine(), "python": platform.python_version()}
+
+
+def versions() -> dict:
+    out = {}
+    for pkg in ("fundus-edge", "paddlepaddle", "paddle2onnx", "paddleslim", "paddleseg", "onnxruntime", "openvino", "numpy", "opencv-python-headless"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _best_rate(fn, flop: float, reps: int = 5) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return flop / best / 1e9
+
+
+def measure_peak(threads: int, n: int = 2048) -> dict:
+    """GFLOP/s of an n x n matrix product on ``threads`` threads: FP32 through numpy's BLAS and
+    FP32 / BF16 through OpenVINO (the engine that can use AVX-512 BF16). Best of 5."""
+    flop = 2.0 * n**3
+    res = {"method": f"{n}x{n} matrix product, best of 5, {threads} threads", "fp32_gflops": None, "bf16_gflops": None, "numpy_fp32_gflops": None}
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(threads):
+            res["numpy_fp32_gflops"] = round(_best_rate(lambda: a @ a, flop), 1)
+    except ImportError:
+        pass
+    try:
+        import openvino as ov
+        import openvino.runtime.opset13 as ops  # noqa: F401
+    except ImportError:
+        try:
+            import openvino as ov
+            from openvino import opset13 as ops  # type: ignore[no-redef]
+        except ImportError:
+            return res
+    try:
+        p = ops.parameter([n, n], np.float32, name="x")
+        w = ops.constant(a)
+        model = ov.Model([ops.matmul(p, w, False, False)], [p])
+        core = ov.Core()
+        for key, hint in (("fp32_gflops", "f32"), ("bf16_gflops", "bf16")):
+            c = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads})
+            req = c.create_infer_request()
+            res[key] = round(_best_rate(lambda: req.infer({0: a}), flop), 1)
+    except Exception as exc:  # noqa: BLE001 - a peak we cannot measure is reported as missing
+        res["error"] = f"{exc.__class__.__name__}: {exc}"[:200]
+    return res

@@ -1,0 +1,50 @@
+"""One frozen record per variant x engine cell; reports read records only."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+STATUSES = ("ok", "export_failed", "run_failed", "wrong_output")
+
+
+@dataclass(frozen=True)
+class BenchRecord:
+    variant: str
+    backend: str
+    precision: str | None = None  # what actually ran, read back from the engine
+    precision_requested: str | None = None  # an explicit request (OpenVINO bf16 rows); None: the model's own
+    device: str | None = None
+    threads: int | None = None
+    status: str = "ok"
+    error: str | None = None
+    size_mb: float | None = None
+    params: int | None = None
+    gflops: float | None = None  # per image at 584x565 (2 x GMAC)
+    load_ms: float | None = None
+    first_ms: float | None = None
+    p50_ms: float | None = None  # engine only
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    e2e_p50_ms: float | None = None  # preprocessing + engine + postprocessing
+    throughput_ips: float | None = None
+    batch_size: int | None = None
+    peak_rss_mb: float | None = None
+    f1: float | None = None
+    iou: float | None = None
+    auc: float | None = None
+    acc: float | None = None
+    se: float | None = None
+    sp: float | None = None
+    agreement: float | None = None  # share of mask pixels equal to the reference engine's
+    gflops_per_s: float | None = None
+    roofline_frac: float | None = None
+    timed_runs: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BenchRecord":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,191 @@
+"""The sweep: every variant x engine through the runtime's Predictor, one process per cell."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from fundus_edge.runtime.engines import ENGINES, installed_engines
+from fundus_edge.runtime.errors import FundusEdgeError, InputError
+from fundus_edge.runtime.formats import formats_for
+from fundus_edge.runtime.manifest import read_manifest
+
+from .records import BenchRecord
+
+REPO = Path(__file__).resolve().parents[1]
+DRIVE_SIZE = (584, 565)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    data: str | None
+    out: Path
+    threads: int = 2
+    quick: bool = False
+    models_dir: Path = Path("build/models")
+    shipped: Path = REPO / "models"
+    variants: tuple[str, ...] = ("fp32", "pruned", "int8", "pruned-int8", "small", "seed-unet")
+    engines: tuple[str, ...] | None = None
+    bf16_rows: bool = True
+    warmup: int = 3
+    runs: int = 30
+    min_runs: int = 5
+    budget_s: float = 12.0
+    batch: int = 4
+    finetune_iters: int = 300
+    build: bool = True
+
+    def effective(self) -> "BenchConfig":
+        if self.quick:
+            return replace(self, warmup=1, runs=5, min_runs=3, budget_s=3.0, batch=2)
+        return self
+
+
+@dataclass(frozen=True)
+class Cell:
+    variant: str
+    model_dir: Path
+    backend: str
+    precision: str | None = None  # an explicit precision request (OpenVINO bf16 row)
+
+    @property
+    def key(self) -> str:
+        return f"{self.variant}/{self.backend}" + (f"/{self.precision}" if self.precision else "")
+
+
+# -- variants ------------------------------------------------------------------------------------
+def seed_unet_dir(target: Path, force: bool = False) -> Path:
+    """The seed tutorial's PaddleSeg U-Net (13.4 M), untrained (fixed seed), exported like ours."""
+    if (target / "manifest.yaml").is_file() and not force:
+        return target
+    import paddle
+
+    from fundus_edge.export.exporter import export_checkpoint
+    from fundus_edge.train.checkpoint import save_checkpoint
+    from fundus_edge.train.config import load_config
+    from fundus_edge.train.model import build_model
+
+    cfg = load_config(REPO / "fundus_edge" / "configs" / "seed-unet.yaml")
+    paddle.seed(0)
+    net = build_model("seed-unet", cfg.preprocess.in_channels)
+    ck = target.with_name(target.name + ".ckpt")
+    save_checkpoint(ck, net, None, cfg, 0, 0.5, {}, 0.0, {"untrained": True})
+    export_checkpoint(ck, target, name="seed-unet", variant="untrained", force=True)
+    shutil.rmtree(ck, ignore_errors=True)
+    return target
+
+
+def prepare_variants(cfg: BenchConfig) -> tuple[dict, dict]:
+    """name -> model folder for the variants that exist or could be built; name -> error otherwise."""
+    from fundus_edge.quantize.pipeline import VARIANTS, build_variants
+
+    dirs, errors = {}, {}
+    default = cfg.shipped / "default"
+    for name in cfg.variants:
+        try:
+            if name in VARIANTS:
+                target = cfg.models_dir / name
+                if not (target / "manifest.yaml").is_file():
+                    if not cfg.build:
+                        raise InputError(f"{target}: not built (run without --no-build)")
+                    if not (default / "manifest.yaml").is_file():
+                        raise InputError(f"{default}: no shipped default model")
+                    if name != "fp32" and not cfg.data:
+                        raise InputError("building compressed variants needs DATA (training images)")
+                    build_variants(default, cfg.models_dir, cfg.data, finetune_iters=cfg.finetune_iters, only=(name,), progress=False)
+                dirs[name] = target
+            elif name == "seed-unet":
+                dirs[name] = seed_unet_dir(cfg.models_dir / "seed-unet")
+            elif (cfg.shipped / name / "manifest.yaml").is_file():
+                dirs[name] = cfg.shipped / name
+            else:
+                raise InputError(f"unknown variant {name!r}")
+        except (FundusEdgeError, Exception) as exc:  # noqa: BLE001 - recorded, the sweep goes on
+            errors[name] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            print(f"variant {name}: export failed: {errors[name]}", flush=True)
+    return dirs, errors
+
+
+# -- images --------------------------------------------------------------------------------------
+def prepare_images(cfg: BenchConfig, path: Path) -> tuple[int, str]:
+    """An .npz of test images (+ labels and FOV masks with DRIVE); returns (count, description)."""
+    if cfg.data and Path(cfg.data).exists():
+        from fundus_edge.train.data import discover, load_sample
+
+        samples = discover(cfg.data, split="test")
+        if cfg.quick:
+            samples = samples[:3]
+        arrays = {}
+        for i, s in enumerate(samples):
+            ls = load_sample(s)
+            arrays[f"img_{i:03d}"], arrays[f"lab_{i:03d}"], arrays[f"fov_{i:03d}"] = ls.rgb, ls.label, ls.fov
+        np.savez(path, **arrays)
+        return len(samples), f"DRIVE test ({len(samples)} images, 1st_manual, FOV pixels pooled) from {cfg.data}"
+    from fundus_edge.runtime.fov import estimate_fov  # noqa: F401 - same disc as real images
+
+    rng = np.random.default_rng(0)
+    h, w = DRIVE_SIZE
+    yy, xx = np.mgrid[:h, :w]
+    disc = (yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (min(h, w) / 2 - 10) ** 2
+    arrays = {}
+    for i in range(3):
+        img = rng.integers(0, 255, (h, w, 3)).astype(np.uint8)
+        img[~disc] = 0
+        arrays[f"img_{i:03d}"] = img
+    np.savez(path, **arrays)
+    return 3, "synthetic 584x565 fundus-sized inputs (no DATA: accuracy columns are null)"
+
+
+# -- sweep ---------------------------------------------------------------------------------------
+def plan_cells(dirs: dict, cfg: BenchConfig) -> list[Cell]:
+    engines = cfg.engines or tuple(e for e in ("onnxruntime", "openvino", "paddle") if e in installed_engines())
+    cells = []
+    for variant, d in dirs.items():
+        man = read_manifest(d)
+        for e in engines:
+            if not formats_for(e, list(man.formats)):
+                continue
+            cells.append(Cell(variant, d, e))
+            if e == "openvino" and cfg.bf16_rows and man.quantization is None:
+                cells.append(Cell(variant, d, e, "bf16"))
+    return cells
+
+
+def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, has_labels: bool, tmp: Path, progress: bool = True) -> list[dict]:
+    from tqdm import tqdm
+
+    out = []
+    refs: dict[str, Path] = {}
+    for cell in tqdm(cells, desc="bench", unit="cell", disable=not progress):
+        ref = refs.get(cell.variant)
+        spec = {
+            "variant": cell.variant, "backend": cell.backend, "model_dir": str(cell.model_dir), "precision": cell.precision,
+            "threads": cfg.threads, "batch": cfg.batch, "warmup": cfg.warmup, "runs": cfg.runs, "min_runs": cfg.min_runs,
+            "budget_s": cfg.budget_s, "images": str(images), "accuracy": has_labels and read_manifest(cell.model_dir).variant != "untrained",
+            "reference_mask": str(ref) if ref else None, "save_mask": str(tmp / f"{cell.variant}.mask.npy"),
+            "save_prob": str(tmp / f"{cell.key.replace('/', '_')}.prob.npy"),
+        }
+        sp, rp = tmp / "spec.json", tmp / "rec.json"
+        sp.write_text(json.dumps(spec))
+        if rp.exists():
+            rp.unlink()
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "fundus_edge.bench.cell", str(sp), str(rp)], capture_output=True, text=True)
+        if r.returncode != 0 or not rp.exists():
+            lines = [l for l in (r.stderr or "").splitlines() if l.strip()]
+            rec = {"variant": cell.variant, "backend": cell.backend, "threads": cfg.threads, "status": "run_failed",
+                   "error": f"cell process exited {r.returncode}: {lines[-1][:300] if lines else ''}"}
+        else:
+            rec = json.loads(rp.read_text())
+            if ref is None and rec.get("status") == "ok":
+                refs[cell.variant] = Path(spec["save_mask"])
+        rec["_key"] = cell.key
+        rec["_wall_s"] = round(time.perf_counter() - t0, 1)
+        out.append(rec)
+    return out

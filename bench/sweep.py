@@ -1,0 +1,101 @@
+"""``run_bench``: prepare variants and images, run the cells, derive columns, write the reports."""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fundus_edge.runtime.manifest import read_manifest
+
+from . import report
+from .machine import cpu_info, measure_peak, versions
+from .records import BenchRecord
+from .runner import DRIVE_SIZE, BenchConfig, plan_cells, prepare_images, prepare_variants, run_cells
+
+# A cell whose mask differs from the variant's reference engine on more than this share of pixels,
+# or whose F1 falls this far below it, ran "fast and wrong".
+MIN_AGREEMENT = 0.98
+MAX_F1_DROP = 0.02
+
+
+def finalize(raw: list[dict], dirs: dict, errors: dict, peak: dict) -> list[BenchRecord]:
+    recs = []
+    ref_f1 = {}
+    for d in raw:
+        if d.get("status") == "ok" and d["variant"] not in ref_f1:
+            ref_f1[d["variant"]] = d.get("f1")
+    for d in raw:
+        man = read_manifest(dirs[d["variant"]])
+        gflops = 2.0 * man.model.get("gmac", 0.0)
+        d = {k: v for k, v in d.items() if not k.startswith("_")}
+        d.update(params=man.model.get("params"), gflops=round(gflops, 3),
+                 size_mb=round(sum(Path(dirs[d["variant"]], f).stat().st_size for f in man.files) / 1e6, 3))
+        if d.get("status") == "ok":
+            if d.get("p50_ms"):
+                d["gflops_per_s"] = gflops / (d["p50_ms"] / 1e3)
+                prec = d.get("precision") or "fp32"
+                pk = peak.get("bf16_gflops") if "bf16" in prec else peak.get("fp32_gflops")
+                d["roofline_frac"] = d["gflops_per_s"] / pk if pk else None
+            wrong = []
+            if d.get("agreement") is not None and d["agreement"] < MIN_AGREEMENT:
+                wrong.append(f"mask agrees with the reference engine on {d['agreement']:.3f} of pixels")
+            rf = ref_f1.get(d["variant"])
+            if rf is not None and d.get("f1") is not None and d["f1"] < rf - MAX_F1_DROP:
+                wrong.append(f"F1 {d['f1']:.4f} vs {rf:.4f} on the reference engine")
+            if wrong:
+                d.update(status="wrong_output", error="; ".join(wrong))
+        recs.append(BenchRecord.from_dict(d))
+    for name, err in errors.items():
+        recs.append(BenchRecord(variant=name, backend="*", status="export_failed", error=err))
+    return recs
+
+
+def run_bench(cfg: BenchConfig, progress: bool = True) -> tuple[list[BenchRecord], dict]:
+    cfg = cfg.effective()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    dirs, errors = prepare_variants(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        n, desc = prepare_images(cfg, tmp / "images.npz")
+        has_labels = desc.startswith("DRIVE")
+        peak = measure_peak(cfg.threads)
+        cells = plan_cells(dirs, cfg)
+        raw = run_cells(cells, cfg, tmp / "images.npz", n, has_labels, tmp, progress)
+        records = finalize(raw, dirs, errors, peak)
+        meta = {
+            "date": time.strftime("%Y-%m-%d %H:%M"), "machine": cpu_info(), "versions": versions(), "threads": cfg.threads,
+            "image_size": f"{DRIVE_SIZE[0]}x{DRIVE_SIZE[1]}", "images": desc, "peak": peak, "quick": cfg.quick,
+            "timing": f"{cfg.warmup} warm-up runs, then up to {cfg.runs} timed runs (at least {cfg.min_runs}) within {cfg.budget_s:.0f} s, perf_counter; throughput with batch {cfg.batch}",
+            "wall_s": None,
+        }
+        write_overlays(out, records, dirs, tmp, has_labels)
+    meta["wall_s"] = round(time.perf_counter() - t0, 1)
+    report.write_json(out / "results.json", records, meta)
+    report.write_csv(out / "results.csv", records)
+    (out / "results.md").write_text(report.markdown(records, meta))
+    report.plot_pareto(out / "pareto.png", records, meta)
+    return records, meta
+
+
+def write_overlays(out: Path, records: list[BenchRecord], dirs: dict, tmp: Path, has_labels: bool) -> None:
+    """Overlays of the first test image for the fastest ok cell of each variant (green: vessels)."""
+    from fundus_edge.runtime.batch import overlay
+    from fundus_edge.runtime.images import write_png
+
+    z = np.load(tmp / "images.npz")
+    img = z["img_000"]
+    best = {}
+    for r in records:
+        if r.status == "ok" and r.p50_ms and (r.variant not in best or r.p50_ms < best[r.variant].p50_ms):
+            best[r.variant] = r
+    for v, r in best.items():
+        key = f"{v}/{r.backend}" + ("/bf16" if r.precision == "bf16" and r.backend == "openvino" else "")
+        f = tmp / f"{key.replace('/', '_')}.prob.npy"
+        if f.exists():
+            prob = np.load(f)
+            thr = read_manifest(dirs[v]).threshold
+            write_png(out / f"overlay_{v}.png", overlay(img, prob >= thr))
