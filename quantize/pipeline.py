@@ -80,8 +80,6 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
         raise InputError(f"prune ratio {prune} must be in (0, 1)")
     if int8 not in (None, "ptq", "qat"):
         raise InputError(f"--int8 must be ptq or qat, got {int8!r}")
-    if int8 == "qat":
-        raise InputError("--int8 qat is not available yet: PaddleSlim 2.6's dygraph QAT does not run on Paddle 3.3.1 here; use ptq")
     if algo not in PTQ_ALGOS:
         raise InputError(f"unknown PTQ algorithm {algo!r}; choose from {', '.join(PTQ_ALGOS)}")
     source, out = Path(source), Path(out)
@@ -110,19 +108,31 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
         if int8 is None:
             r = export_checkpoint(ckpt, out, name=info.config.name, variant="-".join(variant), force=True)
             return QuantizeResult(out, "-".join(variant), before["params"], r.params, before["gmac"], r.gmac, r.size_mb)
-        # INT8 post-training quantisation of the legacy program.
-        fp = work / "fp32"
-        export_checkpoint(ckpt, fp, formats=("legacy",), force=True)
         net, qinfo = load_source(ckpt)
         facts = model_facts(net, qinfo)
-        calib = calibration_set(data, qinfo.config, net.pad_multiple, calib_images)
-        np.savez(work / "calib.npz", **calib)
-        print(f"PTQ ({algo}) on {len(calib)} training images, quantizing {', '.join(ops)}", flush=True)
-        _slim("ptq", str(fp), str(work / "calib.npz"), str(out), algo, ",".join(ops))
+        if int8 == "ptq":
+            # INT8 post-training quantisation of the legacy program.
+            fp = work / "fp32"
+            export_checkpoint(ckpt, fp, formats=("legacy",), force=True)
+            calib = calibration_set(data, qinfo.config, net.pad_multiple, calib_images)
+            np.savez(work / "calib.npz", **calib)
+            print(f"PTQ ({algo}) on {len(calib)} training images, quantizing {', '.join(ops)}", flush=True)
+            _slim("ptq", str(fp), str(work / "calib.npz"), str(out), algo, ",".join(ops))
+            quant = {"method": "ptq", "algo": algo, "tool": "paddleslim.quant.quant_post_static", "calibration_images": len(calib)}
+        else:
+            from fundus_edge.train.config import dump_config
+
+            qat_dir = work / "qat"
+            qat_dir.mkdir()
+            np.savez(qat_dir / "weights.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
+            qcfg = qinfo.config.with_overrides(optim={"iters": finetune_iters, "lr": qinfo.config.optim.lr * 0.1, "warmup": 0, "val_every": max(50, finetune_iters // 2)}, data={"root": str(data)})
+            (qat_dir / "config.yaml").write_text(dump_config(qcfg))
+            print(f"QAT: {finetune_iters} fine-tuning iterations with fake-quantized {', '.join(ops)}", flush=True)
+            _slim("qat", str(qat_dir), str(out), ",".join(ops))
+            quant = {"method": "qat", "tool": "paddleslim.QAT (dygraph)", "finetune_iters": finetune_iters}
         legacy_to_onnx(out, deploy_backend="onnxruntime")
         variant.append("int8")
-        quant = {"method": "ptq", "algo": algo, "tool": "paddleslim.quant.quant_post_static", "calibration_images": len(calib),
-                 "weights": "int8 channel_wise_abs_max", "activations": "int8", "quantized_ops": list(ops), "onnx": "QDQ (paddle2onnx, deploy_backend onnxruntime)"}
+        quant.update({"weights": "int8 channel_wise_abs_max", "activations": "int8", "quantized_ops": list(ops), "onnx": "QDQ (paddle2onnx, deploy_backend onnxruntime)"})
         src_info = qinfo if prune is None else qinfo
         finish_model_dir(out, src_info, facts, {"legacy": list(FORMATS["legacy"].files), "onnx": list(FORMATS["onnx"].files)},
                          info.config.name, "-".join(variant), quantization=quant, extra_source={"config": yaml.safe_load(_dump(qinfo.config))})

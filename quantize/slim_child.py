@@ -6,6 +6,8 @@ input_arg_names") and post-training quantisation needs a ``.pdmodel`` (STACK.md,
     python -m fundus_edge.quantize.slim_child prune WORK RATIO
         WORK holds config.yaml + weights.npz; writes pruned weights.npz back.
     python -m fundus_edge.quantize.slim_child ptq LEGACY_DIR CALIB_NPZ OUT_DIR ALGO OPS
+    python -m fundus_edge.quantize.slim_child qat WORK OUT_DIR OPS
+        WORK holds config.yaml (fine-tuning settings) + weights.npz; writes OUT_DIR/legacy.*
 """
 from __future__ import annotations
 
@@ -80,6 +82,41 @@ def ptq(legacy_dir: str, calib: str, out_dir: str, algo: str, ops: str) -> None:
     )
 
 
+def qat(work: str, out_dir: str, ops: str) -> None:
+    """Quantization-aware fine-tuning: PaddleSlim's dygraph QAT inserts fake-quant layers, the
+    project's trainer fine-tunes them on the training split, PaddleSlim saves the INT8 program."""
+    import paddle
+
+    _alias_paddle3()
+    from paddleslim import QAT
+
+    from fundus_edge.export.builders import input_spec
+    from fundus_edge.train.checkpoint import load_state_reshaping
+    from fundus_edge.train.config import load_config
+    from fundus_edge.train.model import VesselProbability, build_model
+    from fundus_edge.train.trainer import Trainer
+
+    work = Path(work)
+    cfg = load_config(work / "config.yaml")
+    with paddle.utils.unique_name.guard():
+        net = build_model(cfg.model.arch, cfg.preprocess.in_channels, cfg.model.base, cfg.model.depth)
+        with np.load(work / "weights.npz", allow_pickle=False) as w:
+            load_state_reshaping(net, {k: w[k] for k in w.files})
+    layer_types = {"conv2d": "Conv2D", "conv2d_transpose": "Conv2DTranspose"}
+    quanter = QAT(config={"weight_quantize_type": "channel_wise_abs_max", "activation_quantize_type": "moving_average_abs_max",
+                          "quantizable_layer_type": [layer_types[o] for o in ops.split(",")], "onnx_format": True})
+    quanter.quantize(net)
+    trainer = Trainer(cfg, work / "run", device="cpu", progress=False, net=net)
+    res = trainer.fit(force=True)
+    print(f"QAT fine-tuned {res.iterations} iterations, last validation F1 {res.best_val_f1:.4f}", flush=True)
+    trained = trainer.net
+    trained.eval()
+    quanter.save_quantized_model(VesselProbability(trained), str(Path(out_dir) / "legacy"), input_spec=input_spec(cfg.preprocess.in_channels))
+    info = Path(out_dir) / "legacy.pdiparams.info"
+    if info.exists():
+        info.unlink()
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"prune": prune, "ptq": ptq}[cmd](*args)
+    {"prune": prune, "ptq": ptq, "qat": qat}[cmd](*args)

@@ -19,3 +19,7 @@ class IntegrityError(ModelError):
 
 class EngineUnavailable(FundusEdgeError):
     """An inference engine that is not installed or cannot run on the asked device."""
+
+
+class EngineRunError(FundusEdgeError):
+    """An engine that loaded a model but failed to run it."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .engines import AUTO_ORDER, EngineOptions, engine_class, installed_engines
-from .errors import EngineUnavailable, InputError
+from .errors import EngineRunError, EngineUnavailable, InputError
 from .formats import formats_for
 from .fov import estimate_fov
 from .images import read_binary, read_image, to_rgb_uint8
@@ -68,7 +68,12 @@ class Predictor:
         files = list(manifest.formats[chosen])
         verify_files(model_dir, manifest, files)
         engine = engine_class(name)(model_dir, chosen, files, EngineOptions(device, threads, precision), manifest.quantization is not None)
-        engine.load()
+        try:
+            engine.load()
+        except (EngineUnavailable, InputError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - engines raise their own types; report one line
+            raise EngineRunError(f"{model_dir}: {name} could not load {chosen}: {_first_line(exc)}") from None
         p = cls(model_dir, manifest, engine)
         p.load_ms = (time.perf_counter() - t0) * 1e3
         return p
@@ -110,6 +115,12 @@ class Predictor:
         x, hw = pad_to_multiple(preprocess(rgb, self.manifest.preprocess), self.manifest.pad_multiple)
         return x, hw
 
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        try:
+            return self.engine.run(x)
+        except Exception as exc:  # noqa: BLE001
+            raise EngineRunError(f"{self.model_dir}: {self.backend} failed on a {x.shape} input: {_first_line(exc)}") from None
+
     def predict(self, image, fov=None, order: str = "rgb") -> Prediction:
         """One image (array or path). ``fov``: None, "auto", a mask array or a mask file."""
         t0 = time.perf_counter()
@@ -117,7 +128,7 @@ class Predictor:
         fmask = self._fov(fov, rgb)
         x, (h, w) = self.prepare(rgb)
         t1 = time.perf_counter()
-        out = self.engine.run(x[None])
+        out = self._run(x[None])
         t2 = time.perf_counter()
         prob = np.ascontiguousarray(out[0, 0, :h, :w], np.float32)
         mask = prob >= self.threshold
@@ -137,7 +148,7 @@ class Predictor:
             t0 = time.perf_counter()
             prepared = [self.prepare(rgbs[i]) for i in idx]
             t1 = time.perf_counter()
-            out = self.engine.run(np.stack([p[0] for p in prepared]))
+            out = self._run(np.stack([p[0] for p in prepared]))
             t2 = time.perf_counter()
             for k, i in enumerate(idx):
                 h, w = prepared[k][1]
@@ -149,3 +160,8 @@ class Predictor:
                 share = 1.0 / len(idx)
                 results[i] = Prediction(prob, mask, fmask, (t2 - t1) * 1e3 * share, (time.perf_counter() - t0) * 1e3 * share)
         return results  # type: ignore[return-value]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return f"{exc.__class__.__name__}: {text.splitlines()[0][:300] if text else ''}"

@@ -50,3 +50,14 @@ def test_bad_arguments(tiny_model, drive_synth, tmp_path, pruned_int8):
     with pytest.raises(InputError, match="empty calibration"):
         quantize(tiny_model, tmp_path / "e", drive_synth, int8="ptq", calib_images=0)
     assert not (tmp_path / "e").exists()
+
+
+def test_qat_gives_an_int8_model(tiny_model, drive_synth, tmp_path):
+    out = tmp_path / "qat"
+    r = quantize(tiny_model, out, drive_synth, int8="qat", finetune_iters=4, progress=False)
+    m = read_manifest(out)
+    assert r.variant == "int8" and m.quantization["method"] == "qat" and set(m.formats) == {"legacy", "onnx"}
+    rgb, _, _ = synthetic_fundus(12)
+    for e in ENGINES:
+        p = Predictor.load(out, backend=e)
+        assert p.predict(rgb).prob.shape == rgb.shape[:2] and p.precision.startswith("int8")

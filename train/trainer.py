@@ -77,8 +77,10 @@ def _scheduler(cfg: TrainConfig):
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, out_dir: str | Path, device: str = "auto", progress: bool = True, init_weights: str | Path | None = None):
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, device: str = "auto", progress: bool = True, init_weights: str | Path | None = None, net=None):
         self.cfg = cfg
+        self.given_net = net  # a prepared network (e.g. fake-quantized for QAT) to train as is
+        self.net = None  # the trained network after fit()
         self.out = Path(out_dir)
         self.device_request = device
         self.progress = progress
@@ -127,6 +129,9 @@ class Trainer:
         folder, pruned shapes included) for fine-tuning."""
         from .model import build_model
 
+        if self.given_net is not None:
+            self.given_net.train()
+            return self.given_net
         if self.init_weights:
             from .checkpoint import load_source
 
@@ -221,6 +226,7 @@ class Trainer:
                 bar.write(f"iter {done}: loss {loss_ema:.4f}  val F1 {vm['val_f1']:.4f}  AUC {vm['val_auc']:.4f}  thr {thr:.2f}  (best {best_f1:.4f} @ {best_it})")
         bar.close()
         logf.close()
+        self.net = net
         elapsed = elapsed0 + time.perf_counter() - t0
         run_s = time.perf_counter() - t0
         ran = max(0, o.iters - start)

@@ -10,7 +10,7 @@ from .base import Engine
 class PaddleEngine(Engine):
     name = "paddle"
 
-    def load(self) -> None:
+    def _predictor(self, int8: bool):
         import paddle
         from paddle import inference
 
@@ -21,26 +21,46 @@ class PaddleEngine(Engine):
             if not (paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0):
                 raise EngineUnavailable("paddle: --device gpu asked, but this Paddle build has no CUDA device")
             cfg.enable_use_gpu(256, 0)
-            self.device = "gpu:0"
         else:
             cfg.disable_gpu()
             cfg.enable_mkldnn()
-            if self.quantized:
+            if int8:
                 cfg.enable_mkldnn_int8()
             if self.options.threads:
                 cfg.set_cpu_math_library_num_threads(int(self.options.threads))
-            self.device = "cpu"
         cfg.switch_ir_optim(True)
-        self._pred = inference.create_predictor(cfg)
-        self._in = self._pred.get_input_handle(self._pred.get_input_names()[0])
-        self._out = self._pred.get_output_handle(self._pred.get_output_names()[0])
-        self.precision = "int8" if self.quantized else "fp32"
+        pred = inference.create_predictor(cfg)
+        return pred, pred.get_input_handle(pred.get_input_names()[0]), pred.get_output_handle(pred.get_output_names()[0])
+
+    def load(self) -> None:
+        self.device = "gpu:0" if self.options.device == "gpu" else "cpu"
+        if not self.quantized or self.options.device == "gpu":
+            self._pred, self._in, self._out = self._predictor(False)
+            self.precision = "int8-sim" if self.quantized else "fp32"
+            return
+        # oneDNN INT8 runs PaddleSlim's PTQ programs, but its pass fails on QAT programs ("could not
+        # create a primitive descriptor for a concat primitive", Paddle 3.3.1). Probe it once; if it
+        # fails, run the quantize/dequantize graph on FP32 kernels and say so in the precision.
+        try:
+            self._pred, self._in, self._out = self._predictor(True)
+            c = int(self.manifest_channels())
+            self.run(np.zeros((1, c, 32, 32), np.float32))
+            self.precision = "int8"
+        except (RuntimeError, ValueError):
+            self._pred, self._in, self._out = self._predictor(False)
+            self.precision = "int8-sim"
+
+    def manifest_channels(self) -> int:
+        from ..manifest import read_manifest
+
+        return read_manifest(self.model_dir).preprocess.in_channels
 
     def run(self, x: np.ndarray) -> np.ndarray:
         self._in.reshape(list(x.shape))
         self._in.copy_from_cpu(np.ascontiguousarray(x, np.float32))
         self._pred.run()
         return self._out.copy_to_cpu()
+
 
     def versions(self) -> dict:
         import paddle

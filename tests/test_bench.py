@@ -1,0 +1,63 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from fundus_edge.bench.records import BenchRecord
+from fundus_edge.bench.report import markdown, pareto_front, write_csv
+from fundus_edge.bench.runner import BenchConfig
+from fundus_edge.bench.sweep import run_bench
+
+
+def test_pareto_front():
+    pts = [(10, 0.80), (5, 0.79), (20, 0.82), (12, 0.79), (30, 0.81)]
+    assert pareto_front(pts) == [1, 0, 2]
+
+
+def test_markdown_reports_failures_and_requested_precision():
+    recs = [
+        BenchRecord("fp32", "openvino", precision="fp32", precision_requested="bf16", p50_ms=10.0, f1=0.8),
+        BenchRecord("int8", "*", status="export_failed", error="boom"),
+    ]
+    meta = {"machine": {"cpu": "X", "cores": 2, "isa_flags": ["avx2"]}, "threads": 2, "images": "d", "image_size": "584x565", "date": "t", "peak": {}}
+    md = markdown(recs, meta)
+    assert "fp32 (asked bf16)" in md and "int8 / *: export_failed: boom" in md
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tiny_model, drive_synth, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    shipped = root / "shipped"
+    shipped.mkdir()
+    (shipped / "default").symlink_to(tiny_model)
+    cfg = BenchConfig(data=str(drive_synth), out=root / "out", quick=True, models_dir=root / "models", shipped=shipped,
+                      variants=("fp32", "int8", "nonexistent"), finetune_iters=4)
+    recs, meta = run_bench(cfg, progress=False)
+    return root / "out", recs, meta
+
+
+def test_sweep_records_every_cell(tiny_bench):
+    out, recs, meta = tiny_bench
+    by = {(r.variant, r.backend, r.precision_requested): r for r in recs}
+    for e in ("onnxruntime", "openvino", "paddle"):
+        r = by[("fp32", e, None)]
+        assert r.status == "ok", r.error
+        assert r.p50_ms > 0 and r.p90_ms >= r.p50_ms and r.f1 is not None and r.auc is not None and r.peak_rss_mb > 0
+        assert r.params > 0 and r.gflops > 0 and r.size_mb > 0 and r.gflops_per_s > 0
+    assert ("fp32", "openvino", "bf16") in by
+    assert by[("int8", "onnxruntime", None)].precision == "int8"
+    # FP32 engines agree: same F1 through every engine
+    f1s = {round(by[("fp32", e, None)].f1, 3) for e in ("onnxruntime", "openvino", "paddle")}
+    assert len(f1s) == 1
+    assert by[("nonexistent", "*", None)].status == "export_failed"
+    assert meta["machine"]["cores"] >= 1 and meta["versions"]["onnxruntime"]
+
+
+def test_sweep_writes_reports(tiny_bench):
+    out, recs, _ = tiny_bench
+    data = json.loads((out / "results.json").read_text())
+    assert len(data["results"]) == len(recs) and "peak" in data["meta"]
+    assert (out / "results.csv").read_text().startswith("variant,backend")
+    assert "| variant |" in (out / "results.md").read_text()
+    assert (out / "pareto.png").stat().st_size > 1000
+    assert list(out.glob("overlay_*.png"))
