@@ -7,7 +7,7 @@ THREADS ?= 2
 BENCH_ARGS ?=
 export OMP_NUM_THREADS ?= $(THREADS)
 
-.PHONY: install test test-all bench bench-quick bench-pytest variants clean
+.PHONY: install test test-all bench bench-quick bench-pytest variants models clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,15 @@ bench-quick: install
 
 bench-pytest: install
 	$(BIN)/python -m pytest -q -m "slow or not slow" bench/test_latency.py --benchmark-only
+
+# How the shipped models were made (hours on 2 CPU cores; not part of `make bench`).
+models: install
+	$(BIN)/fundus-edge train --config default --data $(DATA) --out runs/default --threads 1 --no-progress
+	$(BIN)/fundus-edge train --config small --data $(DATA) --out runs/small --threads 1 --iters 4000 --no-progress
+	$(BIN)/fundus-edge export runs/default/best --out models/default --formats pir,onnx --force
+	$(BIN)/fundus-edge export runs/small/best --out models/small --formats pir,onnx --force
+	$(BIN)/python -m fundus_edge.modelcard --run runs/default --model models/default --data $(DATA)
+	$(BIN)/python -m fundus_edge.modelcard --run runs/small --model models/small --data $(DATA)
 
 clean:
 	rm -rf build

@@ -79,7 +79,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, name: str | None 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise InputError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
-    if "onnx" in formats and "legacy" not in formats:
+    legacy_only_for_onnx = "onnx" in formats and "legacy" not in formats
+    if legacy_only_for_onnx:
         formats = tuple(formats) + ("legacy",)  # ONNX is converted from the legacy program
     net, info = load_source(checkpoint)
     prepare_out(out, force)
@@ -97,6 +98,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, name: str | None 
         if "onnx" in formats:
             builders.legacy_to_onnx(out, opset)
             done["onnx"] = list(FORMATS["onnx"].files)
+        if legacy_only_for_onnx:
+            for f in done.pop("legacy"):
+                (out / f).unlink()
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # no half-written model folder left behind
         raise

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from fundus_edge.metrics import MetricAccumulator, VesselMetrics
 from fundus_edge.runtime.errors import ModelError
 
@@ -41,6 +43,26 @@ def evaluate_source(source, data, split="test", layout="auto", threshold=None, b
         thr = pred.threshold if threshold is None else threshold
         via = f"{pred.backend} ({pred.device}, {pred.precision})"
         run = lambda s: pred.predict(s.rgb, fov=s.fov).prob  # noqa: E731
+    elif source.is_dir() and (any(source.glob("*_prob.png")) or any(source.glob("*_mask.png"))):
+        # A folder of `fundus-edge predict` outputs: score the files themselves (the stable contract).
+        from fundus_edge.runtime.images import _read_raw
+
+        use_prob = any(source.glob("*_prob.png"))
+        use_mask = any(source.glob("*_mask.png")) and threshold is None
+        thr = 0.5 if threshold is None else threshold
+        via = "predict outputs (" + ", ".join(x for x, on in (("F1 etc. from <stem>_mask.png", use_mask), ("AUC from <stem>_prob.png / 255", use_prob)) if on) + ")"
+        pending = {}
+
+        def _png(kind):
+            f = source / f"{pending['stem']}_{kind}.png"
+            if not f.is_file():
+                raise ModelError(f"{f}: missing prediction for {pending['stem']}")
+            return _read_raw(f)
+
+        def run(s):
+            if use_mask:
+                pending["pred"] = _png("mask") >= 128
+            return _png("prob").astype(np.float32) / 255.0 if use_prob else _png("mask") >= 128
     else:
         from fundus_edge.train.checkpoint import is_checkpoint, load_network
         from fundus_edge.train.infer import predict_prob
@@ -53,6 +75,9 @@ def evaluate_source(source, data, split="test", layout="auto", threshold=None, b
         run = lambda s: predict_prob(net, s.rgb, info.config.preprocess, net.pad_multiple)  # noqa: E731
     acc = MetricAccumulator(threshold=thr)
     for s in tqdm(samples, desc="evaluate", disable=not progress, unit="img"):
+        if "pending" in locals():
+            pending["stem"] = s.image.stem
         ls = load_sample(s)
-        acc.add(run(ls), ls.label, ls.fov, ls.name)
+        prob = run(ls)
+        acc.add(prob, ls.label, ls.fov, ls.name, pred=pending.get("pred") if "pending" in locals() else None)
     return EvalReport(str(source), str(data), split, len(samples), thr, via, acc.pooled(), tuple(acc.per_image))

@@ -88,10 +88,12 @@ class MetricAccumulator:
     _probs: list = field(default_factory=list)
     _truths: list = field(default_factory=list)
 
-    def add(self, prob: np.ndarray, truth: np.ndarray, fov: np.ndarray | None = None, name: str = "") -> VesselMetrics:
-        """Add one image. ``prob`` is a probability map in [0, 1] (or a bool mask: AUC is then skipped)."""
+    def add(self, prob: np.ndarray, truth: np.ndarray, fov: np.ndarray | None = None, name: str = "", pred: np.ndarray | None = None) -> VesselMetrics:
+        """Add one image. ``prob`` is a probability map in [0, 1] (or a bool mask: AUC is then
+        skipped); ``pred``, when given, is the binary mask to score instead of ``prob >= threshold``."""
         prob = np.asarray(prob)
-        pred = prob if prob.dtype == bool else prob >= self.threshold
+        if pred is None:
+            pred = prob if prob.dtype == bool else prob >= self.threshold
         c = confusion(pred, truth, fov)
         for i in range(4):
             self.counts[i] += c[i]

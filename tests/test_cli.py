@@ -55,3 +55,20 @@ def test_export_refuses_to_overwrite(tiny_run, tmp_path, capsys):
     (out / "mine.txt").write_text("user file")
     assert main(["export", str(tiny_run / "best"), "--out", str(out)]) == 2
     assert "--force" in capsys.readouterr().err and (out / "mine.txt").exists()
+
+
+def test_evaluate_scores_predict_outputs(tiny_model, drive_synth, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "pred"
+    assert main(["predict", str(tiny_model), str(drive_synth / "test" / "images"), "--output", str(out), "--save-prob", "--backend", "onnxruntime", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--data", str(drive_synth), "--json", "--no-progress"]) == 0
+    files = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--json", "--backend", "onnxruntime", "--no-progress"]) == 0
+    direct = json.loads(capsys.readouterr().out)
+    assert abs(files["pooled"]["f1"] - direct["pooled"]["f1"]) < 1e-6  # masks carry the model's threshold
+    assert abs(files["pooled"]["auc"] - direct["pooled"]["auc"]) < 0.01  # 8-bit probabilities
+    (out / "01_test_mask.png").unlink()
+    assert main(["evaluate", str(out), "--data", str(drive_synth), "--no-progress"]) == 2
+    assert "missing prediction" in capsys.readouterr().err

@@ -159,3 +159,14 @@ def test_runtime_imports_no_training_stack():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+def test_export_subset_of_formats(tiny_run, tmp_path):
+    from fundus_edge.export.exporter import export_checkpoint
+
+    r = export_checkpoint(tiny_run / "best", tmp_path / "m", formats=("pir", "onnx"))
+    assert r.formats == ("pir", "onnx")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["manifest.yaml", "model.json", "model.onnx", "model.pdiparams"]
+    # a shipped-style folder (no legacy) still rebuilds every format, legacy included
+    r2 = export_checkpoint(tmp_path / "m", tmp_path / "m2")
+    assert r2.formats == ("pir", "legacy", "onnx")

@@ -37,3 +37,21 @@ def test_shipped_model_is_small_and_intact(name):
     assert (d / "MODEL_CARD.md").is_file()
     Predictor.load(d, backend="onnxruntime")  # checks every sha256
     assert man.model["params"] <= 500_000
+
+
+@pytest.mark.drive
+def test_engines_agree_on_drive(drive_root):
+    """Paddle Inference, ONNX Runtime and OpenVINO (FP32) on DRIVE test images with the shipped
+    default model: >= 99.9 % of mask pixels equal and probabilities within 1e-3."""
+    d = MODELS / "default"
+    if not (d / "manifest.yaml").is_file():
+        pytest.fail("models/default is not shipped")
+    preds = {e: Predictor.load(d, backend=e, threads=2) for e in ("paddle", "onnxruntime", "openvino")}
+    for s in discover(drive_root, "test")[:2]:
+        rgb = load_sample(s).rgb
+        out = {e: p.predict(rgb) for e, p in preds.items()}
+        ref = out["onnxruntime"]
+        for e, r in out.items():
+            assert preds[e].precision == "fp32"
+            assert float(abs(r.prob - ref.prob).max()) < 1e-3, e
+            assert (r.mask == ref.mask).mean() >= 0.999, e
