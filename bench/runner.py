@@ -143,6 +143,14 @@ def prepare_images(cfg: BenchConfig, path: Path) -> tuple[int, str]:
 
 
 # -- sweep ---------------------------------------------------------------------------------------
+def has_bf16() -> bool:
+    """A BF16 row only where the CPU has BF16 kernels; elsewhere OpenVINO runs it in FP32 and the
+    row would repeat the FP32 one (it reads back f32: measured on an AVX2-only EPYC)."""
+    from .machine import cpu_info
+
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_info()["isa_flags"]))
+
+
 def plan_cells(dirs: dict, cfg: BenchConfig) -> list[Cell]:
     engines = cfg.engines or tuple(e for e in ("onnxruntime", "openvino", "paddle") if e in installed_engines())
     cells = []
@@ -152,7 +160,7 @@ def plan_cells(dirs: dict, cfg: BenchConfig) -> list[Cell]:
             if not formats_for(e, list(man.formats)):
                 continue
             cells.append(Cell(variant, d, e))
-            if e == "openvino" and cfg.bf16_rows and man.quantization is None:
+            if e == "openvino" and cfg.bf16_rows and man.quantization is None and has_bf16():
                 cells.append(Cell(variant, d, e, "bf16"))
     return cells
 
