@@ -47,7 +47,23 @@ def cmd_train(a) -> int:
 
 def cmd_evaluate(a) -> int:
     _set_threads(a.threads)
-    from fundus_edge.evaluate import evaluate_source
+    from fundus_edge.evaluate import evaluate_perturbed, evaluate_source
+
+    if a.perturb is not None:
+        from fundus_edge.train.camera import PERTURBATIONS
+
+        names = PERTURBATIONS if a.perturb == "all" else tuple(n.strip() for n in a.perturb.split(",") if n.strip())
+        rep = evaluate_perturbed(a.source, a.data, names, split=a.split, layout=a.layout, backend=a.backend, threads=a.threads, rescale=not a.no_rescale, progress=not a.no_progress)
+        if a.json:
+            print(json.dumps(rep.to_dict(), indent=2))
+            return 0
+        print(f"{rep.source} on {rep.data} ({rep.split}, {rep.images} images, FOV pooled, threshold {rep.threshold:.3f}, via {rep.via}, rescale {'on' if rep.rescale else 'off'})")
+        print("| perturbation | F1 | ΔF1 | AUC | IoU |\n| --- | --- | --- | --- | --- |")
+        for r in rep.rows:
+            auc = "n/a" if r.metrics.auc is None else f"{r.metrics.auc:.4f}"
+            print(f"| {r.perturbation} | {r.metrics.f1:.4f} | {r.delta_f1:+.4f} | {auc} | {r.metrics.iou:.4f} |")
+        return 0
+    from fundus_edge.evaluate import evaluate_source  # noqa: F811
 
     report = evaluate_source(a.source, a.data, split=a.split, layout=a.layout, threshold=a.threshold, backend=a.backend, threads=a.threads, progress=not a.no_progress)
     if a.json:
@@ -125,7 +141,9 @@ def cmd_predict(a) -> int:
     if not paths:
         raise FundusEdgeError("no input images given")
     files = expand_inputs(paths)
-    pred = Predictor.load(model, backend=a.backend, device=a.device, threads=a.threads, precision=a.precision)
+    from fundus_edge.runtime.predictor import ScaleOptions
+
+    pred = Predictor.load(model, backend=a.backend, device=a.device, threads=a.threads, precision=a.precision, scale=ScaleOptions(rescale=not a.no_rescale))
     print(f"model {model} ({pred.manifest.name}, {pred.manifest.variant}) on {pred.backend}, device {pred.device}, precision {pred.precision}", file=sys.stderr)
     outcomes = predict_files(pred, files, Path(a.output), save_prob=a.save_prob, save_overlay=a.overlay, fov=a.fov, force=a.force, progress=not a.no_progress)
     ok = [o for o in outcomes if o.error is None]
@@ -167,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--backend", default="auto", help="engine for a model folder (auto, paddle, onnxruntime, openvino)")
     e.add_argument("--threads", type=int)
     e.add_argument("--per-image", action="store_true")
+    e.add_argument("--perturb", nargs="?", const="all", metavar="LIST",
+                   help="score a model folder under camera perturbations: all (default) or a comma list such as jpeg30,gamma0.6,scale2,grey")
+    e.add_argument("--no-rescale", action="store_true", help="with --perturb: do not resize inputs to the training FOV scale")
     e.add_argument("--json", action="store_true")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_evaluate)
@@ -217,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int)
     r.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="OpenVINO inference precision (default fp32)")
     r.add_argument("--fov", default="auto", help="auto (estimate), none, a mask file or a folder of masks")
+    r.add_argument("--no-rescale", action="store_true", help="do not resize the input so its FOV matches the training scale")
     r.add_argument("--save-prob", action="store_true", help="also write <stem>_prob.png (probability x 255)")
     r.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
     r.add_argument("--force", action="store_true", help="overwrite existing outputs")

@@ -81,3 +81,42 @@ def evaluate_source(source, data, split="test", layout="auto", threshold=None, b
         prob = run(ls)
         acc.add(prob, ls.label, ls.fov, ls.name, pred=pending.get("pred") if "pending" in locals() else None)
     return EvalReport(str(source), str(data), split, len(samples), thr, via, acc.pooled(), tuple(acc.per_image))
+
+
+@dataclass(frozen=True)
+class PerturbReport:
+    source: str
+    data: str
+    split: str
+    images: int
+    threshold: float
+    via: str
+    rescale: bool
+    rows: tuple  # PerturbedScore, clean first
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "data": self.data, "split": self.split, "images": self.images, "threshold": self.threshold,
+                "via": self.via, "rescale": self.rescale,
+                "rows": [{"perturbation": r.perturbation, "delta_f1": r.delta_f1, **r.metrics.to_dict()} for r in self.rows]}
+
+
+def evaluate_perturbed(source, data, perturbations, split="test", layout="auto", backend="auto", threads=None, rescale=True, progress=True) -> PerturbReport:
+    """F1 / AUC of an exported model under named camera perturbations (see fundus_edge.train.camera)."""
+    from tqdm import tqdm
+
+    from fundus_edge.robustness import score_perturbations
+    from fundus_edge.runtime.predictor import Predictor, ScaleOptions
+    from fundus_edge.train.camera import parse_perturbation
+    from fundus_edge.train.data import discover, load_sample
+
+    source = Path(source)
+    if not (source / "manifest.yaml").is_file():
+        raise ModelError(f"{source}: --perturb needs an exported model folder (manifest.yaml): it runs through the runtime")
+    names = [parse_perturbation(n).name for n in perturbations]  # fail on a bad name before loading anything
+    samples = [load_sample(s) for s in discover(data, split=split, layout=layout)]
+    pred = Predictor.load(source, backend=backend, threads=threads, scale=ScaleOptions(rescale=rescale))
+    bar = tqdm(total=len(samples) * (len(names) + 1), desc="perturb", unit="img", disable=not progress)
+    rows = score_perturbations(lambda rgb, fov: pred.predict(rgb, fov=fov).prob, samples, names, pred.threshold, bar)
+    bar.close()
+    via = f"{pred.backend} ({pred.device}, {pred.precision})"
+    return PerturbReport(str(source), str(data), split, len(samples), pred.threshold, via, rescale, tuple(rows))

@@ -4,6 +4,7 @@ A bad input is reported and skipped; the caller turns the failures into a non-ze
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,11 @@ def predict_files(predictor, files: list[Path], out_dir: Path, save_prob: bool =
             fmask = fov
             if fov not in ("auto", "none"):
                 fmask = _match_fov(Path(fov), f) if Path(fov).is_dir() else Path(fov)
-            res = predictor.predict(rgb, fov=fmask)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # reported below, one line per file
+                res = predictor.predict(rgb, fov=fmask)
+            if res.warning:
+                tqdm.write(f"warning: {f}: {res.warning}", file=sys.stderr)
             write_png(targets[0], res.mask.astype(np.uint8) * 255)
             if save_prob:
                 write_png(targets[1], np.clip(res.prob * 255.0 + 0.5, 0, 255).astype(np.uint8))

@@ -6,12 +6,29 @@ import numpy as np
 
 
 def estimate_fov(rgb: np.ndarray, threshold: float | None = None) -> np.ndarray:
-    """Return an HxW bool FOV mask estimated from the image.
+    """Return an HxW bool FOV mask estimated from the image; all True when no dark frame is found
+    (a crop of the retina) or no retina is seen."""
+    m = find_fov(rgb, threshold)
+    return np.ones(rgb.shape[:2], bool) if m is None else m
+
+
+# Above this many pixels the FOV is found on a reduced copy: a 4000x3000 frame needs no full-size blur.
+_FIND_MAX_SIDE = 1024
+
+
+def find_fov(rgb: np.ndarray, threshold: float | None = None) -> np.ndarray | None:
+    """HxW bool FOV mask, or None when the image shows no FOV (no dark frame, or no bright retina).
 
     The frame around the retina is near black in every channel; the red channel is brightest inside
     the FOV, so threshold it (Otsu on a blurred copy, or a fixed level), keep the largest component
-    and fill holes. Returns an all-True mask when no dark frame is found (a crop of the retina).
+    and fill holes.
     """
+    h, w = rgb.shape[:2]
+    if max(h, w) > _FIND_MAX_SIDE:
+        f = _FIND_MAX_SIDE / max(h, w)
+        small = cv2.resize(np.ascontiguousarray(rgb), (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        m = find_fov(small, threshold)
+        return None if m is None else cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
     red = cv2.GaussianBlur(np.ascontiguousarray(rgb[..., 0]), (0, 0), 2)
     if threshold is None:
         level = max(10.0, min(40.0, float(cv2.threshold(red, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[0]) * 0.5))
@@ -19,7 +36,7 @@ def estimate_fov(rgb: np.ndarray, threshold: float | None = None) -> np.ndarray:
         level = float(threshold)
     mask = (red > level).astype(np.uint8)
     if mask.mean() > 0.98 or mask.mean() < 0.02:
-        return np.ones(red.shape, bool)
+        return None
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n > 1:
         biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
@@ -31,6 +48,10 @@ def estimate_fov(rgb: np.ndarray, threshold: float | None = None) -> np.ndarray:
 
 
 def fov_diameter(mask: np.ndarray) -> float:
-    """Horizontal extent of the FOV in pixels (the width of its bounding box)."""
+    """FOV diameter in pixels: the longer side of its bounding box (cameras often cut the disc at the
+    top and bottom, rarely at both sides)."""
     cols = np.flatnonzero(mask.any(axis=0))
-    return float(cols[-1] - cols[0] + 1) if cols.size else 0.0
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not cols.size:
+        return 0.0
+    return float(max(cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +16,11 @@ import numpy as np
 from .engines import AUTO_ORDER, EngineOptions, engine_class, installed_engines
 from .errors import EngineRunError, EngineUnavailable, InputError
 from .formats import formats_for
-from .fov import estimate_fov
+from .fov import fov_diameter, find_fov
 from .images import read_binary, read_image, to_rgb_uint8
 from .manifest import Manifest, read_manifest, verify_files
 from .preprocess import pad_to_multiple, preprocess
+from .scale import resize_image, resize_prob, run_tiled, scale_factor
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,18 @@ class Prediction:
     fov: np.ndarray | None
     engine_ms: float  # the engine call alone
     total_ms: float  # preprocessing + engine + postprocessing
+    scale: float = 1.0  # resize factor applied before the network (1.0: none)
+    warning: str | None = None  # e.g. no FOV found, so no rescaling
+
+
+@dataclass(frozen=True)
+class ScaleOptions:
+    """Scale normalisation (resize the FOV to the training diameter) and tiling of large inputs."""
+
+    rescale: bool = True
+    max_side: int = 1600  # network inputs larger than this on either side run in tiles
+    tile: int = 768
+    overlap: int = 96
 
 
 def choose_engine(manifest: Manifest, backend: str) -> tuple[str, str]:
@@ -46,15 +60,17 @@ def choose_engine(manifest: Manifest, backend: str) -> tuple[str, str]:
 
 
 class Predictor:
-    def __init__(self, model_dir: Path, manifest: Manifest, engine):
+    def __init__(self, model_dir: Path, manifest: Manifest, engine, scale: ScaleOptions | None = None):
         self.model_dir = model_dir
         self.manifest = manifest
         self.engine = engine
         self.threshold = float(manifest.threshold)
         self.load_ms = 0.0
+        self.scale = scale or ScaleOptions()
+        self.train_diameter = manifest.scale.get("fov_diameter_px") if manifest.scale else None
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, backend: str = "auto", device: str = "cpu", threads: int | None = None, precision: str | None = None, fmt: str | None = None) -> "Predictor":
+    def load(cls, model_dir: str | os.PathLike, backend: str = "auto", device: str = "cpu", threads: int | None = None, precision: str | None = None, fmt: str | None = None, scale: ScaleOptions | None = None) -> "Predictor":
         t0 = time.perf_counter()
         model_dir = Path(model_dir)
         manifest = read_manifest(model_dir)
@@ -74,7 +90,7 @@ class Predictor:
             raise
         except Exception as exc:  # noqa: BLE001 - engines raise their own types; report one line
             raise EngineRunError(f"{model_dir}: {name} could not load {chosen}: {_first_line(exc)}") from None
-        p = cls(model_dir, manifest, engine)
+        p = cls(model_dir, manifest, engine, scale)
         p.load_ms = (time.perf_counter() - t0) * 1e3
         return p
 
@@ -100,7 +116,7 @@ class Predictor:
         if fov is None or (isinstance(fov, str) and fov == "none"):
             return None
         if isinstance(fov, str) and fov == "auto":
-            return estimate_fov(rgb)
+            return find_fov(rgb)  # None when there is no FOV to find: nothing is masked
         if isinstance(fov, (str, os.PathLike)):
             m = read_binary(fov, "FOV mask")
             where = str(fov)
@@ -110,6 +126,16 @@ class Predictor:
         if m.shape != rgb.shape[:2]:
             raise InputError(f"{where}: FOV mask is {m.shape[1]}x{m.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]}")
         return m
+
+    def _factor(self, rgb: np.ndarray, fmask: np.ndarray | None, fov_asked: bool) -> tuple[float, str | None]:
+        """Resize factor that brings the FOV to the training diameter, and a warning when the FOV
+        cannot be found (then no rescaling)."""
+        if not self.scale.rescale or not self.train_diameter:
+            return 1.0, None
+        m = fmask if fmask is not None else (None if fov_asked else find_fov(rgb))
+        if m is None or not m.any():
+            return 1.0, "no field of view found (no dark frame around a bright retina): not rescaled"
+        return scale_factor(fov_diameter(m), self.train_diameter), None
 
     def prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         x, hw = pad_to_multiple(preprocess(rgb, self.manifest.preprocess), self.manifest.pad_multiple)
@@ -121,44 +147,70 @@ class Predictor:
         except Exception as exc:  # noqa: BLE001
             raise EngineRunError(f"{self.model_dir}: {self.backend} failed on a {x.shape} input: {_first_line(exc)}") from None
 
-    def predict(self, image, fov=None, order: str = "rgb") -> Prediction:
-        """One image (array or path). ``fov``: None, "auto", a mask array or a mask file."""
-        t0 = time.perf_counter()
+    def _tiled(self, x: np.ndarray) -> bool:
+        return max(x.shape[-2:]) > self.scale.max_side
+
+    def _run_one(self, x: np.ndarray) -> np.ndarray:
+        """CxHxW padded input -> HxW probability, in tiles when the input is large."""
+        if self._tiled(x):
+            m = self.manifest.pad_multiple
+            tile = max(m, self.scale.tile // m * m)
+            return run_tiled(x, self._run, tile, self.scale.overlap)
+        return self._run(x[None])[0, 0]
+
+    def _start(self, image, fov, order: str):
+        """Read, find the FOV, rescale and preprocess one image."""
         rgb = self._rgb(image, order)
         fmask = self._fov(fov, rgb)
-        x, (h, w) = self.prepare(rgb)
-        t1 = time.perf_counter()
-        out = self._run(x[None])
-        t2 = time.perf_counter()
-        prob = np.ascontiguousarray(out[0, 0, :h, :w], np.float32)
+        fov_asked = isinstance(fov, str) and fov == "auto"
+        factor, warning = self._factor(rgb, fmask, fov_asked)
+        if warning:
+            warnings.warn(f"{image if isinstance(image, (str, os.PathLike)) else 'image'}: {warning}", stacklevel=3)
+        x, hw = self.prepare(resize_image(rgb, factor))
+        return rgb, fmask, factor, warning, x, hw
+
+    def _finish(self, prob: np.ndarray, rgb: np.ndarray, fmask, hw) -> tuple[np.ndarray, np.ndarray]:
+        h, w = hw
+        prob = resize_prob(np.ascontiguousarray(prob[:h, :w], np.float32), rgb.shape[:2])
         mask = prob >= self.threshold
         if fmask is not None:
             mask &= fmask
-        return Prediction(prob, mask, fmask, (t2 - t1) * 1e3, (time.perf_counter() - t0) * 1e3)
+        return prob, mask
+
+    def predict(self, image, fov=None, order: str = "rgb") -> Prediction:
+        """One image (array or path). ``fov``: None, "auto", a mask array or a mask file. The image
+        is resized so its FOV matches the training scale (``ScaleOptions.rescale``); the outputs are
+        at the input's own size."""
+        t0 = time.perf_counter()
+        rgb, fmask, factor, warning, x, hw = self._start(image, fov, order)
+        t1 = time.perf_counter()
+        out = self._run_one(x)
+        t2 = time.perf_counter()
+        prob, mask = self._finish(out, rgb, fmask, hw)
+        return Prediction(prob, mask, fmask, (t2 - t1) * 1e3, (time.perf_counter() - t0) * 1e3, factor, warning)
 
     def predict_batch(self, images: list, fovs: list | None = None, order: str = "rgb") -> list[Prediction]:
-        """Several images; same-size ones run as one batch."""
+        """Several images; those of the same network-input size run as one batch."""
         fovs = fovs or [None] * len(images)
-        rgbs = [self._rgb(im, order) for im in images]
         results: list[Prediction | None] = [None] * len(images)
-        groups: dict[tuple, list[int]] = {}
-        for i, r in enumerate(rgbs):
-            groups.setdefault(r.shape, []).append(i)
+        started, groups = [], {}
+        for i, (im, fv) in enumerate(zip(images, fovs)):
+            t0 = time.perf_counter()
+            started.append((self._start(im, fv, order), time.perf_counter() - t0))
+            x = started[-1][0][4]
+            groups.setdefault(("tiled", i) if self._tiled(x) else x.shape, []).append(i)
         for idx in groups.values():
             t0 = time.perf_counter()
-            prepared = [self.prepare(rgbs[i]) for i in idx]
+            xs = [started[i][0][4] for i in idx]
+            out = self._run_one(xs[0])[None, None] if len(idx) == 1 else self._run(np.stack(xs))
             t1 = time.perf_counter()
-            out = self._run(np.stack([p[0] for p in prepared]))
-            t2 = time.perf_counter()
+            share = 1.0 / len(idx)
             for k, i in enumerate(idx):
-                h, w = prepared[k][1]
-                prob = np.ascontiguousarray(out[k, 0, :h, :w], np.float32)
-                fmask = self._fov(fovs[i], rgbs[i])
-                mask = prob >= self.threshold
-                if fmask is not None:
-                    mask &= fmask
-                share = 1.0 / len(idx)
-                results[i] = Prediction(prob, mask, fmask, (t2 - t1) * 1e3 * share, (time.perf_counter() - t0) * 1e3 * share)
+                (rgb, fmask, factor, warning, _, hw), pre_s = started[i]
+                t2 = time.perf_counter()
+                prob, mask = self._finish(out[k, 0], rgb, fmask, hw)
+                post_s = time.perf_counter() - t2
+                results[i] = Prediction(prob, mask, fmask, (t1 - t0) * 1e3 * share, (pre_s + (t1 - t0) * share + post_s) * 1e3, factor, warning)
         return results  # type: ignore[return-value]
 
 

@@ -61,7 +61,9 @@ def test_evaluate_scores_predict_outputs(tiny_model, drive_synth, tmp_path, caps
     import json
 
     out = tmp_path / "pred"
-    assert main(["predict", str(tiny_model), str(drive_synth / "test" / "images"), "--output", str(out), "--save-prob", "--backend", "onnxruntime", "--no-progress"]) == 0
+    # the data set's own FOV masks, as evaluate uses them (they also set the rescaling factor)
+    assert main(["predict", str(tiny_model), str(drive_synth / "test" / "images"), "--output", str(out), "--save-prob", "--backend", "onnxruntime",
+                 "--fov", str(drive_synth / "test" / "mask"), "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["evaluate", str(out), "--data", str(drive_synth), "--json", "--no-progress"]) == 0
     files = json.loads(capsys.readouterr().out)

@@ -25,6 +25,8 @@ class AugmentConfig:
     gamma: tuple[float, float] = (0.7, 1.5)
     hue_jitter: float = 0.05  # per-channel gain jitter
     fov_bias: float = 0.9  # probability that a crop centre lies inside the FOV
+    camera: float = 0.0  # probability that a crop comes from a random camera copy (train/camera.py)
+    camera_copies: int = 6  # camera copies made of each training image at the start
 
 
 def photometric(rgb: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:

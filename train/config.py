@@ -40,6 +40,10 @@ class OptimConfig:
     dice_weight: float = 0.5
     val_every: int = 250
     seed: int = 0
+    # Validation also under these camera perturbations (e.g. [jpeg30, gamma0.6, scale0.5, grey]);
+    # select "robust" keeps the checkpoint with the best mean of clean and perturbed F1.
+    val_perturb: tuple = ()
+    select: str = "clean"  # clean | robust
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,10 @@ from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.fov import estimate_fov
 from fundus_edge.runtime.images import IMAGE_SUFFIXES, read_binary, read_image
 
-LAYOUTS = ("auto", "drive", "filelist", "folders")
+LAYOUTS = ("auto", "drive", "filelist", "folders", "stare", "chase")
+STARE_IMAGE = re.compile(r"im\d{4}\.ppm$", re.I)
+STARE_LABEL = re.compile(r"(im\d{4})\.(ah|vk)\.ppm$", re.I)
+CHASE_IMAGE = re.compile(r"Image_\d{2}[LR]\.jpg$", re.I)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,43 @@ def _folders(root: Path) -> list[Sample]:
     return samples
 
 
+def _files(root: Path, pattern: re.Pattern) -> list[Path]:
+    return sorted((p for p in root.rglob("*") if p.is_file() and pattern.search(p.name)), key=lambda p: p.name)
+
+
+def _stare(root: Path) -> list[Sample]:
+    """STARE as distributed (once un-gzipped): im0001.ppm images and im0001.ah.ppm (Hoover, the first
+    observer, used here) / im0001.vk.ppm labels, in one folder or in sub-folders. No FOV masks: the
+    FOV is estimated from each image."""
+    labels = {}
+    for p in _files(root, STARE_LABEL):
+        stem, who = STARE_LABEL.search(p.name).groups()
+        if who.lower() == "ah":
+            labels[stem.lower()] = p
+    images = _files(root, STARE_IMAGE)
+    if not images:
+        raise InputError(f"{root}: no STARE images (im0001.ppm ...)")
+    missing = [p.name for p in images if p.stem.lower() not in labels]
+    if missing:
+        raise InputError(f"{root}: no .ah.ppm label for {', '.join(missing[:5])}")
+    return [Sample(p.stem, p, labels[p.stem.lower()]) for p in images]
+
+
+def _chase(root: Path) -> list[Sample]:
+    """CHASE_DB1: Image_01L.jpg with Image_01L_1stHO.png (first observer, used here) and _2ndHO.png.
+    No FOV masks: the FOV is estimated from each image."""
+    images = _files(root, CHASE_IMAGE)
+    if not images:
+        raise InputError(f"{root}: no CHASE_DB1 images (Image_01L.jpg ...)")
+    samples = []
+    for p in images:
+        lab = p.with_name(f"{p.stem}_1stHO.png")
+        if not lab.is_file():
+            raise InputError(f"{p}: no label {lab.name} beside it")
+        samples.append(Sample(p.stem, p, lab))
+    return samples
+
+
 def detect_layout(path: Path) -> str:
     if path.is_file():
         return "filelist"
@@ -114,11 +154,17 @@ def detect_layout(path: Path) -> str:
         return "drive"
     if (path / "images").is_dir():
         return "folders"
-    raise InputError(f"{path}: not a DRIVE folder, a file list or an images/ + labels/ folder")
+    names = [p.name for p in path.rglob("*") if p.is_file()]
+    if any(STARE_LABEL.search(n) for n in names):
+        return "stare"
+    if any(CHASE_IMAGE.search(n) for n in names):
+        return "chase"
+    raise InputError(f"{path}: not a DRIVE, STARE or CHASE_DB1 folder, a file list or an images/ + labels/ folder")
 
 
 def discover(path: str | Path, split: str = "train", layout: str = "auto", root: str | Path | None = None) -> list[Sample]:
-    """List the samples of a data set. ``split`` only matters for DRIVE (train or test)."""
+    """List the samples of a data set. ``split`` only matters for DRIVE (train or test); STARE and
+    CHASE_DB1 have no official split, so every image is returned."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
@@ -129,6 +175,10 @@ def discover(path: str | Path, split: str = "train", layout: str = "auto", root:
         return _drive(path, split)
     if layout == "filelist":
         return _filelist(path, Path(root) if root else None)
+    if layout == "stare":
+        return _stare(path)
+    if layout == "chase":
+        return _chase(path)
     return _folders(path)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from fundus_edge.metrics import MetricAccumulator, best_threshold
 from fundus_edge.runtime.errors import InputError
+from fundus_edge.runtime.fov import fov_diameter
 from fundus_edge.runtime.preprocess import preprocess
 
 from .augment import photometric_planes, random_crop
@@ -94,7 +95,21 @@ class Trainer:
         load = lambda ss: [load_sample(s) for s in ss]  # noqa: E731
         train, val = load(train_s), load(val_s)
         self._planes = [preprocess(s.rgb, self.cfg.preprocess) for s in train]
+        self._camera = self._camera_copies(train)
+        # The scale the model learns: the runtime resizes inputs so their FOV has this diameter.
+        self.scale_info = {"fov_diameter_px": float(np.median([fov_diameter(s.fov) for s in train]))}
         return train, val
+
+    def _camera_copies(self, train) -> list[list[np.ndarray]]:
+        """Preprocessed random camera renderings of each training image (JPEG, exposure, blur, ...).
+        Made once: CLAHE on a whole image per crop would cost more than the training step."""
+        a = self.cfg.augment
+        if a.camera <= 0 or a.camera_copies <= 0:
+            return [[] for _ in train]
+        from .camera import random_camera
+
+        rng = np.random.default_rng([self.cfg.optim.seed, 7919])
+        return [[preprocess(random_camera(s.rgb, rng), self.cfg.preprocess) for _ in range(a.camera_copies)] for s in train]
 
     def _batch(self, train, it: int):
         o, rng = self.cfg.optim, np.random.default_rng([self.cfg.optim.seed, it])
@@ -103,7 +118,10 @@ class Trainer:
         for _ in range(o.batch_size):
             i = int(rng.integers(len(train)))
             s = train[i]
-            x, y = random_crop(self._planes[i], s.label, s.fov, o.crop, self.cfg.augment, rng)
+            planes = self._planes[i]
+            if self._camera[i] and rng.random() < self.cfg.augment.camera:
+                planes = self._camera[i][int(rng.integers(len(self._camera[i])))]
+            x, y = random_crop(planes, s.label, s.fov, o.crop, self.cfg.augment, rng)
             if rng.random() < 0.8:
                 x = photometric_planes(x, pre.channels, self.cfg.augment, rng, pre.scale, pre.offset)
             xs.append(x)
@@ -122,7 +140,33 @@ class Trainer:
         for p, s in zip(probs, val):
             acc.add(p, s.label, s.fov, s.name)
         m = acc.pooled()
-        return thr, {"val_f1": m.f1, "val_auc": m.auc, "val_iou": m.iou, "val_acc": m.acc, "val_se": m.se, "val_sp": m.sp}
+        out = {"val_f1": m.f1, "val_auc": m.auc, "val_iou": m.iou, "val_acc": m.acc, "val_se": m.se, "val_sp": m.sp}
+        if self.cfg.optim.val_perturb:
+            out.update(self._validate_perturbed(net, val, thr))
+        return thr, out
+
+    def _validate_perturbed(self, net, val, thr: float) -> dict:
+        """Validation F1 under camera perturbations, with the runtime's rescaling emulated."""
+        from fundus_edge.robustness import score_perturbations
+        from fundus_edge.runtime.scale import resize_image, scale_factor
+
+        from .infer import predict_prob
+
+        def prob_fn(rgb, fov):
+            f = scale_factor(fov_diameter(fov), self.scale_info["fov_diameter_px"])
+            return predict_prob(net, resize_image(rgb, f), self.cfg.preprocess, net.pad_multiple)
+
+        net.eval()
+        rows = score_perturbations(prob_fn, val, self.cfg.optim.val_perturb, thr)[1:]
+        net.train()
+        out = {f"val_f1_{r.perturbation}": r.metrics.f1 for r in rows}
+        out["val_f1_perturbed"] = float(np.mean([r.metrics.f1 for r in rows]))
+        return out
+
+    def _score(self, vm: dict) -> float:
+        if self.cfg.optim.select == "robust" and "val_f1_perturbed" in vm:
+            return 0.5 * (vm["val_f1"] + vm["val_f1_perturbed"])
+        return vm["val_f1"]
 
     def build_network(self):
         """The network to train: fresh, or the weights of ``init_weights`` (checkpoint or model
@@ -178,7 +222,7 @@ class Trainer:
             start, elapsed0 = last.iteration, last.elapsed_s
             if (self.out / "best").exists():
                 b = read_checkpoint(self.out / "best")
-                best_f1, best_it, best_thr = b.metrics.get("val_f1", -1.0), b.iteration, b.threshold
+                best_f1, best_it, best_thr = self._score(b.metrics) if "val_f1" in b.metrics else -1.0, b.iteration, b.threshold
             print(f"resuming at iteration {start} (best val F1 {best_f1:.4f} at {best_it})", flush=True)
         (self.out / "config.yaml").write_text(dump_config(cfg))
         print(f"model: {cfg.model.arch} base {cfg.model.base} depth {cfg.model.depth}, {count_params(net):,} parameters; "
@@ -190,7 +234,7 @@ class Trainer:
         logf = open(log_path, "a", newline="")
         log = csv.writer(logf)
         if new_log:
-            log.writerow(["iteration", "loss", "lr", "val_f1", "val_auc", "threshold", "elapsed_s"])
+            log.writerow(["iteration", "loss", "lr", "val_f1", "val_auc", "threshold", "elapsed_s", "val_f1_perturbed"])
         t0 = time.perf_counter()
         net.train()
         bar = tqdm(range(start, o.iters), initial=start, total=o.iters, disable=not self.progress, desc=cfg.name, unit="it")
@@ -217,13 +261,15 @@ class Trainer:
             if done % o.val_every == 0 or done == o.iters:
                 thr, vm = self.validate(net, val)
                 elapsed = elapsed0 + time.perf_counter() - t0
-                log.writerow([done, f"{loss_ema:.5f}", f"{sched.get_lr():.3e}", f"{vm['val_f1']:.5f}", f"{vm['val_auc']:.5f}", f"{thr:.3f}", f"{elapsed:.1f}"])
+                log.writerow([done, f"{loss_ema:.5f}", f"{sched.get_lr():.3e}", f"{vm['val_f1']:.5f}", f"{vm['val_auc']:.5f}", f"{thr:.3f}", f"{elapsed:.1f}", f"{vm['val_f1_perturbed']:.5f}" if "val_f1_perturbed" in vm else ""])
                 logf.flush()
-                if vm["val_f1"] > best_f1:
-                    best_f1, best_it, best_thr = vm["val_f1"], done, thr
-                    save_checkpoint(self.out / "best", net, None, cfg, done, thr, vm, elapsed)
-                save_checkpoint(self.out / "last", net, opt, cfg, done, thr, vm, elapsed)
-                bar.write(f"iter {done}: loss {loss_ema:.4f}  val F1 {vm['val_f1']:.4f}  AUC {vm['val_auc']:.4f}  thr {thr:.2f}  (best {best_f1:.4f} @ {best_it})")
+                extra = {"scale": self.scale_info}
+                if self._score(vm) > best_f1:
+                    best_f1, best_it, best_thr = self._score(vm), done, thr
+                    save_checkpoint(self.out / "best", net, None, cfg, done, thr, vm, elapsed, extra)
+                save_checkpoint(self.out / "last", net, opt, cfg, done, thr, vm, elapsed, extra)
+                pert = f"  perturbed F1 {vm['val_f1_perturbed']:.4f}" if "val_f1_perturbed" in vm else ""
+                bar.write(f"iter {done}: loss {loss_ema:.4f}  val F1 {vm['val_f1']:.4f}  AUC {vm['val_auc']:.4f}{pert}  thr {thr:.2f}  (best {best_f1:.4f} @ {best_it})")
         bar.close()
         logf.close()
         self.net = net

@@ -1,0 +1,52 @@
+"""Accuracy under camera perturbations: each named perturbation is applied to every image, the model
+segments the perturbed image (the runtime rescales it to the training FOV), and the probability map,
+taken back to the original size, is scored against the original label inside the original FOV."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from fundus_edge.metrics import MetricAccumulator, VesselMetrics
+from fundus_edge.runtime.scale import resize_prob
+from fundus_edge.train.camera import Perturbation, parse_perturbation
+
+# prob_fn(rgb, fov) -> HxW probability at rgb's size
+ProbFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class PerturbedScore:
+    perturbation: str
+    metrics: VesselMetrics
+    delta_f1: float  # against the clean figure of the same run
+
+
+def perturb_sample(p: Perturbation | None, rgb: np.ndarray, fov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The perturbed image and its FOV mask (resized with it for scale perturbations)."""
+    if p is None:
+        return rgb, fov
+    out = p.apply(rgb)
+    if out.shape[:2] != rgb.shape[:2]:
+        fov = cv2.resize(fov.astype(np.uint8), (out.shape[1], out.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return out, fov
+
+
+def score_perturbations(prob_fn: ProbFn, samples: Sequence, names: Sequence[str], threshold: float, progress=None) -> list[PerturbedScore]:
+    """Clean first, then each perturbation; ``samples`` are loaded samples (rgb, label, fov)."""
+    perts = [None] + [parse_perturbation(n) for n in names]
+    results, clean_f1 = [], None
+    for p in perts:
+        acc = MetricAccumulator(threshold=threshold)
+        for s in samples:
+            rgb, fov = perturb_sample(p, s.rgb, s.fov)
+            prob = resize_prob(prob_fn(rgb, fov), s.rgb.shape[:2])
+            acc.add(prob, s.label, s.fov, s.name)
+            if progress is not None:
+                progress.update(1)
+        m = acc.pooled()
+        clean_f1 = m.f1 if p is None else clean_f1
+        results.append(PerturbedScore("clean" if p is None else p.name, m, m.f1 - clean_f1))
+    return results
