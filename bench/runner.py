@@ -38,7 +38,7 @@ class BenchConfig:
     min_runs: int = 5
     budget_s: float = 12.0
     batch: int = 4
-    finetune_iters: int = 300
+    finetune_iters: int = 800
     build: bool = True
 
     def effective(self) -> "BenchConfig":

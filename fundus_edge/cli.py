@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--prune", type=float, metavar="RATIO", help="share of 3x3 filters to remove, in (0, 1)")
     q.add_argument("--int8", choices=["ptq", "qat"])
     q.add_argument("--algo", default="avg", help="PTQ algorithm: avg, hist, KL, mse, abs_max")
-    q.add_argument("--finetune-iters", type=int, default=600)
+    q.add_argument("--finetune-iters", type=int, default=800)
     q.add_argument("--calib-images", type=int, default=8)
     q.add_argument("--threads", type=int)
     q.add_argument("--force", action="store_true")
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="smoke run: 3 images, few timed runs")
     b.add_argument("--no-build", action="store_true", help="do not build missing variants")
     b.add_argument("--no-bf16", action="store_true", help="skip the OpenVINO bf16 rows")
-    b.add_argument("--finetune-iters", type=int, default=300, help="fine-tuning of the pruned variant when it is built")
+    b.add_argument("--finetune-iters", type=int, default=800, help="fine-tuning of the pruned variant when it is built")
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=cmd_bench)
 

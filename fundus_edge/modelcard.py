@@ -30,6 +30,48 @@ def latency(model: Path, image, threads: int, runs: int = 15) -> list[tuple[str,
     return rows
 
 
+def _log_table(log: list[dict], perturbed: tuple) -> list[str]:
+    if not perturbed:
+        return ["| iteration | val F1 | val AUC | threshold |", "| --- | --- | --- | --- |",
+                *[f"| {r['iteration']} | {float(r['val_f1']):.4f} | {float(r['val_auc']):.4f} | {float(r['threshold']):.3f} |" for r in log]]
+    return [f"Validation F1 clean and mean F1 under {', '.join(perturbed)} (the checkpoint kept is the best mean of the two):", "",
+            "| iteration | val F1 clean | val F1 perturbed | val AUC | threshold |", "| --- | --- | --- | --- | --- |",
+            *[f"| {r['iteration']} | {float(r['val_f1']):.4f} | {float(r['val_f1_perturbed']):.4f} | {float(r['val_auc']):.4f} | {float(r['threshold']):.3f} |" for r in log]]
+
+
+def _robustness(model: Path, data: str, threads: int) -> list[str]:
+    from fundus_edge.evaluate import evaluate_perturbed
+    from fundus_edge.train.camera import PERTURBATIONS
+
+    reps = [evaluate_perturbed(model, data, PERTURBATIONS, backend=b, threads=threads, progress=False) for b in ("onnxruntime", "openvino")]
+    lines = ["## Camera perturbations (DRIVE test, FOV pooled; the runtime rescales each input to the training FOV)",
+             "| perturbation | F1 (ONNX Runtime) | ΔF1 | AUC | F1 (OpenVINO) | ΔF1 |", "| --- | --- | --- | --- | --- | --- |"]
+    for a, b in zip(*(r.rows for r in reps)):
+        lines.append(f"| {a.perturbation} | {a.metrics.f1:.4f} | {a.delta_f1:+.4f} | {a.metrics.auc:.4f} | {b.metrics.f1:.4f} | {b.delta_f1:+.4f} |")
+    worst = min((r for rep in reps for r in rep.rows), key=lambda r: r.delta_f1)
+    lines += ["", f"Largest loss: {worst.perturbation} ({worst.delta_f1:+.4f} F1). "
+              f"Command: `fundus-edge evaluate {model} --data {data} --perturb --backend onnxruntime` (and `--backend openvino`).", ""]
+    return lines
+
+
+def _rewrite_perturb_section(model: Path, data: str, threads: int) -> int:
+    """Replace (or add before the Reproduce line) the perturbation section of an existing card: for a
+    shipped model whose training run folder is no longer at hand."""
+    card = model / "MODEL_CARD.md"
+    lines = card.read_text().splitlines()
+    head = "## Camera perturbations"
+    if any(x.startswith(head) for x in lines):
+        i = next(k for k, x in enumerate(lines) if x.startswith(head))
+        j = next((k for k in range(i + 1, len(lines)) if lines[k].startswith(("## ", "Reproduce:"))), len(lines))
+        del lines[i:j]
+    else:
+        i = next((k for k, x in enumerate(lines) if x.startswith("Reproduce:")), len(lines))
+    lines[i:i] = _robustness(model, data, threads)
+    card.write_text("\n".join(lines) + "\n")
+    print(f"wrote the perturbation section of {card}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", required=True, help="training run folder (log.csv, best/)")
@@ -38,7 +80,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-command", default="")
     ap.add_argument("--notes", default="", help="a Markdown file with experiment notes to include")
+    ap.add_argument("--perturb", action="store_true", help="add DRIVE-test F1 under camera perturbations (ONNX Runtime and OpenVINO)")
+    ap.add_argument("--perturb-only", action="store_true", help="only (re)write the camera-perturbation section of an existing card")
     a = ap.parse_args(argv)
+    if a.perturb_only:
+        return _rewrite_perturb_section(Path(a.model), a.data, a.threads)
 
     from fundus_edge.evaluate import evaluate_source
     from fundus_edge.runtime.images import read_image
@@ -74,9 +120,7 @@ def main(argv=None) -> int:
         (run / "config.yaml").read_text().strip(),
         "```",
         "",
-        "| iteration | val F1 | val AUC | threshold |",
-        "| --- | --- | --- | --- |",
-        *[f"| {r['iteration']} | {float(r['val_f1']):.4f} | {float(r['val_auc']):.4f} | {float(r['threshold']):.3f} |" for r in log],
+        *_log_table(log, best.config.optim.val_perturb),
         "",
         "## DRIVE test (20 images, 1st_manual, FOV pixels pooled, through ONNX Runtime)",
         f"F1 **{m.f1:.4f}**, AUC **{m.auc:.4f}**, IoU {m.iou:.4f}, accuracy {m.acc:.4f}, Se {m.se:.4f}, Sp {m.sp:.4f}, kappa {m.kappa:.4f}.",
@@ -90,6 +134,7 @@ def main(argv=None) -> int:
         "| --- | --- | --- |",
         *[f"| {e} | {p} | {ms:.1f} |" for e, p, ms in lat],
         "",
+        *(_robustness(model, a.data, a.threads) if a.perturb else []),
         f"Reproduce: `python -m fundus_edge.modelcard --run {a.run} --model {a.model} --data {a.data}` ({time.strftime('%Y-%m-%d')}).",
     ]
     if a.notes and Path(a.notes).is_file():

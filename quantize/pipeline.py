@@ -33,6 +33,10 @@ class QuantizeResult:
     size_mb: float
 
 
+# Fine-tuning rates are fixed, not a share of the source's: a source may itself be a low-rate fine-tune.
+PRUNE_FINETUNE_LR = 1e-3  # half the from-scratch rate: pruning removes half the filters
+QAT_LR = 2e-4
+
 def _slim(*args: str) -> None:
     env = {**os.environ, "FLAGS_enable_pir_api": "0"}
     r = subprocess.run([sys.executable, "-m", "fundus_edge.quantize.slim_child", *args], env=env, capture_output=True, text=True)
@@ -68,7 +72,7 @@ def calibration_set(data: str | Path, cfg, pad_multiple: int, count: int) -> dic
 
 
 def quantize(source, out, data, prune: float | None = None, int8: str | None = None, algo: str = "avg", ops: tuple[str, ...] = DEFAULT_OPS,
-             finetune_iters: int = 600, calib_images: int = 8, force: bool = False, progress: bool = True, work: str | Path | None = None) -> QuantizeResult:
+             finetune_iters: int = 800, calib_images: int = 8, force: bool = False, progress: bool = True, work: str | Path | None = None) -> QuantizeResult:
     from fundus_edge.export.exporter import dir_size_mb, export_checkpoint, finish_model_dir, model_facts, prepare_out
     from fundus_edge.export.builders import legacy_to_onnx
     from fundus_edge.train.checkpoint import load_source, save_checkpoint
@@ -100,7 +104,8 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
             mid = model_facts(net, info)
             print(f"pruned {prune:.0%} of 3x3 filters: {before['params']:,} -> {mid['params']:,} parameters, {before['gmac']:.2f} -> {mid['gmac']:.2f} GMAC", flush=True)
             save_checkpoint(work / "pruned", net, None, info.config, info.iteration, info.threshold, info.metrics, 0.0, {"pruned_ratio": prune})
-            cfg = info.config.with_overrides(optim={"iters": finetune_iters, "lr": info.config.optim.lr * 0.25, "warmup": 0, "val_every": max(50, finetune_iters // 4)}, data={"root": str(data)})
+            cfg = info.config.with_overrides(optim={"iters": finetune_iters, "lr": PRUNE_FINETUNE_LR, "warmup": 0, "val_every": max(50, finetune_iters // 4),
+                                                    "val_perturb": (), "select": "clean"}, data={"root": str(data)})
             res = Trainer(cfg, work / "finetune", device="cpu", progress=progress, init_weights=work / "pruned").fit(force=True)
             print(f"fine-tuned {finetune_iters} iterations: best validation F1 {res.best_val_f1:.4f}", flush=True)
             ckpt = work / "finetune" / "best"
@@ -125,7 +130,8 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
             qat_dir = work / "qat"
             qat_dir.mkdir()
             np.savez(qat_dir / "weights.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
-            qcfg = qinfo.config.with_overrides(optim={"iters": finetune_iters, "lr": qinfo.config.optim.lr * 0.1, "warmup": 0, "val_every": max(50, finetune_iters // 2)}, data={"root": str(data)})
+            qcfg = qinfo.config.with_overrides(optim={"iters": finetune_iters, "lr": QAT_LR, "warmup": 0, "val_every": max(50, finetune_iters // 2),
+                                                      "val_perturb": (), "select": "clean"}, data={"root": str(data)})
             (qat_dir / "config.yaml").write_text(dump_config(qcfg))
             print(f"QAT: {finetune_iters} fine-tuning iterations with fake-quantized {', '.join(ops)}", flush=True)
             _slim("qat", str(qat_dir), str(out), ",".join(ops))
@@ -153,7 +159,7 @@ def _dump(cfg) -> str:
 VARIANTS = {"fp32": {}, "pruned": {"prune": 0.5}, "int8": {"int8": "ptq"}, "pruned-int8": {"prune": 0.5, "int8": "ptq"}}
 
 
-def build_variants(source, out_root, data, finetune_iters: int = 600, algo: str = "avg", force: bool = False, only: tuple[str, ...] | None = None, progress: bool = True) -> dict:
+def build_variants(source, out_root, data, finetune_iters: int = 800, algo: str = "avg", force: bool = False, only: tuple[str, ...] | None = None, progress: bool = True) -> dict:
     """build/models/{fp32,pruned,int8,pruned-int8} from one FP32 model; existing ones are kept
     unless ``force``. pruned-int8 quantises the pruned model (no second fine-tune)."""
     from fundus_edge.export.exporter import export_checkpoint
