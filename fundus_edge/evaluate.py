@@ -11,13 +11,19 @@ from fundus_edge.runtime.errors import ModelError
 
 
 @dataclass(frozen=True)
-class EvalReport:
+class ReportHead:
+    """What was scored, on what, and how (shared by plain and perturbed evaluations)."""
+
     source: str
     data: str
     split: str
     images: int
     threshold: float
     via: str
+
+
+@dataclass(frozen=True)
+class EvalReport(ReportHead):
     pooled: VesselMetrics
     per_image: tuple
 
@@ -84,13 +90,7 @@ def evaluate_source(source, data, split="test", layout="auto", threshold=None, b
 
 
 @dataclass(frozen=True)
-class PerturbReport:
-    source: str
-    data: str
-    split: str
-    images: int
-    threshold: float
-    via: str
+class PerturbReport(ReportHead):
     rescale: bool
     rows: tuple  # PerturbedScore, clean first
 
