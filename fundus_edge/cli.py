@@ -40,7 +40,8 @@ def cmd_train(a) -> int:
     out = Path(a.out) if a.out else Path("runs") / cfg.name
     res = Trainer(cfg, out, device=a.device, progress=not a.no_progress, init_weights=a.init).fit(resume=a.resume, force=a.force)
     print(f"done: {res.iterations} iterations on {res.device}, {res.iters_per_s:.2f} it/s this run, "
-          f"{res.elapsed_s / 60:.1f} min in all; best val F1 {res.best_val_f1:.4f} at {res.best_iteration} "
+          f"{res.elapsed_s / 60:.1f} min in all; best {'mean of clean and perturbed val F1' if cfg.optim.select == 'robust' and cfg.optim.val_perturb else 'val F1'} "
+          f"{res.best_val_f1:.4f} at {res.best_iteration} "
           f"(threshold {res.threshold:.2f}); checkpoints in {res.out_dir}/best and {res.out_dir}/last")
     return 0
 
