@@ -64,7 +64,6 @@ def cmd_evaluate(a) -> int:
             auc = "n/a" if r.metrics.auc is None else f"{r.metrics.auc:.4f}"
             print(f"| {r.perturbation} | {r.metrics.f1:.4f} | {r.delta_f1:+.4f} | {auc} | {r.metrics.iou:.4f} |")
         return 0
-    from fundus_edge.evaluate import evaluate_source  # noqa: F811
 
     report = evaluate_source(a.source, a.data, split=a.split, layout=a.layout, threshold=a.threshold, backend=a.backend, threads=a.threads, progress=not a.no_progress)
     if a.json:

@@ -37,6 +37,7 @@ class QuantizeResult:
 PRUNE_FINETUNE_LR = 1e-3  # half the from-scratch rate: pruning removes half the filters
 QAT_LR = 2e-4
 
+
 def _slim(*args: str) -> None:
     env = {**os.environ, "FLAGS_enable_pir_api": "0"}
     r = subprocess.run([sys.executable, "-m", "fundus_edge.quantize.slim_child", *args], env=env, capture_output=True, text=True)

@@ -16,11 +16,11 @@ import numpy as np
 from .engines import AUTO_ORDER, EngineOptions, engine_class, installed_engines
 from .errors import EngineRunError, EngineUnavailable, InputError
 from .formats import formats_for
-from .fov import fov_diameter, find_fov
+from .fov import find_fov
 from .images import read_binary, read_image, to_rgb_uint8
 from .manifest import Manifest, read_manifest, verify_files
 from .preprocess import pad_to_multiple, preprocess
-from .scale import resize_image, resize_prob, run_tiled, scale_factor
+from .scale import fov_scale, resize_image, resize_prob, run_tiled
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,20 @@ class Prediction:
     total_ms: float  # preprocessing + engine + postprocessing
     scale: float = 1.0  # resize factor applied before the network (1.0: none)
     warning: str | None = None  # e.g. no FOV found, so no rescaling
+
+
+@dataclass(frozen=True)
+class _Started:
+    """One image read, its FOV found, rescaled and preprocessed: what the engine call needs and what
+    postprocessing maps back."""
+
+    rgb: np.ndarray
+    fmask: np.ndarray | None
+    factor: float
+    warning: str | None
+    x: np.ndarray  # CxHxW network input, padded
+    hw: tuple[int, int]  # its size before padding
+    seconds: float  # time spent getting here
 
 
 @dataclass(frozen=True)
@@ -135,7 +149,7 @@ class Predictor:
         m = fmask if fmask is not None else (None if fov_asked else find_fov(rgb))
         if m is None or not m.any():
             return 1.0, "no field of view found (no dark frame around a bright retina): not rescaled"
-        return scale_factor(fov_diameter(m), self.train_diameter), None
+        return fov_scale(m, self.train_diameter), None
 
     def prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         x, hw = pad_to_multiple(preprocess(rgb, self.manifest.preprocess), self.manifest.pad_multiple)
@@ -158,8 +172,9 @@ class Predictor:
             return run_tiled(x, self._run, tile, self.scale.overlap)
         return self._run(x[None])[0, 0]
 
-    def _start(self, image, fov, order: str):
+    def _start(self, image, fov, order: str) -> _Started:
         """Read, find the FOV, rescale and preprocess one image."""
+        t0 = time.perf_counter()
         rgb = self._rgb(image, order)
         fmask = self._fov(fov, rgb)
         fov_asked = isinstance(fov, str) and fov == "auto"
@@ -167,50 +182,46 @@ class Predictor:
         if warning:
             warnings.warn(f"{image if isinstance(image, (str, os.PathLike)) else 'image'}: {warning}", stacklevel=3)
         x, hw = self.prepare(resize_image(rgb, factor))
-        return rgb, fmask, factor, warning, x, hw
+        return _Started(rgb, fmask, factor, warning, x, hw, time.perf_counter() - t0)
 
-    def _finish(self, prob: np.ndarray, rgb: np.ndarray, fmask, hw) -> tuple[np.ndarray, np.ndarray]:
-        h, w = hw
-        prob = resize_prob(np.ascontiguousarray(prob[:h, :w], np.float32), rgb.shape[:2])
+    def _finish(self, prob: np.ndarray, st: _Started, engine_s: float) -> Prediction:
+        """Crop the padding, map back to the input's size, threshold, mask by the FOV."""
+        t0 = time.perf_counter()
+        h, w = st.hw
+        prob = resize_prob(np.ascontiguousarray(prob[:h, :w], np.float32), st.rgb.shape[:2])
         mask = prob >= self.threshold
-        if fmask is not None:
-            mask &= fmask
-        return prob, mask
+        if st.fmask is not None:
+            mask &= st.fmask
+        total_s = st.seconds + engine_s + time.perf_counter() - t0
+        return Prediction(prob, mask, st.fmask, engine_s * 1e3, total_s * 1e3, st.factor, st.warning)
 
     def predict(self, image, fov=None, order: str = "rgb") -> Prediction:
         """One image (array or path). ``fov``: None, "auto", a mask array or a mask file. The image
         is resized so its FOV matches the training scale (``ScaleOptions.rescale``); the outputs are
         at the input's own size."""
+        st = self._start(image, fov, order)
         t0 = time.perf_counter()
-        rgb, fmask, factor, warning, x, hw = self._start(image, fov, order)
-        t1 = time.perf_counter()
-        out = self._run_one(x)
-        t2 = time.perf_counter()
-        prob, mask = self._finish(out, rgb, fmask, hw)
-        return Prediction(prob, mask, fmask, (t2 - t1) * 1e3, (time.perf_counter() - t0) * 1e3, factor, warning)
+        out = self._run_one(st.x)
+        return self._finish(out, st, time.perf_counter() - t0)
 
     def predict_batch(self, images: list, fovs: list | None = None, order: str = "rgb") -> list[Prediction]:
-        """Several images; those of the same network-input size run as one batch."""
+        """Several images; those of the same network-input size run as one batch (each is charged
+        its share of the batch's engine time)."""
         fovs = fovs or [None] * len(images)
+        started = [self._start(im, fv, order) for im, fv in zip(images, fovs)]
+        groups: dict[tuple, list[int]] = {}
+        for i, st in enumerate(started):
+            groups.setdefault(("tiled", i) if self._tiled(st.x) else st.x.shape, []).append(i)
         results: list[Prediction | None] = [None] * len(images)
-        started, groups = [], {}
-        for i, (im, fv) in enumerate(zip(images, fovs)):
-            t0 = time.perf_counter()
-            started.append((self._start(im, fv, order), time.perf_counter() - t0))
-            x = started[-1][0][4]
-            groups.setdefault(("tiled", i) if self._tiled(x) else x.shape, []).append(i)
         for idx in groups.values():
             t0 = time.perf_counter()
-            xs = [started[i][0][4] for i in idx]
-            out = self._run_one(xs[0])[None, None] if len(idx) == 1 else self._run(np.stack(xs))
-            t1 = time.perf_counter()
-            share = 1.0 / len(idx)
+            if len(idx) == 1:
+                out = self._run_one(started[idx[0]].x)[None, None]
+            else:
+                out = self._run(np.stack([started[i].x for i in idx]))
+            share_s = (time.perf_counter() - t0) / len(idx)
             for k, i in enumerate(idx):
-                (rgb, fmask, factor, warning, _, hw), pre_s = started[i]
-                t2 = time.perf_counter()
-                prob, mask = self._finish(out[k, 0], rgb, fmask, hw)
-                post_s = time.perf_counter() - t2
-                results[i] = Prediction(prob, mask, fmask, (t1 - t0) * 1e3 * share, (pre_s + (t1 - t0) * share + post_s) * 1e3, factor, warning)
+                results[i] = self._finish(out[k, 0], started[i], share_s)
         return results  # type: ignore[return-value]
 
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from .fov import fov_diameter
+
 # Below this relative change resizing costs more detail than it gains.
 MIN_CHANGE = 0.05
 
@@ -23,6 +25,11 @@ def scale_factor(fov_diameter: float, train_diameter: float | None) -> float:
         return 1.0
     f = float(train_diameter) / float(fov_diameter)
     return 1.0 if abs(f - 1.0) < MIN_CHANGE else f
+
+
+def fov_scale(fov: np.ndarray, train_diameter: float | None) -> float:
+    """Resize factor for an image with FOV mask ``fov`` (the runtime's rule, also emulated in validation)."""
+    return scale_factor(fov_diameter(fov), train_diameter)
 
 
 def resize_image(rgb: np.ndarray, factor: float) -> np.ndarray:

@@ -148,12 +148,12 @@ class Trainer:
     def _validate_perturbed(self, net, val, thr: float) -> dict:
         """Validation F1 under camera perturbations, with the runtime's rescaling emulated."""
         from fundus_edge.robustness import score_perturbations
-        from fundus_edge.runtime.scale import resize_image, scale_factor
+        from fundus_edge.runtime.scale import fov_scale, resize_image
 
         from .infer import predict_prob
 
         def prob_fn(rgb, fov):
-            f = scale_factor(fov_diameter(fov), self.scale_info["fov_diameter_px"])
+            f = fov_scale(fov, self.scale_info["fov_diameter_px"])
             return predict_prob(net, resize_image(rgb, f), self.cfg.preprocess, net.pad_multiple)
 
         net.eval()
