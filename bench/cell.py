@@ -24,7 +24,7 @@ def run_cell(spec: dict) -> dict:
 
     rec = {"variant": spec["variant"], "backend": spec["backend"], "threads": spec["threads"], "batch_size": spec["batch"], "precision_requested": spec.get("precision")}
     try:
-        p = Predictor.load(spec["model_dir"], backend=spec["backend"], threads=spec["threads"], precision=spec.get("precision"))
+        p = Predictor.load(spec["model_dir"], backend=spec["backend"], device=spec.get("device", "cpu"), threads=spec["threads"], precision=spec.get("precision"))
     except (FundusEdgeError, Exception) as exc:  # noqa: BLE001 - any engine failure is this cell's record
         return {**rec, "status": "run_failed", "error": f"load: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
     rec.update(load_ms=p.load_ms, device=p.device, precision=p.precision)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fundus_edge.runtime.engines import ENGINES, installed_engines
+from fundus_edge.runtime.engines import ENGINES, gpu_engines, installed_engines
 from fundus_edge.runtime.errors import FundusEdgeError, InputError
 from fundus_edge.runtime.formats import formats_for
 from fundus_edge.runtime.manifest import read_manifest
@@ -33,6 +33,7 @@ class BenchConfig:
     variants: tuple[str, ...] = ("fp32", "pruned", "int8", "pruned-int8", "small", "seed-unet")
     engines: tuple[str, ...] | None = None
     bf16_rows: bool = True
+    gpu_rows: bool = True  # also a GPU row per variant for each engine that has a GPU here
     warmup: int = 3
     runs: int = 30
     min_runs: int = 5
@@ -53,10 +54,11 @@ class Cell:
     model_dir: Path
     backend: str
     precision: str | None = None  # an explicit precision request (OpenVINO bf16 row)
+    device: str = "cpu"
 
     @property
     def key(self) -> str:
-        return f"{self.variant}/{self.backend}" + (f"/{self.precision}" if self.precision else "")
+        return f"{self.variant}/{self.backend}" + (f"/{self.precision}" if self.precision else "") + ("/gpu" if self.device == "gpu" else "")
 
 
 # -- variants ------------------------------------------------------------------------------------
@@ -153,6 +155,7 @@ def has_bf16() -> bool:
 
 def plan_cells(dirs: dict, cfg: BenchConfig) -> list[Cell]:
     engines = cfg.engines or tuple(e for e in ("onnxruntime", "openvino", "paddle") if e in installed_engines())
+    on_gpu = set(gpu_engines(engines)) if cfg.gpu_rows else set()
     cells = []
     for variant, d in dirs.items():
         man = read_manifest(d)
@@ -162,6 +165,8 @@ def plan_cells(dirs: dict, cfg: BenchConfig) -> list[Cell]:
             cells.append(Cell(variant, d, e))
             if e == "openvino" and cfg.bf16_rows and man.quantization is None and has_bf16():
                 cells.append(Cell(variant, d, e, "bf16"))
+            if e in on_gpu:
+                cells.append(Cell(variant, d, e, device="gpu"))
     return cells
 
 
@@ -173,7 +178,7 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
     for cell in tqdm(cells, desc="bench", unit="cell", disable=not progress):
         ref = refs.get(cell.variant)
         spec = {
-            "variant": cell.variant, "backend": cell.backend, "model_dir": str(cell.model_dir), "precision": cell.precision,
+            "variant": cell.variant, "backend": cell.backend, "model_dir": str(cell.model_dir), "precision": cell.precision, "device": cell.device,
             "threads": cfg.threads, "batch": cfg.batch, "warmup": cfg.warmup, "runs": cfg.runs, "min_runs": cfg.min_runs,
             "budget_s": cfg.budget_s, "images": str(images), "accuracy": has_labels and read_manifest(cell.model_dir).variant != "untrained",
             "reference_mask": str(ref) if ref else None, "save_mask": str(tmp / f"{cell.variant}.mask.npy"),
@@ -187,7 +192,7 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
         r = subprocess.run([sys.executable, "-m", "fundus_edge.bench.cell", str(sp), str(rp)], capture_output=True, text=True)
         if r.returncode != 0 or not rp.exists():
             lines = [l for l in (r.stderr or "").splitlines() if l.strip()]
-            rec = {"variant": cell.variant, "backend": cell.backend, "threads": cfg.threads, "status": "run_failed",
+            rec = {"variant": cell.variant, "backend": cell.backend, "threads": cfg.threads, "status": "run_failed", "device": cell.device,
                    "error": f"cell process exited {r.returncode}: {lines[-1][:300] if lines else ''}"}
         else:
             rec = json.loads(rp.read_text())

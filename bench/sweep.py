@@ -37,7 +37,9 @@ def finalize(raw: list[dict], dirs: dict, errors: dict, peak: dict) -> list[Benc
                 d["gflops_per_s"] = gflops / (d["p50_ms"] / 1e3)
                 prec = d.get("precision") or "fp32"
                 pk = peak.get("bf16_gflops") if "bf16" in prec else peak.get("fp32_gflops")
-                d["roofline_frac"] = d["gflops_per_s"] / pk if pk else None
+                # The measured peak is the CPU's: a GPU row gets no roofline fraction.
+                on_gpu = str(d.get("device") or "").startswith("gpu")
+                d["roofline_frac"] = d["gflops_per_s"] / pk if pk and not on_gpu else None
             wrong = []
             if d.get("agreement") is not None and d["agreement"] < MIN_AGREEMENT:
                 wrong.append(f"mask agrees with the reference engine on {d['agreement']:.3f} of pixels")

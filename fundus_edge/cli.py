@@ -32,13 +32,18 @@ def cmd_train(a) -> int:
     from fundus_edge.train.trainer import Trainer
 
     cfg = _resolve_config(a.config)
-    optim = {k: v for k, v in {"iters": a.iters, "batch_size": a.batch_size, "crop": a.crop, "lr": a.lr, "val_every": a.val_every, "seed": a.seed}.items() if v is not None}
+    optim = {k: v for k, v in {"iters": a.iters, "batch_size": a.batch_size, "crop": a.crop, "lr": a.lr, "val_every": a.val_every, "seed": a.seed, "threshold": a.threshold}.items() if v is not None}
     data = {"root": str(a.data)} if a.data else {}
     if a.val_count is not None:
         data["val_count"] = a.val_count
     cfg = cfg.with_overrides(optim=optim, data=data)
     out = Path(a.out) if a.out else Path("runs") / cfg.name
     res = Trainer(cfg, out, device=a.device, progress=not a.no_progress, init_weights=a.init).fit(resume=a.resume, force=a.force)
+    if cfg.data.val_count == 0:
+        print(f"done: {res.iterations} iterations on {res.device}, {res.iters_per_s:.2f} it/s this run, "
+              f"{res.elapsed_s / 60:.1f} min in all; no validation split (refit): {res.out_dir}/best holds the final "
+              f"weights with threshold {res.threshold:.3f}")
+        return 0
     print(f"done: {res.iterations} iterations on {res.device}, {res.iters_per_s:.2f} it/s this run, "
           f"{res.elapsed_s / 60:.1f} min in all; best {'mean of clean and perturbed val F1' if cfg.optim.select == 'robust' and cfg.optim.val_perturb else 'val F1'} "
           f"{res.best_val_f1:.4f} at {res.best_iteration} "
@@ -117,7 +122,7 @@ def cmd_bench(a) -> int:
     if a.engines:
         kw["engines"] = tuple(e.strip() for e in a.engines.split(","))
     cfg = BenchConfig(data=data, out=Path(a.out), threads=a.threads, quick=a.quick, models_dir=Path(a.models_dir), build=not a.no_build,
-                      finetune_iters=a.finetune_iters, bf16_rows=not a.no_bf16, **kw)
+                      finetune_iters=a.finetune_iters, bf16_rows=not a.no_bf16, gpu_rows=not a.no_gpu, **kw)
     records, meta = run_bench(cfg, progress=not a.no_progress)
     print((Path(a.out) / "results.md").read_text())
     print(f"wrote {a.out}/results.json, results.csv, results.md, pareto.png ({meta['wall_s']:.0f} s)")
@@ -166,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--crop", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--val-every", type=int)
-    t.add_argument("--val-count", type=int, help="training images held out for validation (default 4)")
+    t.add_argument("--val-count", type=int, help="training images held out for validation (default 4; 0 = refit on all "
+                   "training images with a recipe chosen on validation before: no checkpoint selection)")
+    t.add_argument("--threshold", type=float, help="threshold stored with the weights when --val-count is 0 (default 0.5)")
     t.add_argument("--seed", type=int)
     t.add_argument("--init", help="start from this checkpoint's weights (fine-tuning)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
@@ -226,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="smoke run: 3 images, few timed runs")
     b.add_argument("--no-build", action="store_true", help="do not build missing variants")
     b.add_argument("--no-bf16", action="store_true", help="skip the OpenVINO bf16 rows")
+    b.add_argument("--no-gpu", action="store_true", help="skip the GPU rows (added per engine that has a GPU here)")
     b.add_argument("--finetune-iters", type=int, default=800, help="fine-tuning of the pruned variant when it is built")
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=cmd_bench)

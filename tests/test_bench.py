@@ -63,3 +63,41 @@ def test_sweep_writes_reports(tiny_bench):
     assert "| variant |" in (out / "results.md").read_text()
     assert (out / "pareto.png").stat().st_size > 1000
     assert list(out.glob("overlay_*.png"))
+
+
+def test_gpu_rows_planned_only_where_an_engine_has_a_gpu(tiny_model, monkeypatch, tmp_path):
+    from fundus_edge.bench import runner
+    from fundus_edge.bench.cell import run_cell
+
+    cfg = BenchConfig(data=None, out=tmp_path, engines=("onnxruntime", "openvino"), bf16_rows=False)
+    monkeypatch.setattr(runner, "gpu_engines", lambda names: ["onnxruntime"])
+    keys = [c.key for c in runner.plan_cells({"fp32": tiny_model}, cfg)]
+    assert keys == ["fp32/onnxruntime", "fp32/onnxruntime/gpu", "fp32/openvino"]
+    off = BenchConfig(data=None, out=tmp_path, engines=("onnxruntime",), bf16_rows=False, gpu_rows=False)
+    assert [c.key for c in runner.plan_cells({"fp32": tiny_model}, off)] == ["fp32/onnxruntime"]
+    # A GPU cell either runs on the GPU or fails loudly: never a CPU timing under a GPU label.
+    from fundus_edge.runtime.engines import gpu_engines
+
+    rec = run_cell({"variant": "fp32", "backend": "onnxruntime", "device": "gpu", "model_dir": str(tiny_model), "threads": 1,
+                    "batch": 1, "images": str(tmp_path / "none.npz"), "warmup": 0, "runs": 1, "min_runs": 1, "budget_s": 0})
+    if "onnxruntime" in gpu_engines(["onnxruntime"]):
+        assert rec["device"].startswith("gpu")
+    else:
+        assert rec["status"] == "run_failed" and "gpu" in rec["error"]
+
+
+def test_gpu_probe_that_fails_leaves_the_engine_out(monkeypatch):
+    from fundus_edge.runtime import engines
+
+    class Broken:
+        @staticmethod
+        def has_gpu():
+            raise OSError("libcudart.so: cannot open shared object file")
+
+    class Present:
+        @staticmethod
+        def has_gpu():
+            return True
+
+    monkeypatch.setattr(engines, "engine_class", lambda name: Broken if name == "paddle" else Present)
+    assert engines.gpu_engines(["paddle", "onnxruntime"]) == ["onnxruntime"]

@@ -44,6 +44,9 @@ class OptimConfig:
     # select "robust" keeps the checkpoint with the best mean of clean and perturbed F1.
     val_perturb: tuple = ()
     select: str = "clean"  # clean | robust
+    # Threshold written with the weights when there is no validation split (data.val_count 0,
+    # a refit on every training image with a recipe chosen on validation before).
+    threshold: float = 0.5
 
 
 @dataclass(frozen=True)

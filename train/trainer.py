@@ -208,7 +208,8 @@ class Trainer:
         print(f"device: {device} (paddle {paddle.__version__})", flush=True)
         train, val = self._load_data()
         if not val:
-            raise InputError("validation needs at least one image (data.val_count >= 1)")
+            print(f"no validation split: training on all {len(train)} images; checkpoints keep the latest "
+                  f"weights with the configured threshold {o.threshold:.3f}", flush=True)
         paddle.seed(o.seed)
         net = self.build_network()
         sched = _scheduler(cfg)
@@ -223,7 +224,7 @@ class Trainer:
             if (self.out / "best").exists():
                 b = read_checkpoint(self.out / "best")
                 best_f1, best_it, best_thr = self._score(b.metrics) if "val_f1" in b.metrics else -1.0, b.iteration, b.threshold
-            print(f"resuming at iteration {start} (best val F1 {best_f1:.4f} at {best_it})", flush=True)
+            print(f"resuming at iteration {start}" + (f" (best val F1 {best_f1:.4f} at {best_it})" if best_f1 >= 0 else ""), flush=True)
         (self.out / "config.yaml").write_text(dump_config(cfg))
         print(f"model: {cfg.model.arch} base {cfg.model.base} depth {cfg.model.depth}, {count_params(net):,} parameters; "
               f"{len(train)} training / {len(val)} validation images", flush=True)
@@ -258,7 +259,16 @@ class Trainer:
             loss_ema = lv if loss_ema is None else 0.98 * loss_ema + 0.02 * lv
             bar.set_postfix(loss=f"{loss_ema:.4f}", best=f"{max(best_f1, 0):.4f}")
             done = it + 1
-            if done % o.val_every == 0 or done == o.iters:
+            if (done % o.val_every == 0 or done == o.iters) and not val:
+                elapsed = elapsed0 + time.perf_counter() - t0
+                log.writerow([done, f"{loss_ema:.5f}", f"{sched.get_lr():.3e}", "", "", f"{o.threshold:.3f}", f"{elapsed:.1f}", ""])
+                logf.flush()
+                extra = {"scale": self.scale_info, "refit": True}
+                best_it, best_thr = done, o.threshold
+                save_checkpoint(self.out / "best", net, None, cfg, done, o.threshold, {}, elapsed, extra)
+                save_checkpoint(self.out / "last", net, opt, cfg, done, o.threshold, {}, elapsed, extra)
+                bar.write(f"iter {done}: loss {loss_ema:.4f}  (no validation; saved)")
+            elif done % o.val_every == 0 or done == o.iters:
                 thr, vm = self.validate(net, val)
                 elapsed = elapsed0 + time.perf_counter() - t0
                 log.writerow([done, f"{loss_ema:.5f}", f"{sched.get_lr():.3e}", f"{vm['val_f1']:.5f}", f"{vm['val_auc']:.5f}", f"{thr:.3f}", f"{elapsed:.1f}", f"{vm['val_f1_perturbed']:.5f}" if "val_f1_perturbed" in vm else ""])

@@ -25,6 +25,19 @@ def installed_engines() -> list[str]:
     return [name for name, (_, pkg) in ENGINES.items() if importlib.util.find_spec(pkg) is not None]
 
 
+def gpu_engines(names: list[str] | tuple[str, ...] | None = None) -> list[str]:
+    """The installed engines (of ``names``) that can run on a GPU here. An engine whose check
+    fails (a broken CUDA install, say) is left out: its CPU rows still run."""
+    out = []
+    for name in names or installed_engines():
+        try:
+            if engine_class(name).has_gpu():
+                out.append(name)
+        except Exception:  # noqa: BLE001 - a failing probe means no GPU row, not a failed sweep
+            pass
+    return out
+
+
 def engine_class(name: str) -> type[Engine]:
     if name not in ENGINES:
         raise EngineUnavailable(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
@@ -35,4 +48,4 @@ def engine_class(name: str) -> type[Engine]:
     return importlib.import_module(f"{__name__}.{module}").ENGINE
 
 
-__all__ = ["ENGINES", "AUTO_ORDER", "Engine", "EngineOptions", "engine_class", "installed_engines"]
+__all__ = ["ENGINES", "AUTO_ORDER", "Engine", "EngineOptions", "engine_class", "gpu_engines", "installed_engines"]

@@ -28,6 +28,11 @@ class Engine:
         self.device = "cpu"  # what was actually used, set by load()
         self.precision = "fp32"  # what actually runs, read back from the engine where it can say
 
+    @staticmethod
+    def has_gpu() -> bool:
+        """Whether this engine, as installed, can run on a GPU here (imports the engine)."""
+        return False
+
     def load(self) -> None:
         raise NotImplementedError
 

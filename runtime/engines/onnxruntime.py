@@ -7,8 +7,17 @@ from ..errors import EngineUnavailable
 from .base import Engine
 
 
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
+
+    @staticmethod
+    def has_gpu() -> bool:
+        import onnxruntime as ort
+
+        return any(p in ort.get_available_providers() for p in GPU_PROVIDERS)
 
     def load(self) -> None:
         import onnxruntime as ort
@@ -21,7 +30,7 @@ class OnnxRuntimeEngine(Engine):
             so.inter_op_num_threads = 1
         available = ort.get_available_providers()
         if self.options.device == "gpu":
-            wanted = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+            wanted = [p for p in GPU_PROVIDERS if p in available]
             if not wanted:
                 raise EngineUnavailable(f"onnxruntime: --device gpu asked, but no GPU provider is available ({', '.join(available)}); install onnxruntime-gpu")
             providers = wanted

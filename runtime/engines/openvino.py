@@ -28,6 +28,12 @@ def _precision_name(t) -> str:
 class OpenVinoEngine(Engine):
     name = "openvino"
 
+    @staticmethod
+    def has_gpu() -> bool:
+        import openvino as ov
+
+        return "GPU" in ov.Core().available_devices
+
     def load(self) -> None:
         import openvino as ov
 

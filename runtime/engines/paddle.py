@@ -10,6 +10,12 @@ from .base import Engine
 class PaddleEngine(Engine):
     name = "paddle"
 
+    @staticmethod
+    def has_gpu() -> bool:
+        import paddle
+
+        return bool(paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0)
+
     def _predictor(self, int8: bool):
         import paddle
         from paddle import inference
