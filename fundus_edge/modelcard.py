@@ -30,7 +30,11 @@ def latency(model: Path, image, threads: int, runs: int = 15) -> list[tuple[str,
     return rows
 
 
-def _log_table(log: list[dict], perturbed: tuple) -> list[str]:
+def _log_table(log: list[dict], perturbed: tuple, refit: bool = False) -> list[str]:
+    if refit:
+        return ["Training loss (a refit has no validation split; its figures are in the validation run's table, Experiments):", "",
+                "| iteration | loss (EMA) | learning rate |", "| --- | --- | --- |",
+                *[f"| {r['iteration']} | {float(r['loss']):.4f} | {r['lr']} |" for r in log]]
     if not perturbed:
         return ["| iteration | val F1 | val AUC | threshold |", "| --- | --- | --- | --- |",
                 *[f"| {r['iteration']} | {float(r['val_f1']):.4f} | {float(r['val_auc']):.4f} | {float(r['threshold']):.3f} |" for r in log]]
@@ -100,19 +104,30 @@ def main(argv=None) -> int:
     lat = latency(model, img, a.threads)
     m = rep.pooled
     o = best.config.optim
+    refit = best.config.data.val_count == 0
+    if refit:
+        thr_src = "taken from the validation run of the same recipe"
+        data_line = ("- Data: DRIVE training images only, all 20 (a refit: the recipe, iteration count and threshold were chosen "
+                     "on a 16/4 validation split first, see Experiments; no checkpoint selection); the 20 test images were used once, for the figures below.")
+        iters_line = f"- Iterations: {last.iteration} (final weights); wall time {last.elapsed_s / 60:.0f} min on this CPU (2 cores shared with other work; see README)."
+    else:
+        thr_src = "chosen on validation"
+        data_line = (f"- Data: DRIVE training images only: {20 - best.config.data.val_count} for training, {best.config.data.val_count} held out for validation "
+                     f"(split seed {best.config.data.split_seed}); the 20 test images were used once, for the figures below.")
+        iters_line = f"- Iterations: {last.iteration} (best validation F1 at {best.iteration}); wall time {last.elapsed_s / 60:.0f} min on this CPU (2 cores shared with other work; see README)."
     lines = [
         f"# Model card: `{man.name}`",
         "",
         f"Vessel segmentation U-Net ({man.model['arch']}, base {man.model['base']}, depth {man.model['depth']}): "
         f"{man.model['params']:,} parameters, {man.model['gmac']:.2f} GMAC at {man.model['gmac_at']}. "
-        f"Input: RGB + CLAHE green ({man.preprocess.channels}), scaled to [-1, 1]; output: vessel probability; threshold {man.threshold:.3f} (chosen on validation).",
+        f"Input: RGB + CLAHE green ({man.preprocess.channels}), scaled to [-1, 1]; output: vessel probability; threshold {man.threshold:.3f} ({thr_src}).",
         "",
         "## Training",
         f"- Command: `{a.train_command or 'fundus-edge train --config ' + man.name}`",
-        f"- Data: DRIVE training images only: {20 - best.config.data.val_count} for training, {best.config.data.val_count} held out for validation (split seed {best.config.data.split_seed}); the 20 test images were used once, for the figures below.",
+        data_line,
         f"- Recipe: {o.batch_size} random {o.crop}x{o.crop} crops per step, rotation/scale/flip/90° turns, colour jitter; cross-entropy + {o.dice_weight} x Dice (vessel); "
         f"Adam, {o.schedule} from {o.lr} with {o.warmup} warm-up steps, weight decay {o.weight_decay}.",
-        f"- Iterations: {last.iteration} (best validation F1 at {best.iteration}); wall time {last.elapsed_s / 60:.0f} min on this CPU (2 cores shared with other work; see README).",
+        iters_line,
         "",
         "Config (`" + str(run / "config.yaml") + "`):",
         "",
@@ -120,7 +135,7 @@ def main(argv=None) -> int:
         (run / "config.yaml").read_text().strip(),
         "```",
         "",
-        *_log_table(log, best.config.optim.val_perturb),
+        *_log_table(log, best.config.optim.val_perturb, refit),
         "",
         "## DRIVE test (20 images, 1st_manual, FOV pixels pooled, through ONNX Runtime)",
         f"F1 **{m.f1:.4f}**, AUC **{m.auc:.4f}**, IoU {m.iou:.4f}, accuracy {m.acc:.4f}, Se {m.se:.4f}, Sp {m.sp:.4f}, kappa {m.kappa:.4f}.",

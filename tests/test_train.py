@@ -56,3 +56,22 @@ def test_gpu_request_without_cuda_is_clear(tmp_path, tiny_config):
         pytest.skip("this Paddle has CUDA")
     with pytest.raises(InputError, match="CUDA"):
         Trainer(tiny_config, tmp_path / "g", device="gpu", progress=False).fit()
+
+
+def test_refit_without_validation_keeps_final_weights_and_given_threshold(tmp_path, tiny_config):
+    """--val-count 0: every training image is trained on; no checkpoint selection; the threshold is
+    the configured one; resume works the same; the result exports like any checkpoint."""
+    from fundus_edge.export.exporter import export_checkpoint
+    from fundus_edge.runtime.manifest import read_manifest
+
+    cfg = tiny_config.with_overrides(data={"val_count": 0}, optim={"iters": 6, "threshold": 0.37})
+    out = tmp_path / "refit"
+    Trainer(cfg, out, device="cpu", progress=False).fit()
+    r = Trainer(cfg.with_overrides(optim={"iters": 12}), out, device="cpu", progress=False).fit(resume=True)
+    best, last = read_checkpoint(out / "best"), read_checkpoint(out / "last")
+    assert best.iteration == last.iteration == 12 == r.best_iteration
+    assert best.threshold == pytest.approx(0.37) and best.metrics == {} and best.extra["refit"] is True
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [int(x["iteration"]) for x in rows] == [6, 12] and all(x["val_f1"] == "" for x in rows)
+    export_checkpoint(out / "best", tmp_path / "m", formats=("onnx",))
+    assert read_manifest(tmp_path / "m").threshold == pytest.approx(0.37)
