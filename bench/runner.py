@@ -30,7 +30,7 @@ class BenchConfig:
     quick: bool = False
     models_dir: Path = Path("build/models")
     shipped: Path = REPO / "models"
-    variants: tuple[str, ...] = ("fp32", "pruned", "int8", "pruned-int8", "small", "seed-unet")
+    variants: tuple[str, ...] = ("fp32", "pruned", "int8", "pruned-int8", "small", "small-int8", "seed-unet")
     engines: tuple[str, ...] | None = None
     bf16_rows: bool = True
     gpu_rows: bool = True  # also a GPU row per variant for each engine that has a GPU here
@@ -104,6 +104,18 @@ def prepare_variants(cfg: BenchConfig) -> tuple[dict, dict]:
                 dirs[name] = target
             elif name == "seed-unet":
                 dirs[name] = seed_unet_dir(cfg.models_dir / "seed-unet")
+            elif name.endswith("-int8") and (cfg.shipped / name[: -len("-int8")] / "manifest.yaml").is_file():
+                # INT8 (PaddleSlim PTQ) of another shipped model, e.g. small-int8.
+                target = cfg.models_dir / name
+                if not (target / "manifest.yaml").is_file():
+                    if not cfg.build:
+                        raise InputError(f"{target}: not built (run without --no-build)")
+                    if not cfg.data:
+                        raise InputError("building INT8 variants needs DATA (training images for calibration)")
+                    from fundus_edge.quantize.pipeline import quantize
+
+                    quantize(cfg.shipped / name[: -len("-int8")], target, cfg.data, int8="ptq", force=True, progress=False)
+                dirs[name] = target
             elif (cfg.shipped / name / "manifest.yaml").is_file():
                 dirs[name] = cfg.shipped / name
             else:

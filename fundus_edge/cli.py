@@ -227,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", help="DRIVE folder (without it: latency on synthetic inputs, accuracy null)")
     b.add_argument("--out", default="build/bench")
     b.add_argument("--models-dir", default="build/models", help="where variants are built / found")
-    b.add_argument("--variants", help="comma list (default fp32,pruned,int8,pruned-int8,small,seed-unet)")
+    b.add_argument("--variants", help="comma list (default fp32,pruned,int8,pruned-int8,small,small-int8,seed-unet; "
+                   "<shipped model>-int8 quantizes that shipped model)")
     b.add_argument("--engines", help="comma list (default: every installed engine)")
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--quick", action="store_true", help="smoke run: 3 images, few timed runs")
