@@ -58,40 +58,68 @@ def _robustness(model: Path, data: str, threads: int) -> list[str]:
     return lines
 
 
-def _rewrite_perturb_section(model: Path, data: str, threads: int) -> int:
-    """Replace (or add before the Reproduce line) the perturbation section of an existing card: for a
-    shipped model whose training run folder is no longer at hand."""
-    card = model / "MODEL_CARD.md"
-    lines = card.read_text().splitlines()
-    head = "## Camera perturbations"
+def _latency_section(model: Path, data: str, threads: int) -> list[str]:
+    from fundus_edge.runtime.images import read_image
+
+    img = read_image(sorted((Path(data) / "test" / "images").iterdir())[0])
+    return [f"## Latency (one 584x565 DRIVE image, {threads} threads, engine call, median of 15; measured {time.strftime('%Y-%m-%d')})",
+            "| engine | precision | ms |", "| --- | --- | --- |",
+            *[f"| {e} | {p} | {ms:.1f} |" for e, p, ms in latency(model, img, threads)], ""]
+
+
+def _replace_section(lines: list[str], head: str, new: list[str]) -> list[str]:
+    """``lines`` with the section starting with ``head`` replaced by ``new`` (added before the
+    Reproduce line when the card has none). A section ends at the next heading or Reproduce line."""
     if any(x.startswith(head) for x in lines):
         i = next(k for k, x in enumerate(lines) if x.startswith(head))
         j = next((k for k in range(i + 1, len(lines)) if lines[k].startswith(("## ", "Reproduce:"))), len(lines))
         del lines[i:j]
     else:
         i = next((k for k, x in enumerate(lines) if x.startswith("Reproduce:")), len(lines))
-    lines[i:i] = _robustness(model, data, threads)
+    lines[i:i] = new
+    return lines
+
+
+def _update_card(model: Path, data: str, threads: int, sections: list[str], notes: str) -> int:
+    """Rewrite some sections of an existing card: for a shipped model whose training run folder is no
+    longer at hand (its training and validation sections stay as they were written)."""
+    card = model / "MODEL_CARD.md"
+    lines = card.read_text().splitlines()
+    for sec in sections:
+        if sec == "perturb":
+            lines = _replace_section(lines, "## Camera perturbations", _robustness(model, data, threads))
+        elif sec == "latency":
+            lines = _replace_section(lines, "## Latency", _latency_section(model, data, threads))
+        elif sec == "notes":
+            if not (notes and Path(notes).is_file()):
+                raise SystemExit("--update notes needs --notes FILE")
+            k = next((k for k, x in enumerate(lines) if x.startswith("Reproduce:")), len(lines) - 1)
+            lines = lines[: k + 1] + ["", Path(notes).read_text().strip()]
+        else:
+            raise SystemExit(f"unknown section {sec!r}: choose from perturb, latency, notes")
     card.write_text("\n".join(lines) + "\n")
-    print(f"wrote the perturbation section of {card}")
+    print(f"rewrote {', '.join(sections)} in {card}")
     return 0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--run", required=True, help="training run folder (log.csv, best/)")
+    ap.add_argument("--run", help="training run folder (log.csv, best/); required unless --update")
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-command", default="")
     ap.add_argument("--notes", default="", help="a Markdown file with experiment notes to include")
     ap.add_argument("--perturb", action="store_true", help="add DRIVE-test F1 under camera perturbations (ONNX Runtime and OpenVINO)")
-    ap.add_argument("--perturb-only", action="store_true", help="only (re)write the camera-perturbation section of an existing card")
+    ap.add_argument("--update", help="only rewrite these sections of an existing card (comma list of perturb, latency, notes); "
+                    "--run is then not read")
     a = ap.parse_args(argv)
-    if a.perturb_only:
-        return _rewrite_perturb_section(Path(a.model), a.data, a.threads)
+    if a.update:
+        return _update_card(Path(a.model), a.data, a.threads, [x.strip() for x in a.update.split(",") if x.strip()], a.notes)
 
+    if not a.run:
+        ap.error("--run is required (or --update SECTIONS for an existing card)")
     from fundus_edge.evaluate import evaluate_source
-    from fundus_edge.runtime.images import read_image
     from fundus_edge.train.checkpoint import read_checkpoint
 
     run, model = Path(a.run), Path(a.model)
@@ -100,8 +128,6 @@ def main(argv=None) -> int:
     last = read_checkpoint(run / "last")
     log = list(csv.DictReader(open(run / "log.csv")))
     rep = evaluate_source(model, a.data, split="test", backend="onnxruntime", progress=False)
-    img = read_image(sorted((Path(a.data) / "test" / "images").iterdir())[0])
-    lat = latency(model, img, a.threads)
     m = rep.pooled
     o = best.config.optim
     refit = best.config.data.val_count == 0
@@ -144,13 +170,10 @@ def main(argv=None) -> int:
         "| --- | --- | --- | --- | --- |",
         *[f"| {n} | {pm.f1:.4f} | {pm.iou:.4f} | {pm.acc:.4f} | {pm.auc:.4f} |" for n, pm in rep.per_image],
         "",
-        f"## Latency (one 584x565 DRIVE image, {a.threads} threads, engine call, median of 15)",
-        "| engine | precision | ms |",
-        "| --- | --- | --- |",
-        *[f"| {e} | {p} | {ms:.1f} |" for e, p, ms in lat],
-        "",
+        *_latency_section(model, a.data, a.threads),
         *(_robustness(model, a.data, a.threads) if a.perturb else []),
-        f"Reproduce: `python -m fundus_edge.modelcard --run {a.run} --model {a.model} --data {a.data}` ({time.strftime('%Y-%m-%d')}).",
+        f"Reproduce: `python -m fundus_edge.modelcard --run {a.run} --model {a.model} --data {a.data}"
+        f"{' --perturb' if a.perturb else ''}{' --notes ' + a.notes if a.notes else ''}` ({time.strftime('%Y-%m-%d')}).",
     ]
     if a.notes and Path(a.notes).is_file():
         lines += ["", Path(a.notes).read_text().strip()]
