@@ -32,7 +32,10 @@ def cmd_train(a) -> int:
     from fundus_edge.train.trainer import Trainer
 
     cfg = _resolve_config(a.config)
-    optim = {k: v for k, v in {"iters": a.iters, "batch_size": a.batch_size, "crop": a.crop, "lr": a.lr, "val_every": a.val_every, "seed": a.seed, "threshold": a.threshold}.items() if v is not None}
+    optim = {k: v for k, v in {"iters": a.iters, "batch_size": a.batch_size, "crop": a.crop, "lr": a.lr, "val_every": a.val_every, "seed": a.seed, "threshold": a.threshold,
+                                "teacher": a.teacher, "distill_weight": a.distill_weight}.items() if v is not None}
+    if a.teacher and a.distill_weight is None:
+        optim["distill_weight"] = 1.0
     data = {"root": str(a.data)} if a.data else {}
     if a.val_count is not None:
         data["val_count"] = a.val_count
@@ -175,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "training images with a recipe chosen on validation before: no checkpoint selection)")
     t.add_argument("--threshold", type=float, help="threshold stored with the weights when --val-count is 0 (default 0.5)")
     t.add_argument("--seed", type=int)
+    t.add_argument("--teacher", help="distil from this trained model (folder or checkpoint with the same preprocessing)")
+    t.add_argument("--distill-weight", type=float, help="weight of the distillation term (default 1 with --teacher, else 0 = off)")
     t.add_argument("--init", help="start from this checkpoint's weights (fine-tuning)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     t.add_argument("--threads", type=int, help="CPU threads")

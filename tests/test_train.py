@@ -75,3 +75,22 @@ def test_refit_without_validation_keeps_final_weights_and_given_threshold(tmp_pa
     assert [int(x["iteration"]) for x in rows] == [6, 12] and all(x["val_f1"] == "" for x in rows)
     export_checkpoint(out / "best", tmp_path / "m", formats=("onnx",))
     assert read_manifest(tmp_path / "m").threshold == pytest.approx(0.37)
+
+
+def test_distillation_trains_from_a_teacher_and_refuses_a_mismatched_one(tmp_path, tiny_run, tiny_config):
+    import numpy as np
+    import paddle
+
+    from fundus_edge.train.losses import distill_loss
+
+    t = paddle.to_tensor(np.random.default_rng(0).normal(size=(2, 2, 8, 8)).astype("float32"))
+    assert float(distill_loss(t, t)) == pytest.approx(0.0, abs=1e-6)  # a student equal to its teacher pays nothing
+    assert float(distill_loss(-t, t)) > 0.1
+    cfg = tiny_config.with_overrides(optim={"iters": 6, "teacher": str(tiny_run / "best"), "distill_weight": 1.0})
+    r = Trainer(cfg, tmp_path / "d", device="cpu", progress=False).fit()
+    assert r.iterations == 6 and read_checkpoint(tmp_path / "d" / "last").config.optim.teacher == str(tiny_run / "best")
+    other = cfg.with_overrides(preprocess={"channels": "rgb"})
+    with pytest.raises(InputError, match="preprocessing"):
+        Trainer(other, tmp_path / "e", device="cpu", progress=False).fit()
+    with pytest.raises(InputError, match="teacher"):
+        Trainer(tiny_config.with_overrides(optim={"distill_weight": 1.0}), tmp_path / "f", device="cpu", progress=False).fit()

@@ -47,6 +47,10 @@ class OptimConfig:
     # Threshold written with the weights when there is no validation split (data.val_count 0,
     # a refit on every training image with a recipe chosen on validation before).
     threshold: float = 0.5
+    # Knowledge distillation: a trained model (folder or checkpoint, same preprocessing) whose soft
+    # output the student also learns, weighted by distill_weight (0 = off).
+    teacher: str = ""
+    distill_weight: float = 0.0
 
 
 @dataclass(frozen=True)

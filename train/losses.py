@@ -22,3 +22,13 @@ def build_loss(dice_weight: float = 0.5):
         return value
 
     return loss
+
+
+def distill_loss(student_logits, teacher_logits):
+    """Pixel-wise KL divergence from the teacher's class probabilities to the student's (temperature
+    1), averaged over pixels: the student learns the teacher's soft vessel maps, thin-vessel
+    uncertainty included, besides the hard labels."""
+    import paddle.nn.functional as F
+
+    p_t = F.softmax(teacher_logits, axis=1)
+    return (p_t * (F.log_softmax(teacher_logits, axis=1) - F.log_softmax(student_logits, axis=1))).sum(axis=1).mean()

@@ -185,6 +185,38 @@ class Trainer:
         c = self.cfg
         return build_model(c.model.arch, c.preprocess.in_channels, c.model.base, c.model.depth)
 
+    def _teacher(self):
+        """The distillation teacher in eval mode, or None; its preprocessing must be the student's."""
+        o = self.cfg.optim
+        if o.distill_weight <= 0:
+            return None
+        if not o.teacher:
+            raise InputError("distill_weight > 0 needs a teacher (--teacher MODEL)")
+        from .checkpoint import load_source
+
+        teacher, info = load_source(o.teacher)
+        if info.config.preprocess != self.cfg.preprocess:
+            raise InputError(f"{o.teacher}: the teacher's preprocessing ({info.config.preprocess.channels}) differs from the student's "
+                             f"({self.cfg.preprocess.channels}); distillation needs the same input")
+        teacher.eval()
+        for p in teacher.parameters():
+            p.stop_gradient = True
+        print(f"distilling from {o.teacher} (weight {o.distill_weight})", flush=True)
+        return teacher
+
+    def _loss(self, net, teacher, loss_fn, xt, yt):
+        import paddle
+
+        from .losses import distill_loss
+
+        logits = net(xt)
+        loss = loss_fn(logits, yt)
+        if teacher is not None:
+            with paddle.no_grad():
+                t_logits = teacher(xt)
+            loss = loss + self.cfg.optim.distill_weight * distill_loss(logits, t_logits)
+        return loss
+
     # -- main loop -----------------------------------------------------------------------------
     def fit(self, resume: bool = False, force: bool = False) -> TrainResult:
         import paddle
@@ -215,6 +247,7 @@ class Trainer:
         sched = _scheduler(cfg)
         opt = paddle.optimizer.Adam(learning_rate=sched, parameters=net.parameters(), weight_decay=o.weight_decay)
         loss_fn = build_loss(o.dice_weight)
+        teacher = self._teacher()
         start, best_f1, best_it, best_thr, elapsed0 = 0, -1.0, 0, 0.5, 0.0
         if resume:
             last = read_checkpoint(self.out / "last")
@@ -246,11 +279,11 @@ class Trainer:
             xt, yt = paddle.to_tensor(x), paddle.to_tensor(y)
             if amp:
                 with paddle.amp.auto_cast():
-                    loss = loss_fn(net(xt), yt)
+                    loss = self._loss(net, teacher, loss_fn, xt, yt)
                 scaler.scale(loss).backward()
                 scaler.minimize(opt, loss)
             else:
-                loss = loss_fn(net(xt), yt)
+                loss = self._loss(net, teacher, loss_fn, xt, yt)
                 loss.backward()
                 opt.step()
             opt.clear_grad()
