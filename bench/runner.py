@@ -83,6 +83,18 @@ def seed_unet_dir(target: Path, force: bool = False) -> Path:
     return target
 
 
+def _built(cfg: BenchConfig, name: str, needs_data: bool, build) -> Path:
+    """build/models/<name>, made by ``build()`` unless it exists (or --no-build says not to)."""
+    target = cfg.models_dir / name
+    if not (target / "manifest.yaml").is_file():
+        if not cfg.build:
+            raise InputError(f"{target}: not built (run without --no-build)")
+        if needs_data and not cfg.data:
+            raise InputError(f"building {name} needs DATA (training images for fine-tuning and calibration)")
+        build()
+    return target
+
+
 def prepare_variants(cfg: BenchConfig) -> tuple[dict, dict]:
     """name -> model folder for the variants that exist or could be built; name -> error otherwise."""
     from fundus_edge.quantize.pipeline import VARIANTS, build_variants
@@ -92,30 +104,20 @@ def prepare_variants(cfg: BenchConfig) -> tuple[dict, dict]:
     for name in cfg.variants:
         try:
             if name in VARIANTS:
-                target = cfg.models_dir / name
-                if not (target / "manifest.yaml").is_file():
-                    if not cfg.build:
-                        raise InputError(f"{target}: not built (run without --no-build)")
+                def build(name=name):
                     if not (default / "manifest.yaml").is_file():
                         raise InputError(f"{default}: no shipped default model")
-                    if name != "fp32" and not cfg.data:
-                        raise InputError("building compressed variants needs DATA (training images)")
                     build_variants(default, cfg.models_dir, cfg.data, finetune_iters=cfg.finetune_iters, only=(name,), progress=False)
-                dirs[name] = target
+
+                dirs[name] = _built(cfg, name, name != "fp32", build)
             elif name == "seed-unet":
                 dirs[name] = seed_unet_dir(cfg.models_dir / "seed-unet")
             elif name.endswith("-int8") and (cfg.shipped / name[: -len("-int8")] / "manifest.yaml").is_file():
                 # INT8 (PaddleSlim PTQ) of another shipped model, e.g. small-int8.
-                target = cfg.models_dir / name
-                if not (target / "manifest.yaml").is_file():
-                    if not cfg.build:
-                        raise InputError(f"{target}: not built (run without --no-build)")
-                    if not cfg.data:
-                        raise InputError("building INT8 variants needs DATA (training images for calibration)")
-                    from fundus_edge.quantize.pipeline import quantize
+                from fundus_edge.quantize.pipeline import quantize
 
-                    quantize(cfg.shipped / name[: -len("-int8")], target, cfg.data, int8="ptq", force=True, progress=False)
-                dirs[name] = target
+                dirs[name] = _built(cfg, name, True, lambda: quantize(
+                    cfg.shipped / name[: -len("-int8")], cfg.models_dir / name, cfg.data, int8="ptq", force=True, progress=False))
             elif (cfg.shipped / name / "manifest.yaml").is_file():
                 dirs[name] = cfg.shipped / name
             else:

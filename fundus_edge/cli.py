@@ -43,14 +43,12 @@ def cmd_train(a) -> int:
     out = Path(a.out) if a.out else Path("runs") / cfg.name
     res = Trainer(cfg, out, device=a.device, progress=not a.no_progress, init_weights=a.init).fit(resume=a.resume, force=a.force)
     if cfg.data.val_count == 0:
-        print(f"done: {res.iterations} iterations on {res.device}, {res.iters_per_s:.2f} it/s this run, "
-              f"{res.elapsed_s / 60:.1f} min in all; no validation split (refit): {res.out_dir}/best holds the final "
-              f"weights with threshold {res.threshold:.3f}")
-        return 0
-    print(f"done: {res.iterations} iterations on {res.device}, {res.iters_per_s:.2f} it/s this run, "
-          f"{res.elapsed_s / 60:.1f} min in all; best {'mean of clean and perturbed val F1' if cfg.optim.select == 'robust' and cfg.optim.val_perturb else 'val F1'} "
-          f"{res.best_val_f1:.4f} at {res.best_iteration} "
-          f"(threshold {res.threshold:.2f}); checkpoints in {res.out_dir}/best and {res.out_dir}/last")
+        kept = f"no validation split (refit): {res.out_dir}/best holds the final weights with threshold {res.threshold:.3f}"
+    else:
+        figure = "mean of clean and perturbed val F1" if cfg.optim.select == "robust" and cfg.optim.val_perturb else "val F1"
+        kept = (f"best {figure} {res.best_val_f1:.4f} at {res.best_iteration} (threshold {res.threshold:.2f}); "
+                f"checkpoints in {res.out_dir}/best and {res.out_dir}/last")
+    print(f"done: {res.iterations} iterations on {res.device}, {res.iters_per_s:.2f} it/s this run, {res.elapsed_s / 60:.1f} min in all; {kept}")
     return 0
 
 

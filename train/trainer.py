@@ -292,27 +292,23 @@ class Trainer:
             loss_ema = lv if loss_ema is None else 0.98 * loss_ema + 0.02 * lv
             bar.set_postfix(loss=f"{loss_ema:.4f}", best=f"{max(best_f1, 0):.4f}")
             done = it + 1
-            if (done % o.val_every == 0 or done == o.iters) and not val:
+            if done % o.val_every == 0 or done == o.iters:
+                # Without a validation split (a refit) every checkpoint is the latest and "best".
+                thr, vm = self.validate(net, val) if val else (o.threshold, {})
                 elapsed = elapsed0 + time.perf_counter() - t0
-                log.writerow([done, f"{loss_ema:.5f}", f"{sched.get_lr():.3e}", "", "", f"{o.threshold:.3f}", f"{elapsed:.1f}", ""])
+                fmt = lambda k: f"{vm[k]:.5f}" if k in vm else ""  # noqa: E731
+                log.writerow([done, f"{loss_ema:.5f}", f"{sched.get_lr():.3e}", fmt("val_f1"), fmt("val_auc"), f"{thr:.3f}", f"{elapsed:.1f}", fmt("val_f1_perturbed")])
                 logf.flush()
-                extra = {"scale": self.scale_info, "refit": True}
-                best_it, best_thr = done, o.threshold
-                save_checkpoint(self.out / "best", net, None, cfg, done, o.threshold, {}, elapsed, extra)
-                save_checkpoint(self.out / "last", net, opt, cfg, done, o.threshold, {}, elapsed, extra)
-                bar.write(f"iter {done}: loss {loss_ema:.4f}  (no validation; saved)")
-            elif done % o.val_every == 0 or done == o.iters:
-                thr, vm = self.validate(net, val)
-                elapsed = elapsed0 + time.perf_counter() - t0
-                log.writerow([done, f"{loss_ema:.5f}", f"{sched.get_lr():.3e}", f"{vm['val_f1']:.5f}", f"{vm['val_auc']:.5f}", f"{thr:.3f}", f"{elapsed:.1f}", f"{vm['val_f1_perturbed']:.5f}" if "val_f1_perturbed" in vm else ""])
-                logf.flush()
-                extra = {"scale": self.scale_info}
-                if self._score(vm) > best_f1:
-                    best_f1, best_it, best_thr = self._score(vm), done, thr
+                extra = {"scale": self.scale_info, **({} if val else {"refit": True})}
+                if not val or self._score(vm) > best_f1:
+                    best_f1, best_it, best_thr = (self._score(vm) if val else best_f1), done, thr
                     save_checkpoint(self.out / "best", net, None, cfg, done, thr, vm, elapsed, extra)
                 save_checkpoint(self.out / "last", net, opt, cfg, done, thr, vm, elapsed, extra)
-                pert = f"  perturbed F1 {vm['val_f1_perturbed']:.4f}" if "val_f1_perturbed" in vm else ""
-                bar.write(f"iter {done}: loss {loss_ema:.4f}  val F1 {vm['val_f1']:.4f}  AUC {vm['val_auc']:.4f}{pert}  thr {thr:.2f}  (best {best_f1:.4f} @ {best_it})")
+                if val:
+                    pert = f"  perturbed F1 {vm['val_f1_perturbed']:.4f}" if "val_f1_perturbed" in vm else ""
+                    bar.write(f"iter {done}: loss {loss_ema:.4f}  val F1 {vm['val_f1']:.4f}  AUC {vm['val_auc']:.4f}{pert}  thr {thr:.2f}  (best {best_f1:.4f} @ {best_it})")
+                else:
+                    bar.write(f"iter {done}: loss {loss_ema:.4f}  (no validation; saved)")
         bar.close()
         logf.close()
         self.net = net
