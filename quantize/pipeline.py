@@ -140,6 +140,7 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
         legacy_to_onnx(out, deploy_backend="onnxruntime")
         variant.append("int8")
         quant.update({"weights": "int8 channel_wise_abs_max", "activations": "int8", "quantized_ops": list(ops), "onnx": "QDQ (paddle2onnx, deploy_backend onnxruntime)"})
+        quant["openvino_guard"] = _openvino_guard(out, data, qinfo, net.pad_multiple)
         src_info = qinfo if prune is None else qinfo
         finish_model_dir(out, src_info, facts, {"legacy": list(FORMATS["legacy"].files), "onnx": list(FORMATS["onnx"].files)},
                          info.config.name, "-".join(variant), quantization=quant, extra_source={"config": yaml.safe_load(_dump(qinfo.config))})
@@ -149,6 +150,30 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _openvino_guard(out: Path, data, info, pad_multiple: int) -> dict:
+    """Check the QDQ ONNX file on OpenVINO against its exact semantics on two training images and
+    leave in float the convolutions OpenVINO gets wrong on this CPU (quantize/openvino_guard.py)."""
+    from .openvino_guard import guard
+
+    images = list(calibration_set(data, info.config, pad_multiple, 2).values())
+    r = guard(out / FORMATS["onnx"].files[0], images, info.threshold)
+    if r.checked:
+        changed = f"; left in float: {', '.join(r.float_convs)}" if r.float_convs else ""
+        print(f"OpenVINO check: {r.disagreement_before:.1%} of vessel pixels differ from the QDQ reference "
+              f"(tolerance {r.tolerance:.1%}){changed} -> {r.disagreement_after:.1%}, {r.note}", flush=True)
+    else:
+        print(f"OpenVINO check: {r.note}", flush=True)
+    return {**r.as_dict(), "cpu_vnni": _cpu_has_vnni()}
+
+
+def _cpu_has_vnni() -> bool | None:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 def _dump(cfg) -> str:

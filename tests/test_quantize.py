@@ -24,6 +24,8 @@ def test_prune_and_int8_combine(pruned_int8, tiny_model):
     m = read_manifest(out)
     assert m.variant == "pruned-int8" and m.quantization["method"] == "ptq"
     assert set(m.formats) == {"legacy", "onnx"}
+    g = m.quantization["openvino_guard"]  # the OpenVINO agreement check ran and says what it did
+    assert g["checked"] and 0.0 <= g["disagreement_after"] <= g["disagreement_before"] and isinstance(g["float_convs"], list)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -49,6 +49,25 @@ def test_random_camera_keeps_geometry_and_changes_pixels():
     assert sum(not np.array_equal(o, rgb) for o in outs) >= 6
 
 
+def test_random_camera_jpeg_probability_and_quality_range():
+    from fundus_edge.train.camera import jpeg
+
+    rgb, _, _ = synthetic_fundus(5, 64, 64)
+    # Every other step off: with JPEG forced at quality 10 the result is the q10 encoding of what came before.
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    forced = random_camera(rgb, rng_a, jpeg_p=1.0, jpeg_quality=(10, 10))
+    never = random_camera(rgb, rng_b, jpeg_p=0.0, jpeg_quality=(10, 10))
+    assert np.array_equal(forced, jpeg(never, 10))
+
+
+def test_camera_jpeg_quality_range_is_checked(tmp_path, tiny_config):
+    from fundus_edge.train.trainer import Trainer
+
+    cfg = tiny_config.with_overrides(augment={"camera": 0.5, "camera_copies": 1, "camera_jpeg_quality": (60, 20)}, optim={"iters": 1})
+    with pytest.raises(InputError, match="camera_jpeg_quality"):
+        Trainer(cfg, tmp_path / "j", device="cpu", progress=False).fit()
+
+
 # -- scale normalisation and tiling --------------------------------------------------------------
 def test_scale_factor():
     assert scale_factor(1080, 540) == pytest.approx(0.5)

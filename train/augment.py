@@ -27,6 +27,9 @@ class AugmentConfig:
     fov_bias: float = 0.9  # probability that a crop centre lies inside the FOV
     camera: float = 0.0  # probability that a crop comes from a random camera copy (train/camera.py)
     camera_copies: int = 6  # camera copies made of each training image at the start
+    # JPEG in the camera copies: probability and quality range (low qualities are where models fail).
+    camera_jpeg: float = 0.6
+    camera_jpeg_quality: tuple[int, int] = (20, 95)
 
 
 def photometric(rgb: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:

@@ -89,7 +89,7 @@ def parse_perturbation(name: str) -> Perturbation:
 
 
 # -- random camera copies for training -------------------------------------------------------------
-def random_camera(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def random_camera(rgb: np.ndarray, rng: np.random.Generator, jpeg_p: float = 0.6, jpeg_quality: tuple[int, int] = (20, 95)) -> np.ndarray:
     """One random camera rendering of a training image (geometry unchanged, so labels still fit).
 
     Order follows the imaging chain: exposure and colour, optics and resolution, sensor noise,
@@ -110,6 +110,6 @@ def random_camera(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = noise(x, rng.uniform(1.0, 6.0), rng)
     if rng.random() < 0.2:
         x = greyscale(x)
-    if rng.random() < 0.6:
-        x = jpeg(x, int(rng.integers(20, 96)))
+    if rng.random() < jpeg_p:
+        x = jpeg(x, int(rng.integers(jpeg_quality[0], jpeg_quality[1] + 1)))
     return x

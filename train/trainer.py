@@ -109,7 +109,11 @@ class Trainer:
         from .camera import random_camera
 
         rng = np.random.default_rng([self.cfg.optim.seed, 7919])
-        return [[preprocess(random_camera(s.rgb, rng), self.cfg.preprocess) for _ in range(a.camera_copies)] for s in train]
+        q = tuple(int(v) for v in a.camera_jpeg_quality)
+        if len(q) != 2 or not 1 <= q[0] <= q[1] <= 100:
+            raise InputError(f"augment.camera_jpeg_quality {a.camera_jpeg_quality!r}: give [low, high] within 1-100")
+        return [[preprocess(random_camera(s.rgb, rng, a.camera_jpeg, q), self.cfg.preprocess) for _ in range(a.camera_copies)]
+                for s in train]
 
     def _batch(self, train, it: int):
         o, rng = self.cfg.optim, np.random.default_rng([self.cfg.optim.seed, it])
