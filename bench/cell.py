@@ -19,24 +19,48 @@ def _pct(xs, q):
 
 def run_cell(spec: dict) -> dict:
     from fundus_edge.metrics import MetricAccumulator
-    from fundus_edge.runtime.errors import FundusEdgeError
+    from fundus_edge.runtime.errors import EngineUnavailable, FundusEdgeError, IntegrityError
+    from fundus_edge.runtime.formats import formats_for
+    from fundus_edge.runtime.manifest import read_manifest
     from fundus_edge.runtime.predictor import Predictor
 
     rec = {"variant": spec["variant"], "backend": spec["backend"], "threads": spec["threads"], "batch_size": spec["batch"], "precision_requested": spec.get("precision")}
-    try:
-        p = Predictor.load(spec["model_dir"], backend=spec["backend"], device=spec.get("device", "cpu"), threads=spec["threads"], precision=spec.get("precision"))
-    except (FundusEdgeError, Exception) as exc:  # noqa: BLE001 - any engine failure is this cell's record
-        return {**rec, "status": "run_failed", "error": f"load: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"}
-    rec.update(load_ms=p.load_ms, device=p.device, precision=p.precision)
+
     z = np.load(spec["images"], allow_pickle=False)
     names = sorted(k for k in z.files if k.startswith("img_"))
     imgs = [z[k] for k in names]
     labels = [z[k.replace("img_", "lab_")] if k.replace("img_", "lab_") in z.files else None for k in names]
     fovs = [z[k.replace("img_", "fov_")] if k.replace("img_", "fov_") in z.files else None for k in names]
     try:
-        t0 = time.perf_counter()
-        first = p.predict(imgs[0])
-        rec["first_ms"] = (time.perf_counter() - t0) * 1e3
+        fmts = formats_for(spec["backend"], list(read_manifest(spec["model_dir"]).formats)) or [None]
+    except (FundusEdgeError, Exception):  # noqa: BLE001 - Predictor.load below reports it
+        fmts = [None]
+    # An engine that fails on its preferred format gets the next one it reads (Paddle: PIR, then the
+    # legacy program); the row says which ran and why, so nothing falls back silently.
+    failed, p = [], None
+    for fmt in fmts:
+        try:
+            p = Predictor.load(spec["model_dir"], backend=spec["backend"], device=spec.get("device", "cpu"), threads=spec["threads"], precision=spec.get("precision"), fmt=fmt)
+        except (FundusEdgeError, Exception) as exc:  # noqa: BLE001 - any engine failure is this cell's record
+            failed.append((fmt, f"load: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"))
+            if isinstance(exc, (IntegrityError, EngineUnavailable)):
+                break  # a file that fails its check, or a missing engine, is not a format problem
+            continue
+        try:
+            t0 = time.perf_counter()
+            first = p.predict(imgs[0])
+            first_ms = (time.perf_counter() - t0) * 1e3
+            break
+        except Exception as exc:  # noqa: BLE001
+            failed.append((fmt, f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"))
+            traceback.print_exc()
+            p = None  # the failed attempt's memory still counts in the cell's peak (a high-water mark)
+    if p is None:
+        return {**rec, "status": "run_failed", "error": "; ".join(f"{f}: {e}" if f else e for f, e in failed)}
+    rec.update(load_ms=p.load_ms, device=p.device, precision=p.precision, format=p.format, first_ms=first_ms)
+    if failed:
+        rec["note"] = "; ".join(f"{f} failed ({e[:300]})" for f, e in failed) + f"; ran {p.format}"
+    try:
         # A model slower than 2 s per image (the 13.4 M seed U-Net) gets one warm-up run.
         for _ in range(spec["warmup"] if rec["first_ms"] < 2000 else 1):
             p.predict(imgs[0])

@@ -13,6 +13,8 @@ class BenchRecord:
     precision: str | None = None  # what actually ran, read back from the engine
     precision_requested: str | None = None  # an explicit request (OpenVINO bf16 rows); None: the model's own
     device: str | None = None
+    format: str | None = None  # the model file the engine read (pir, legacy, onnx)
+    note: str | None = None  # e.g. the engine's preferred format failed and the next one ran
     threads: int | None = None
     status: str = "ok"
     error: str | None = None

@@ -52,6 +52,9 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
     failed = [r for r in records if r.status != "ok"]
     if failed:
         lines += ["", "Cells not ok:"] + [f"- {r.variant} / {r.backend}: {r.status}: {r.error}" for r in failed]
+    noted = [r for r in records if r.note]
+    if noted:
+        lines += ["", "Notes:"] + [f"- {r.variant} / {r.backend}: {r.note}" for r in noted]
     return "\n".join(lines) + "\n"
 
 

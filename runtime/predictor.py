@@ -117,6 +117,11 @@ class Predictor:
         return self.engine.device
 
     @property
+    def format(self) -> str:
+        """The model file format the engine reads (pir, legacy, onnx)."""
+        return self.engine.format
+
+    @property
     def precision(self) -> str:
         return self.engine.precision
 

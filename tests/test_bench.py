@@ -80,8 +80,12 @@ def test_gpu_rows_planned_only_where_an_engine_has_a_gpu(tiny_model, monkeypatch
     # A GPU cell either runs on the GPU or fails loudly: never a CPU timing under a GPU label.
     from fundus_edge.runtime.engines import gpu_engines
 
+    import numpy as np
+
+    np.savez(tmp_path / "one.npz", img_000=np.zeros((32, 32, 3), np.uint8))
     rec = run_cell({"variant": "fp32", "backend": "onnxruntime", "device": "gpu", "model_dir": str(tiny_model), "threads": 1,
-                    "batch": 1, "images": str(tmp_path / "none.npz"), "warmup": 0, "runs": 1, "min_runs": 1, "budget_s": 0})
+                    "batch": 1, "images": str(tmp_path / "one.npz"), "warmup": 0, "runs": 1, "min_runs": 1, "budget_s": 0,
+                    "save_mask": str(tmp_path / "m.npy")})
     if "onnxruntime" in gpu_engines(["onnxruntime"]):
         assert rec["device"].startswith("gpu")
     else:
@@ -103,3 +107,35 @@ def test_gpu_probe_that_fails_leaves_the_engine_out(monkeypatch):
 
     monkeypatch.setattr(engines, "engine_class", lambda name: Broken if name == "paddle" else Present)
     assert engines.gpu_engines(["paddle", "onnxruntime"]) == ["onnxruntime"]
+
+
+def test_cell_falls_back_to_the_next_format_and_says_so(tiny_model, tmp_path, monkeypatch):
+    """Paddle Inference fails on some PIR programs (the seed U-Net's bilinear up-sampling): the cell
+    then runs the legacy program and the row names the format that ran and why."""
+    import numpy as np
+
+    from fundus_edge.bench.cell import run_cell
+    from fundus_edge.runtime.engines.paddle import PaddleEngine
+
+    from .conftest import synthetic_fundus
+
+    real_run = PaddleEngine.run
+
+    def run(self, x):
+        if self.format == "pir":
+            raise RuntimeError("ConvertPirAttribute2RuntimeAttribute not support ArrayAttribute")
+        return real_run(self, x)
+
+    monkeypatch.setattr(PaddleEngine, "run", run)
+    rgb, label, fov = synthetic_fundus(3)
+    np.savez(tmp_path / "imgs.npz", img_000=rgb, lab_000=label, fov_000=fov)
+    spec = {"variant": "fp32", "backend": "paddle", "model_dir": str(tiny_model), "precision": None, "device": "cpu", "threads": 1, "batch": 1,
+            "warmup": 1, "runs": 2, "min_runs": 1, "budget_s": 1.0, "images": str(tmp_path / "imgs.npz"), "accuracy": True,
+            "reference_mask": None, "save_mask": str(tmp_path / "m.npy")}
+    rec = run_cell(spec)
+    assert rec["status"] == "ok" and rec["format"] == "legacy" and rec["p50_ms"] > 0 and rec["f1"] is not None
+    assert "pir failed" in rec["note"] and "ConvertPirAttribute" in rec["note"]
+    # an engine failing on every format it reads is run_failed, with each format's error
+    monkeypatch.setattr(PaddleEngine, "run", lambda self, x: (_ for _ in ()).throw(RuntimeError("boom")))
+    rec = run_cell(spec)
+    assert rec["status"] == "run_failed" and rec["error"].startswith("pir: ") and "; legacy: " in rec["error"] and rec["error"].count("boom") == 2
