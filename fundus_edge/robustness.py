@@ -11,7 +11,7 @@ import numpy as np
 
 from fundus_edge.metrics import MetricAccumulator, VesselMetrics
 from fundus_edge.runtime.scale import resize_prob
-from fundus_edge.train.camera import Perturbation, parse_perturbation
+from fundus_edge.train.camera import Perturbation, PerturbationChain, parse_perturbation
 
 # prob_fn(rgb, fov) -> HxW probability at rgb's size
 ProbFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -24,7 +24,7 @@ class PerturbedScore:
     delta_f1: float  # against the clean figure of the same run
 
 
-def perturb_sample(p: Perturbation | None, rgb: np.ndarray, fov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def perturb_sample(p: Perturbation | PerturbationChain | None, rgb: np.ndarray, fov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The perturbed image and its FOV mask (resized with it for scale perturbations)."""
     if p is None:
         return rgb, fov

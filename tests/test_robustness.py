@@ -49,6 +49,17 @@ def test_random_camera_keeps_geometry_and_changes_pixels():
     assert sum(not np.array_equal(o, rgb) for o in outs) >= 6
 
 
+def test_chained_perturbation_applies_steps_in_order():
+    from fundus_edge.train.camera import jpeg, resize
+
+    rgb, _, _ = synthetic_fundus(6, 64, 64)
+    chain = parse_perturbation("scale2+jpeg30")
+    assert chain.name == "scale2+jpeg30" and [p.name for p in chain.steps] == ["scale2", "jpeg30"]
+    assert np.array_equal(chain.apply(rgb), jpeg(resize(rgb, 2.0), 30))
+    with pytest.raises(InputError, match="fog"):
+        parse_perturbation("scale2+fog")
+
+
 def test_random_camera_jpeg_probability_and_quality_range():
     from fundus_edge.train.camera import jpeg
 

@@ -75,8 +75,26 @@ PERTURBATIONS = ("jpeg30", "jpeg50", "jpeg70", "jpeg90", "gamma0.6", "gamma0.8",
                  "scale0.5", "scale0.75", "scale1.5", "scale2", "grey")
 
 
-def parse_perturbation(name: str) -> Perturbation:
-    """``jpeg30``, ``gamma0.6``, ``scale2``, ``grey`` -> a Perturbation (clear error otherwise)."""
+@dataclass(frozen=True)
+class PerturbationChain:
+    """Perturbations applied in order, e.g. ``scale2+jpeg30``: a camera of twice DRIVE's resolution
+    that stores JPEG quality 30 (its blocks are then half as large against the vessels)."""
+
+    name: str
+    steps: tuple[Perturbation, ...]
+
+    def apply(self, rgb: np.ndarray) -> np.ndarray:
+        for p in self.steps:
+            rgb = p.apply(rgb)
+        return rgb
+
+
+def parse_perturbation(name: str) -> Perturbation | PerturbationChain:
+    """``jpeg30``, ``gamma0.6``, ``scale2``, ``grey``, or a chain such as ``scale2+jpeg30`` -> a
+    Perturbation (clear error otherwise)."""
+    if "+" in name:
+        steps = tuple(parse_perturbation(part) for part in name.split("+"))
+        return PerturbationChain("+".join(p.name for p in steps), steps)
     if name in ("grey", "gray", "greyscale", "grayscale"):
         return Perturbation("grey", "grey")
     m = re.fullmatch(r"(jpeg|gamma|scale)([0-9]*\.?[0-9]+)", name)
