@@ -35,6 +35,9 @@ class QuantizeResult:
 
 # Fine-tuning rates are fixed, not a share of the source's: a source may itself be a low-rate fine-tune.
 PRUNE_FINETUNE_LR = 1e-3  # half the from-scratch rate: pruning removes half the filters
+# Fine-tuning crops are capped too: the shipped default's second stage used 128-px crops, which would make
+# the pruned fine-tune 1.8x slower per step (and `make bench` from an empty build/ longer than 20 min).
+FINETUNE_CROP_MAX = 96
 QAT_LR = 2e-4
 
 
@@ -105,7 +108,7 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
             mid = model_facts(net, info)
             print(f"pruned {prune:.0%} of 3x3 filters: {before['params']:,} -> {mid['params']:,} parameters, {before['gmac']:.2f} -> {mid['gmac']:.2f} GMAC", flush=True)
             save_checkpoint(work / "pruned", net, None, info.config, info.iteration, info.threshold, info.metrics, 0.0, {"pruned_ratio": prune})
-            cfg = info.config.with_overrides(optim={"iters": finetune_iters, "lr": PRUNE_FINETUNE_LR, "warmup": 0, "val_every": max(50, finetune_iters // 4),
+            cfg = info.config.with_overrides(optim={"iters": finetune_iters, "lr": PRUNE_FINETUNE_LR, "crop": min(info.config.optim.crop, FINETUNE_CROP_MAX), "warmup": 0, "val_every": max(50, finetune_iters // 4),
                                                     "val_perturb": (), "select": "clean"}, data={"root": str(data)})
             res = Trainer(cfg, work / "finetune", device="cpu", progress=progress, init_weights=work / "pruned").fit(force=True)
             print(f"fine-tuned {finetune_iters} iterations: best validation F1 {res.best_val_f1:.4f}", flush=True)
@@ -131,7 +134,7 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
             qat_dir = work / "qat"
             qat_dir.mkdir()
             np.savez(qat_dir / "weights.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
-            qcfg = qinfo.config.with_overrides(optim={"iters": finetune_iters, "lr": QAT_LR, "warmup": 0, "val_every": max(50, finetune_iters // 2),
+            qcfg = qinfo.config.with_overrides(optim={"iters": finetune_iters, "lr": QAT_LR, "crop": min(qinfo.config.optim.crop, FINETUNE_CROP_MAX), "warmup": 0, "val_every": max(50, finetune_iters // 2),
                                                       "val_perturb": (), "select": "clean"}, data={"root": str(data)})
             (qat_dir / "config.yaml").write_text(dump_config(qcfg))
             print(f"QAT: {finetune_iters} fine-tuning iterations with fake-quantized {', '.join(ops)}", flush=True)
