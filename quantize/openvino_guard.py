@@ -5,9 +5,9 @@ with ``vpmaddubsw``, which adds pairs of products into 16-bit sums that saturate
 32767). ONNX Runtime does not, so one QDQ file can be right on ONNX Runtime and wrong on OpenVINO: the
 small model's INT8 file scored DRIVE F1 0.81 on ONNX Runtime and 0.69 on OpenVINO here (FINDINGS.md).
 A single 3x3 convolution, 16 -> 8 channels, in a synthetic QDQ graph differs from ONNX Runtime by up to
-17 % of its output range; the same graph with 7-bit weights differs by 0.4 %. Rescaling a whole
-model's weights to 7 bits in the ONNX file did not fix OpenVINO's result on the real model, so this
-takes the narrow route NNCF's "overflow fix" cannot (NNCF quantizes OpenVINO IR, not PaddleSlim's QDQ):
+17 % of its output range; the same graph with 7-bit weights differs by 0.4 %. But 7-bit weights (the
+remedy of NNCF's "overflow fix") did not fix OpenVINO's result on the real model, whole or per layer,
+so the cause is not only saturation. What did fix it, and what this module does:
 compare OpenVINO with the QDQ graph's exact semantics (ONNX Runtime, graph optimisations off) on
 calibration images, and while they disagree leave in float the convolution whose float weights make
 them agree best. No library checks one engine's int8 result against another's, hence this module.
