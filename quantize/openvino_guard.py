@@ -68,6 +68,13 @@ def float_weights(model, conv_names) -> None:
             model.graph.node.remove(n)
 
 
+def _with_float(model, conv: str):
+    """A copy of ``model`` with one more convolution in float."""
+    m = type(model).FromString(model.SerializeToString())
+    float_weights(m, [conv])
+    return m
+
+
 def _vessel_prob(out: np.ndarray) -> np.ndarray:
     return out[:, -1] if out.ndim == 4 else out
 
@@ -116,12 +123,9 @@ def guard(onnx_path, images: list[np.ndarray], threshold: float, min_tol: float 
         # that order while it helps (one trial per layer, not a trial per layer per step).
         trials = {}
         for conv in quantized_convs(model):
-            m = onnx.ModelProto.FromString(model.SerializeToString())
-            float_weights(m, [conv])
-            trials[conv] = score(m)
+            trials[conv] = score(_with_float(model, conv))
         for conv in sorted(trials, key=trials.get)[:max_float]:
-            m = onnx.ModelProto.FromString(model.SerializeToString())
-            float_weights(m, [conv])
+            m = _with_float(model, conv)
             value = score(m)
             if value >= current:
                 break
