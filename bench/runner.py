@@ -30,7 +30,7 @@ class BenchConfig:
     quick: bool = False
     models_dir: Path = Path("build/models")
     shipped: Path = REPO / "models"
-    variants: tuple[str, ...] = ("fp32", "pruned", "int8", "pruned-int8", "small", "small-int8", "seed-unet")
+    variants: tuple[str, ...] = ("fp32", "pruned", "int8", "pruned-int8", "small", "small-int8", "small-pruned", "seed-unet")
     engines: tuple[str, ...] | None = None
     bf16_rows: bool = True
     gpu_rows: bool = True  # also a GPU row per variant for each engine that has a GPU here
@@ -112,14 +112,21 @@ def prepare_variants(cfg: BenchConfig) -> tuple[dict, dict]:
                 dirs[name] = _built(cfg, name, name != "fp32", build)
             elif name == "seed-unet":
                 dirs[name] = seed_unet_dir(cfg.models_dir / "seed-unet")
+            elif (cfg.shipped / name / "manifest.yaml").is_file():  # shipped as is (small, small-pruned)
+                dirs[name] = cfg.shipped / name
             elif name.endswith("-int8") and (cfg.shipped / name[: -len("-int8")] / "manifest.yaml").is_file():
                 # INT8 (PaddleSlim PTQ) of another shipped model, e.g. small-int8.
                 from fundus_edge.quantize.pipeline import quantize
 
                 dirs[name] = _built(cfg, name, True, lambda: quantize(
                     cfg.shipped / name[: -len("-int8")], cfg.models_dir / name, cfg.data, int8="ptq", force=True, progress=False))
-            elif (cfg.shipped / name / "manifest.yaml").is_file():
-                dirs[name] = cfg.shipped / name
+            elif name.endswith("-pruned") and (cfg.shipped / name[: -len("-pruned")] / "manifest.yaml").is_file():
+                # Another shipped model pruned like `pruned` (same ratio, same fine-tune), e.g. small-pruned.
+                from fundus_edge.quantize.pipeline import quantize
+
+                dirs[name] = _built(cfg, name, True, lambda: quantize(
+                    cfg.shipped / name[: -len("-pruned")], cfg.models_dir / name, cfg.data, prune=VARIANTS["pruned"]["prune"],
+                    finetune_iters=cfg.finetune_iters, force=True, progress=False))
             else:
                 raise InputError(f"unknown variant {name!r}")
         except (FundusEdgeError, Exception) as exc:  # noqa: BLE001 - recorded, the sweep goes on

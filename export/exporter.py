@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fundus_edge import __version__
@@ -69,7 +69,9 @@ def finish_model_dir(out: Path, info, facts: dict, formats: dict, name: str, var
     return write_manifest(out, man)
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, name: str | None = None, variant: str = "fp32", formats: tuple[str, ...] = ("pir", "legacy", "onnx"), force: bool = False, opset: int = 13) -> ExportResult:
+def export_checkpoint(checkpoint: str | Path, out: str | Path, name: str | None = None, variant: str = "fp32", formats: tuple[str, ...] = ("pir", "legacy", "onnx"), force: bool = False, opset: int = 13, pruning: dict | None = None, threshold: float | None = None) -> ExportResult:
+    """Export a checkpoint to ``formats`` with its manifest; ``pruning`` (from the quantize step) is
+    recorded under the manifest's source, and so is a ``threshold`` that replaces the checkpoint's."""
     import yaml
 
     from fundus_edge.train.checkpoint import load_source
@@ -82,11 +84,16 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, name: str | None 
     legacy_only_for_onnx = "onnx" in formats and "legacy" not in formats
     if legacy_only_for_onnx:
         formats = tuple(formats) + ("legacy",)  # ONNX is converted from the legacy program
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise InputError(f"threshold {threshold} must be in (0, 1)")
     net, info = load_source(checkpoint)
     prepare_out(out, force)
     facts = model_facts(net, info)
     done = {}
-    source = {"config": yaml.safe_load(dump_config(info.config))}
+    source = {"config": yaml.safe_load(dump_config(info.config)), **({"pruning": pruning} if pruning else {})}
+    if threshold is not None:
+        source["threshold_replaced"] = float(info.threshold)
+        info = replace(info, threshold=float(threshold))
     try:
         if "pir" in formats:
             builders.save_pir(net, out, info.config.preprocess.in_channels)

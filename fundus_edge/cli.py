@@ -60,7 +60,7 @@ def cmd_evaluate(a) -> int:
         from fundus_edge.train.camera import PERTURBATIONS
 
         names = PERTURBATIONS if a.perturb == "all" else tuple(n.strip() for n in a.perturb.split(",") if n.strip())
-        rep = evaluate_perturbed(a.source, a.data, names, split=a.split, layout=a.layout, backend=a.backend, threads=a.threads, rescale=not a.no_rescale, progress=not a.no_progress)
+        rep = evaluate_perturbed(a.source, a.data, names, split=a.split, layout=a.layout, threshold=a.threshold, backend=a.backend, threads=a.threads, rescale=not a.no_rescale, progress=not a.no_progress)
         if a.json:
             print(json.dumps(rep.to_dict(), indent=2))
             return 0
@@ -79,6 +79,13 @@ def cmd_evaluate(a) -> int:
     print(f"{report.source} on {report.data} ({report.split}, {report.images} images, FOV pixels pooled, threshold {report.threshold:.3f}, via {report.via})")
     print("  F1 {:.4f}  IoU {:.4f}  mIoU {:.4f}  Acc {:.4f}  Se {:.4f}  Sp {:.4f}  AUC {}  kappa {:.4f}".format(
         m.f1, m.iou, m.miou, m.acc, m.se, m.sp, "n/a" if m.auc is None else f"{m.auc:.4f}", m.kappa))
+    if a.best_threshold:
+        if report.best_threshold is None:
+            print("  best threshold: n/a (no probability maps to sweep)")
+        else:
+            t, f1 = report.best_threshold
+            caution = "  (a test split: report it, never ship it)" if report.split == "test" else ""
+            print(f"  threshold maximising pooled F1 on these images: {t:.3f} (F1 {f1:.4f}){caution}")
     if a.per_image:
         for name, pm in report.per_image:
             print(f"  {name:>12}  F1 {pm.f1:.4f}  IoU {pm.iou:.4f}  Acc {pm.acc:.4f}  AUC {pm.auc if pm.auc is None else round(pm.auc, 4)}")
@@ -89,7 +96,7 @@ def cmd_export(a) -> int:
     from fundus_edge.export.exporter import export_checkpoint
 
     formats = tuple(f.strip() for f in a.formats.split(",") if f.strip())
-    r = export_checkpoint(a.source, a.out, name=a.name, formats=formats, force=a.force, opset=a.opset)
+    r = export_checkpoint(a.source, a.out, name=a.name, formats=formats, force=a.force, opset=a.opset, threshold=a.threshold)
     print(f"exported {', '.join(r.formats)} to {r.model_dir} ({r.params:,} parameters, {r.gmac:.2f} GMAC at 584x565, {r.size_mb:.2f} MB)")
     return 0
 
@@ -192,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", help="DRIVE split: test (default) or train")
     e.add_argument("--layout", default="auto")
     e.add_argument("--threshold", type=float, help="override the stored threshold")
+    e.add_argument("--best-threshold", action="store_true", help="also print the threshold that maximises pooled F1 on these images "
+                   "(for choosing one on training or validation images; `export --threshold` stores it)")
     e.add_argument("--backend", default="auto", help="engine for a model folder (auto, paddle, onnxruntime, openvino)")
     e.add_argument("--threads", type=int)
     e.add_argument("--per-image", action="store_true")
@@ -208,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--formats", default="pir,legacy,onnx", help="comma-separated: pir, legacy, onnx")
     x.add_argument("--name")
     x.add_argument("--opset", type=int, default=13)
+    x.add_argument("--threshold", type=float, help="store this threshold instead of the checkpoint's (recorded in the manifest's source)")
     x.add_argument("--force", action="store_true")
     x.set_defaults(func=cmd_export)
 
@@ -230,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", help="DRIVE folder (without it: latency on synthetic inputs, accuracy null)")
     b.add_argument("--out", default="build/bench")
     b.add_argument("--models-dir", default="build/models", help="where variants are built / found")
-    b.add_argument("--variants", help="comma list (default fp32,pruned,int8,pruned-int8,small,small-int8,seed-unet; "
-                   "<shipped model>-int8 quantizes that shipped model)")
+    b.add_argument("--variants", help="comma list (default fp32,pruned,int8,pruned-int8,small,small-int8,small-pruned,seed-unet; "
+                   "<shipped model>-int8 quantizes that shipped model, <shipped model>-pruned prunes it like pruned)")
     b.add_argument("--engines", help="comma list (default: every installed engine)")
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--quick", action="store_true", help="smoke run: 3 images, few timed runs")

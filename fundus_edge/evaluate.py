@@ -26,12 +26,14 @@ class ReportHead:
 class EvalReport(ReportHead):
     pooled: VesselMetrics
     per_image: tuple
+    best_threshold: tuple | None = None  # (threshold, F1) maximising pooled F1 on these images
 
     def to_dict(self) -> dict:
         return {
             "source": self.source, "data": self.data, "split": self.split, "images": self.images,
             "threshold": self.threshold, "via": self.via, "pooled": self.pooled.to_dict(),
             "per_image": {n: m.to_dict() for n, m in self.per_image},
+            "best_threshold": None if self.best_threshold is None else {"threshold": self.best_threshold[0], "f1": self.best_threshold[1]},
         }
 
 
@@ -86,7 +88,7 @@ def evaluate_source(source, data, split="test", layout="auto", threshold=None, b
         ls = load_sample(s)
         prob = run(ls)
         acc.add(prob, ls.label, ls.fov, ls.name, pred=pending.get("pred") if "pending" in locals() else None)
-    return EvalReport(str(source), str(data), split, len(samples), thr, via, acc.pooled(), tuple(acc.per_image))
+    return EvalReport(str(source), str(data), split, len(samples), thr, via, acc.pooled(), tuple(acc.per_image), acc.best_threshold())
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class PerturbReport(ReportHead):
                 "rows": [{"perturbation": r.perturbation, "delta_f1": r.delta_f1, **r.metrics.to_dict()} for r in self.rows]}
 
 
-def evaluate_perturbed(source, data, perturbations, split="test", layout="auto", backend="auto", threads=None, rescale=True, progress=True) -> PerturbReport:
+def evaluate_perturbed(source, data, perturbations, split="test", layout="auto", threshold=None, backend="auto", threads=None, rescale=True, progress=True) -> PerturbReport:
     """F1 / AUC of an exported model under named camera perturbations (see fundus_edge.train.camera)."""
     from tqdm import tqdm
 
@@ -116,7 +118,8 @@ def evaluate_perturbed(source, data, perturbations, split="test", layout="auto",
     samples = [load_sample(s) for s in discover(data, split=split, layout=layout)]
     pred = Predictor.load(source, backend=backend, threads=threads, scale=ScaleOptions(rescale=rescale))
     bar = tqdm(total=len(samples) * (len(names) + 1), desc="perturb", unit="img", disable=not progress)
-    rows = score_perturbations(lambda rgb, fov: pred.predict(rgb, fov=fov).prob, samples, names, pred.threshold, bar)
+    thr = pred.threshold if threshold is None else float(threshold)
+    rows = score_perturbations(lambda rgb, fov: pred.predict(rgb, fov=fov).prob, samples, names, thr, bar)
     bar.close()
     via = f"{pred.backend} ({pred.device}, {pred.precision})"
-    return PerturbReport(str(source), str(data), split, len(samples), pred.threshold, via, rescale, tuple(rows))
+    return PerturbReport(str(source), str(data), split, len(samples), thr, via, rescale, tuple(rows))

@@ -108,6 +108,10 @@ class MetricAccumulator:
         self.per_image.append((name, m))
         return m
 
+    def best_threshold(self) -> tuple[float, float] | None:
+        """(threshold, F1) maximising pooled F1 over the images added so far; None without probabilities."""
+        return best_threshold(self._probs, self._truths) if self._probs else None
+
     def pooled(self) -> VesselMetrics:
         auc = None
         if self._probs:

@@ -102,6 +102,48 @@ def _update_card(model: Path, data: str, threads: int, sections: list[str], note
     return 0
 
 
+def _test_section(rep) -> list[str]:
+    m = rep.pooled
+    return ["## DRIVE test (20 images, 1st_manual, FOV pixels pooled, through ONNX Runtime)",
+            f"F1 **{m.f1:.4f}**, AUC **{m.auc:.4f}**, IoU {m.iou:.4f}, accuracy {m.acc:.4f}, Se {m.se:.4f}, Sp {m.sp:.4f}, kappa {m.kappa:.4f}.",
+            "", "| image | F1 | IoU | Acc | AUC |", "| --- | --- | --- | --- | --- |",
+            *[f"| {n} | {pm.f1:.4f} | {pm.iou:.4f} | {pm.acc:.4f} | {pm.auc:.4f} |" for n, pm in rep.per_image], ""]
+
+
+def _pruned_card(model: Path, data: str, threads: int, command: str, perturb: bool, notes: str, argv_line: str) -> list[str]:
+    """A card for a model made by ``fundus-edge quantize --prune`` from another shipped model: its
+    training is the source model's plus the fine-tune recorded in the manifest."""
+    from fundus_edge.evaluate import evaluate_source
+
+    man = read_manifest(model)
+    pr = man.source["pruning"]
+    cfg = man.source.get("config", {})
+    rep = evaluate_source(model, data, split="test", backend="onnxruntime", progress=False)
+    src, pr_ratio = Path(pr["source"]), pr["ratio"]
+    return [
+        f"# Model card: `{model.name}`",
+        "",
+        f"Vessel segmentation U-Net ({man.model['arch']}, base {man.model['base']}, depth {man.model['depth']}) with {pr['ratio']:.0%} of the filters of every "
+        f"3x3 convolution removed: {man.model['params']:,} parameters (from {pr['params_before']:,}), {man.model['gmac']:.2f} GMAC at {man.model['gmac_at']} "
+        f"(from {pr['gmac_before']:.2f}). Input: {man.preprocess.channels}, scaled to [-1, 1]; output: vessel probability; threshold {man.threshold:.3f} "
+        f"(the source model's).",
+        "",
+        "## Training",
+        f"- Command: `{command or f'fundus-edge quantize {src} --out {model} --prune {pr_ratio} --data DRIVE'}`",
+        f"- Source: `{src}` (its card gives its own training: command, data, time, metrics).",
+        f"- Pruning: {pr['tool']} (PaddleSlim, dygraph): the {pr['ratio']:.0%} of each 3x3 convolution's filters with the smallest L1 norm removed.",
+        f"- Fine-tune: {pr['finetune_iters']} iterations at a fixed learning rate {pr['finetune_lr']} on {pr['finetune_crop']}x{pr['finetune_crop']} crops with the "
+        f"source's augmentation (camera renderings included), DRIVE training images only ({20 - int(cfg.get('data', {}).get('val_count', 0))} images), "
+        f"final weights kept; wall time {pr['finetune_s'] / 60:.1f} min on this CPU (2 cores).",
+        "",
+        *_test_section(rep),
+        *_latency_section(model, data, threads),
+        *(_robustness(model, data, threads) if perturb else []),
+        f"Reproduce: `python -m fundus_edge.modelcard {argv_line}` ({time.strftime('%Y-%m-%d')}).",
+        *(["", Path(notes).read_text().strip()] if notes and Path(notes).is_file() else []),
+    ]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", help="training run folder (log.csv, best/); required unless --update")
@@ -118,7 +160,15 @@ def main(argv=None) -> int:
         return _update_card(Path(a.model), a.data, a.threads, [x.strip() for x in a.update.split(",") if x.strip()], a.notes)
 
     if not a.run:
-        ap.error("--run is required (or --update SECTIONS for an existing card)")
+        if "pruning" in read_manifest(Path(a.model)).source:
+            import sys
+
+            line = " ".join(argv if argv is not None else sys.argv[1:])
+            lines = _pruned_card(Path(a.model), a.data, a.threads, a.train_command, a.perturb, a.notes, line)
+            (Path(a.model) / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
+            print("\n".join(lines))
+            return 0
+        ap.error("--run is required (or --update SECTIONS for an existing card, or a pruned model whose manifest records its pruning)")
     from fundus_edge.evaluate import evaluate_source
     from fundus_edge.train.checkpoint import read_checkpoint
 
@@ -128,7 +178,6 @@ def main(argv=None) -> int:
     last = read_checkpoint(run / "last")
     log = list(csv.DictReader(open(run / "log.csv")))
     rep = evaluate_source(model, a.data, split="test", backend="onnxruntime", progress=False)
-    m = rep.pooled
     o = best.config.optim
     refit = best.config.data.val_count == 0
     if refit:
@@ -163,13 +212,7 @@ def main(argv=None) -> int:
         "",
         *_log_table(log, best.config.optim.val_perturb, refit),
         "",
-        "## DRIVE test (20 images, 1st_manual, FOV pixels pooled, through ONNX Runtime)",
-        f"F1 **{m.f1:.4f}**, AUC **{m.auc:.4f}**, IoU {m.iou:.4f}, accuracy {m.acc:.4f}, Se {m.se:.4f}, Sp {m.sp:.4f}, kappa {m.kappa:.4f}.",
-        "",
-        "| image | F1 | IoU | Acc | AUC |",
-        "| --- | --- | --- | --- | --- |",
-        *[f"| {n} | {pm.f1:.4f} | {pm.iou:.4f} | {pm.acc:.4f} | {pm.auc:.4f} |" for n, pm in rep.per_image],
-        "",
+        *_test_section(rep),
         *_latency_section(model, a.data, a.threads),
         *(_robustness(model, a.data, a.threads) if a.perturb else []),
         f"Reproduce: `python -m fundus_edge.modelcard --run {a.run} --model {a.model} --data {a.data}"

@@ -111,11 +111,17 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
             cfg = info.config.with_overrides(optim={"iters": finetune_iters, "lr": PRUNE_FINETUNE_LR, "crop": min(info.config.optim.crop, FINETUNE_CROP_MAX), "warmup": 0, "val_every": max(50, finetune_iters // 4),
                                                     "val_perturb": (), "select": "clean"}, data={"root": str(data)})
             res = Trainer(cfg, work / "finetune", device="cpu", progress=progress, init_weights=work / "pruned").fit(force=True)
-            print(f"fine-tuned {finetune_iters} iterations: best validation F1 {res.best_val_f1:.4f}", flush=True)
+            kept = f"best validation F1 {res.best_val_f1:.4f}" if res.best_val_f1 >= 0 else "no validation split, latest weights kept"
+            print(f"fine-tuned {finetune_iters} iterations: {kept}", flush=True)
             ckpt = work / "finetune" / "best"
             variant.append("pruned")
+            # The fine-tune's folder is temporary: the manifest keeps what a model card needs.
+            pruning = {"source": str(source), "ratio": prune, "tool": "paddleslim L1NormFilterPruner", "params_before": before["params"], "gmac_before": before["gmac"],
+                       "finetune_iters": finetune_iters, "finetune_lr": PRUNE_FINETUNE_LR, "finetune_crop": cfg.optim.crop, "finetune_s": round(res.elapsed_s, 1)}
+        else:
+            pruning = None
         if int8 is None:
-            r = export_checkpoint(ckpt, out, name=info.config.name, variant="-".join(variant), force=True)
+            r = export_checkpoint(ckpt, out, name=info.config.name, variant="-".join(variant), force=True, pruning=pruning)
             return QuantizeResult(out, "-".join(variant), before["params"], r.params, before["gmac"], r.gmac, r.size_mb)
         net, qinfo = load_source(ckpt)
         facts = model_facts(net, qinfo)
@@ -146,7 +152,7 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
         quant["openvino_guard"] = _openvino_guard(out, data, qinfo, net.pad_multiple)
         src_info = qinfo if prune is None else qinfo
         finish_model_dir(out, src_info, facts, {"legacy": list(FORMATS["legacy"].files), "onnx": list(FORMATS["onnx"].files)},
-                         info.config.name, "-".join(variant), quantization=quant, extra_source={"config": yaml.safe_load(_dump(qinfo.config))})
+                         info.config.name, "-".join(variant), quantization=quant, extra_source={"config": yaml.safe_load(_dump(qinfo.config)), **({"pruning": pruning} if pruning else {})})
         return QuantizeResult(out, "-".join(variant), before["params"], facts["params"], before["gmac"], facts["gmac"], dir_size_mb(out))
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)

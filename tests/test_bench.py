@@ -31,7 +31,7 @@ def tiny_bench(tiny_model, drive_synth, tmp_path_factory):
     shipped.mkdir()
     (shipped / "default").symlink_to(tiny_model)
     cfg = BenchConfig(data=str(drive_synth), out=root / "out", quick=True, models_dir=root / "models", shipped=shipped,
-                      variants=("fp32", "int8", "default-int8", "nonexistent"), finetune_iters=4)
+                      variants=("fp32", "int8", "default-int8", "default-pruned", "nonexistent"), finetune_iters=4)
     recs, meta = run_bench(cfg, progress=False)
     return root / "out", recs, meta
 
@@ -50,6 +50,9 @@ def test_sweep_records_every_cell(tiny_bench):
     assert by[("int8", "onnxruntime", None)].precision == "int8"
     # <shipped model>-int8: PTQ of that shipped model, built by the sweep like the default's variants
     assert by[("default-int8", "onnxruntime", None)].status == "ok" and by[("default-int8", "onnxruntime", None)].precision == "int8"
+    # <shipped model>-pruned: that shipped model pruned and fine-tuned like `pruned`
+    pr = by[("default-pruned", "onnxruntime", None)]
+    assert pr.status == "ok" and pr.precision == "fp32" and pr.params < by[("fp32", "onnxruntime", None)].params
     # FP32 engines agree: same F1 through every engine
     f1s = {round(by[("fp32", e, None)].f1, 3) for e in ("onnxruntime", "openvino", "paddle")}
     assert len(f1s) == 1

@@ -74,3 +74,23 @@ def test_evaluate_scores_predict_outputs(tiny_model, drive_synth, tmp_path, caps
     (out / "01_test_mask.png").unlink()
     assert main(["evaluate", str(out), "--data", str(drive_synth), "--no-progress"]) == 2
     assert "missing prediction" in capsys.readouterr().err
+
+
+def test_best_threshold_found_on_training_images_can_be_stored_at_export(tiny_run, tiny_model, drive_synth, tmp_path, capsys):
+    """evaluate --best-threshold sweeps the pooled F1; export --threshold stores a chosen one and
+    keeps the checkpoint's in the manifest."""
+    from fundus_edge.runtime.manifest import read_manifest
+
+    assert main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--split", "train", "--best-threshold", "--backend", "onnxruntime", "--no-progress"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if "maximising pooled F1" in x][0]
+    best = float(line.split(": ")[1].split()[0])
+    assert 0.0 < best < 1.0 and "never ship it" not in line  # the caution is for test splits only
+    out = tmp_path / "m"
+    assert main(["export", str(tiny_run / "best"), "--out", str(out), "--formats", "onnx", "--threshold", f"{best:.3f}"]) == 0
+    man = read_manifest(out)
+    assert man.threshold == round(best, 3) and man.source["threshold_replaced"] == read_manifest(tiny_model).threshold
+    # the stored threshold is the one the runtime and evaluate use
+    assert main(["evaluate", str(out), "--data", str(drive_synth), "--split", "train", "--no-progress"]) == 0
+    assert f"threshold {best:.3f}" in capsys.readouterr().out
+    assert main(["export", str(tiny_run / "best"), "--out", str(tmp_path / "bad"), "--threshold", "1.5"]) == 2
+    assert "(0, 1)" in capsys.readouterr().err

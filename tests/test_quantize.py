@@ -24,6 +24,7 @@ def test_prune_and_int8_combine(pruned_int8, tiny_model):
     m = read_manifest(out)
     assert m.variant == "pruned-int8" and m.quantization["method"] == "ptq"
     assert set(m.formats) == {"legacy", "onnx"}
+    assert m.source["pruning"]["ratio"] == 0.5 and m.source["pruning"]["finetune_iters"] == 6 and m.source["pruning"]["params_before"] == r.params_before
     g = m.quantization["openvino_guard"]  # the OpenVINO agreement check ran and says what it did
     assert g["checked"] and 0.0 <= g["disagreement_after"] <= g["disagreement_before"] and isinstance(g["float_convs"], list)
 
@@ -63,3 +64,15 @@ def test_qat_gives_an_int8_model(tiny_model, drive_synth, tmp_path):
     for e in ENGINES:
         p = Predictor.load(out, backend=e)
         assert p.predict(rgb).prob.shape == rgb.shape[:2] and p.precision.startswith("int8")
+
+
+def test_pruned_model_gets_a_card_from_its_manifest(tiny_model, drive_synth, tmp_path):
+    """A pruned model's fine-tune folder is temporary; its card is written from the manifest alone."""
+    from fundus_edge.modelcard import main as card
+
+    out = tmp_path / "small-pruned"
+    quantize(tiny_model, out, drive_synth, prune=0.5, finetune_iters=4, progress=False)
+    assert card(["--model", str(out), "--data", str(drive_synth), "--threads", "1"]) == 0
+    text = (out / "MODEL_CARD.md").read_text()
+    assert "# Model card: `small-pruned`" in text and "50% of the filters" in text and "Fine-tune: 4 iterations" in text
+    assert "## DRIVE test" in text and "| onnxruntime | fp32 |" in text and "--prune 0.5" in text

@@ -199,6 +199,17 @@ def test_evaluate_perturb_prints_a_table(tiny_model, drive_synth, capsys):
     assert rows[0].split("|")[3].strip() == "+0.0000"
 
 
+def test_evaluate_perturb_honours_threshold_override(tiny_model, drive_synth, capsys):
+    """--threshold changes the perturbed scores too (it was once ignored there)."""
+    f1 = {}
+    for thr in ("0.05", "0.95"):
+        assert main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--perturb", "grey", "--threshold", thr, "--backend", "onnxruntime", "--threads", "1", "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert f"threshold {float(thr):.3f}" in out
+        f1[thr] = [line.split("|")[2].strip() for line in out.splitlines() if line.startswith("| grey")][0]
+    assert f1["0.05"] != f1["0.95"]
+
+
 def test_evaluate_perturb_bad_name(tiny_model, drive_synth, capsys):
     rc = main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--perturb", "jpeg30,fog", "--no-progress"])
     err = capsys.readouterr().err
