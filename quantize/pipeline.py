@@ -150,8 +150,7 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
         variant.append("int8")
         quant.update({"weights": "int8 channel_wise_abs_max", "activations": "int8", "quantized_ops": list(ops), "onnx": "QDQ (paddle2onnx, deploy_backend onnxruntime)"})
         quant["openvino_guard"] = _openvino_guard(out, data, qinfo, net.pad_multiple)
-        src_info = qinfo if prune is None else qinfo
-        finish_model_dir(out, src_info, facts, {"legacy": list(FORMATS["legacy"].files), "onnx": list(FORMATS["onnx"].files)},
+        finish_model_dir(out, qinfo, facts, {"legacy": list(FORMATS["legacy"].files), "onnx": list(FORMATS["onnx"].files)},
                          info.config.name, "-".join(variant), quantization=quant, extra_source={"config": yaml.safe_load(_dump(qinfo.config)), **({"pruning": pruning} if pruning else {})})
         return QuantizeResult(out, "-".join(variant), before["params"], facts["params"], before["gmac"], facts["gmac"], dir_size_mb(out))
     except BaseException:

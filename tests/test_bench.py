@@ -142,3 +142,22 @@ def test_cell_falls_back_to_the_next_format_and_says_so(tiny_model, tmp_path, mo
     monkeypatch.setattr(PaddleEngine, "run", lambda self, x: (_ for _ in ()).throw(RuntimeError("boom")))
     rec = run_cell(spec)
     assert rec["status"] == "run_failed" and rec["error"].startswith("pir: ") and "; legacy: " in rec["error"] and rec["error"].count("boom") == 2
+
+
+def test_slow_model_rate_is_one_image_at_a_time(tiny_model, tmp_path):
+    """Models slower than ``slow_ms`` per image skip the batch run; their rate is 1 / end-to-end time."""
+    import numpy as np
+
+    from fundus_edge.bench.cell import run_cell
+
+    from .conftest import synthetic_fundus
+
+    rgb, label, fov = synthetic_fundus(4)
+    np.savez(tmp_path / "imgs.npz", img_000=rgb, lab_000=label, fov_000=fov)
+    spec = {"variant": "fp32", "backend": "onnxruntime", "model_dir": str(tiny_model), "precision": None, "device": "cpu", "threads": 1, "batch": 4,
+            "warmup": 1, "runs": 3, "min_runs": 3, "budget_s": 1.0, "images": str(tmp_path / "imgs.npz"), "accuracy": False,
+            "reference_mask": None, "save_mask": str(tmp_path / "m.npy")}
+    fast = run_cell(spec)
+    slow = run_cell({**spec, "slow_ms": 0.0})
+    assert fast["status"] == slow["status"] == "ok" and fast["batch_size"] == 4 and slow["batch_size"] == 1
+    assert slow["throughput_ips"] <= 1000.0 / slow["p50_ms"] * 1.5  # one image at a time, pre/post included
