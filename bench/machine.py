@@ -8,19 +8,13 @@ from importlib import metadata
 
 import numpy as np
 
+from fundus_edge.runtime.cpu import cpu_model_and_flags
+
 FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
 
 
 def cpu_info() -> dict:
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    model, flags = cpu_model_and_flags()
     return {"cpu": model, "cores": os.cpu_count(), "isa_flags": [f for f in FLAGS_OF_INTEREST if f in flags], "machine": platform.machine(), "python": platform.python_version()}
 
 

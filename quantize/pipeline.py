@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from fundus_edge.runtime.cpu import has_vnni
 from fundus_edge.runtime.errors import InputError, ModelError
 from fundus_edge.runtime.formats import FORMATS
 
@@ -173,15 +174,7 @@ def _openvino_guard(out: Path, data, info, pad_multiple: int) -> dict:
               f"(tolerance {r.tolerance:.1%}){changed} -> {r.disagreement_after:.1%}, {r.note}", flush=True)
     else:
         print(f"OpenVINO check: {r.note}", flush=True)
-    return {**r.as_dict(), "cpu_vnni": _cpu_has_vnni()}
-
-
-def _cpu_has_vnni() -> bool | None:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return None
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+    return {**r.as_dict(), "cpu_vnni": has_vnni()}
 
 
 def _dump(cfg) -> str:

@@ -171,3 +171,14 @@ def test_export_subset_of_formats(tiny_run, tmp_path):
     # a shipped-style folder (no legacy) still rebuilds every format, legacy included
     r2 = export_checkpoint(tmp_path / "m", tmp_path / "m2")
     assert r2.formats == ("pir", "legacy", "onnx")
+
+
+def test_cpu_flags_read_from_cpuinfo(tmp_path):
+    from fundus_edge.runtime.cpu import cpu_model_and_flags, has_vnni
+
+    core = "processor\t: {}\nmodel name\t: Test CPU {}\nflags\t\t: fpu avx2 fma {}\n\n"
+    (tmp_path / "vnni").write_text(core.format(0, "A", "avx512_vnni") + core.format(1, "B", ""))
+    (tmp_path / "plain").write_text(core.format(0, "A", ""))
+    assert cpu_model_and_flags(str(tmp_path / "vnni")) == ("Test CPU A", frozenset({"fpu", "avx2", "fma", "avx512_vnni"}))
+    assert has_vnni(str(tmp_path / "vnni")) is True and has_vnni(str(tmp_path / "plain")) is False
+    assert has_vnni(str(tmp_path / "missing")) is None

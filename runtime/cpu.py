@@ -1,0 +1,27 @@
+"""The CPU's model name and instruction-set flags, read once from /proc/cpuinfo (Linux; empty
+elsewhere). The bench reports them; the INT8 build records VNNI (OpenVINO's int8 path depends on it)."""
+from __future__ import annotations
+
+import functools
+import platform
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model_and_flags(path: str = "/proc/cpuinfo") -> tuple[str, frozenset]:
+    model, flags = None, None
+    try:
+        with open(path) as f:
+            for line in f:  # every core repeats both lines: the first of each is enough
+                if model is None and line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                elif flags is None and line.startswith("flags"):
+                    flags = frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return model or platform.processor() or "unknown", flags or frozenset()
+
+
+def has_vnni(path: str = "/proc/cpuinfo") -> bool | None:
+    """AVX-512 VNNI or AVX-VNNI; None when the flags cannot be read."""
+    flags = cpu_model_and_flags(path)[1]
+    return None if not flags else bool({"avx512_vnni", "avx_vnni"} & flags)
