@@ -112,15 +112,23 @@ def test_gpu_probe_that_fails_leaves_the_engine_out(monkeypatch):
     assert engines.gpu_engines(["paddle", "onnxruntime"]) == ["onnxruntime"]
 
 
+def _cell_spec(model, tmp_path, backend: str, **kw) -> dict:
+    """A one-image cell spec for run_cell on the tiny model (a synthetic fundus with label and FOV)."""
+    import numpy as np
+
+    from .conftest import synthetic_fundus
+
+    rgb, label, fov = synthetic_fundus(3)
+    np.savez(tmp_path / "imgs.npz", img_000=rgb, lab_000=label, fov_000=fov)
+    return {"variant": "fp32", "backend": backend, "model_dir": str(model), "precision": None, "device": "cpu", "threads": 1, "warmup": 1,
+            "budget_s": 1.0, "images": str(tmp_path / "imgs.npz"), "reference_mask": None, "save_mask": str(tmp_path / "m.npy"), **kw}
+
+
 def test_cell_falls_back_to_the_next_format_and_says_so(tiny_model, tmp_path, monkeypatch):
     """Paddle Inference fails on some PIR programs (the seed U-Net's bilinear up-sampling): the cell
     then runs the legacy program and the row names the format that ran and why."""
-    import numpy as np
-
     from fundus_edge.bench.cell import run_cell
     from fundus_edge.runtime.engines.paddle import PaddleEngine
-
-    from .conftest import synthetic_fundus
 
     real_run = PaddleEngine.run
 
@@ -130,11 +138,7 @@ def test_cell_falls_back_to_the_next_format_and_says_so(tiny_model, tmp_path, mo
         return real_run(self, x)
 
     monkeypatch.setattr(PaddleEngine, "run", run)
-    rgb, label, fov = synthetic_fundus(3)
-    np.savez(tmp_path / "imgs.npz", img_000=rgb, lab_000=label, fov_000=fov)
-    spec = {"variant": "fp32", "backend": "paddle", "model_dir": str(tiny_model), "precision": None, "device": "cpu", "threads": 1, "batch": 1,
-            "warmup": 1, "runs": 2, "min_runs": 1, "budget_s": 1.0, "images": str(tmp_path / "imgs.npz"), "accuracy": True,
-            "reference_mask": None, "save_mask": str(tmp_path / "m.npy")}
+    spec = _cell_spec(tiny_model, tmp_path, "paddle", batch=1, runs=2, min_runs=1, accuracy=True)
     rec = run_cell(spec)
     assert rec["status"] == "ok" and rec["format"] == "legacy" and rec["p50_ms"] > 0 and rec["f1"] is not None
     assert "pir failed" in rec["note"] and "ConvertPirAttribute" in rec["note"]
@@ -146,17 +150,9 @@ def test_cell_falls_back_to_the_next_format_and_says_so(tiny_model, tmp_path, mo
 
 def test_slow_model_rate_is_one_image_at_a_time(tiny_model, tmp_path):
     """Models slower than ``slow_ms`` per image skip the batch run; their rate is 1 / end-to-end time."""
-    import numpy as np
-
     from fundus_edge.bench.cell import run_cell
 
-    from .conftest import synthetic_fundus
-
-    rgb, label, fov = synthetic_fundus(4)
-    np.savez(tmp_path / "imgs.npz", img_000=rgb, lab_000=label, fov_000=fov)
-    spec = {"variant": "fp32", "backend": "onnxruntime", "model_dir": str(tiny_model), "precision": None, "device": "cpu", "threads": 1, "batch": 4,
-            "warmup": 1, "runs": 3, "min_runs": 3, "budget_s": 1.0, "images": str(tmp_path / "imgs.npz"), "accuracy": False,
-            "reference_mask": None, "save_mask": str(tmp_path / "m.npy")}
+    spec = _cell_spec(tiny_model, tmp_path, "onnxruntime", batch=4, runs=3, min_runs=3, accuracy=False)
     fast = run_cell(spec)
     slow = run_cell({**spec, "slow_ms": 0.0})
     assert fast["status"] == slow["status"] == "ok" and fast["batch_size"] == 4 and slow["batch_size"] == 1
