@@ -120,6 +120,8 @@ def _pruned_card(model: Path, data: str, threads: int, command: str, perturb: bo
     cfg = man.source.get("config", {})
     rep = evaluate_source(model, data, split="test", backend="onnxruntime", progress=False)
     src, pr_ratio = Path(pr["source"]), pr["ratio"]
+    val = int(cfg.get("data", {}).get("val_count", 0))
+    kept = (f"{20 - val} for fine-tuning, the checkpoint best on the other {val} kept" if val else "all 20, final weights kept")
     return [
         f"# Model card: `{model.name}`",
         "",
@@ -133,8 +135,7 @@ def _pruned_card(model: Path, data: str, threads: int, command: str, perturb: bo
         f"- Source: `{src}` (its card gives its own training: command, data, time, metrics).",
         f"- Pruning: {pr['tool']} (PaddleSlim, dygraph): the {pr['ratio']:.0%} of each 3x3 convolution's filters with the smallest L1 norm removed.",
         f"- Fine-tune: {pr['finetune_iters']} iterations at a fixed learning rate {pr['finetune_lr']} on {pr['finetune_crop']}x{pr['finetune_crop']} crops with the "
-        f"source's augmentation (camera renderings included), DRIVE training images only ({20 - int(cfg.get('data', {}).get('val_count', 0))} images), "
-        f"final weights kept; wall time {pr['finetune_s'] / 60:.1f} min on this CPU (2 cores).",
+        f"source's augmentation, DRIVE training images only ({kept}); wall time {pr['finetune_s'] / 60:.1f} min on this CPU (2 cores).",
         "",
         *_test_section(rep),
         *_latency_section(model, data, threads),
