@@ -95,6 +95,17 @@ def _built(cfg: BenchConfig, name: str, needs_data: bool, build) -> Path:
     return target
 
 
+def _derived_variant(cfg: BenchConfig, name: str) -> tuple[Path, str] | None:
+    """(shipped model folder, variant kind) for a name such as small-int8 or small-pruned-int8."""
+    from fundus_edge.quantize.pipeline import VARIANTS
+
+    for kind in sorted((k for k in VARIANTS if k != "fp32"), key=len, reverse=True):
+        base = cfg.shipped / name[: -len(kind) - 1]
+        if name.endswith("-" + kind) and (base / "manifest.yaml").is_file():
+            return base, kind
+    return None
+
+
 def prepare_variants(cfg: BenchConfig) -> tuple[dict, dict]:
     """name -> model folder for the variants that exist or could be built; name -> error otherwise."""
     from fundus_edge.quantize.pipeline import VARIANTS, build_variants
@@ -114,19 +125,14 @@ def prepare_variants(cfg: BenchConfig) -> tuple[dict, dict]:
                 dirs[name] = seed_unet_dir(cfg.models_dir / "seed-unet")
             elif (cfg.shipped / name / "manifest.yaml").is_file():  # shipped as is (small, small-pruned)
                 dirs[name] = cfg.shipped / name
-            elif name.endswith("-int8") and (cfg.shipped / name[: -len("-int8")] / "manifest.yaml").is_file():
-                # INT8 (PaddleSlim PTQ) of another shipped model, e.g. small-int8.
+            elif (derived := _derived_variant(cfg, name)) is not None:
+                # <shipped model>-<variant>: that shipped model compressed like the default's variant of
+                # that name, e.g. small-int8 (PTQ), small-pruned (same ratio and fine-tune as `pruned`).
                 from fundus_edge.quantize.pipeline import quantize
 
+                base, kind = derived
                 dirs[name] = _built(cfg, name, True, lambda: quantize(
-                    cfg.shipped / name[: -len("-int8")], cfg.models_dir / name, cfg.data, int8="ptq", force=True, progress=False))
-            elif name.endswith("-pruned") and (cfg.shipped / name[: -len("-pruned")] / "manifest.yaml").is_file():
-                # Another shipped model pruned like `pruned` (same ratio, same fine-tune), e.g. small-pruned.
-                from fundus_edge.quantize.pipeline import quantize
-
-                dirs[name] = _built(cfg, name, True, lambda: quantize(
-                    cfg.shipped / name[: -len("-pruned")], cfg.models_dir / name, cfg.data, prune=VARIANTS["pruned"]["prune"],
-                    finetune_iters=cfg.finetune_iters, force=True, progress=False))
+                    base, cfg.models_dir / name, cfg.data, finetune_iters=cfg.finetune_iters, force=True, progress=False, **VARIANTS[kind]))
             else:
                 raise InputError(f"unknown variant {name!r}")
         except (FundusEdgeError, Exception) as exc:  # noqa: BLE001 - recorded, the sweep goes on

@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="build/bench")
     b.add_argument("--models-dir", default="build/models", help="where variants are built / found")
     b.add_argument("--variants", help="comma list (default fp32,pruned,int8,pruned-int8,small,small-int8,small-pruned,seed-unet; "
-                   "<shipped model>-int8 quantizes that shipped model, <shipped model>-pruned prunes it like pruned)")
+                   "<shipped model>-int8, -pruned or -pruned-int8 compresses that shipped model like the default's variant of that name)")
     b.add_argument("--engines", help="comma list (default: every installed engine)")
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--quick", action="store_true", help="smoke run: 3 images, few timed runs")
