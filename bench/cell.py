@@ -77,6 +77,7 @@ def run_cell(spec: dict) -> dict:
             r = p.predict(imgs[0])
             eng.append(r.engine_ms)
             e2e.append(r.total_ms)
+        rec["input_hw"] = "x".join(map(str, r.input_hw))
         rec.update(p50_ms=_pct(eng, 50), p90_ms=_pct(eng, 90), p99_ms=_pct(eng, 99), mean_ms=statistics.fmean(eng),
                    std_ms=statistics.pstdev(eng), e2e_p50_ms=_pct(e2e, 50), timed_runs=len(eng))
         if slow:

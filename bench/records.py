@@ -21,6 +21,7 @@ class BenchRecord:
     size_mb: float | None = None
     params: int | None = None
     gflops: float | None = None  # per image at 584x565 (2 x GMAC)
+    input_hw: str | None = None  # network input actually run for a DRIVE image ("HxW": rescaled, FOV-cropped, padded)
     load_ms: float | None = None
     first_ms: float | None = None
     p50_ms: float | None = None  # engine only

@@ -10,7 +10,7 @@ from .records import BenchRecord
 
 MD_COLUMNS = [
     ("variant", "variant", None), ("backend", "engine", None), ("precision", "precision", None), ("device", "device", None),
-    ("status", "status", None), ("params", "params", "{:,}"), ("gflops", "GFLOP", "{:.1f}"), ("size_mb", "MB", "{:.2f}"),
+    ("status", "status", None), ("params", "params", "{:,}"), ("gflops", "GFLOP", "{:.1f}"), ("input_hw", "net input", None), ("size_mb", "MB", "{:.2f}"),
     ("load_ms", "load ms", "{:.0f}"), ("p50_ms", "p50 ms", "{:.1f}"), ("p90_ms", "p90 ms", "{:.1f}"), ("p99_ms", "p99 ms", "{:.1f}"),
     ("e2e_p50_ms", "e2e p50 ms", "{:.1f}"), ("throughput_ips", "img/s (batch)", "{:.2f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
     ("f1", "F1", "{:.4f}"), ("iou", "IoU", "{:.4f}"), ("auc", "AUC", "{:.4f}"), ("agreement", "mask agree", "{:.4f}"),
@@ -44,8 +44,9 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
         f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, ISA flags {', '.join(meta['machine']['isa_flags']) or 'none of interest'}; "
         f"{meta['threads']} threads; {meta['images']}; image {meta['image_size']}; {meta['date']}.",
         f"Peak ({peak.get('method', 'n/a')}): FP32 {peak.get('fp32_gflops')} GFLOP/s (OpenVINO), {peak.get('numpy_fp32_gflops')} (numpy), BF16 {peak.get('bf16_gflops')} GFLOP/s.",
-        "p50/p90/p99: engine call only, one image; e2e: with preprocessing (CLAHE) and postprocessing. Roofline: GFLOP/s from direct "
-        "convolution MACs over the measured peak of the precision that ran; Winograd kernels can exceed 1.",
+        "p50/p90/p99: engine call only, one image; e2e: with preprocessing (CLAHE) and postprocessing. GFLOP: the model at the whole "
+        "padded image; net input: what the engine ran (the FOV's bounding box, padded). Roofline: GFLOP/s from direct convolution MACs "
+        "at the net input over the measured peak of the precision that ran; Winograd kernels can exceed 1.",
         "",
         head, sep, *rows,
     ]

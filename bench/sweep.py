@@ -1,6 +1,7 @@
 """``run_bench``: prepare variants and images, run the cells, derive columns, write the reports."""
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +21,16 @@ MIN_AGREEMENT = 0.98
 MAX_F1_DROP = 0.02
 
 
+def _pixel_ratio(input_hw: str | None, model: dict) -> float:
+    """Pixels of the network input that ran over those the model's GMAC figure was counted at
+    ("584x565 (padded to 584x568)"); convolution work scales with pixels."""
+    run = re.fullmatch(r"(\d+)x(\d+)", input_hw or "")
+    at = re.search(r"padded to (\d+)x(\d+)", str(model.get("gmac_at", "")))
+    if not run or not at:
+        return 1.0
+    return int(run[1]) * int(run[2]) / (int(at[1]) * int(at[2]))
+
+
 def finalize(raw: list[dict], dirs: dict, errors: dict, peak: dict) -> list[BenchRecord]:
     recs = []
     ref_f1 = {}
@@ -34,7 +45,8 @@ def finalize(raw: list[dict], dirs: dict, errors: dict, peak: dict) -> list[Benc
                  size_mb=round(sum(Path(dirs[d["variant"]], f).stat().st_size for f in man.files) / 1e6, 3))
         if d.get("status") == "ok":
             if d.get("p50_ms"):
-                d["gflops_per_s"] = gflops / (d["p50_ms"] / 1e3)
+                # The work actually done: the network ran on the FOV's box, not the whole padded frame.
+                d["gflops_per_s"] = gflops * _pixel_ratio(d.get("input_hw"), man.model) / (d["p50_ms"] / 1e3)
                 prec = d.get("precision") or "fp32"
                 pk = peak.get("bf16_gflops") if "bf16" in prec else peak.get("fp32_gflops")
                 # The measured peak is the CPU's: a GPU row gets no roofline fraction.

@@ -65,10 +65,16 @@ def cmd_evaluate(a) -> int:
             print(json.dumps(rep.to_dict(), indent=2))
             return 0
         print(f"{rep.source} on {rep.data} ({rep.split}, {rep.images} images, FOV pooled, threshold {rep.threshold:.3f}, via {rep.via}, rescale {'on' if rep.rescale else 'off'})")
-        print("| perturbation | F1 | ΔF1 | AUC | IoU |\n| --- | --- | --- | --- | --- |")
+        extra = " best threshold (F1) |" if a.best_threshold else ""
+        print("| perturbation | F1 | ΔF1 | AUC | IoU |" + extra + "\n| --- | --- | --- | --- | --- |" + (" --- |" if extra else ""))
         for r in rep.rows:
             auc = "n/a" if r.metrics.auc is None else f"{r.metrics.auc:.4f}"
-            print(f"| {r.perturbation} | {r.metrics.f1:.4f} | {r.delta_f1:+.4f} | {auc} | {r.metrics.iou:.4f} |")
+            best = ""
+            if a.best_threshold:
+                best = " n/a |" if r.best_threshold is None else f" {r.best_threshold[0]:.3f} ({r.best_threshold[1]:.4f}) |"
+            print(f"| {r.perturbation} | {r.metrics.f1:.4f} | {r.delta_f1:+.4f} | {auc} | {r.metrics.iou:.4f} |{best}")
+        if a.best_threshold and rep.split == "test":
+            print("(best thresholds on a test split: report them, never ship them)")
         return 0
 
     report = evaluate_source(a.source, a.data, split=a.split, layout=a.layout, threshold=a.threshold, backend=a.backend, threads=a.threads, progress=not a.no_progress)
@@ -156,7 +162,7 @@ def cmd_predict(a) -> int:
     files = expand_inputs(paths)
     from fundus_edge.runtime.predictor import ScaleOptions
 
-    pred = Predictor.load(model, backend=a.backend, device=a.device, threads=a.threads, precision=a.precision, scale=ScaleOptions(rescale=not a.no_rescale))
+    pred = Predictor.load(model, backend=a.backend, device=a.device, threads=a.threads, precision=a.precision, scale=ScaleOptions(rescale=not a.no_rescale, crop_fov=not a.no_fov_crop))
     print(f"model {model} ({pred.manifest.name}, {pred.manifest.variant}) on {pred.backend}, device {pred.device}, precision {pred.precision}", file=sys.stderr)
     outcomes = predict_files(pred, files, Path(a.output), save_prob=a.save_prob, save_overlay=a.overlay, fov=a.fov, force=a.force, progress=not a.no_progress)
     ok = [o for o in outcomes if o.error is None]
@@ -261,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="OpenVINO inference precision (default fp32)")
     r.add_argument("--fov", default="auto", help="auto (estimate), none, a mask file or a folder of masks")
     r.add_argument("--no-rescale", action="store_true", help="do not resize the input so its FOV matches the training scale")
+    r.add_argument("--no-fov-crop", action="store_true", help="run the network on the whole frame, not just the FOV's bounding box")
     r.add_argument("--save-prob", action="store_true", help="also write <stem>_prob.png (probability x 255)")
     r.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
     r.add_argument("--force", action="store_true", help="overwrite existing outputs")

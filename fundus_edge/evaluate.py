@@ -99,7 +99,9 @@ class PerturbReport(ReportHead):
     def to_dict(self) -> dict:
         return {"source": self.source, "data": self.data, "split": self.split, "images": self.images, "threshold": self.threshold,
                 "via": self.via, "rescale": self.rescale,
-                "rows": [{"perturbation": r.perturbation, "delta_f1": r.delta_f1, **r.metrics.to_dict()} for r in self.rows]}
+                "rows": [{"perturbation": r.perturbation, "delta_f1": r.delta_f1, **r.metrics.to_dict(),
+                          "best_threshold": None if r.best_threshold is None else {"threshold": r.best_threshold[0], "f1": r.best_threshold[1]}}
+                         for r in self.rows]}
 
 
 def evaluate_perturbed(source, data, perturbations, split="test", layout="auto", threshold=None, backend="auto", threads=None, rescale=True, progress=True) -> PerturbReport:

@@ -22,6 +22,7 @@ class PerturbedScore:
     perturbation: str
     metrics: VesselMetrics
     delta_f1: float  # against the clean figure of the same run
+    best_threshold: tuple[float, float] | None = None  # (threshold, F1) maximising pooled F1 under this perturbation
 
 
 def perturb_sample(p: Perturbation | PerturbationChain | None, rgb: np.ndarray, fov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,5 +49,5 @@ def score_perturbations(prob_fn: ProbFn, samples: Sequence, names: Sequence[str]
                 progress.update(1)
         m = acc.pooled()
         clean_f1 = m.f1 if p is None else clean_f1
-        results.append(PerturbedScore("clean" if p is None else p.name, m, m.f1 - clean_f1))
+        results.append(PerturbedScore("clean" if p is None else p.name, m, m.f1 - clean_f1, acc.best_threshold()))
     return results

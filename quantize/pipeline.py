@@ -120,7 +120,9 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
             pruning = {"source": str(source), "ratio": prune, "tool": "paddleslim L1NormFilterPruner", "params_before": before["params"], "gmac_before": before["gmac"],
                        "finetune_iters": finetune_iters, "finetune_lr": PRUNE_FINETUNE_LR, "finetune_crop": cfg.optim.crop, "finetune_s": round(res.elapsed_s, 1)}
         else:
-            pruning = None
+            pruning = _inherited_pruning(source)  # an INT8 build of a pruned model folder keeps its record
+            if pruning:
+                variant.append("pruned")
         if int8 is None:
             r = export_checkpoint(ckpt, out, name=info.config.name, variant="-".join(variant), force=True, pruning=pruning)
             return QuantizeResult(out, "-".join(variant), before["params"], r.params, before["gmac"], r.gmac, r.size_mb)
@@ -159,6 +161,13 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _inherited_pruning(source: Path) -> dict | None:
+    """The pruning record of a model folder made by ``quantize --prune`` (None for checkpoints)."""
+    from fundus_edge.runtime.manifest import read_manifest
+
+    return read_manifest(source).source.get("pruning") if (source / "manifest.yaml").is_file() else None
 
 
 def _openvino_guard(out: Path, data, info, pad_multiple: int) -> dict:
@@ -203,17 +212,8 @@ def build_variants(source, out_root, data, finetune_iters: int = 800, algo: str 
         if name == "fp32":
             export_checkpoint(source, target, variant="fp32", force=True)
         elif name == "pruned-int8" and (out_root / "pruned" / "manifest.yaml").is_file():
-            quantize(out_root / "pruned", target, data, int8="ptq", algo=algo, force=True, progress=progress)
-            _relabel(target, "pruned-int8")
+            quantize(out_root / "pruned", target, data, int8="ptq", algo=algo, force=True, progress=progress)  # variant pruned-int8 from its record
         else:
             quantize(source, target, data, finetune_iters=finetune_iters, algo=algo, force=True, progress=progress, **VARIANTS[name])
         done[name] = target
     return done
-
-
-def _relabel(model_dir: Path, variant: str) -> None:
-    from dataclasses import replace
-
-    from fundus_edge.runtime.manifest import read_manifest, write_manifest
-
-    write_manifest(model_dir, replace(read_manifest(model_dir), variant=variant))

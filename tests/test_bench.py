@@ -14,6 +14,15 @@ def test_pareto_front():
     assert pareto_front(pts) == [1, 0, 2]
 
 
+def test_roofline_counts_the_pixels_the_network_ran():
+    from fundus_edge.bench.sweep import _pixel_ratio
+
+    model = {"gmac_at": "584x565 (padded to 584x568)"}
+    assert _pixel_ratio("560x560", model) == pytest.approx(560 * 560 / (584 * 568))
+    assert _pixel_ratio("584x568", model) == 1.0
+    assert _pixel_ratio(None, model) == 1.0 and _pixel_ratio("560x560", {}) == 1.0
+
+
 def test_markdown_reports_failures_and_requested_precision():
     recs = [
         BenchRecord("fp32", "openvino", precision="fp32", precision_requested="bf16", p50_ms=10.0, f1=0.8),
@@ -44,6 +53,8 @@ def test_sweep_records_every_cell(tiny_bench):
         assert r.status == "ok", r.error
         assert r.p50_ms > 0 and r.p90_ms >= r.p50_ms and r.f1 is not None and r.auc is not None and r.peak_rss_mb > 0
         assert r.params > 0 and r.gflops > 0 and r.size_mb > 0 and r.gflops_per_s > 0
+        h, w = map(int, r.input_hw.split("x"))  # the synthetic DRIVE images are 72x68
+        assert 0 < h <= 72 and 0 < w <= 72
     from fundus_edge.bench.runner import has_bf16
 
     assert (("fp32", "openvino", "bf16") in by) == has_bf16()

@@ -76,3 +76,16 @@ def test_pruned_model_gets_a_card_from_its_manifest(tiny_model, drive_synth, tmp
     text = (out / "MODEL_CARD.md").read_text()
     assert "# Model card: `small-pruned`" in text and "50% of the filters" in text and "Fine-tune: 4 iterations" in text
     assert "## DRIVE test" in text and "| onnxruntime | fp32 |" in text and "--prune 0.5" in text
+
+
+def test_int8_of_a_pruned_model_folder_keeps_its_pruning_record(tiny_model, drive_synth, tmp_path):
+    """`quantize PRUNED --int8 ptq` (how the bench builds pruned-int8) names the variant and carries
+    the pruning record, which lives only in the pruned folder's manifest."""
+    pruned = tmp_path / "pruned"
+    quantize(tiny_model, pruned, drive_synth, prune=0.5, finetune_iters=4, progress=False)
+    r = quantize(pruned, tmp_path / "pruned-int8", drive_synth, int8="ptq", calib_images=2, progress=False)
+    m = read_manifest(tmp_path / "pruned-int8")
+    assert r.variant == m.variant == "pruned-int8"
+    assert m.source["pruning"] == read_manifest(pruned).source["pruning"] and m.source["pruning"]["ratio"] == 0.5
+    plain = quantize(tiny_model, tmp_path / "int8", drive_synth, int8="ptq", calib_images=2, progress=False)
+    assert plain.variant == "int8" and "pruning" not in read_manifest(tmp_path / "int8").source

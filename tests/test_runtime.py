@@ -1,4 +1,5 @@
 import importlib.util
+import warnings
 
 import numpy as np
 import pytest
@@ -43,8 +44,8 @@ def test_engines_agree_with_each_other_and_training(tiny_model, tiny_run):
         rgb, _, _ = synthetic_fundus(seed, 90 + i * 7, 77)  # sizes not a multiple of the net's
         ref = predict_prob(net, rgb, info.config.preprocess, net.pad_multiple)
         for e in ENGINES:
-            # the graph itself against training: no rescaling (tested in test_robustness)
-            p = Predictor.load(tiny_model, backend=e, scale=ScaleOptions(rescale=False)).predict(rgb).prob
+            # the graph itself against training: no rescaling (tested in test_robustness), no FOV crop
+            p = Predictor.load(tiny_model, backend=e, scale=ScaleOptions(rescale=False, crop_fov=False)).predict(rgb).prob
             probs.setdefault(e, []).append(p)
             assert np.abs(p - ref).max() < 1e-3, e
             thr = info.threshold
@@ -75,6 +76,31 @@ def test_batch_equals_single(tiny_model):
         np.testing.assert_allclose(b.prob, p.predict(img).prob, atol=1e-5)
 
 
+def test_openvino_keeps_recent_shapes_compiled(tiny_model):
+    """Alternating batch sizes (the bench) or tile shapes does not recompile each time; old shapes go."""
+    p = Predictor.load(tiny_model, backend="openvino", threads=1)
+    eng, compiled = p.engine, []
+
+    class Counting:  # ov.Core's methods cannot be patched on the instance
+        def __init__(self, core):
+            self.core = core
+
+        def compile_model(self, *args, **kw):
+            compiled.append(1)
+            return self.core.compile_model(*args, **kw)
+
+    eng._core = Counting(eng._core)
+    a, b = np.zeros((1, 4, 32, 40), np.float32), np.zeros((2, 4, 32, 40), np.float32)
+    outs = [eng.run(x) for x in (a, b, a, b, a)]
+    assert len(compiled) == 2 and outs[0].shape == (1, 1, 32, 40) and outs[1].shape == (2, 1, 32, 40)
+    assert np.array_equal(outs[0], outs[2]) and np.array_equal(outs[1], outs[3])
+    for w in (48, 56, 64, 72):
+        eng.run(np.zeros((1, 4, 32, w), np.float32))
+    assert len(eng._compiled) == 4 and (1, 4, 32, 40) not in eng._compiled
+    eng.run(a)
+    assert len(compiled) == 7
+
+
 def test_fov_mask_and_mismatch(tiny_model):
     p = Predictor.load(tiny_model, backend="onnxruntime")
     rgb, _, fov = synthetic_fundus(6)
@@ -83,6 +109,57 @@ def test_fov_mask_and_mismatch(tiny_model):
     assert p.predict(rgb, fov="auto").fov is not None
     with pytest.raises(InputError, match="FOV mask is"):
         p.predict(rgb, fov=fov[:-1])
+
+
+def _wide_frame(seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic fundus on a black canvas twice as wide: a camera frame with a lot of frame."""
+    rgb, _, fov = synthetic_fundus(seed, 72, 68)
+    canvas, cfov = np.zeros((72, 136, 3), np.uint8), np.zeros((72, 136), bool)
+    canvas[:, 34:102], cfov[:, 34:102] = rgb, fov
+    return canvas, cfov
+
+
+@pytest.mark.parametrize("rescale", [False, True])
+def test_network_runs_on_the_fov_box_only(tiny_model, rescale):
+    """The FOV crop shrinks the network input, leaves the prediction inside the FOV as it was (the
+    whole frame is preprocessed before cropping) and is background outside its box."""
+    rgb, fov = _wide_frame()
+    full = Predictor.load(tiny_model, backend="onnxruntime", scale=ScaleOptions(rescale=rescale, crop_fov=False)).predict(rgb, fov=fov)
+    crop = Predictor.load(tiny_model, backend="onnxruntime", scale=ScaleOptions(rescale=rescale)).predict(rgb, fov=fov)
+    assert crop.prob.shape == full.prob.shape == rgb.shape[:2]
+    assert crop.input_hw[1] < full.input_hw[1] and crop.input_hw[1] % 16 == 0
+    assert (crop.mask == full.mask)[fov].mean() > 0.99
+    assert np.corrcoef(crop.prob[fov], full.prob[fov])[0, 1] > 0.99
+    if not rescale:  # the box: FOV columns plus 8 px, its left edge on the network's multiple
+        k, cols = Predictor.load(tiny_model, backend="onnxruntime").manifest.pad_multiple, np.flatnonzero(fov.any(axis=0))
+        left = (cols[0] - 8) // k * k
+        assert left + crop.input_hw[1] >= cols[-1] + 8
+        assert not crop.prob[:, :left].any() and not crop.prob[:, left + crop.input_hw[1]:].any() and crop.prob[:, left:left + 4].any()
+
+
+def test_batch_of_fov_crops_shares_one_box(tiny_model):
+    """Two frames whose FOVs sit 20 px apart crop to one shared (union) box and run as one batch."""
+    a, fa = _wide_frame(7)
+    b, fb = np.roll(a, 20, axis=1), np.roll(fa, 20, axis=1)
+    p = Predictor.load(tiny_model, backend="onnxruntime", scale=ScaleOptions(rescale=False))
+    singles = [p.predict(a, fov=fa), p.predict(b, fov=fb)]
+    calls = []
+    run = p.engine.run
+    p.engine.run = lambda x: calls.append(x.shape) or run(x)
+    batch = p.predict_batch([a, b], fovs=[fa, fb])
+    assert len(calls) == 1 and calls[0][0] == 2 and batch[0].input_hw == batch[1].input_hw
+    assert batch[0].input_hw[1] < 136  # still narrower than the frame
+    for s, r, f in zip(singles, batch, (fa, fb)):
+        assert (s.mask == r.mask)[f].mean() > 0.99
+
+
+def test_fov_crop_without_a_findable_fov_runs_the_whole_frame(tiny_model):
+    p = Predictor.load(tiny_model, backend="onnxruntime", scale=ScaleOptions(rescale=False))
+    flat = np.full((40, 56, 3), 120, np.uint8)  # no dark frame: nothing to crop, and no warning with rescale off
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = p.predict(flat)
+    assert r.input_hw == (40, 56) and r.prob.shape == (40, 56)
 
 
 def test_sha256_tampering_is_refused(tiny_model, tmp_path):
