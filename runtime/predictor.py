@@ -187,9 +187,11 @@ class Predictor:
             return None  # nothing worth cutting
         return top, bottom, left, right
 
-    def prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-        x, hw = pad_to_multiple(preprocess(rgb, self.manifest.preprocess), self.manifest.pad_multiple)
-        return x, hw
+    def prepare(self, image, fov=None, order: str = "rgb") -> tuple[np.ndarray, tuple[int, int]]:
+        """The padded CxHxW network input ``predict`` builds for this image (rescaled, cropped to the
+        FOV's box) and its size before padding: what an engine-only timing should feed."""
+        st = self._start(image, fov, order)
+        return st.x, st.hw
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         try:

@@ -55,9 +55,19 @@ def test_runtime_uses_training_preprocessing(tiny_model):
     """The Predictor prepares input with the very function training uses."""
     from fundus_edge.runtime.predictor import Predictor
 
+    from fundus_edge.runtime.predictor import ScaleOptions
+
     rgb, _, _ = synthetic_fundus(4)
-    p = Predictor.load(tiny_model, backend="onnxruntime")
+    p = Predictor.load(tiny_model, backend="onnxruntime", scale=ScaleOptions(rescale=False, crop_fov=False))
     x, hw = p.prepare(rgb)
-    ref, _ = pad_to_multiple(preprocess(rgb, p.manifest.preprocess), p.manifest.pad_multiple)
+    whole = preprocess(rgb, p.manifest.preprocess)
+    ref, _ = pad_to_multiple(whole, p.manifest.pad_multiple)
     np.testing.assert_array_equal(x, ref)
     assert hw == rgb.shape[:2]
+    # Cropped to the FOV's box, the input is a window of the same preprocessed image (CLAHE ran on all of it).
+    rgb = synthetic_fundus(4, 72, 120)[0]  # a wide frame: the FOV's box is narrower
+    whole = preprocess(rgb, p.manifest.preprocess)
+    crop, (h, w) = Predictor.load(tiny_model, backend="onnxruntime", scale=ScaleOptions(rescale=False)).prepare(rgb)
+    assert w < rgb.shape[1]
+    hits = [(t, l) for t in range(rgb.shape[0] - h + 1) for l in range(rgb.shape[1] - w + 1) if np.array_equal(crop[:, :h, :w], whole[:, t:t + h, l:l + w])]
+    assert len(hits) == 1

@@ -3,7 +3,7 @@
 Its CPU plugin runs FP32 models in bf16 by default on CPUs with AVX-512 BF16 (STACK.md), so we
 always set INFERENCE_PRECISION_HINT (fp32 unless another precision is asked) and read back what the
 compiled model actually uses. Models are compiled per input shape (static shapes run faster than a
-dynamic compile here); the last few shapes are kept.
+dynamic compile here); the last two shapes are kept.
 """
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from ..errors import EngineUnavailable
 from .base import Engine
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
-# Compiled shapes kept: batch 1 and batch 4 of one size, tiles and their edge tiles alternate without
-# recompiling (each compile of a DRIVE-sized U-Net takes 0.3-0.6 s); older shapes are dropped.
-_KEEP_SHAPES = 4
+# Compiled shapes kept: batch 1 and batch 4 of one size alternate without recompiling (each compile of a
+# DRIVE-sized U-Net takes 0.3-0.6 s). Each one holds its own activation memory (about 140 MB for the
+# default model at 560x560: four kept raised the bench's peak RSS from 0.7 to 1.1 GB), so only two.
+_KEEP_SHAPES = 2
 
 
 def _precision_name(t) -> str:
