@@ -47,9 +47,10 @@ class _Started:
     fmask: np.ndarray | None
     factor: float
     warning: str | None
-    feats: np.ndarray  # CxHxW preprocessed rescaled image, whole
+    feats: np.ndarray | None  # CxHxW preprocessed rescaled image, whole (dropped when it all runs: large inputs)
     box: tuple[int, int, int, int] | None  # (top, bottom, left, right) of the FOV crop in it; None: all of it
     seconds: float  # time spent getting here
+    scaled_hw: tuple[int, int] = (0, 0)  # the rescaled image's size
     x: np.ndarray | None = None  # CxHxW network input: the box, padded
     hw: tuple[int, int] = (0, 0)  # its size before padding
 
@@ -220,7 +221,7 @@ class Predictor:
             warnings.warn(f"{image if isinstance(image, (str, os.PathLike)) else 'image'}: {warning}", stacklevel=3)
         # Preprocess the whole rescaled image, then crop: CLAHE's tile grid stays the uncropped one.
         feats = preprocess(resize_image(rgb, factor), self.manifest.preprocess)
-        st = self._crop(_Started(rgb, fmask, factor, warning, feats, self._crop_box(m, factor, feats.shape[1:]), 0.0))
+        st = self._crop(_Started(rgb, fmask, factor, warning, feats, self._crop_box(m, factor, feats.shape[1:]), 0.0, feats.shape[1:]))
         return replace(st, seconds=time.perf_counter() - t0)
 
     def _crop(self, st: _Started, box: tuple[int, int, int, int] | None | str = "same") -> _Started:
@@ -228,7 +229,7 @@ class Predictor:
         box = st.box if box == "same" else box
         f = st.feats if box is None else st.feats[:, box[0]:box[1], box[2]:box[3]]
         x, hw = pad_to_multiple(f, self.manifest.pad_multiple)
-        return replace(st, box=box, x=x, hw=hw)
+        return replace(st, box=box, x=x, hw=hw, feats=None if box is None else st.feats)
 
     def _finish(self, prob: np.ndarray, st: _Started, engine_s: float) -> Prediction:
         """Crop the padding, map back to the input's size, threshold, mask by the FOV."""
@@ -236,7 +237,7 @@ class Predictor:
         h, w = st.hw
         prob = np.ascontiguousarray(prob[:h, :w], np.float32)
         if st.box is not None:  # outside the FOV's box: background
-            full = np.zeros(st.feats.shape[1:], np.float32)
+            full = np.zeros(st.scaled_hw, np.float32)
             full[st.box[0]:st.box[1], st.box[2]:st.box[3]] = prob
             prob = full
         prob = resize_prob(prob, st.rgb.shape[:2])
@@ -264,7 +265,7 @@ class Predictor:
         by_size: dict[tuple, list[int]] = {}
         for i, st in enumerate(started):
             if st.box is not None:
-                by_size.setdefault(st.feats.shape, []).append(i)
+                by_size.setdefault(st.scaled_hw, []).append(i)
         for idx in by_size.values():
             boxes = [started[i].box for i in idx]
             if len(set(boxes)) > 1:
