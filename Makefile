@@ -57,8 +57,10 @@ models: install
 	$(TRAIN) --config small-robust --init runs/small-refit/best --val-count 0 --threshold 0.571 --out runs/small-robust-refit
 	$(BIN)/fundus-edge export runs/default-cont/best --out models/default --formats pir,onnx --force
 	$(BIN)/fundus-edge export runs/small-robust-refit/best --out models/small --formats pir,onnx --force
-	$(BIN)/python -m fundus_edge.modelcard --run runs/default-cont --model models/default --data $(DATA) --perturb --notes docs/experiments-default.md
-	$(BIN)/python -m fundus_edge.modelcard --run runs/small-robust-refit --model models/small --data $(DATA) --perturb --notes docs/experiments-small.md
+	$(BIN)/python -m fundus_edge.modelcard --run runs/default-cont --model models/default --data $(DATA) --perturb --notes docs/experiments-default.md \
+		--train-command "fundus-edge train --config default --data DRIVE (3000 iterations, runs/default), then fundus-edge train --config default-cont --init runs/default/best --data DRIVE --threads 1 --out runs/default-cont"
+	$(BIN)/python -m fundus_edge.modelcard --run runs/small-robust-refit --model models/small --data $(DATA) --perturb --notes docs/experiments-small.md \
+		--train-command "fundus-edge train --config small --data DRIVE --iters 4000 --val-count 0 --threshold 0.571 --threads 1 --out runs/small-refit; fundus-edge train --config small-robust --init runs/small-refit/best --data DRIVE --val-count 0 --threshold 0.571 --threads 1 --out runs/small-robust-refit; fundus-edge export runs/small-robust-refit/best --out models/small --formats pir,onnx"
 	$(BIN)/fundus-edge quantize models/small --out models/small-pruned --prune 0.5 --data $(DATA) --force
 	$(BIN)/python -m fundus_edge.modelcard --model models/small-pruned --data $(DATA) --perturb
 
