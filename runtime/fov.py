@@ -26,7 +26,9 @@ def find_fov(rgb: np.ndarray, threshold: float | None = None) -> np.ndarray | No
     h, w = rgb.shape[:2]
     if max(h, w) > _FIND_MAX_SIDE:
         f = _FIND_MAX_SIDE / max(h, w)
-        small = cv2.resize(np.ascontiguousarray(rgb), (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+        # Nearest sampling: the blur below smooths it anyway, and averaging a 12 MP frame took 35-70 ms of
+        # a 4000x3000 prediction for a diameter within 0.1 % of the sampled one (DRIVE test images at 2x, 5x).
+        small = cv2.resize(np.ascontiguousarray(rgb), (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_NEAREST)
         m = find_fov(small, threshold)
         return None if m is None else cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
     red = cv2.GaussianBlur(np.ascontiguousarray(rgb[..., 0]), (0, 0), 2)
