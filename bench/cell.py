@@ -17,14 +17,9 @@ def _pct(xs, q):
     return float(np.percentile(np.asarray(xs), q))
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{exc.__class__.__name__}: {text.splitlines()[0][:300] if text else ''}"
-
-
 def run_cell(spec: dict) -> dict:
     from fundus_edge.metrics import MetricAccumulator
-    from fundus_edge.runtime.errors import EngineUnavailable, FundusEdgeError, IntegrityError
+    from fundus_edge.runtime.errors import EngineUnavailable, FundusEdgeError, IntegrityError, one_line
     from fundus_edge.runtime.formats import formats_for
     from fundus_edge.runtime.manifest import read_manifest
     from fundus_edge.runtime.predictor import Predictor
@@ -47,7 +42,7 @@ def run_cell(spec: dict) -> dict:
         try:
             p = Predictor.load(spec["model_dir"], backend=spec["backend"], device=spec.get("device", "cpu"), threads=spec["threads"], precision=spec.get("precision"), fmt=fmt)
         except (FundusEdgeError, Exception) as exc:  # noqa: BLE001 - any engine failure is this cell's record
-            failed.append((fmt, f"load: {_one_line(exc)}"))
+            failed.append((fmt, f"load: {one_line(exc)}"))
             if isinstance(exc, (IntegrityError, EngineUnavailable)):
                 break  # a file that fails its check, or a missing engine, is not a format problem
             continue
@@ -57,7 +52,7 @@ def run_cell(spec: dict) -> dict:
             first_ms = (time.perf_counter() - t0) * 1e3
             break
         except Exception as exc:  # noqa: BLE001
-            failed.append((fmt, _one_line(exc)))
+            failed.append((fmt, one_line(exc)))
             traceback.print_exc()
             p = None  # the failed attempt's memory still counts in the cell's peak (a high-water mark)
     if p is None:
@@ -108,7 +103,7 @@ def run_cell(spec: dict) -> dict:
             np.save(spec["save_prob"], first.prob)
         rec["status"] = "ok"
     except Exception as exc:  # noqa: BLE001
-        rec.update(status="run_failed", error=_one_line(exc))
+        rec.update(status="run_failed", error=one_line(exc))
         traceback.print_exc()
     rec["peak_rss_mb"] = peak_rss_mb()
     return rec

@@ -22,6 +22,11 @@ class ReportHead:
     via: str
 
 
+def _threshold_dict(best: tuple | None) -> dict | None:
+    """(threshold, F1) as JSON."""
+    return None if best is None else {"threshold": best[0], "f1": best[1]}
+
+
 @dataclass(frozen=True)
 class EvalReport(ReportHead):
     pooled: VesselMetrics
@@ -33,7 +38,7 @@ class EvalReport(ReportHead):
             "source": self.source, "data": self.data, "split": self.split, "images": self.images,
             "threshold": self.threshold, "via": self.via, "pooled": self.pooled.to_dict(),
             "per_image": {n: m.to_dict() for n, m in self.per_image},
-            "best_threshold": None if self.best_threshold is None else {"threshold": self.best_threshold[0], "f1": self.best_threshold[1]},
+            "best_threshold": _threshold_dict(self.best_threshold),
         }
 
 
@@ -100,7 +105,7 @@ class PerturbReport(ReportHead):
         return {"source": self.source, "data": self.data, "split": self.split, "images": self.images, "threshold": self.threshold,
                 "via": self.via, "rescale": self.rescale,
                 "rows": [{"perturbation": r.perturbation, "delta_f1": r.delta_f1, **r.metrics.to_dict(),
-                          "best_threshold": None if r.best_threshold is None else {"threshold": r.best_threshold[0], "f1": r.best_threshold[1]}}
+                          "best_threshold": _threshold_dict(r.best_threshold)}
                          for r in self.rows]}
 
 

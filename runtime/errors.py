@@ -23,3 +23,10 @@ class EngineUnavailable(FundusEdgeError):
 
 class EngineRunError(FundusEdgeError):
     """An engine that loaded a model but failed to run it."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``ClassName: first line of the message`` (at most 300 characters): how an engine's own
+    exception is reported in an error or a benchmark row."""
+    text = str(exc).strip()
+    return f"{exc.__class__.__name__}: {text.splitlines()[0][:300] if text else ''}"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .engines import AUTO_ORDER, EngineOptions, engine_class, installed_engines
-from .errors import EngineRunError, EngineUnavailable, InputError
+from .errors import EngineRunError, EngineUnavailable, InputError, one_line
 from .formats import formats_for
 from .fov import find_fov
 from .images import read_binary, read_image, to_rgb_uint8
@@ -114,7 +114,7 @@ class Predictor:
         except (EngineUnavailable, InputError):
             raise
         except Exception as exc:  # noqa: BLE001 - engines raise their own types; report one line
-            raise EngineRunError(f"{model_dir}: {name} could not load {chosen}: {_first_line(exc)}") from None
+            raise EngineRunError(f"{model_dir}: {name} could not load {chosen}: {one_line(exc)}") from None
         p = cls(model_dir, manifest, engine, scale)
         p.load_ms = (time.perf_counter() - t0) * 1e3
         return p
@@ -198,7 +198,7 @@ class Predictor:
         try:
             return self.engine.run(x)
         except Exception as exc:  # noqa: BLE001
-            raise EngineRunError(f"{self.model_dir}: {self.backend} failed on a {x.shape} input: {_first_line(exc)}") from None
+            raise EngineRunError(f"{self.model_dir}: {self.backend} failed on a {x.shape} input: {one_line(exc)}") from None
 
     def _tiled(self, x: np.ndarray) -> bool:
         return max(x.shape[-2:]) > self.scale.max_side
@@ -221,12 +221,11 @@ class Predictor:
             warnings.warn(f"{image if isinstance(image, (str, os.PathLike)) else 'image'}: {warning}", stacklevel=3)
         # Preprocess the whole rescaled image, then crop: CLAHE's tile grid stays the uncropped one.
         feats = preprocess(resize_image(rgb, factor), self.manifest.preprocess)
-        st = self._crop(_Started(rgb, fmask, factor, warning, feats, self._crop_box(m, factor, feats.shape[1:]), 0.0, feats.shape[1:]))
+        st = self._crop(_Started(rgb, fmask, factor, warning, feats, None, 0.0, feats.shape[1:]), self._crop_box(m, factor, feats.shape[1:]))
         return replace(st, seconds=time.perf_counter() - t0)
 
-    def _crop(self, st: _Started, box: tuple[int, int, int, int] | None | str = "same") -> _Started:
-        """The padded network input for ``box`` of the preprocessed image (default: ``st.box``)."""
-        box = st.box if box == "same" else box
+    def _crop(self, st: _Started, box: tuple[int, int, int, int] | None) -> _Started:
+        """The padded network input for ``box`` of the preprocessed image (None: all of it)."""
         f = st.feats if box is None else st.feats[:, box[0]:box[1], box[2]:box[3]]
         x, hw = pad_to_multiple(f, self.manifest.pad_multiple)
         return replace(st, box=box, x=x, hw=hw, feats=None if box is None else st.feats)
@@ -286,8 +285,3 @@ class Predictor:
             for k, i in enumerate(idx):
                 results[i] = self._finish(out[k, 0], started[i], share_s)
         return results  # type: ignore[return-value]
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return f"{exc.__class__.__name__}: {text.splitlines()[0][:300] if text else ''}"
