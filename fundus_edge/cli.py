@@ -60,7 +60,7 @@ def cmd_evaluate(a) -> int:
         from fundus_edge.train.camera import PERTURBATIONS
 
         names = PERTURBATIONS if a.perturb == "all" else tuple(n.strip() for n in a.perturb.split(",") if n.strip())
-        rep = evaluate_perturbed(a.source, a.data, names, split=a.split, layout=a.layout, threshold=a.threshold, backend=a.backend, threads=a.threads, rescale=not a.no_rescale, progress=not a.no_progress)
+        rep = evaluate_perturbed(a.source, a.data, names, split=a.split, layout=a.layout, threshold=a.threshold, backend=a.backend, threads=a.threads, rescale=not a.no_rescale, crop_fov=not a.no_fov_crop, progress=not a.no_progress)
         if a.json:
             print(json.dumps(rep.to_dict(), indent=2))
             return 0
@@ -213,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--perturb", nargs="?", const="all", metavar="LIST",
                    help="score a model folder under camera perturbations: all (default) or a comma list such as jpeg30,gamma0.6,scale2,grey")
     e.add_argument("--no-rescale", action="store_true", help="with --perturb: do not resize inputs to the training FOV scale")
+    e.add_argument("--no-fov-crop", action="store_true", help="with --perturb: run the network on whole frames, not the FOV's bounding box")
     e.add_argument("--json", action="store_true")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=cmd_evaluate)

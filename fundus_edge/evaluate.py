@@ -109,7 +109,7 @@ class PerturbReport(ReportHead):
                          for r in self.rows]}
 
 
-def evaluate_perturbed(source, data, perturbations, split="test", layout="auto", threshold=None, backend="auto", threads=None, rescale=True, progress=True) -> PerturbReport:
+def evaluate_perturbed(source, data, perturbations, split="test", layout="auto", threshold=None, backend="auto", threads=None, rescale=True, crop_fov=True, progress=True) -> PerturbReport:
     """F1 / AUC of an exported model under named camera perturbations (see fundus_edge.train.camera)."""
     from tqdm import tqdm
 
@@ -123,7 +123,7 @@ def evaluate_perturbed(source, data, perturbations, split="test", layout="auto",
         raise ModelError(f"{source}: --perturb needs an exported model folder (manifest.yaml): it runs through the runtime")
     names = [parse_perturbation(n).name for n in perturbations]  # fail on a bad name before loading anything
     samples = [load_sample(s) for s in discover(data, split=split, layout=layout)]
-    pred = Predictor.load(source, backend=backend, threads=threads, scale=ScaleOptions(rescale=rescale))
+    pred = Predictor.load(source, backend=backend, threads=threads, scale=ScaleOptions(rescale=rescale, crop_fov=crop_fov))
     bar = tqdm(total=len(samples) * (len(names) + 1), desc="perturb", unit="img", disable=not progress)
     thr = pred.threshold if threshold is None else float(threshold)
     rows = score_perturbations(lambda rgb, fov: pred.predict(rgb, fov=fov).prob, samples, names, thr, bar)

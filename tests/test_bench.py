@@ -168,3 +168,17 @@ def test_slow_model_rate_is_one_image_at_a_time(tiny_model, tmp_path):
     slow = run_cell({**spec, "slow_ms": 0.0})
     assert fast["status"] == slow["status"] == "ok" and fast["batch_size"] == 4 and slow["batch_size"] == 1
     assert slow["throughput_ips"] <= 1000.0 / slow["p50_ms"] * 1.5  # one image at a time, pre/post included
+
+
+def test_frame_timing_compares_crop_on_and_off(tiny_model):
+    from fundus_edge.bench.frames import camera_frame, time_frames
+
+    from .conftest import synthetic_fundus
+
+    rgb = synthetic_fundus(3, 72, 68)[0]
+    frame = camera_frame(rgb, (160, 120))
+    assert frame.shape == (120, 160, 3) and not frame[:, :10].any()  # black sides of the 4:3 canvas
+    rows = time_frames(tiny_model, {"frame": frame}, "onnxruntime", 1, 1)
+    by = {r["crop"]: r for r in rows}
+    assert by[True]["engine_ms"] > 0 and by[False]["e2e_ms"] >= by[False]["engine_ms"]
+    assert int(by[True]["input"].split("x")[1]) < int(by[False]["input"].split("x")[1]) and 0.9 < by[True]["mask_agreement"] <= 1.0
