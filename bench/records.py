@@ -39,7 +39,8 @@ class BenchRecord:
     acc: float | None = None
     se: float | None = None
     sp: float | None = None
-    agreement: float | None = None  # share of mask pixels equal to the reference engine's
+    agreement: float | None = None  # vessel Dice of this cell's masks and the reference engine's, every test image pooled
+    agreement_float: float | None = None  # the same against the float model a quantized variant came from
     gflops_per_s: float | None = None
     roofline_frac: float | None = None
     timed_runs: int | None = None

@@ -13,7 +13,7 @@ MD_COLUMNS = [
     ("status", "status", None), ("params", "params", "{:,}"), ("gflops", "GFLOP", "{:.1f}"), ("input_hw", "net input", None), ("size_mb", "MB", "{:.2f}"),
     ("load_ms", "load ms", "{:.0f}"), ("p50_ms", "p50 ms", "{:.1f}"), ("p90_ms", "p90 ms", "{:.1f}"), ("p99_ms", "p99 ms", "{:.1f}"),
     ("e2e_p50_ms", "e2e p50 ms", "{:.1f}"), ("throughput_ips", "img/s (batch)", "{:.2f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
-    ("f1", "F1", "{:.4f}"), ("iou", "IoU", "{:.4f}"), ("auc", "AUC", "{:.4f}"), ("agreement", "mask agree", "{:.4f}"),
+    ("f1", "F1", "{:.4f}"), ("iou", "IoU", "{:.4f}"), ("auc", "AUC", "{:.4f}"), ("agreement", "Dice vs ref", "{:.4f}"), ("agreement_float", "Dice vs float", "{:.4f}"),
     ("gflops_per_s", "GFLOP/s", "{:.1f}"), ("roofline_frac", "roofline", "{:.2f}"),
 ]
 

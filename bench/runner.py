@@ -190,11 +190,21 @@ def plan_cells(dirs: dict, cfg: BenchConfig) -> list[Cell]:
             if not formats_for(e, list(man.formats)):
                 continue
             cells.append(Cell(variant, d, e))
-            if e == "openvino" and cfg.bf16_rows and man.quantization is None and has_bf16():
+            # OpenVINO in bf16 where the CPU has it: the whole float model, or an INT8 model's float layers (int8+bf16).
+            if e == "openvino" and cfg.bf16_rows and has_bf16():
                 cells.append(Cell(variant, d, e, "bf16"))
             if e in on_gpu:
                 cells.append(Cell(variant, d, e, device="gpu"))
     return cells
+
+
+def float_counterpart(variant: str) -> str | None:
+    """The float variant a quantized one was made from (int8-nncf -> fp32, pruned-int8 -> pruned,
+    small-int8-ort -> small); None for a float variant."""
+    if "int8" not in variant.split("-"):
+        return None
+    base = variant[: variant.index("int8")].rstrip("-")
+    return base or "fp32"
 
 
 def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, has_labels: bool, tmp: Path, progress: bool = True) -> list[dict]:
@@ -202,13 +212,19 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
 
     out = []
     refs: dict[str, Path] = {}
+    # Float variants first, so a quantized variant's cells can be checked against the float model too;
+    # the records come back in the planned order.
+    planned = {c.key: i for i, c in enumerate(cells)}
+    cells = sorted(cells, key=lambda c: float_counterpart(c.variant) is not None)
     for cell in tqdm(cells, desc="bench", unit="cell", disable=not progress):
         ref = refs.get(cell.variant)
+        fref = refs.get(float_counterpart(cell.variant) or "")
         spec = {
             "variant": cell.variant, "backend": cell.backend, "model_dir": str(cell.model_dir), "precision": cell.precision, "device": cell.device,
             "threads": cfg.threads, "batch": cfg.batch, "warmup": cfg.warmup, "runs": cfg.runs, "min_runs": cfg.min_runs,
             "budget_s": cfg.budget_s, "images": str(images), "accuracy": has_labels and read_manifest(cell.model_dir).variant != "untrained",
-            "reference_mask": str(ref) if ref else None, "save_mask": str(tmp / f"{cell.variant}.mask.npy"),
+            "reference_mask": str(ref) if ref else None, "save_mask": str(tmp / f"{cell.variant}.masks.npz"),
+            "float_reference_mask": str(fref) if fref else None,
             "save_prob": str(tmp / f"{cell.key.replace('/', '_')}.prob.npy"),
         }
         sp, rp = tmp / "spec.json", tmp / "rec.json"
@@ -228,4 +244,4 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
         rec["_key"] = cell.key
         rec["_wall_s"] = round(time.perf_counter() - t0, 1)
         out.append(rec)
-    return out
+    return sorted(out, key=lambda r: planned[r["_key"]])

@@ -41,7 +41,7 @@ def model_facts(net, info) -> dict:
     mult = net.pad_multiple
     h, w = (-(-GMAC_AT[0] // mult) * mult, -(-GMAC_AT[1] // mult) * mult)
     macs = count_macs(net, info.config.preprocess.in_channels, h, w)
-    return {"arch": m.arch, "base": m.base, "depth": m.depth, "params": count_params(net), "gmac": round(macs / 1e9, 3), "gmac_at": f"{GMAC_AT[0]}x{GMAC_AT[1]} (padded to {h}x{w})"}
+    return {"arch": m.arch, "base": m.base, "depth": m.depth, "act": m.act, "residual": m.residual, "bridge": m.bridge, "params": count_params(net), "gmac": round(macs / 1e9, 3), "gmac_at": f"{GMAC_AT[0]}x{GMAC_AT[1]} (padded to {h}x{w})"}
 
 
 def dir_size_mb(path: Path) -> float:
@@ -56,7 +56,7 @@ def finish_model_dir(out: Path, info, facts: dict, formats: dict, name: str, var
         variant=variant,
         preprocess=info.config.preprocess,
         threshold=float(info.threshold),
-        pad_multiple=int(2 ** info.config.model.depth) if info.config.model.arch == "vessel-unet" else 16,
+        pad_multiple=int(2 ** info.config.model.depth) if info.config.model.arch in ("vessel-unet", "wnet") else 16,
         formats=formats,
         files={},
         model=facts,

@@ -10,12 +10,12 @@ import paddle
 from fundus_edge.export.builders import input_spec
 from fundus_edge.train.checkpoint import load_state_reshaping
 from fundus_edge.train.config import load_config
-from fundus_edge.train.model import VesselProbability, build_model
+from fundus_edge.train.model import VesselProbability, network_from_config
 
 
 def main(src: str, prefix: str) -> None:
     cfg = load_config(Path(src) / "config.yaml")
-    net = build_model(cfg.model.arch, cfg.preprocess.in_channels, cfg.model.base, cfg.model.depth)
+    net = network_from_config(cfg.model, cfg.preprocess.in_channels)
     with np.load(Path(src) / "weights.npz", allow_pickle=False) as w:
         load_state_reshaping(net, {k: w[k] for k in w.files})
     wrapped = VesselProbability(net)

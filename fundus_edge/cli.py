@@ -41,7 +41,8 @@ def cmd_train(a) -> int:
         data["val_count"] = a.val_count
     cfg = cfg.with_overrides(optim=optim, data=data)
     out = Path(a.out) if a.out else Path("runs") / cfg.name
-    res = Trainer(cfg, out, device=a.device, progress=not a.no_progress, init_weights=a.init).fit(resume=a.resume, force=a.force)
+    res = Trainer(cfg, out, device=a.device, progress=not a.no_progress, init_weights=a.init,
+                  checkpoint_minutes=a.checkpoint_minutes).fit(resume=a.resume, force=a.force)
     if cfg.data.val_count == 0:
         kept = f"no validation split (refit): {res.out_dir}/best holds the final weights with threshold {res.threshold:.3f}"
     else:
@@ -117,7 +118,14 @@ def cmd_quantize(a) -> int:
         return 0
     if not a.out:
         raise FundusEdgeError("give --out DIR (or --variants DIR)")
-    r = quantize(a.source, a.out, a.data, prune=a.prune, int8=a.int8, algo=a.algo, finetune_iters=a.finetune_iters, calib_images=a.calib_images, force=a.force, progress=not a.no_progress)
+    from fundus_edge.quantize.engine_ptq import NncfOptions, OrtOptions
+
+    nncf = NncfOptions(preset=a.nncf_preset, fast_bias_correction=not a.no_fast_bias_correction, overflow_fix=a.overflow_fix,
+                       accuracy_control=a.accuracy_control is not None, max_drop=a.accuracy_control or 0.005)
+    ort = OrtOptions(per_channel=not a.per_tensor, reduce_range={"auto": None, "on": True, "off": False}[a.reduce_range], quant_format=a.ort_format)
+    calib = a.calib_images or (20 if a.int8 in ("nncf", "ort") else 8)
+    r = quantize(a.source, a.out, a.data, prune=a.prune, int8=a.int8, algo=a.algo, finetune_iters=a.finetune_iters, calib_images=calib, force=a.force,
+                 progress=not a.no_progress, nncf_options=nncf, ort_options=ort)
     print(f"{r.variant} model in {r.model_dir}: {r.params_before:,} -> {r.params_after:,} parameters, {r.gmac_before:.2f} -> {r.gmac_after:.2f} GMAC, {r.size_mb:.2f} MB")
     return 0
 
@@ -194,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", help="start from this checkpoint's weights (fine-tuning)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     t.add_argument("--threads", type=int, help="CPU threads")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint (same data order and schedule)")
+    t.add_argument("--checkpoint-minutes", type=float, default=10.0, help="also save last/ after this much wall time (default 10; 0 = only at validation)")
     t.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
@@ -228,16 +237,25 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--force", action="store_true")
     x.set_defaults(func=cmd_export)
 
-    q = sub.add_parser("quantize", help="prune (PaddleSlim L1-norm filters + fine-tune) and/or INT8 (PaddleSlim PTQ)")
+    q = sub.add_parser("quantize", help="prune (PaddleSlim L1-norm filters + fine-tune) and/or INT8 (PaddleSlim PTQ/QAT, NNCF, ONNX Runtime)")
     q.add_argument("source", help="FP32 model folder or training checkpoint")
     q.add_argument("--out", help="output model folder")
     q.add_argument("--variants", metavar="DIR", help="build DIR/{fp32,pruned,int8,pruned-int8} instead")
     q.add_argument("--data", required=True, help="training data (fine-tuning and calibration use training images only)")
     q.add_argument("--prune", type=float, metavar="RATIO", help="share of 3x3 filters to remove, in (0, 1)")
-    q.add_argument("--int8", choices=["ptq", "qat"])
-    q.add_argument("--algo", default="avg", help="PTQ algorithm: avg, hist, KL, mse, abs_max")
+    q.add_argument("--int8", choices=["ptq", "qat", "nncf", "ort"], help="ptq / qat: PaddleSlim (legacy program + QDQ ONNX for every engine); "
+                   "nncf: OpenVINO's NNCF (OpenVINO IR); ort: ONNX Runtime's quantize_static (QDQ ONNX)")
+    q.add_argument("--algo", default="avg", help="PaddleSlim PTQ algorithm: avg, hist, KL, mse, abs_max")
+    q.add_argument("--nncf-preset", default="performance", choices=["performance", "mixed"], help="NNCF: symmetric (performance) or asymmetric activations (mixed)")
+    q.add_argument("--no-fast-bias-correction", action="store_true", help="NNCF: the slower, fuller bias correction")
+    q.add_argument("--overflow-fix", default="auto", choices=["auto", "enable", "disable", "first_layer_only"], help="NNCF: 7-bit weights against 16-bit overflow on CPUs without VNNI (auto: NNCF's default)")
+    q.add_argument("--accuracy-control", type=float, nargs="?", const=0.005, metavar="MAX_DROP",
+                   help="NNCF: quantize_with_accuracy_control, keeping pooled F1 on the training images within MAX_DROP (default 0.005)")
+    q.add_argument("--per-tensor", action="store_true", help="ONNX Runtime: per-tensor instead of per-channel weights")
+    q.add_argument("--reduce-range", default="auto", choices=["auto", "on", "off"], help="ONNX Runtime: 7-bit weights (auto: where the CPU lacks VNNI)")
+    q.add_argument("--ort-format", default="qdq", choices=["qdq", "qoperator"], help="ONNX Runtime: QDQ or QOperator graph")
     q.add_argument("--finetune-iters", type=int, default=800)
-    q.add_argument("--calib-images", type=int, default=8)
+    q.add_argument("--calib-images", type=int, help="training images to calibrate on (default 8 for PaddleSlim, 20 for NNCF / ONNX Runtime)")
     q.add_argument("--threads", type=int)
     q.add_argument("--force", action="store_true")
     q.add_argument("--no-progress", action="store_true")
@@ -265,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", default="auto", help="auto, paddle, onnxruntime or openvino")
     r.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     r.add_argument("--threads", type=int)
-    r.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="OpenVINO inference precision (default fp32)")
+    r.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8", "int8-sim"],
+                   help="what to run; an engine that cannot honour it fails: OpenVINO takes fp32, bf16, fp16 (for an INT8 model: its float layers); "
+                        "ONNX Runtime and Paddle run the file's own precision (fp32 or int8); Paddle also int8-sim (an INT8 program's Q/DQ graph on float kernels)")
     r.add_argument("--fov", default="auto", help="auto (estimate), none, a mask file or a folder of masks")
     r.add_argument("--no-rescale", action="store_true", help="do not resize the input so its FOV matches the training scale")
     r.add_argument("--no-fov-crop", action="store_true", help="run the network on the whole frame, not just the FOV's bounding box")

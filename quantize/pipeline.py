@@ -76,8 +76,12 @@ def calibration_set(data: str | Path, cfg, pad_multiple: int, count: int) -> dic
     return {f"{i:03d}": pad_to_multiple(preprocess(load_sample(s).rgb, cfg.preprocess), pad_multiple)[0] for i, s in enumerate(train[:count])}
 
 
+INT8_METHODS = ("ptq", "qat", "nncf", "ort")  # PaddleSlim PTQ / QAT; NNCF (OpenVINO IR); ONNX Runtime quantize_static
+
+
 def quantize(source, out, data, prune: float | None = None, int8: str | None = None, algo: str = "avg", ops: tuple[str, ...] = DEFAULT_OPS,
-             finetune_iters: int = 800, calib_images: int = 8, force: bool = False, progress: bool = True, work: str | Path | None = None) -> QuantizeResult:
+             finetune_iters: int = 800, calib_images: int = 8, force: bool = False, progress: bool = True, work: str | Path | None = None,
+             nncf_options=None, ort_options=None) -> QuantizeResult:
     from fundus_edge.export.exporter import dir_size_mb, export_checkpoint, finish_model_dir, model_facts, prepare_out
     from fundus_edge.export.builders import legacy_to_onnx
     from fundus_edge.train.checkpoint import load_source, save_checkpoint
@@ -87,8 +91,8 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
         raise InputError("nothing to do: give --prune RATIO and/or --int8 ptq")
     if prune is not None and not 0.0 < prune < 1.0:
         raise InputError(f"prune ratio {prune} must be in (0, 1)")
-    if int8 not in (None, "ptq", "qat"):
-        raise InputError(f"--int8 must be ptq or qat, got {int8!r}")
+    if int8 not in (None, *INT8_METHODS):
+        raise InputError(f"--int8 must be one of {', '.join(INT8_METHODS)}, got {int8!r}")
     if algo not in PTQ_ALGOS:
         raise InputError(f"unknown PTQ algorithm {algo!r}; choose from {', '.join(PTQ_ALGOS)}")
     source, out = Path(source), Path(out)
@@ -126,6 +130,8 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
         if int8 is None:
             r = export_checkpoint(ckpt, out, name=info.config.name, variant="-".join(variant), force=True, pruning=pruning)
             return QuantizeResult(out, "-".join(variant), before["params"], r.params, before["gmac"], r.gmac, r.size_mb)
+        if int8 in ("nncf", "ort"):
+            return _engine_int8(source, ckpt, out, work, data, info, before, variant, pruning, int8, calib_images, nncf_options, ort_options)
         net, qinfo = load_source(ckpt)
         facts = model_facts(net, qinfo)
         if int8 == "ptq":
@@ -150,8 +156,10 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
             _slim("qat", str(qat_dir), str(out), ",".join(ops))
             quant = {"method": "qat", "tool": "paddleslim.QAT (dygraph)", "finetune_iters": finetune_iters}
         legacy_to_onnx(out, deploy_backend="onnxruntime")
+        n_unsigned = _unsigned_activations(out / FORMATS["onnx"].files[0])
         variant.append("int8")
-        quant.update({"weights": "int8 channel_wise_abs_max", "activations": "int8", "quantized_ops": list(ops), "onnx": "QDQ (paddle2onnx, deploy_backend onnxruntime)"})
+        quant.update({"weights": "int8 channel_wise_abs_max", "activations": "int8 (Paddle program); uint8 zero point 128 in the ONNX file (the same grid)",
+                      "quantized_ops": list(ops), "onnx": f"QDQ (paddle2onnx, deploy_backend onnxruntime; {n_unsigned} activation Q/DQ pairs rewritten unsigned)"})
         quant["openvino_guard"] = _openvino_guard(out, data, qinfo, net.pad_multiple)
         finish_model_dir(out, qinfo, facts, {"legacy": list(FORMATS["legacy"].files), "onnx": list(FORMATS["onnx"].files)},
                          info.config.name, "-".join(variant), quantization=quant, extra_source={"config": yaml.safe_load(_dump(qinfo.config)), **({"pruning": pruning} if pruning else {})})
@@ -161,6 +169,41 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _engine_int8(source: Path, ckpt: Path, out: Path, work: Path, data, info, before: dict, variant: list, pruning, quantizer: str, calib_images: int,
+                 nncf_options, ort_options) -> QuantizeResult:
+    """INT8 by an engine's own quantizer from the float ONNX of ``ckpt`` (the source itself when it is
+    an unpruned model folder with ONNX)."""
+    from fundus_edge.export.exporter import dir_size_mb, export_checkpoint
+    from fundus_edge.runtime.manifest import read_manifest
+
+    from .engine_ptq import NncfOptions, OrtOptions, engine_int8, float_model_record
+
+    float_dir = source
+    if ckpt != source or not (source / "manifest.yaml").is_file() or "onnx" not in read_manifest(source).formats:
+        float_dir = work / "float"
+        export_checkpoint(ckpt, float_dir, name=info.config.name, variant="-".join(variant) or "fp32", formats=("onnx",), force=True, pruning=pruning)
+    record = float_model_record(source) if (source / "manifest.yaml").is_file() else {"checkpoint": source.name}
+    print(f"INT8 by {'NNCF (OpenVINO IR)' if quantizer == 'nncf' else 'ONNX Runtime quantize_static'} on training images", flush=True)
+    engine_int8(float_dir, out, data, quantizer, nncf_options or NncfOptions(), ort_options or OrtOptions(), calib_images=calib_images, force=True,
+                name=info.config.name, float_record=record)
+    man = read_manifest(out)
+    return QuantizeResult(out, man.variant, before["params"], int(man.model.get("params", 0)), before["gmac"], float(man.model.get("gmac", 0.0)), dir_size_mb(out))
+
+
+def _unsigned_activations(onnx_path: Path) -> int:
+    """paddle2onnx writes signed activation Q/DQ pairs that OpenVINO runs far from their semantics; the
+    same grid written unsigned it runs as ONNX Runtime does (quantize/qdq.py)."""
+    import onnx
+
+    from .qdq import unsigned_activations
+
+    m = onnx.load(str(onnx_path))
+    n = unsigned_activations(m)
+    onnx.checker.check_model(m)
+    onnx.save(m, str(onnx_path))
+    return n
 
 
 def _inherited_pruning(source: Path) -> dict | None:
@@ -192,7 +235,10 @@ def _dump(cfg) -> str:
     return dump_config(cfg)
 
 
-VARIANTS = {"fp32": {}, "pruned": {"prune": 0.5}, "int8": {"int8": "ptq"}, "pruned-int8": {"prune": 0.5, "int8": "ptq"}}
+# Variant name -> how it is made from a float model. The suffix names the quantizer: int8 (PaddleSlim PTQ,
+# the cross-engine QDQ file), int8-nncf (OpenVINO's NNCF, OpenVINO IR), int8-ort (ONNX Runtime's quantize_static).
+VARIANTS = {"fp32": {}, "pruned": {"prune": 0.5}, "int8": {"int8": "ptq"}, "pruned-int8": {"prune": 0.5, "int8": "ptq"},
+            "int8-nncf": {"int8": "nncf"}, "int8-ort": {"int8": "ort"}, "pruned-int8-nncf": {"prune": 0.5, "int8": "nncf"}}
 
 
 def build_variants(source, out_root, data, finetune_iters: int = 800, algo: str = "avg", force: bool = False, only: tuple[str, ...] | None = None, progress: bool = True) -> dict:
@@ -211,8 +257,9 @@ def build_variants(source, out_root, data, finetune_iters: int = 800, algo: str 
         print(f"building {target}", flush=True)
         if name == "fp32":
             export_checkpoint(source, target, variant="fp32", force=True)
-        elif name == "pruned-int8" and (out_root / "pruned" / "manifest.yaml").is_file():
-            quantize(out_root / "pruned", target, data, int8="ptq", algo=algo, force=True, progress=progress)  # variant pruned-int8 from its record
+        elif name.startswith("pruned-int8") and (out_root / "pruned" / "manifest.yaml").is_file():
+            # INT8 of the pruned model already built (no second fine-tune); the variant name comes from its record.
+            quantize(out_root / "pruned", target, data, int8=VARIANTS[name]["int8"], algo=algo, force=True, progress=progress)
         else:
             quantize(source, target, data, finetune_iters=finetune_iters, algo=algo, force=True, progress=progress, **VARIANTS[name])
         done[name] = target

@@ -33,11 +33,11 @@ def prune(work: str, ratio: str) -> None:
 
     from fundus_edge.train.checkpoint import load_state_reshaping
     from fundus_edge.train.config import load_config
-    from fundus_edge.train.model import build_model
+    from fundus_edge.train.model import network_from_config
 
     work = Path(work)
     cfg = load_config(work / "config.yaml")
-    net = build_model(cfg.model.arch, cfg.preprocess.in_channels, cfg.model.base, cfg.model.depth)
+    net = network_from_config(cfg.model, cfg.preprocess.in_channels)
     with np.load(work / "weights.npz", allow_pickle=False) as w:
         load_state_reshaping(net, {k: w[k] for k in w.files})
     net.eval()
@@ -93,13 +93,13 @@ def qat(work: str, out_dir: str, ops: str) -> None:
     from fundus_edge.export.builders import input_spec
     from fundus_edge.train.checkpoint import load_state_reshaping
     from fundus_edge.train.config import load_config
-    from fundus_edge.train.model import VesselProbability, build_model
+    from fundus_edge.train.model import VesselProbability, network_from_config
     from fundus_edge.train.trainer import Trainer
 
     work = Path(work)
     cfg = load_config(work / "config.yaml")
     with paddle.utils.unique_name.guard():
-        net = build_model(cfg.model.arch, cfg.preprocess.in_channels, cfg.model.base, cfg.model.depth)
+        net = network_from_config(cfg.model, cfg.preprocess.in_channels)
         with np.load(work / "weights.npz", allow_pickle=False) as w:
             load_state_reshaping(net, {k: w[k] for k in w.files})
     layer_types = {"conv2d": "Conv2D", "conv2d_transpose": "Conv2DTranspose"}

@@ -20,6 +20,7 @@ FORMATS: dict[str, ModelFormat] = {
         ModelFormat("pir", ("model.json", "model.pdiparams"), ("paddle",), "Paddle Inference, PIR program (Paddle >= 3)"),
         ModelFormat("legacy", ("legacy.pdmodel", "legacy.pdiparams"), ("paddle", "openvino"), "Paddle legacy program (PaddleSlim PTQ, OpenVINO's Paddle front end)"),
         ModelFormat("onnx", ("model.onnx",), ("onnxruntime", "openvino"), "ONNX via paddle2onnx, dynamic batch/height/width"),
+        ModelFormat("ir", ("model.xml", "model.bin"), ("openvino",), "OpenVINO IR (NNCF INT8)"),
     )
 }
 
@@ -27,7 +28,7 @@ FORMATS: dict[str, ModelFormat] = {
 ENGINE_FORMATS: dict[str, tuple[str, ...]] = {
     "paddle": ("pir", "legacy"),
     "onnxruntime": ("onnx",),
-    "openvino": ("onnx", "legacy"),
+    "openvino": ("ir", "onnx", "legacy"),
 }
 
 

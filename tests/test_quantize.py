@@ -29,16 +29,28 @@ def test_prune_and_int8_combine(pruned_int8, tiny_model):
     assert g["checked"] and 0.0 <= g["disagreement_after"] <= g["disagreement_before"] and isinstance(g["float_convs"], list)
 
 
+@pytest.fixture(scope="module")
+def plain_int8(tiny_model, drive_synth, tmp_path_factory):
+    out = tmp_path_factory.mktemp("q") / "int8"
+    quantize(tiny_model, out, drive_synth, int8="ptq", calib_images=4, progress=False)
+    return out
+
+
+# What each engine reports for PaddleSlim's INT8 file on the CPU (OpenVINO: int8 with its float layers' precision).
+INT8_PRECISION = {"paddle": "int8", "onnxruntime": "int8", "openvino": "int8+fp32"}
+# Largest mean |INT8 - FP32| of the vessel probability on a synthetic image, inside the FOV. Measured
+# 0.004-0.02 on the tiny test model; a wrong kernel or a misplaced scale gives 0.1 and more.
+INT8_MAX_MEAN_ABS = 0.05
+
+
 @pytest.mark.parametrize("engine", ENGINES)
-def test_int8_runs_on_every_engine_close_to_fp32(pruned_int8, engine):
-    out, _ = pruned_int8
-    p = Predictor.load(out, backend=engine)
-    rgb, _, _ = synthetic_fundus(11)
+def test_int8_runs_on_every_engine_close_to_its_fp32_model(plain_int8, tiny_model, engine):
+    p = Predictor.load(plain_int8, backend=engine)
+    rgb, _, fov = synthetic_fundus(11)
     prob = p.predict(rgb).prob
-    assert prob.shape == rgb.shape[:2] and "int8" in p.precision
-    # INT8 kernels differ between engines; on a 12-step toy model the maps still agree in shape.
-    ref = Predictor.load(out, backend="onnxruntime").predict(rgb).prob
-    assert np.corrcoef(prob.ravel(), ref.ravel())[0, 1] > 0.7, p.precision
+    assert prob.shape == rgb.shape[:2] and p.precision == INT8_PRECISION[engine]
+    ref = Predictor.load(tiny_model, backend="onnxruntime").predict(rgb).prob
+    assert float(np.abs(prob - ref)[fov].mean()) < INT8_MAX_MEAN_ABS, p.precision
 
 
 def test_bad_arguments(tiny_model, drive_synth, tmp_path, pruned_int8):
@@ -56,14 +68,22 @@ def test_bad_arguments(tiny_model, drive_synth, tmp_path, pruned_int8):
 
 
 def test_qat_gives_an_int8_model(tiny_model, drive_synth, tmp_path):
+    from fundus_edge.runtime.errors import EngineUnavailable
+
     out = tmp_path / "qat"
     r = quantize(tiny_model, out, drive_synth, int8="qat", finetune_iters=4, progress=False)
     m = read_manifest(out)
     assert r.variant == "int8" and m.quantization["method"] == "qat" and set(m.formats) == {"legacy", "onnx"}
     rgb, _, _ = synthetic_fundus(12)
-    for e in ENGINES:
+    for e in ("onnxruntime", "openvino"):
         p = Predictor.load(out, backend=e)
-        assert p.predict(rgb).prob.shape == rgb.shape[:2] and p.precision.startswith("int8")
+        assert p.predict(rgb).prob.shape == rgb.shape[:2] and p.precision in ("int8", "int8+fp32")
+    # Paddle's oneDNN INT8 pass rejects QAT programs: that is an error, not a quiet run on float kernels ...
+    with pytest.raises(EngineUnavailable, match="int8-sim"):
+        Predictor.load(out, backend="paddle")
+    # ... which run only when asked for, and say so.
+    p = Predictor.load(out, backend="paddle", precision="int8-sim")
+    assert p.precision == "int8-sim" and p.predict(rgb).prob.shape == rgb.shape[:2]
 
 
 def test_pruned_model_gets_a_card_from_its_manifest(tiny_model, drive_synth, tmp_path):

@@ -206,13 +206,36 @@ def test_missing_engine_is_a_clear_error(tiny_model, monkeypatch):
         Predictor.load(tiny_model, backend="tflite")
 
 
-def test_gpu_request_is_never_silently_cpu(tiny_model):
+def test_gpu_request_without_a_gpu_provider_fails(tiny_model, monkeypatch):
     import onnxruntime as ort
 
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        pytest.skip("GPU present")
-    with pytest.raises(EngineUnavailable, match="gpu"):
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(EngineUnavailable, match="no GPU provider"):
         Predictor.load(tiny_model, backend="onnxruntime", device="gpu")
+
+
+def test_gpu_provider_that_falls_back_to_cpu_fails(tiny_model, monkeypatch):
+    """ONNX Runtime starts on the CPU without an error when a GPU provider fails to start: the engine reads
+    back the providers the session really uses and refuses the GPU request."""
+    import onnxruntime as ort
+
+    real = ort.InferenceSession
+
+    class FallsBack(real):
+        def __init__(self, path, sess_options=None, providers=None, **kw):
+            super().__init__(path, sess_options=sess_options, providers=["CPUExecutionProvider"], **kw)
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", FallsBack)
+    with pytest.raises(EngineUnavailable, match="runs on CPUExecutionProvider"):
+        Predictor.load(tiny_model, backend="onnxruntime", device="gpu")
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "paddle"])
+def test_precision_an_engine_cannot_honour_is_an_error(tiny_model, engine):
+    with pytest.raises(EngineUnavailable, match="bf16"):
+        Predictor.load(tiny_model, backend=engine, precision="bf16")
+    assert Predictor.load(tiny_model, backend=engine, precision="fp32").precision == "fp32"
 
 
 def test_not_a_model_folder(tmp_path):

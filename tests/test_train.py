@@ -94,3 +94,108 @@ def test_distillation_trains_from_a_teacher_and_refuses_a_mismatched_one(tmp_pat
         Trainer(other, tmp_path / "e", device="cpu", progress=False).fit()
     with pytest.raises(InputError, match="teacher"):
         Trainer(tiny_config.with_overrides(optim={"distill_weight": 1.0}), tmp_path / "f", device="cpu", progress=False).fit()
+
+
+def test_wnet_shape_and_cost():
+    """Little W-Net's shape (widths 8/16/32, residual shortcuts, conv bridges, LeakyReLU): ~68 k
+    parameters and ~5.2 GMAC at DRIVE's size, as the paper's count and our hand count say."""
+    net = build_model("wnet", base=8, depth=2, act="leaky", residual=True, bridge=True)
+    assert 60_000 < count_params(net) < 75_000
+    assert count_macs(net, 4, 584, 568) == pytest.approx(5.22e9, rel=0.02)
+    small = build_model("wnet", base=6, depth=2, act="leaky", residual=True, bridge=True)
+    assert count_macs(small, 4, 584, 568) <= 3.0e9 and net.pad_multiple == small.pad_multiple == 4
+    # The plain U-Net keeps the parameter names the shipped models were saved with.
+    assert "down.0.0.0.weight" in build_model(base=8, depth=3).state_dict()
+    with pytest.raises(ValueError, match="activation"):
+        build_model(act="gelu")
+
+
+def test_wnet_trains_both_outputs_and_exports_one(tmp_path, tiny_config):
+    import numpy as np
+    import paddle
+
+    from fundus_edge.export.exporter import export_checkpoint
+    from fundus_edge.runtime.manifest import read_manifest
+    from fundus_edge.runtime.predictor import Predictor
+
+    from .conftest import synthetic_fundus
+
+    cfg = tiny_config.with_overrides(model={"arch": "wnet", "base": 4, "depth": 2, "act": "leaky", "residual": True, "bridge": True}, optim={"iters": 4, "val_every": 4})
+    tr = Trainer(cfg, tmp_path / "w", device="cpu", progress=False)
+    tr.fit()
+    a, b = tr.net.forward_all(paddle.zeros([1, 4, 32, 32]))
+    assert a.shape == b.shape == [1, 2, 32, 32]
+    # The loss includes the first U-Net's output: with aux_weight 0 it is smaller on the same batch.
+    x, y = tr._batch(tr._load_data()[0], 0)
+    from fundus_edge.train.losses import build_loss
+
+    loss_fn = build_loss(cfg.optim.dice_weight)
+    tr.net.eval()
+    both = float(tr._loss(tr.net, None, loss_fn, paddle.to_tensor(x), paddle.to_tensor(y)))
+    tr.cfg = cfg.with_overrides(optim={"aux_weight": 0.0})
+    one = float(tr._loss(tr.net, None, loss_fn, paddle.to_tensor(x), paddle.to_tensor(y)))
+    assert both > one > 0
+    out = tmp_path / "m"
+    export_checkpoint(tmp_path / "w" / "best", out)
+    m = read_manifest(out)
+    assert m.model["arch"] == "wnet" and m.model["act"] == "leaky" and m.model["gmac"] > 0 and m.pad_multiple == 4
+    import onnx
+
+    g = onnx.load(str(out / "model.onnx")).graph
+    assert len(g.input) == 1 and len(g.output) == 1
+    rgb, _, _ = synthetic_fundus(5)
+    ref = Predictor.load(out, backend="onnxruntime").predict(rgb).prob
+    assert np.allclose(Predictor.load(out, backend="openvino").predict(rgb).prob, ref, atol=1e-4)
+
+
+def test_leaky_relu_model_runs_on_paddle_inference(tmp_path, tiny_config):
+    """Paddle 3.3.1's oneDNN conv + leaky_relu fusion segfaults on PIR programs; the engine skips that
+    pass for LeakyReLU models. In a child process, so a regression is a failed test, not a dead run."""
+    import subprocess
+    import sys
+
+    from fundus_edge.export.exporter import export_checkpoint
+
+    cfg = tiny_config.with_overrides(model={"arch": "vessel-unet", "base": 4, "depth": 2, "act": "leaky"}, optim={"iters": 2, "val_every": 2})
+    Trainer(cfg, tmp_path / "l", device="cpu", progress=False).fit()
+    export_checkpoint(tmp_path / "l" / "best", tmp_path / "m", formats=("pir",))
+    code = ("import numpy as np; from fundus_edge.runtime.predictor import Predictor; "
+            f"p = Predictor.load({str(tmp_path / 'm')!r}, backend='paddle'); "
+            "r = p.predict(np.full((48, 44, 3), 120, np.uint8), fov='none'); print('ran', p.format, r.prob.shape)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "ran pir (48, 44)" in r.stdout, (r.stderr or "")[-600:]
+
+
+class _KilledAt(Trainer):
+    """A run whose process dies when it reaches iteration ``kill_at`` (after the timed save before it)."""
+
+    kill_at = 4
+
+    def _batch(self, train, it):
+        if it == self.kill_at:
+            raise KeyboardInterrupt
+        return super()._batch(train, it)
+
+
+def test_timed_checkpoints_resume_exactly(tmp_path, tiny_config):
+    """Killed between validations, a run resumes from its timed checkpoint and ends with the weights an
+    uninterrupted run has (same data order, schedule and optimizer state)."""
+    import numpy as np
+    import paddle
+
+    cfg = tiny_config.with_overrides(optim={"iters": 6, "val_every": 6, "schedule": "cosine-restarts", "cycles": 2})
+    Trainer(cfg, tmp_path / "whole", device="cpu", progress=False).fit()
+    with pytest.raises(KeyboardInterrupt):
+        _KilledAt(cfg, tmp_path / "killed", device="cpu", progress=False, checkpoint_minutes=1e-9).fit()
+    last = read_checkpoint(tmp_path / "killed" / "last")
+    assert last.iteration == 4 and last.extra.get("timed")
+    status = yaml.safe_load((tmp_path / "killed" / "status.yaml").read_text())
+    assert status["iteration"] == 4 and status["of"] == 6 and status["event"] == "saved (timed)"
+    Trainer(cfg, tmp_path / "killed", device="cpu", progress=False).fit(resume=True)
+    a = paddle.load(str(tmp_path / "whole" / "last" / "model.pdparams"))
+    b = paddle.load(str(tmp_path / "killed" / "last" / "model.pdparams"))
+    for k in a:
+        np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+    rows = list(csv.DictReader(open(tmp_path / "killed" / "log.csv")))
+    assert [int(r["iteration"]) for r in rows] == [6]
+    assert yaml.safe_load((tmp_path / "killed" / "status.yaml").read_text())["event"] == "finished"

@@ -93,11 +93,11 @@ def load_network(path: str | Path):
     """Build the network of a checkpoint and load its weights; returns (net, info)."""
     import paddle
 
-    from .model import build_model
+    from .model import network_from_config
 
     info = read_checkpoint(path)
     m = info.config.model
-    net = build_model(m.arch, info.config.preprocess.in_channels, m.base, m.depth)
+    net = network_from_config(m, info.config.preprocess.in_channels)
     state = paddle.load(str(info.path / WEIGHTS))
     load_state_reshaping(net, state)
     net.eval()
@@ -139,10 +139,10 @@ def load_source(path: str | Path):
     verify_files(path, man, man.formats["pir"])
     import paddle
 
-    from .model import build_model
+    from .model import network_from_config
 
     cfg = config_from_dict(man.source["config"], f"{path}/manifest.yaml")
-    net = build_model(cfg.model.arch, cfg.preprocess.in_channels, cfg.model.base, cfg.model.depth)
+    net = network_from_config(cfg.model, cfg.preprocess.in_channels)
     prefix = path / Path(man.formats["pir"][0]).stem
     loaded = paddle.jit.load(str(prefix)).state_dict()
     tensors = [loaded[k] for k in sorted(loaded, key=lambda k: int(k.rsplit("_", 1)[-1]))]

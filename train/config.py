@@ -14,9 +14,12 @@ from .augment import AugmentConfig
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "vessel-unet"
+    arch: str = "vessel-unet"  # vessel-unet | wnet | seed-unet
     base: int = 16
     depth: int = 3
+    act: str = "relu"  # relu | leaky
+    residual: bool = False  # 1x1 conv shortcut around each block
+    bridge: bool = False  # 3x3 conv on each skip connection
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,11 @@ class OptimConfig:
     lr: float = 2e-3
     min_lr: float = 1e-5
     weight_decay: float = 1e-5
-    schedule: str = "cosine"  # cosine | poly
+    schedule: str = "cosine"  # cosine | cosine-restarts | poly
+    cycles: int = 1  # cosine-restarts: number of cycles over the iterations after warm-up
     warmup: int = 100
     dice_weight: float = 0.5
+    aux_weight: float = 1.0  # weight of the first U-Net's loss in a W-Net
     val_every: int = 250
     seed: int = 0
     # Validation also under these camera perturbations (e.g. [jpeg30, gamma0.6, scale0.5, grey]);

@@ -1,7 +1,13 @@
-"""Networks: the project's edge U-Net and PaddleSeg's U-Net (the seed baseline).
+"""Networks: the project's edge U-Net, a W-Net of two stacked U-Nets, and PaddleSeg's U-Net (the seed
+baseline).
 
-The edge U-Net uses 2x2 transposed convolutions to up-sample: PaddleSeg's bilinear up-sampling
-exports to a PIR attribute that Paddle Inference's oneDNN path rejects (../shared/STACK.md).
+The U-Nets use 2x2 transposed convolutions to up-sample: PaddleSeg's bilinear up-sampling exports to a
+PIR attribute that Paddle Inference's oneDNN path rejects (../shared/STACK.md).
+
+The W-Net follows Little W-Net (Galdran et al. 2022): blocks with a 1x1 residual shortcut, a 3x3 conv
+"bridge" on every skip, LeakyReLU; the second U-Net reads the image plus the first one's vessel
+probability. Training supervises both outputs (``forward_all``); ``forward`` - what export traces - gives
+the second output only, so the exported graph keeps one input and one probability output.
 """
 from __future__ import annotations
 
@@ -9,23 +15,41 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-ARCHS = ("vessel-unet", "seed-unet")
+ARCHS = ("vessel-unet", "wnet", "seed-unet")
+ACTIVATIONS = ("relu", "leaky")
+
+
+def _act(name: str) -> nn.Layer:
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leaky":
+        return nn.LeakyReLU(0.01)
+    raise ValueError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
 
 
 class ConvBNReLU(nn.Sequential):
-    def __init__(self, cin: int, cout: int):
-        super().__init__(nn.Conv2D(cin, cout, 3, padding=1, bias_attr=False), nn.BatchNorm2D(cout), nn.ReLU())
+    def __init__(self, cin: int, cout: int, act: str = "relu"):
+        super().__init__(nn.Conv2D(cin, cout, 3, padding=1, bias_attr=False), nn.BatchNorm2D(cout), _act(act))
 
 
 class Block(nn.Sequential):
-    def __init__(self, cin: int, cout: int):
-        super().__init__(ConvBNReLU(cin, cout), ConvBNReLU(cout, cout))
+    """Two 3x3 conv + BN + activation; with ``residual`` a 1x1 conv + BN shortcut is added. A
+    Sequential, so the parameter names of the plain block stay those of the shipped models."""
+
+    def __init__(self, cin: int, cout: int, act: str = "relu", residual: bool = False):
+        super().__init__(ConvBNReLU(cin, cout, act), ConvBNReLU(cout, cout, act))
+        self.shortcut = nn.Sequential(nn.Conv2D(cin, cout, 1, bias_attr=False), nn.BatchNorm2D(cout)) if residual else None
+
+    def forward(self, x):
+        y = self[1](self[0](x))
+        return y + self.shortcut(x) if self.shortcut is not None else y
 
 
 class VesselUNet(nn.Layer):
     """U-Net with ``depth`` down-samplings and ``base`` channels at full resolution."""
 
-    def __init__(self, in_channels: int = 4, num_classes: int = 2, base: int = 16, depth: int = 3):
+    def __init__(self, in_channels: int = 4, num_classes: int = 2, base: int = 16, depth: int = 3, act: str = "relu",
+                 residual: bool = False, bridge: bool = False):
         super().__init__()
         if depth < 1 or base < 1:
             raise ValueError("depth and base must be positive")
@@ -33,14 +57,16 @@ class VesselUNet(nn.Layer):
         self.down = nn.LayerList()
         cin = in_channels
         for w in widths[:-1]:
-            self.down.append(Block(cin, w))
+            self.down.append(Block(cin, w, act, residual))
             cin = w
-        self.bottom = Block(widths[-2], widths[-1])
+        self.bottom = Block(widths[-2], widths[-1], act, residual)
         self.up = nn.LayerList()
         self.dec = nn.LayerList()
+        # A 3x3 conv on each skip before it meets the up-sampled path (Little W-Net's "bridge").
+        self.bridge = nn.LayerList([ConvBNReLU(widths[i - 1], widths[i - 1], act) for i in range(depth, 0, -1)]) if bridge else None
         for i in range(depth, 0, -1):
             self.up.append(nn.Conv2DTranspose(widths[i], widths[i - 1], 2, stride=2))
-            self.dec.append(Block(widths[i - 1] * 2, widths[i - 1]))
+            self.dec.append(Block(widths[i - 1] * 2, widths[i - 1], act, residual))
         self.head = nn.Conv2D(widths[0], num_classes, 1)
         self.pad_multiple = 2**depth
 
@@ -51,9 +77,31 @@ class VesselUNet(nn.Layer):
             skips.append(x)
             x = F.max_pool2d(x, 2)
         x = self.bottom(x)
-        for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
+        for i, (up, dec, skip) in enumerate(zip(self.up, self.dec, reversed(skips))):
+            if self.bridge is not None:
+                skip = self.bridge[i](skip)
             x = dec(paddle.concat([up(x), skip], axis=1))
         return self.head(x)
+
+
+class WNet(nn.Layer):
+    """Two stacked U-Nets: the second reads the image and the first one's vessel probability."""
+
+    def __init__(self, in_channels: int = 4, num_classes: int = 2, base: int = 8, depth: int = 2, act: str = "leaky",
+                 residual: bool = True, bridge: bool = True):
+        super().__init__()
+        self.first = VesselUNet(in_channels, num_classes, base, depth, act, residual, bridge)
+        self.second = VesselUNet(in_channels + 1, num_classes, base, depth, act, residual, bridge)
+        self.pad_multiple = self.first.pad_multiple
+
+    def forward_all(self, x):
+        """Logits of both U-Nets (training supervises both)."""
+        a = self.first(x)
+        b = self.second(paddle.concat([x, F.softmax(a, axis=1)[:, 1:2]], axis=1))
+        return a, b
+
+    def forward(self, x):
+        return self.forward_all(x)[1]
 
 
 class SeedUNet(nn.Layer):
@@ -81,12 +129,23 @@ class VesselProbability(nn.Layer):
         return F.softmax(self.net(x), axis=1)[:, 1:2]
 
 
-def build_model(arch: str = "vessel-unet", in_channels: int = 4, base: int = 16, depth: int = 3, num_classes: int = 2) -> nn.Layer:
+def build_model(arch: str = "vessel-unet", in_channels: int = 4, base: int = 16, depth: int = 3, num_classes: int = 2,
+                act: str = "relu", residual: bool = False, bridge: bool = False) -> nn.Layer:
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r}; choose from {', '.join(ACTIVATIONS)}")
     if arch == "vessel-unet":
-        return VesselUNet(in_channels, num_classes, base, depth)
+        return VesselUNet(in_channels, num_classes, base, depth, act, residual, bridge)
+    if arch == "wnet":
+        return WNet(in_channels, num_classes, base, depth, act, residual, bridge)
     if arch == "seed-unet":
         return SeedUNet(in_channels, num_classes)
     raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
+
+
+def network_from_config(model_cfg, in_channels: int) -> nn.Layer:
+    """The network a ``ModelConfig`` describes (one place for every caller that rebuilds one)."""
+    m = model_cfg
+    return build_model(m.arch, in_channels, m.base, m.depth, act=m.act, residual=m.residual, bridge=m.bridge)
 
 
 def count_params(net: nn.Layer) -> int:

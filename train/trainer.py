@@ -68,18 +68,64 @@ def _scheduler(cfg: TrainConfig):
     decay_steps = max(1, o.iters - o.warmup)
     if o.schedule == "cosine":
         base = paddle.optimizer.lr.CosineAnnealingDecay(o.lr, T_max=decay_steps, eta_min=o.min_lr)
+    elif o.schedule == "cosine-restarts":
+        # `cycles` equal cosine cycles, each from lr down to min_lr (Little W-Net's cyclical schedule).
+        if o.cycles < 1:
+            raise InputError(f"optim.cycles {o.cycles}: give at least 1")
+        base = paddle.optimizer.lr.CosineAnnealingWarmRestarts(o.lr, T_0=max(1, -(-decay_steps // o.cycles)), eta_min=o.min_lr)
     elif o.schedule == "poly":
         base = paddle.optimizer.lr.PolynomialDecay(o.lr, decay_steps=decay_steps, end_lr=o.min_lr, power=0.9)
     else:
-        raise InputError(f"unknown schedule {o.schedule!r}; choose cosine or poly")
+        raise InputError(f"unknown schedule {o.schedule!r}; choose cosine, cosine-restarts or poly")
     if o.warmup > 0:
         return paddle.optimizer.lr.LinearWarmup(base, warmup_steps=o.warmup, start_lr=o.lr * 0.01, end_lr=o.lr)
     return base
 
 
+def _truncate_log(path: Path, iteration: int) -> None:
+    """Drop log rows past ``iteration``: after a kill, the run resumes from its last checkpoint and
+    would log those iterations again."""
+    if not path.exists():
+        return
+    rows = list(csv.reader(path.open(newline="")))
+    keep = [r for i, r in enumerate(rows) if i == 0 or (r and r[0].isdigit() and int(r[0]) <= iteration)]
+    if len(keep) != len(rows):
+        with path.open("w", newline="") as f:
+            csv.writer(f).writerows(keep)
+
+
+class RunStatus:
+    """``status.yaml`` in the run folder: where a (possibly hours-long, often resumed) run stands."""
+
+    def __init__(self, path: Path, name: str, total: int):
+        self.path, self.name, self.total = path, name, total
+
+    def write(self, done: int, elapsed: float, start: int, t0: float, loss, best_f1: float, best_it: int, event: str) -> None:
+        import yaml
+
+        run_s = time.perf_counter() - t0
+        rate = (done - start) / run_s if run_s > 0 and done > start else 0.0
+        st = {
+            "run": self.name, "event": event, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "iteration": int(done), "of": int(self.total), "elapsed_min": round(elapsed / 60, 1),
+            "this_process_it_per_s": round(rate, 4),
+            "eta_min": round((self.total - done) / rate / 60, 1) if rate > 0 else None,
+            "loss_ema": None if loss is None else round(float(loss), 5),
+            "best_val_f1": round(float(best_f1), 5) if best_f1 >= 0 else None, "best_iteration": int(best_it) or None,
+            "resume": "fundus-edge train ... --out <this folder> --resume",
+        }
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(st, sort_keys=False))
+        tmp.replace(self.path)
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, out_dir: str | Path, device: str = "auto", progress: bool = True, init_weights: str | Path | None = None, net=None):
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, device: str = "auto", progress: bool = True, init_weights: str | Path | None = None, net=None,
+                 checkpoint_minutes: float = 10.0):
         self.cfg = cfg
+        # A long CPU run can be killed at any moment: besides every validation, `last/` is saved
+        # whenever this much wall time has passed since the previous save.
+        self.checkpoint_s = max(0.0, float(checkpoint_minutes)) * 60.0
         self.given_net = net  # a prepared network (e.g. fake-quantized for QAT) to train as is
         self.net = None  # the trained network after fit()
         self.out = Path(out_dir)
@@ -175,7 +221,7 @@ class Trainer:
     def build_network(self):
         """The network to train: fresh, or the weights of ``init_weights`` (checkpoint or model
         folder, pruned shapes included) for fine-tuning."""
-        from .model import build_model
+        from .model import network_from_config
 
         if self.given_net is not None:
             self.given_net.train()
@@ -187,7 +233,7 @@ class Trainer:
             net.train()
             return net
         c = self.cfg
-        return build_model(c.model.arch, c.preprocess.in_channels, c.model.base, c.model.depth)
+        return network_from_config(c.model, c.preprocess.in_channels)
 
     def _teacher(self):
         """The distillation teacher in eval mode, or None; its preprocessing must be the student's."""
@@ -213,8 +259,13 @@ class Trainer:
 
         from .losses import distill_loss
 
-        logits = net(xt)
-        loss = loss_fn(logits, yt)
+        if hasattr(net, "forward_all"):
+            # W-Net: both U-Nets' outputs are supervised; the second one's is the model's output.
+            aux, logits = net.forward_all(xt)
+            loss = loss_fn(logits, yt) + self.cfg.optim.aux_weight * loss_fn(aux, yt)
+        else:
+            logits = net(xt)
+            loss = loss_fn(logits, yt)
         if teacher is not None:
             with paddle.no_grad():
                 t_logits = teacher(xt)
@@ -252,12 +303,13 @@ class Trainer:
         opt = paddle.optimizer.Adam(learning_rate=sched, parameters=net.parameters(), weight_decay=o.weight_decay)
         loss_fn = build_loss(o.dice_weight)
         teacher = self._teacher()
-        start, best_f1, best_it, best_thr, elapsed0 = 0, -1.0, 0, 0.5, 0.0
+        start, best_f1, best_it, best_thr, elapsed0, loss_ema0 = 0, -1.0, 0, 0.5, 0.0, None
         if resume:
             last = read_checkpoint(self.out / "last")
             net.set_state_dict(paddle.load(str(last.path / WEIGHTS)))
             opt.set_state_dict(paddle.load(str(last.path / OPTIMIZER)))
             start, elapsed0 = last.iteration, last.elapsed_s
+            loss_ema0 = last.extra.get("loss_ema")
             if (self.out / "best").exists():
                 b = read_checkpoint(self.out / "best")
                 best_f1, best_it, best_thr = self._score(b.metrics) if "val_f1" in b.metrics else -1.0, b.iteration, b.threshold
@@ -268,6 +320,8 @@ class Trainer:
         amp = device == "gpu"
         scaler = paddle.amp.GradScaler() if amp else None
         log_path = self.out / "log.csv"
+        if resume:
+            _truncate_log(log_path, start)  # rows written after the checkpoint we resume from
         new_log = not log_path.exists()
         logf = open(log_path, "a", newline="")
         log = csv.writer(logf)
@@ -276,7 +330,10 @@ class Trainer:
         t0 = time.perf_counter()
         net.train()
         bar = tqdm(range(start, o.iters), initial=start, total=o.iters, disable=not self.progress, desc=cfg.name, unit="it")
-        loss_ema = None
+        loss_ema = loss_ema0
+        last_save = time.perf_counter()
+        status = RunStatus(self.out / "status.yaml", cfg.name, o.iters)
+        thr_now = best_thr
         it = start
         for it in bar:
             x, y = self._batch(train, it)
@@ -303,20 +360,29 @@ class Trainer:
                 fmt = lambda k: f"{vm[k]:.5f}" if k in vm else ""  # noqa: E731
                 log.writerow([done, f"{loss_ema:.5f}", f"{sched.get_lr():.3e}", fmt("val_f1"), fmt("val_auc"), f"{thr:.3f}", f"{elapsed:.1f}", fmt("val_f1_perturbed")])
                 logf.flush()
-                extra = {"scale": self.scale_info, **({} if val else {"refit": True})}
+                extra = {"scale": self.scale_info, "loss_ema": loss_ema, **({} if val else {"refit": True})}
                 if not val or self._score(vm) > best_f1:
                     best_f1, best_it, best_thr = (self._score(vm) if val else best_f1), done, thr
                     save_checkpoint(self.out / "best", net, None, cfg, done, thr, vm, elapsed, extra)
                 save_checkpoint(self.out / "last", net, opt, cfg, done, thr, vm, elapsed, extra)
+                last_save, thr_now = time.perf_counter(), thr
+                status.write(done, elapsed, start, t0, loss_ema, best_f1, best_it, "validated and saved")
                 if val:
                     pert = f"  perturbed F1 {vm['val_f1_perturbed']:.4f}" if "val_f1_perturbed" in vm else ""
                     bar.write(f"iter {done}: loss {loss_ema:.4f}  val F1 {vm['val_f1']:.4f}  AUC {vm['val_auc']:.4f}{pert}  thr {thr:.2f}  (best {best_f1:.4f} @ {best_it})")
                 else:
                     bar.write(f"iter {done}: loss {loss_ema:.4f}  (no validation; saved)")
+            elif self.checkpoint_s and time.perf_counter() - last_save >= self.checkpoint_s:
+                elapsed = elapsed0 + time.perf_counter() - t0
+                extra = {"scale": self.scale_info, "loss_ema": loss_ema, "timed": True, **({} if val else {"refit": True})}
+                save_checkpoint(self.out / "last", net, opt, cfg, done, thr_now, {}, elapsed, extra)
+                last_save = time.perf_counter()
+                status.write(done, elapsed, start, t0, loss_ema, best_f1, best_it, "saved (timed)")
         bar.close()
         logf.close()
         self.net = net
         elapsed = elapsed0 + time.perf_counter() - t0
+        status.write(o.iters, elapsed, start, t0, loss_ema, best_f1, best_it, "finished")
         run_s = time.perf_counter() - t0
         ran = max(0, o.iters - start)
         return TrainResult(self.out, o.iters, best_f1, best_it, best_thr, elapsed, device, ran / run_s if run_s > 0 else 0.0)

@@ -22,6 +22,12 @@ class OnnxRuntimeEngine(Engine):
     def load(self) -> None:
         import onnxruntime as ort
 
+        if self.options.precision not in (None, "fp32", "int8"):
+            raise EngineUnavailable(f"onnxruntime: precision {self.options.precision!r} cannot be honoured (it runs the file's own precision: "
+                                    f"{'int8' if self.quantized else 'fp32'}; OpenVINO takes bf16 and fp16)")
+        if self.options.precision == "int8" and not self.quantized or self.options.precision == "fp32" and self.quantized:
+            raise EngineUnavailable(f"onnxruntime: precision {self.options.precision!r} asked, but the model file is {'int8' if self.quantized else 'fp32'}")
+
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
@@ -39,6 +45,9 @@ class OnnxRuntimeEngine(Engine):
         path = str(self.model_dir / self.files[0])
         self._sess = ort.InferenceSession(path, sess_options=so, providers=providers)
         used = self._sess.get_providers()[0]
+        if self.options.device == "gpu" and used not in GPU_PROVIDERS:
+            # A GPU provider that fails to start leaves ONNX Runtime on the CPU without an error.
+            raise EngineUnavailable(f"onnxruntime: --device gpu asked, but the session runs on {used} (the GPU provider did not start)")
         self.device = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "gpu:cuda", "TensorrtExecutionProvider": "gpu:tensorrt"}.get(used, used)
         self._input = self._sess.get_inputs()[0].name
         self.precision = "int8" if self.quantized else "fp32"

@@ -35,26 +35,46 @@ class PaddleEngine(Engine):
             if self.options.threads:
                 cfg.set_cpu_math_library_num_threads(int(self.options.threads))
         cfg.switch_ir_optim(True)
+        if self.options.device != "gpu" and self._model_facts().get("act") == "leaky":
+            # Paddle 3.3.1's oneDNN conv + leaky_relu fusion on PIR programs crashes the process
+            # (segfault building FusedConv2dOp's alpha attribute, docs/FINDINGS.md): run them unfused.
+            cfg.delete_pass("conv_activation_onednn_fuse_pass")
         pred = inference.create_predictor(cfg)
         return pred, pred.get_input_handle(pred.get_input_names()[0]), pred.get_output_handle(pred.get_output_names()[0])
 
     def load(self) -> None:
+        asked = self.options.precision
+        allowed = ("int8", "int8-sim") if self.quantized else ("fp32",)
+        if asked is not None and asked not in allowed:
+            raise EngineUnavailable(f"paddle: precision {asked!r} cannot be honoured for this {'INT8' if self.quantized else 'float'} model "
+                                    f"(paddle runs {' or '.join(allowed)}; OpenVINO takes bf16 and fp16)")
         self.device = "gpu:0" if self.options.device == "gpu" else "cpu"
-        if not self.quantized or self.options.device == "gpu":
+        if not self.quantized:
             self._pred, self._in, self._out = self._predictor(False)
-            self.precision = "int8-sim" if self.quantized else "fp32"
+            self.precision = "fp32"
             return
-        # oneDNN INT8 runs PaddleSlim's PTQ programs, but its pass fails on QAT programs ("could not
-        # create a primitive descriptor for a concat primitive", Paddle 3.3.1). Probe it once; if it
-        # fails, run the quantize/dequantize graph on FP32 kernels and say so in the precision.
-        try:
-            self._pred, self._in, self._out = self._predictor(True)
-            c = int(self.manifest_channels())
-            self.run(np.zeros((1, c, 32, 32), np.float32))
-            self.precision = "int8"
-        except (RuntimeError, ValueError):
+        if asked == "int8-sim":
+            # The quantize/dequantize graph on float kernels: INT8 numerics at float speed, only when asked.
             self._pred, self._in, self._out = self._predictor(False)
             self.precision = "int8-sim"
+            return
+        if self.options.device == "gpu":
+            raise EngineUnavailable("paddle: INT8 on the GPU is not supported here; ask precision int8-sim to run the Q/DQ graph on float kernels")
+        # oneDNN INT8 runs PaddleSlim's PTQ programs, but its pass fails on QAT programs ("could not
+        # create a primitive descriptor for a concat primitive", Paddle 3.3.1). Probe it once; a failure
+        # is an error, never a quiet fall-back to float kernels (precision int8-sim asks for those).
+        try:
+            self._pred, self._in, self._out = self._predictor(True)
+            self.run(np.zeros((1, int(self.manifest_channels()), 32, 32), np.float32))
+        except (RuntimeError, ValueError) as exc:
+            raise EngineUnavailable(f"paddle: oneDNN INT8 cannot run this program ({str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__}); "
+                                    "precision int8-sim runs its Q/DQ graph on float kernels") from None
+        self.precision = "int8"
+
+    def _model_facts(self) -> dict:
+        from ..manifest import read_manifest
+
+        return read_manifest(self.model_dir).model or {}
 
     def manifest_channels(self) -> int:
         from ..manifest import read_manifest
