@@ -13,16 +13,13 @@ from pathlib import Path
 import numpy as np
 
 
-def _pct(xs, q):
-    return float(np.percentile(np.asarray(xs), q))
-
-
 def run_cell(spec: dict) -> dict:
     from fundus_edge.metrics import MetricAccumulator
     from fundus_edge.runtime.errors import EngineUnavailable, FundusEdgeError, IntegrityError, one_line
     from fundus_edge.runtime.formats import formats_for
     from fundus_edge.runtime.manifest import read_manifest
     from fundus_edge.runtime.predictor import Predictor
+    from fundus_edge.timing import Timing, TimingPolicy, time_calls
 
     rec = {"variant": spec["variant"], "backend": spec["backend"], "threads": spec["threads"], "batch_size": spec["batch"], "precision_requested": spec.get("precision")}
 
@@ -61,20 +58,22 @@ def run_cell(spec: dict) -> dict:
     if failed:
         rec["note"] = "; ".join(f"{f} failed ({e[:300]})" for f, e in failed) + f"; ran {p.format}"
     try:
-        # A model slower than 2 s per image (the 13.4 M seed U-Net) gets one warm-up run.
+        # A model slower than 2 s per image (the 13.4 M seed U-Net) gets one warm-up run and at least 3 timed.
         slow = rec["first_ms"] >= spec.get("slow_ms", 2000)
-        for _ in range(1 if slow else spec["warmup"]):
-            p.predict(imgs[0])
-        eng, e2e = [], []
-        min_runs = 3 if slow else spec["min_runs"]
-        deadline = time.perf_counter() + spec["budget_s"]
-        while len(eng) < spec["runs"] and (time.perf_counter() < deadline or len(eng) < min_runs):
+        policy = TimingPolicy(warmup=1 if slow else spec["warmup"], runs=spec["runs"], min_runs=3 if slow else spec["min_runs"], budget_s=spec["budget_s"])
+        e2e: list[float] = []
+        last: list = []
+
+        def one() -> float:
             r = p.predict(imgs[0])
-            eng.append(r.engine_ms)
             e2e.append(r.total_ms)
-        rec["input_hw"] = "x".join(map(str, r.input_hw))
-        rec.update(p50_ms=_pct(eng, 50), p90_ms=_pct(eng, 90), p99_ms=_pct(eng, 99), mean_ms=statistics.fmean(eng),
-                   std_ms=statistics.pstdev(eng), e2e_p50_ms=_pct(e2e, 50), timed_runs=len(eng))
+            last[:] = [r]
+            return r.engine_ms
+
+        t = time_calls(one, policy)
+        e2e = e2e[policy.warmup:]
+        rec["input_hw"] = "x".join(map(str, last[0].input_hw))
+        rec.update(p50_ms=t.p50, p90_ms=t.p90, p99_ms=t.p99, mean_ms=t.mean, std_ms=t.std, e2e_p50_ms=Timing(tuple(e2e)).p50, timed_runs=t.runs)
         if slow:
             # Seconds per image: a batch of 4 would only repeat the single-image figure at 8 more runs of
             # about 2 s in each of the seed U-Net's cells, so its rate is taken one image at a time.

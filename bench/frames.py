@@ -4,12 +4,13 @@ see the same machine state. ``python -m fundus_edge.bench.frames MODEL --data DR
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from fundus_edge.timing import Timing, TimingPolicy
 
 
 def camera_frame(rgb: np.ndarray, size: tuple[int, int] = (4000, 3000)) -> np.ndarray:
@@ -21,6 +22,10 @@ def camera_frame(rgb: np.ndarray, size: tuple[int, int] = (4000, 3000)) -> np.nd
     return cv2.resize(canvas, size, interpolation=cv2.INTER_CUBIC)
 
 
+# The runs alternate crop on / crop off, so drift between them cancels; warm-up and percentiles are the harness's.
+FRAME_TIMING = TimingPolicy()
+
+
 def time_frames(model, images: dict, backend: str, threads: int, runs: int) -> list[dict]:
     from fundus_edge.runtime.predictor import Predictor, ScaleOptions
 
@@ -29,7 +34,7 @@ def time_frames(model, images: dict, backend: str, threads: int, runs: int) -> l
     for name, img in images.items():
         eng, e2e, out = {False: [], True: []}, {False: [], True: []}, {}
         for p in preds.values():
-            for _ in range(3):
+            for _ in range(FRAME_TIMING.warmup):
                 p.predict(img)
         for _ in range(runs):
             for crop, p in preds.items():
@@ -39,8 +44,8 @@ def time_frames(model, images: dict, backend: str, threads: int, runs: int) -> l
                 out[crop] = r
         agree = float((out[False].mask == out[True].mask).mean())
         for crop in (False, True):
-            rows.append({"image": name, "crop": crop, "input": "x".join(map(str, out[crop].input_hw)), "engine_ms": statistics.median(eng[crop]),
-                         "e2e_ms": statistics.median(e2e[crop]), "mask_agreement": agree})
+            rows.append({"image": name, "crop": crop, "input": "x".join(map(str, out[crop].input_hw)), "engine_ms": Timing(tuple(eng[crop])).p50,
+                         "e2e_ms": Timing(tuple(e2e[crop])).p50, "mask_agreement": agree})
     return rows
 
 

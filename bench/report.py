@@ -6,6 +6,8 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
+
 from .records import BenchRecord
 
 MD_COLUMNS = [
@@ -83,29 +85,97 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+# F1 the seed tutorial reported for its 10-epoch PaddleSeg U-Net (the bench runs it untrained: speed only).
+SEED_REPORTED_F1 = 0.717
+
+
 def plot_pareto(path: Path, records: list[BenchRecord], meta: dict) -> bool:
+    """p50 (log) against F1: colour = variant, marker = engine, hollow = a reduced precision (bf16, int8);
+    the Pareto front is drawn and its points named; the seed U-Net sits at its measured latency and the F1
+    its tutorial reported, marked as reported."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     pts = [r for r in records if r.status == "ok" and r.p50_ms and r.f1 is not None]
+    seed = sorted((r for r in records if r.variant == "seed-unet" and r.status == "ok" and r.p50_ms), key=lambda r: r.p50_ms)
     if not pts:
         return False
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    variants = list(dict.fromkeys(r.variant for r in pts))
+    cmap = plt.get_cmap("tab20" if len(variants) > 10 else "tab10")
+    colour = {v: cmap(i % cmap.N) for i, v in enumerate(variants)}
     markers = {"onnxruntime": "o", "openvino": "s", "paddle": "^"}
     for r in pts:
-        ax.scatter(r.p50_ms, r.f1, marker=markers.get(r.backend, "x"), s=50)
-        ax.annotate(f"{r.variant}\n{r.backend} {r.precision}", (r.p50_ms, r.f1), fontsize=6.5, xytext=(4, 2), textcoords="offset points")
+        reduced = any(k in (r.precision or "") for k in ("int8", "bf16", "fp16"))
+        ax.scatter(r.p50_ms, r.f1, marker=markers.get(r.backend, "D"), s=60, linewidths=1.5,
+                   facecolors="none" if reduced else colour[r.variant], edgecolors=colour[r.variant], zorder=3)
     front = pareto_front([(r.p50_ms, r.f1) for r in pts])
-    ax.plot([pts[i].p50_ms for i in front], [pts[i].f1 for i in front], "k--", lw=1, label="Pareto front")
+    ax.plot([pts[i].p50_ms for i in front], [pts[i].f1 for i in front], "k--", lw=1, zorder=2)
+    for k, i in enumerate(front):  # only the front is named: 30 labels overlap into a block
+        r = pts[i]
+        ax.annotate(f"{r.variant} / {r.backend} {r.precision}", (r.p50_ms, r.f1), fontsize=7, xytext=(6, -10 if k % 2 else 4),
+                    textcoords="offset points", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+    if seed:
+        ax.scatter(seed[0].p50_ms, SEED_REPORTED_F1, marker="*", s=160, c="grey", zorder=3)
+        ax.annotate(f"seed U-Net ({seed[0].backend}): measured latency,\nF1 {SEED_REPORTED_F1} as its tutorial reported (not measured)",
+                    (seed[0].p50_ms, SEED_REPORTED_F1), fontsize=7, xytext=(-8, 8), textcoords="offset points", ha="right")
+    handles = [Line2D([], [], ls="", marker="o", mfc=colour[v], mec=colour[v], label=v) for v in variants]
+    handles += [Line2D([], [], ls="", marker=m, mfc="white", mec="black", label=e) for e, m in markers.items() if any(r.backend == e for r in pts)]
+    handles += [Line2D([], [], ls="", marker="o", mfc="none", mec="black", label="int8 / bf16 (hollow)"), Line2D([], [], ls="--", c="k", label="Pareto front")]
+    if seed:
+        handles.append(Line2D([], [], ls="", marker="*", c="grey", ms=10, label="seed U-Net (F1 reported)"))
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     ax.set_xscale("log")
     ax.set_xlabel(f"p50 latency per {meta['image_size']} image, ms ({meta['threads']} threads, log scale)")
     ax.set_ylabel("F1 on DRIVE test (FOV, pooled)")
-    ax.set_title(f"fundus-edge: speed vs accuracy — {meta['machine']['cpu']}")
+    flags = ", ".join(meta["machine"].get("isa_flags", [])) or "no AVX flags"
+    ax.set_title(f"fundus-edge: speed vs accuracy — {meta['machine']['cpu']} ({flags}), {meta['date']}", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return True
+
+
+# Agreement with the manual label, as the vessel-segmentation literature draws it.
+TP_RGB, FP_RGB, FN_RGB = (0, 200, 0), (230, 0, 180), (0, 120, 255)
+
+
+def agreement_overlay(rgb: np.ndarray, pred: np.ndarray, label: np.ndarray | None, fov: np.ndarray | None) -> np.ndarray:
+    """True positives green, false positives magenta, false negatives blue (inside the FOV); without a
+    label, predicted vessels in green."""
+    out = rgb.astype(np.float32).copy()
+    inside = np.ones(pred.shape, bool) if fov is None else fov.astype(bool)
+    pred = pred.astype(bool) & inside
+    if label is None:
+        layers = [(pred, TP_RGB)]
+    else:
+        lab = label.astype(bool) & inside
+        layers = [(pred & lab, TP_RGB), (pred & ~lab, FP_RGB), (~pred & lab, FN_RGB)]
+    for m, c in layers:
+        out[m] = 0.3 * out[m] + 0.7 * np.asarray(c, np.float32)
+    return out.astype(np.uint8)
+
+
+def side_by_side(path: Path, panels: list[tuple[str, np.ndarray]], legend: bool) -> None:
+    """Overlays next to each other with their titles (the fastest and the most accurate variant)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.6))
+    for ax, (title, img) in zip(np.atleast_1d(axes), panels):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    if legend:
+        fig.legend(handles=[Patch(color=np.asarray(c) / 255, label=t) for c, t in ((TP_RGB, "true positive"), (FP_RGB, "false positive"), (FN_RGB, "false negative"))],
+                   loc="lower center", ncol=3, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -18,7 +18,6 @@ from fundus_edge.runtime.manifest import read_manifest
 
 from .records import BenchRecord
 
-REPO = Path(__file__).resolve().parents[1]
 DRIVE_SIZE = (584, 565)
 
 
@@ -29,8 +28,9 @@ class BenchConfig:
     threads: int = 2
     quick: bool = False
     models_dir: Path = Path("build/models")
-    shipped: Path = REPO / "models"
-    variants: tuple[str, ...] = ("fp32", "pruned", "int8", "pruned-int8", "small", "small-int8", "small-pruned", "seed-unet")
+    shipped: Path = Path("models")  # the shipped models (the CLI resolves --models)
+    variants: tuple[str, ...] = ("fp32", "pruned", "int8", "pruned-int8", "int8-nncf", "int8-ort", "small", "small-int8", "small-int8-nncf", "small-int8-ort",
+                                 "small-pruned", "seed-unet")
     engines: tuple[str, ...] | None = None
     bf16_rows: bool = True
     gpu_rows: bool = True  # also a GPU row per variant for each engine that has a GPU here
@@ -73,7 +73,9 @@ def seed_unet_dir(target: Path, force: bool = False) -> Path:
     from fundus_edge.train.config import load_config
     from fundus_edge.train.model import build_model
 
-    cfg = load_config(REPO / "fundus_edge" / "configs" / "seed-unet.yaml")
+    from fundus_edge import CONFIG_DIR
+
+    cfg = load_config(CONFIG_DIR / "seed-unet.yaml")
     paddle.seed(0)
     net = build_model("seed-unet", cfg.preprocess.in_channels)
     ck = target.with_name(target.name + ".ckpt")
@@ -181,7 +183,7 @@ def has_bf16() -> bool:
 
 
 def plan_cells(dirs: dict, cfg: BenchConfig) -> list[Cell]:
-    engines = cfg.engines or tuple(e for e in ("onnxruntime", "openvino", "paddle") if e in installed_engines())
+    engines = cfg.engines or tuple(installed_engines())
     on_gpu = set(gpu_engines(engines)) if cfg.gpu_rows else set()
     cells = []
     for variant, d in dirs.items():

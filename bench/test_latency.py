@@ -11,7 +11,9 @@ import pytest
 
 from fundus_edge.runtime.engines import installed_engines
 from fundus_edge.runtime.predictor import Predictor
+from fundus_edge.timing import TimingPolicy
 
+TIMING = TimingPolicy()  # the bench's warm-up and run count
 MODELS = Path(__file__).resolve().parents[1] / "models"
 THREADS = int(os.environ.get("OMP_NUM_THREADS", "2"))
 
@@ -38,6 +40,6 @@ def test_latency(benchmark, model, engine, stage):
     x = x[None]
     benchmark.extra_info.update(precision=p.precision, device=p.device, threads=THREADS)
     if stage == "engine":
-        benchmark.pedantic(p.engine.run, args=(x,), rounds=10, warmup_rounds=2)
+        benchmark.pedantic(p.engine.run, args=(x,), rounds=TIMING.runs, warmup_rounds=TIMING.warmup)
     else:
-        benchmark.pedantic(p.predict, args=(img,), rounds=10, warmup_rounds=2)
+        benchmark.pedantic(p.predict, args=(img,), rounds=TIMING.runs, warmup_rounds=TIMING.warmup)

@@ -24,7 +24,7 @@ def input_spec(in_channels: int):
     return [InputSpec([None, in_channels, None, None], "float32", INPUT_NAME)]
 
 
-def save_pir(net, out_dir: Path, in_channels: int) -> None:
+def save_pir(net, cfg, out_dir: Path, opset: int = 13) -> None:
     import paddle
 
     from fundus_edge.train.model import VesselProbability
@@ -32,11 +32,11 @@ def save_pir(net, out_dir: Path, in_channels: int) -> None:
     wrapped = VesselProbability(net)
     wrapped.eval()
     stem = Path(FORMATS["pir"].files[0]).stem
-    paddle.jit.save(wrapped, str(out_dir / stem), input_spec=input_spec(in_channels))
+    paddle.jit.save(wrapped, str(out_dir / stem), input_spec=input_spec(cfg.preprocess.in_channels))
     _check_written(out_dir, "pir")
 
 
-def save_legacy(net, cfg, out_dir: Path) -> None:
+def save_legacy(net, cfg, out_dir: Path, opset: int = 13) -> None:
     """Save the legacy program of ``net`` in a child process with PIR switched off.
 
     The weights travel as a plain .npz (no pickle) with the config, so the child rebuilds the same
@@ -92,7 +92,12 @@ def _check_written(out_dir: Path, fmt: str) -> None:
         raise ModelError(f"{out_dir}: {fmt} export wrote no {', '.join(missing)}")
 
 
-BUILDERS = {"pir": "save_pir", "legacy": "save_legacy", "onnx": "legacy_to_onnx"}
+def build_onnx(net, cfg, out_dir: Path, opset: int = 13) -> None:
+    legacy_to_onnx(out_dir, opset)
+
+
+# One builder per exportable row of FORMATS, all called as builder(net, config, out_dir, opset).
+BUILDERS = {"pir": save_pir, "legacy": save_legacy, "onnx": build_onnx}
 
 
 def saved_param_order(net, prefix: Path) -> list[str]:

@@ -9,8 +9,6 @@ from pathlib import Path
 
 from fundus_edge.runtime.errors import FundusEdgeError
 
-CONFIG_DIR = Path(__file__).parent / "configs"
-
 
 def _set_threads(n: int | None) -> None:
     # Paddle/oneDNN read the OpenMP thread count when they first start, so set it before import.
@@ -19,12 +17,9 @@ def _set_threads(n: int | None) -> None:
 
 
 def _resolve_config(name_or_path: str):
-    from fundus_edge.train.config import load_config
+    from fundus_edge.train.config import resolve_config
 
-    p = Path(name_or_path)
-    if not p.suffix and (CONFIG_DIR / f"{name_or_path}.yaml").is_file():
-        p = CONFIG_DIR / f"{name_or_path}.yaml"
-    return load_config(p)
+    return resolve_config(name_or_path)
 
 
 def cmd_train(a) -> int:
@@ -123,8 +118,7 @@ def cmd_quantize(a) -> int:
     nncf = NncfOptions(preset=a.nncf_preset, fast_bias_correction=not a.no_fast_bias_correction, overflow_fix=a.overflow_fix,
                        accuracy_control=a.accuracy_control is not None, max_drop=a.accuracy_control or 0.005)
     ort = OrtOptions(per_channel=not a.per_tensor, reduce_range={"auto": None, "on": True, "off": False}[a.reduce_range], quant_format=a.ort_format)
-    calib = a.calib_images or (20 if a.int8 in ("nncf", "ort") else 8)
-    r = quantize(a.source, a.out, a.data, prune=a.prune, int8=a.int8, algo=a.algo, finetune_iters=a.finetune_iters, calib_images=calib, force=a.force,
+    r = quantize(a.source, a.out, a.data, prune=a.prune, int8=a.int8, algo=a.algo, finetune_iters=a.finetune_iters, calib_images=a.calib_images, force=a.force,
                  progress=not a.no_progress, nncf_options=nncf, ort_options=ort)
     print(f"{r.variant} model in {r.model_dir}: {r.params_before:,} -> {r.params_after:,} parameters, {r.gmac_before:.2f} -> {r.gmac_after:.2f} GMAC, {r.size_mb:.2f} MB")
     return 0
@@ -143,7 +137,7 @@ def cmd_bench(a) -> int:
         kw["variants"] = tuple(v.strip() for v in a.variants.split(","))
     if a.engines:
         kw["engines"] = tuple(e.strip() for e in a.engines.split(","))
-    cfg = BenchConfig(data=data, out=Path(a.out), threads=a.threads, quick=a.quick, models_dir=Path(a.models_dir), build=not a.no_build,
+    cfg = BenchConfig(data=data, out=Path(a.out), threads=a.threads, quick=a.quick, models_dir=Path(a.models_dir), build=not a.no_build, shipped=shipped_models(a.models),
                       finetune_iters=a.finetune_iters, bf16_rows=not a.no_bf16, gpu_rows=not a.no_gpu, **kw)
     records, meta = run_bench(cfg, progress=not a.no_progress)
     print((Path(a.out) / "results.md").read_text())
@@ -151,8 +145,20 @@ def cmd_bench(a) -> int:
     return 0
 
 
-def default_model_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "models" / "default"
+def shipped_models(given: str | None = None) -> Path:
+    """The folder that holds the shipped models (default/, small/, ...): --models, else ./models, else the
+    source checkout's models/ (an editable install). Model weights are not package data: a wheel stays
+    small and a device ships the one model folder it runs."""
+    cands = [Path(given)] if given else [Path("models"), Path(__file__).resolve().parents[1] / "models"]
+    for c in cands:
+        if (c / "default" / "manifest.yaml").is_file():
+            return c
+    where = given or "./models"
+    raise FundusEdgeError(f"{where}: no shipped models here (no default/manifest.yaml); give --models DIR or a model folder")
+
+
+def default_model_dir(models: str | None = None) -> Path:
+    return shipped_models(models) / "default"
 
 
 def cmd_predict(a) -> int:
@@ -164,7 +170,7 @@ def cmd_predict(a) -> int:
     if paths and (Path(paths[0]) / "manifest.yaml").is_file():
         model = Path(paths.pop(0))
     else:
-        model = default_model_dir()
+        model = default_model_dir(a.models)
     if not paths:
         raise FundusEdgeError("no input images given")
     files = expand_inputs(paths)
@@ -265,8 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", help="DRIVE folder (without it: latency on synthetic inputs, accuracy null)")
     b.add_argument("--out", default="build/bench")
     b.add_argument("--models-dir", default="build/models", help="where variants are built / found")
-    b.add_argument("--variants", help="comma list (default fp32,pruned,int8,pruned-int8,small,small-int8,small-pruned,seed-unet; "
-                   "<shipped model>-int8, -pruned or -pruned-int8 compresses that shipped model like the default's variant of that name)")
+    b.add_argument("--models", help="folder of the shipped models (default ./models, else the source checkout's)")
+    b.add_argument("--variants", help="comma list (default fp32,pruned,int8,pruned-int8,int8-nncf,int8-ort,small,small-int8,small-int8-nncf,small-int8-ort,"
+                   "small-pruned,seed-unet; <shipped model>-int8, -int8-nncf, -int8-ort, -pruned or -pruned-int8 compresses that shipped model like the "
+                   "default's variant of that name; int8 = PaddleSlim, int8-nncf = OpenVINO's NNCF, int8-ort = ONNX Runtime's quantizer)")
     b.add_argument("--engines", help="comma list (default: every installed engine)")
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--quick", action="store_true", help="smoke run: 3 images, few timed runs")
@@ -278,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     r = sub.add_parser("predict", help="segment images: writes <stem>_mask.png (and _prob.png, _overlay.png)")
-    r.add_argument("paths", nargs="+", metavar="[MODEL_DIR] INPUT", help="model folder (default models/default), then image files or folders")
+    r.add_argument("paths", nargs="+", metavar="[MODEL_DIR] INPUT", help="model folder (default: default/ of --models), then image files or folders")
+    r.add_argument("--models", help="folder of the shipped models when no model folder is given (default ./models, else the source checkout's)")
     r.add_argument("--output", "-o", required=True)
     r.add_argument("--backend", default="auto", help="auto, paddle, onnxruntime or openvino")
     r.add_argument("--device", default="cpu", choices=["cpu", "gpu"])

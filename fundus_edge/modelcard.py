@@ -7,26 +7,28 @@ from __future__ import annotations
 
 import argparse
 import csv
-import statistics
 import time
 from pathlib import Path
 
 from fundus_edge.runtime.manifest import read_manifest
+from fundus_edge.timing import TimingPolicy, time_calls
 
 
-def latency(model: Path, image, threads: int, runs: int = 15) -> list[tuple[str, str, float]]:
+CARD_TIMING = TimingPolicy(warmup=3, runs=15, min_runs=15, budget_s=0.0)  # 15 runs, no budget cut
+
+
+def latency(model: Path, image, threads: int, policy: TimingPolicy = CARD_TIMING) -> list[tuple[str, str, float]]:
     from fundus_edge.runtime.engines import installed_engines
+    from fundus_edge.runtime.formats import formats_for
     from fundus_edge.runtime.predictor import Predictor
 
     rows = []
-    for eng in ("onnxruntime", "openvino", "paddle"):
-        if eng not in installed_engines():
+    fmts = list(read_manifest(model).formats)
+    for eng in installed_engines():  # the registry's order, as in the bench
+        if not formats_for(eng, fmts):
             continue
         p = Predictor.load(model, backend=eng, threads=threads)
-        for _ in range(3):
-            p.predict(image)
-        ts = [p.predict(image).engine_ms for _ in range(runs)]
-        rows.append((eng, p.precision, statistics.median(ts)))
+        rows.append((eng, p.precision, time_calls(lambda: p.predict(image).engine_ms, policy).p50))
     return rows
 
 
@@ -119,7 +121,9 @@ def _pruned_card(model: Path, data: str, threads: int, command: str, perturb: bo
     pr = man.source["pruning"]
     cfg = man.source.get("config", {})
     rep = evaluate_source(model, data, split="test", backend="onnxruntime", progress=False)
-    src, pr_ratio = Path(pr["source"]), pr["ratio"]
+    # The source is recorded as {name, variant, manifest_sha256, path} (older manifests: a path string).
+    s = pr["source"]
+    src, pr_ratio = (Path(s.get("path") or f"models/{s['name']}") if isinstance(s, dict) else Path(s)), pr["ratio"]
     val = int(cfg.get("data", {}).get("val_count", 0))
     kept = (f"{20 - val} for fine-tuning, the checkpoint best on the other {val} kept" if val else "all 20, final weights kept")
     return [

@@ -195,14 +195,6 @@ def build_cpu_record() -> dict:
     return {"cpu": model, "vnni": has_vnni(), "isa_flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))}
 
 
-def float_model_record(model_dir: Path) -> dict:
-    """Provenance of a float model folder without machine paths: its name, variant and manifest hash."""
-    from fundus_edge.runtime.manifest import read_manifest, sha256
-
-    man = read_manifest(model_dir)
-    return {"name": man.name, "variant": man.variant, "manifest_sha256": sha256(Path(model_dir) / "manifest.yaml")}
-
-
 def engine_int8(source, out, data, quantizer: str, nncf_options: NncfOptions = NncfOptions(), ort_options: OrtOptions = OrtOptions(),
                 calib_images: int = 20, force: bool = False, name: str | None = None, float_record: dict | None = None) -> Path:
     """A model folder whose INT8 file an engine's own quantizer made from ``source``'s float ONNX."""
@@ -227,7 +219,11 @@ def engine_int8(source, out, data, quantizer: str, nncf_options: NncfOptions = N
         quant["built_on"] = build_cpu_record()
         variant = "-".join(v for v in (man.variant if man.variant not in ("fp32", "") else "", f"int8-{quantizer}") if v)
         src = dict(man.source)
-        src["float_model"] = float_record or float_model_record(source)
+        if float_record is None:
+            from fundus_edge.export.exporter import source_record
+
+            float_record = source_record(source)
+        src["float_model"] = float_record
         write_manifest(out, Manifest(**{**{k: getattr(man, k) for k in Manifest.__dataclass_fields__}, "name": name or man.name, "variant": variant,
                                         "formats": formats, "files": {}, "quantization": quant, "source": src,
                                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")}))

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from fundus_edge.runtime.cpu import has_vnni
 from fundus_edge.runtime.errors import InputError, ModelError
@@ -80,10 +79,10 @@ INT8_METHODS = ("ptq", "qat", "nncf", "ort")  # PaddleSlim PTQ / QAT; NNCF (Open
 
 
 def quantize(source, out, data, prune: float | None = None, int8: str | None = None, algo: str = "avg", ops: tuple[str, ...] = DEFAULT_OPS,
-             finetune_iters: int = 800, calib_images: int = 8, force: bool = False, progress: bool = True, work: str | Path | None = None,
+             finetune_iters: int = 800, calib_images: int | None = None, force: bool = False, progress: bool = True, work: str | Path | None = None,
              nncf_options=None, ort_options=None) -> QuantizeResult:
-    from fundus_edge.export.exporter import dir_size_mb, export_checkpoint, finish_model_dir, model_facts, prepare_out
     from fundus_edge.export.builders import legacy_to_onnx
+    from fundus_edge.export.exporter import dir_size_mb, export_checkpoint, finish_model_dir, model_facts, prepare_out, scrubbed_config, source_record
     from fundus_edge.train.checkpoint import load_source, save_checkpoint
     from fundus_edge.train.trainer import Trainer
 
@@ -95,6 +94,8 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
         raise InputError(f"--int8 must be one of {', '.join(INT8_METHODS)}, got {int8!r}")
     if algo not in PTQ_ALGOS:
         raise InputError(f"unknown PTQ algorithm {algo!r}; choose from {', '.join(PTQ_ALGOS)}")
+    if calib_images is None:  # PaddleSlim's PTQ on 8 images (its own tests); the engines' quantizers on 20 (STACK.md's measurement)
+        calib_images = 20 if int8 in ("nncf", "ort") else 8
     source, out = Path(source), Path(out)
     if not source.exists():
         raise InputError(f"{source}: no such checkpoint or model folder")
@@ -121,7 +122,7 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
             ckpt = work / "finetune" / "best"
             variant.append("pruned")
             # The fine-tune's folder is temporary: the manifest keeps what a model card needs.
-            pruning = {"source": str(source), "ratio": prune, "tool": "paddleslim L1NormFilterPruner", "params_before": before["params"], "gmac_before": before["gmac"],
+            pruning = {"source": source_record(source), "ratio": prune, "tool": "paddleslim L1NormFilterPruner", "params_before": before["params"], "gmac_before": before["gmac"],
                        "finetune_iters": finetune_iters, "finetune_lr": PRUNE_FINETUNE_LR, "finetune_crop": cfg.optim.crop, "finetune_s": round(res.elapsed_s, 1)}
         else:
             pruning = _inherited_pruning(source)  # an INT8 build of a pruned model folder keeps its record
@@ -162,7 +163,7 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
                       "quantized_ops": list(ops), "onnx": f"QDQ (paddle2onnx, deploy_backend onnxruntime; {n_unsigned} activation Q/DQ pairs rewritten unsigned)"})
         quant["openvino_guard"] = _openvino_guard(out, data, qinfo, net.pad_multiple)
         finish_model_dir(out, qinfo, facts, {"legacy": list(FORMATS["legacy"].files), "onnx": list(FORMATS["onnx"].files)},
-                         info.config.name, "-".join(variant), quantization=quant, extra_source={"config": yaml.safe_load(_dump(qinfo.config)), **({"pruning": pruning} if pruning else {})})
+                         info.config.name, "-".join(variant), quantization=quant, extra_source={"config": scrubbed_config(qinfo.config), **({"pruning": pruning} if pruning else {})})
         return QuantizeResult(out, "-".join(variant), before["params"], facts["params"], before["gmac"], facts["gmac"], dir_size_mb(out))
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
@@ -178,13 +179,15 @@ def _engine_int8(source: Path, ckpt: Path, out: Path, work: Path, data, info, be
     from fundus_edge.export.exporter import dir_size_mb, export_checkpoint
     from fundus_edge.runtime.manifest import read_manifest
 
-    from .engine_ptq import NncfOptions, OrtOptions, engine_int8, float_model_record
+    from fundus_edge.export.exporter import source_record
+
+    from .engine_ptq import NncfOptions, OrtOptions, engine_int8
 
     float_dir = source
     if ckpt != source or not (source / "manifest.yaml").is_file() or "onnx" not in read_manifest(source).formats:
         float_dir = work / "float"
         export_checkpoint(ckpt, float_dir, name=info.config.name, variant="-".join(variant) or "fp32", formats=("onnx",), force=True, pruning=pruning)
-    record = float_model_record(source) if (source / "manifest.yaml").is_file() else {"checkpoint": source.name}
+    record = source_record(source)
     print(f"INT8 by {'NNCF (OpenVINO IR)' if quantizer == 'nncf' else 'ONNX Runtime quantize_static'} on training images", flush=True)
     engine_int8(float_dir, out, data, quantizer, nncf_options or NncfOptions(), ort_options or OrtOptions(), calib_images=calib_images, force=True,
                 name=info.config.name, float_record=record)
@@ -227,12 +230,6 @@ def _openvino_guard(out: Path, data, info, pad_multiple: int) -> dict:
     else:
         print(f"OpenVINO check: {r.note}", flush=True)
     return {**r.as_dict(), "cpu_vnni": has_vnni()}
-
-
-def _dump(cfg) -> str:
-    from fundus_edge.train.config import dump_config
-
-    return dump_config(cfg)
 
 
 # Variant name -> how it is made from a float model. The suffix names the quantizer: int8 (PaddleSlim PTQ,

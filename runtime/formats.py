@@ -1,6 +1,7 @@
-"""The one table of model formats. Export builds each row, engine detection reads it, and the
-benchmark takes its engine columns from it. Adding a format is one row here and one builder in
-``fundus_edge.export.builders``."""
+"""The one table of model formats. Its order is the order of preference: an engine reads the first format
+of a model folder that lists it. Export builds the rows it makes (``made_by`` "export", one builder each
+in ``fundus_edge.export.builders.BUILDERS``, after the formats it ``needs``); engine choice and the
+benchmark's cells read ``engines``. A new format is one row here and one builder."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,27 +11,39 @@ from dataclasses import dataclass
 class ModelFormat:
     name: str
     files: tuple[str, ...]  # relative to the model folder; the first is the graph
-    engines: tuple[str, ...]  # engines that read it, in order of preference for that engine
+    engines: tuple[str, ...]  # engines that read it
     description: str
+    made_by: str = "export"  # export (fundus-edge export) | quantize (an engine's own INT8 quantizer)
+    needs: tuple[str, ...] = ()  # formats export builds first (ONNX is converted from the legacy program)
 
 
 FORMATS: dict[str, ModelFormat] = {
     f.name: f
     for f in (
+        ModelFormat("ir", ("model.xml", "model.bin"), ("openvino",), "OpenVINO IR (NNCF INT8)", made_by="quantize"),
         ModelFormat("pir", ("model.json", "model.pdiparams"), ("paddle",), "Paddle Inference, PIR program (Paddle >= 3)"),
+        ModelFormat("onnx", ("model.onnx",), ("onnxruntime", "openvino"), "ONNX via paddle2onnx, dynamic batch/height/width", needs=("legacy",)),
         ModelFormat("legacy", ("legacy.pdmodel", "legacy.pdiparams"), ("paddle", "openvino"), "Paddle legacy program (PaddleSlim PTQ, OpenVINO's Paddle front end)"),
-        ModelFormat("onnx", ("model.onnx",), ("onnxruntime", "openvino"), "ONNX via paddle2onnx, dynamic batch/height/width"),
-        ModelFormat("ir", ("model.xml", "model.bin"), ("openvino",), "OpenVINO IR (NNCF INT8)"),
     )
-}
-
-# Which format each engine prefers when several are present.
-ENGINE_FORMATS: dict[str, tuple[str, ...]] = {
-    "paddle": ("pir", "legacy"),
-    "onnxruntime": ("onnx",),
-    "openvino": ("ir", "onnx", "legacy"),
 }
 
 
 def formats_for(engine: str, available: list[str] | tuple[str, ...]) -> list[str]:
-    return [f for f in ENGINE_FORMATS.get(engine, ()) if f in available]
+    """The formats of ``available`` that ``engine`` reads, most preferred first."""
+    return [name for name, f in FORMATS.items() if engine in f.engines and name in available]
+
+
+def build_order(wanted: list[str] | tuple[str, ...]) -> list[str]:
+    """The exportable formats to build for ``wanted``, each after the ones it needs."""
+    order: list[str] = []
+
+    def add(name: str) -> None:
+        for dep in FORMATS[name].needs:
+            add(dep)
+        if name not in order:
+            order.append(name)
+
+    for name in FORMATS:
+        if name in wanted:
+            add(name)
+    return order

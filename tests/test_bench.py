@@ -40,7 +40,7 @@ def tiny_bench(tiny_model, drive_synth, tmp_path_factory):
     shipped.mkdir()
     (shipped / "default").symlink_to(tiny_model)
     cfg = BenchConfig(data=str(drive_synth), out=root / "out", quick=True, models_dir=root / "models", shipped=shipped,
-                      variants=("fp32", "int8", "default-int8", "default-pruned", "nonexistent"), finetune_iters=4)
+                      variants=("fp32", "int8", "int8-nncf", "default-int8", "default-pruned", "nonexistent"), finetune_iters=4)
     recs, meta = run_bench(cfg, progress=False)
     return root / "out", recs, meta
 
@@ -69,6 +69,16 @@ def test_sweep_records_every_cell(tiny_bench):
     assert len(f1s) == 1
     assert by[("nonexistent", "*", None)].status == "export_failed"
     assert meta["machine"]["cores"] >= 1 and meta["versions"]["onnxruntime"]
+    # Every quantized cell is checked against its float model (vessel Dice over every test image).
+    nncf = by[("int8-nncf", "openvino", None)]
+    assert nncf.format == "ir" and nncf.precision == "int8+fp32" and nncf.agreement_float is not None and nncf.agreement is None
+    assert ("int8-nncf", "onnxruntime", None) not in by  # ONNX Runtime reads no OpenVINO IR
+    for e in ("onnxruntime", "openvino", "paddle"):
+        assert by[("int8", e, None)].agreement_float is not None and by[("fp32", e, None)].agreement_float is None
+    # The size column is the files the engine read: the ONNX file alone is smaller than the whole folder.
+    assert by[("fp32", "onnxruntime", None)].size_mb < by[("fp32", "paddle", None)].size_mb + by[("fp32", "onnxruntime", None)].size_mb
+    # p99 from a handful of runs would be the slowest run: not reported
+    assert all(r.p99_ms is None for r in recs if r.timed_runs and r.timed_runs < 100)
 
 
 def test_sweep_writes_reports(tiny_bench):
@@ -78,7 +88,53 @@ def test_sweep_writes_reports(tiny_bench):
     assert (out / "results.csv").read_text().startswith("variant,backend")
     assert "| variant |" in (out / "results.md").read_text()
     assert (out / "pareto.png").stat().st_size > 1000
-    assert list(out.glob("overlay_*.png"))
+    assert list(out.glob("overlay_*.png")) and (out / "fastest_vs_most_accurate.png").stat().st_size > 1000
+
+
+def test_vessel_dice_catches_a_cell_that_misses_a_sixth_of_the_vessels():
+    import numpy as np
+
+    from fundus_edge.bench.cell import vessel_dice
+    from fundus_edge.bench.sweep import MIN_AGREEMENT
+
+    rng = np.random.default_rng(0)
+    ref = [rng.random((60, 60)) < 0.12 for _ in range(3)]  # ~12 % vessels, as in DRIVE
+    missing = []
+    for m in ref:
+        m2 = m.copy()
+        idx = np.flatnonzero(m2)
+        m2.flat[idx[: len(idx) // 6]] = False
+        missing.append(m2)
+    assert vessel_dice(ref, ref) == 1.0
+    all_pixels = np.mean([(a == b).mean() for a, b in zip(ref, missing)])
+    assert all_pixels >= 0.975  # the old check (all pixels of one image, >= 0.98) sat on its edge
+    assert vessel_dice(ref, missing) < MIN_AGREEMENT
+
+
+def test_finalize_marks_disagreeing_cells_wrong(tiny_model):
+    from fundus_edge.bench.sweep import finalize
+
+    base = {"backend": "openvino", "status": "ok", "p50_ms": 5.0, "input_hw": "64x64"}
+    raw = [{**base, "variant": "fp32", "backend": "onnxruntime", "f1": 0.80},
+           {**base, "variant": "fp32", "f1": 0.80, "agreement": 0.90},  # engines disagree
+           {**base, "variant": "int8-nncf", "f1": 0.79, "agreement_float": 0.99},  # fine
+           {**base, "variant": "int8-x", "f1": 0.70, "agreement_float": 0.99},  # F1 far below its float model's
+           {**base, "variant": "int8-y", "f1": 0.795, "agreement_float": 0.80}]  # masks far from the float model's
+    dirs = {v: tiny_model for v in ("fp32", "int8-nncf", "int8-x", "int8-y")}
+    st = [r.status for r in finalize(raw, dirs, {}, {"fp32_gflops": 100.0})]
+    assert st == ["ok", "wrong_output", "ok", "wrong_output", "wrong_output"]
+
+
+def test_agreement_overlay_colours_tp_fp_fn():
+    import numpy as np
+
+    from fundus_edge.bench.report import FN_RGB, FP_RGB, TP_RGB, agreement_overlay
+
+    rgb = np.zeros((1, 4, 3), np.uint8)
+    pred, lab = np.array([[1, 1, 0, 0]], bool), np.array([[1, 0, 1, 0]], bool)
+    out = agreement_overlay(rgb, pred, lab, None)
+    assert [int(np.argmax(out[0, i])) for i in range(3)] == [int(np.argmax(c)) for c in (TP_RGB, FP_RGB, FN_RGB)]
+    assert out[0, 3].sum() == 0
 
 
 def test_gpu_rows_planned_only_where_an_engine_has_a_gpu(tiny_model, monkeypatch, tmp_path):

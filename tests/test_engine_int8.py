@@ -35,7 +35,9 @@ def test_nncf_variant_is_openvino_ir_recorded_and_close_to_fp32(nncf_model, tiny
     assert q["tool"].startswith("nncf.quantize") and q["engine"] == "openvino" and q["calibration_images"] == 4 and q["fake_quantize_nodes"] > 0
     assert q["built_on"]["vnni"] == has_vnni() and "isa_flags" in q["built_on"]
     # Provenance: the float model by name and manifest hash, never a machine path.
-    assert m.source["float_model"] == {"name": read_manifest(tiny_model).name, "variant": "fp32", "manifest_sha256": sha256(tiny_model / "manifest.yaml")}
+    fm = m.source["float_model"]
+    assert (fm["name"], fm["variant"], fm["manifest_sha256"]) == (read_manifest(tiny_model).name, "fp32", sha256(tiny_model / "manifest.yaml"))
+    assert fm["path"] is None  # a temporary folder outside the working directory is not recorded
     p = Predictor.load(out, backend="openvino")
     rgb, _, fov = synthetic_fundus(13)
     prob = p.predict(rgb).prob

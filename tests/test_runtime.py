@@ -199,7 +199,7 @@ def test_unknown_schema_and_pickles_are_refused(tiny_model, tmp_path):
 def test_missing_engine_is_a_clear_error(tiny_model, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
-    with pytest.raises(EngineUnavailable, match="not installed.*installed engines: paddle, onnxruntime"):
+    with pytest.raises(EngineUnavailable, match="not installed.*installed engines: onnxruntime, paddle"):
         Predictor.load(tiny_model, backend="openvino")
     assert "openvino" not in installed_engines()
     with pytest.raises(EngineUnavailable, match="unknown engine"):

@@ -24,7 +24,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    root: str = "../shared/data/DRIVE"
+    root: str = ""  # given at run time (--data); never stored in shipped configs or manifests
     layout: str = "auto"
     val_count: int = 4
     split_seed: int = 0
@@ -124,3 +124,13 @@ def dump_config(cfg: TrainConfig) -> str:
         return x
 
     return yaml.safe_dump(plain(cfg.to_dict()), sort_keys=False)
+
+
+def resolve_config(name_or_path: str) -> TrainConfig:
+    """A config by name (``default``, ``wnet`` ... shipped with the package) or by path."""
+    from fundus_edge import CONFIG_DIR
+
+    p = Path(name_or_path)
+    if not p.suffix and (CONFIG_DIR / f"{name_or_path}.yaml").is_file():
+        p = CONFIG_DIR / f"{name_or_path}.yaml"
+    return load_config(p)

@@ -84,6 +84,13 @@ class VesselUNet(nn.Layer):
         return self.head(x)
 
 
+def vessel_probability(logits):
+    """The vessel class's softmax probability, N x 1 x H x W. (sigmoid(l1 - l0) is the same number and
+    would spare ONNX Runtime a channel-axis Softmax that costs ~10 % of a small-model run here, but Paddle
+    3.3.1 refuses sigmoid and exp while saving a legacy program: docs/FINDINGS.md.)"""
+    return F.softmax(logits, axis=1)[:, 1:2]
+
+
 class WNet(nn.Layer):
     """Two stacked U-Nets: the second reads the image and the first one's vessel probability."""
 
@@ -97,7 +104,7 @@ class WNet(nn.Layer):
     def forward_all(self, x):
         """Logits of both U-Nets (training supervises both)."""
         a = self.first(x)
-        b = self.second(paddle.concat([x, F.softmax(a, axis=1)[:, 1:2]], axis=1))
+        b = self.second(paddle.concat([x, vessel_probability(a)], axis=1))
         return a, b
 
     def forward(self, x):
@@ -126,7 +133,7 @@ class VesselProbability(nn.Layer):
         self.net = net
 
     def forward(self, x):
-        return F.softmax(self.net(x), axis=1)[:, 1:2]
+        return vessel_probability(self.net(x))
 
 
 def build_model(arch: str = "vessel-unet", in_channels: int = 4, base: int = 16, depth: int = 3, num_classes: int = 2,

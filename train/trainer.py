@@ -136,6 +136,8 @@ class Trainer:
     # -- data ---------------------------------------------------------------------------------
     def _load_data(self):
         d = self.cfg.data
+        if not d.root:
+            raise InputError("no training data given (--data DIR)")
         samples = discover(d.root, split="train", layout=d.layout)
         train_s, val_s = split_train_val(samples, d.val_count, d.split_seed)
         load = lambda ss: [load_sample(s) for s in ss]  # noqa: E731

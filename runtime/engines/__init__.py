@@ -11,11 +11,12 @@ import importlib.util
 from ..errors import EngineUnavailable
 from .base import Engine, EngineOptions
 
-# engine name -> (module in this package, the Python package it needs)
+# engine name -> (module in this package, the Python package it needs). This order is the bench's and
+# the model cards' (the first engine of a variant is the bench's reference for the others).
 ENGINES: dict[str, tuple[str, str]] = {
-    "paddle": ("paddle", "paddle"),
     "onnxruntime": ("onnxruntime", "onnxruntime"),
     "openvino": ("openvino", "openvino"),
+    "paddle": ("paddle", "paddle"),
 }
 # "auto" picks the first installed engine that reads a format of the model, in this order.
 AUTO_ORDER = ("openvino", "onnxruntime", "paddle")

@@ -1,0 +1,69 @@
+"""The one timing harness: warm-up, a run budget, percentiles. Used by the bench cells, ``bench.frames``,
+model cards and the pytest-benchmark suite, so every latency figure the project prints follows one rule.
+
+p99 is reported only from at least ``P99_MIN_RUNS`` runs: from 30 it is simply the slowest run.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+P99_MIN_RUNS = 100
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    warmup: int = 3  # untimed calls first (compilation, caches)
+    runs: int = 30  # at most this many timed calls ...
+    min_runs: int = 5  # ... and at least this many, whatever the budget
+    budget_s: float = 12.0  # stop timing once this much wall time has passed
+
+
+@dataclass(frozen=True)
+class Timing:
+    samples_ms: tuple[float, ...]
+
+    @property
+    def runs(self) -> int:
+        return len(self.samples_ms)
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(np.asarray(self.samples_ms), q))
+
+    @property
+    def p50(self) -> float:
+        return self.pct(50)
+
+    @property
+    def p90(self) -> float:
+        return self.pct(90)
+
+    @property
+    def p99(self) -> float | None:
+        return self.pct(99) if self.runs >= P99_MIN_RUNS else None
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.samples_ms)
+
+    @property
+    def std(self) -> float:
+        return statistics.pstdev(self.samples_ms)
+
+
+def time_calls(call: Callable[[], float | None], policy: TimingPolicy = TimingPolicy()) -> Timing:
+    """Time ``call``; if it returns a number, that is the sample in ms (e.g. a Prediction's engine time),
+    otherwise its wall time is."""
+    for _ in range(policy.warmup):
+        call()
+    out: list[float] = []
+    deadline = time.perf_counter() + policy.budget_s
+    while len(out) < policy.runs and (time.perf_counter() < deadline or len(out) < policy.min_runs):
+        t0 = time.perf_counter()
+        v = call()
+        out.append(float(v) if isinstance(v, (int, float)) else (time.perf_counter() - t0) * 1e3)
+    return Timing(tuple(out))
