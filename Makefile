@@ -21,12 +21,15 @@ $(VENV)/.installed: $(BIN)/python requirements.txt requirements-nodeps.txt pypro
 
 install: $(VENV)/.installed
 
-test: install
-	$(BIN)/python -m pytest -q
+# DATA reaches the DRIVE-backed tests when it holds DRIVE (.ci/run exports FUNDUS_EDGE_DRIVE itself).
+DRIVE_ENV = $(if $(wildcard $(DATA)/test/images),FUNDUS_EDGE_DRIVE=$(abspath $(DATA)),)
 
-# Heavy checks too (real DRIVE training smoke, full benchmark smoke): run on purpose.
+test: install
+	$(DRIVE_ENV) $(BIN)/python -m pytest -q
+
+# Heavy checks too (tests/test_slow.py: a real DRIVE training run and a benchmark sweep on DRIVE): run on purpose.
 test-all: install
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+	$(DRIVE_ENV) $(BIN)/python -m pytest -q -m "slow or not slow"
 
 variants: install
 	$(BIN)/fundus-edge quantize models/default --variants build/models --data $(DATA) $(if $(FORCE),--force,)

@@ -71,3 +71,32 @@ def test_guard_measures_and_never_makes_agreement_worse(tmp_path):
     assert r.checked and 0.0 <= r.disagreement_after <= r.disagreement_before
     assert set(r.float_convs) <= {"conv0", "conv1"}
     assert quantized_convs(onnx.load(str(path))) == [c for c in ("conv0", "conv1") if c not in r.float_convs]
+
+
+def test_guard_finds_and_mends_an_injected_openvino_fault(tmp_path, monkeypatch):
+    """The repair path: OpenVINO is handed a copy whose conv0 weight scale is negated after quantization
+    (a wrong weight only OpenVINO sees); the guard must find the disagreement, leave conv0 in float (which
+    bypasses the faulty Q/DQ), and record it."""
+    import openvino as ov
+
+    path, _ = _qdq_convs(tmp_path)
+    real = ov.Core.read_model
+
+    def faulty(self, model, weights=None, *a, **kw):
+        if isinstance(model, (bytes, bytearray)):
+            m = onnx.load_from_string(bytes(model))
+            for n in m.graph.node:
+                if n.op_type == "DequantizeLinear" and n.input[0] == "wq0":  # conv0's weight DQ, if still there
+                    m.graph.node.insert(0, helper.make_node("Constant", [], ["sw0_bad"], value=numpy_helper.from_array(
+                        -numpy_helper.to_array(next(c for c in m.graph.node if c.output[0] == "sw0").attribute[0].t), "sw0_bad")))
+                    n.input[1] = "sw0_bad"
+                    break
+            model = m.SerializeToString()
+        return real(self, model, weights, *a, **kw)
+
+    monkeypatch.setattr(ov.Core, "read_model", faulty)
+    x = [np.random.default_rng(i).uniform(-1, 1, (4, 32, 32)).astype(np.float32) for i in range(2)]
+    r = guard(path, x, threshold=0.5, min_tol=0.05)
+    assert r.checked and r.disagreement_before > 0.3  # the fault is found ...
+    assert r.float_convs[0] == "conv0" and r.disagreement_after <= r.tolerance and r.note == "agrees"  # ... mended first where it is, and recorded
+    assert "conv0" not in quantized_convs(onnx.load(str(path)))
