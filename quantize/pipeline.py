@@ -162,6 +162,9 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
         quant.update({"weights": "int8 channel_wise_abs_max", "activations": "int8 (Paddle program); uint8 zero point 128 in the ONNX file (the same grid)",
                       "quantized_ops": list(ops), "onnx": f"QDQ (paddle2onnx, deploy_backend onnxruntime; {n_unsigned} activation Q/DQ pairs rewritten unsigned)"})
         quant["openvino_guard"] = _openvino_guard(out, data, qinfo, net.pad_multiple)
+        from .engine_ptq import build_cpu_record
+
+        quant["built_on"] = build_cpu_record()  # the CPU the file was built and checked on
         finish_model_dir(out, qinfo, facts, {"legacy": list(FORMATS["legacy"].files), "onnx": list(FORMATS["onnx"].files)},
                          info.config.name, "-".join(variant), quantization=quant, extra_source={"config": scrubbed_config(qinfo.config), **({"pruning": pruning} if pruning else {})})
         return QuantizeResult(out, "-".join(variant), before["params"], facts["params"], before["gmac"], facts["gmac"], dir_size_mb(out))

@@ -25,6 +25,7 @@ def test_prune_and_int8_combine(pruned_int8, tiny_model):
     assert m.variant == "pruned-int8" and m.quantization["method"] == "ptq"
     assert set(m.formats) == {"legacy", "onnx"}
     assert m.source["pruning"]["ratio"] == 0.5 and m.source["pruning"]["finetune_iters"] == 6 and m.source["pruning"]["params_before"] == r.params_before
+    assert m.quantization["built_on"]["vnni"] in (True, False, None) and "isa_flags" in m.quantization["built_on"]
     g = m.quantization["openvino_guard"]  # the OpenVINO agreement check ran and says what it did
     assert g["checked"] and 0.0 <= g["disagreement_after"] <= g["disagreement_before"] and isinstance(g["float_convs"], list)
 
