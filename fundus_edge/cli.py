@@ -37,7 +37,7 @@ def cmd_train(a) -> int:
     cfg = cfg.with_overrides(optim=optim, data=data)
     out = Path(a.out) if a.out else Path("runs") / cfg.name
     res = Trainer(cfg, out, device=a.device, progress=not a.no_progress, init_weights=a.init,
-                  checkpoint_minutes=a.checkpoint_minutes).fit(resume=a.resume, force=a.force)
+                  checkpoint_minutes=a.checkpoint_minutes, to_static=a.to_static).fit(resume=a.resume, force=a.force)
     if cfg.data.val_count == 0:
         kept = f"no validation split (refit): {res.out_dir}/best holds the final weights with threshold {res.threshold:.3f}"
     else:
@@ -209,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
     t.add_argument("--threads", type=int, help="CPU threads")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint (same data order and schedule)")
+    t.add_argument("--to-static", action="store_true", help="trace the training step with paddle.jit.to_static (faster on some CPUs: "
+                   "python -m fundus_edge.train.throughput --to-static measures it)")
     t.add_argument("--checkpoint-minutes", type=float, default=10.0, help="also save last/ after this much wall time (default 10; 0 = only at validation)")
     t.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     t.add_argument("--no-progress", action="store_true")

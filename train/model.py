@@ -125,6 +125,18 @@ class SeedUNet(nn.Layer):
         return self.net(x)[0]
 
 
+class Outputs(nn.Layer):
+    """Every supervised output of a network, the model's own last: what a training step computes. A
+    Layer, so ``paddle.jit.to_static`` can trace it (a W-Net's ``forward_all`` is not its ``forward``)."""
+
+    def __init__(self, net: nn.Layer):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return tuple(self.net.forward_all(x)) if hasattr(self.net, "forward_all") else (self.net(x),)
+
+
 class VesselProbability(nn.Layer):
     """What we export: the vessel-class probability, N x 1 x H x W in [0, 1]."""
 

@@ -25,17 +25,11 @@ def measure(cfg, steps: int = 10, warmup: int = 2, to_static: bool = False) -> d
     train, _ = tr._load_data()
     net = tr.build_network()
     net.train()
-    step_net = net
+    from .model import Outputs
+
+    step_net = Outputs(net)
     if to_static:
-        class _All(paddle.nn.Layer):  # forward_all as the traced forward
-            def __init__(self, inner):
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, x):
-                return self.inner.forward_all(x) if hasattr(self.inner, "forward_all") else self.inner(x)
-
-        step_net = paddle.jit.to_static(_All(net), full_graph=True)
+        step_net = paddle.jit.to_static(step_net, full_graph=True)
     opt = paddle.optimizer.Adam(learning_rate=1e-3, parameters=net.parameters())
     loss_fn = build_loss(cfg.optim.dice_weight)
     data_s, step_s = [], []
@@ -44,11 +38,7 @@ def measure(cfg, steps: int = 10, warmup: int = 2, to_static: bool = False) -> d
         x, y = tr._batch(train, it)
         t1 = time.perf_counter()
         xt, yt = paddle.to_tensor(x), paddle.to_tensor(y)
-        out = step_net(xt)
-        if isinstance(out, (tuple, list)):
-            loss = loss_fn(out[1], yt) + cfg.optim.aux_weight * loss_fn(out[0], yt)
-        else:
-            loss = loss_fn(out, yt)
+        loss = tr._loss(step_net, None, loss_fn, xt, yt)
         loss.backward()
         opt.step()
         opt.clear_grad()

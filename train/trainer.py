@@ -121,8 +121,11 @@ class RunStatus:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, device: str = "auto", progress: bool = True, init_weights: str | Path | None = None, net=None,
-                 checkpoint_minutes: float = 10.0):
+                 checkpoint_minutes: float = 10.0, to_static: bool = False):
         self.cfg = cfg
+        # Trace the training step's forward with paddle.jit.to_static: +12 % pixels/s for the W-Net at one
+        # thread on an AVX2 CPU (docs/FINDINGS.md); slower on STACK.md's AVX-512 CPU at two threads.
+        self.to_static = to_static
         # A long CPU run can be killed at any moment: besides every validation, `last/` is saved
         # whenever this much wall time has passed since the previous save.
         self.checkpoint_s = max(0.0, float(checkpoint_minutes)) * 60.0
@@ -256,18 +259,17 @@ class Trainer:
         print(f"distilling from {o.teacher} (weight {o.distill_weight})", flush=True)
         return teacher
 
-    def _loss(self, net, teacher, loss_fn, xt, yt):
+    def _loss(self, step, teacher, loss_fn, xt, yt):
+        """``step``: the network's ``Outputs`` (traced or not); a W-Net's first output is supervised too,
+        weighted by ``optim.aux_weight``; the last is the model's output."""
         import paddle
 
         from .losses import distill_loss
 
-        if hasattr(net, "forward_all"):
-            # W-Net: both U-Nets' outputs are supervised; the second one's is the model's output.
-            aux, logits = net.forward_all(xt)
-            loss = loss_fn(logits, yt) + self.cfg.optim.aux_weight * loss_fn(aux, yt)
-        else:
-            logits = net(xt)
-            loss = loss_fn(logits, yt)
+        *aux, logits = step(xt)
+        loss = loss_fn(logits, yt)
+        for a in aux:
+            loss = loss + self.cfg.optim.aux_weight * loss_fn(a, yt)
         if teacher is not None:
             with paddle.no_grad():
                 t_logits = teacher(xt)
@@ -332,6 +334,11 @@ class Trainer:
         t0 = time.perf_counter()
         net.train()
         bar = tqdm(range(start, o.iters), initial=start, total=o.iters, disable=not self.progress, desc=cfg.name, unit="it")
+        from .model import Outputs
+
+        step = Outputs(net)
+        if self.to_static:
+            step = paddle.jit.to_static(step, full_graph=True)
         loss_ema = loss_ema0
         last_save = time.perf_counter()
         status = RunStatus(self.out / "status.yaml", cfg.name, o.iters)
@@ -342,11 +349,11 @@ class Trainer:
             xt, yt = paddle.to_tensor(x), paddle.to_tensor(y)
             if amp:
                 with paddle.amp.auto_cast():
-                    loss = self._loss(net, teacher, loss_fn, xt, yt)
+                    loss = self._loss(step, teacher, loss_fn, xt, yt)
                 scaler.scale(loss).backward()
                 scaler.minimize(opt, loss)
             else:
-                loss = self._loss(net, teacher, loss_fn, xt, yt)
+                loss = self._loss(step, teacher, loss_fn, xt, yt)
                 loss.backward()
                 opt.step()
             opt.clear_grad()
