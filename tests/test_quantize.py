@@ -110,3 +110,45 @@ def test_int8_of_a_pruned_model_folder_keeps_its_pruning_record(tiny_model, driv
     assert m.source["pruning"] == read_manifest(pruned).source["pruning"] and m.source["pruning"]["ratio"] == 0.5
     plain = quantize(tiny_model, tmp_path / "int8", drive_synth, int8="ptq", calib_images=2, progress=False)
     assert plain.variant == "int8" and "pruning" not in read_manifest(tmp_path / "int8").source
+
+
+def _strings(x):
+    if isinstance(x, dict):
+        for v in x.values():
+            yield from _strings(v)
+    elif isinstance(x, list):
+        for v in x:
+            yield from _strings(v)
+    elif isinstance(x, str):
+        yield x
+
+
+def test_manifests_record_sources_without_machine_paths(pruned_int8, tiny_model):
+    """A model folder built from another (as the bench builds its variants) names its source by name,
+    variant and manifest sha256; no absolute path, no temporary work folder, no data root."""
+    import yaml
+
+    from fundus_edge.runtime.manifest import sha256
+
+    out, _ = pruned_int8
+    d = yaml.safe_load((out / "manifest.yaml").read_text())
+    src = d["source"]["pruning"]["source"]
+    assert (src["name"], src["manifest_sha256"]) == (read_manifest(tiny_model).name, sha256(tiny_model / "manifest.yaml"))
+    assert src["path"] is None  # outside the working directory: not recorded
+    assert "root" not in d["source"]["config"]["data"]
+    bad = [s for s in _strings(d) if s.startswith("/") or ".work" in s]
+    assert not bad, bad
+
+
+def test_shipped_configs_and_models_carry_no_data_root():
+    from pathlib import Path
+
+    import yaml
+
+    from fundus_edge import CONFIG_DIR
+
+    for f in CONFIG_DIR.glob("*.yaml"):
+        assert "root" not in (yaml.safe_load(f.read_text()).get("data") or {}), f
+    for m in (Path(__file__).resolve().parents[1] / "models").glob("*/manifest.yaml"):
+        d = yaml.safe_load(m.read_text())
+        assert "root" not in d["source"]["config"]["data"] and not [s for s in _strings(d) if s.startswith("/") or ".work" in s], m
