@@ -200,7 +200,15 @@ def test_timed_checkpoints_resume_exactly(tmp_path, tiny_config):
     assert last.iteration == 4 and last.extra.get("timed")
     status = yaml.safe_load((tmp_path / "killed" / "status.yaml").read_text())
     assert status["iteration"] == 4 and status["of"] == 6 and status["event"] == "saved (timed)"
-    Trainer(cfg, tmp_path / "killed", device="cpu", progress=False).fit(resume=True)
+    class Peek(Trainer):  # what status.yaml says once the resumed run is going
+        def _batch(self, train, it):
+            if it == 4:
+                self.seen = yaml.safe_load((self.out / "status.yaml").read_text())
+            return super()._batch(train, it)
+
+    resumed = Peek(cfg, tmp_path / "killed", device="cpu", progress=False)
+    resumed.fit(resume=True)
+    assert resumed.seen["event"] == "resumed at 4" and resumed.seen["iteration"] == 4
     a = paddle.load(str(tmp_path / "whole" / "last" / "model.pdparams"))
     b = paddle.load(str(tmp_path / "killed" / "last" / "model.pdparams"))
     for k in a:

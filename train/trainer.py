@@ -342,6 +342,7 @@ class Trainer:
         loss_ema = loss_ema0
         last_save = time.perf_counter()
         status = RunStatus(self.out / "status.yaml", cfg.name, o.iters)
+        status.write(start, elapsed0, start, t0, loss_ema, best_f1, best_it, f"resumed at {start}" if resume else "started")
         thr_now = best_thr
         it = start
         for it in bar:
