@@ -19,8 +19,10 @@ def installed(tmp_path_factory):
 
 
 def _cli(installed, cwd, *args):
+    """The installed `fundus-edge` console script (its shebang is this interpreter; the package comes from
+    the install target, not the checkout)."""
     env = {"PYTHONPATH": str(installed), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "fundus_edge.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([str(installed / "bin" / "fundus-edge"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_installed_package_is_self_contained(installed, tmp_path):
