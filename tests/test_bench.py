@@ -238,3 +238,23 @@ def test_frame_timing_compares_crop_on_and_off(tiny_model):
     by = {r["crop"]: r for r in rows}
     assert by[True]["engine_ms"] > 0 and by[False]["e2e_ms"] >= by[False]["engine_ms"]
     assert int(by[True]["input"].split("x")[1]) < int(by[False]["input"].split("x")[1]) and 0.9 < by[True]["mask_agreement"] <= 1.0
+
+
+def test_slow_unscored_model_compares_its_first_image_only(tiny_model, tmp_path):
+    import numpy as np
+
+    from fundus_edge.bench.cell import load_masks, run_cell
+
+    from .conftest import synthetic_fundus
+
+    arrays = {}
+    for i in range(3):
+        rgb, label, fov = synthetic_fundus(20 + i)
+        arrays.update({f"img_{i:03d}": rgb, f"lab_{i:03d}": label, f"fov_{i:03d}": fov})
+    np.savez(tmp_path / "three.npz", **arrays)
+    spec = {**_cell_spec(tiny_model, tmp_path, "onnxruntime", batch=1, runs=2, min_runs=2), "images": str(tmp_path / "three.npz"), "slow_ms": 0.0}
+    for accuracy, n in ((False, 1), (True, 3)):
+        out = tmp_path / f"m{accuracy}.npz"
+        rec = run_cell({**spec, "accuracy": accuracy, "save_mask": str(out)})
+        assert rec["status"] == "ok" and len(load_masks(str(out))) == n
+        assert (rec.get("f1") is not None) == accuracy
