@@ -97,6 +97,7 @@ def test_pruned_model_gets_a_card_from_its_manifest(tiny_model, drive_synth, tmp
     text = (out / "MODEL_CARD.md").read_text()
     assert "# Model card: `small-pruned`" in text and "50% of the filters" in text and "Fine-tune: 4 iterations" in text
     assert "## DRIVE test" in text and "| onnxruntime | fp32 |" in text and "--prune 0.5" in text
+    assert "CPU: " in text and "ISA flags" in text  # latency figures name the CPU they came from
 
 
 def test_int8_of_a_pruned_model_folder_keeps_its_pruning_record(tiny_model, drive_synth, tmp_path):
