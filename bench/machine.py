@@ -8,14 +8,12 @@ from importlib import metadata
 
 import numpy as np
 
-from fundus_edge.runtime.cpu import cpu_model_and_flags
-
-FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
+from fundus_edge.runtime.cpu import cpu_model_and_flags, isa_flags
 
 
 def cpu_info() -> dict:
     model, flags = cpu_model_and_flags()
-    return {"cpu": model, "cores": os.cpu_count(), "isa_flags": [f for f in FLAGS_OF_INTEREST if f in flags], "machine": platform.machine(), "python": platform.python_version()}
+    return {"cpu": model, "cores": os.cpu_count(), "isa_flags": isa_flags(), "machine": platform.machine(), "python": platform.python_version()}
 
 
 def versions() -> dict:

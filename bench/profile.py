@@ -102,10 +102,9 @@ def main(argv=None) -> int:
 
 
 def _run(a) -> int:
-    from fundus_edge.runtime.cpu import cpu_model_and_flags
+    from fundus_edge.runtime.cpu import cpu_model_and_flags, isa_flags
 
-    cpu, flags = cpu_model_and_flags()
-    print(f"{a.backend}, {a.threads} threads, mean of {a.runs} runs; CPU {cpu}, ISA flags {', '.join(sorted(f for f in flags if f.startswith(('avx', 'amx', 'fma'))))}")
+    print(f"{a.backend}, {a.threads} threads, mean of {a.runs} runs; CPU {cpu_model_and_flags()[0]}, ISA flags {', '.join(isa_flags())}")
     for m in map(Path, a.models):
         x = _input(m, a.data)
         agg = (profile_openvino if a.backend == "openvino" else profile_onnxruntime)(m, x, a.threads, a.runs)

@@ -86,7 +86,8 @@ def dir_size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 1e6
 
 
-def finish_model_dir(out: Path, info, facts: dict, formats: dict, name: str, variant: str, quantization: dict | None = None, extra_source: dict | None = None) -> Path:
+def finish_model_dir(out: Path, info, facts: dict, formats: dict, name: str, variant: str, pad_multiple: int, quantization: dict | None = None,
+                     extra_source: dict | None = None) -> Path:
     """Write the manifest of a model folder whose format files are in place."""
     origin = {"model": source_record(info.path)} if info.extra.get("from_model_dir") else {"checkpoint": portable_path(info.path)}
     source = {**origin, "iteration": info.iteration, "validation": info.metrics, **(extra_source or {})}
@@ -95,7 +96,7 @@ def finish_model_dir(out: Path, info, facts: dict, formats: dict, name: str, var
         variant=variant,
         preprocess=info.config.preprocess,
         threshold=float(info.threshold),
-        pad_multiple=int(2 ** info.config.model.depth) if info.config.model.arch in ("vessel-unet", "wnet") else 16,
+        pad_multiple=int(pad_multiple),  # the network's own (2 ** depth for our U-Nets, 16 for PaddleSeg's)
         formats=formats,
         files={},
         model=facts,
@@ -142,5 +143,5 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, name: str | None 
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # no half-written model folder left behind
         raise
-    finish_model_dir(out, info, facts, done, name or info.config.name, variant, extra_source=source)
+    finish_model_dir(out, info, facts, done, name or info.config.name, variant, net.pad_multiple, extra_source=source)
     return ExportResult(out, tuple(done), facts["params"], facts["gmac"], dir_size_mb(out))

@@ -63,11 +63,10 @@ def _robustness(model: Path, data: str, threads: int) -> list[str]:
 def _latency_section(model: Path, data: str, threads: int) -> list[str]:
     from fundus_edge.runtime.images import read_image
 
-    from fundus_edge.runtime.cpu import cpu_model_and_flags
+    from fundus_edge.runtime.cpu import cpu_model_and_flags, isa_flags
 
     img = read_image(sorted((Path(data) / "test" / "images").iterdir())[0])
-    cpu, flags = cpu_model_and_flags()
-    isa = ", ".join(sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))) or "none of interest"
+    cpu, isa = cpu_model_and_flags()[0], ", ".join(isa_flags()) or "none of interest"
     return [f"## Latency (one 584x565 DRIVE image, {threads} threads, engine call, median of 15; measured {time.strftime('%Y-%m-%d')})",
             f"CPU: {cpu}, ISA flags {isa} (timings differ several-fold between CPUs: compare within one card or one bench run).", "",
             "| engine | precision | ms |", "| --- | --- | --- |",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fundus_edge.runtime.cpu import cpu_model_and_flags, has_vnni
+from fundus_edge.runtime.cpu import cpu_model_and_flags, has_vnni, isa_flags
 from fundus_edge.runtime.errors import InputError, ModelError
 from fundus_edge.runtime.formats import FORMATS
 
@@ -191,8 +191,7 @@ def ort_quantize(source: Path, out: Path, data, options: OrtOptions = OrtOptions
 
 def build_cpu_record() -> dict:
     """What the INT8 file was built and checked on (kernels differ with and without VNNI)."""
-    model, flags = cpu_model_and_flags()
-    return {"cpu": model, "vnni": has_vnni(), "isa_flags": sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))}
+    return {"cpu": cpu_model_and_flags()[0], "vnni": has_vnni(), "isa_flags": isa_flags()}
 
 
 def engine_int8(source, out, data, quantizer: str, nncf_options: NncfOptions = NncfOptions(), ort_options: OrtOptions = OrtOptions(),

@@ -166,7 +166,7 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
 
         quant["built_on"] = build_cpu_record()  # the CPU the file was built and checked on
         finish_model_dir(out, qinfo, facts, {"legacy": list(FORMATS["legacy"].files), "onnx": list(FORMATS["onnx"].files)},
-                         info.config.name, "-".join(variant), quantization=quant, extra_source={"config": scrubbed_config(qinfo.config), **({"pruning": pruning} if pruning else {})})
+                         info.config.name, "-".join(variant), net.pad_multiple, quantization=quant, extra_source={"config": scrubbed_config(qinfo.config), **({"pruning": pruning} if pruning else {})})
         return QuantizeResult(out, "-".join(variant), before["params"], facts["params"], before["gmac"], facts["gmac"], dir_size_mb(out))
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
@@ -179,10 +179,8 @@ def _engine_int8(source: Path, ckpt: Path, out: Path, work: Path, data, info, be
                  nncf_options, ort_options) -> QuantizeResult:
     """INT8 by an engine's own quantizer from the float ONNX of ``ckpt`` (the source itself when it is
     an unpruned model folder with ONNX)."""
-    from fundus_edge.export.exporter import dir_size_mb, export_checkpoint
+    from fundus_edge.export.exporter import dir_size_mb, export_checkpoint, source_record
     from fundus_edge.runtime.manifest import read_manifest
-
-    from fundus_edge.export.exporter import source_record
 
     from .engine_ptq import NncfOptions, OrtOptions, engine_int8
 

@@ -21,6 +21,16 @@ def cpu_model_and_flags(path: str = "/proc/cpuinfo") -> tuple[str, frozenset]:
     return model or platform.processor() or "unknown", flags or frozenset()
 
 
+# The flags that decide which kernels an engine can use (the order they are reported in).
+FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
+
+
+def isa_flags(path: str = "/proc/cpuinfo") -> list[str]:
+    """The CPU's flags of interest, for every record and report that names the machine of a figure."""
+    flags = cpu_model_and_flags(path)[1]
+    return [f for f in FLAGS_OF_INTEREST if f in flags]
+
+
 def has_vnni(path: str = "/proc/cpuinfo") -> bool | None:
     """AVX-512 VNNI or AVX-VNNI; None when the flags cannot be read."""
     flags = cpu_model_and_flags(path)[1]

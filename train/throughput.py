@@ -63,16 +63,15 @@ def main(argv=None) -> int:
     ap.add_argument("--to-static", action="store_true", help="trace the forward with paddle.jit.to_static")
     a = ap.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(a.threads)
-    from fundus_edge.runtime.cpu import cpu_model_and_flags
+    from fundus_edge.runtime.cpu import cpu_model_and_flags, isa_flags
 
     from .config import resolve_config
 
     cfg = resolve_config(a.config).with_overrides(data={"root": a.data}, optim={k: v for k, v in (("batch_size", a.batch_size), ("crop", a.crop)) if v})
     r = measure(cfg, a.steps, to_static=a.to_static)
-    cpu, flags = cpu_model_and_flags()
     print(f"{a.config} ({cfg.model.arch} base {cfg.model.base}), {r['batch']}, {a.threads} thread(s){', to_static' if a.to_static else ''}: "
           f"data {r['data_ms']:.0f} ms, step {r['step_ms']:.0f} ms, {r['pixels_per_s'] / 1e3:.0f} k px/s "
-          f"(compute alone {r['compute_pixels_per_s'] / 1e3:.0f} k); CPU {cpu}, {', '.join(sorted(f for f in flags if f.startswith(('avx5', 'amx'))) or ['no AVX-512'])}")
+          f"(compute alone {r['compute_pixels_per_s'] / 1e3:.0f} k); CPU {cpu_model_and_flags()[0]}, ISA flags {', '.join(isa_flags())}")
     return 0
 
 

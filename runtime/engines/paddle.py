@@ -35,7 +35,7 @@ class PaddleEngine(Engine):
             if self.options.threads:
                 cfg.set_cpu_math_library_num_threads(int(self.options.threads))
         cfg.switch_ir_optim(True)
-        if self.options.device != "gpu" and self._model_facts().get("act") == "leaky":
+        if self.options.device != "gpu" and self._manifest.model.get("act") == "leaky":
             # Paddle 3.3.1's oneDNN conv + leaky_relu fusion on PIR programs crashes the process
             # (segfault building FusedConv2dOp's alpha attribute, docs/FINDINGS.md): run them unfused.
             cfg.delete_pass("conv_activation_onednn_fuse_pass")
@@ -43,6 +43,9 @@ class PaddleEngine(Engine):
         return pred, pred.get_input_handle(pred.get_input_names()[0]), pred.get_output_handle(pred.get_output_names()[0])
 
     def load(self) -> None:
+        from ..manifest import read_manifest
+
+        self._manifest = read_manifest(self.model_dir)
         asked = self.options.precision
         allowed = ("int8", "int8-sim") if self.quantized else ("fp32",)
         if asked is not None and asked not in allowed:
@@ -65,21 +68,11 @@ class PaddleEngine(Engine):
         # is an error, never a quiet fall-back to float kernels (precision int8-sim asks for those).
         try:
             self._pred, self._in, self._out = self._predictor(True)
-            self.run(np.zeros((1, int(self.manifest_channels()), 32, 32), np.float32))
+            self.run(np.zeros((1, int(self._manifest.preprocess.in_channels), 32, 32), np.float32))
         except (RuntimeError, ValueError) as exc:
             raise EngineUnavailable(f"paddle: oneDNN INT8 cannot run this program ({str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__}); "
                                     "precision int8-sim runs its Q/DQ graph on float kernels") from None
         self.precision = "int8"
-
-    def _model_facts(self) -> dict:
-        from ..manifest import read_manifest
-
-        return read_manifest(self.model_dir).model or {}
-
-    def manifest_channels(self) -> int:
-        from ..manifest import read_manifest
-
-        return read_manifest(self.model_dir).preprocess.in_channels
 
     def run(self, x: np.ndarray) -> np.ndarray:
         self._in.reshape(list(x.shape))
