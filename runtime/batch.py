@@ -1,8 +1,11 @@
-"""Folder-level prediction for the CLI: inputs -> <stem>_mask.png / _prob.png / _overlay.png.
+"""File-level prediction: inputs (files, folders, list files, globs) -> <stem>_mask.png / _prob.png /
+_overlay.png. The plain ``predict`` loop is here; the Ray path (``fundus_edge.archive``) reuses the same
+input listing, output names and writers, so both give the same files.
 
 A bad input is reported and skipped; the caller turns the failures into a non-zero exit."""
 from __future__ import annotations
 
+import glob
 import sys
 import warnings
 from dataclasses import dataclass
@@ -13,6 +16,10 @@ import numpy as np
 from .errors import FundusEdgeError, InputError
 from .images import IMAGE_SUFFIXES, write_png
 
+# A file with one of these suffixes is a list of inputs (one path per line, or PaddleSeg's
+# ``image_path label_path``: the first field), paths relative to the list's folder.
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+
 
 @dataclass(frozen=True)
 class FileOutcome:
@@ -22,19 +29,80 @@ class FileOutcome:
     total_ms: float
 
 
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def read_list(path: Path) -> list[Path]:
+    files = []
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        p = Path(line.split()[0])
+        files.append(p if p.is_absolute() else path.parent / p)
+    if not files:
+        raise InputError(f"{path}: list file names no images")
+    return files
+
+
 def expand_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Image files, folders (their images, not recursive), list files and globs (``**`` recurses) -> files.
+    A listed file that does not exist stays in: it becomes that file's error, not the job's."""
     files: list[Path] = []
-    for item in map(Path, inputs):
+    for raw in inputs:
+        item = Path(raw)
         if item.is_dir():
             found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise InputError(f"{item}: no images in folder")
             files += found
+        elif item.is_file() and item.suffix.lower() in LIST_SUFFIXES:
+            files += read_list(item)
         elif item.exists():
             files.append(item)
+        elif _is_glob(str(raw)):
+            found = sorted(Path(p) for p in glob.glob(str(raw), recursive=True) if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InputError(f"{raw}: no images match")
+            files += found
         else:
             raise InputError(f"{item}: no such file or folder")
-    return files
+    return check_unique_stems(files)
+
+
+def check_unique_stems(files: list[Path]) -> list[Path]:
+    """Outputs are named after the input's stem in one folder: two inputs of one stem would collide."""
+    seen: dict[str, Path] = {}
+    for f in files:
+        if f.stem in seen and seen[f.stem] != f:
+            raise InputError(f"{f}: same name as {seen[f.stem]}: outputs would collide (<stem>_mask.png); predict them into different --output folders")
+        seen[f.stem] = f
+    return list(dict.fromkeys(files))
+
+
+def output_paths(f: Path, out_dir: Path, save_prob: bool = False, save_overlay: bool = False) -> tuple[Path, ...]:
+    targets = [out_dir / f"{f.stem}_mask.png"]
+    if save_prob:
+        targets.append(out_dir / f"{f.stem}_prob.png")
+    if save_overlay:
+        targets.append(out_dir / f"{f.stem}_overlay.png")
+    return tuple(targets)
+
+
+def prob_to_uint8(prob: np.ndarray) -> np.ndarray:
+    return np.clip(prob * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def write_outputs(targets: tuple[Path, ...], mask: np.ndarray, prob_u8: np.ndarray | None = None, rgb: np.ndarray | None = None) -> None:
+    """The mask, then (when given) the probability x 255 and the overlay, in ``targets``' order."""
+    write_png(targets[0], mask.astype(np.uint8) * 255)
+    i = 1
+    if prob_u8 is not None:
+        write_png(targets[i], prob_u8)
+        i += 1
+    if rgb is not None:
+        write_png(targets[i], overlay(rgb, mask.astype(bool)))
 
 
 def overlay(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -42,6 +110,13 @@ def overlay(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     green = np.array([0, 255, 0], np.float32)
     out[mask] = (0.45 * out[mask] + 0.55 * green).astype(np.uint8)
     return out
+
+
+def resolve_fov(fov: str, image: Path):
+    """The ``--fov`` value for one image: auto / none as given, a mask file, or its mask in a folder."""
+    if fov in ("auto", "none"):
+        return fov
+    return match_fov(Path(fov), image) if Path(fov).is_dir() else Path(fov)
 
 
 def predict_files(predictor, files: list[Path], out_dir: Path, save_prob: bool = False, save_overlay: bool = False, fov: str = "auto", force: bool = False, progress: bool = True) -> list[FileOutcome]:
@@ -52,30 +127,19 @@ def predict_files(predictor, files: list[Path], out_dir: Path, save_prob: bool =
     out_dir.mkdir(parents=True, exist_ok=True)
     outcomes = []
     for f in tqdm(files, desc="predict", unit="img", disable=not progress):
-        targets = [out_dir / f"{f.stem}_mask.png"]
-        if save_prob:
-            targets.append(out_dir / f"{f.stem}_prob.png")
-        if save_overlay:
-            targets.append(out_dir / f"{f.stem}_overlay.png")
+        targets = output_paths(f, out_dir, save_prob, save_overlay)
         try:
             existing = [t for t in targets if t.exists()]
             if existing and not force:
                 raise InputError(f"{existing[0]}: exists (use --force to overwrite)")
             rgb = read_image(f)
-            fmask = fov
-            if fov not in ("auto", "none"):
-                fmask = _match_fov(Path(fov), f) if Path(fov).is_dir() else Path(fov)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # reported below, one line per file
-                res = predictor.predict(rgb, fov=fmask)
+                res = predictor.predict(rgb, fov=resolve_fov(fov, f))
             if res.warning:
                 tqdm.write(f"warning: {f}: {res.warning}", file=sys.stderr)
-            write_png(targets[0], res.mask.astype(np.uint8) * 255)
-            if save_prob:
-                write_png(targets[1], np.clip(res.prob * 255.0 + 0.5, 0, 255).astype(np.uint8))
-            if save_overlay:
-                write_png(targets[-1], overlay(rgb, res.mask))
-            outcomes.append(FileOutcome(f, tuple(targets), None, res.total_ms))
+            write_outputs(targets, res.mask, prob_to_uint8(res.prob) if save_prob else None, rgb if save_overlay else None)
+            outcomes.append(FileOutcome(f, targets, None, res.total_ms))
         except FundusEdgeError as exc:
             msg = str(exc) if str(f) in str(exc) else f"{f}: {exc}"
             tqdm.write(f"error: {msg}", file=sys.stderr)
@@ -83,7 +147,7 @@ def predict_files(predictor, files: list[Path], out_dir: Path, save_prob: bool =
     return outcomes
 
 
-def _match_fov(folder: Path, image: Path) -> Path:
+def match_fov(folder: Path, image: Path) -> Path:
     """The FOV mask for ``image`` in ``folder``: same stem, or DRIVE's NN_test_mask.gif naming."""
     for p in sorted(folder.iterdir()):
         if p.stem == image.stem or p.stem == f"{image.stem}_mask":

@@ -1,0 +1,277 @@
+"""The archive job as a Ray Data pipeline: list the inputs (driver) -> read and decode (tasks) ->
+segment (an actor pool: one Predictor per actor, the model loaded once) -> write outputs and the image's
+row (tasks). Inputs already done are skipped; a bad file becomes a row with its error, never a failed job.
+
+Ray Data does what a hand-made queue would: streaming between stages with back-pressure, actor pools,
+task placement over a cluster's nodes, retries of lost workers."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from ..runtime.batch import output_paths, prob_to_uint8, resolve_fov, write_outputs
+from ..runtime.errors import FundusEdgeError, InputError, one_line
+from .table import ImageRow, is_done, read_rows, write_row, write_table
+
+_EMPTY_RGB = np.zeros((0, 0, 3), np.uint8)
+_EMPTY_2D = np.zeros((0, 0), np.uint8)
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """What ``predict`` takes, the same for the plain loop and the Ray path."""
+
+    model_dir: Path
+    backend: str = "auto"
+    device: str = "cpu"
+    precision: str | None = None
+    rescale: bool = True
+    crop_fov: bool = True
+    fov: str = "auto"  # auto | none | a mask file | a folder of masks
+    save_prob: bool = False
+    save_overlay: bool = False
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None  # None: start a local Ray on this machine; else join this cluster ("auto", "host:port")
+    workers: int = 2  # Predictor actors
+    threads_per_worker: int = 1  # engine threads of each (and the CPUs each actor reserves)
+    io_tasks: int = 2  # read / write tasks in flight per stage
+
+
+@dataclass(frozen=True)
+class ArchiveSummary:
+    inputs: int
+    done_before: int  # skipped: row ok and outputs present
+    ok: int
+    failed: int
+    seconds: float  # wall time of the pipeline (Ray start included)
+    nodes: dict[str, int] = field(default_factory=dict)  # node id -> images segmented there this run
+    tables: tuple[Path, ...] = ()
+
+    @property
+    def processed(self) -> int:
+        return self.ok + self.failed
+
+    @property
+    def images_per_s(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+
+def _now() -> str:
+    return datetime.now().isoformat(timespec="seconds")
+
+
+# -- stages (run in Ray workers) ------------------------------------------------------------------
+def _read(row: dict) -> dict:
+    """Task: read and decode one input."""
+    from ..runtime.images import read_image
+
+    t0 = time.perf_counter()
+    out = {"path": row["path"], "rgb": _EMPTY_RGB, "error": "", "read_ms": math.nan}
+    try:
+        out["rgb"] = read_image(row["path"])
+    except FundusEdgeError as exc:
+        out["error"] = str(exc) if row["path"] in str(exc) else f"{row['path']}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's row, not the job's
+        out["error"] = f"{row['path']}: {one_line(exc)}"
+    out["read_ms"] = (time.perf_counter() - t0) * 1e3
+    return out
+
+
+class _Segmenter:
+    """Actor: one Predictor, loaded once, segments one image per call."""
+
+    def __init__(self, options: SegmentOptions, threads: int):
+        import ray
+
+        from ..runtime.manifest import sha256
+        from ..runtime.predictor import Predictor, ScaleOptions
+
+        self.options = options
+        self.pred = Predictor.load(options.model_dir, backend=options.backend, device=options.device, threads=threads,
+                                   precision=options.precision, scale=ScaleOptions(rescale=options.rescale, crop_fov=options.crop_fov))
+        man = self.pred.manifest
+        self.info = {"engine": self.pred.backend, "precision": self.pred.precision, "device": self.pred.device,
+                     "model": f"{man.name} ({man.variant})", "model_sha256": sha256(Path(options.model_dir) / "manifest.yaml"),
+                     "node": ray.get_runtime_context().get_node_id()}
+
+    def __call__(self, row: dict) -> dict:
+        from ..runtime.fov import fov_diameter
+
+        out = {**row, **self.info, "mask": _EMPTY_2D, "prob": _EMPTY_2D, "segment_ms": math.nan, "engine_ms": math.nan, "warning": "",
+               "fov_found": False, "fov_diameter_px": math.nan, "scale": math.nan, "vessel_share": math.nan,
+               "width": int(row["rgb"].shape[1]), "height": int(row["rgb"].shape[0])}
+        if row["error"]:
+            return out
+        rgb = row["rgb"]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the warning is the row's own column
+                res = self.pred.predict(rgb, fov=resolve_fov(self.options.fov, Path(row["path"])))
+        except FundusEdgeError as exc:
+            out["error"] = str(exc) if row["path"] in str(exc) else f"{row['path']}: {exc}"
+            return out
+        except Exception as exc:  # noqa: BLE001
+            out["error"] = f"{row['path']}: {one_line(exc)}"
+            return out
+        fov = res.fov
+        inside = int(fov.sum()) if fov is not None else res.mask.size
+        out.update(mask=res.mask.astype(np.uint8), segment_ms=res.total_ms, engine_ms=res.engine_ms, warning=res.warning or "",
+                   fov_found=fov is not None, fov_diameter_px=fov_diameter(fov) if fov is not None else math.nan, scale=float(res.scale),
+                   vessel_share=float(res.mask.sum()) / max(1, inside))
+        if self.options.save_prob:
+            out["prob"] = prob_to_uint8(res.prob)
+        if not self.options.save_overlay:
+            out["rgb"] = _EMPTY_RGB  # not needed downstream: do not ship it
+        return out
+
+
+def _write(row: dict, out_dir: str, save_prob: bool, save_overlay: bool) -> dict:
+    """Task: write one image's outputs, then its row ("writing" first, so a resumed run knows a half-written
+    output is its own)."""
+    out = Path(out_dir)
+    keys = ImageRow.__dataclass_fields__
+    rec = ImageRow(**{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items() if k in keys and k not in ("status", "outputs", "finished", "write_ms")},
+                   status="error" if row["error"] else "writing")
+    t0 = time.perf_counter()
+    if not row["error"]:
+        targets = output_paths(Path(row["path"]), out, save_prob, save_overlay)
+        rec = replace(rec, outputs=";".join(t.name for t in targets), finished=_now())
+        write_row(out, rec)
+        try:
+            write_outputs(targets, row["mask"].astype(bool), row["prob"] if save_prob else None, row["rgb"] if save_overlay else None)
+            rec = replace(rec, status="ok")
+        except Exception as exc:  # noqa: BLE001 - a full disk or a bad path is this image's row
+            rec = replace(rec, status="error", error=f"{row['path']}: {one_line(exc) if not isinstance(exc, FundusEdgeError) else exc}")
+    rec = replace(rec, write_ms=(time.perf_counter() - t0) * 1e3, finished=_now())
+    write_row(out, rec)
+    return asdict(rec)
+
+
+# -- driver ---------------------------------------------------------------------------------------
+def plan(files: list[Path], out_dir: Path, options: SegmentOptions, force: bool) -> tuple[list[Path], list[Path], list[ImageRow]]:
+    """(to do, done before, refused): an input is done when its row says ok and its outputs exist; one whose
+    outputs exist without such a row is refused without --force (they are not this job's to overwrite),
+    unless its row says this tool was writing them when it stopped."""
+    rows = read_rows(out_dir)
+    todo, done, refused = [], [], []
+    for f in files:
+        key = str(f.resolve())
+        row = rows.get(key)
+        if not force and is_done(row, out_dir):
+            done.append(f)
+            continue
+        existing = [t for t in output_paths(f, out_dir, options.save_prob, options.save_overlay) if t.exists()]
+        if existing and not force and not (row is not None and row.status == "writing"):
+            refused.append(ImageRow(path=key, status="error", error=f"{existing[0]}: exists (use --force to overwrite)", finished=_now()))
+            continue
+        todo.append(f)
+    return todo, done, refused
+
+
+def _start_ray(ray_opts: RayOptions):
+    """Start or join Ray; True when this job started it (and so shuts it down). A Ray the caller already
+    started (``ray.init`` in a notebook or a test) is used as it is."""
+    import ray
+
+    logging.getLogger("ray").setLevel(logging.ERROR)  # e.g. the notice that a local Ray uses token authentication
+    need = ray_opts.workers * ray_opts.threads_per_worker
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # our own bar counts finished images
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    if ray.is_initialized():
+        return False
+    kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, ignore_reinit_error=True)
+    if ray_opts.address is None:
+        # A Ray of our own on this machine, never one that RAY_ADDRESS points at.
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, need), **kw)
+    else:
+        try:
+            ray.init(address=ray_opts.address, **kw)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise FundusEdgeError(f"ray cluster {ray_opts.address}: cannot connect ({one_line(exc)})") from None
+        have = ray.cluster_resources().get("CPU", 0)
+        if have < need:
+            ray.shutdown()
+            raise FundusEdgeError(f"ray cluster {ray_opts.address}: {have:g} CPUs, but {ray_opts.workers} workers x {ray_opts.threads_per_worker} threads need {need}")
+    return True
+
+
+def run_archive(files: list[Path], out_dir: Path, options: SegmentOptions, ray_opts: RayOptions = RayOptions(), force: bool = False, progress: bool = True) -> ArchiveSummary:
+    try:
+        import ray  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise FundusEdgeError("--ray needs Ray Data: pip install 'fundus-edge[ray]' (ray[data])") from None
+    from tqdm import tqdm
+
+    if ray_opts.workers < 1 or ray_opts.threads_per_worker < 1:
+        raise InputError("--workers and --threads-per-worker must be at least 1")
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    options = replace(options, model_dir=Path(options.model_dir).resolve())
+    todo, done, refused = plan(files, out_dir, options, force)
+    for r in refused:
+        write_row(out_dir, r)
+        print(f"error: {r.error}", file=sys.stderr)
+    results: list[dict] = []
+    if todo:
+        import ray
+        from ray.data import ActorPoolStrategy, TaskPoolStrategy
+
+        started = _start_ray(ray_opts)
+
+        try:
+            io = TaskPoolStrategy(size=ray_opts.io_tasks)
+            # Reading and writing reserve no CPU: the actors hold the cores; these tasks wait on disk and codecs.
+            ds = ray.data.from_items([{"path": str(f.resolve())} for f in todo], override_num_blocks=len(todo))
+            ds = ds.map(_read, compute=io, num_cpus=0)
+            ds = ds.map(_Segmenter, fn_constructor_kwargs={"options": options, "threads": ray_opts.threads_per_worker}, compute=ActorPoolStrategy(size=ray_opts.workers), num_cpus=ray_opts.threads_per_worker,
+                        runtime_env={"env_vars": {"OMP_NUM_THREADS": str(ray_opts.threads_per_worker)}})
+            ds = ds.map(_write, fn_kwargs={"out_dir": str(out_dir), "save_prob": options.save_prob, "save_overlay": options.save_overlay},
+                        compute=io, num_cpus=0)
+            with tqdm(total=len(todo), desc="segment (ray)", unit="img", disable=not progress) as bar, warnings.catch_warnings():
+                # Ray Data's advice that a short list cannot fill every actor: true, and nothing to act on.
+                warnings.filterwarnings("ignore", message="The (maximum|minimum) number of concurrent")
+                for row in ds.iter_rows():
+                    results.append(row)
+                    if row["status"] != "ok":
+                        tqdm.write(f"error: {row['error']}", file=sys.stderr)
+                    bar.update(1)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an actor that cannot load the model ends the job in one line
+            raise FundusEdgeError(f"ray pipeline failed: {_root_cause(exc)}") from None
+        finally:
+            tables = write_table(out_dir, list(read_rows(out_dir).values()))
+            if started:
+                ray.shutdown()
+    else:
+        tables = write_table(out_dir, list(read_rows(out_dir).values()))
+    ok = sum(r["status"] == "ok" for r in results)
+    nodes = Counter(r["node"] for r in results if r.get("node"))
+    return ArchiveSummary(len(files), len(done), ok, len(results) - ok + len(refused), time.perf_counter() - t0, dict(nodes), tuple(tables))
+
+
+def _root_cause(exc: BaseException) -> str:
+    """Ray wraps a worker's exception (RayTaskError, ...): report the innermost one in one line."""
+    inner = exc
+    while getattr(inner, "cause", None) is not None or inner.__cause__ is not None:
+        inner = getattr(inner, "cause", None) or inner.__cause__
+    for line in str(inner).splitlines()[::-1]:
+        if line.strip() and not line.startswith(" "):
+            return line.strip()[:300]
+    return one_line(inner)

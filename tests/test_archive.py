@@ -1,0 +1,186 @@
+"""The archive path (predict --ray): input listing, resume rules, the results table, and a Ray Data run
+on a local Ray (marked ``ray``: the one Ray test CI runs); the two-node run is marked slow."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fundus_edge.archive.table import COLUMNS, ImageRow, read_rows, row_path, write_row, write_table
+from fundus_edge.runtime.batch import expand_inputs, output_paths
+from fundus_edge.runtime.errors import InputError
+
+from .conftest import synthetic_fundus
+
+
+def _images(folder: Path, n: int, corrupt: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(synthetic_fundus(100 + i, 90, 84)[0]).save(folder / f"eye{i}.jpg", quality=92)
+    if corrupt:
+        (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return folder
+
+
+def test_inputs_from_folder_list_and_glob(tmp_path):
+    inp = _images(tmp_path / "in", 3, corrupt=False)
+    (inp / "sub").mkdir()
+    Image.fromarray(synthetic_fundus(9)[0]).save(inp / "sub" / "deep.png")
+    # PaddleSeg list: "image label" per line, relative to the list's folder; a missing entry stays (its own error row)
+    lst = tmp_path / "in" / "val.txt"
+    lst.write_text("# comment\neye0.jpg labels/eye0.png\n\nsub/deep.png labels/deep.png\nmissing.jpg x\n")
+    assert [p.name for p in expand_inputs([lst])] == ["eye0.jpg", "deep.png", "missing.jpg"]
+    assert [p.name for p in expand_inputs([str(inp / "**" / "*.png")])] == ["deep.png"]
+    assert [p.name for p in expand_inputs([inp])] == ["eye0.jpg", "eye1.jpg", "eye2.jpg"]  # a folder is not recursive
+    with pytest.raises(InputError, match="no images match"):
+        expand_inputs([str(inp / "*.tif")])
+    Image.fromarray(synthetic_fundus(9)[0]).save(inp / "sub" / "eye1.png")
+    with pytest.raises(InputError, match="outputs would collide"):
+        expand_inputs([inp, inp / "sub" / "eye1.png"])
+
+
+def test_plan_skips_done_retries_own_partial_refuses_foreign(tmp_path):
+    from fundus_edge.archive.job import SegmentOptions, plan
+
+    inp = _images(tmp_path / "in", 4, corrupt=False)
+    files = expand_inputs([inp])
+    out = tmp_path / "out"
+    out.mkdir()
+    opts = SegmentOptions(tmp_path)
+    for f in files[:3]:
+        output_paths(f, out)[0].write_bytes(b"png")
+    write_row(out, ImageRow(str(files[0].resolve()), "ok", outputs=f"{files[0].stem}_mask.png"))  # done
+    write_row(out, ImageRow(str(files[1].resolve()), "writing", outputs=f"{files[1].stem}_mask.png"))  # killed while writing
+    # files[2]: an output without a row (not ours to overwrite); files[3]: nothing yet
+    todo, done, refused = plan(files, out, opts, force=False)
+    assert done == [files[0]] and todo == [files[1], files[3]]
+    assert len(refused) == 1 and "eye2_mask.png: exists (use --force" in refused[0].error
+    todo, done, refused = plan(files, out, opts, force=True)
+    assert todo == files and not done and not refused
+    (out / f"{files[0].stem}_mask.png").unlink()  # its row says ok but the output is gone: redo
+    assert files[0] in plan(files, out, opts, force=False)[0]
+
+
+def test_table_has_every_column_in_csv_and_parquet(tmp_path):
+    import csv
+
+    import pyarrow.parquet as pq
+
+    rows = [ImageRow("/a/x.jpg", "ok", width=10, height=8, fov_found=True, fov_diameter_px=7.0, scale=1.0, vessel_share=0.1, outputs="x_mask.png"),
+            ImageRow("/a/y.jpg", "error", error="/a/y.jpg: not a readable image")]
+    csv_path, pq_path = write_table(tmp_path, rows)
+    t = pq.read_table(pq_path)
+    assert tuple(t.column_names) == COLUMNS and t.num_rows == 2
+    assert t.column("width").to_pylist() == [10, 0] and t.schema.field("fov_found").type == "bool"
+    with open(csv_path) as fh:
+        got = list(csv.DictReader(fh))
+    assert [r["status"] for r in got] == ["ok", "error"] and got[1]["error"].endswith("not a readable image")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.ray
+def test_ray_job_matches_predict_records_errors_and_resumes(tiny_model, tmp_path, local_ray):
+    from fundus_edge.archive.job import RayOptions, SegmentOptions, run_archive
+    from fundus_edge.runtime.batch import predict_files
+    from fundus_edge.runtime.predictor import Predictor
+
+    inp = _images(tmp_path / "in", 4)
+    files = expand_inputs([inp])
+    assert files[0].name == "corrupt.jpg"
+    files = files[1:] + files[:1]  # the four good ones first
+    opts = SegmentOptions(tiny_model, backend="onnxruntime", save_prob=True, save_overlay=True)
+    out = tmp_path / "ray"
+    s = run_archive(files, out, opts, RayOptions(workers=2, threads_per_worker=1), progress=False)
+    assert (s.inputs, s.ok, s.failed, s.done_before) == (5, 4, 1, 0)
+    rows = read_rows(out)
+    bad = rows[str((inp / "corrupt.jpg").resolve())]
+    assert bad.status == "error" and "corrupt.jpg" in bad.error and "readable" in bad.error and "\n" not in bad.error
+    # the same files as plain predict, byte-identical masks
+    ref = tmp_path / "plain"
+    predict_files(Predictor.load(tiny_model, backend="onnxruntime"), files, ref, save_prob=True, save_overlay=True, progress=False)
+    for f in files[:4]:
+        for a, b in zip(output_paths(f, out, True, True), output_paths(f, ref, True, True)):
+            assert np.array_equal(np.array(Image.open(a)), np.array(Image.open(b))), a.name
+        r = rows[str(f.resolve())]
+        assert r.status == "ok" and (r.width, r.height) == (84, 90) and r.fov_found and 60 < r.fov_diameter_px <= 90
+        assert r.engine == "onnxruntime" and r.precision == "fp32" and len(r.model_sha256) == 64 and r.node
+        assert 0 < r.vessel_share < 1 and r.segment_ms > 0 and r.read_ms > 0 and r.write_ms > 0
+        assert r.output_names() == [p.name for p in output_paths(f, out, True, True)]
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out / "results.parquet").num_rows == 5
+    # A job killed half-way: eye1 never done, eye2 stopped while writing (row "writing", mask cut short)
+    for p in output_paths(files[1], out, True, True):
+        p.unlink()
+    row_path(out, files[1]).unlink()
+    write_row(out, ImageRow(str(files[2].resolve()), "writing", outputs=rows[str(files[2].resolve())].outputs))
+    output_paths(files[2], out)[0].write_bytes(b"\x89PNG cut")
+    before = {f: os.stat(output_paths(f, out)[0]).st_mtime_ns for f in (files[0], files[3])}
+    s = run_archive(files, out, opts, RayOptions(workers=2, threads_per_worker=1), progress=False)
+    assert (s.done_before, s.ok, s.failed) == (2, 2, 1)  # eye0, eye3 skipped; eye1, eye2 done; corrupt retried
+    assert all(os.stat(output_paths(f, out)[0]).st_mtime_ns == t for f, t in before.items())  # untouched
+    for f in files[1:3]:
+        assert np.array_equal(np.array(Image.open(output_paths(f, out)[0])), np.array(Image.open(output_paths(f, ref)[0])))
+    assert all(r.status in ("ok", "error") for r in read_rows(out).values())
+
+
+def test_ray_options_belong_to_ray(tiny_model, tmp_path, capsys):
+    from fundus_edge.cli import main
+
+    _images(tmp_path / "in", 1, corrupt=False)
+    assert main(["predict", str(tiny_model), str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--workers", "2"]) == 2
+    assert "options of --ray" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_node_cluster_both_nodes_segment(tiny_model, tmp_path):
+    """A head and a worker node (one CPU each) on 127.0.0.1 as two `ray start` processes; the CLI joins the
+    head; Ray places one Predictor actor on each node, so both nodes segment."""
+    pytest.importorskip("ray")
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    # Ray 2.60 clusters use token authentication (the head writes ~/.ray/auth_token); every process must say so.
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    head = [ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"]
+    worker = [ray_bin, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    try:
+        subprocess.run(head, check=True, capture_output=True, env=env, timeout=180)
+        subprocess.run(worker, check=True, capture_output=True, env=env, timeout=180)
+        inp = _images(tmp_path / "in", 8, corrupt=False)
+        out = tmp_path / "out"
+        cmd = [str(Path(sys.executable).parent / "fundus-edge"), "predict", str(tiny_model), str(inp), "-o", str(out), f"--ray=127.0.0.1:{port}",
+               "--workers", "2", "--threads-per-worker", "1", "--backend", "onnxruntime", "--no-progress"]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        rows = read_rows(out)
+        assert len(rows) == 8 and all(x.status == "ok" for x in rows.values())
+        nodes = {x.node for x in rows.values()}
+        assert len(nodes) == 2, nodes  # both the head and the worker node segmented
+        status = json.loads(subprocess.run([sys.executable, "-c", f"import ray, json; ray.init(address='127.0.0.1:{port}'); "
+                                            "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))"],
+                                           capture_output=True, text=True, env=env, timeout=180).stdout.strip().splitlines()[-1])
+        assert nodes == set(status)
+    finally:
+        subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        shutil.rmtree(tmp_path / "out", ignore_errors=True)
