@@ -64,11 +64,15 @@ def save_legacy(net, cfg, out_dir: Path, opset: int = 13) -> None:
 
 
 def legacy_to_onnx(out_dir: Path, opset: int = 13, deploy_backend: str = "onnxruntime") -> None:
+    model, params = (out_dir / f for f in FORMATS["legacy"].files)
+    program_to_onnx(model, params, out_dir / FORMATS["onnx"].files[0], opset, deploy_backend)
+
+
+def program_to_onnx(model: Path, params: Path, target: Path, opset: int = 13, deploy_backend: str = "onnxruntime") -> None:
+    """A Paddle inference program (legacy ``.pdmodel`` or PIR ``.json``) -> ONNX whose output is named "prob"."""
     import onnx
     import paddle2onnx
 
-    model, params = (out_dir / f for f in FORMATS["legacy"].files)
-    target = out_dir / FORMATS["onnx"].files[0]
     try:
         paddle2onnx.export(str(model), str(params), save_file=str(target), opset_version=opset, auto_upgrade_opset=True, verbose=False, enable_onnx_checker=True, deploy_backend=deploy_backend)
     except Exception as exc:  # paddle2onnx raises bare Exceptions from C++

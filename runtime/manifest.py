@@ -39,6 +39,9 @@ class Manifest:
     quantization: dict | None = None
     source: dict = field(default_factory=dict)  # checkpoint, iteration, validation metrics
     scale: dict = field(default_factory=dict)  # training scale, e.g. {"fov_diameter_px": 540}
+    # Settings an engine must use for this model, e.g. {"paddle": {"onednn": False, "why": ...}} for an imported
+    # program that Paddle 3.3.1 cannot run on oneDNN (the engine reports them; nothing is switched silently).
+    engines: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     created: str = ""
     fundus_edge_version: str = ""

@@ -17,23 +17,30 @@ class PreprocessConfig:
     channels: str = "rgb+clahe_g"  # "rgb", "g", "clahe_g" or "rgb+clahe_g"
     clahe_clip: float = 2.0
     clahe_tiles: int = 8
-    scale: float = 1.0 / 127.5  # x * scale + offset: [0, 255] -> [-1, 1]
-    offset: float = -1.0
+    # x * scale + offset: [0, 255] -> [-1, 1]. One value for every channel, or one per channel (an imported
+    # PaddleSeg model's Normalize: scale = 1 / (255 std), offset = -mean / std).
+    scale: float | tuple[float, ...] = 1.0 / 127.5
+    offset: float | tuple[float, ...] = -1.0
 
     @property
     def in_channels(self) -> int:
         return {"rgb": 3, "g": 1, "clahe_g": 1, "rgb+clahe_g": 4}[self.channels]
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessConfig":
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        known = {k: (tuple(float(x) for x in d[k]) if isinstance(d[k], (list, tuple)) else d[k]) for k in cls.__dataclass_fields__ if k in d}
         cfg = cls(**known)
         if cfg.channels not in ("rgb", "g", "clahe_g", "rgb+clahe_g"):
             raise InputError(f"unknown preprocessing channels {cfg.channels!r}")
+        for k in ("scale", "offset"):
+            v = getattr(cfg, k)
+            if isinstance(v, tuple) and len(v) != cfg.in_channels:
+                raise InputError(f"preprocessing {k} has {len(v)} values for {cfg.in_channels} channels")
         return cfg
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 def clahe_green(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
@@ -54,8 +61,12 @@ def preprocess(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     else:
         planes = [rgb[..., 0], rgb[..., 1], rgb[..., 2], clahe_green(rgb, cfg)]
     x = np.stack(planes, axis=0).astype(np.float32)
-    x *= np.float32(cfg.scale)
-    x += np.float32(cfg.offset)
+    if isinstance(cfg.scale, tuple) or isinstance(cfg.offset, tuple):
+        x *= np.asarray(cfg.scale, np.float32).reshape(-1, 1, 1)
+        x += np.asarray(cfg.offset, np.float32).reshape(-1, 1, 1)
+    else:
+        x *= np.float32(cfg.scale)
+        x += np.float32(cfg.offset)
     return x
 
 

@@ -29,7 +29,10 @@ class PaddleEngine(Engine):
             cfg.enable_use_gpu(256, 0)
         else:
             cfg.disable_gpu()
-            cfg.enable_mkldnn()
+            if self.onednn:
+                cfg.enable_mkldnn()
+            else:
+                cfg.disable_mkldnn()  # Paddle 3 turns it on for CPU by default
             if int8:
                 cfg.enable_mkldnn_int8()
             if self.options.threads:
@@ -46,6 +49,8 @@ class PaddleEngine(Engine):
         from ..manifest import read_manifest
 
         self._manifest = read_manifest(self.model_dir)
+        # oneDNN kernels unless the model's manifest says this program cannot run on them (found at import).
+        self.onednn = self._manifest.engines.get("paddle", {}).get("onednn", True) is not False
         asked = self.options.precision
         allowed = ("int8", "int8-sim") if self.quantized else ("fp32",)
         if asked is not None and asked not in allowed:
@@ -84,7 +89,7 @@ class PaddleEngine(Engine):
     def versions(self) -> dict:
         import paddle
 
-        return {"paddle": paddle.__version__}
+        return {"paddle": paddle.__version__, **({} if getattr(self, "onednn", True) else {"onednn": "off (the model's manifest: engines.paddle)"})}
 
 
 ENGINE = PaddleEngine
