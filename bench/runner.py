@@ -32,6 +32,7 @@ class BenchConfig:
     variants: tuple[str, ...] = ("fp32", "pruned", "int8", "pruned-int8", "int8-nncf", "int8-ort", "small", "small-int8", "small-int8-nncf", "small-int8-ort",
                                  "small-pruned", "seed-unet")
     engines: tuple[str, ...] | None = None
+    extra: tuple[Path, ...] = ()  # model folders benchmarked beside the variants (ours or imported), each a variant named after its folder
     bf16_rows: bool = True
     gpu_rows: bool = True  # also a GPU row per variant for each engine that has a GPU here
     warmup: int = 3
@@ -63,25 +64,24 @@ class Cell:
 
 # -- variants ------------------------------------------------------------------------------------
 def seed_unet_dir(target: Path, force: bool = False) -> Path:
-    """The seed tutorial's PaddleSeg U-Net (13.4 M), untrained (fixed seed), exported like ours."""
+    """The seed tutorial's PaddleSeg U-Net (13.4 M), untrained (fixed seed), as a PaddleSeg user brings it:
+    exported by PaddleSeg's own path (``WrappedModel`` + ``paddle.jit.save`` + deploy.yaml, legacy program so
+    that paddle2onnx can convert it) and imported with ``import_paddleseg``."""
     if (target / "manifest.yaml").is_file() and not force:
         return target
-    import paddle
+    import os
 
-    from fundus_edge.export.exporter import export_checkpoint
-    from fundus_edge.train.checkpoint import save_checkpoint
-    from fundus_edge.train.config import load_config
-    from fundus_edge.train.model import build_model
+    from fundus_edge.export.paddleseg import import_paddleseg
 
-    from fundus_edge import CONFIG_DIR
-
-    cfg = load_config(CONFIG_DIR / "seed-unet.yaml")
-    paddle.seed(0)
-    net = build_model("seed-unet", cfg.preprocess.in_channels)
-    ck = target.with_name(target.name + ".ckpt")
-    save_checkpoint(ck, net, None, cfg, 0, 0.5, {}, 0.0, {"untrained": True})
-    export_checkpoint(ck, target, name="seed-unet", variant="untrained", force=True)
-    shutil.rmtree(ck, ignore_errors=True)
+    export = target.with_name(target.name + ".paddleseg")
+    shutil.rmtree(export, ignore_errors=True)
+    export.mkdir(parents=True)
+    env = {**os.environ, "FLAGS_enable_pir_api": "0"}
+    r = subprocess.run([sys.executable, "-m", "fundus_edge.export.paddleseg_unet", str(export), "softmax"], env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise InputError(f"PaddleSeg export of the seed U-Net failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+    import_paddleseg(export, target, name="seed-unet", force=True)
+    shutil.rmtree(export, ignore_errors=True)
     return target
 
 
@@ -108,13 +108,25 @@ def _derived_variant(cfg: BenchConfig, name: str) -> tuple[Path, str] | None:
     return None
 
 
+def extra_variants(cfg: BenchConfig) -> dict[str, Path]:
+    """--models folders that are model folders: variant name (the folder's name) -> folder."""
+    out: dict[str, Path] = {}
+    for d in cfg.extra:
+        name = Path(d).resolve().name
+        if name in out and out[name] != Path(d):
+            raise InputError(f"{d}: two model folders named {name!r}; rename one")
+        out[name] = Path(d)
+    return out
+
+
 def prepare_variants(cfg: BenchConfig) -> tuple[dict, dict]:
     """name -> model folder for the variants that exist or could be built; name -> error otherwise."""
     from fundus_edge.quantize.pipeline import VARIANTS, build_variants
 
     dirs, errors = {}, {}
     default = cfg.shipped / "default"
-    for name in cfg.variants:
+    extra = extra_variants(cfg)
+    for name in tuple(cfg.variants) + tuple(n for n in extra if n not in cfg.variants):
         try:
             if name in VARIANTS:
                 def build(name=name):
@@ -123,6 +135,8 @@ def prepare_variants(cfg: BenchConfig) -> tuple[dict, dict]:
                     build_variants(default, cfg.models_dir, cfg.data, finetune_iters=cfg.finetune_iters, only=(name,), progress=False)
 
                 dirs[name] = _built(cfg, name, name != "fp32", build)
+            elif name in extra:
+                dirs[name] = extra[name]
             elif name == "seed-unet":
                 dirs[name] = seed_unet_dir(cfg.models_dir / "seed-unet")
             elif (cfg.shipped / name / "manifest.yaml").is_file():  # shipped as is (small, small-pruned)

@@ -224,3 +224,35 @@ def set_threshold(model_dir: str | Path, threshold: float, how: str) -> None:
 
     man = read_manifest(model_dir)
     write_manifest(model_dir, replace(man, threshold=float(threshold), source={**man.source, "threshold_from": how}))
+
+
+def write_paddleseg_deploy(model_dir: str | Path) -> Path:
+    """Beside our PIR program, PaddleSeg's: ``paddleseg.json`` (the same network ending in an int32 label map,
+    prob >= the manifest's threshold: PaddleSeg's ``output_op: argmax`` convention) and ``deploy.yaml``
+    (model, params, transforms, input_shape, output_op, output_dtype, as PaddleSeg's export.py writes them).
+    The transform is ``FundusEdgePreprocess`` (``fundus_edge.export.paddleseg_transforms``, which PaddleSeg
+    needs imported): PaddleSeg's own transforms cannot make the CLAHE channel or pad to the network's multiple.
+    The manifest gains a ``paddleseg`` format (no engine of ours reads it) with the files' sha256."""
+    from dataclasses import replace
+
+    from fundus_edge.runtime.manifest import read_manifest
+
+    model_dir = Path(model_dir)
+    man = read_manifest(model_dir)
+    if "pir" not in man.formats or man.quantization is not None:
+        raise InputError(f"{model_dir}: --paddleseg needs a float model with the PIR program (export --formats pir,...)")
+    files = FORMATS["paddleseg"].files
+    src = model_dir / Path(FORMATS["pir"].files[0]).stem
+    cmd = [sys.executable, "-m", "fundus_edge.export.paddleseg_child", "--labels", str(src), str(model_dir / Path(files[0]).stem), repr(float(man.threshold))]
+    r = subprocess.run(cmd, env={**os.environ, "FLAGS_enable_pir_api": "1"}, capture_output=True, text=True)
+    if r.returncode != 0 or not all((model_dir / f).is_file() for f in files[:2]):
+        raise ModelError(f"{model_dir}: PaddleSeg program not written: {(r.stderr or r.stdout).strip().splitlines()[-1:] or 'no output'}")
+    transform = {"type": "FundusEdgePreprocess", **man.preprocess.to_dict(), "pad_multiple": int(man.pad_multiple)}
+    deploy = {"Deploy": {"model": files[0], "params": files[1], "transforms": [transform],
+                         "input_shape": [-1, man.preprocess.in_channels, -1, -1], "output_op": "argmax", "output_dtype": "int32"},
+              # Ours, ignored by PaddleSeg: what the label map means and where it came from.
+              "fundus_edge": {"model": man.name, "variant": man.variant, "threshold": float(man.threshold), "labels": {0: "background", 1: "vessel"},
+                              "transforms_module": "fundus_edge.export.paddleseg_transforms"}}
+    (model_dir / files[2]).write_text(yaml.safe_dump(deploy, sort_keys=False))
+    write_manifest(model_dir, replace(man, formats={**man.formats, "paddleseg": list(files)}))
+    return model_dir / files[2]

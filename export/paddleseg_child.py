@@ -3,7 +3,8 @@ append what turns it into our output (N x 1 x H x W vessel probability), save it
 multiple it needs, and print one JSON line.
 
 Run with FLAGS_enable_pir_api=0 for a legacy ``.pdmodel`` (Paddle starts in one mode per process).
-argv: program prefix, output prefix, vessel class."""
+argv: program prefix, output prefix, vessel class; or --labels, our program's prefix, output prefix, threshold
+(the other way: ``export --paddleseg``)."""
 import json
 import sys
 
@@ -120,5 +121,26 @@ def main(src: str, dst: str, vessel_class: int) -> None:
     print(json.dumps({"onednn_error": onednn, "output": kind, "classes": classes, "in_channels": channels, "input_name": feeds[0], "pad_multiple": multiple, "tried": tried, "pir": pir}))
 
 
+
+
+def to_labels(src: str, dst: str, threshold: float) -> None:
+    """Our probability program -> PaddleSeg's argmax convention: an int32 N x H x W label map (1 = vessel,
+    prob >= threshold), which PaddleSeg's infer.py and FastDeploy's PaddleSeg model take as output_op argmax."""
+    paddle.enable_static()
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    prog, feeds, fetches = paddle.static.load_inference_model(src, exe)
+    with paddle.static.program_guard(prog):
+        labels = paddle.squeeze(paddle.cast(paddle.greater_equal(fetches[0], paddle.full([1], threshold, "float32")), "int32"), axis=[1])
+    if paddle.framework.in_pir_mode():
+        feed_vars = [op.result(0) for op in prog.global_block().ops if op.name() == "pd_op.data" and op.attrs()["name"] == feeds[0]]
+    else:
+        feed_vars = [prog.global_block().var(feeds[0])]
+    paddle.static.save_inference_model(dst, feed_vars, [labels], exe, program=prog)
+    print(json.dumps({"labels": True}))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    if sys.argv[1] == "--labels":
+        to_labels(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    else:
+        main(sys.argv[1], sys.argv[2], int(sys.argv[3]))

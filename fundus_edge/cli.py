@@ -99,8 +99,15 @@ def cmd_export(a) -> int:
     from fundus_edge.export.exporter import export_checkpoint
 
     formats = tuple(f.strip() for f in a.formats.split(",") if f.strip())
+    if a.paddleseg and "pir" not in formats:
+        raise FundusEdgeError("--paddleseg is built from the PIR program: include pir in --formats")
     r = export_checkpoint(a.source, a.out, name=a.name, formats=formats, force=a.force, opset=a.opset, threshold=a.threshold)
     print(f"exported {', '.join(r.formats)} to {r.model_dir} ({r.params:,} parameters, {r.gmac:.2f} GMAC at 584x565, {r.size_mb:.2f} MB)")
+    if a.paddleseg:
+        from fundus_edge.export.paddleseg import write_paddleseg_deploy
+
+        d = write_paddleseg_deploy(r.model_dir)
+        print(f"PaddleSeg deploy files: {d} (+ paddleseg.json, paddleseg.pdiparams; PaddleSeg needs `import fundus_edge.export.paddleseg_transforms`)")
     return 0
 
 
@@ -168,7 +175,13 @@ def cmd_bench(a) -> int:
         kw["variants"] = tuple(v.strip() for v in a.variants.split(","))
     if a.engines:
         kw["engines"] = tuple(e.strip() for e in a.engines.split(","))
-    cfg = BenchConfig(data=data, out=Path(a.out), threads=a.threads, quick=a.quick, models_dir=Path(a.models_dir), build=not a.no_build, shipped=shipped_models(a.models),
+    given = list(a.models or [])
+    extra = tuple(Path(d) for d in given if (Path(d) / "manifest.yaml").is_file())
+    folders = [d for d in given if not (Path(d) / "manifest.yaml").is_file()]
+    if len(folders) > 1:
+        raise FundusEdgeError(f"--models: {', '.join(folders)} are not model folders (no manifest.yaml); at most one may be the shipped models' folder")
+    cfg = BenchConfig(data=data, out=Path(a.out), threads=a.threads, quick=a.quick, models_dir=Path(a.models_dir), build=not a.no_build, shipped=shipped_models(folders[0] if folders else None),
+                      extra=extra,
                       finetune_iters=a.finetune_iters, bf16_rows=not a.no_bf16, gpu_rows=not a.no_gpu, **kw)
     records, meta = run_bench(cfg, progress=not a.no_progress)
     print((Path(a.out) / "results.md").read_text())
@@ -296,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--name")
     x.add_argument("--opset", type=int, default=13)
     x.add_argument("--threshold", type=float, help="store this threshold instead of the checkpoint's (recorded in the manifest's source)")
+    x.add_argument("--paddleseg", action="store_true", help="also write PaddleSeg's deploy files: deploy.yaml + paddleseg.json (int32 label map, "
+                   "output_op argmax) for PaddleSeg's deploy path (with `import fundus_edge.export.paddleseg_transforms`)")
     x.add_argument("--force", action="store_true")
     x.set_defaults(func=cmd_export)
 
@@ -339,7 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", help="DRIVE folder (without it: latency on synthetic inputs, accuracy null)")
     b.add_argument("--out", default="build/bench")
     b.add_argument("--models-dir", default="build/models", help="where variants are built / found")
-    b.add_argument("--models", help="folder of the shipped models (default ./models, else the source checkout's)")
+    b.add_argument("--models", nargs="+", metavar="DIR", help="model folders to benchmark beside the variants (ours or imported: "
+                   "`import-paddleseg`), each a variant named after its folder; a folder without manifest.yaml is the shipped models' "
+                   "folder (default ./models, else the source checkout's)")
     b.add_argument("--variants", help="comma list (default fp32,pruned,int8,pruned-int8,int8-nncf,int8-ort,small,small-int8,small-int8-nncf,small-int8-ort,"
                    "small-pruned,seed-unet; <shipped model>-int8, -int8-nncf, -int8-ort, -pruned or -pruned-int8 compresses that shipped model like the "
                    "default's variant of that name; int8 = PaddleSlim, int8-nncf = OpenVINO's NNCF, int8-ort = ONNX Runtime's quantizer)")

@@ -24,6 +24,9 @@ FORMATS: dict[str, ModelFormat] = {
         ModelFormat("pir", ("model.json", "model.pdiparams"), ("paddle",), "Paddle Inference, PIR program (Paddle >= 3)"),
         ModelFormat("onnx", ("model.onnx",), ("onnxruntime", "openvino"), "ONNX via paddle2onnx, dynamic batch/height/width", needs=("legacy",)),
         ModelFormat("legacy", ("legacy.pdmodel", "legacy.pdiparams"), ("paddle", "openvino"), "Paddle legacy program (PaddleSlim PTQ, OpenVINO's Paddle front end)"),
+        # For PaddleSeg's deploy path, not our engines: a label-map program and its deploy.yaml (export --paddleseg).
+        ModelFormat("paddleseg", ("paddleseg.json", "paddleseg.pdiparams", "deploy.yaml"), (), "PaddleSeg deploy: int32 label map (output_op argmax) + deploy.yaml",
+                    made_by="export --paddleseg", needs=("pir",)),
     )
 }
 

@@ -39,8 +39,11 @@ def tiny_bench(tiny_model, drive_synth, tmp_path_factory):
     shipped = root / "shipped"
     shipped.mkdir()
     (shipped / "default").symlink_to(tiny_model)
+    import shutil
+
+    mine = shutil.copytree(tiny_model, root / "elsewhere" / "mine")  # a model folder given with --models
     cfg = BenchConfig(data=str(drive_synth), out=root / "out", quick=True, models_dir=root / "models", shipped=shipped,
-                      variants=("fp32", "int8", "int8-nncf", "default-int8", "default-pruned", "nonexistent"), finetune_iters=4)
+                      variants=("fp32", "int8", "int8-nncf", "default-int8", "default-pruned", "nonexistent"), finetune_iters=4, extra=(mine,))
     recs, meta = run_bench(cfg, progress=False)
     return root / "out", recs, meta
 
@@ -68,6 +71,10 @@ def test_sweep_records_every_cell(tiny_bench):
     f1s = {round(by[("fp32", e, None)].f1, 3) for e in ("onnxruntime", "openvino", "paddle")}
     assert len(f1s) == 1
     assert by[("nonexistent", "*", None)].status == "export_failed"
+    # --models DIR: a model folder of its own, benchmarked beside the variants on every engine, same columns
+    for e in ("onnxruntime", "openvino", "paddle"):
+        r = by[("mine", e, None)]
+        assert r.status == "ok" and round(r.f1, 3) in f1s and r.gflops > 0
     assert meta["machine"]["cores"] >= 1 and meta["versions"]["onnxruntime"]
     # Every quantized cell is checked against its float model (vessel Dice over every test image).
     nncf = by[("int8-nncf", "openvino", None)]

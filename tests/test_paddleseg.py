@@ -1,5 +1,5 @@
 """PaddleSeg interop: a real PaddleSeg export (paddleseg.models.UNet wrapped by WrappedModel, jit.save, and the
-deploy.yaml PaddleSeg writes; made in a child process as tests/paddleseg_export.py) imported as one of our
+deploy.yaml PaddleSeg writes; made in a child process by fundus_edge.export.paddleseg_unet) imported as one of our
 model folders and predicted through every engine that reads it, against PaddleSeg's own inference path
 (DeployConfig's transforms + Paddle Inference on the original program + argmax)."""
 from __future__ import annotations
@@ -25,7 +25,7 @@ pytest.importorskip("paddleseg")
 
 def _export(out: Path, output_op: str, legacy: bool) -> Path:
     env = {**os.environ, "FLAGS_enable_pir_api": "0" if legacy else "1"}
-    r = subprocess.run([sys.executable, "-m", "tests.paddleseg_export", str(out), output_op], env=env, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "fundus_edge.export.paddleseg_unet", str(out), output_op], env=env, capture_output=True, text=True,
                        cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 0, r.stderr[-2000:]
     return out
@@ -115,3 +115,43 @@ def test_transforms_we_cannot_rebuild_are_refused_by_name(exports, tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(InputError, match="no deploy.yaml"):
         import_paddleseg(tmp_path, tmp_path / "out2")
+
+
+def test_export_for_paddleseg_is_read_back_by_paddleseg(tiny_run, drive_synth, tmp_path, capsys):
+    """export --paddleseg: PaddleSeg's DeployConfig reads our deploy.yaml (with our transform registered), and
+    PaddleSeg's path (transforms, Paddle Inference on paddleseg.json, reverse_transform's crop of the padding)
+    gives the runtime's mask."""
+    from paddleseg.deploy.infer import DeployConfig
+
+    import fundus_edge.export.paddleseg_transforms  # noqa: F401 - registers FundusEdgePreprocess with PaddleSeg
+    from fundus_edge.cli import main
+    from fundus_edge.runtime.manifest import verify_files
+    from fundus_edge.runtime.predictor import Predictor, ScaleOptions
+
+    out = tmp_path / "m"
+    assert main(["export", str(tiny_run / "best"), "--out", str(out), "--formats", "pir,onnx", "--paddleseg"]) == 0
+    man = read_manifest(out)
+    verify_files(out, man, man.formats["paddleseg"])
+    cfg = DeployConfig(str(out / "deploy.yaml"))
+    assert Path(cfg.model).name == "paddleseg.json" and cfg.dic["Deploy"]["output_op"] == "argmax"
+    from paddle import inference
+
+    c = inference.Config(cfg.model, cfg.params)
+    c.disable_gpu()
+    c.disable_glog_info()
+    pred = inference.create_predictor(c)
+    p = Predictor.load(out, backend="onnxruntime", scale=ScaleOptions(rescale=False, crop_fov=False))
+    for img in sorted((drive_synth / "test" / "images").iterdir()):
+        data = cfg.transforms({"img": str(img)})  # 72x68 synthetic: padded to the multiple, trans_info says so
+        x = data["img"][None].astype(np.float32)
+        assert x.shape[-2] % man.pad_multiple == 0 and ("padding", (72, 68)) in data["trans_info"]
+        h = pred.get_input_handle(pred.get_input_names()[0])
+        h.reshape(list(x.shape))
+        h.copy_from_cpu(x)
+        pred.run()
+        labels = pred.get_output_handle(pred.get_output_names()[0]).copy_to_cpu()
+        assert labels.dtype == np.int32 and labels.ndim == 3
+        labels = labels[0, :72, :68]  # what PaddleSeg's reverse_transform does with ('padding', (h, w))
+        mask = p.predict(img, fov=None).mask
+        assert 0 < mask.mean() < 1
+        assert float(((labels == 1) == mask).mean()) >= 0.999

@@ -1,11 +1,12 @@
-"""Make a PaddleSeg export the way PaddleSeg's own export does (run as a child process, since a legacy
-program needs FLAGS_enable_pir_api=0 from the start): ``paddleseg.models.UNet`` (the seed tutorial's model)
+"""The seed tutorial's model as a PaddleSeg user brings it: a PaddleSeg export made the way PaddleSeg's own
+export does (run as a child process, since a legacy program needs FLAGS_enable_pir_api=0 from the start): ``paddleseg.models.UNet`` (the seed tutorial's model)
 wrapped by ``paddleseg.deploy.export.WrappedModel``, ``paddle.jit.save`` with a dynamic input, and the
 ``deploy.yaml`` PaddleSeg's tools/export.py writes (model, params, transforms, input_shape, output_op,
 output_dtype).
 
 argv: output folder, output_op (argmax | softmax | none), [weights .npz to load]. Untrained weights get a
-fixed seed and a sharpened last layer, so their masks are confident (not a coin flip at 0.5)."""
+fixed seed and a sharpened last layer, so their masks are confident (not a coin flip at 0.5): what the bench's
+`seed-unet` row and tests/test_paddleseg.py import."""
 import os
 import sys
 
