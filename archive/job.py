@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtime.batch import output_paths, prob_to_uint8, resolve_fov, write_outputs
+from ..runtime.batch import encode_outputs, output_paths, prob_to_uint8, resolve_fov
 from ..runtime.errors import FundusEdgeError, InputError, one_line
+from .storage import Storage
 from .table import ImageRow, is_done, read_rows, write_row, write_table
 
 _EMPTY_RGB = np.zeros((0, 0, 3), np.uint8)
@@ -58,7 +59,7 @@ class ArchiveSummary:
     failed: int
     seconds: float  # wall time of the pipeline (Ray start included)
     nodes: dict[str, int] = field(default_factory=dict)  # node id -> images segmented there this run
-    tables: tuple[Path, ...] = ()
+    tables: tuple[str, ...] = ()
 
     @property
     def processed(self) -> int:
@@ -138,20 +139,25 @@ class _Segmenter:
         return out
 
 
-def _write(row: dict, out_dir: str, save_prob: bool, save_overlay: bool) -> dict:
+def _names(image: Path, save_prob: bool, save_overlay: bool) -> list[str]:
+    return [p.name for p in output_paths(Path(image), Path("."), save_prob, save_overlay)]
+
+
+def _write(row: dict, out: Storage, save_prob: bool, save_overlay: bool) -> dict:
     """Task: write one image's outputs, then its row ("writing" first, so a resumed run knows a half-written
     output is its own)."""
-    out = Path(out_dir)
     keys = ImageRow.__dataclass_fields__
     rec = ImageRow(**{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items() if k in keys and k not in ("status", "outputs", "finished", "write_ms")},
                    status="error" if row["error"] else "writing")
     t0 = time.perf_counter()
     if not row["error"]:
-        targets = output_paths(Path(row["path"]), out, save_prob, save_overlay)
-        rec = replace(rec, outputs=";".join(t.name for t in targets), finished=_now())
+        names = _names(Path(row["path"]), save_prob, save_overlay)
+        rec = replace(rec, outputs=";".join(names), finished=_now())
         write_row(out, rec)
         try:
-            write_outputs(targets, row["mask"].astype(bool), row["prob"] if save_prob else None, row["rgb"] if save_overlay else None)
+            blobs = encode_outputs(row["mask"].astype(bool), row["prob"] if save_prob else None, row["rgb"] if save_overlay else None)
+            for name, data in zip(names, blobs):
+                out.write_bytes(name, data)
             rec = replace(rec, status="ok")
         except Exception as exc:  # noqa: BLE001 - a full disk or a bad path is this image's row
             rec = replace(rec, status="error", error=f"{row['path']}: {one_line(exc) if not isinstance(exc, FundusEdgeError) else exc}")
@@ -161,21 +167,21 @@ def _write(row: dict, out_dir: str, save_prob: bool, save_overlay: bool) -> dict
 
 
 # -- driver ---------------------------------------------------------------------------------------
-def plan(files: list[Path], out_dir: Path, options: SegmentOptions, force: bool) -> tuple[list[Path], list[Path], list[ImageRow]]:
+def plan(files: list[Path], out: Storage, options: SegmentOptions, force: bool) -> tuple[list[Path], list[Path], list[ImageRow]]:
     """(to do, done before, refused): an input is done when its row says ok and its outputs exist; one whose
     outputs exist without such a row is refused without --force (they are not this job's to overwrite),
     unless its row says this tool was writing them when it stopped."""
-    rows = read_rows(out_dir)
+    rows = read_rows(out)
     todo, done, refused = [], [], []
     for f in files:
         key = str(f.resolve())
         row = rows.get(key)
-        if not force and is_done(row, out_dir):
+        if not force and is_done(row, out):
             done.append(f)
             continue
-        existing = [t for t in output_paths(f, out_dir, options.save_prob, options.save_overlay) if t.exists()]
+        existing = [n for n in _names(f, options.save_prob, options.save_overlay) if out.exists(n)]
         if existing and not force and not (row is not None and row.status == "writing"):
-            refused.append(ImageRow(path=key, status="error", error=f"{existing[0]}: exists (use --force to overwrite)", finished=_now()))
+            refused.append(ImageRow(path=key, status="error", error=f"{out.display(existing[0])}: exists (use --force to overwrite)", finished=_now()))
             continue
         todo.append(f)
     return todo, done, refused
@@ -209,7 +215,7 @@ def _start_ray(ray_opts: RayOptions):
     return True
 
 
-def run_archive(files: list[Path], out_dir: Path, options: SegmentOptions, ray_opts: RayOptions = RayOptions(), force: bool = False, progress: bool = True) -> ArchiveSummary:
+def run_archive(files: list[Path], out_dir: str | Path, options: SegmentOptions, ray_opts: RayOptions = RayOptions(), force: bool = False, progress: bool = True) -> ArchiveSummary:
     try:
         import ray  # noqa: F401
         import ray.data  # noqa: F401
@@ -220,12 +226,12 @@ def run_archive(files: list[Path], out_dir: Path, options: SegmentOptions, ray_o
     if ray_opts.workers < 1 or ray_opts.threads_per_worker < 1:
         raise InputError("--workers and --threads-per-worker must be at least 1")
     t0 = time.perf_counter()
-    out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out = Storage(out_dir)  # a folder, or an object store / file system URI (s3://bucket/prefix, ...)
+    out.mkdir()
     options = replace(options, model_dir=Path(options.model_dir).resolve())
-    todo, done, refused = plan(files, out_dir, options, force)
+    todo, done, refused = plan(files, out, options, force)
     for r in refused:
-        write_row(out_dir, r)
+        write_row(out, r)
         print(f"error: {r.error}", file=sys.stderr)
     results: list[dict] = []
     if todo:
@@ -241,7 +247,7 @@ def run_archive(files: list[Path], out_dir: Path, options: SegmentOptions, ray_o
             ds = ds.map(_read, compute=io, num_cpus=0)
             ds = ds.map(_Segmenter, fn_constructor_kwargs={"options": options, "threads": ray_opts.threads_per_worker}, compute=ActorPoolStrategy(size=ray_opts.workers), num_cpus=ray_opts.threads_per_worker,
                         runtime_env={"env_vars": {"OMP_NUM_THREADS": str(ray_opts.threads_per_worker)}})
-            ds = ds.map(_write, fn_kwargs={"out_dir": str(out_dir), "save_prob": options.save_prob, "save_overlay": options.save_overlay},
+            ds = ds.map(_write, fn_kwargs={"out": out, "save_prob": options.save_prob, "save_overlay": options.save_overlay},
                         compute=io, num_cpus=0)
             with tqdm(total=len(todo), desc="segment (ray)", unit="img", disable=not progress) as bar, warnings.catch_warnings():
                 # Ray Data's advice that a short list cannot fill every actor: true, and nothing to act on.
@@ -256,11 +262,11 @@ def run_archive(files: list[Path], out_dir: Path, options: SegmentOptions, ray_o
         except Exception as exc:  # noqa: BLE001 - an actor that cannot load the model ends the job in one line
             raise FundusEdgeError(f"ray pipeline failed: {_root_cause(exc)}") from None
         finally:
-            tables = write_table(out_dir, list(read_rows(out_dir).values()))
+            tables = write_table(out, list(read_rows(out).values()))
             if started:
                 ray.shutdown()
     else:
-        tables = write_table(out_dir, list(read_rows(out_dir).values()))
+        tables = write_table(out, list(read_rows(out).values()))
     ok = sum(r["status"] == "ok" for r in results)
     nodes = Counter(r["node"] for r in results if r.get("node"))
     return ArchiveSummary(len(files), len(done), ok, len(results) - ok + len(refused), time.perf_counter() - t0, dict(nodes), tuple(tables))

@@ -246,10 +246,10 @@ def _predict_ray(a, model: Path, files: list) -> int:
     opts = SegmentOptions(model, backend=a.backend, device=a.device, precision=a.precision, rescale=not a.no_rescale, crop_fov=not a.no_fov_crop,
                           fov=a.fov, save_prob=a.save_prob, save_overlay=a.overlay)
     print(f"model {model}: {len(files)} inputs, Ray {'local' if address is None else address}, {workers} workers x {tpw} threads", file=sys.stderr)
-    s = run_archive(files, Path(a.output), opts, RayOptions(address, workers, tpw), force=a.force, progress=not a.no_progress)
+    s = run_archive(files, a.output, opts, RayOptions(address, workers, tpw), force=a.force, progress=not a.no_progress)
     nodes = ", ".join(f"{n[:8]}: {c}" for n, c in sorted(s.nodes.items())) or "none"
     print(f"{s.ok} written, {s.failed} failed, {s.done_before} done before (skipped) of {s.inputs} inputs in {s.seconds:.1f} s "
-          f"({s.images_per_s:.2f} images/s); images per node: {nodes}; table: {', '.join(str(t) for t in s.tables)}", file=sys.stderr)
+          f"({s.images_per_s:.2f} images/s); images per node: {nodes}; table: {', '.join(s.tables)}", file=sys.stderr)
     return 1 if s.failed else 0
 
 
@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("predict", help="segment images: writes <stem>_mask.png (and _prob.png, _overlay.png)")
     r.add_argument("paths", nargs="+", metavar="[MODEL_DIR] INPUT", help="model folder (default: default/ of --models), then image files or folders")
     r.add_argument("--models", help="folder of the shipped models when no model folder is given (default ./models, else the source checkout's)")
-    r.add_argument("--output", "-o", required=True)
+    r.add_argument("--output", "-o", required=True, help="output folder (with --ray also a pyarrow file system URI: s3://bucket/prefix, gs://..., file:///...)")
     r.add_argument("--backend", default="auto", help="auto, paddle, onnxruntime or openvino")
     r.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     r.add_argument("--threads", type=int)

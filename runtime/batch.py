@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FundusEdgeError, InputError
-from .images import IMAGE_SUFFIXES, write_png
+from .images import IMAGE_SUFFIXES, encode_png
 
 # A file with one of these suffixes is a list of inputs (one path per line, or PaddleSeg's
 # ``image_path label_path``: the first field), paths relative to the list's folder.
@@ -94,15 +94,24 @@ def prob_to_uint8(prob: np.ndarray) -> np.ndarray:
     return np.clip(prob * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def encode_outputs(mask: np.ndarray, prob_u8: np.ndarray | None = None, rgb: np.ndarray | None = None) -> list[bytes]:
+    """PNG bytes of the mask, then (when given) the probability x 255 and the overlay: the order of
+    ``output_paths``. One encoder for plain predict and the archive path, so their files are identical."""
+    out = [encode_png(mask.astype(np.uint8) * 255, "mask")]
+    if prob_u8 is not None:
+        out.append(encode_png(prob_u8, "probability"))
+    if rgb is not None:
+        out.append(encode_png(overlay(rgb, mask.astype(bool)), "overlay"))
+    return out
+
+
 def write_outputs(targets: tuple[Path, ...], mask: np.ndarray, prob_u8: np.ndarray | None = None, rgb: np.ndarray | None = None) -> None:
     """The mask, then (when given) the probability x 255 and the overlay, in ``targets``' order."""
-    write_png(targets[0], mask.astype(np.uint8) * 255)
-    i = 1
-    if prob_u8 is not None:
-        write_png(targets[i], prob_u8)
-        i += 1
-    if rgb is not None:
-        write_png(targets[i], overlay(rgb, mask.astype(bool)))
+    for path, data in zip(targets, encode_outputs(mask, prob_u8, rgb)):
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            raise InputError(f"{path}: could not write image ({exc.strerror or exc})") from None
 
 
 def overlay(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -104,9 +104,20 @@ def read_binary(path: str | os.PathLike, what: str = "label") -> np.ndarray:
     return arr == values.max()
 
 
-def write_png(path: str | os.PathLike, arr: np.ndarray) -> None:
-    """Write uint8 grey (HxW) or RGB (HxWx3) to PNG."""
+def encode_png(arr: np.ndarray, where: str = "image") -> bytes:
+    """uint8 grey (HxW) or RGB (HxWx3) -> PNG bytes."""
     if arr.ndim == 3:
         arr = arr[..., ::-1]
-    if not cv2.imwrite(str(path), arr):
-        raise InputError(f"{path}: could not write image")
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr))
+    if not ok:
+        raise InputError(f"{where}: could not encode PNG")
+    return buf.tobytes()
+
+
+def write_png(path: str | os.PathLike, arr: np.ndarray) -> None:
+    """Write uint8 grey (HxW) or RGB (HxWx3) to PNG."""
+    data = encode_png(arr, str(path))
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        raise InputError(f"{path}: could not write image ({exc.strerror or exc})") from None

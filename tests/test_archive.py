@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fundus_edge.archive.table import COLUMNS, ImageRow, read_rows, row_path, write_row, write_table
+from fundus_edge.archive.storage import Storage
+from fundus_edge.archive.table import COLUMNS, ImageRow, read_rows, row_name, write_row, write_table
 from fundus_edge.runtime.batch import expand_inputs, output_paths
 from fundus_edge.runtime.errors import InputError
 
@@ -54,19 +55,20 @@ def test_plan_skips_done_retries_own_partial_refuses_foreign(tmp_path):
     files = expand_inputs([inp])
     out = tmp_path / "out"
     out.mkdir()
+    store = Storage(out)
     opts = SegmentOptions(tmp_path)
     for f in files[:3]:
         output_paths(f, out)[0].write_bytes(b"png")
-    write_row(out, ImageRow(str(files[0].resolve()), "ok", outputs=f"{files[0].stem}_mask.png"))  # done
-    write_row(out, ImageRow(str(files[1].resolve()), "writing", outputs=f"{files[1].stem}_mask.png"))  # killed while writing
+    write_row(store, ImageRow(str(files[0].resolve()), "ok", outputs=f"{files[0].stem}_mask.png"))  # done
+    write_row(store, ImageRow(str(files[1].resolve()), "writing", outputs=f"{files[1].stem}_mask.png"))  # killed while writing
     # files[2]: an output without a row (not ours to overwrite); files[3]: nothing yet
-    todo, done, refused = plan(files, out, opts, force=False)
+    todo, done, refused = plan(files, store, opts, force=False)
     assert done == [files[0]] and todo == [files[1], files[3]]
     assert len(refused) == 1 and "eye2_mask.png: exists (use --force" in refused[0].error
-    todo, done, refused = plan(files, out, opts, force=True)
+    todo, done, refused = plan(files, store, opts, force=True)
     assert todo == files and not done and not refused
     (out / f"{files[0].stem}_mask.png").unlink()  # its row says ok but the output is gone: redo
-    assert files[0] in plan(files, out, opts, force=False)[0]
+    assert files[0] in plan(files, store, opts, force=False)[0]
 
 
 def test_table_has_every_column_in_csv_and_parquet(tmp_path):
@@ -76,13 +78,37 @@ def test_table_has_every_column_in_csv_and_parquet(tmp_path):
 
     rows = [ImageRow("/a/x.jpg", "ok", width=10, height=8, fov_found=True, fov_diameter_px=7.0, scale=1.0, vessel_share=0.1, outputs="x_mask.png"),
             ImageRow("/a/y.jpg", "error", error="/a/y.jpg: not a readable image")]
-    csv_path, pq_path = write_table(tmp_path, rows)
+    csv_path, pq_path = write_table(Storage(tmp_path), rows)
     t = pq.read_table(pq_path)
     assert tuple(t.column_names) == COLUMNS and t.num_rows == 2
     assert t.column("width").to_pylist() == [10, 0] and t.schema.field("fov_found").type == "bool"
     with open(csv_path) as fh:
         got = list(csv.DictReader(fh))
     assert [r["status"] for r in got] == ["ok", "error"] and got[1]["error"].endswith("not a readable image")
+
+
+def test_outputs_rows_and_table_through_a_pyarrow_file_system_uri(tmp_path):
+    """An output location given as a URI (here file://; s3://, gs:// go through the same pyarrow calls):
+    the write task's outputs and row, resume planning and the table all use it."""
+    import pyarrow.parquet as pq
+
+    from fundus_edge.archive.job import SegmentOptions, _write, plan
+
+    inp = _images(tmp_path / "in", 2, corrupt=False)
+    files = expand_inputs([inp])
+    store = Storage(f"file://{tmp_path}/remote/job")
+    store.mkdir()
+    mask = np.zeros((90, 84), np.uint8)
+    mask[40:50, :] = 1
+    row = {"path": str(files[0].resolve()), "error": "", "mask": mask, "prob": mask * 200, "rgb": np.zeros((90, 84, 3), np.uint8), "width": 84, "height": 90}
+    rec = _write(row, store, save_prob=True, save_overlay=False)
+    assert rec["status"] == "ok" and rec["outputs"] == "eye0_mask.png;eye0_prob.png"
+    got = np.array(Image.open(tmp_path / "remote" / "job" / "eye0_mask.png"))
+    assert got.shape == (90, 84) and set(np.unique(got)) == {0, 255} and (got[45] == 255).all()
+    todo, done, _ = plan(files, store, SegmentOptions(tmp_path, save_prob=True), force=False)
+    assert done == [files[0]] and todo == [files[1]]
+    tables = write_table(store, list(read_rows(store).values()))
+    assert tables[-1].startswith("file://") and pq.read_table(tmp_path / "remote" / "job" / "results.parquet").num_rows == 1
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +133,7 @@ def test_ray_job_matches_predict_records_errors_and_resumes(tiny_model, tmp_path
     out = tmp_path / "ray"
     s = run_archive(files, out, opts, RayOptions(workers=2, threads_per_worker=1), progress=False)
     assert (s.inputs, s.ok, s.failed, s.done_before) == (5, 4, 1, 0)
-    rows = read_rows(out)
+    rows = read_rows(Storage(out))
     bad = rows[str((inp / "corrupt.jpg").resolve())]
     assert bad.status == "error" and "corrupt.jpg" in bad.error and "readable" in bad.error and "\n" not in bad.error
     # the same files as plain predict, byte-identical masks
@@ -127,8 +153,8 @@ def test_ray_job_matches_predict_records_errors_and_resumes(tiny_model, tmp_path
     # A job killed half-way: eye1 never done, eye2 stopped while writing (row "writing", mask cut short)
     for p in output_paths(files[1], out, True, True):
         p.unlink()
-    row_path(out, files[1]).unlink()
-    write_row(out, ImageRow(str(files[2].resolve()), "writing", outputs=rows[str(files[2].resolve())].outputs))
+    (out / row_name(files[1])).unlink()
+    write_row(Storage(out), ImageRow(str(files[2].resolve()), "writing", outputs=rows[str(files[2].resolve())].outputs))
     output_paths(files[2], out)[0].write_bytes(b"\x89PNG cut")
     before = {f: os.stat(output_paths(f, out)[0]).st_mtime_ns for f in (files[0], files[3])}
     s = run_archive(files, out, opts, RayOptions(workers=2, threads_per_worker=1), progress=False)
@@ -136,7 +162,7 @@ def test_ray_job_matches_predict_records_errors_and_resumes(tiny_model, tmp_path
     assert all(os.stat(output_paths(f, out)[0]).st_mtime_ns == t for f, t in before.items())  # untouched
     for f in files[1:3]:
         assert np.array_equal(np.array(Image.open(output_paths(f, out)[0])), np.array(Image.open(output_paths(f, ref)[0])))
-    assert all(r.status in ("ok", "error") for r in read_rows(out).values())
+    assert all(r.status in ("ok", "error") for r in read_rows(Storage(out)).values())
 
 
 def test_ray_options_belong_to_ray(tiny_model, tmp_path, capsys):
@@ -173,7 +199,7 @@ def test_two_node_cluster_both_nodes_segment(tiny_model, tmp_path):
                "--workers", "2", "--threads-per-worker", "1", "--backend", "onnxruntime", "--no-progress"]
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
-        rows = read_rows(out)
+        rows = read_rows(Storage(out))
         assert len(rows) == 8 and all(x.status == "ok" for x in rows.values())
         nodes = {x.node for x in rows.values()}
         assert len(nodes) == 2, nodes  # both the head and the worker node segmented
