@@ -155,3 +155,16 @@ def test_export_for_paddleseg_is_read_back_by_paddleseg(tiny_run, drive_synth, t
         mask = p.predict(img, fov=None).mask
         assert 0 < mask.mean() < 1
         assert float(((labels == 1) == mask).mean()) >= 0.999
+
+
+def test_import_cli_chooses_the_threshold_on_training_images(exports, drive_synth, tmp_path, capsys):
+    from fundus_edge.cli import main
+
+    out = tmp_path / "m"
+    assert main(["import-paddleseg", str(exports["softmax-legacy"]), "--out", str(out), "--data", str(drive_synth), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "softmax over 2 classes" in text and "training images" in text
+    man = read_manifest(out)
+    assert "F1-maximising on the 6 training images" in man.source["threshold_from"] and 0 < man.threshold < 1
+    assert main(["import-paddleseg", str(exports["softmax-legacy"]), "--out", str(out)]) == 2  # nothing overwritten without --force
+    assert "--force" in capsys.readouterr().err
