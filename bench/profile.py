@@ -1,8 +1,9 @@
 """Where an engine spends one DRIVE image: time per operation type and kernel, from the engine's own
-profiler (OpenVINO performance counters, ONNX Runtime's profiling JSON). Explains, for instance, why an
-INT8 file is no faster than FP32 on a CPU without VNNI.
+profiler (OpenVINO performance counters, ONNX Runtime's profiling JSON, oneDNN's verbose log for Paddle
+Inference). Explains, for instance, why an INT8 file is no faster than FP32 on a CPU without VNNI.
 
     python -m fundus_edge.bench.profile models/default build/models/int8-nncf --backend openvino --data DRIVE
+    python -m fundus_edge.bench.profile models/default build/models/int8 --backend paddle --data DRIVE
 """
 from __future__ import annotations
 
@@ -83,10 +84,61 @@ def profile_onnxruntime(model: Path, x: np.ndarray, threads: int, runs: int) -> 
     return agg
 
 
+_PADDLE_CHILD = """
+import ctypes, os, sys
+import numpy as np
+from pathlib import Path
+from fundus_edge.runtime.engines import EngineOptions
+from fundus_edge.runtime.engines.paddle import PaddleEngine
+from fundus_edge.runtime.formats import formats_for
+from fundus_edge.runtime.manifest import read_manifest
+m, threads, runs, xfile = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+man = read_manifest(m)
+fmt = formats_for("paddle", list(man.formats))[0]
+e = PaddleEngine(m, fmt, list(man.formats[fmt]), EngineOptions("cpu", threads, None), man.quantization is not None)
+e.load()
+x = np.load(xfile)
+for _ in range(3):
+    e.run(x)
+libc = ctypes.CDLL(None)
+libc.fflush(None)
+os.write(1, b"==timed==\\n")
+for _ in range(runs):
+    e.run(x)
+libc.fflush(None)
+"""
+
+
+def profile_paddle(model: Path, x: np.ndarray, threads: int, runs: int) -> dict:
+    """Paddle Inference through our own engine (oneDNN, INT8 where the model is), in a child process with
+    ONEDNN_VERBOSE=1: oneDNN logs every primitive it runs with its implementation (e.g. brg_conv_fwd:avx2 for
+    f32, an int8 one for u8 sources) and time; Paddle's own profiler names ops, not kernels."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(Path(tmp) / "x.npy", x)
+        env = {**os.environ, "ONEDNN_VERBOSE": "1", "OMP_NUM_THREADS": str(threads)}
+        r = subprocess.run([sys.executable, "-c", _PADDLE_CHILD, str(model), str(threads), str(runs), str(Path(tmp) / "x.npy")],
+                           env=env, capture_output=True, text=True)
+    if "==timed==" not in r.stdout:
+        raise RuntimeError(f"paddle profile child failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+    agg: dict = collections.defaultdict(float)
+    for line in r.stdout.split("==timed==", 1)[1].splitlines():
+        f = line.split(",")
+        if len(f) < 10 or f[2] != "primitive" or f[3] != "exec":
+            continue
+        src = next((t.split(":")[1] for t in f[8].split() if t.startswith("src:")), "?")
+        agg[(f"{f[5]} ({src})", f[6])] += float(f[-1]) / runs
+    return agg
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", help="model folders")
-    ap.add_argument("--backend", default="openvino", choices=["openvino", "onnxruntime"])
+    ap.add_argument("--backend", default="openvino", choices=["openvino", "onnxruntime", "paddle"])
     ap.add_argument("--data", help="DRIVE (test image 01); synthetic without it")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=10)
@@ -107,7 +159,7 @@ def _run(a) -> int:
     print(f"{a.backend}, {a.threads} threads, mean of {a.runs} runs; CPU {cpu_model_and_flags()[0]}, ISA flags {', '.join(isa_flags())}")
     for m in map(Path, a.models):
         x = _input(m, a.data)
-        agg = (profile_openvino if a.backend == "openvino" else profile_onnxruntime)(m, x, a.threads, a.runs)
+        agg = {"openvino": profile_openvino, "onnxruntime": profile_onnxruntime, "paddle": profile_paddle}[a.backend](m, x, a.threads, a.runs)
         print(f"\n{m} (input {'x'.join(map(str, x.shape))}): {sum(agg.values()):.1f} ms in operations\n\n| operation | kernel | ms |\n| --- | --- | --- |")
         for (op, kernel), ms in sorted(agg.items(), key=lambda kv: -kv[1])[: a.top]:
             print(f"| {op} | {kernel} | {ms:.1f} |")

@@ -265,3 +265,15 @@ def test_slow_unscored_model_compares_its_first_image_only(tiny_model, tmp_path)
         rec = run_cell({**spec, "accuracy": accuracy, "save_mask": str(out)})
         assert rec["status"] == "ok" and len(load_masks(str(out))) == n
         assert (rec.get("f1") is not None) == accuracy
+
+
+def test_paddle_profile_names_onednn_kernels(tiny_model):
+    """bench.profile --backend paddle: oneDNN's verbose log of the timed runs, per primitive and kernel."""
+    import numpy as np
+
+    from fundus_edge.bench.profile import profile_paddle
+
+    x = np.zeros((1, 4, 32, 32), np.float32)
+    agg = profile_paddle(tiny_model, x, threads=1, runs=2)
+    convs = {k: v for k, v in agg.items() if k[0].startswith("convolution (f32)")}
+    assert convs and all(v > 0 for v in convs.values()) and all(k[1] for k in convs)
