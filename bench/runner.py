@@ -80,7 +80,7 @@ def seed_unet_dir(target: Path, force: bool = False) -> Path:
     r = subprocess.run([sys.executable, "-m", "fundus_edge.export.paddleseg_unet", str(export), "softmax"], env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise InputError(f"PaddleSeg export of the seed U-Net failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
-    import_paddleseg(export, target, name="seed-unet", force=True)
+    import_paddleseg(export, target, name="seed-unet", force=True, variant="untrained")  # untrained: speed only, no F1
     shutil.rmtree(export, ignore_errors=True)
     return target
 

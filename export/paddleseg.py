@@ -172,7 +172,7 @@ def _to_onnx(model: Path, params: Path, target: Path, opset: int) -> str | None:
 
 
 def import_paddleseg(export_dir: str | Path, out: str | Path, name: str | None = None, threshold: float | None = None, vessel_class: int = 1,
-                     force: bool = False, opset: int = 13) -> ExportResult:
+                     force: bool = False, opset: int = 13, variant: str = "imported") -> ExportResult:
     """A PaddleSeg export -> a model folder (its own format, ONNX, manifest). The threshold is ``threshold``,
     else 0.5 (the decision of a two-class argmax); ``set_threshold`` replaces it with one chosen on training images."""
     ps = read_export(export_dir)
@@ -204,7 +204,7 @@ def import_paddleseg(export_dir: str | Path, out: str | Path, name: str | None =
                                        "program_sha256": sha256(ps.program), "params_sha256": sha256(ps.params), "format": ps.fmt},
                   "output_op": info["output"], "classes": info["classes"], "vessel_class": vessel_class, "transforms": [dict(t) for t in ps.transforms],
                   "threshold_from": "given" if threshold is not None else "0.5 (two-class argmax)", **({"onnx_not_made": onnx_error} if onnx_error else {})}
-        man = Manifest(name=name or out.name, variant="imported", preprocess=pre, threshold=float(threshold if threshold is not None else 0.5),
+        man = Manifest(name=name or out.name, variant=variant, preprocess=pre, threshold=float(threshold if threshold is not None else 0.5),
                        pad_multiple=int(info["pad_multiple"]), formats=formats, files={},
                        input={"name": info["input_name"], "layout": "NCHW", "dtype": "float32", "channel_order": "RGB", "dynamic": ["batch", "height", "width"]},
                        model=facts, source=source, engines=({"paddle": {"onednn": False, "why": f"Paddle Inference with oneDNN fails on this program: {info['onednn_error']}"}}
