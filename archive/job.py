@@ -215,6 +215,21 @@ def _start_ray(ray_opts: RayOptions):
     return True
 
 
+def _reachable(address: str, timeout_s: float = 10.0) -> None:
+    """A host:port address must answer before ray.init, which otherwise retries a dead address for minutes."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    if ":" not in target:
+        return  # "auto" and the like: Ray finds the cluster itself and fails fast when there is none
+    host, port = target.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        raise FundusEdgeError(f"ray cluster {address}: nothing answers there ({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})") from None
+
+
 def run_archive(files: list[Path], out_dir: str | Path, options: SegmentOptions, ray_opts: RayOptions = RayOptions(), force: bool = False, progress: bool = True) -> ArchiveSummary:
     try:
         import ray  # noqa: F401
@@ -226,6 +241,8 @@ def run_archive(files: list[Path], out_dir: str | Path, options: SegmentOptions,
     if ray_opts.workers < 1 or ray_opts.threads_per_worker < 1:
         raise InputError("--workers and --threads-per-worker must be at least 1")
     t0 = time.perf_counter()
+    if ray_opts.address is not None:
+        _reachable(ray_opts.address)  # before anything is written
     out = Storage(out_dir)  # a folder, or an object store / file system URI (s3://bucket/prefix, ...)
     out.mkdir()
     options = replace(options, model_dir=Path(options.model_dir).resolve())

@@ -173,6 +173,15 @@ def test_ray_options_belong_to_ray(tiny_model, tmp_path, capsys):
     assert "options of --ray" in capsys.readouterr().err
 
 
+def test_a_cluster_address_that_does_not_answer_is_one_line_at_once(tiny_model, tmp_path, capsys):
+    from fundus_edge.cli import main
+
+    _images(tmp_path / "in", 1, corrupt=False)
+    rc = main(["predict", str(tiny_model), str(tmp_path / "in"), "-o", str(tmp_path / "o"), f"--ray=127.0.0.1:{_free_port()}", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "nothing answers there" in err[-1] and not (tmp_path / "o").exists()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
