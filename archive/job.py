@@ -199,7 +199,7 @@ def _start_ray(ray_opts: RayOptions):
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     if ray.is_initialized():
         return False
-    kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, ignore_reinit_error=True)
+    kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, ignore_reinit_error=True)
     if ray_opts.address is None:
         # A Ray of our own on this machine, never one that RAY_ADDRESS points at.
         ray.init(address="local", num_cpus=max(os.cpu_count() or 1, need), **kw)
