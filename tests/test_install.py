@@ -26,7 +26,8 @@ def _cli(installed, cwd, *args):
 
 
 def test_installed_package_is_self_contained(installed, tmp_path):
-    probe = subprocess.run([sys.executable, "-c", "import fundus_edge, fundus_edge.train.config as c; print(fundus_edge.__file__); print(c.resolve_config('wnet').model.arch)"],
+    probe = subprocess.run([sys.executable, "-c", "import fundus_edge, fundus_edge.train.config as c, fundus_edge.archive.job, fundus_edge.export.paddleseg_transforms; "
+                            "print(fundus_edge.__file__); print(c.resolve_config('wnet').model.arch)"],
                            cwd=tmp_path, env={"PYTHONPATH": str(installed)}, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr[-500:]
     where, arch = probe.stdout.split()
