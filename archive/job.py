@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtime.batch import encode_outputs, output_paths, prob_to_uint8, resolve_fov
+from ..runtime.batch import encode_outputs, file_error, output_paths, prob_to_uint8, resolve_fov
 from ..runtime.errors import FundusEdgeError, InputError, one_line
 from .storage import Storage
 from .table import ImageRow, is_done, read_rows, write_row, write_table
@@ -83,10 +83,8 @@ def _read(row: dict) -> dict:
     out = {"path": row["path"], "rgb": _EMPTY_RGB, "error": "", "read_ms": math.nan}
     try:
         out["rgb"] = read_image(row["path"])
-    except FundusEdgeError as exc:
-        out["error"] = str(exc) if row["path"] in str(exc) else f"{row['path']}: {exc}"
     except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's row, not the job's
-        out["error"] = f"{row['path']}: {one_line(exc)}"
+        out["error"] = file_error(row["path"], exc)
     out["read_ms"] = (time.perf_counter() - t0) * 1e3
     return out
 
@@ -121,11 +119,8 @@ class _Segmenter:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the warning is the row's own column
                 res = self.pred.predict(rgb, fov=resolve_fov(self.options.fov, Path(row["path"])))
-        except FundusEdgeError as exc:
-            out["error"] = str(exc) if row["path"] in str(exc) else f"{row['path']}: {exc}"
-            return out
-        except Exception as exc:  # noqa: BLE001
-            out["error"] = f"{row['path']}: {one_line(exc)}"
+        except Exception as exc:  # noqa: BLE001 - this image's row, not the job's
+            out["error"] = file_error(row["path"], exc)
             return out
         fov = res.fov
         inside = int(fov.sum()) if fov is not None else res.mask.size
@@ -160,7 +155,7 @@ def _write(row: dict, out: Storage, save_prob: bool, save_overlay: bool) -> dict
                 out.write_bytes(name, data)
             rec = replace(rec, status="ok")
         except Exception as exc:  # noqa: BLE001 - a full disk or a bad path is this image's row
-            rec = replace(rec, status="error", error=f"{row['path']}: {one_line(exc) if not isinstance(exc, FundusEdgeError) else exc}")
+            rec = replace(rec, status="error", error=file_error(row["path"], exc))
     rec = replace(rec, write_ms=(time.perf_counter() - t0) * 1e3, finished=_now())
     write_row(out, rec)
     return asdict(rec)

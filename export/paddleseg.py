@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -23,7 +23,7 @@ import yaml
 from fundus_edge import __version__
 from fundus_edge.runtime.errors import InputError, ModelError
 from fundus_edge.runtime.formats import FORMATS
-from fundus_edge.runtime.manifest import Manifest, sha256, write_manifest
+from fundus_edge.runtime.manifest import Manifest, read_manifest, sha256, write_manifest
 from fundus_edge.runtime.preprocess import PreprocessConfig
 
 from .exporter import GMAC_AT, ExportResult, dir_size_mb, portable_path, prepare_out
@@ -114,10 +114,10 @@ def onnx_facts(path: Path, in_channels: int, multiple: int) -> dict:
     from onnx import shape_inference
 
     m = onnx.load(str(path))
-    stats = {"bn_stats": set()}
+    bn_stats = set()
     for n in m.graph.node:
         if n.op_type == "BatchNormalization":
-            stats["bn_stats"].update(n.input[3:5])  # running mean / variance are not parameters
+            bn_stats.update(n.input[3:5])  # running mean / variance are not parameters
     # Weights are initializers, or Constant nodes (paddle2onnx writes them so).
     tensors = {t.name: t for t in m.graph.initializer}
     for n in m.graph.node:
@@ -125,7 +125,7 @@ def onnx_facts(path: Path, in_channels: int, multiple: int) -> dict:
             for a in n.attribute:
                 if a.name == "value":
                     tensors[n.output[0]] = a.t
-    params = int(sum(int(np.prod(t.dims)) for k, t in tensors.items() if k not in stats["bn_stats"] and t.data_type == onnx.TensorProto.FLOAT and len(t.dims)))
+    params = int(sum(int(np.prod(t.dims)) for k, t in tensors.items() if k not in bn_stats and t.data_type == onnx.TensorProto.FLOAT and len(t.dims)))
     h, w = (-(-GMAC_AT[0] // multiple) * multiple, -(-GMAC_AT[1] // multiple) * multiple)
     inp = m.graph.input[0].type.tensor_type.shape
     for d, v in zip(inp.dim, (1, in_channels, h, w)):
@@ -218,10 +218,6 @@ def import_paddleseg(export_dir: str | Path, out: str | Path, name: str | None =
 
 def set_threshold(model_dir: str | Path, threshold: float, how: str) -> None:
     """Store a new threshold in a model folder's manifest, saying how it was chosen."""
-    from dataclasses import replace
-
-    from fundus_edge.runtime.manifest import read_manifest
-
     man = read_manifest(model_dir)
     write_manifest(model_dir, replace(man, threshold=float(threshold), source={**man.source, "threshold_from": how}))
 
@@ -233,10 +229,6 @@ def write_paddleseg_deploy(model_dir: str | Path) -> Path:
     The transform is ``FundusEdgePreprocess`` (``fundus_edge.export.paddleseg_transforms``, which PaddleSeg
     needs imported): PaddleSeg's own transforms cannot make the CLAHE channel or pad to the network's multiple.
     The manifest gains a ``paddleseg`` format (no engine of ours reads it) with the files' sha256."""
-    from dataclasses import replace
-
-    from fundus_edge.runtime.manifest import read_manifest
-
     model_dir = Path(model_dir)
     man = read_manifest(model_dir)
     if "pir" not in man.formats or man.quantization is not None:

@@ -77,6 +77,13 @@ def _onednn_error(prefix: str, channels: int, m: int) -> str | None:
     return None
 
 
+def _feed_vars(prog, name: str) -> list:
+    """The feed of ``name`` as save_inference_model wants it: the pd_op.data value (PIR) or the variable."""
+    if paddle.framework.in_pir_mode():
+        return [op.result(0) for op in prog.global_block().ops if op.name() == "pd_op.data" and op.attrs()["name"] == name]
+    return [prog.global_block().var(name)]
+
+
 def main(src: str, dst: str, vessel_class: int) -> None:
     paddle.enable_static()
     pir = paddle.framework.in_pir_mode()
@@ -96,10 +103,7 @@ def main(src: str, dst: str, vessel_class: int) -> None:
     with paddle.static.program_guard(prog):
         probs = out if "softmax" in kind else paddle.nn.functional.softmax(out, axis=1)
         vessel = paddle.slice(probs, axes=[1], starts=[vessel_class], ends=[vessel_class + 1])
-    if pir:
-        feed_vars = [op.result(0) for op in prog.global_block().ops if op.name() == "pd_op.data" and op.attrs()["name"] == feeds[0]]
-    else:
-        feed_vars = [prog.global_block().var(feeds[0])]
+    feed_vars = _feed_vars(prog, feeds[0])
     in_shape = list(feed_vars[0].shape)
     channels = int(in_shape[1])
     paddle.static.save_inference_model(dst, feed_vars, [vessel], exe, program=prog)
@@ -121,8 +125,6 @@ def main(src: str, dst: str, vessel_class: int) -> None:
     print(json.dumps({"onednn_error": onednn, "output": kind, "classes": classes, "in_channels": channels, "input_name": feeds[0], "pad_multiple": multiple, "tried": tried, "pir": pir}))
 
 
-
-
 def to_labels(src: str, dst: str, threshold: float) -> None:
     """Our probability program -> PaddleSeg's argmax convention: an int32 N x H x W label map (1 = vessel,
     prob >= threshold), which PaddleSeg's infer.py and FastDeploy's PaddleSeg model take as output_op argmax."""
@@ -131,11 +133,7 @@ def to_labels(src: str, dst: str, threshold: float) -> None:
     prog, feeds, fetches = paddle.static.load_inference_model(src, exe)
     with paddle.static.program_guard(prog):
         labels = paddle.squeeze(paddle.cast(paddle.greater_equal(fetches[0], paddle.full([1], threshold, "float32")), "int32"), axis=[1])
-    if paddle.framework.in_pir_mode():
-        feed_vars = [op.result(0) for op in prog.global_block().ops if op.name() == "pd_op.data" and op.attrs()["name"] == feeds[0]]
-    else:
-        feed_vars = [prog.global_block().var(feeds[0])]
-    paddle.static.save_inference_model(dst, feed_vars, [labels], exe, program=prog)
+    paddle.static.save_inference_model(dst, _feed_vars(prog, feeds[0]), [labels], exe, program=prog)
     print(json.dumps({"labels": True}))
 
 

@@ -35,7 +35,7 @@ def _is_glob(text: str) -> bool:
 
 def read_list(path: Path) -> list[Path]:
     files = []
-    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for line in path.read_text(errors="replace").splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -121,6 +121,15 @@ def overlay(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def file_error(path, exc: BaseException) -> str:
+    """One line for a failed input, naming it once: our errors as they are (most already name the file),
+    anything else as ``ClassName: message``."""
+    from .errors import one_line
+
+    text = str(exc) if isinstance(exc, FundusEdgeError) else one_line(exc)
+    return text if str(path) in text else f"{path}: {text}"
+
+
 def resolve_fov(fov: str, image: Path):
     """The ``--fov`` value for one image: auto / none as given, a mask file, or its mask in a folder."""
     if fov in ("auto", "none"):
@@ -150,7 +159,7 @@ def predict_files(predictor, files: list[Path], out_dir: Path, save_prob: bool =
             write_outputs(targets, res.mask, prob_to_uint8(res.prob) if save_prob else None, rgb if save_overlay else None)
             outcomes.append(FileOutcome(f, targets, None, res.total_ms))
         except FundusEdgeError as exc:
-            msg = str(exc) if str(f) in str(exc) else f"{f}: {exc}"
+            msg = file_error(f, exc)
             tqdm.write(f"error: {msg}", file=sys.stderr)
             outcomes.append(FileOutcome(f, (), msg, 0.0))
     return outcomes

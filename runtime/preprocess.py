@@ -61,12 +61,8 @@ def preprocess(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     else:
         planes = [rgb[..., 0], rgb[..., 1], rgb[..., 2], clahe_green(rgb, cfg)]
     x = np.stack(planes, axis=0).astype(np.float32)
-    if isinstance(cfg.scale, tuple) or isinstance(cfg.offset, tuple):
-        x *= np.asarray(cfg.scale, np.float32).reshape(-1, 1, 1)
-        x += np.asarray(cfg.offset, np.float32).reshape(-1, 1, 1)
-    else:
-        x *= np.float32(cfg.scale)
-        x += np.float32(cfg.offset)
+    x *= np.asarray(cfg.scale, np.float32).reshape(-1, 1, 1)  # one value, or one per channel
+    x += np.asarray(cfg.offset, np.float32).reshape(-1, 1, 1)
     return x
 
 
