@@ -46,9 +46,11 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
         f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, ISA flags {', '.join(meta['machine']['isa_flags']) or 'none of interest'}; "
         f"{meta['threads']} threads; {meta['images']}; image {meta['image_size']}; {meta['date']}.",
         f"Peak ({peak.get('method', 'n/a')}): FP32 {peak.get('fp32_gflops')} GFLOP/s (OpenVINO), {peak.get('numpy_fp32_gflops')} (numpy), BF16 {peak.get('bf16_gflops')} GFLOP/s.",
-        "p50/p90/p99: engine call only, one image; e2e: with preprocessing (CLAHE) and postprocessing. GFLOP: the model at the whole "
+        "p50/p90/p99: engine call only, every test image once after warm-up (without labels: the images in turn within a time budget); "
+        "e2e: with preprocessing (CLAHE) and postprocessing. GFLOP: the model at the whole "
         "padded image; net input: what the engine ran (the FOV's bounding box, padded). Roofline: GFLOP/s from direct convolution MACs "
         "at the net input over the measured peak of the precision that ran; Winograd kernels can exceed 1.",
+        *([_wall_line(meta)] if meta.get("wall_s") else []),
         "",
         head, sep, *rows,
     ]
@@ -59,6 +61,17 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
     if noted:
         lines += ["", "Notes:"] + [f"- {r.variant} / {r.backend}: {r.note}" for r in noted]
     return "\n".join(lines) + "\n"
+
+
+def _wall_line(meta: dict) -> str:
+    built = meta.get("build_s") or {}
+    slowest = max(built.items(), key=lambda kv: kv[1]) if built else None
+    parts = [f"Wall {meta['wall_s'] / 60:.1f} min"]
+    if meta.get("build_wall_s") is not None:
+        parts.append(f"building {len(built)} models {meta['build_wall_s'] / 60:.1f} min" + (f" (longest: {slowest[0]} {slowest[1] / 60:.1f} min)" if slowest else ""))
+    if meta.get("cell_s"):
+        parts.append(f"{len(meta['cell_s'])} cells {sum(meta['cell_s'].values()) / 60:.1f} min")
+    return "; ".join(parts) + "."
 
 
 def write_json(path: Path, records: list[BenchRecord], meta: dict) -> None:

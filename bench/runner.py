@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -12,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from fundus_edge.runtime.engines import ENGINES, gpu_engines, installed_engines
-from fundus_edge.runtime.errors import FundusEdgeError, InputError
 from fundus_edge.runtime.formats import formats_for
 from fundus_edge.runtime.manifest import read_manifest
 
@@ -60,101 +58,6 @@ class Cell:
     @property
     def key(self) -> str:
         return f"{self.variant}/{self.backend}" + (f"/{self.precision}" if self.precision else "") + ("/gpu" if self.device == "gpu" else "")
-
-
-# -- variants ------------------------------------------------------------------------------------
-def seed_unet_dir(target: Path, force: bool = False) -> Path:
-    """The seed tutorial's PaddleSeg U-Net (13.4 M), untrained (fixed seed), as a PaddleSeg user brings it:
-    exported by PaddleSeg's own path (``WrappedModel`` + ``paddle.jit.save`` + deploy.yaml, legacy program so
-    that paddle2onnx can convert it) and imported with ``import_paddleseg``."""
-    if (target / "manifest.yaml").is_file() and not force:
-        return target
-    import os
-
-    from fundus_edge.export.paddleseg import import_paddleseg
-
-    export = target.with_name(target.name + ".paddleseg")
-    shutil.rmtree(export, ignore_errors=True)
-    export.mkdir(parents=True)
-    env = {**os.environ, "FLAGS_enable_pir_api": "0"}
-    r = subprocess.run([sys.executable, "-m", "fundus_edge.export.paddleseg_unet", str(export), "softmax"], env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise InputError(f"PaddleSeg export of the seed U-Net failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
-    import_paddleseg(export, target, name="seed-unet", force=True, variant="untrained")  # untrained: speed only, no F1
-    shutil.rmtree(export, ignore_errors=True)
-    return target
-
-
-def _built(cfg: BenchConfig, name: str, needs_data: bool, build) -> Path:
-    """build/models/<name>, made by ``build()`` unless it exists (or --no-build says not to)."""
-    target = cfg.models_dir / name
-    if not (target / "manifest.yaml").is_file():
-        if not cfg.build:
-            raise InputError(f"{target}: not built (run without --no-build)")
-        if needs_data and not cfg.data:
-            raise InputError(f"building {name} needs DATA (training images for fine-tuning and calibration)")
-        build()
-    return target
-
-
-def _derived_variant(cfg: BenchConfig, name: str) -> tuple[Path, str] | None:
-    """(shipped model folder, variant kind) for a name such as small-int8 or small-pruned-int8."""
-    from fundus_edge.quantize.pipeline import VARIANTS
-
-    for kind in sorted((k for k in VARIANTS if k != "fp32"), key=len, reverse=True):
-        base = cfg.shipped / name[: -len(kind) - 1]
-        if name.endswith("-" + kind) and (base / "manifest.yaml").is_file():
-            return base, kind
-    return None
-
-
-def extra_variants(cfg: BenchConfig) -> dict[str, Path]:
-    """--models folders that are model folders: variant name (the folder's name) -> folder."""
-    out: dict[str, Path] = {}
-    for d in cfg.extra:
-        name = Path(d).resolve().name
-        if name in out and out[name] != Path(d):
-            raise InputError(f"{d}: two model folders named {name!r}; rename one")
-        out[name] = Path(d)
-    return out
-
-
-def prepare_variants(cfg: BenchConfig) -> tuple[dict, dict]:
-    """name -> model folder for the variants that exist or could be built; name -> error otherwise."""
-    from fundus_edge.quantize.pipeline import VARIANTS, build_variants
-
-    dirs, errors = {}, {}
-    default = cfg.shipped / "default"
-    extra = extra_variants(cfg)
-    for name in tuple(cfg.variants) + tuple(n for n in extra if n not in cfg.variants):
-        try:
-            if name in VARIANTS:
-                def build(name=name):
-                    if not (default / "manifest.yaml").is_file():
-                        raise InputError(f"{default}: no shipped default model")
-                    build_variants(default, cfg.models_dir, cfg.data, finetune_iters=cfg.finetune_iters, only=(name,), progress=False)
-
-                dirs[name] = _built(cfg, name, name != "fp32", build)
-            elif name in extra:
-                dirs[name] = extra[name]
-            elif name == "seed-unet":
-                dirs[name] = seed_unet_dir(cfg.models_dir / "seed-unet")
-            elif (cfg.shipped / name / "manifest.yaml").is_file():  # shipped as is (small, small-pruned)
-                dirs[name] = cfg.shipped / name
-            elif (derived := _derived_variant(cfg, name)) is not None:
-                # <shipped model>-<variant>: that shipped model compressed like the default's variant of
-                # that name, e.g. small-int8 (PTQ), small-pruned (same ratio and fine-tune as `pruned`).
-                from fundus_edge.quantize.pipeline import quantize
-
-                base, kind = derived
-                dirs[name] = _built(cfg, name, True, lambda: quantize(
-                    base, cfg.models_dir / name, cfg.data, finetune_iters=cfg.finetune_iters, force=True, progress=False, **VARIANTS[kind]))
-            else:
-                raise InputError(f"unknown variant {name!r}")
-        except (FundusEdgeError, Exception) as exc:  # noqa: BLE001 - recorded, the sweep goes on
-            errors[name] = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-            print(f"variant {name}: export failed: {errors[name]}", flush=True)
-    return dirs, errors
 
 
 # -- images --------------------------------------------------------------------------------------

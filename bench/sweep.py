@@ -13,7 +13,8 @@ from fundus_edge.runtime.manifest import read_manifest
 from . import report
 from .machine import cpu_info, measure_peak, versions
 from .records import BenchRecord
-from .runner import DRIVE_SIZE, BenchConfig, float_counterpart, plan_cells, prepare_images, prepare_variants, run_cells
+from .runner import DRIVE_SIZE, BenchConfig, float_counterpart, plan_cells, prepare_images, run_cells
+from .variants import prepare_variants
 
 # A cell whose vessel masks (every test image) have a Dice below MIN_AGREEMENT with the variant's reference
 # engine's, or whose F1 falls more than MAX_F1_DROP below it, ran "fast and wrong". A quantized variant is
@@ -86,7 +87,8 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> tuple[list[BenchRecord
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    dirs, errors = prepare_variants(cfg)
+    dirs, errors, build_s = prepare_variants(cfg, progress)
+    t_built = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         n, desc = prepare_images(cfg, tmp / "images.npz")
@@ -99,7 +101,8 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> tuple[list[BenchRecord
             "date": time.strftime("%Y-%m-%d %H:%M"), "machine": cpu_info(), "versions": versions(), "threads": cfg.threads,
             "image_size": f"{DRIVE_SIZE[0]}x{DRIVE_SIZE[1]}", "images": desc, "peak": peak, "quick": cfg.quick,
             "timing": f"{cfg.warmup} warm-up runs, then up to {cfg.runs} timed runs (at least {cfg.min_runs}) within {cfg.budget_s:.0f} s, perf_counter; throughput with batch {cfg.batch}",
-            "wall_s": None,
+            "wall_s": None, "build_s": build_s, "build_wall_s": round(t_built - t0, 1),
+            "cell_s": {r["_key"]: r["_wall_s"] for r in raw},
         }
         write_overlays(out, records, dirs, tmp, has_labels)
     meta["wall_s"] = round(time.perf_counter() - t0, 1)

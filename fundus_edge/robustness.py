@@ -40,7 +40,7 @@ def score_perturbations(prob_fn: ProbFn, samples: Sequence, names: Sequence[str]
     perts = [None] + [parse_perturbation(n) for n in names]
     results, clean_f1 = [], None
     for p in perts:
-        acc = MetricAccumulator(threshold=threshold)
+        acc = MetricAccumulator(threshold=threshold, per_image_auc=False)
         for s in samples:
             rgb, fov = perturb_sample(p, s.rgb, s.fov)
             prob = resize_prob(prob_fn(rgb, fov), s.rgb.shape[:2])

@@ -107,7 +107,7 @@ def _f1_fn(model_dir: Path):
 
     def f1(compiled, samples) -> float:
         p = Predictor(model_dir, man, _CompiledEngine(compiled))
-        acc = MetricAccumulator(threshold=p.threshold)
+        acc = MetricAccumulator(threshold=p.threshold, per_image_auc=False)
         for s in samples:
             acc.add(p.predict(s.rgb, fov=s.fov).prob, s.label, s.fov, s.name)
         return float(acc.pooled().f1)

@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,13 @@ def test_sweep_records_every_cell(tiny_bench):
     assert by[("fp32", "onnxruntime", None)].size_mb < by[("fp32", "paddle", None)].size_mb + by[("fp32", "onnxruntime", None)].size_mb
     # p99 from a handful of runs would be the slowest run: not reported
     assert all(r.p99_ms is None for r in recs if r.timed_runs and r.timed_runs < 100)
+    # Scored cells time the accuracy pass: every test image once.
+    _, _, meta = tiny_bench
+    n_test = int(re.match(r"DRIVE test \((\d+) images", meta["images"])[1])
+    assert {r.timed_runs for r in recs if r.status == "ok" and r.f1 is not None} == {n_test}
+    # Each build was timed; the one that could not be made is an error, not a build.
+    assert set(meta["build_s"]) == {"fp32", "int8", "int8-nncf", "default-int8", "default-pruned"} and all(s > 0 for s in meta["build_s"].values())
+    assert meta["build_wall_s"] <= meta["wall_s"] and len(meta["cell_s"]) == len([r for r in recs if r.backend != "*"])
 
 
 def test_sweep_writes_reports(tiny_bench):
@@ -93,7 +101,7 @@ def test_sweep_writes_reports(tiny_bench):
     data = json.loads((out / "results.json").read_text())
     assert len(data["results"]) == len(recs) and "peak" in data["meta"]
     assert (out / "results.csv").read_text().startswith("variant,backend")
-    assert "| variant |" in (out / "results.md").read_text()
+    assert "| variant |" in (out / "results.md").read_text() and "cells" in (out / "results.md").read_text().split("| variant |")[0]
     assert (out / "pareto.png").stat().st_size > 1000
     assert list(out.glob("overlay_*.png")) and (out / "fastest_vs_most_accurate.png").stat().st_size > 1000
 

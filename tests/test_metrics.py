@@ -43,6 +43,14 @@ def test_auc_perfect_and_inverted():
     assert MetricAccumulator().add(np.array([0.5, 0.5, 0.5, 0.5]), t).auc == pytest.approx(0.5)
 
 
+def test_pooled_auc_without_per_image_auc():
+    t = np.array([0, 0, 1, 1], bool)
+    acc = MetricAccumulator(per_image_auc=False)
+    assert acc.add(np.array([0.1, 0.2, 0.8, 0.9]), t).auc is None
+    acc.add(np.array([0.9, 0.8, 0.2, 0.1]), t)
+    assert acc.pooled().auc == pytest.approx(0.5)  # the pooled figure still ranks every pixel
+
+
 def test_best_threshold_finds_separating_level():
     p = np.array([0.1, 0.2, 0.3, 0.7, 0.75, 0.9])
     t = np.array([0, 0, 0, 1, 1, 1], bool)

@@ -191,7 +191,7 @@ class Trainer:
         probs = [predict_prob(net, s.rgb, self.cfg.preprocess, net.pad_multiple) for s in val]
         net.train()
         thr, _ = best_threshold([p[s.fov] for p, s in zip(probs, val)], [s.label[s.fov] for s in val])
-        acc = MetricAccumulator(threshold=thr)
+        acc = MetricAccumulator(threshold=thr, per_image_auc=False)
         for p, s in zip(probs, val):
             acc.add(p, s.label, s.fov, s.name)
         m = acc.pooled()

@@ -1,0 +1,146 @@
+"""The bench's model folders: variants built from the shipped default (build/models/<name>), shipped models
+as they are, the imported seed U-Net and --models folders.
+
+Missing ones are built one after another at the bench's thread count, the pruned fine-tune (the one long
+build, ~10 min on 2 AVX2 cores) included. Two builds side by side at one thread each finish no sooner on 2
+cores: the fine-tune's step takes 1405 ms at one thread against 1111 ms at two (`python -m
+fundus_edge.train.throughput --config default --crop 96 --batch-size 8`), which eats what running the
+quantizer builds beside it saves.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fundus_edge.runtime.errors import FundusEdgeError, InputError
+
+def seed_unet_dir(target: Path, force: bool = False) -> Path:
+    """The seed tutorial's PaddleSeg U-Net (13.4 M), untrained (fixed seed), as a PaddleSeg user brings it:
+    exported by PaddleSeg's own path (``WrappedModel`` + ``paddle.jit.save`` + deploy.yaml, legacy program so
+    that paddle2onnx can convert it) and imported with ``import_paddleseg``."""
+    if (target / "manifest.yaml").is_file() and not force:
+        return target
+    from fundus_edge.export.paddleseg import import_paddleseg
+
+    export = target.with_name(target.name + ".paddleseg")
+    shutil.rmtree(export, ignore_errors=True)
+    export.mkdir(parents=True)
+    env = {**os.environ, "FLAGS_enable_pir_api": "0"}
+    r = subprocess.run([sys.executable, "-m", "fundus_edge.export.paddleseg_unet", str(export), "softmax"], env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise InputError(f"PaddleSeg export of the seed U-Net failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+    import_paddleseg(export, target, name="seed-unet", force=True, variant="untrained")  # untrained: speed only, no F1
+    shutil.rmtree(export, ignore_errors=True)
+    return target
+
+
+def derived_variant(shipped: Path, name: str) -> tuple[Path, str] | None:
+    """(shipped model folder, variant kind) for a name such as small-int8 or small-pruned-int8."""
+    from fundus_edge.quantize.pipeline import VARIANTS
+
+    for kind in sorted((k for k in VARIANTS if k != "fp32"), key=len, reverse=True):
+        base = shipped / name[: -len(kind) - 1]
+        if name.endswith("-" + kind) and (base / "manifest.yaml").is_file():
+            return base, kind
+    return None
+
+
+def extra_variants(extra) -> dict[str, Path]:
+    """--models folders that are model folders: variant name (the folder's name) -> folder."""
+    out: dict[str, Path] = {}
+    for d in extra:
+        name = Path(d).resolve().name
+        if name in out and out[name] != Path(d):
+            raise InputError(f"{d}: two model folders named {name!r}; rename one")
+        out[name] = Path(d)
+    return out
+
+
+def _kind(cfg, name: str) -> str:
+    """How ``name`` is found: 'variant' (built from the default), 'extra', 'seed', 'shipped', 'derived'."""
+    from fundus_edge.quantize.pipeline import VARIANTS
+
+    if name in VARIANTS:
+        return "variant"
+    if name in extra_variants(cfg.extra):
+        return "extra"
+    if name == "seed-unet":
+        return "seed"
+    if (cfg.shipped / name / "manifest.yaml").is_file():  # shipped as is (small, small-pruned)
+        return "shipped"
+    if derived_variant(cfg.shipped, name) is not None:
+        return "derived"
+    raise InputError(f"unknown variant {name!r}")
+
+
+def build_one(cfg, name: str) -> Path:
+    """Build build/models/<name> (run in a build lane)."""
+    from fundus_edge.quantize.pipeline import VARIANTS, build_variants, quantize
+
+    kind = _kind(cfg, name)
+    if kind == "seed":
+        return seed_unet_dir(cfg.models_dir / "seed-unet")
+    if not cfg.data and name != "fp32":
+        raise InputError(f"building {name} needs DATA (training images for fine-tuning and calibration)")
+    if kind == "variant":
+        default = cfg.shipped / "default"
+        if not (default / "manifest.yaml").is_file():
+            raise InputError(f"{default}: no shipped default model")
+        build_variants(default, cfg.models_dir, cfg.data, finetune_iters=cfg.finetune_iters, only=(name,), progress=False)
+    else:
+        # <shipped model>-<variant>: that shipped model compressed like the default's variant of that
+        # name, e.g. small-int8 (PTQ), small-pruned (same ratio and fine-tune as `pruned`).
+        base, what = derived_variant(cfg.shipped, name)
+        quantize(base, cfg.models_dir / name, cfg.data, finetune_iters=cfg.finetune_iters, force=True, progress=False, **VARIANTS[what])
+    return cfg.models_dir / name
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+
+
+def prepare_variants(cfg, progress: bool = True) -> tuple[dict, dict, dict]:
+    """name -> model folder for the variants that exist or could be built; name -> error otherwise; and
+    name -> seconds its build took."""
+    dirs, errors, todo = {}, {}, []
+    extra = extra_variants(cfg.extra)
+    for name in tuple(cfg.variants) + tuple(n for n in extra if n not in cfg.variants):
+        try:
+            kind = _kind(cfg, name)
+        except FundusEdgeError as exc:
+            errors[name] = _one_line(exc)
+            continue
+        if kind == "extra":
+            dirs[name] = extra[name]
+        elif kind == "shipped":
+            dirs[name] = cfg.shipped / name
+        elif (cfg.models_dir / name / "manifest.yaml").is_file():
+            dirs[name] = cfg.models_dir / name
+        elif not cfg.build:
+            errors[name] = f"InputError: {cfg.models_dir / name}: not built (run without --no-build)"
+        else:
+            todo.append(name)
+    times = _build_all(cfg, todo, dirs, errors, progress) if todo else {}
+    for name, err in errors.items():
+        print(f"variant {name}: export failed: {err}", flush=True)
+    order = list(cfg.variants) + list(extra)
+    return dict(sorted(dirs.items(), key=lambda kv: order.index(kv[0]))), errors, times
+
+
+def _build_all(cfg, todo: list[str], dirs: dict, errors: dict, progress: bool) -> dict:
+    from tqdm import tqdm
+
+    times: dict[str, float] = {}
+    for name in tqdm(todo, desc="build", unit="model", disable=not progress):
+        t0 = time.perf_counter()
+        try:
+            dirs[name] = build_one(cfg, name)
+        except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
+            errors[name] = _one_line(exc)
+            continue
+        times[name] = round(time.perf_counter() - t0, 1)
+    return times
