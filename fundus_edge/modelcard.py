@@ -32,7 +32,23 @@ def latency(model: Path, image, threads: int, policy: TimingPolicy = CARD_TIMING
     return rows
 
 
-def _log_table(log: list[dict], perturbed: tuple, refit: bool = False) -> list[str]:
+def architecture(model: dict) -> str:
+    """The network in words, from the manifest's model record."""
+    blocks = [x for x, on in (("LeakyReLU", model.get("act") == "leaky"), ("residual 1x1 shortcuts", model.get("residual")), ("conv bridges on the skips", model.get("bridge"))) if on]
+    extra = "".join(f", {b}" for b in blocks)
+    if model.get("arch") == "wnet":
+        b = int(model["base"])
+        widths = "/".join(str(b * 2 ** i) for i in range(int(model["depth"]) + 1))
+        return f"W-Net (two stacked U-Nets, the second reading the image and the first one's vessel probability; widths {widths}{extra})"
+    return f"U-Net ({model['arch']}, base {model['base']}, depth {model['depth']}{extra})"
+
+
+def schedule(o) -> str:
+    # The cycles share the iterations after warm-up (train/config.py).
+    return f"{o.schedule} ({o.cycles} cycles of {(o.iters - o.warmup) // o.cycles} iterations)" if o.schedule == "cosine-restarts" else o.schedule
+
+
+def _log_table(log: list[dict], perturbed: tuple, refit: bool = False, select: str = "robust") -> list[str]:
     if refit:
         return ["Training loss (a refit has no validation split; its figures are in the validation run's table, Experiments):", "",
                 "| iteration | loss (EMA) | learning rate |", "| --- | --- | --- |",
@@ -40,7 +56,8 @@ def _log_table(log: list[dict], perturbed: tuple, refit: bool = False) -> list[s
     if not perturbed:
         return ["| iteration | val F1 | val AUC | threshold |", "| --- | --- | --- | --- |",
                 *[f"| {r['iteration']} | {float(r['val_f1']):.4f} | {float(r['val_auc']):.4f} | {float(r['threshold']):.3f} |" for r in log]]
-    return [f"Validation F1 clean and mean F1 under {', '.join(perturbed)} (the checkpoint kept is the best mean of the two):", "",
+    kept = "the best mean of the two" if select == "robust" else "the best clean F1"
+    return [f"Validation F1 clean and mean F1 under {', '.join(perturbed)} (the checkpoint kept is {kept}):", "",
             "| iteration | val F1 clean | val F1 perturbed | val AUC | threshold |", "| --- | --- | --- | --- | --- |",
             *[f"| {r['iteration']} | {float(r['val_f1']):.4f} | {float(r['val_f1_perturbed']):.4f} | {float(r['val_auc']):.4f} | {float(r['threshold']):.3f} |" for r in log]]
 
@@ -133,7 +150,7 @@ def _pruned_card(model: Path, data: str, threads: int, command: str, perturb: bo
     return [
         f"# Model card: `{model.name}`",
         "",
-        f"Vessel segmentation U-Net ({man.model['arch']}, base {man.model['base']}, depth {man.model['depth']}) with {pr['ratio']:.0%} of the filters of every "
+        f"Vessel segmentation {architecture(man.model)} with {pr['ratio']:.0%} of the filters of every "
         f"3x3 convolution removed: {man.model['params']:,} parameters (from {pr['params_before']:,}), {man.model['gmac']:.2f} GMAC at {man.model['gmac_at']} "
         f"(from {pr['gmac_before']:.2f}). Input: {man.preprocess.channels}, scaled to [-1, 1]; output: vessel probability; threshold {man.threshold:.3f} "
         f"(the source model's).",
@@ -202,7 +219,7 @@ def main(argv=None) -> int:
     lines = [
         f"# Model card: `{man.name}`",
         "",
-        f"Vessel segmentation U-Net ({man.model['arch']}, base {man.model['base']}, depth {man.model['depth']}): "
+        f"Vessel segmentation {architecture(man.model)}: "
         f"{man.model['params']:,} parameters, {man.model['gmac']:.2f} GMAC at {man.model['gmac_at']}. "
         f"Input: RGB + CLAHE green ({man.preprocess.channels}), scaled to [-1, 1]; output: vessel probability; threshold {man.threshold:.3f} ({thr_src}).",
         "",
@@ -210,7 +227,8 @@ def main(argv=None) -> int:
         f"- Command: `{a.train_command or 'fundus-edge train --config ' + man.name}`",
         data_line,
         f"- Recipe: {o.batch_size} random {o.crop}x{o.crop} crops per step, rotation/scale/flip/90° turns, colour jitter; cross-entropy + {o.dice_weight} x Dice (vessel); "
-        f"Adam, {o.schedule} from {o.lr} with {o.warmup} warm-up steps, weight decay {o.weight_decay}.",
+        f"Adam, {schedule(o)} from {o.lr} with {o.warmup} warm-up steps, weight decay {o.weight_decay}."
+        + (f" Both U-Nets' outputs supervised (the first with weight {o.aux_weight}); only the second is exported." if man.model.get("arch") == "wnet" else ""),
         iters_line,
         "",
         "Config (`" + str(run / "config.yaml") + "`):",
@@ -219,7 +237,7 @@ def main(argv=None) -> int:
         (run / "config.yaml").read_text().strip(),
         "```",
         "",
-        *_log_table(log, best.config.optim.val_perturb, refit),
+        *_log_table(log, best.config.optim.val_perturb, refit, best.config.optim.select),
         "",
         *_test_section(rep),
         *_latency_section(model, a.data, a.threads),
