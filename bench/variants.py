@@ -2,10 +2,10 @@
 as they are, the imported seed U-Net and --models folders.
 
 Missing ones are built one after another at the bench's thread count, the pruned fine-tune (the one long
-build, ~10 min on 2 AVX2 cores) included. Two builds side by side at one thread each finish no sooner on 2
-cores: the fine-tune's step takes 1405 ms at one thread against 1111 ms at two (`python -m
-fundus_edge.train.throughput --config default --crop 96 --batch-size 8`), which eats what running the
-quantizer builds beside it saves.
+build, 644 s of 794 on 2 AVX2 cores) included. Two lanes of one thread would not finish sooner there: the
+fine-tune's step takes 1405 ms at one thread against 1111 ms at two (`python -m
+fundus_edge.train.throughput --config default --crop 96 --batch-size 8`), +170 s, about what the other
+builds (150 s) would save by running beside it.
 """
 from __future__ import annotations
 
