@@ -84,7 +84,7 @@ def _latency_section(model: Path, data: str, threads: int) -> list[str]:
 
     img = read_image(sorted((Path(data) / "test" / "images").iterdir())[0])
     cpu, isa = cpu_model_and_flags()[0], ", ".join(isa_flags()) or "none of interest"
-    return [f"## Latency (one 584x565 DRIVE image, {threads} threads, engine call, median of 15; measured {time.strftime('%Y-%m-%d')})",
+    return [f"## Latency (one 584x565 DRIVE image, {threads} thread{'s' if threads != 1 else ''}, engine call, median of 15; measured {time.strftime('%Y-%m-%d')})",
             f"CPU: {cpu}, ISA flags {isa} (timings differ several-fold between CPUs: compare within one card or one bench run).", "",
             "| engine | precision | ms |", "| --- | --- | --- |",
             *[f"| {e} | {p} | {ms:.1f} |" for e, p, ms in latency(model, img, threads)], ""]
