@@ -100,7 +100,9 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> tuple[list[BenchRecord
         meta = {
             "date": time.strftime("%Y-%m-%d %H:%M"), "machine": cpu_info(), "versions": versions(), "threads": cfg.threads,
             "image_size": f"{DRIVE_SIZE[0]}x{DRIVE_SIZE[1]}", "images": desc, "peak": peak, "quick": cfg.quick,
-            "timing": f"{cfg.warmup} warm-up runs, then up to {cfg.runs} timed runs (at least {cfg.min_runs}) within {cfg.budget_s:.0f} s, perf_counter; throughput with batch {cfg.batch}",
+            "timing": (f"{cfg.warmup} warm-up runs, then each test image once (the accuracy pass)" if has_labels else
+                       f"{cfg.warmup} warm-up runs, then the images in turn, up to {cfg.runs} timed runs (at least {cfg.min_runs}) within {cfg.budget_s:.0f} s")
+                      + f", perf_counter; throughput with batch {cfg.batch}",
             "wall_s": None, "build_s": build_s, "build_wall_s": round(t_built - t0, 1),
             "cell_s": {r["_key"]: r["_wall_s"] for r in raw},
         }
