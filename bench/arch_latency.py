@@ -1,0 +1,96 @@
+"""Inference time of untrained networks: what an architecture will cost before hours of training it.
+The graph, not the weights, sets the time, so each network is built from a config with random weights,
+exported to ONNX and timed through the runtime on one fundus-sized image.
+
+    python -m fundus_edge.bench.arch_latency --config wnet --data DRIVE \
+        --try residual=false --try bridge=false --try residual=false,bridge=false
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import yaml
+
+
+def _overrides(text: str) -> dict:
+    """'residual=false,base=8' -> {'residual': False, 'base': 8} (values read as YAML)."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise SystemExit(f"--try {text!r}: expected key=value pairs, got {part!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _image(data: str | None):
+    """DRIVE test image 01, or a synthetic fundus-sized one (a bright disc on black)."""
+    import numpy as np
+
+    if data:
+        from fundus_edge.train.data import discover, load_sample
+
+        return load_sample(discover(data, split="test")[0]).rgb
+    rng = np.random.default_rng(0)
+    h, w = 584, 565
+    yy, xx = np.mgrid[:h, :w]
+    img = rng.integers(60, 200, (h, w, 3)).astype(np.uint8)
+    img[(yy - h / 2) ** 2 + (xx - w / 2) ** 2 >= (min(h, w) / 2 - 10) ** 2] = 0
+    return img
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="wnet", help="a config name or YAML file")
+    ap.add_argument("--try", dest="tries", action="append", default=[], metavar="KEY=VALUE[,...]",
+                    help="model settings to change (base, depth, act, residual, bridge, arch); repeatable; the config itself is always timed")
+    ap.add_argument("--data", help="DRIVE (test image 01); a synthetic image without it")
+    ap.add_argument("--backends", default="openvino,onnxruntime")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=5, help="timed runs per network and engine in each round")
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args(argv)
+
+    from fundus_edge.export.exporter import export_checkpoint
+    from fundus_edge.runtime.predictor import Predictor
+    from fundus_edge.timing import Timing, TimingPolicy, time_calls
+    from fundus_edge.train.checkpoint import save_checkpoint
+    from fundus_edge.train.config import resolve_config
+    from fundus_edge.train.model import network_from_config
+
+    from .machine import cpu_info
+
+    cfg = resolve_config(a.config)
+    img = _image(a.data)
+    backends = [b.strip() for b in a.backends.split(",") if b.strip()]
+    info = cpu_info()
+    print(f"untrained networks, engine p50 of {a.rounds} rounds x {a.runs} runs (round-robin), {a.threads} threads; CPU {info['cpu']}, ISA flags {', '.join(info['isa_flags'])}\n")
+    print("| network | GMAC | params | " + " | ".join(f"{b} ms" for b in backends) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in backends) + " |")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        for i, change in enumerate([""] + a.tries):
+            c = cfg.with_overrides(model=_overrides(change)) if change else cfg
+            net = network_from_config(c.model, c.preprocess.in_channels)
+            ck, out = Path(tmp) / f"{i}" / "ckpt", Path(tmp) / f"{i}" / "model"
+            save_checkpoint(ck, net, None, c, 0, 0.5, {}, 0.0)
+            r = export_checkpoint(ck, out, formats=("onnx",), force=True)
+            rows.append((f"{a.config}{' ' + change if change else ''}", r, [Predictor.load(out, backend=b, threads=a.threads) for b in backends]))
+        # Round-robin: every network is timed in every round, so a drift of the machine's speed (a shared
+        # VM's neighbours, clocks) spreads over all rows instead of landing on the ones timed last.
+        samples = {(i, j): [] for i in range(len(rows)) for j in range(len(backends))}
+        for _ in range(a.rounds):
+            for i, (_, _, preds) in enumerate(rows):
+                for j, p in enumerate(preds):
+                    t = time_calls(lambda p=p: p.predict(img).engine_ms, TimingPolicy(warmup=2, runs=a.runs, min_runs=a.runs, budget_s=0.0))
+                    samples[i, j] += t.samples_ms
+        for i, (name, r, _) in enumerate(rows):
+            cells = [f"{Timing(tuple(samples[i, j])).p50:.1f}" for j in range(len(backends))]
+            print(f"| {name} | {r.gmac:.2f} | {r.params:,} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
