@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from fundus_edge.runtime.errors import FundusEdgeError, InputError
+from fundus_edge.runtime.errors import FundusEdgeError, InputError, one_line
 
 def seed_unet_dir(target: Path, force: bool = False) -> Path:
     """The seed tutorial's PaddleSeg U-Net (13.4 M), untrained (fixed seed), as a PaddleSeg user brings it:
@@ -78,7 +78,7 @@ def _kind(cfg, name: str) -> str:
 
 
 def build_one(cfg, name: str) -> Path:
-    """Build build/models/<name> (run in a build lane)."""
+    """Build build/models/<name>."""
     from fundus_edge.quantize.pipeline import VARIANTS, build_variants, quantize
 
     kind = _kind(cfg, name)
@@ -99,10 +99,6 @@ def build_one(cfg, name: str) -> Path:
     return cfg.models_dir / name
 
 
-def _one_line(exc: BaseException) -> str:
-    return f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-
-
 def prepare_variants(cfg, progress: bool = True) -> tuple[dict, dict, dict]:
     """name -> model folder for the variants that exist or could be built; name -> error otherwise; and
     name -> seconds its build took."""
@@ -112,7 +108,7 @@ def prepare_variants(cfg, progress: bool = True) -> tuple[dict, dict, dict]:
         try:
             kind = _kind(cfg, name)
         except FundusEdgeError as exc:
-            errors[name] = _one_line(exc)
+            errors[name] = one_line(exc)
             continue
         if kind == "extra":
             dirs[name] = extra[name]
@@ -140,7 +136,7 @@ def _build_all(cfg, todo: list[str], dirs: dict, errors: dict, progress: bool) -
         try:
             dirs[name] = build_one(cfg, name)
         except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
-            errors[name] = _one_line(exc)
+            errors[name] = one_line(exc)
             continue
         times[name] = round(time.perf_counter() - t0, 1)
     return times
