@@ -26,19 +26,16 @@ def _overrides(text: str) -> dict:
 
 
 def _image(data: str | None):
-    """DRIVE test image 01, or a synthetic fundus-sized one (a bright disc on black)."""
+    """DRIVE test image 01, or a synthetic fundus-sized one."""
     import numpy as np
 
     if data:
         from fundus_edge.train.data import discover, load_sample
 
         return load_sample(discover(data, split="test")[0]).rgb
-    rng = np.random.default_rng(0)
-    h, w = 584, 565
-    yy, xx = np.mgrid[:h, :w]
-    img = rng.integers(60, 200, (h, w, 3)).astype(np.uint8)
-    img[(yy - h / 2) ** 2 + (xx - w / 2) ** 2 >= (min(h, w) / 2 - 10) ** 2] = 0
-    return img
+    from .runner import synthetic_fundus
+
+    return synthetic_fundus(np.random.default_rng(0))
 
 
 def main(argv=None) -> int:

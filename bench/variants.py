@@ -60,13 +60,13 @@ def extra_variants(extra) -> dict[str, Path]:
     return out
 
 
-def _kind(cfg, name: str) -> str:
+def _kind(cfg, name: str, extra: dict) -> str:
     """How ``name`` is found: 'variant' (built from the default), 'extra', 'seed', 'shipped', 'derived'."""
     from fundus_edge.quantize.pipeline import VARIANTS
 
     if name in VARIANTS:
         return "variant"
-    if name in extra_variants(cfg.extra):
+    if name in extra:
         return "extra"
     if name == "seed-unet":
         return "seed"
@@ -77,11 +77,10 @@ def _kind(cfg, name: str) -> str:
     raise InputError(f"unknown variant {name!r}")
 
 
-def build_one(cfg, name: str) -> Path:
-    """Build build/models/<name>."""
+def build_one(cfg, name: str, kind: str) -> Path:
+    """Build build/models/<name> (``kind`` as ``_kind`` says)."""
     from fundus_edge.quantize.pipeline import VARIANTS, build_variants, quantize
 
-    kind = _kind(cfg, name)
     if kind == "seed":
         return seed_unet_dir(cfg.models_dir / "seed-unet")
     if not cfg.data and name != "fp32":
@@ -106,7 +105,7 @@ def prepare_variants(cfg, progress: bool = True) -> tuple[dict, dict, dict]:
     extra = extra_variants(cfg.extra)
     for name in tuple(cfg.variants) + tuple(n for n in extra if n not in cfg.variants):
         try:
-            kind = _kind(cfg, name)
+            kind = _kind(cfg, name, extra)
         except FundusEdgeError as exc:
             errors[name] = one_line(exc)
             continue
@@ -119,7 +118,7 @@ def prepare_variants(cfg, progress: bool = True) -> tuple[dict, dict, dict]:
         elif not cfg.build:
             errors[name] = f"InputError: {cfg.models_dir / name}: not built (run without --no-build)"
         else:
-            todo.append(name)
+            todo.append((name, kind))
     times = _build_all(cfg, todo, dirs, errors, progress) if todo else {}
     for name, err in errors.items():
         print(f"variant {name}: export failed: {err}", flush=True)
@@ -127,14 +126,14 @@ def prepare_variants(cfg, progress: bool = True) -> tuple[dict, dict, dict]:
     return dict(sorted(dirs.items(), key=lambda kv: order.index(kv[0]))), errors, times
 
 
-def _build_all(cfg, todo: list[str], dirs: dict, errors: dict, progress: bool) -> dict:
+def _build_all(cfg, todo: list[tuple[str, str]], dirs: dict, errors: dict, progress: bool) -> dict:
     from tqdm import tqdm
 
     times: dict[str, float] = {}
-    for name in tqdm(todo, desc="build", unit="model", disable=not progress):
+    for name, kind in tqdm(todo, desc="build", unit="model", disable=not progress):
         t0 = time.perf_counter()
         try:
-            dirs[name] = build_one(cfg, name)
+            dirs[name] = build_one(cfg, name, kind)
         except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
             errors[name] = one_line(exc)
             continue
