@@ -7,7 +7,7 @@ THREADS ?= 2
 BENCH_ARGS ?=
 export OMP_NUM_THREADS ?= $(THREADS)
 
-.PHONY: install test test-all bench bench-quick bench-pytest variants models clean
+.PHONY: install test test-all bench bench-quick bench-pytest variants models runs-save runs-restore clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -66,6 +66,24 @@ models: install
 		--train-command "fundus-edge train --config small --data DRIVE --iters 4000 --val-count 0 --threshold 0.571 --threads 1 --out runs/small-refit; fundus-edge train --config small-robust --init runs/small-refit/best --data DRIVE --val-count 0 --threshold 0.571 --threads 1 --out runs/small-robust-refit; fundus-edge export runs/small-robust-refit/best --out models/small --formats pir,onnx"
 	$(BIN)/fundus-edge quantize models/small --out models/small-pruned --prune 0.5 --data $(DATA) --force
 	$(BIN)/python -m fundus_edge.modelcard --model models/small-pruned --data $(DATA) --perturb
+
+# Long training runs outlive a session but not a new machine (runs/ is outside git). Their resumable state
+# (last/ with the optimizer, best/, cand-*/, log, status, config: about 1 MB a W-Net run) is kept in git:
+# `make runs-save` before a session stops, `make runs-restore` on a machine whose runs/ lacks them, then
+# `fundus-edge train ... --out runs/NAME --resume` continues exactly where the saved last/ stood.
+STATE ?= train-state
+runs-save:
+	@for r in runs/*/; do n=$$(basename $$r); [ -f $$r/last/checkpoint.yaml ] || continue; \
+	  rm -rf $(STATE)/$$n.tmp && mkdir -p $(STATE)/$$n.tmp && \
+	  cp -r $$r/last $$r/log.csv $$r/status.yaml $$r/config.yaml $(STATE)/$$n.tmp/ && \
+	  for d in $$r/best $$r/cand-*; do [ ! -d $$d ] || cp -r $$d $(STATE)/$$n.tmp/; done && \
+	  rm -rf $(STATE)/$$n && mv $(STATE)/$$n.tmp $(STATE)/$$n && \
+	  echo "saved $$n at iteration $$(sed -n 's/^iteration: //p' $(STATE)/$$n/last/checkpoint.yaml)"; done
+
+runs-restore:
+	@for s in $(STATE)/*/; do n=$$(basename $$s); \
+	  if [ -e runs/$$n ]; then echo "runs/$$n exists: kept (remove it to restore the saved state)"; \
+	  else mkdir -p runs && cp -r $$s runs/$$n && echo "restored runs/$$n at iteration $$(sed -n 's/^iteration: //p' runs/$$n/last/checkpoint.yaml)"; fi; done
 
 clean:
 	rm -rf build

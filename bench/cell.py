@@ -113,11 +113,11 @@ def run_cell(spec: dict) -> dict:
             m = acc.pooled()
             rec.update(f1=m.f1, iou=m.iou, auc=m.auc, acc=m.acc, se=m.se, sp=m.sp)
         if spec.get("reference_mask"):
-            rec["agreement"] = vessel_dice(load_masks(spec["reference_mask"]), masks)
+            rec["agreement"] = vessel_dice(*_common(load_masks(spec["reference_mask"]), masks, scored))
         else:
             save_masks(spec["save_mask"], masks)
         if spec.get("float_reference_mask"):
-            rec["agreement_float"] = vessel_dice(load_masks(spec["float_reference_mask"]), masks)
+            rec["agreement_float"] = vessel_dice(*_common(load_masks(spec["float_reference_mask"]), masks, scored))
         rec["status"] = "ok"
     except Exception as exc:  # noqa: BLE001
         rec.update(status="run_failed", error=one_line(exc))
@@ -133,6 +133,16 @@ def save_masks(path: str, masks: list[np.ndarray]) -> None:
 def load_masks(path: str) -> list[np.ndarray]:
     with np.load(path, allow_pickle=False) as z:
         return [z[k] for k in sorted(z.files)]
+
+
+def _common(ref: list[np.ndarray], masks: list[np.ndarray], scored: bool):
+    """The masks to compare. An unscored cell keeps as many as its own speed allows (a slow one its first
+    image only), so its reference may hold more: compare the images both kept. A scored cell keeps every
+    image, and any difference in count stays an error."""
+    if scored:
+        return ref, masks
+    n = min(len(ref), len(masks))
+    return ref[:n], masks[:n]
 
 
 def vessel_dice(a: list[np.ndarray], b: list[np.ndarray]) -> float:

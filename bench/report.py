@@ -45,15 +45,19 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
     lines = [
         f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, ISA flags {', '.join(meta['machine']['isa_flags']) or 'none of interest'}; "
         f"{meta['threads']} threads; {meta['images']}; image {meta['image_size']}; {meta['date']}.",
-        f"Peak ({peak.get('method', 'n/a')}): FP32 {peak.get('fp32_gflops')} GFLOP/s (OpenVINO), {peak.get('numpy_fp32_gflops')} (numpy), BF16 {peak.get('bf16_gflops')} GFLOP/s.",
+        f"Peak ({peak.get('method', 'n/a')}): FP32 {peak.get('fp32_gflops')} GFLOP/s (OpenVINO), {peak.get('numpy_fp32_gflops')} (numpy), BF16 {peak.get('bf16_gflops')} GFLOP/s, INT8 {peak.get('int8_gops')} GOP/s.",
         "p50/p90/p99: engine call only, every test image once after warm-up (without labels: the images in turn within a time budget); "
         "e2e: with preprocessing (CLAHE) and postprocessing. GFLOP: the model at the whole "
         "padded image; net input: what the engine ran (the FOV's bounding box, padded). Roofline: GFLOP/s from direct convolution MACs "
-        "at the net input over the measured peak of the precision that ran; Winograd kernels can exceed 1.",
+        "at the net input over the measured peak of the precision that ran (INT8 for int8 rows, their float layers included); "
+        "Winograd kernels can exceed 1.",
         *([_wall_line(meta)] if meta.get("wall_s") else []),
         "",
         head, sep, *rows,
     ]
+    summary = headline(records)
+    if summary:
+        lines += ["", "Against the project's targets (computed from the rows above; ok rows only):", *summary]
     failed = [r for r in records if r.status != "ok"]
     if failed:
         lines += ["", "Cells not ok:"] + [f"- {r.variant} / {r.backend}: {r.status}: {r.error}" for r in failed]
@@ -61,6 +65,56 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
     if noted:
         lines += ["", "Notes:"] + [f"- {r.variant} / {r.backend}: {r.note}" for r in noted]
     return "\n".join(lines) + "\n"
+
+
+# The accuracy the project's speed targets are stated at ("F1 >= 0.82 in milliseconds").
+F1_TARGET = 0.82
+
+
+def headline(records: list[BenchRecord]) -> list[str]:
+    """The figures the targets are stated in, from the records alone: the fastest row at F1 >= 0.82 and
+    the fastest scored row, each against the seed U-Net on its fastest engine, and each INT8 variant's
+    fastest row against the fastest float row of its model on the same engine. A wrong_output row never
+    counts: it is fast and wrong."""
+    from .runner import float_counterpart
+
+    ok = [r for r in records if r.status == "ok" and r.p50_ms]
+    fastest = lambda rs: min(rs, key=lambda r: r.p50_ms)  # noqa: E731
+
+    def name(r: BenchRecord) -> str:
+        dev = f", {r.device}" if r.device and r.device != "cpu" else ""
+        return f"{r.variant} on {r.backend} ({r.precision}{dev})"
+
+    seeds = [r for r in ok if r.variant == "seed-unet"]
+    seed = fastest(seeds) if seeds else None
+
+    def vs_seed(r: BenchRecord) -> str:
+        return f"; {seed.p50_ms / r.p50_ms:.1f}x the seed U-Net on its fastest engine ({name(seed)}, {seed.p50_ms:.1f} ms)" if seed else ""
+
+    out = []
+    scored = [r for r in ok if r.f1 is not None]
+    good = [r for r in scored if r.f1 >= F1_TARGET]
+    if good:
+        r = fastest(good)
+        out.append(f"- Fastest row with F1 >= {F1_TARGET}: {name(r)}, p50 {r.p50_ms:.1f} ms, F1 {r.f1:.4f}{vs_seed(r)}.")
+    elif scored:
+        out.append(f"- No row reaches F1 >= {F1_TARGET} (best {max(r.f1 for r in scored):.4f}).")
+    if scored:
+        r = fastest(scored)
+        out.append(f"- Fastest scored row: {name(r)}, p50 {r.p50_ms:.1f} ms, F1 {r.f1:.4f}{vs_seed(r)}.")
+    pairs = []
+    for base in dict.fromkeys(float_counterpart(r.variant) for r in ok):
+        for engine in dict.fromkeys(r.backend for r in ok):
+            q = [r for r in ok if r.backend == engine and float_counterpart(r.variant) == base and "int8" in (r.precision or "")]
+            f = [r for r in ok if r.backend == engine and r.variant == base]
+            if base and q and f:
+                qi, fl = fastest(q), fastest(f)
+                df = "" if qi.f1 is None or fl.f1 is None else f", F1 {qi.f1 - fl.f1:+.4f}"
+                pairs.append(f"{base} on {engine}: {qi.variant} ({qi.precision}) {qi.p50_ms:.1f} ms vs {fl.precision} {fl.p50_ms:.1f} ms = "
+                             f"{fl.p50_ms / qi.p50_ms:.2f}x{df}")
+    if pairs:
+        out.append("- INT8 against the fastest float row of its model on the same engine: " + "; ".join(pairs) + ".")
+    return out
 
 
 def _wall_line(meta: dict) -> str:

@@ -42,6 +42,14 @@ def _read_files(man, fmt: str | None) -> list[str]:
     return list(man.formats.get(fmt) or man.files)
 
 
+def peak_for(precision: str, peak: dict) -> float | None:
+    """The measured peak a row's roofline is taken against: INT8 for any row whose convolutions ran in
+    integers (int8, int8+fp32, int8+bf16), else BF16 or FP32; None where that peak was not measured."""
+    if "int8" in precision and "sim" not in precision:
+        return peak.get("int8_gops")
+    return peak.get("bf16_gflops") if "bf16" in precision else peak.get("fp32_gflops")
+
+
 def finalize(raw: list[dict], dirs: dict, errors: dict, peak: dict) -> list[BenchRecord]:
     recs = []
     ref_f1 = {}
@@ -58,8 +66,7 @@ def finalize(raw: list[dict], dirs: dict, errors: dict, peak: dict) -> list[Benc
             if d.get("p50_ms"):
                 # The work actually done: the network ran on the FOV's box, not the whole padded frame.
                 d["gflops_per_s"] = gflops * _pixel_ratio(d.get("input_hw"), man.model) / (d["p50_ms"] / 1e3)
-                prec = d.get("precision") or "fp32"
-                pk = peak.get("bf16_gflops") if "bf16" in prec else peak.get("fp32_gflops")
+                pk = peak_for(d.get("precision") or "fp32", peak)
                 # The measured peak is the CPU's: a GPU row gets no roofline fraction.
                 on_gpu = str(d.get("device") or "").startswith("gpu")
                 d["roofline_frac"] = d["gflops_per_s"] / pk if pk and not on_gpu else None

@@ -273,6 +273,15 @@ def test_slow_unscored_model_compares_its_first_image_only(tiny_model, tmp_path)
         rec = run_cell({**spec, "accuracy": accuracy, "save_mask": str(out)})
         assert rec["status"] == "ok" and len(load_masks(str(out))) == n
         assert (rec.get("f1") is not None) == accuracy
+    # A reference cell fast enough to keep all three masks, then a slow cell that keeps one: they are
+    # compared on the image both kept (the seed U-Net on an AVX-512 CPU: ONNX Runtime under 2 s, Paddle over).
+    ref = tmp_path / "ref.npz"
+    assert run_cell({**spec, "accuracy": False, "slow_ms": 1e9, "runs": 3, "min_runs": 3, "save_mask": str(ref)})["status"] == "ok" and len(load_masks(str(ref))) == 3
+    rec = run_cell({**spec, "accuracy": False, "reference_mask": str(ref)})
+    assert rec["status"] == "ok" and rec["agreement"] == 1.0
+    # a scored cell whose reference holds other images is still an error
+    rec = run_cell({**spec, "images": _cell_spec(tiny_model, tmp_path, "onnxruntime")["images"], "accuracy": True, "reference_mask": str(ref)})
+    assert rec["status"] == "run_failed" and "reference masks do not match" in rec["error"]
 
 
 def test_paddle_profile_names_onednn_kernels(tiny_model):
@@ -285,3 +294,41 @@ def test_paddle_profile_names_onednn_kernels(tiny_model):
     agg = profile_paddle(tiny_model, x, threads=1, runs=2)
     convs = {k: v for k, v in agg.items() if k[0].startswith("convolution (f32)")}
     assert convs and all(v > 0 for v in convs.values()) and all(k[1] for k in convs)
+
+
+def test_headline_states_the_targets_from_ok_rows_only():
+    from fundus_edge.bench.report import headline
+
+    recs = [
+        BenchRecord("fp32", "openvino", precision="bf16", p50_ms=30.0, f1=0.8222),
+        BenchRecord("int8-nncf", "openvino", precision="int8+fp32", p50_ms=20.0, f1=0.8206),
+        BenchRecord("int8-ort", "openvino", precision="int8+fp32", p50_ms=10.0, f1=0.8210, status="wrong_output"),  # fast and wrong
+        BenchRecord("small", "openvino", precision="bf16", p50_ms=15.0, f1=0.8160),
+        BenchRecord("seed-unet", "onnxruntime", precision="fp32", p50_ms=1000.0),
+        BenchRecord("seed-unet", "openvino", precision="bf16", p50_ms=200.0),
+    ]
+    lines = headline(recs)
+    assert lines[0].startswith("- Fastest row with F1 >= 0.82: int8-nncf on openvino (int8+fp32), p50 20.0 ms")
+    assert "10.0x the seed U-Net on its fastest engine (seed-unet on openvino (bf16), 200.0 ms)" in lines[0]
+    assert lines[1].startswith("- Fastest scored row: small on openvino (bf16), p50 15.0 ms") and "13.3x" in lines[1]
+    assert "fp32 on openvino: int8-nncf (int8+fp32) 20.0 ms vs bf16 30.0 ms = 1.50x, F1 -0.0016" in lines[2]
+    assert headline([BenchRecord("small", "openvino", precision="bf16", p50_ms=15.0, f1=0.8160)])[0] == "- No row reaches F1 >= 0.82 (best 0.8160)."
+    meta = {"machine": {"cpu": "X", "cores": 2, "isa_flags": ["avx2"]}, "threads": 2, "images": "d", "image_size": "584x565", "date": "t", "peak": {}}
+    assert "Against the project's targets" in markdown(recs, meta)
+
+
+def test_int8_rows_take_the_int8_peak():
+    from fundus_edge.bench.sweep import peak_for
+
+    peak = {"fp32_gflops": 100.0, "bf16_gflops": 400.0, "int8_gops": 800.0}
+    assert [peak_for(p, peak) for p in ("fp32", "bf16", "int8", "int8+fp32", "int8+bf16", "int8-sim")] == [100.0, 400.0, 800.0, 800.0, 800.0, 100.0]
+    assert peak_for("int8", {"fp32_gflops": 100.0}) is None  # no INT8 peak measured: no roofline, not a float one
+
+
+def test_peak_measures_an_integer_product():
+    """The INT8 peak is a u8 x s8 product that OpenVINO really runs in integers (AVX2, VNNI or AMX)."""
+    from fundus_edge.bench.machine import measure_peak
+
+    peak = measure_peak(1, n=256)
+    assert "error" not in peak, peak.get("error")
+    assert peak["fp32_gflops"] > 0 and peak["int8_gops"] > 0
