@@ -39,6 +39,10 @@ def cmd_train(a) -> int:
     out = Path(a.out) if a.out else Path("runs") / cfg.name
     res = Trainer(cfg, out, device=a.device, progress=not a.no_progress, init_weights=a.init,
                   checkpoint_minutes=a.checkpoint_minutes, to_static=a.to_static).fit(resume=a.resume, force=a.force)
+    if res.stopped_at is not None:
+        print(f"stopped by SIGTERM at iteration {res.stopped_at} of {cfg.optim.iters}; {res.out_dir}/last is saved there: "
+              f"continue with the same command and --resume")
+        return 143  # 128 + SIGTERM, as a shell reports a process the signal ended
     if cfg.data.val_count == 0:
         kept = f"no validation split (refit): {res.out_dir}/best holds the final weights with threshold {res.threshold:.3f}"
     else:

@@ -1,4 +1,6 @@
 import csv
+import os
+import signal
 
 import pytest
 import yaml
@@ -216,6 +218,34 @@ def test_timed_checkpoints_resume_exactly(tmp_path, tiny_config):
     rows = list(csv.DictReader(open(tmp_path / "killed" / "log.csv")))
     assert [int(r["iteration"]) for r in rows] == [6]
     assert yaml.safe_load((tmp_path / "killed" / "status.yaml").read_text())["event"] == "finished"
+
+
+class _TermAt(Trainer):
+    """A run that is sent SIGTERM (as a scheduler or a session's end sends it) during iteration 2."""
+
+    def _batch(self, train, it):
+        if it == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super()._batch(train, it)
+
+
+def test_sigterm_stops_after_the_step_with_last_saved_and_resumes_exactly(tmp_path, tiny_config):
+    import numpy as np
+    import paddle
+
+    cfg = tiny_config.with_overrides(optim={"iters": 5, "val_every": 5})
+    Trainer(cfg, tmp_path / "whole", device="cpu", progress=False).fit()
+    before = signal.getsignal(signal.SIGTERM)
+    res = _TermAt(cfg, tmp_path / "term", device="cpu", progress=False, checkpoint_minutes=0).fit()
+    assert res.stopped_at == 3 and signal.getsignal(signal.SIGTERM) == before  # the handler is put back
+    last = read_checkpoint(tmp_path / "term" / "last")
+    assert last.iteration == 3 and last.extra.get("stopped") == "SIGTERM"
+    assert yaml.safe_load((tmp_path / "term" / "status.yaml").read_text())["event"] == "stopped (SIGTERM) at 3"
+    Trainer(cfg, tmp_path / "term", device="cpu", progress=False).fit(resume=True)
+    a = paddle.load(str(tmp_path / "whole" / "last" / "model.pdparams"))
+    b = paddle.load(str(tmp_path / "term" / "last" / "model.pdparams"))
+    for k in a:
+        np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
 
 
 def test_static_graph_training_step_matches_dygraph(tmp_path, tiny_config):

@@ -31,6 +31,31 @@ class TrainResult:
     elapsed_s: float
     device: str
     iters_per_s: float
+    stopped_at: int | None = None  # the iteration a SIGTERM stopped the run at (last/ saved there), else None
+
+
+class StopRequest:
+    """SIGTERM asks a run to stop after the step in progress, with last/ saved there, instead of losing up
+    to ``checkpoint_minutes`` of work (a scheduler, or a session that ends, sends it before killing).
+    Installed only in the main thread (only it may set handlers) and restored when the run ends."""
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.asked, self._prev = False, None
+        if threading.current_thread() is threading.main_thread():
+            self._prev = signal.signal(signal.SIGTERM, self._ask)
+
+    def _ask(self, signum, frame) -> None:
+        self.asked = True
+
+    def restore(self) -> None:
+        import signal
+
+        if self._prev is not None:
+            signal.signal(signal.SIGTERM, self._prev)
+            self._prev = None
 
 
 def select_device(device: str = "auto") -> str:
@@ -345,54 +370,70 @@ class Trainer:
         status.write(start, elapsed0, start, t0, loss_ema, best_f1, best_it, f"resumed at {start}" if resume else "started")
         thr_now = best_thr
         it = start
-        for it in bar:
-            x, y = self._batch(train, it)
-            xt, yt = paddle.to_tensor(x), paddle.to_tensor(y)
-            if amp:
-                with paddle.amp.auto_cast():
-                    loss = self._loss(step, teacher, loss_fn, xt, yt)
-                scaler.scale(loss).backward()
-                scaler.minimize(opt, loss)
-            else:
-                loss = self._loss(step, teacher, loss_fn, xt, yt)
-                loss.backward()
-                opt.step()
-            opt.clear_grad()
-            sched.step()
-            lv = float(loss.item())
-            loss_ema = lv if loss_ema is None else 0.98 * loss_ema + 0.02 * lv
-            bar.set_postfix(loss=f"{loss_ema:.4f}", best=f"{max(best_f1, 0):.4f}")
-            done = it + 1
-            if done % o.val_every == 0 or done == o.iters:
-                # Without a validation split (a refit) every checkpoint is the latest and "best".
-                thr, vm = self.validate(net, val) if val else (o.threshold, {})
-                elapsed = elapsed0 + time.perf_counter() - t0
-                fmt = lambda k: f"{vm[k]:.5f}" if k in vm else ""  # noqa: E731
-                log.writerow([done, f"{loss_ema:.5f}", f"{sched.get_lr():.3e}", fmt("val_f1"), fmt("val_auc"), f"{thr:.3f}", f"{elapsed:.1f}", fmt("val_f1_perturbed")])
-                logf.flush()
-                extra = {"scale": self.scale_info, "loss_ema": loss_ema, **({} if val else {"refit": True})}
-                if not val or self._score(vm) > best_f1:
-                    best_f1, best_it, best_thr = (self._score(vm) if val else best_f1), done, thr
-                    save_checkpoint(self.out / "best", net, None, cfg, done, thr, vm, elapsed, extra)
-                save_checkpoint(self.out / "last", net, opt, cfg, done, thr, vm, elapsed, extra)
-                last_save, thr_now = time.perf_counter(), thr
-                status.write(done, elapsed, start, t0, loss_ema, best_f1, best_it, "validated and saved")
-                if val:
-                    pert = f"  perturbed F1 {vm['val_f1_perturbed']:.4f}" if "val_f1_perturbed" in vm else ""
-                    bar.write(f"iter {done}: loss {loss_ema:.4f}  val F1 {vm['val_f1']:.4f}  AUC {vm['val_auc']:.4f}{pert}  thr {thr:.2f}  (best {best_f1:.4f} @ {best_it})")
+        stop, stopped_at = StopRequest(), None
+        try:
+            for it in bar:
+                x, y = self._batch(train, it)
+                xt, yt = paddle.to_tensor(x), paddle.to_tensor(y)
+                if amp:
+                    with paddle.amp.auto_cast():
+                        loss = self._loss(step, teacher, loss_fn, xt, yt)
+                    scaler.scale(loss).backward()
+                    scaler.minimize(opt, loss)
                 else:
-                    bar.write(f"iter {done}: loss {loss_ema:.4f}  (no validation; saved)")
-            elif self.checkpoint_s and time.perf_counter() - last_save >= self.checkpoint_s:
-                elapsed = elapsed0 + time.perf_counter() - t0
-                extra = {"scale": self.scale_info, "loss_ema": loss_ema, "timed": True, **({} if val else {"refit": True})}
-                save_checkpoint(self.out / "last", net, opt, cfg, done, thr_now, {}, elapsed, extra)
-                last_save = time.perf_counter()
-                status.write(done, elapsed, start, t0, loss_ema, best_f1, best_it, "saved (timed)")
+                    loss = self._loss(step, teacher, loss_fn, xt, yt)
+                    loss.backward()
+                    opt.step()
+                opt.clear_grad()
+                sched.step()
+                lv = float(loss.item())
+                loss_ema = lv if loss_ema is None else 0.98 * loss_ema + 0.02 * lv
+                bar.set_postfix(loss=f"{loss_ema:.4f}", best=f"{max(best_f1, 0):.4f}")
+                done = it + 1
+                if done % o.val_every == 0 or done == o.iters:
+                    # Without a validation split (a refit) every checkpoint is the latest and "best".
+                    thr, vm = self.validate(net, val) if val else (o.threshold, {})
+                    elapsed = elapsed0 + time.perf_counter() - t0
+                    fmt = lambda k: f"{vm[k]:.5f}" if k in vm else ""  # noqa: E731
+                    log.writerow([done, f"{loss_ema:.5f}", f"{sched.get_lr():.3e}", fmt("val_f1"), fmt("val_auc"), f"{thr:.3f}", f"{elapsed:.1f}", fmt("val_f1_perturbed")])
+                    logf.flush()
+                    extra = {"scale": self.scale_info, "loss_ema": loss_ema, **({} if val else {"refit": True})}
+                    if not val or self._score(vm) > best_f1:
+                        best_f1, best_it, best_thr = (self._score(vm) if val else best_f1), done, thr
+                        save_checkpoint(self.out / "best", net, None, cfg, done, thr, vm, elapsed, extra)
+                    save_checkpoint(self.out / "last", net, opt, cfg, done, thr, vm, elapsed, extra)
+                    last_save, thr_now = time.perf_counter(), thr
+                    status.write(done, elapsed, start, t0, loss_ema, best_f1, best_it, "validated and saved")
+                    if val:
+                        pert = f"  perturbed F1 {vm['val_f1_perturbed']:.4f}" if "val_f1_perturbed" in vm else ""
+                        bar.write(f"iter {done}: loss {loss_ema:.4f}  val F1 {vm['val_f1']:.4f}  AUC {vm['val_auc']:.4f}{pert}  thr {thr:.2f}  (best {best_f1:.4f} @ {best_it})")
+                    else:
+                        bar.write(f"iter {done}: loss {loss_ema:.4f}  (no validation; saved)")
+                elif self.checkpoint_s and time.perf_counter() - last_save >= self.checkpoint_s:
+                    elapsed = elapsed0 + time.perf_counter() - t0
+                    extra = {"scale": self.scale_info, "loss_ema": loss_ema, "timed": True, **({} if val else {"refit": True})}
+                    save_checkpoint(self.out / "last", net, opt, cfg, done, thr_now, {}, elapsed, extra)
+                    last_save = time.perf_counter()
+                    status.write(done, elapsed, start, t0, loss_ema, best_f1, best_it, "saved (timed)")
+                if stop.asked and done < o.iters:
+                    elapsed = elapsed0 + time.perf_counter() - t0
+                    extra = {"scale": self.scale_info, "loss_ema": loss_ema, "stopped": "SIGTERM", **({} if val else {"refit": True})}
+                    if done % o.val_every:  # (a validation has just saved last/ at `done` otherwise)
+                        save_checkpoint(self.out / "last", net, opt, cfg, done, thr_now, {}, elapsed, extra)
+                    status.write(done, elapsed, start, t0, loss_ema, best_f1, best_it, f"stopped (SIGTERM) at {done}")
+                    bar.write(f"stopped by SIGTERM at iteration {done}; last/ saved there: resume with --resume")
+                    stopped_at = done
+                    break
+        finally:
+            stop.restore()
         bar.close()
         logf.close()
         self.net = net
         elapsed = elapsed0 + time.perf_counter() - t0
-        status.write(o.iters, elapsed, start, t0, loss_ema, best_f1, best_it, "finished")
         run_s = time.perf_counter() - t0
+        if stopped_at is not None:
+            return TrainResult(self.out, stopped_at, best_f1, best_it, best_thr, elapsed, device,
+                               (stopped_at - start) / run_s if run_s > 0 else 0.0, stopped_at=stopped_at)
+        status.write(o.iters, elapsed, start, t0, loss_ema, best_f1, best_it, "finished")
         ran = max(0, o.iters - start)
         return TrainResult(self.out, o.iters, best_f1, best_it, best_thr, elapsed, device, ran / run_s if run_s > 0 else 0.0)
