@@ -15,3 +15,11 @@ def test_times_the_config_and_each_change(capsys):
     assert len(rows) == 2
     (gmac8, ms8), (gmac4, ms4) = [(float(r.split("|")[2]), float(r.split("|")[4])) for r in rows]
     assert gmac4 < gmac8 / 3 and ms8 > 0 and ms4 > 0  # half the width: about a quarter of the MACs
+
+
+def test_an_engine_can_be_timed_at_a_precision(capsys):
+    assert main(["--config", "small", "--try", "base=4", "--backends", "onnxruntime,onnxruntime:fp32", "--runs", "1", "--rounds", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| onnxruntime ms | onnxruntime:fp32 ms |" in out
+    rows = [line for line in out.splitlines() if line.startswith("| small")]
+    assert len(rows) == 2 and all(float(r.split("|")[5]) > 0 for r in rows)
