@@ -329,6 +329,12 @@ def test_peak_measures_an_integer_product():
     """The INT8 peak is a u8 x s8 product that OpenVINO really runs in integers (AVX2, VNNI or AMX)."""
     from fundus_edge.bench.machine import measure_peak
 
+    from fundus_edge.runtime.cpu import isa_flags
+
     peak = measure_peak(1, n=256)
     assert "error" not in peak, peak.get("error")
-    assert peak["fp32_gflops"] > 0 and peak["int8_gops"] > 0
+    assert peak["fp32_gflops"] > 0
+    if {"avx512_vnni", "amx_int8"} & set(isa_flags()):
+        assert peak["int8_gops"] > peak["fp32_gflops"]  # VNNI / AMX integer products (seen: 1678 vs 292 GOP/s)
+    else:  # on AVX2 alone OpenVINO may keep the product in float: then no INT8 peak, never a float one
+        assert peak["int8_gops"] is None or peak["int8_gops"] > 0
