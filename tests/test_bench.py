@@ -328,7 +328,6 @@ def test_int8_rows_take_the_int8_peak():
 def test_peak_measures_an_integer_product():
     """The INT8 peak is a u8 x s8 product that OpenVINO really runs in integers (AVX2, VNNI or AMX)."""
     from fundus_edge.bench.machine import measure_peak
-
     from fundus_edge.runtime.cpu import isa_flags
 
     peak = measure_peak(1, n=256)

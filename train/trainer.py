@@ -431,9 +431,8 @@ class Trainer:
         self.net = net
         elapsed = elapsed0 + time.perf_counter() - t0
         run_s = time.perf_counter() - t0
-        if stopped_at is not None:
-            return TrainResult(self.out, stopped_at, best_f1, best_it, best_thr, elapsed, device,
-                               (stopped_at - start) / run_s if run_s > 0 else 0.0, stopped_at=stopped_at)
-        status.write(o.iters, elapsed, start, t0, loss_ema, best_f1, best_it, "finished")
-        ran = max(0, o.iters - start)
-        return TrainResult(self.out, o.iters, best_f1, best_it, best_thr, elapsed, device, ran / run_s if run_s > 0 else 0.0)
+        end = o.iters if stopped_at is None else stopped_at
+        if stopped_at is None:
+            status.write(end, elapsed, start, t0, loss_ema, best_f1, best_it, "finished")
+        ran = max(0, end - start)
+        return TrainResult(self.out, end, best_f1, best_it, best_thr, elapsed, device, ran / run_s if run_s > 0 else 0.0, stopped_at=stopped_at)
