@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from fundus_edge.runtime.engines import ENGINES, gpu_engines, installed_engines
+from fundus_edge.runtime.cpu import has_bf16
 from fundus_edge.runtime.formats import formats_for
 from fundus_edge.runtime.manifest import read_manifest
 
@@ -90,14 +91,6 @@ def prepare_images(cfg: BenchConfig, path: Path) -> tuple[int, str]:
 
 
 # -- sweep ---------------------------------------------------------------------------------------
-def has_bf16() -> bool:
-    """A BF16 row only where the CPU has BF16 kernels; elsewhere OpenVINO runs it in FP32 and the
-    row would repeat the FP32 one (it reads back f32: measured on an AVX2-only EPYC)."""
-    from .machine import cpu_info
-
-    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_info()["isa_flags"]))
-
-
 def plan_cells(dirs: dict, cfg: BenchConfig) -> list[Cell]:
     engines = cfg.engines or tuple(installed_engines())
     on_gpu = set(gpu_engines(engines)) if cfg.gpu_rows else set()

@@ -22,14 +22,55 @@ def latency(model: Path, image, threads: int, policy: TimingPolicy = CARD_TIMING
     from fundus_edge.runtime.formats import formats_for
     from fundus_edge.runtime.predictor import Predictor
 
+    from fundus_edge.runtime.cpu import has_bf16
+
     rows = []
     fmts = list(read_manifest(model).formats)
     for eng in installed_engines():  # the registry's order, as in the bench
         if not formats_for(eng, fmts):
             continue
-        p = Predictor.load(model, backend=eng, threads=threads)
-        rows.append((eng, p.precision, time_calls(lambda: p.predict(image).engine_ms, policy).p50))
+        # OpenVINO also in bf16 where the CPU has it, as the bench does (elsewhere it would repeat FP32).
+        for precision in (None, "bf16") if eng == "openvino" and has_bf16() else (None,):
+            p = Predictor.load(model, backend=eng, threads=threads, precision=precision)
+            rows.append((eng, p.precision, time_calls(lambda: p.predict(image).engine_ms, policy).p50))
     return rows
+
+
+def family_rows(results: dict, name: str) -> list[dict]:
+    """The bench rows of model ``name`` and of the variants built from it (``<name>-int8-nncf``, ...;
+    for the default model the bench names them fp32, int8, ...), in the bench's order."""
+    from fundus_edge.quantize.pipeline import VARIANTS
+
+    own = set(VARIANTS) if name == "default" else {name} | {f"{name}-{k}" for k in VARIANTS if k != "fp32"}
+    return [r for r in results["results"] if r["variant"] in own]
+
+
+def bench_section(bench_json: Path, name: str) -> list[str]:
+    """Every engine and INT8 variant of this model as one ``make bench`` run measured them: latency
+    and F1 through that engine, ΔF1 against the float model on the same engine and precision family."""
+    import json
+
+    try:
+        results = json.loads(Path(bench_json).read_text())
+        meta = results["meta"]
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit(f"{bench_json}: not a bench results.json ({e})")
+    rows = family_rows(results, name)
+    if not rows:
+        raise SystemExit(f"{bench_json}: no rows of model {name!r} or its variants; run make bench with them")
+    float_name = "fp32" if name == "default" else name
+    float_f1 = {r["backend"]: r["f1"] for r in rows if r["variant"] == float_name and r.get("f1") is not None and not r.get("precision_requested")}
+    m = meta.get("machine", {})
+    out = [f"## Every engine and INT8 variant in the bench ({meta.get('date')}, {meta.get('threads')} threads, engine p50 on a 584x565 DRIVE image)",
+           f"CPU: {m.get('cpu')}, ISA flags {', '.join(m.get('isa_flags') or []) or 'none of interest'}. F1 is DRIVE test through that engine; "
+           "ΔF1 against the float model on the same engine (FP32).", "",
+           "| variant | engine | precision | p50 ms | F1 | ΔF1 | status |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        f1, ref = r.get("f1"), float_f1.get(r["backend"])
+        d = f"{f1 - ref:+.4f}" if f1 is not None and ref is not None else "n/a"
+        p50 = f"{r['p50_ms']:.1f}" if r.get("p50_ms") is not None else "n/a"
+        out.append(f"| {r['variant']} | {r['backend']} | {r.get('precision') or 'n/a'} | {p50} | {f'{f1:.4f}' if f1 is not None else 'n/a'} | {d} | {r['status']} |")
+    return out + ["", f"From `{bench_json}` (`fundus-edge bench`, as `make bench` runs it); rows of one run compare, rows of two runs on one CPU drift 10-27 %.", ""]
 
 
 def architecture(model: dict) -> str:
@@ -103,7 +144,7 @@ def _replace_section(lines: list[str], head: str, new: list[str]) -> list[str]:
     return lines
 
 
-def _update_card(model: Path, data: str, threads: int, sections: list[str], notes: str) -> int:
+def _update_card(model: Path, data: str, threads: int, sections: list[str], notes: str, bench: str = "") -> int:
     """Rewrite some sections of an existing card: for a shipped model whose training run folder is no
     longer at hand (its training and validation sections stay as they were written)."""
     card = model / "MODEL_CARD.md"
@@ -113,13 +154,17 @@ def _update_card(model: Path, data: str, threads: int, sections: list[str], note
             lines = _replace_section(lines, "## Camera perturbations", _robustness(model, data, threads))
         elif sec == "latency":
             lines = _replace_section(lines, "## Latency", _latency_section(model, data, threads))
+        elif sec == "bench":
+            if not bench:
+                raise SystemExit("--update bench needs --bench RESULTS_JSON")
+            lines = _replace_section(lines, "## Every engine and INT8", bench_section(Path(bench), model.name))
         elif sec == "notes":
             if not (notes and Path(notes).is_file()):
                 raise SystemExit("--update notes needs --notes FILE")
             k = next((k for k, x in enumerate(lines) if x.startswith("Reproduce:")), len(lines) - 1)
             lines = lines[: k + 1] + ["", Path(notes).read_text().strip()]
         else:
-            raise SystemExit(f"unknown section {sec!r}: choose from perturb, latency, notes")
+            raise SystemExit(f"unknown section {sec!r}: choose from perturb, latency, bench, notes")
     card.write_text("\n".join(lines) + "\n")
     print(f"rewrote {', '.join(sections)} in {card}")
     return 0
@@ -133,7 +178,7 @@ def _test_section(rep) -> list[str]:
             *[f"| {n} | {pm.f1:.4f} | {pm.iou:.4f} | {pm.acc:.4f} | {pm.auc:.4f} |" for n, pm in rep.per_image], ""]
 
 
-def _pruned_card(model: Path, data: str, threads: int, command: str, perturb: bool, notes: str, argv_line: str) -> list[str]:
+def _pruned_card(model: Path, data: str, threads: int, command: str, perturb: bool, notes: str, argv_line: str, bench: str = "") -> list[str]:
     """A card for a model made by ``fundus-edge quantize --prune`` from another shipped model: its
     training is the source model's plus the fine-tune recorded in the manifest."""
     from fundus_edge.evaluate import evaluate_source
@@ -164,6 +209,7 @@ def _pruned_card(model: Path, data: str, threads: int, command: str, perturb: bo
         "",
         *_test_section(rep),
         *_latency_section(model, data, threads),
+        *(bench_section(Path(bench), model.name) if bench else []),
         *(_robustness(model, data, threads) if perturb else []),
         f"Reproduce: `python -m fundus_edge.modelcard {argv_line}` ({time.strftime('%Y-%m-%d')}).",
         *(["", Path(notes).read_text().strip()] if notes and Path(notes).is_file() else []),
@@ -179,18 +225,19 @@ def main(argv=None) -> int:
     ap.add_argument("--train-command", default="")
     ap.add_argument("--notes", default="", help="a Markdown file with experiment notes to include")
     ap.add_argument("--perturb", action="store_true", help="add DRIVE-test F1 under camera perturbations (ONNX Runtime and OpenVINO)")
-    ap.add_argument("--update", help="only rewrite these sections of an existing card (comma list of perturb, latency, notes); "
+    ap.add_argument("--bench", default="", help="a make bench results.json: add the latency and F1 of this model and its INT8 variants on every engine")
+    ap.add_argument("--update", help="only rewrite these sections of an existing card (comma list of perturb, latency, bench, notes); "
                     "--run is then not read")
     a = ap.parse_args(argv)
     if a.update:
-        return _update_card(Path(a.model), a.data, a.threads, [x.strip() for x in a.update.split(",") if x.strip()], a.notes)
+        return _update_card(Path(a.model), a.data, a.threads, [x.strip() for x in a.update.split(",") if x.strip()], a.notes, a.bench)
 
     if not a.run:
         if "pruning" in read_manifest(Path(a.model)).source:
             import sys
 
             line = " ".join(argv if argv is not None else sys.argv[1:])
-            lines = _pruned_card(Path(a.model), a.data, a.threads, a.train_command, a.perturb, a.notes, line)
+            lines = _pruned_card(Path(a.model), a.data, a.threads, a.train_command, a.perturb, a.notes, line, a.bench)
             (Path(a.model) / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
             print("\n".join(lines))
             return 0
@@ -241,9 +288,10 @@ def main(argv=None) -> int:
         "",
         *_test_section(rep),
         *_latency_section(model, a.data, a.threads),
+        *(bench_section(Path(a.bench), model.name) if a.bench else []),
         *(_robustness(model, a.data, a.threads) if a.perturb else []),
         f"Reproduce: `python -m fundus_edge.modelcard --run {a.run} --model {a.model} --data {a.data}"
-        f"{' --perturb' if a.perturb else ''}{' --notes ' + a.notes if a.notes else ''}` ({time.strftime('%Y-%m-%d')}).",
+        f"{' --perturb' if a.perturb else ''}{' --bench ' + a.bench if a.bench else ''}{' --notes ' + a.notes if a.notes else ''}` ({time.strftime('%Y-%m-%d')}).",
     ]
     if a.notes and Path(a.notes).is_file():
         lines += ["", Path(a.notes).read_text().strip()]

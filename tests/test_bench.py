@@ -59,7 +59,7 @@ def test_sweep_records_every_cell(tiny_bench):
         assert r.params > 0 and r.gflops > 0 and r.size_mb > 0 and r.gflops_per_s > 0
         h, w = map(int, r.input_hw.split("x"))  # the synthetic DRIVE images are 72x68
         assert 0 < h <= 72 and 0 < w <= 72
-    from fundus_edge.bench.runner import has_bf16
+    from fundus_edge.runtime.cpu import has_bf16
 
     assert (("fp32", "openvino", "bf16") in by) == has_bf16()
     assert by[("int8", "onnxruntime", None)].precision == "int8"

@@ -34,3 +34,32 @@ def test_card_names_the_architecture_and_schedule():
     assert architecture({"arch": "vessel-unet", "base": 8, "depth": 3, "act": "relu"}) == "U-Net (vessel-unet, base 8, depth 3)"
     assert schedule(SimpleNamespace(schedule="cosine-restarts", cycles=4, iters=16100, warmup=100)) == "cosine-restarts (4 cycles of 4000 iterations)"
     assert schedule(SimpleNamespace(schedule="cosine", cycles=1, iters=3000, warmup=50)) == "cosine"
+
+
+def _row(variant, backend, precision, p50, f1, requested=None, status="ok"):
+    return {"variant": variant, "backend": backend, "precision": precision, "precision_requested": requested, "p50_ms": p50, "f1": f1, "status": status}
+
+
+def test_bench_section_takes_the_models_own_rows_and_its_int8_variants_against_its_float_rows(tmp_path):
+    import json
+
+    from fundus_edge.modelcard import bench_section, family_rows
+
+    res = {"meta": {"date": "2026-12-03 16:46", "threads": 2, "machine": {"cpu": "Xeon", "isa_flags": ["avx2", "amx_int8"]}},
+           "results": [_row("small", "openvino", "fp32", 42.3, 0.8160), _row("wnet-small", "openvino", "fp32", 63.7, 0.8209),
+                       _row("wnet-small", "openvino", "bf16", 37.0, 0.8211, "bf16"), _row("wnet-small-int8-nncf", "openvino", "int8+bf16", 42.4, 0.8173),
+                       _row("wnet-small-int8-ort", "onnxruntime", None, None, None, status="run_failed"), _row("fp32", "openvino", "fp32", 91.3, 0.8223),
+                       _row("int8-nncf", "openvino", "int8+fp32", 21.2, 0.8206)]}
+    assert [r["variant"] for r in family_rows(res, "wnet-small")] == ["wnet-small", "wnet-small", "wnet-small-int8-nncf", "wnet-small-int8-ort"]
+    assert [r["variant"] for r in family_rows(res, "default")] == ["fp32", "int8-nncf"]  # the bench names the default's variants bare
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(res))
+    text = "\n".join(bench_section(path, "wnet-small"))
+    assert "| wnet-small-int8-nncf | openvino | int8+bf16 | 42.4 | 0.8173 | -0.0036 | ok |" in text  # against the FP32 row, not the bf16 one
+    assert "| wnet-small-int8-ort | onnxruntime | n/a | n/a | n/a | n/a | run_failed |" in text
+    assert "2026-12-03 16:46" in text and "amx_int8" in text and "small |" not in text.replace("wnet-small |", "")
+    with pytest.raises(SystemExit, match="no rows of model 'tiny'"):
+        bench_section(path, "tiny")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SystemExit, match="bad.json: not a bench results.json"):
+        bench_section(tmp_path / "bad.json", "wnet-small")
