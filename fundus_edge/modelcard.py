@@ -19,10 +19,9 @@ CARD_TIMING = TimingPolicy(warmup=3, runs=15, min_runs=15, budget_s=0.0)  # 15 r
 
 def latency(model: Path, image, threads: int, policy: TimingPolicy = CARD_TIMING) -> list[tuple[str, str, float]]:
     from fundus_edge.runtime.engines import installed_engines
+    from fundus_edge.runtime.cpu import has_bf16
     from fundus_edge.runtime.formats import formats_for
     from fundus_edge.runtime.predictor import Predictor
-
-    from fundus_edge.runtime.cpu import has_bf16
 
     rows = []
     fmts = list(read_manifest(model).formats)
@@ -47,7 +46,7 @@ def family_rows(results: dict, name: str) -> list[dict]:
 
 def bench_section(bench_json: Path, name: str) -> list[str]:
     """Every engine and INT8 variant of this model as one ``make bench`` run measured them: latency
-    and F1 through that engine, ΔF1 against the float model on the same engine and precision family."""
+    and F1 through that engine, ΔF1 against the float model's FP32 row on the same engine."""
     import json
 
     try:
