@@ -29,7 +29,7 @@ def cmd_train(a) -> int:
 
     cfg = _resolve_config(a.config)
     optim = {k: v for k, v in {"iters": a.iters, "batch_size": a.batch_size, "crop": a.crop, "lr": a.lr, "val_every": a.val_every, "seed": a.seed, "threshold": a.threshold,
-                                "teacher": a.teacher, "distill_weight": a.distill_weight}.items() if v is not None}
+                                "teacher": a.teacher, "distill_weight": a.distill_weight, "teacher_mode": a.teacher_mode}.items() if v is not None}
     if a.teacher and a.distill_weight is None:
         optim["distill_weight"] = 1.0
     data = {"root": str(a.data)} if a.data else {}
@@ -50,6 +50,16 @@ def cmd_train(a) -> int:
         kept = (f"best {figure} {res.best_val_f1:.4f} at {res.best_iteration} (threshold {res.threshold:.2f}); "
                 f"checkpoints in {res.out_dir}/best and {res.out_dir}/last")
     print(f"done: {res.iterations} iterations on {res.device}, {res.iters_per_s:.2f} it/s this run, {res.elapsed_s / 60:.1f} min in all; {kept}")
+    return 0
+
+
+def cmd_average(a) -> int:
+    _set_threads(a.threads)
+    from fundus_edge.train.average import average_checkpoints
+
+    r = average_checkpoints(a.checkpoints, a.out, a.data, bn_batches=a.bn_batches, force=a.force, progress=not a.no_progress)
+    val = "no validation split" if r.val_f1 is None else f"val F1 {r.val_f1:.4f}, AUC {r.val_auc:.4f}, threshold {r.threshold:.3f}"
+    print(f"averaged {len(r.members)} checkpoints, BatchNorm from {r.bn_batches} training batches: {val}; saved to {r.out_dir} ({r.elapsed_s:.0f} s)")
     return 0
 
 
@@ -277,7 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "training images with a recipe chosen on validation before: no checkpoint selection)")
     t.add_argument("--threshold", type=float, help="threshold stored with the weights when --val-count is 0 (default 0.5)")
     t.add_argument("--seed", type=int)
-    t.add_argument("--teacher", help="distil from this trained model (folder or checkpoint with the same preprocessing)")
+    t.add_argument("--teacher", help="distil from this trained model (folder or checkpoint with the same preprocessing); "
+                   "several, comma-separated, are an ensemble whose probabilities are averaged")
+    t.add_argument("--teacher-mode", choices=["crop", "image"], help="crop (default): the teacher runs on every augmented crop; image: once on "
+                   "each whole clean training image (and its mirror), the map cropped with the batch - no teacher cost per step")
     t.add_argument("--distill-weight", type=float, help="weight of the distillation term (default 1 with --teacher, else 0 = off)")
     t.add_argument("--init", help="start from this checkpoint's weights (fine-tuning)")
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
@@ -289,6 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    v = sub.add_parser("average", help="average the weights of checkpoints of one run (SWA of cycle ends), recompute BatchNorm, validate")
+    v.add_argument("checkpoints", nargs="+", help="checkpoint folders of one network (e.g. the ends of a cyclical schedule's cycles)")
+    v.add_argument("--data", required=True, help="the training data (BatchNorm batches and the validation split of the last checkpoint's config)")
+    v.add_argument("--out", required=True, help="the averaged checkpoint's folder")
+    v.add_argument("--bn-batches", type=int, default=200, help="training batches for the BatchNorm statistics (default 200)")
+    v.add_argument("--threads", type=int, help="CPU threads")
+    v.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    v.add_argument("--no-progress", action="store_true")
+    v.set_defaults(func=cmd_average)
 
     e = sub.add_parser("evaluate", help="score a checkpoint or model folder on a data set (FOV pixels pooled)")
     e.add_argument("source", help="training checkpoint folder or exported model folder")

@@ -36,6 +36,9 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "none" in err
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a model folder" in capsys.readouterr().err
+    assert main(["average", str(tmp_path), str(tmp_path / "b"), "--data", str(tmp_path), "--out", str(tmp_path / "avg")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a fundus-edge checkpoint" in err
 
 
 def test_evaluate_checkpoint_and_model_agree(tiny_run, tiny_model, drive_synth, capsys):

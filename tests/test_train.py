@@ -103,6 +103,83 @@ def test_distillation_trains_from_a_teacher_and_refuses_a_mismatched_one(tmp_pat
         Trainer(tiny_config.with_overrides(optim={"distill_weight": 1.0}), tmp_path / "f", device="cpu", progress=False).fit()
 
 
+def test_image_teacher_maps_follow_the_crop_and_keep_the_data_order(tmp_path, tiny_run, tiny_config):
+    """teacher_mode image: the map is warped with its crop (a map equal to the label comes back as the
+    crop's label) and the random draws, so the crops and labels, are those of a run without it; a fit
+    from an ensemble of two teachers in that mode runs and records them."""
+    import numpy as np
+
+    tr = Trainer(tiny_config, tmp_path / "x", device="cpu", progress=False)
+    train, _ = tr._load_data()
+    x0, y0, t0 = tr._batch(train, 3)
+    assert t0 is None
+    tr._teacher_maps = [s.label.astype(np.float32) for s in train]
+    x1, y1, t1 = tr._batch(train, 3)
+    np.testing.assert_array_equal(x0, x1)
+    np.testing.assert_array_equal(y0, y1)
+    assert t1.shape == y1.shape and t1.dtype == np.float32
+    assert np.mean(np.abs(t1 - y1)) < 0.05 and np.mean((t1 > 0.5) == (y1 == 1)) > 0.97
+    teachers = f"{tiny_run / 'best'},{tiny_run / 'last'}"
+    cfg = tiny_config.with_overrides(optim={"iters": 4, "val_every": 4, "teacher": teachers, "distill_weight": 1.0, "teacher_mode": "image"})
+    t = Trainer(cfg, tmp_path / "d", device="cpu", progress=False)
+    assert t.fit().iterations == 4
+    maps = t._teacher_maps
+    assert len(maps) == len(train) and all(m.shape == s.label.shape and 0 <= m.min() and m.max() <= 1 for m, s in zip(maps, train))
+    with pytest.raises(InputError, match="teacher_mode"):
+        Trainer(cfg.with_overrides(optim={"teacher_mode": "whole"}), tmp_path / "e", device="cpu", progress=False).fit()
+
+
+def test_logits_of_probability_round_trips_through_softmax():
+    import numpy as np
+    import paddle
+    import paddle.nn.functional as F
+
+    from fundus_edge.train.losses import distill_loss, logits_of_probability
+
+    p = np.random.default_rng(1).uniform(0.01, 0.99, size=(2, 5, 5)).astype("float32")
+    q = F.softmax(logits_of_probability(paddle.to_tensor(p)), axis=1).numpy()
+    np.testing.assert_allclose(q[:, 1], p, rtol=1e-5)
+    student = paddle.to_tensor(np.random.default_rng(2).normal(size=(2, 2, 5, 5)).astype("float32"))
+    same = F.softmax(student, axis=1)[:, 1]
+    assert float(distill_loss(student, logits_of_probability(same))) == pytest.approx(0.0, abs=1e-5)
+    assert float(distill_loss(student, logits_of_probability(1 - same))) > 0.01
+
+
+def test_batchnorm_recomputed_as_the_mean_over_batches():
+    import numpy as np
+    import paddle.nn as nn
+
+    from fundus_edge.train.average import recompute_batchnorm
+
+    net = nn.Sequential(nn.BatchNorm2D(2))
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(loc=m, size=(3, 2, 4, 4)).astype("float32") for m in (0.0, 2.0, 7.0)]
+    assert recompute_batchnorm(net, batches) == 3
+    want = np.mean([b.mean(axis=(0, 2, 3)) for b in batches], axis=0)
+    np.testing.assert_allclose(net[0]._mean.numpy(), want, rtol=1e-5)
+    assert net[0]._momentum == pytest.approx(0.9) and not net.training
+
+
+def test_average_checkpoints_writes_a_validated_checkpoint(tmp_path, tiny_run, tiny_config):
+    import numpy as np
+    import paddle
+
+    from fundus_edge.train.average import average_checkpoints
+
+    out = tmp_path / "avg"
+    r = average_checkpoints([tiny_run / "best", tiny_run / "last"], out, tiny_config.data.root, bn_batches=3, progress=False)
+    info = read_checkpoint(out)
+    assert r.bn_batches == 3 and len(info.extra["averaged_from"]) == 2 and 0 <= r.val_f1 <= 1
+    assert info.threshold == pytest.approx(r.threshold) and info.metrics["val_f1"] == pytest.approx(r.val_f1)
+    a, b, c = (paddle.load(str(p / "model.pdparams")) for p in (tiny_run / "best", tiny_run / "last", out))
+    k = next(k for k in c if "weight" in k and len(c[k].shape) == 4)
+    np.testing.assert_allclose(c[k].numpy(), (a[k].numpy() + b[k].numpy()) / 2, rtol=1e-5, atol=1e-7)
+    with pytest.raises(InputError, match="exists"):
+        average_checkpoints([tiny_run / "best", tiny_run / "last"], out, tiny_config.data.root, bn_batches=1, progress=False)
+    with pytest.raises(InputError, match="at least two"):
+        average_checkpoints([tiny_run / "best"], tmp_path / "one", tiny_config.data.root, progress=False)
+
+
 def test_wnet_shape_and_cost():
     """Little W-Net's shape (widths 8/16/32, residual shortcuts, conv bridges, LeakyReLU): ~68 k
     parameters and ~5.2 GMAC at DRIVE's size, as the paper's count and our hand count say."""
@@ -133,7 +210,7 @@ def test_wnet_trains_both_outputs_and_exports_one(tmp_path, tiny_config):
     a, b = tr.net.forward_all(paddle.zeros([1, 4, 32, 32]))
     assert a.shape == b.shape == [1, 2, 32, 32]
     # The loss includes the first U-Net's output: with aux_weight 0 it is smaller on the same batch.
-    x, y = tr._batch(tr._load_data()[0], 0)
+    x, y, _ = tr._batch(tr._load_data()[0], 0)
     from fundus_edge.train.losses import build_loss
 
     loss_fn = build_loss(cfg.optim.dice_weight)

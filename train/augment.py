@@ -49,8 +49,11 @@ def random_crop(
     size: int,
     cfg: AugmentConfig,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One augmented crop: planes CxHxW float32, label HxW bool -> (C x size x size, size x size int64)."""
+    soft: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """One augmented crop: planes CxHxW float32, label HxW bool -> (C x size x size float32, size x size
+    int64, and ``soft`` - an HxW float map such as a teacher's probability - warped the same way, or None).
+    The soft map is warped on its own: a plane more changes OpenCV's interpolation of the others."""
     h, w = label.shape
     if rng.random() < cfg.fov_bias and fov.any():
         ys, xs = np.nonzero(fov[:: 4, :: 4])
@@ -69,13 +72,17 @@ def random_crop(
     if crop.ndim == 2:
         crop = crop[..., None]
     lab = cv2.warpAffine(label.astype(np.uint8), m, (size, size), flags=cv2.INTER_NEAREST | flags, borderMode=cv2.BORDER_REFLECT_101)
+    if soft is not None:
+        soft = cv2.warpAffine(np.ascontiguousarray(soft, np.float32), m, (size, size), flags=cv2.INTER_LINEAR | flags, borderMode=cv2.BORDER_REFLECT_101)
     crop = crop.transpose(2, 0, 1)
     if cfg.flip and rng.random() < 0.5:
         crop, lab = crop[:, :, ::-1], lab[:, ::-1]
+        soft = None if soft is None else soft[:, ::-1]
     if cfg.rot90:
         k = int(rng.integers(4))
         crop, lab = np.rot90(crop, k, axes=(1, 2)), np.rot90(lab, k)
-    return np.ascontiguousarray(crop, np.float32), np.ascontiguousarray(lab, np.int64)
+        soft = None if soft is None else np.rot90(soft, k)
+    return np.ascontiguousarray(crop, np.float32), np.ascontiguousarray(lab, np.int64), (None if soft is None else np.ascontiguousarray(soft, np.float32))
 
 
 def photometric_planes(x: np.ndarray, channels: str, cfg: AugmentConfig, rng: np.random.Generator, scale: float, offset: float) -> np.ndarray:

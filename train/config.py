@@ -52,10 +52,15 @@ class OptimConfig:
     # Threshold written with the weights when there is no validation split (data.val_count 0,
     # a refit on every training image with a recipe chosen on validation before).
     threshold: float = 0.5
-    # Knowledge distillation: a trained model (folder or checkpoint, same preprocessing) whose soft
-    # output the student also learns, weighted by distill_weight (0 = off).
+    # Knowledge distillation: trained models (folders or checkpoints, same preprocessing; several, comma-
+    # separated, are an ensemble whose probabilities are averaged) whose soft output the student also
+    # learns, weighted by distill_weight (0 = off). teacher_mode "crop": the teacher runs on every augmented
+    # crop; "image": it runs once on each whole clean training image (and its mirror image), and the map
+    # is cropped and warped with the crop - no teacher forward per step, and the target has the whole
+    # image's context and the clean image's view under camera and photometric changes.
     teacher: str = ""
     distill_weight: float = 0.0
+    teacher_mode: str = "crop"  # crop | image
 
 
 @dataclass(frozen=True)

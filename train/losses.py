@@ -32,3 +32,12 @@ def distill_loss(student_logits, teacher_logits):
 
     p_t = F.softmax(teacher_logits, axis=1)
     return (p_t * (F.log_softmax(teacher_logits, axis=1) - F.log_softmax(student_logits, axis=1))).sum(axis=1).mean()
+
+
+def logits_of_probability(p, eps: float = 1e-6):
+    """Two-class logits whose softmax is (1 - p, p) for a vessel probability map p (N x H x W): a
+    teacher given as probabilities (an ensemble's mean, precomputed maps) enters ``distill_loss``."""
+    import paddle
+
+    p = paddle.clip(p, eps, 1.0 - eps)
+    return paddle.stack([paddle.log(1.0 - p), paddle.log(p)], axis=1)

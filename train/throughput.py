@@ -35,7 +35,7 @@ def measure(cfg, steps: int = 10, warmup: int = 2, to_static: bool = False) -> d
     data_s, step_s = [], []
     for it in range(warmup + steps):
         t0 = time.perf_counter()
-        x, y = tr._batch(train, it)
+        x, y, _ = tr._batch(train, it)
         t1 = time.perf_counter()
         xt, yt = paddle.to_tensor(x), paddle.to_tensor(y)
         loss = tr._loss(step_net, None, loss_fn, xt, yt)

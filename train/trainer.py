@@ -192,8 +192,12 @@ class Trainer:
                 for s in train]
 
     def _batch(self, train, it: int):
+        """Batch ``it`` of the run's seeded sequence: (crops, labels, teacher maps or None). The teacher
+        maps (teacher_mode image) are warped with their crops; the random draws - the data order - and
+        the crops are the same with and without them."""
         o, rng = self.cfg.optim, np.random.default_rng([self.cfg.optim.seed, it])
-        xs, ys = [], []
+        maps = getattr(self, "_teacher_maps", None)
+        xs, ys, ts = [], [], []
         pre = self.cfg.preprocess
         for _ in range(o.batch_size):
             i = int(rng.integers(len(train)))
@@ -201,12 +205,13 @@ class Trainer:
             planes = self._planes[i]
             if self._camera[i] and rng.random() < self.cfg.augment.camera:
                 planes = self._camera[i][int(rng.integers(len(self._camera[i])))]
-            x, y = random_crop(planes, s.label, s.fov, o.crop, self.cfg.augment, rng)
+            x, y, t = random_crop(planes, s.label, s.fov, o.crop, self.cfg.augment, rng, None if maps is None else maps[i])
+            ts.append(t)
             if rng.random() < 0.8:
                 x = photometric_planes(x, pre.channels, self.cfg.augment, rng, pre.scale, pre.offset)
             xs.append(x)
             ys.append(y)
-        return np.stack(xs), np.stack(ys)
+        return np.stack(xs), np.stack(ys), (np.stack(ts) if maps is not None else None)
 
     # -- validation -----------------------------------------------------------------------------
     def validate(self, net, val) -> tuple[float, dict]:
@@ -265,40 +270,66 @@ class Trainer:
         c = self.cfg
         return network_from_config(c.model, c.preprocess.in_channels)
 
-    def _teacher(self):
-        """The distillation teacher in eval mode, or None; its preprocessing must be the student's."""
+    def _teachers(self) -> list:
+        """The distillation teachers in eval mode ([] when distillation is off); several form an ensemble.
+        Their preprocessing must be the student's."""
         o = self.cfg.optim
         if o.distill_weight <= 0:
-            return None
-        if not o.teacher:
-            raise InputError("distill_weight > 0 needs a teacher (--teacher MODEL)")
+            return []
+        sources = [t.strip() for t in o.teacher.split(",") if t.strip()]
+        if not sources:
+            raise InputError("distill_weight > 0 needs a teacher (--teacher MODEL[,MODEL...])")
+        if o.teacher_mode not in ("crop", "image"):
+            raise InputError(f"optim.teacher_mode {o.teacher_mode!r}: choose crop or image")
         from .checkpoint import load_source
 
-        teacher, info = load_source(o.teacher)
-        if info.config.preprocess != self.cfg.preprocess:
-            raise InputError(f"{o.teacher}: the teacher's preprocessing ({info.config.preprocess.channels}) differs from the student's "
-                             f"({self.cfg.preprocess.channels}); distillation needs the same input")
-        teacher.eval()
-        for p in teacher.parameters():
-            p.stop_gradient = True
-        print(f"distilling from {o.teacher} (weight {o.distill_weight})", flush=True)
-        return teacher
+        teachers = []
+        for src in sources:
+            teacher, info = load_source(src)
+            if info.config.preprocess != self.cfg.preprocess:
+                raise InputError(f"{src}: the teacher's preprocessing ({info.config.preprocess.channels}) differs from the student's "
+                                 f"({self.cfg.preprocess.channels}); distillation needs the same input")
+            teacher.eval()
+            for p in teacher.parameters():
+                p.stop_gradient = True
+            teachers.append(teacher)
+        print(f"distilling from {', '.join(sources)} (weight {o.distill_weight}, teacher on each {o.teacher_mode})", flush=True)
+        return teachers
 
-    def _loss(self, step, teacher, loss_fn, xt, yt):
+    def _image_teacher_maps(self, teachers, train) -> list[np.ndarray]:
+        """teacher_mode image: each training image's vessel probability, averaged over the teachers and
+        over the image and its mirror image (HxW float32, once per run)."""
+        from .infer import predict_prob
+
+        from tqdm import tqdm
+
+        pre, maps = self.cfg.preprocess, []
+        for s in tqdm(train, desc="teacher maps", unit="image", disable=not self.progress):
+            probs = []
+            for t in teachers:
+                probs.append(predict_prob(t, s.rgb, pre, t.pad_multiple))
+                probs.append(predict_prob(t, np.ascontiguousarray(s.rgb[:, ::-1]), pre, t.pad_multiple)[:, ::-1])
+            maps.append(np.mean(probs, axis=0).astype(np.float32))
+        return maps
+
+    def _loss(self, step, teachers, loss_fn, xt, yt, tt=None):
         """``step``: the network's ``Outputs`` (traced or not); a W-Net's first output is supervised too,
-        weighted by ``optim.aux_weight``; the last is the model's output."""
+        weighted by ``optim.aux_weight``; the last is the model's output. The distillation target is
+        ``tt`` (teacher maps cropped with the batch) or the teachers' mean probability on ``xt``."""
         import paddle
 
-        from .losses import distill_loss
+        from .losses import distill_loss, logits_of_probability
+        from .model import vessel_probability
 
         *aux, logits = step(xt)
         loss = loss_fn(logits, yt)
         for a in aux:
             loss = loss + self.cfg.optim.aux_weight * loss_fn(a, yt)
-        if teacher is not None:
+        if tt is None and teachers:
             with paddle.no_grad():
-                t_logits = teacher(xt)
-            loss = loss + self.cfg.optim.distill_weight * distill_loss(logits, t_logits)
+                tt = paddle.add_n([vessel_probability(t(xt)) for t in teachers])[:, 0] / len(teachers)
+        if tt is not None:
+            loss = loss + self.cfg.optim.distill_weight * distill_loss(logits, logits_of_probability(tt))
         return loss
 
     # -- main loop -----------------------------------------------------------------------------
@@ -331,7 +362,11 @@ class Trainer:
         sched = _scheduler(cfg)
         opt = paddle.optimizer.Adam(learning_rate=sched, parameters=net.parameters(), weight_decay=o.weight_decay)
         loss_fn = build_loss(o.dice_weight)
-        teacher = self._teacher()
+        self._teacher_maps = None
+        teachers = self._teachers()
+        if teachers and o.teacher_mode == "image":
+            self._teacher_maps = self._image_teacher_maps(teachers, train)
+            teachers = []  # their maps are all the run needs
         start, best_f1, best_it, best_thr, elapsed0, loss_ema0 = 0, -1.0, 0, 0.5, 0.0, None
         if resume:
             last = read_checkpoint(self.out / "last")
@@ -373,15 +408,16 @@ class Trainer:
         stop, stopped_at = StopRequest(), None
         try:
             for it in bar:
-                x, y = self._batch(train, it)
+                x, y, t = self._batch(train, it)
                 xt, yt = paddle.to_tensor(x), paddle.to_tensor(y)
+                tt = None if t is None else paddle.to_tensor(t)
                 if amp:
                     with paddle.amp.auto_cast():
-                        loss = self._loss(step, teacher, loss_fn, xt, yt)
+                        loss = self._loss(step, teachers, loss_fn, xt, yt, tt)
                     scaler.scale(loss).backward()
                     scaler.minimize(opt, loss)
                 else:
-                    loss = self._loss(step, teacher, loss_fn, xt, yt)
+                    loss = self._loss(step, teachers, loss_fn, xt, yt, tt)
                     loss.backward()
                     opt.step()
                 opt.clear_grad()
