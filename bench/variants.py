@@ -98,6 +98,45 @@ def build_one(cfg, name: str, kind: str) -> Path:
     return cfg.models_dir / name
 
 
+def _recorded_sources(record) -> list[tuple[str, str]]:
+    """(path, manifest sha256) of every model folder a manifest's source record names, nested ones too."""
+    found = []
+    if isinstance(record, dict):
+        if record.get("manifest_sha256") and record.get("path"):
+            found.append((str(record["path"]), str(record["manifest_sha256"])))
+        for v in record.values():
+            found += _recorded_sources(v)
+    elif isinstance(record, list):
+        for v in record:
+            found += _recorded_sources(v)
+    return found
+
+
+def stale_build(cfg, name: str, kind: str) -> str:
+    """Why build/models/<name> no longer matches the shipped model it was built from ('' when it does, or
+    when its manifest does not say): a shipped model replaced since would otherwise be benchmarked through
+    the old model's INT8 or pruned files."""
+    from fundus_edge.runtime.manifest import read_manifest, sha256
+
+    if kind == "variant":
+        base = cfg.shipped / "default"
+    elif kind == "derived":
+        base = derived_variant(cfg.shipped, name)[0]
+    else:
+        return ""
+    if not (base / "manifest.yaml").is_file():
+        return ""
+    try:
+        recorded = _recorded_sources(read_manifest(cfg.models_dir / name).source)
+    except FundusEdgeError:
+        return "its manifest is unreadable"
+    now = sha256(base / "manifest.yaml")
+    for path, sha in recorded:
+        if Path(path).name == base.name and sha != now:
+            return f"built from an older {base} (manifest sha256 {sha[:12]}, now {now[:12]})"
+    return ""
+
+
 def prepare_variants(cfg, progress: bool = True) -> tuple[dict, dict, dict]:
     """name -> model folder for the variants that exist or could be built; name -> error otherwise; and
     name -> seconds its build took."""
@@ -113,12 +152,17 @@ def prepare_variants(cfg, progress: bool = True) -> tuple[dict, dict, dict]:
             dirs[name] = extra[name]
         elif kind == "shipped":
             dirs[name] = cfg.shipped / name
-        elif (cfg.models_dir / name / "manifest.yaml").is_file():
-            dirs[name] = cfg.models_dir / name
-        elif not cfg.build:
-            errors[name] = f"InputError: {cfg.models_dir / name}: not built (run without --no-build)"
         else:
-            todo.append((name, kind))
+            built = (cfg.models_dir / name / "manifest.yaml").is_file()
+            stale = stale_build(cfg, name, kind) if built else ""
+            if built and not stale:
+                dirs[name] = cfg.models_dir / name
+            elif not cfg.build:
+                errors[name] = f"InputError: {cfg.models_dir / name}: " + (stale if stale else "not built") + " (run without --no-build)"
+            else:
+                if stale:
+                    print(f"variant {name}: {stale}; rebuilding", flush=True)
+                todo.append((name, kind))
     times = _build_all(cfg, todo, dirs, errors, progress) if todo else {}
     for name, err in errors.items():
         print(f"variant {name}: export failed: {err}", flush=True)

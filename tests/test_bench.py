@@ -96,6 +96,34 @@ def test_sweep_records_every_cell(tiny_bench):
     assert meta["build_wall_s"] <= meta["wall_s"] and len(meta["cell_s"]) == len([r for r in recs if r.backend != "*"])
 
 
+def test_a_build_from_a_replaced_shipped_model_is_stale(tiny_model, tmp_path):
+    """build/models/<name> records the manifest hash of the shipped model it came from; once that model is
+    replaced (same folder, new manifest) the sweep must not bench the old build."""
+    import shutil
+
+    import yaml
+
+    from fundus_edge.bench.variants import stale_build
+    from fundus_edge.runtime.manifest import sha256
+
+    shipped, built = tmp_path / "shipped", tmp_path / "models"
+    shutil.copytree(tiny_model, shipped / "small")
+    shutil.copytree(tiny_model, built / "small-int8")
+    cfg = BenchConfig(data=None, out=tmp_path / "out", models_dir=built, shipped=shipped)
+
+    def record(sha):
+        m = built / "small-int8" / "manifest.yaml"
+        d = yaml.safe_load(m.read_text())
+        d["source"]["model"] = {"name": "small", "variant": "fp32", "manifest_sha256": sha, "path": "models/small"}
+        m.write_text(yaml.safe_dump(d, sort_keys=False))
+
+    record(sha256(shipped / "small" / "manifest.yaml"))
+    assert stale_build(cfg, "small-int8", "derived") == ""
+    record("0" * 64)
+    assert "built from an older" in stale_build(cfg, "small-int8", "derived")
+    assert stale_build(cfg, "seed-unet", "seed") == ""
+
+
 def test_sweep_writes_reports(tiny_bench):
     out, recs, _ = tiny_bench
     data = json.loads((out / "results.json").read_text())
