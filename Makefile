@@ -51,8 +51,8 @@ bench-pytest: install
 # (runs/default-cont; docs/experiments-*.md). small-pruned is the small model with half of every 3x3
 # convolution's filters removed and 800 fine-tuning iterations (the fastest model; minutes, not hours).
 # models/wnet-small (not in this target: its rule takes a checkpoint mid-run) is `fundus-edge train --config
-# wnet-small --data DRIVE --threads 1 --out runs/wnet-small --to-static`, its best/ copied to cand-cycle3/ once
-# the run passes iteration 12100 (cycle 3's end), then `fundus-edge export runs/wnet-small/cand-cycle3 --out
+# wnet-small --data DRIVE --threads 1 --out runs/wnet-small --to-static`, its best/ copied to cand-cycle4/ when
+# the run ends (16100, cycle 4's end), then `fundus-edge export runs/wnet-small/cand-cycle4 --out
 # models/wnet-small --formats pir,onnx` and the model card as below (docs/experiments-wnet.md).
 TRAIN = $(BIN)/fundus-edge train --data $(DATA) --threads 1 --no-progress
 models: install
