@@ -80,14 +80,14 @@ def average_checkpoints(members: list[str | Path], out: str | Path, data: str | 
     for i in infos:
         if i.config.model != ref.model or i.config.preprocess != ref.preprocess:
             raise InputError(f"{i.path}: its network or preprocessing differs from {infos[-1].path}'s; only checkpoints of one network average")
-    out = Path(out)
-    prepare_out_dir(out, resume=False, force=force)
     t0 = time.perf_counter()
     states = [paddle.load(str(i.path / WEIGHTS)) for i in infos]
     keys = list(states[-1])
     for i, s in zip(infos, states):
         if set(s) != set(keys) or any(tuple(s[k].shape) != tuple(states[-1][k].shape) for k in keys):
             raise InputError(f"{i.path}: its weights do not match {infos[-1].path}'s (pruned or another network)")
+    out = Path(out)
+    prepare_out_dir(out, resume=False, force=force)  # only once the members are known to average
     avg = {k: np.mean([np.asarray(s[k].numpy() if hasattr(s[k], "numpy") else s[k], dtype=np.float64) for s in states], axis=0).astype("float32")
            for k in keys}
 
@@ -102,7 +102,6 @@ def average_checkpoints(members: list[str | Path], out: str | Path, data: str | 
     batches = (tr._batch(train, it)[0] for it in range(bn_batches))
     n = recompute_batchnorm(net, tqdm(batches, total=bn_batches, desc="BatchNorm statistics", disable=not progress))
     thr, vm = tr.validate(net, val) if val else (infos[-1].threshold, {})
-    net.eval()
     elapsed = time.perf_counter() - t0
     extra = {"scale": tr.scale_info, "averaged_from": [f"{i.path} (iteration {i.iteration})" for i in infos], "bn_batches": n}
     save_checkpoint(out, net, None, cfg, max(i.iteration for i in infos), thr, vm, elapsed, extra)

@@ -160,6 +160,7 @@ class Trainer:
         self.device_request = device
         self.progress = progress
         self.init_weights = init_weights
+        self._teacher_maps = None  # teacher_mode image: one HxW map per training image, made by fit()
 
     # -- data ---------------------------------------------------------------------------------
     def _load_data(self):
@@ -196,7 +197,7 @@ class Trainer:
         maps (teacher_mode image) are warped with their crops; the random draws - the data order - and
         the crops are the same with and without them."""
         o, rng = self.cfg.optim, np.random.default_rng([self.cfg.optim.seed, it])
-        maps = getattr(self, "_teacher_maps", None)
+        maps = self._teacher_maps
         xs, ys, ts = [], [], []
         pre = self.cfg.preprocess
         for _ in range(o.batch_size):
@@ -299,9 +300,9 @@ class Trainer:
     def _image_teacher_maps(self, teachers, train) -> list[np.ndarray]:
         """teacher_mode image: each training image's vessel probability, averaged over the teachers and
         over the image and its mirror image (HxW float32, once per run)."""
-        from .infer import predict_prob
-
         from tqdm import tqdm
+
+        from .infer import predict_prob
 
         pre, maps = self.cfg.preprocess, []
         for s in tqdm(train, desc="teacher maps", unit="image", disable=not self.progress):
