@@ -17,6 +17,19 @@ def _set_threads(n: int | None) -> None:
         os.environ["OMP_NUM_THREADS"] = str(n)
 
 
+def _threshold_arg(text: str):
+    """--threshold for train: a probability, or 'train' (chosen on the training images of a refit)."""
+    if text == "train":
+        return text
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor 'train'") from None
+    if not 0.0 < v < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1)")
+    return v
+
+
 def _resolve_config(name_or_path: str):
     from fundus_edge.train.config import resolve_config
 
@@ -285,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-every", type=int)
     t.add_argument("--val-count", type=int, help="training images held out for validation (default 4; 0 = refit on all "
                    "training images with a recipe chosen on validation before: no checkpoint selection)")
-    t.add_argument("--threshold", type=float, help="threshold stored with the weights when --val-count is 0 (default 0.5)")
+    t.add_argument("--threshold", type=_threshold_arg, help="threshold stored with the weights when --val-count is 0: a number "
+                   "(default 0.5) or 'train' for the one that maximises F1 on the training images")
     t.add_argument("--seed", type=int)
     t.add_argument("--teacher", help="distil from this trained model (folder or checkpoint with the same preprocessing); "
                    "several, comma-separated, are an ensemble whose probabilities are averaged")

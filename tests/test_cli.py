@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from PIL import Image
 
 from fundus_edge.cli import main
@@ -39,6 +40,10 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert main(["average", str(tmp_path), str(tmp_path / "b"), "--data", str(tmp_path), "--out", str(tmp_path / "avg")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not a fundus-edge checkpoint" in err
+    with pytest.raises(SystemExit) as exc:  # argparse's usage error
+        main(["train", "--data", str(tmp_path), "--threshold", "trian"])
+    assert exc.value.code == 2
+    assert "neither a number nor 'train'" in capsys.readouterr().err
 
 
 def test_evaluate_checkpoint_and_model_agree(tiny_run, tiny_model, drive_synth, capsys):

@@ -84,6 +84,26 @@ def test_refit_without_validation_keeps_final_weights_and_given_threshold(tmp_pa
     assert read_manifest(tmp_path / "m").threshold == pytest.approx(0.37)
 
 
+def test_refit_threshold_train_is_chosen_on_the_training_images(tmp_path, tiny_config):
+    """threshold "train": each save of a refit stores the F1-optimal threshold on the clean training
+    images - the one `evaluate --split train --best-threshold` finds for the same weights."""
+    from fundus_edge.evaluate import evaluate_source
+
+    cfg = tiny_config.with_overrides(data={"val_count": 0}, optim={"iters": 6, "threshold": "train"})
+    out = tmp_path / "refit"
+    Trainer(cfg, out, device="cpu", progress=False).fit()
+    best = read_checkpoint(out / "best")
+    rep = evaluate_source(out / "best", cfg.data.root, split="train", progress=False)
+    from fundus_edge.train.data import discover
+
+    assert rep.images == len(discover(cfg.data.root, split="train")) >= 2
+    assert best.threshold == pytest.approx(rep.best_threshold[0], abs=1e-6)
+    assert best.metrics["train_f1"] == pytest.approx(rep.best_threshold[1], abs=1e-3)
+    assert "val_f1" not in best.metrics
+    with pytest.raises(InputError, match="optim.threshold 'trian'"):
+        Trainer(cfg.with_overrides(optim={"threshold": "trian"}), tmp_path / "bad", device="cpu", progress=False).fit()
+
+
 def test_distillation_trains_from_a_teacher_and_refuses_a_mismatched_one(tmp_path, tiny_run, tiny_config):
     import numpy as np
     import paddle

@@ -50,8 +50,9 @@ class OptimConfig:
     val_perturb: tuple = ()
     select: str = "clean"  # clean | robust
     # Threshold written with the weights when there is no validation split (data.val_count 0,
-    # a refit on every training image with a recipe chosen on validation before).
-    threshold: float = 0.5
+    # a refit on every training image with a recipe chosen on validation before): a number, or "train"
+    # for the one that maximises pooled F1 on the (clean, whole) training images at each save.
+    threshold: float | str = 0.5
     # Knowledge distillation: trained models (folders or checkpoints, same preprocessing; several, comma-
     # separated, are an ensemble whose probabilities are averaged) whose soft output the student also
     # learns, weighted by distill_weight (0 = off). teacher_mode "crop": the teacher runs on every augmented

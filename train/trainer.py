@@ -144,6 +144,13 @@ class RunStatus:
         tmp.replace(self.path)
 
 
+def _check_threshold(thr) -> None:
+    if thr == "train":
+        return
+    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0.0 < thr < 1.0:
+        raise InputError(f"optim.threshold {thr!r}: give a number in (0, 1) or 'train'")
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, device: str = "auto", progress: bool = True, init_weights: str | Path | None = None, net=None,
                  checkpoint_minutes: float = 10.0, to_static: bool = False):
@@ -215,7 +222,8 @@ class Trainer:
         return np.stack(xs), np.stack(ys), (np.stack(ts) if maps is not None else None)
 
     # -- validation -----------------------------------------------------------------------------
-    def validate(self, net, val) -> tuple[float, dict]:
+    def validate(self, net, val, perturb: bool = True, prefix: str = "val") -> tuple[float, dict]:
+        """F1-optimal threshold on ``val`` and the metrics there (keys ``<prefix>_f1`` etc.)."""
         from .infer import predict_prob
 
         net.eval()
@@ -226,8 +234,8 @@ class Trainer:
         for p, s in zip(probs, val):
             acc.add(p, s.label, s.fov, s.name)
         m = acc.pooled()
-        out = {"val_f1": m.f1, "val_auc": m.auc, "val_iou": m.iou, "val_acc": m.acc, "val_se": m.se, "val_sp": m.sp}
-        if self.cfg.optim.val_perturb:
+        out = {f"{prefix}_{k}": v for k, v in (("f1", m.f1), ("auc", m.auc), ("iou", m.iou), ("acc", m.acc), ("se", m.se), ("sp", m.sp))}
+        if perturb and self.cfg.optim.val_perturb:
             out.update(self._validate_perturbed(net, val, thr))
         return thr, out
 
@@ -248,6 +256,13 @@ class Trainer:
         out = {f"val_f1_{r.perturbation}": r.metrics.f1 for r in rows}
         out["val_f1_perturbed"] = float(np.mean([r.metrics.f1 for r in rows]))
         return out
+
+    def _refit_threshold(self, net, train) -> tuple[float, dict]:
+        """A refit's threshold: the configured number, or with ``threshold: train`` the F1-optimal one on
+        the clean whole training images (how the literature fixes it without a held-out split)."""
+        if self.cfg.optim.threshold == "train":
+            return self.validate(net, train, perturb=False, prefix="train")
+        return float(self.cfg.optim.threshold), {}
 
     def _score(self, vm: dict) -> float:
         if self.cfg.optim.select == "robust" and "val_f1_perturbed" in vm:
@@ -354,10 +369,13 @@ class Trainer:
         prepare_out_dir(self.out, resume, force)
         device = select_device(self.device_request)
         print(f"device: {device} (paddle {paddle.__version__})", flush=True)
+        _check_threshold(o.threshold)
         train, val = self._load_data()
         if not val:
+            how = ("the threshold that maximises F1 on the training images" if o.threshold == "train"
+                   else f"the configured threshold {o.threshold:.3f}")
             print(f"no validation split: training on all {len(train)} images; checkpoints keep the latest "
-                  f"weights with the configured threshold {o.threshold:.3f}", flush=True)
+                  f"weights with {how}", flush=True)
         paddle.seed(o.seed)
         net = self.build_network()
         sched = _scheduler(cfg)
@@ -429,7 +447,7 @@ class Trainer:
                 done = it + 1
                 if done % o.val_every == 0 or done == o.iters:
                     # Without a validation split (a refit) every checkpoint is the latest and "best".
-                    thr, vm = self.validate(net, val) if val else (o.threshold, {})
+                    thr, vm = self.validate(net, val) if val else self._refit_threshold(net, train)
                     elapsed = elapsed0 + time.perf_counter() - t0
                     fmt = lambda k: f"{vm[k]:.5f}" if k in vm else ""  # noqa: E731
                     log.writerow([done, f"{loss_ema:.5f}", f"{sched.get_lr():.3e}", fmt("val_f1"), fmt("val_auc"), f"{thr:.3f}", f"{elapsed:.1f}", fmt("val_f1_perturbed")])
@@ -445,7 +463,8 @@ class Trainer:
                         pert = f"  perturbed F1 {vm['val_f1_perturbed']:.4f}" if "val_f1_perturbed" in vm else ""
                         bar.write(f"iter {done}: loss {loss_ema:.4f}  val F1 {vm['val_f1']:.4f}  AUC {vm['val_auc']:.4f}{pert}  thr {thr:.2f}  (best {best_f1:.4f} @ {best_it})")
                     else:
-                        bar.write(f"iter {done}: loss {loss_ema:.4f}  (no validation; saved)")
+                        fit = f", threshold {thr:.3f} (training-image F1 {vm['train_f1']:.4f})" if vm else ""
+                        bar.write(f"iter {done}: loss {loss_ema:.4f}  (no validation{fit}; saved)")
                 elif self.checkpoint_s and time.perf_counter() - last_save >= self.checkpoint_s:
                     elapsed = elapsed0 + time.perf_counter() - t0
                     extra = {"scale": self.scale_info, "loss_ema": loss_ema, "timed": True, **({} if val else {"refit": True})}
