@@ -73,10 +73,12 @@ models: install
 
 # Long training runs outlive a session but not a new machine (runs/ is outside git). Their resumable state
 # (last/ with the optimizer, best/, cand-*/, log, status, config: about 1 MB a W-Net run) is kept in git:
-# `make runs-save` before a session stops, `make runs-restore` on a machine whose runs/ lacks them, then
+# `make runs-save` before a session stops (plain checkpoints such as an average are saved whole), `make runs-restore` on a machine whose runs/ lacks them, then
 # `fundus-edge train ... --out runs/NAME --resume` continues exactly where the saved last/ stood.
 STATE ?= train-state
 runs-save:
+	@for r in runs/*/; do n=$$(basename $$r); [ -f $$r/checkpoint.yaml ] || continue; \
+	  rm -rf $(STATE)/$$n && mkdir -p $(STATE) && cp -r $$r $(STATE)/$$n && echo "saved checkpoint $$n (no run: e.g. an average)"; done
 	@for r in runs/*/; do n=$$(basename $$r); [ -f $$r/last/checkpoint.yaml ] || continue; \
 	  rm -rf $(STATE)/$$n.tmp && mkdir -p $(STATE)/$$n.tmp && \
 	  cp -r $$r/last $$r/log.csv $$r/status.yaml $$r/config.yaml $(STATE)/$$n.tmp/ && \
@@ -87,7 +89,7 @@ runs-save:
 runs-restore:
 	@for s in $(STATE)/*/; do n=$$(basename $$s); \
 	  if [ -e runs/$$n ]; then echo "runs/$$n exists: kept (remove it to restore the saved state)"; \
-	  else mkdir -p runs && cp -r $$s runs/$$n && echo "restored runs/$$n at iteration $$(sed -n 's/^iteration: //p' runs/$$n/last/checkpoint.yaml)"; fi; done
+	  else mkdir -p runs && cp -r $$s runs/$$n && echo "restored runs/$$n at iteration $$(sed -n 's/^iteration: //p' $$(ls runs/$$n/last/checkpoint.yaml runs/$$n/checkpoint.yaml 2>/dev/null | head -1))"; fi; done
 
 clean:
 	rm -rf build
