@@ -53,7 +53,12 @@ bench-pytest: install
 # models/wnet-small (not in this target: its rule takes a checkpoint mid-run) is `fundus-edge train --config
 # wnet-small --data DRIVE --threads 1 --out runs/wnet-small --to-static`, its best/ copied to cand-cycle4/ when
 # the run ends (16100, cycle 4's end), then `fundus-edge export runs/wnet-small/cand-cycle4 --out
-# models/wnet-small --formats pir,onnx` and the model card as below (docs/experiments-wnet.md).
+# models/wnet-small --formats pir,onnx` and the model card as below (docs/experiments-wnet.md). models/wnet is the
+# `wnet` run (same command, --config wnet), a context stage (`--config wnet-ctx --init runs/wnet/best`), the average
+# `fundus-edge average runs/wnet/cand-cycle2 runs/wnet/cand-cycle3 runs/wnet/last runs/wnet-ctx/best --out
+# runs/wnet-swa4`, a refit on all 20 images (`--config wnet-refit20 --init runs/wnet-swa4`), then `fundus-edge
+# export runs/wnet-refit20/best --out models/wnet --formats pir,onnx --threshold T` with T from `fundus-edge
+# evaluate runs/wnet-refit20/best --split train --best-threshold` (0.445).
 TRAIN = $(BIN)/fundus-edge train --data $(DATA) --threads 1 --no-progress
 models: install
 	$(TRAIN) --config default --out runs/default

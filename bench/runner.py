@@ -29,7 +29,8 @@ class BenchConfig:
     models_dir: Path = Path("build/models")
     shipped: Path = Path("models")  # the shipped models (the CLI resolves --models)
     variants: tuple[str, ...] = ("fp32", "pruned", "int8", "pruned-int8", "int8-nncf", "int8-ort", "small", "small-int8", "small-int8-nncf", "small-int8-ort",
-                                 "small-pruned", "wnet-small", "wnet-small-int8-nncf", "wnet-small-int8-ort", "seed-unet")
+                                 "small-pruned", "wnet", "wnet-int8-nncf", "wnet-int8-ort", "wnet-small", "wnet-small-int8-nncf", "wnet-small-int8-ort",
+                                 "seed-unet")
     engines: tuple[str, ...] | None = None
     extra: tuple[Path, ...] = ()  # model folders benchmarked beside the variants (ours or imported), each a variant named after its folder
     bf16_rows: bool = True

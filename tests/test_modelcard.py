@@ -63,3 +63,22 @@ def test_bench_section_takes_the_models_own_rows_and_its_int8_variants_against_i
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(SystemExit, match="bad.json: not a bench results.json"):
         bench_section(tmp_path / "bad.json", "wnet-small")
+
+
+def test_refit_card_says_where_its_threshold_came_from(tmp_path, tiny_config):
+    """A refit's card checks its threshold against the training images instead of assuming the
+    validation run's: --threshold train is recognised, a fixed threshold is not called F1-optimal."""
+    from fundus_edge.export.exporter import export_checkpoint
+    from fundus_edge.modelcard import main
+    from fundus_edge.train.trainer import Trainer
+
+    texts = {}
+    for thr in ("train", 0.37):
+        cfg = tiny_config.with_overrides(data={"val_count": 0}, optim={"iters": 6, "threshold": thr})
+        run, model = tmp_path / f"run-{thr}", tmp_path / f"model-{thr}"
+        Trainer(cfg, run, device="cpu", progress=False).fit()
+        export_checkpoint(run / "best", model, formats=("onnx",))
+        assert main(["--run", str(run), "--model", str(model), "--data", cfg.data.root]) == 0
+        texts[thr] = (model / "MODEL_CARD.md").read_text()
+    assert "F1-optimal threshold on the" in texts["train"] and "the threshold on all training images" in texts["train"]
+    assert "taken from the validation run" in texts[0.37] and "F1-optimal threshold on the" not in texts[0.37]

@@ -12,7 +12,7 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 @pytest.mark.drive
-@pytest.mark.parametrize("name", ["default", "small", "small-pruned", "wnet-small"])
+@pytest.mark.parametrize("name", ["default", "small", "small-pruned", "wnet", "wnet-small"])
 def test_shipped_model_segments_vessels(name, drive_root):
     if not (MODELS / name / "manifest.yaml").is_file():
         pytest.fail(f"models/{name} is not shipped")
@@ -26,7 +26,7 @@ def test_shipped_model_segments_vessels(name, drive_root):
     assert m.f1 > 0.75 and m.auc > 0.95, m
 
 
-@pytest.mark.parametrize("name", ["default", "small", "small-pruned", "wnet-small"])
+@pytest.mark.parametrize("name", ["default", "small", "small-pruned", "wnet", "wnet-small"])
 def test_shipped_model_is_small_and_intact(name):
     d = MODELS / name
     if not (d / "manifest.yaml").is_file():
