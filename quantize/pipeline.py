@@ -115,7 +115,9 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
             print(f"pruned {prune:.0%} of 3x3 filters: {before['params']:,} -> {mid['params']:,} parameters, {before['gmac']:.2f} -> {mid['gmac']:.2f} GMAC", flush=True)
             save_checkpoint(work / "pruned", net, None, info.config, info.iteration, info.threshold, info.metrics, 0.0, {"pruned_ratio": prune})
             cfg = info.config.with_overrides(optim={"iters": finetune_iters, "lr": PRUNE_FINETUNE_LR, "crop": min(info.config.optim.crop, FINETUNE_CROP_MAX), "warmup": 0, "val_every": max(50, finetune_iters // 4),
-                                                    "val_perturb": (), "select": "clean"}, data={"root": str(data)})
+                                                    "val_perturb": (), "select": "clean",
+                                                    # a refit source has no validation split: keep its threshold (one set at export included)
+                                                    "threshold": info.threshold}, data={"root": str(data)})
             res = Trainer(cfg, work / "finetune", device="cpu", progress=progress, init_weights=work / "pruned").fit(force=True)
             kept = f"best validation F1 {res.best_val_f1:.4f}" if res.best_val_f1 >= 0 else "no validation split, latest weights kept"
             print(f"fine-tuned {finetune_iters} iterations: {kept}", flush=True)
@@ -151,7 +153,9 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
             qat_dir.mkdir()
             np.savez(qat_dir / "weights.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
             qcfg = qinfo.config.with_overrides(optim={"iters": finetune_iters, "lr": QAT_LR, "crop": min(qinfo.config.optim.crop, FINETUNE_CROP_MAX), "warmup": 0, "val_every": max(50, finetune_iters // 2),
-                                                      "val_perturb": (), "select": "clean"}, data={"root": str(data)})
+                                                      "val_perturb": (), "select": "clean",
+                                                    # a refit source has no validation split: keep its threshold (one set at export included)
+                                                    "threshold": info.threshold}, data={"root": str(data)})
             (qat_dir / "config.yaml").write_text(dump_config(qcfg))
             print(f"QAT: {finetune_iters} fine-tuning iterations with fake-quantized {', '.join(ops)}", flush=True)
             _slim("qat", str(qat_dir), str(out), ",".join(ops))

@@ -153,3 +153,16 @@ def test_shipped_configs_and_models_carry_no_data_root():
     for m in (Path(__file__).resolve().parents[1] / "models").glob("*/manifest.yaml"):
         d = yaml.safe_load(m.read_text())
         assert "root" not in d["source"]["config"]["data"] and not [s for s in _strings(d) if s.startswith("/") or ".work" in s], m
+
+
+def test_pruning_a_refit_keeps_the_threshold_it_shipped_with(tiny_config, tmp_path):
+    """A refit has no validation split to choose a threshold after the pruned fine-tune: the pruned model
+    keeps its source's, also one that replaced the checkpoint's at export (models/wnet)."""
+    from fundus_edge.export.exporter import export_checkpoint
+    from fundus_edge.train.trainer import Trainer
+
+    cfg = tiny_config.with_overrides(data={"val_count": 0}, optim={"iters": 4})
+    Trainer(cfg, tmp_path / "run", device="cpu", progress=False).fit()
+    export_checkpoint(tmp_path / "run" / "best", tmp_path / "m", formats=("pir", "onnx"), threshold=0.33)
+    quantize(tmp_path / "m", tmp_path / "p", cfg.data.root, prune=0.5, finetune_iters=4, progress=False)
+    assert read_manifest(tmp_path / "p").threshold == pytest.approx(0.33)
