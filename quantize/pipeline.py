@@ -153,9 +153,7 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
             qat_dir.mkdir()
             np.savez(qat_dir / "weights.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
             qcfg = qinfo.config.with_overrides(optim={"iters": finetune_iters, "lr": QAT_LR, "crop": min(qinfo.config.optim.crop, FINETUNE_CROP_MAX), "warmup": 0, "val_every": max(50, finetune_iters // 2),
-                                                      "val_perturb": (), "select": "clean",
-                                                    # a refit source has no validation split: keep its threshold (one set at export included)
-                                                    "threshold": info.threshold}, data={"root": str(data)})
+                                                      "val_perturb": (), "select": "clean", "threshold": qinfo.threshold}, data={"root": str(data)})
             (qat_dir / "config.yaml").write_text(dump_config(qcfg))
             print(f"QAT: {finetune_iters} fine-tuning iterations with fake-quantized {', '.join(ops)}", flush=True)
             _slim("qat", str(qat_dir), str(out), ",".join(ops))
