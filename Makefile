@@ -50,15 +50,15 @@ bench-pytest: install
 # checkpoint continued for a second cosine cycle on 128-px crops, kept by validation F1
 # (runs/default-cont; docs/experiments-*.md). small-pruned is the small model with half of every 3x3
 # convolution's filters removed and 800 fine-tuning iterations (the fastest model; minutes, not hours).
-# models/wnet-small (not in this target: its rule takes a checkpoint mid-run) is `fundus-edge train --config
-# wnet-small --data DRIVE --threads 1 --out runs/wnet-small --to-static`, its best/ copied to cand-cycle4/ when
-# the run ends (16100, cycle 4's end), then `fundus-edge export runs/wnet-small/cand-cycle4 --out
-# models/wnet-small --formats pir,onnx` and the model card as below (docs/experiments-wnet.md). models/wnet is the
-# `wnet` run (same command, --config wnet), a context stage (`--config wnet-ctx --init runs/wnet/best`), the average
-# `fundus-edge average runs/wnet/cand-cycle2 runs/wnet/cand-cycle3 runs/wnet/last runs/wnet-ctx/best --out
-# runs/wnet-swa4`, a refit on all 20 images (`--config wnet-refit20 --init runs/wnet-swa4`), then `fundus-edge
-# export runs/wnet-refit20/best --out models/wnet --formats pir,onnx --threshold T` with T from `fundus-edge
-# evaluate runs/wnet-refit20/best --split train --best-threshold` (0.445).
+# models/wnet and models/wnet-small (not in this target: their rules take checkpoints mid-run; docs/experiments-wnet.md):
+# `fundus-edge train --config wnet[-small] --data DRIVE --threads 1 --to-static --out runs/wnet[-small]` (16100
+# iterations, 4 cosine cycles, cycle ends copied to cand-cycleN/); for wnet a context stage (`--config wnet-ctx
+# --init runs/wnet/best --out runs/wnet-ctx`); `fundus-edge average` of the cycle ends (wnet: cand-cycle2,
+# cand-cycle3, last and runs/wnet-ctx/best -> runs/wnet-swa4; wnet-small: cand-cycle2, cand-cycle3, last ->
+# runs/wnet-small-swa3); a refit on all 20 images (`--config wnet-refit20 --init runs/wnet-swa4`, `--config
+# wnet-small-refit20 --init runs/wnet-small-swa3`); then `fundus-edge export runs/<refit>/best --out models/NAME
+# --formats pir,onnx` (wnet with `--threshold 0.445` from `fundus-edge evaluate runs/wnet-refit20/best --split train
+# --best-threshold`; wnet-small-refit20 stores its own with `threshold: train`) and the model card as below.
 TRAIN = $(BIN)/fundus-edge train --data $(DATA) --threads 1 --no-progress
 models: install
 	$(TRAIN) --config default --out runs/default
