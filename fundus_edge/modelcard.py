@@ -254,9 +254,8 @@ def main(argv=None) -> int:
     refit = best.config.data.val_count == 0
     if refit:
         # A refit's threshold comes from its validation run, or is the F1-optimal one on the training images
-        # (--threshold train, or `evaluate --split train --best-threshold` at export): check which, not claim it.
-        # (on the checkpoint, as the trainer and `evaluate CKPT` choose it: the runtime's FOV rescaling moves the
-        # flat optimum of the F1 curve by a few thousandths)
+        # (--threshold train, or `evaluate --split train --best-threshold` at export): check which, on the
+        # checkpoint as those choose it (the runtime's FOV rescaling moves the flat optimum by ~0.005).
         on_train = evaluate_source(run / "best", a.data, split="train", progress=False)
         t_train, f1_train = on_train.best_threshold
         if abs(t_train - man.threshold) <= 0.0015:
