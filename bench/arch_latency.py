@@ -5,6 +5,12 @@ exported to ONNX and timed through the runtime on one fundus-sized image.
     python -m fundus_edge.bench.arch_latency --config wnet --data DRIVE \
         --try residual=false --try bridge=false --try residual=false,bridge=false
     python -m fundus_edge.bench.arch_latency --config wnet --backends openvino,openvino:bf16 --try base=16
+    python -m fundus_edge.bench.arch_latency --config s2d-b16 --data DRIVE \
+        --backends openvino:bf16,openvino+nncf,onnxruntime+ort --try depth=2 --try s2d=4,base=32
+
+An engine written ``ENGINE+QUANTIZER`` (``openvino+nncf``, ``onnxruntime+ort``, ``openvino+ort``) times the
+INT8 file that quantizer makes of the untrained network, calibrated on DRIVE training images (--data needed):
+INT8 kernels and their fusions, not the weights, set its time too.
 """
 from __future__ import annotations
 
@@ -45,7 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--try", dest="tries", action="append", default=[], metavar="KEY=VALUE[,...]",
                     help="model settings to change (base, depth, act, residual, bridge, arch); repeatable; the config itself is always timed")
     ap.add_argument("--data", help="DRIVE (test image 01); a synthetic image without it")
-    ap.add_argument("--backends", default="openvino,onnxruntime", help="engines to time, each optionally with a precision (openvino:bf16)")
+    ap.add_argument("--backends", default="openvino,onnxruntime",
+                    help="engines to time, each optionally with a precision (openvino:bf16) or an INT8 quantizer (openvino+nncf, onnxruntime+ort)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5, help="timed runs per network and engine in each round")
     ap.add_argument("--rounds", type=int, default=3)
@@ -63,7 +70,9 @@ def main(argv=None) -> int:
     cfg = resolve_config(a.config)
     img = _image(a.data)
     backends = [b.strip() for b in a.backends.split(",") if b.strip()]
-    engines = [tuple(b.partition(":")[::2]) for b in backends]  # (engine, precision or "")
+    engines = [(*b.partition("+")[0].partition(":")[::2], b.partition("+")[2]) for b in backends]  # (engine, precision or "", quantizer or "")
+    if any(q for _, _, q in engines) and not a.data:
+        raise SystemExit("an INT8 backend (ENGINE+QUANTIZER) calibrates on DRIVE training images: give --data")
     info = cpu_info()
     print(f"untrained networks, engine p50 of {a.rounds} rounds x {a.runs} runs (round-robin), {a.threads} threads; CPU {info['cpu']}, ISA flags {', '.join(info['isa_flags'])}\n")
     print("| network | GMAC | params | " + " | ".join(f"{b} ms" for b in backends) + " |")
@@ -76,7 +85,13 @@ def main(argv=None) -> int:
             ck, out = Path(tmp) / f"{i}" / "ckpt", Path(tmp) / f"{i}" / "model"
             save_checkpoint(ck, net, None, c, 0, 0.5, {}, 0.0)
             r = export_checkpoint(ck, out, formats=("onnx",), force=True)
-            rows.append((f"{a.config}{' ' + change if change else ''}", r, [Predictor.load(out, backend=b, threads=a.threads, precision=pr or None) for b, pr in engines]))
+            folders = {"": out}
+            for q in sorted({q for _, _, q in engines if q}):
+                from fundus_edge.quantize.engine_ptq import engine_int8
+
+                folders[q] = engine_int8(out, Path(tmp) / f"{i}" / f"int8-{q}", a.data, q, calib_images=4, force=True)
+            rows.append((f"{a.config}{' ' + change if change else ''}", r,
+                         [Predictor.load(folders[q], backend=b, threads=a.threads, precision=pr or None) for b, pr, q in engines]))
         # Round-robin: every network is timed in every round, so a drift of the machine's speed (a shared
         # VM's neighbours, clocks) spreads over all rows instead of landing on the ones timed last.
         samples = {(i, j): [] for i in range(len(rows)) for j in range(len(backends))}

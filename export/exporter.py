@@ -41,7 +41,8 @@ def model_facts(net, info) -> dict:
     mult = net.pad_multiple
     h, w = (-(-GMAC_AT[0] // mult) * mult, -(-GMAC_AT[1] // mult) * mult)
     macs = count_macs(net, info.config.preprocess.in_channels, h, w)
-    return {"arch": m.arch, "base": m.base, "depth": m.depth, "act": m.act, "residual": m.residual, "bridge": m.bridge, "params": count_params(net), "gmac": round(macs / 1e9, 3), "gmac_at": f"{GMAC_AT[0]}x{GMAC_AT[1]} (padded to {h}x{w})"}
+    return {"arch": m.arch, "base": m.base, "depth": m.depth, "act": m.act, "residual": m.residual, "bridge": m.bridge,
+            **({"s2d": m.s2d, "refine": m.refine} if m.s2d > 1 else {}), "params": count_params(net), "gmac": round(macs / 1e9, 3), "gmac_at": f"{GMAC_AT[0]}x{GMAC_AT[1]} (padded to {h}x{w})"}
 
 
 def scrubbed_config(cfg) -> dict:

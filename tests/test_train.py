@@ -370,3 +370,54 @@ def test_static_graph_training_step_matches_dygraph(tmp_path, tiny_config):
     b = paddle.load(str(tmp_path / "s" / "last" / "model.pdparams"))
     for k in a:
         np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def test_space_to_depth_unet_folds_like_pixel_unshuffle_and_exports(tmp_path, tiny_config):
+    """The s2d stem (kernel 3s, stride s) is a 3x3 conv on the pixel-unshuffled image and the head (2x2
+    transposed conv) a 1x1 conv then pixel-shuffle: checked against Paddle's own ops with shared weights.
+    The network trains, exports to ONNX (pixel_unshuffle cannot), and every engine agrees."""
+    import numpy as np
+    import paddle
+    import paddle.nn.functional as F
+
+    from fundus_edge.export.exporter import export_checkpoint
+    from fundus_edge.runtime.manifest import read_manifest
+    from fundus_edge.runtime.predictor import Predictor
+
+    from .conftest import synthetic_fundus
+
+    s = 2
+    net = build_model(base=8, depth=2, s2d=s)
+    assert net.pad_multiple == 8
+    conv = net.down[0][0][0]
+    assert list(conv.weight.shape) == [8, 4, 6, 6] and conv._stride == [2, 2]
+    x = paddle.randn([1, 4, 16, 16])
+    # The same weights as a 3x3 conv over the unshuffled image: output channel o, unshuffled input channel
+    # c*s*s + i*s + j at tap (u, v) is the stem's weight at (o, c, u*s + i, v*s + j).
+    w = conv.weight.numpy().reshape(8, 4, 3, s, 3, s).transpose(0, 1, 3, 5, 2, 4).reshape(8, 4 * s * s, 3, 3)
+    ref = F.conv2d(F.pixel_unshuffle(x, s), paddle.to_tensor(w), padding=1)
+    assert np.allclose(conv(x).numpy(), ref.numpy(), atol=1e-4)
+    head = net.head
+    feats = paddle.randn([1, 8, 8, 8])
+    # Transposed-conv weight (in, out, s, s) as a 1x1 conv to out*s*s channels, then pixel-shuffle.
+    hw = head.weight.numpy().transpose(1, 2, 3, 0).reshape(2 * s * s, 8, 1, 1)
+    hb = np.repeat(head.bias.numpy(), s * s)
+    ref = F.pixel_shuffle(F.conv2d(feats, paddle.to_tensor(hw), paddle.to_tensor(hb)), s)
+    assert np.allclose(head(feats).numpy(), ref.numpy(), atol=1e-4)
+    assert net(paddle.zeros([1, 4, 40, 32])).shape == [1, 2, 40, 32]
+    with pytest.raises(ValueError, match="refine needs s2d"):
+        build_model(base=8, refine=4)
+    with pytest.raises(ValueError, match="vessel-unet"):
+        build_model("wnet", base=8, s2d=2)
+    # Fewer MACs than the full-resolution network of the same widths.
+    assert count_macs(net, 4, 64, 64) < count_macs(build_model(base=8, depth=2), 4, 64, 64) / 2
+
+    cfg = tiny_config.with_overrides(model={"base": 8, "depth": 2, "s2d": 2, "refine": 4}, optim={"iters": 2, "val_every": 2})
+    Trainer(cfg, tmp_path / "r", device="cpu", progress=False).fit()
+    out = tmp_path / "m"
+    export_checkpoint(tmp_path / "r" / "best", out)
+    assert read_manifest(out).pad_multiple == 8
+    rgb, _, _ = synthetic_fundus(3)
+    a = Predictor.load(out, backend="onnxruntime").predict(rgb).prob
+    assert a.shape == rgb.shape[:2]
+    assert np.allclose(Predictor.load(out, backend="openvino", precision="fp32").predict(rgb).prob, a, atol=1e-4)

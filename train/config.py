@@ -20,6 +20,11 @@ class ModelConfig:
     act: str = "relu"  # relu | leaky
     residual: bool = False  # 1x1 conv shortcut around each block
     bridge: bool = False  # 3x3 conv on each skip connection
+    # Space-to-depth (pixel-unshuffle) stem by this factor and a depth-to-space head: no layer runs at
+    # full resolution, so narrow layers stop streaming full-size activations through memory (issue #34).
+    s2d: int = 1
+    # With s2d > 1: channels of one 3x3 conv at full resolution after the depth-to-space head (0: none).
+    refine: int = 0
 
 
 @dataclass(frozen=True)

@@ -28,17 +28,22 @@ def _act(name: str) -> nn.Layer:
 
 
 class ConvBNReLU(nn.Sequential):
-    def __init__(self, cin: int, cout: int, act: str = "relu"):
-        super().__init__(nn.Conv2D(cin, cout, 3, padding=1, bias_attr=False), nn.BatchNorm2D(cout), _act(act))
+    """A conv (3x3 unless told) + BN + activation; ``stride`` s with kernel 3s is a 3x3 conv on the
+    image folded s x s into channels (space-to-depth), in one exportable op."""
+
+    def __init__(self, cin: int, cout: int, act: str = "relu", stride: int = 1):
+        k = 3 * stride
+        super().__init__(nn.Conv2D(cin, cout, k, stride=stride, padding=(k - stride) // 2, bias_attr=False), nn.BatchNorm2D(cout), _act(act))
 
 
 class Block(nn.Sequential):
     """Two 3x3 conv + BN + activation; with ``residual`` a 1x1 conv + BN shortcut is added. A
-    Sequential, so the parameter names of the plain block stay those of the shipped models."""
+    Sequential, so the parameter names of the plain block stay those of the shipped models.
+    ``stride`` > 1 makes the first conv a space-to-depth stem (see ConvBNReLU)."""
 
-    def __init__(self, cin: int, cout: int, act: str = "relu", residual: bool = False):
-        super().__init__(ConvBNReLU(cin, cout, act), ConvBNReLU(cout, cout, act))
-        self.shortcut = nn.Sequential(nn.Conv2D(cin, cout, 1, bias_attr=False), nn.BatchNorm2D(cout)) if residual else None
+    def __init__(self, cin: int, cout: int, act: str = "relu", residual: bool = False, stride: int = 1):
+        super().__init__(ConvBNReLU(cin, cout, act, stride), ConvBNReLU(cout, cout, act))
+        self.shortcut = nn.Sequential(nn.Conv2D(cin, cout, stride, stride=stride, bias_attr=False), nn.BatchNorm2D(cout)) if residual else None
 
     def forward(self, x):
         y = self[1](self[0](x))
@@ -46,18 +51,28 @@ class Block(nn.Sequential):
 
 
 class VesselUNet(nn.Layer):
-    """U-Net with ``depth`` down-samplings and ``base`` channels at full resolution."""
+    """U-Net with ``depth`` down-samplings and ``base`` channels at its top level.
+
+    With ``s2d`` > 1 the top level runs at 1/s2d resolution: its first conv reads the image folded s2d x s2d
+    into channels (space-to-depth) and the head unfolds the logits (depth-to-space), so no layer streams
+    narrow full-size activations through memory while the CPU's vector and matrix units sit empty (issue
+    #34). Both folds are written as a strided conv (kernel 3*s2d) and a transposed conv (kernel s2d), which
+    compute exactly what pixel-(un)shuffle + 3x3 / 1x1 convs would: Paddle 3.3.1 cannot save
+    pixel_unshuffle in a legacy program, which ONNX export needs. ``refine`` adds one 3x3 conv at full
+    resolution after the unfold."""
 
     def __init__(self, in_channels: int = 4, num_classes: int = 2, base: int = 16, depth: int = 3, act: str = "relu",
-                 residual: bool = False, bridge: bool = False):
+                 residual: bool = False, bridge: bool = False, s2d: int = 1, refine: int = 0):
         super().__init__()
-        if depth < 1 or base < 1:
-            raise ValueError("depth and base must be positive")
+        if depth < 1 or base < 1 or s2d < 1 or refine < 0:
+            raise ValueError("depth, base and s2d must be positive, refine not negative")
+        if refine and s2d == 1:
+            raise ValueError("refine needs s2d > 1 (it is the one full-resolution layer after depth-to-space)")
         widths = [base * 2**i for i in range(depth + 1)]
         self.down = nn.LayerList()
         cin = in_channels
-        for w in widths[:-1]:
-            self.down.append(Block(cin, w, act, residual))
+        for i, w in enumerate(widths[:-1]):
+            self.down.append(Block(cin, w, act, residual, stride=s2d if i == 0 else 1))
             cin = w
         self.bottom = Block(widths[-2], widths[-1], act, residual)
         self.up = nn.LayerList()
@@ -67,8 +82,10 @@ class VesselUNet(nn.Layer):
         for i in range(depth, 0, -1):
             self.up.append(nn.Conv2DTranspose(widths[i], widths[i - 1], 2, stride=2))
             self.dec.append(Block(widths[i - 1] * 2, widths[i - 1], act, residual))
-        self.head = nn.Conv2D(widths[0], num_classes, 1)
-        self.pad_multiple = 2**depth
+        out = refine or num_classes
+        self.head = nn.Conv2DTranspose(widths[0], out, s2d, stride=s2d) if s2d > 1 else nn.Conv2D(widths[0], out, 1)
+        self.refine = nn.Sequential(ConvBNReLU(refine, refine, act), nn.Conv2D(refine, num_classes, 1)) if refine else None
+        self.pad_multiple = s2d * 2**depth
 
     def forward(self, x):
         skips = []
@@ -81,7 +98,8 @@ class VesselUNet(nn.Layer):
             if self.bridge is not None:
                 skip = self.bridge[i](skip)
             x = dec(paddle.concat([up(x), skip], axis=1))
-        return self.head(x)
+        x = self.head(x)
+        return self.refine(x) if self.refine is not None else x
 
 
 def vessel_probability(logits):
@@ -149,11 +167,13 @@ class VesselProbability(nn.Layer):
 
 
 def build_model(arch: str = "vessel-unet", in_channels: int = 4, base: int = 16, depth: int = 3, num_classes: int = 2,
-                act: str = "relu", residual: bool = False, bridge: bool = False) -> nn.Layer:
+                act: str = "relu", residual: bool = False, bridge: bool = False, s2d: int = 1, refine: int = 0) -> nn.Layer:
     if act not in ACTIVATIONS:
         raise ValueError(f"unknown activation {act!r}; choose from {', '.join(ACTIVATIONS)}")
     if arch == "vessel-unet":
-        return VesselUNet(in_channels, num_classes, base, depth, act, residual, bridge)
+        return VesselUNet(in_channels, num_classes, base, depth, act, residual, bridge, s2d, refine)
+    if s2d != 1 or refine:
+        raise ValueError(f"s2d and refine are settings of the vessel-unet architecture, not of {arch!r}")
     if arch == "wnet":
         return WNet(in_channels, num_classes, base, depth, act, residual, bridge)
     if arch == "seed-unet":
@@ -164,7 +184,8 @@ def build_model(arch: str = "vessel-unet", in_channels: int = 4, base: int = 16,
 def network_from_config(model_cfg, in_channels: int) -> nn.Layer:
     """The network a ``ModelConfig`` describes (one place for every caller that rebuilds one)."""
     m = model_cfg
-    return build_model(m.arch, in_channels, m.base, m.depth, act=m.act, residual=m.residual, bridge=m.bridge)
+    return build_model(m.arch, in_channels, m.base, m.depth, act=m.act, residual=m.residual, bridge=m.bridge,
+                       s2d=m.s2d, refine=m.refine)
 
 
 def count_params(net: nn.Layer) -> int:
