@@ -1,6 +1,7 @@
 """The archive job as a Ray Data pipeline: list the inputs (driver) -> read and decode (tasks) ->
 segment (an actor pool: one Predictor per actor, the model loaded once) -> write outputs and the image's
 row (tasks). Inputs already done are skipped; a bad file becomes a row with its error, never a failed job.
+A run resumes only what the same model and output-changing options made (``resume.py``).
 
 Ray Data does what a hand-made queue would: streaming between stages with back-pressure, actor pools,
 task placement over a cluster's nodes, retries of lost workers."""
@@ -21,8 +22,9 @@ import numpy as np
 
 from ..runtime.batch import encode_outputs, file_error, output_paths, prob_to_uint8, resolve_fov
 from ..runtime.errors import FundusEdgeError, InputError, one_line
+from .resume import JobKey, claim
 from .storage import Storage
-from .table import ImageRow, is_done, read_rows, write_row, write_table
+from .table import ImageRow, delete_row, is_done, read_rows, write_row, write_table
 
 _EMPTY_RGB = np.zeros((0, 0, 3), np.uint8)
 _EMPTY_2D = np.zeros((0, 0), np.uint8)
@@ -41,6 +43,27 @@ class SegmentOptions:
     fov: str = "auto"  # auto | none | a mask file | a folder of masks
     save_prob: bool = False
     save_overlay: bool = False
+
+
+def job_key(options: SegmentOptions) -> JobKey:
+    """The resume key of a run: what makes its outputs what they are (not where the model lies, not the
+    outputs asked for: those are per row)."""
+    from .. import __version__
+    from ..runtime.manifest import MANIFEST, read_manifest, sha256
+
+    man = read_manifest(options.model_dir)  # a folder that is no model fails here, in one line
+    fov = options.fov if options.fov in ("auto", "none") else str(Path(options.fov).resolve())
+    return JobKey(model=f"{man.name} ({man.variant})", model_sha256=sha256(Path(options.model_dir) / MANIFEST), backend=options.backend,
+                  device=options.device, precision=options.precision or "", rescale=options.rescale, crop_fov=options.crop_fov, fov=fov,
+                  tool_version=__version__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    todo: list[Path]
+    done: list[Path]  # skipped: done before
+    refused: list[ImageRow]  # error rows: their outputs exist and are not theirs
+    displaced: list[str] = field(default_factory=list)  # other inputs' rows whose outputs a todo input will overwrite
 
 
 @dataclass(frozen=True)
@@ -162,24 +185,30 @@ def _write(row: dict, out: Storage, save_prob: bool, save_overlay: bool) -> dict
 
 
 # -- driver ---------------------------------------------------------------------------------------
-def plan(files: list[Path], out: Storage, options: SegmentOptions, force: bool) -> tuple[list[Path], list[Path], list[ImageRow]]:
-    """(to do, done before, refused): an input is done when its row says ok and its outputs exist; one whose
-    outputs exist without such a row is refused without --force (they are not this job's to overwrite),
-    unless its row says this tool was writing them when it stopped."""
+def plan(files: list[Path], out: Storage, options: SegmentOptions, force: bool) -> Plan:
+    """An input is done when its row says ok and lists every output asked for, all present. One with an
+    existing output that its own row does not list (a user's file, another input's of the same name) is
+    refused without --force; the outputs its own row lists (also one left "writing" by a killed job) are
+    its own to replace. A row of another input whose outputs a todo input will write is displaced."""
     rows = read_rows(out)
     todo, done, refused = [], [], []
+    claimed: dict[str, str] = {}  # output name -> the todo input that will write it
     for f in files:
         key = str(f.resolve())
         row = rows.get(key)
-        if not force and is_done(row, out):
+        names = _names(f, options.save_prob, options.save_overlay)
+        if not force and is_done(row, out, names):
             done.append(f)
             continue
-        existing = [n for n in _names(f, options.save_prob, options.save_overlay) if out.exists(n)]
-        if existing and not force and not (row is not None and row.status == "writing"):
-            refused.append(ImageRow(path=key, status="error", error=f"{out.display(existing[0])}: exists (use --force to overwrite)", finished=_now()))
+        own = set(row.output_names()) if row is not None else set()
+        foreign = [n for n in names if n not in own and out.exists(n)]
+        if foreign and not force:
+            refused.append(ImageRow(path=key, status="error", error=f"{out.display(foreign[0])}: exists (use --force to overwrite)", finished=_now()))
             continue
         todo.append(f)
-    return todo, done, refused
+        claimed.update((n, key) for n in names)
+    displaced = sorted(p for p, r in rows.items() if any(claimed.get(n, p) != p for n in r.output_names()))
+    return Plan(todo, done, refused, displaced)
 
 
 def _start_ray(ray_opts: RayOptions):
@@ -239,9 +268,14 @@ def run_archive(files: list[Path], out_dir: str | Path, options: SegmentOptions,
     if ray_opts.address is not None:
         _reachable(ray_opts.address)  # before anything is written
     out = Storage(out_dir)  # a folder, or an object store / file system URI (s3://bucket/prefix, ...)
-    out.mkdir()
     options = replace(options, model_dir=Path(options.model_dir).resolve())
-    todo, done, refused = plan(files, out, options, force)
+    key = job_key(options)
+    out.mkdir()
+    claim(out, key, force)  # another job's location or a foreign table: refused here, before anything is written
+    p = plan(files, out, options, force)
+    todo, done, refused = p.todo, p.done, p.refused
+    for path in p.displaced:
+        delete_row(out, path)
     for r in refused:
         write_row(out, r)
         print(f"error: {r.error}", file=sys.stderr)
@@ -274,11 +308,11 @@ def run_archive(files: list[Path], out_dir: str | Path, options: SegmentOptions,
         except Exception as exc:  # noqa: BLE001 - an actor that cannot load the model ends the job in one line
             raise FundusEdgeError(f"ray pipeline failed: {_root_cause(exc)}") from None
         finally:
-            tables = write_table(out, list(read_rows(out).values()))
+            tables = write_table(out, list(read_rows(out).values()), key.to_json())
             if started:
                 ray.shutdown()
     else:
-        tables = write_table(out, list(read_rows(out).values()))
+        tables = write_table(out, list(read_rows(out).values()), key.to_json())
     ok = sum(r["status"] == "ok" for r in results)
     nodes = Counter(r["node"] for r in results if r.get("node"))
     return ArchiveSummary(len(files), len(done), ok, len(results) - ok + len(refused), time.perf_counter() - t0, dict(nodes), tuple(tables))

@@ -52,13 +52,26 @@ class Storage:
             p = Path(self._full(rel))
             p.parent.mkdir(parents=True, exist_ok=True)
             tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, p)
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, p)
+            finally:
+                tmp.unlink(missing_ok=True)  # after a failed write: the old file stays, no debris beside it
             return
         parent = self._full(rel).rsplit("/", 1)[0]
         self.fs.create_dir(parent, recursive=True)
         with self.fs.open_output_stream(self._full(rel)) as fh:
             fh.write(data)
+
+    def delete(self, rel: str) -> None:
+        """Remove a file; one already gone is fine."""
+        if self.fs is None:
+            Path(self._full(rel)).unlink(missing_ok=True)
+            return
+        try:
+            self.fs.delete_file(self._full(rel))
+        except FileNotFoundError:
+            pass
 
     def read_bytes(self, rel: str) -> bytes | None:
         try:

@@ -2,10 +2,13 @@
 under ``<output>/.fundus-edge/rows/`` (``Storage``: a folder or a pyarrow file system URI) while the job runs (a killed job loses at most the images in flight),
 and gathered into ``results.parquet`` and ``results.csv`` at the end of every run.
 
-Resuming reads the same row files: an input whose row says ok and whose outputs exist is done."""
+Resuming reads the same row files: an input whose row says ok and whose outputs exist is done. A row file is
+named after its input's full path, so inputs of one name from different folders never share a row; the
+parquet table carries the job's resume key (``resume.py``) in its metadata, which also marks it as ours."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -16,6 +19,7 @@ from .storage import Storage
 
 ROWS_DIR = ".fundus-edge/rows"
 TABLE_NAMES = ("results.parquet", "results.csv")
+META_KEY = b"fundus-edge"  # parquet key-value metadata: the job's resume key (JSON)
 # A row is written "writing" before the outputs and "ok" after: outputs of a row left "writing" are this
 # tool's own half-written files, which a resumed run may replace without --force.
 STATUSES = ("ok", "error", "writing")
@@ -53,13 +57,16 @@ class ImageRow:
 COLUMNS = tuple(f.name for f in fields(ImageRow))
 
 
-def row_name(image: Path) -> str:
-    return f"{ROWS_DIR}/{Path(image).stem}.json"
+def row_name(image: str | Path) -> str:
+    """The row file of an input, by its path as the driver resolved it (not resolved again: a worker node
+    may see other links)."""
+    digest = hashlib.sha256(str(image).encode()).hexdigest()[:16]
+    return f"{ROWS_DIR}/{Path(image).stem}-{digest}.json"
 
 
 def write_row(out: Storage, row: ImageRow) -> None:
     """Whole or not at all: a reader sees the old row or the new one, never half of one."""
-    out.write_bytes(row_name(Path(row.path)), json.dumps(asdict(row), allow_nan=True).encode())
+    out.write_bytes(row_name(row.path), json.dumps(asdict(row), allow_nan=True).encode())
 
 
 def _parse(data: bytes | None) -> ImageRow | None:
@@ -76,12 +83,44 @@ def read_rows(out: Storage) -> dict[str, ImageRow]:
     return {r.path: r for r in rows if r is not None}
 
 
-def is_done(row: ImageRow | None, out: Storage) -> bool:
-    return row is not None and row.status == "ok" and all(out.exists(n) for n in row.output_names())
+def delete_row(out: Storage, path: str) -> None:
+    out.delete(row_name(path))
 
 
-def write_table(out: Storage, rows: list[ImageRow]) -> list[str]:
-    """results.csv always; results.parquet through pyarrow (part of the ray extra)."""
+def is_done(row: ImageRow | None, out: Storage, wanted: list[str] | tuple[str, ...] = ()) -> bool:
+    """Its row says ok, it lists every output this run asks for (``wanted``), and they all exist."""
+    if row is None or row.status != "ok":
+        return False
+    names = row.output_names()
+    return set(wanted) <= set(names) and all(out.exists(n) for n in names)
+
+
+def table_metadata(out: Storage, name: str = "results.parquet") -> bytes | None:
+    """Our metadata in the parquet table there (None: no table, not parquet, or not ours)."""
+    data = out.read_bytes(name)
+    if data is None:
+        return None
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(pa.BufferReader(data)).metadata or {}
+    except (ImportError, OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+        return None
+    return meta.get(META_KEY)
+
+
+def is_our_table(out: Storage, name: str) -> bool:
+    """A parquet table with our metadata; a CSV table with exactly our header."""
+    if name.endswith(".parquet"):
+        return table_metadata(out, name) is not None
+    data = out.read_bytes(name) or b""
+    return data.split(b"\n", 1)[0].decode(errors="replace") == ",".join(COLUMNS)
+
+
+def write_table(out: Storage, rows: list[ImageRow], key_json: str) -> list[str]:
+    """results.csv always; results.parquet through pyarrow (part of the ray extra), with the job's resume
+    key in its metadata. Each file whole or not at all (``Storage.write_bytes``)."""
     rows = sorted(rows, key=lambda r: r.path)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
@@ -97,7 +136,7 @@ def write_table(out: Storage, rows: list[ImageRow]) -> list[str]:
         return written
     types = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
     hints = {f.name: f.type for f in fields(ImageRow)}
-    table = pa.Table.from_pylist([asdict(r) for r in rows], schema=pa.schema([(c, types[hints[c]]) for c in COLUMNS]))
+    table = pa.Table.from_pylist([asdict(r) for r in rows], schema=pa.schema([(c, types[hints[c]]) for c in COLUMNS], metadata={META_KEY: key_json.encode()}))
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     out.write_bytes("results.parquet", sink.getvalue().to_pybytes())

@@ -62,13 +62,13 @@ def test_plan_skips_done_retries_own_partial_refuses_foreign(tmp_path):
     write_row(store, ImageRow(str(files[0].resolve()), "ok", outputs=f"{files[0].stem}_mask.png"))  # done
     write_row(store, ImageRow(str(files[1].resolve()), "writing", outputs=f"{files[1].stem}_mask.png"))  # killed while writing
     # files[2]: an output without a row (not ours to overwrite); files[3]: nothing yet
-    todo, done, refused = plan(files, store, opts, force=False)
-    assert done == [files[0]] and todo == [files[1], files[3]]
-    assert len(refused) == 1 and "eye2_mask.png: exists (use --force" in refused[0].error
-    todo, done, refused = plan(files, store, opts, force=True)
-    assert todo == files and not done and not refused
+    p = plan(files, store, opts, force=False)
+    assert p.done == [files[0]] and p.todo == [files[1], files[3]]
+    assert len(p.refused) == 1 and "eye2_mask.png: exists (use --force" in p.refused[0].error
+    p = plan(files, store, opts, force=True)
+    assert p.todo == files and not p.done and not p.refused
     (out / f"{files[0].stem}_mask.png").unlink()  # its row says ok but the output is gone: redo
-    assert files[0] in plan(files, store, opts, force=False)[0]
+    assert files[0] in plan(files, store, opts, force=False).todo
 
 
 def test_table_has_every_column_in_csv_and_parquet(tmp_path):
@@ -78,7 +78,7 @@ def test_table_has_every_column_in_csv_and_parquet(tmp_path):
 
     rows = [ImageRow("/a/x.jpg", "ok", width=10, height=8, fov_found=True, fov_diameter_px=7.0, scale=1.0, vessel_share=0.1, outputs="x_mask.png"),
             ImageRow("/a/y.jpg", "error", error="/a/y.jpg: not a readable image")]
-    csv_path, pq_path = write_table(Storage(tmp_path), rows)
+    csv_path, pq_path = write_table(Storage(tmp_path), rows, "{}")
     t = pq.read_table(pq_path)
     assert tuple(t.column_names) == COLUMNS and t.num_rows == 2
     assert t.column("width").to_pylist() == [10, 0] and t.schema.field("fov_found").type == "bool"
@@ -105,9 +105,9 @@ def test_outputs_rows_and_table_through_a_pyarrow_file_system_uri(tmp_path):
     assert rec["status"] == "ok" and rec["outputs"] == "eye0_mask.png;eye0_prob.png"
     got = np.array(Image.open(tmp_path / "remote" / "job" / "eye0_mask.png"))
     assert got.shape == (90, 84) and set(np.unique(got)) == {0, 255} and (got[45] == 255).all()
-    todo, done, _ = plan(files, store, SegmentOptions(tmp_path, save_prob=True), force=False)
-    assert done == [files[0]] and todo == [files[1]]
-    tables = write_table(store, list(read_rows(store).values()))
+    p = plan(files, store, SegmentOptions(tmp_path, save_prob=True), force=False)
+    assert p.done == [files[0]] and p.todo == [files[1]]
+    tables = write_table(store, list(read_rows(store).values()), "{}")
     assert tables[-1].startswith("file://") and pq.read_table(tmp_path / "remote" / "job" / "results.parquet").num_rows == 1
 
 
@@ -153,7 +153,7 @@ def test_ray_job_matches_predict_records_errors_and_resumes(tiny_model, tmp_path
     # A job killed half-way: eye1 never done, eye2 stopped while writing (row "writing", mask cut short)
     for p in output_paths(files[1], out, True, True):
         p.unlink()
-    (out / row_name(files[1])).unlink()
+    (out / row_name(str(files[1].resolve()))).unlink()
     write_row(Storage(out), ImageRow(str(files[2].resolve()), "writing", outputs=rows[str(files[2].resolve())].outputs))
     output_paths(files[2], out)[0].write_bytes(b"\x89PNG cut")
     before = {f: os.stat(output_paths(f, out)[0]).st_mtime_ns for f in (files[0], files[3])}
@@ -163,6 +163,34 @@ def test_ray_job_matches_predict_records_errors_and_resumes(tiny_model, tmp_path
     for f in files[1:3]:
         assert np.array_equal(np.array(Image.open(output_paths(f, out)[0])), np.array(Image.open(output_paths(f, ref)[0])))
     assert all(r.status in ("ok", "error") for r in read_rows(Storage(out)).values())
+
+
+@pytest.mark.ray
+def test_ray_rerun_with_another_model_refuses_in_one_line_or_redoes_with_force(tiny_model, tmp_path, local_ray, capsys):
+    """The issue's reproduction: predict MODEL_A DIR -o OUT --ray, then MODEL_B into the same OUT."""
+    from fundus_edge.cli import main
+
+    other = shutil.copytree(tiny_model, tmp_path / "other")
+    man = other / "manifest.yaml"
+    name_line = next(line for line in man.read_text().splitlines() if line.startswith("name:"))
+    man.write_text(man.read_text().replace(name_line, "name: other", 1))  # another manifest: another model to the key
+    inp = _images(tmp_path / "in", 2, corrupt=False)
+    out = tmp_path / "out"
+    run = ["predict", str(inp), "-o", str(out), "--ray", "--workers", "1", "--threads-per-worker", "1", "--backend", "onnxruntime", "--no-progress"]
+    assert main(run[:1] + [str(tiny_model)] + run[1:]) == 0
+    first = {p.name: p.stat().st_ino for p in out.glob("*_mask.png")}  # each write is a new file (temporary name, then rename)
+    capsys.readouterr()
+    assert main(run[:1] + [str(other)] + run[1:]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "results of another job (model " in err[-1] and "[manifest sha256" in err[-1] and " there, other (" in err[-1] and "--force" in err[-1]
+    assert len(first) == 2 and {p.name: p.stat().st_ino for p in out.glob("*_mask.png")} == first  # refused before anything was written
+    assert main(run[:1] + [str(other)] + run[1:] + ["--force"]) == 0
+    rows = read_rows(Storage(out))
+    assert len(rows) == 2 and {r.model.split(" ")[0] for r in rows.values()} == {"other"} and all(r.status == "ok" for r in rows.values())
+    assert all(p.stat().st_ino != first[p.name] for p in out.glob("*_mask.png"))  # redone
+    capsys.readouterr()
+    assert main(run[:1] + [str(other)] + run[1:]) == 0
+    assert "2 done before (skipped)" in capsys.readouterr().err  # and it resumes its own
 
 
 def test_ray_options_belong_to_ray(tiny_model, tmp_path, capsys):
