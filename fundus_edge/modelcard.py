@@ -10,6 +10,7 @@ import csv
 import time
 from pathlib import Path
 
+from fundus_edge.ledger import count_lineage, ledger_path, read_ledger, record
 from fundus_edge.runtime.manifest import read_manifest
 from fundus_edge.timing import TimingPolicy, time_calls
 
@@ -107,6 +108,8 @@ def _robustness(model: Path, data: str, threads: int) -> list[str]:
     from fundus_edge.train.camera import PERTURBATIONS
 
     reps = [evaluate_perturbed(model, data, PERTURBATIONS, backend=b, threads=threads, progress=False) for b in ("onnxruntime", "openvino")]
+    for b, rep in zip(("onnxruntime", "openvino"), reps):
+        _record_report(rep, model, f"fundus-edge evaluate {model} --data {data} --perturb --backend {b}")
     lines = ["## Camera perturbations (DRIVE test, FOV pooled; the runtime rescales each input to the training FOV)",
              "| perturbation | F1 (ONNX Runtime) | ΔF1 | AUC | F1 (OpenVINO) | ΔF1 |", "| --- | --- | --- | --- | --- | --- |"]
     for a, b in zip(*(r.rows for r in reps)):
@@ -130,20 +133,109 @@ def _latency_section(model: Path, data: str, threads: int) -> list[str]:
             *[f"| {e} | {p} | {ms:.1f} |" for e, p, ms in latency(model, img, threads)], ""]
 
 
-def _replace_section(lines: list[str], head: str, new: list[str]) -> list[str]:
+TEST_DATA_NOTE = "the 20 test images are never trained on; how often they were read is under Test reads"
+READS_HEAD = "## Test reads"
+
+
+def _ordinal(n: int) -> str:
+    return {1: "best", 2: "second best", 3: "third best"}.get(n, f"{n}th best")
+
+
+def reads_section(lineage: str, ledger: Path | None = None) -> list[str]:
+    """``DRIVE test reads: N`` for this model's lineage and how its shipped figure was chosen, both
+    counted from the test-read ledger (docs/test-reads.md), never typed by hand."""
+    def n(k: int, word: str) -> str:
+        return f"{k} {word}{'' if k == 1 else 's'}"
+
+    path = ledger or ledger_path()
+    c = count_lineage(read_ledger(path) if path else [], lineage)
+    s = c.shipped
+    rule = "a read whose use was written down before it" if s is not None and s.rule_before == "yes" else "a read with no rule written down before it"
+    if s is None:
+        how = "no read of this lineage in the ledger is marked as the shipped one."
+    elif c.reads == 1:
+        how = f"the shipped figure is that one read ({rule})."
+    else:
+        how = f"the shipped figure (F1 {s.f1}) is the {_ordinal(c.rank)} of the {n(c.candidates, 'candidate score')}, from {rule}."
+    times = "once" if c.reads == 1 else f"{c.reads} times"
+    detail = f" ({n(c.candidates, 'candidate score')}, {n(c.gates, 'gate check')} before shipping)" if c.reads > 1 else ""
+    later = f"; {n(c.reports, 're-scoring')} of models already fixed listed there and not counted" if c.reports else ""
+    return [f"{READS_HEAD} (`docs/test-reads.csv`, lineage `{lineage}`)", f"DRIVE test reads: {c.reads}",
+            f"The 20 DRIVE test images were read {times} in this model's lineage{detail}{later}; {how}", ""]
+
+
+def _git_last_commit(path: Path) -> str:
+    """The last commit that holds ``path`` (empty outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%h", "--", path.name], cwd=path.parent, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def provenance_section(model: Path, run: Path | None = None) -> list[str]:
+    """Where the shipped weights came from: the checkpoint (and the sha256 of its weights, when the run
+    folder is at hand), the config and the training log, and the exported files' sha256."""
+    from fundus_edge.ledger import _sha256
+
+    man = read_manifest(model)
+    src = man.source or {}
+    ckpt = src.get("checkpoint")
+    out = ["## Provenance"]
+    best = Path(run) / "best" if run else None
+    if best is not None and (best / "model.pdparams").is_file():
+        commit = _git_last_commit(best / "model.pdparams")
+        at = f" as committed in {commit}" if commit else ""
+        out.append(f"- Weights: exported from `{ckpt or best}` (iteration {src.get('iteration')}); its `model.pdparams` sha256 `{_sha256(best / 'model.pdparams')}` "
+                   f"(computed from `{best}`{at}).")
+    elif ckpt:
+        out.append(f"- Weights: exported from `{ckpt}` (iteration {src.get('iteration')}); that checkpoint's sha256 was not recorded and the run folder "
+                   "is gone, so the exported files below are the reference.")
+    elif isinstance(src.get("pruning"), dict):
+        s = src["pruning"].get("source")
+        name = s.get("path") or s.get("name") if isinstance(s, dict) else s
+        sha = f" (its manifest's sha256 `{s['manifest_sha256']}`)" if isinstance(s, dict) and s.get("manifest_sha256") else ""
+        out.append(f"- Weights: pruned and fine-tuned from `{name}`{sha}; the fine-tune's record is `source.pruning` in `manifest.yaml`.")
+    out.append("- Exported files (sha256, as `manifest.yaml` pins them): " + ", ".join(f"`{f}` `{h}`" for f, h in man.files.items()) + ".")
+    if run and (Path(run) / "config.yaml").is_file():
+        cfg = Path(run) / "config.yaml"
+        commit = _git_last_commit(cfg)
+        kept = f"`git show {commit}:{cfg}`" if commit else f"`{cfg}`"
+        out.append(f"- Config: {kept} (the YAML under Training; also `source.config` in `manifest.yaml`).")
+    else:
+        out.append("- Config: `source.config` in `manifest.yaml` (the training config as the checkpoint stored it).")
+    log = Path(run) / "log.csv" if run else None
+    if log is not None and log.is_file():
+        commit = _git_last_commit(log)
+        kept = f"; in git: `git show {commit}:{log}`" if commit else ""
+        out.append(f"- Training log: `{log}` ({sum(1 for _ in open(log)) - 1} rows{kept}).")
+    out.append("")
+    return out
+
+
+def _record_report(rep, model: Path, command: str) -> None:
+    """The card's own scoring of a model already fixed is a ``report`` row of the ledger."""
+    record(rep, "report", ledger_path(), command=command, lineage=model.name, rule_before="yes", source="fundus_edge.modelcard")
+
+
+def _replace_section(lines: list[str], head: str, new: list[str], before: str = "Reproduce:") -> list[str]:
     """``lines`` with the section starting with ``head`` replaced by ``new`` (added before the
-    Reproduce line when the card has none). A section ends at the next heading or Reproduce line."""
+    ``before`` line, Reproduce by default, when the card has none). A section ends at the next heading or
+    Reproduce line."""
     if any(x.startswith(head) for x in lines):
         i = next(k for k, x in enumerate(lines) if x.startswith(head))
         j = next((k for k in range(i + 1, len(lines)) if lines[k].startswith(("## ", "Reproduce:"))), len(lines))
         del lines[i:j]
     else:
-        i = next((k for k, x in enumerate(lines) if x.startswith("Reproduce:")), len(lines))
+        i = next((k for k, x in enumerate(lines) if x.startswith(before)), None)
+        i = i if i is not None else next((k for k, x in enumerate(lines) if x.startswith("Reproduce:")), len(lines))
     lines[i:i] = new
     return lines
 
 
-def _update_card(model: Path, data: str, threads: int, sections: list[str], notes: str, bench: str = "") -> int:
+def _update_card(model: Path, data: str, threads: int, sections: list[str], notes: str, bench: str = "", run: str = "") -> int:
     """Rewrite some sections of an existing card: for a shipped model whose training run folder is no
     longer at hand (its training and validation sections stay as they were written)."""
     card = model / "MODEL_CARD.md"
@@ -162,8 +254,13 @@ def _update_card(model: Path, data: str, threads: int, sections: list[str], note
                 raise SystemExit("--update notes needs --notes FILE")
             k = next((k for k, x in enumerate(lines) if x.startswith("Reproduce:")), len(lines) - 1)
             lines = lines[: k + 1] + ["", Path(notes).read_text().strip()]
+        elif sec == "reads":
+            lines = _replace_section(lines, READS_HEAD, reads_section(model.name), before="## DRIVE test")
+            lines = [x.replace("the 20 test images were used once, for the figures below", TEST_DATA_NOTE) for x in lines]
+        elif sec == "provenance":
+            lines = _replace_section(lines, "## Provenance", provenance_section(model, Path(run) if run else None))
         else:
-            raise SystemExit(f"unknown section {sec!r}: choose from perturb, latency, bench, notes")
+            raise SystemExit(f"unknown section {sec!r}: choose from perturb, latency, bench, notes, reads, provenance")
     card.write_text("\n".join(lines) + "\n")
     print(f"rewrote {', '.join(sections)} in {card}")
     return 0
@@ -186,6 +283,7 @@ def _pruned_card(model: Path, data: str, threads: int, command: str, perturb: bo
     pr = man.source["pruning"]
     cfg = man.source.get("config", {})
     rep = evaluate_source(model, data, split="test", backend="onnxruntime", progress=False)
+    _record_report(rep, model, f"python -m fundus_edge.modelcard {argv_line}")
     # The source is recorded as {name, variant, manifest_sha256, path} (older manifests: a path string).
     s = pr["source"]
     src, pr_ratio = (Path(s.get("path") or f"models/{s['name']}") if isinstance(s, dict) else Path(s)), pr["ratio"]
@@ -206,10 +304,12 @@ def _pruned_card(model: Path, data: str, threads: int, command: str, perturb: bo
         f"- Fine-tune: {pr['finetune_iters']} iterations at a fixed learning rate {pr['finetune_lr']} on {pr['finetune_crop']}x{pr['finetune_crop']} crops with the "
         f"source's augmentation, DRIVE training images only ({kept}); wall time {pr['finetune_s'] / 60:.1f} min on this CPU (2 cores).",
         "",
+        *reads_section(model.name),
         *_test_section(rep),
         *_latency_section(model, data, threads),
         *(bench_section(Path(bench), model.name) if bench else []),
         *(_robustness(model, data, threads) if perturb else []),
+        *provenance_section(model),
         f"Reproduce: `python -m fundus_edge.modelcard {argv_line}` ({time.strftime('%Y-%m-%d')}).",
         *(["", Path(notes).read_text().strip()] if notes and Path(notes).is_file() else []),
     ]
@@ -225,11 +325,11 @@ def main(argv=None) -> int:
     ap.add_argument("--notes", default="", help="a Markdown file with experiment notes to include")
     ap.add_argument("--perturb", action="store_true", help="add DRIVE-test F1 under camera perturbations (ONNX Runtime and OpenVINO)")
     ap.add_argument("--bench", default="", help="a make bench results.json: add the latency and F1 of this model and its INT8 variants on every engine")
-    ap.add_argument("--update", help="only rewrite these sections of an existing card (comma list of perturb, latency, bench, notes); "
-                    "--run is then not read")
+    ap.add_argument("--update", help="only rewrite these sections of an existing card (comma list of perturb, latency, bench, notes, reads, "
+                    "provenance); --run is then read only by provenance (its best/, config.yaml and log.csv)")
     a = ap.parse_args(argv)
     if a.update:
-        return _update_card(Path(a.model), a.data, a.threads, [x.strip() for x in a.update.split(",") if x.strip()], a.notes, a.bench)
+        return _update_card(Path(a.model), a.data, a.threads, [x.strip() for x in a.update.split(",") if x.strip()], a.notes, a.bench, a.run or "")
 
     if not a.run:
         if "pruning" in read_manifest(Path(a.model)).source:
@@ -250,6 +350,7 @@ def main(argv=None) -> int:
     last = read_checkpoint(run / "last")
     log = list(csv.DictReader(open(run / "log.csv")))
     rep = evaluate_source(model, a.data, split="test", backend="onnxruntime", progress=False)
+    _record_report(rep, model, "python -m fundus_edge.modelcard " + " ".join(argv if argv is not None else __import__("sys").argv[1:]))
     o = best.config.optim
     refit = best.config.data.val_count == 0
     if refit:
@@ -266,12 +367,12 @@ def main(argv=None) -> int:
             thr_src = "taken from the validation run of the same recipe"
             chosen = "the recipe, iteration count and threshold were chosen on a 16/4 validation split first"
         data_line = (f"- Data: DRIVE training images only, all 20 (a refit: {chosen}, see Experiments; no checkpoint selection); "
-                     "the 20 test images were used once, for the figures below.")
+                     f"{TEST_DATA_NOTE}.")
         iters_line = f"- Iterations: {last.iteration} (final weights); wall time {last.elapsed_s / 60:.0f} min on this CPU (2 cores shared with other work; see README)."
     else:
         thr_src = "chosen on validation"
         data_line = (f"- Data: DRIVE training images only: {20 - best.config.data.val_count} for training, {best.config.data.val_count} held out for validation "
-                     f"(split seed {best.config.data.split_seed}); the 20 test images were used once, for the figures below.")
+                     f"(split seed {best.config.data.split_seed}); {TEST_DATA_NOTE}.")
         iters_line = f"- Iterations: {last.iteration} (best validation F1 at {best.iteration}); wall time {last.elapsed_s / 60:.0f} min on this CPU (2 cores shared with other work; see README)."
     lines = [
         f"# Model card: `{man.name}`",
@@ -296,10 +397,12 @@ def main(argv=None) -> int:
         "",
         *_log_table(log, best.config.optim.val_perturb, refit, best.config.optim.select),
         "",
+        *reads_section(model.name),
         *_test_section(rep),
         *_latency_section(model, a.data, a.threads),
         *(bench_section(Path(a.bench), model.name) if a.bench else []),
         *(_robustness(model, a.data, a.threads) if a.perturb else []),
+        *provenance_section(model, run),
         f"Reproduce: `python -m fundus_edge.modelcard --run {a.run} --model {a.model} --data {a.data}"
         f"{' --perturb' if a.perturb else ''}{' --bench ' + a.bench if a.bench else ''}{' --notes ' + a.notes if a.notes else ''}` ({time.strftime('%Y-%m-%d')}).",
     ]

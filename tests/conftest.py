@@ -44,6 +44,12 @@ def write_drive(root: Path, n_train: int = 6, n_test: int = 2) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _scratch_ledger(tmp_path_factory, monkeypatch):
+    """Every test's held-out reads go to a scratch ledger, never the committed docs/test-reads.csv."""
+    monkeypatch.setenv("FUNDUS_EDGE_LEDGER", str(tmp_path_factory.mktemp("ledger") / "test-reads.csv"))
+
+
 @pytest.fixture(scope="session")
 def drive_synth(tmp_path_factory) -> Path:
     return write_drive(tmp_path_factory.mktemp("drive"))

@@ -81,4 +81,31 @@ def test_refit_card_says_where_its_threshold_came_from(tmp_path, tiny_config):
         assert main(["--run", str(run), "--model", str(model), "--data", cfg.data.root]) == 0
         texts[thr] = (model / "MODEL_CARD.md").read_text()
     assert "F1-optimal threshold on the" in texts["train"] and "the threshold on all training images" in texts["train"]
+    # The card's own test read is a report: listed in the ledger, not counted.
+    from fundus_edge.ledger import count_lineage, ledger_path, read_ledger
+
+    c = count_lineage(read_ledger(ledger_path()), "model-train")  # a card's lineage is its model folder's name
+    assert (c.reads, c.reports) == (0, 1) and "DRIVE test reads: 0" in texts["train"] and "used once" not in texts["train"]
+    assert "## Provenance" in texts["train"] and "model.pdparams` sha256" in texts["train"]
     assert "taken from the validation run" in texts[0.37] and "F1-optimal threshold on the" not in texts[0.37]
+
+
+def test_update_reads_counts_the_ledger_and_drops_the_used_once_sentence(tmp_path, monkeypatch):
+    from fundus_edge.ledger import TestRead, append_read, ledger_path
+
+    card = ["# Model card", "", "## Training", "- Data: DRIVE training images only; the 20 test images were used once, for the figures below.",
+            "", "## DRIVE test (20 images)", "F1", "", "Reproduce: `x`"]
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "MODEL_CARD.md").write_text("\n".join(card) + "\n")
+    for why, f1, date in (("candidate", "0.8300", "2026-12-01 00:00"), ("gate", "0.8100", "2026-12-02 00:00"), ("shipped", "0.8200", "2026-12-03 00:00"),
+                          ("report", "0.8200", "2026-12-04 00:00")):
+        append_read(ledger_path(), TestRead(date, "m", "x", "", "", "cmd", "DRIVE test", f1, "", why, "yes", "src"))
+    _update_card(model, "unused", 1, ["reads"], "")
+    text = (model / "MODEL_CARD.md").read_text()
+    assert "used once" not in text and "how often they were read is under Test reads" in text
+    assert "\nDRIVE test reads: 3\n" in text and text.index("## Test reads") < text.index("## DRIVE test")
+    assert "(2 candidate scores, 1 gate check before shipping); 1 re-scoring of models already fixed listed there and not counted" in text
+    assert "the shipped figure (F1 0.8200) is the second best of the 2 candidate scores" in text
+    _update_card(model, "unused", 1, ["reads"], "")  # idempotent: one section
+    assert (model / "MODEL_CARD.md").read_text() == text

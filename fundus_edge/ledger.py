@@ -1,0 +1,176 @@
+"""The test-read ledger: one CSV row for every evaluation on a held-out split, so a model card can say
+how often the test images were read in its lineage (docs/test-reads.md states the rules).
+
+A read is one scoring command on held-out images (a plain or a perturbed evaluation alike). Held out
+means any split that is not training data: DRIVE ``test``, and the whole of a data set without an
+official split (STARE, CHASE_DB1, folders), unless ``--split train`` says it is training data. A
+validation split carved out of the training images is training data and is never a read.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from fundus_edge.runtime.errors import InputError
+
+LEDGER_ENV = "FUNDUS_EDGE_LEDGER"
+# The committed ledger of this repository (found beside the package in a source checkout).
+REPO_LEDGER = Path(__file__).resolve().parents[1] / "docs" / "test-reads.csv"
+WHY = ("candidate", "gate", "shipped", "report")
+TRAINING_SPLITS = ("train", "training")
+
+
+@dataclass(frozen=True)
+class TestRead:
+    """One read of held-out images. ``why``: candidate (a score that can choose something), gate (a
+    further check of a candidate before it ships: perturbations, INT8), shipped (the read whose figure
+    the shipped model's card gives), report (a re-score of a model already fixed; not counted)."""
+
+    __test__ = False  # not a pytest class
+
+    date: str
+    lineage: str
+    scored: str
+    weights_sha256: str
+    run: str
+    command: str
+    data: str
+    f1: str
+    auc: str
+    why: str
+    rule_before: str  # yes / no / unknown: was the use of this score fixed in writing before the read?
+    source: str
+    note: str = ""
+
+
+COLUMNS = tuple(f.name for f in fields(TestRead))
+
+
+def is_held_out(split: str) -> bool:
+    return split.lower() not in TRAINING_SPLITS
+
+
+def ledger_path(explicit: str | Path | None = None) -> Path | None:
+    """--ledger PATH, else $FUNDUS_EDGE_LEDGER, else the repository's committed ledger when this is a
+    source checkout; None when there is none (an installed copy away from the repository)."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(LEDGER_ENV):
+        return Path(os.environ[LEDGER_ENV])
+    return REPO_LEDGER if REPO_LEDGER.is_file() else None
+
+
+def read_ledger(path: str | Path) -> list[TestRead]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and set(COLUMNS) - set(rows[0]):
+        raise InputError(f"{path}: not a test-read ledger (missing columns {', '.join(sorted(set(COLUMNS) - set(rows[0])))})")
+    bad = [r["why"] for r in rows if r["why"] not in WHY]
+    if bad:
+        raise InputError(f"{path}: unknown why {bad[0]!r} (choose from {', '.join(WHY)})")
+    return [TestRead(**{k: r[k] or "" for k in COLUMNS}) for r in rows]
+
+
+def append_read(path: str | Path, row: TestRead) -> None:
+    if row.why not in WHY:
+        raise InputError(f"unknown why {row.why!r}: choose from {', '.join(WHY)}")
+    path = Path(path)
+    new = not path.is_file() or path.stat().st_size == 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        if new:
+            w.writeheader()
+        w.writerow(asdict(row))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def identify(source: str | Path) -> tuple[str, str, str]:
+    """(lineage, weights sha256, run) of what ``evaluate`` scored. A checkpoint: its config's name,
+    the sha256 of model.pdparams, its run folder. A model folder: its manifest's name (``-pruned``
+    for a pruned variant, whose card is its own), the sha256 of manifest.yaml (which pins every weight
+    file by sha256), the checkpoint or model it was made from. Predict outputs: unknown."""
+    source = Path(source)
+    if (source / "manifest.yaml").is_file():
+        from fundus_edge.runtime.manifest import read_manifest
+
+        man = read_manifest(source)
+        lineage = f"{man.name}-pruned" if man.variant == "pruned" else man.name
+        src = man.source or {}
+        origin = src.get("checkpoint") or ""
+        if not origin and isinstance(src.get("pruning"), dict):
+            s = src["pruning"].get("source")
+            origin = (s.get("path") or s.get("name") or "") if isinstance(s, dict) else str(s or "")
+        return lineage, _sha256(source / "manifest.yaml"), str(origin)
+    if (source / "checkpoint.yaml").is_file() and (source / "model.pdparams").is_file():
+        import yaml
+
+        meta = yaml.safe_load((source / "checkpoint.yaml").read_text()) or {}
+        name = ((meta.get("config") or {}).get("name")) or ""
+        return name, _sha256(source / "model.pdparams"), str(source.parent)
+    return "", "", ""
+
+
+def record(report, why: str, path: Path | None, command: str | None = None, lineage: str | None = None,
+           rule_before: str = "unknown", note: str = "", source: str = "fundus-edge evaluate") -> TestRead | None:
+    """Append one row for ``report`` (an EvalReport or PerturbReport) when its split is held out and
+    a ledger is at hand; returns the row (None when nothing was written)."""
+    if not is_held_out(report.split):
+        return None
+    if path is None:
+        print("note: no test-read ledger found (set FUNDUS_EDGE_LEDGER or pass --ledger PATH): this held-out read is not recorded", file=sys.stderr)
+        return None
+    lin, sha, run = identify(report.source)
+    pooled = getattr(report, "pooled", None)
+    if pooled is None and getattr(report, "rows", None):
+        pooled = report.rows[0].metrics  # a perturbed evaluation: its clean row
+        note = (note + "; " if note else "") + f"perturbed: {', '.join(r.perturbation for r in report.rows[1:])}"
+    row = TestRead(
+        date=time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        lineage=lineage or lin, scored=str(report.source), weights_sha256=sha, run=run,
+        command=command if command is not None else " ".join(["fundus-edge", *sys.argv[1:]]),
+        data=f"{report.data} {report.split}",
+        f1="" if pooled is None else f"{pooled.f1:.4f}",
+        auc="" if pooled is None or pooled.auc is None else f"{pooled.auc:.4f}",
+        why=why, rule_before=rule_before, source=source, note=note)
+    append_read(path, row)
+    return row
+
+
+@dataclass(frozen=True)
+class LineageCount:
+    """What a model card says about its lineage's test reads."""
+
+    lineage: str
+    reads: int  # every row but reports
+    candidates: int  # candidate and shipped rows: scores that could choose a model
+    gates: int
+    reports: int
+    shipped: TestRead | None  # the latest shipped read
+    rank: int | None  # the shipped F1's place among the candidate scores (1 = best)
+
+
+def count_lineage(rows: list[TestRead], lineage: str) -> LineageCount:
+    own = [r for r in rows if r.lineage == lineage]
+    cand = [r for r in own if r.why in ("candidate", "shipped")]
+    shipped = ([None] + sorted((r for r in own if r.why == "shipped"), key=lambda r: r.date))[-1]  # the latest; ties: the later row
+    rank = None
+    if shipped is not None and shipped.f1:
+        rank = 1 + sum(1 for r in cand if r.f1 and float(r.f1) > float(shipped.f1))
+    return LineageCount(lineage, sum(r.why != "report" for r in own), len(cand), sum(r.why == "gate" for r in own),
+                        sum(r.why == "report" for r in own), shipped, rank)

@@ -1,0 +1,105 @@
+"""The test-read ledger: evaluate records held-out reads (never training ones), and every shipped
+model card's count agrees with the committed docs/test-reads.csv."""
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from fundus_edge.ledger import COLUMNS, LEDGER_ENV, REPO_LEDGER, TestRead, append_read, count_lineage, identify, ledger_path, read_ledger
+from fundus_edge.runtime.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+CARDS = sorted((ROOT / "models").glob("*/MODEL_CARD.md"))
+
+
+def test_tests_never_write_the_committed_ledger():
+    assert os.environ[LEDGER_ENV] and ledger_path() != REPO_LEDGER and ledger_path() == Path(os.environ[LEDGER_ENV])
+
+
+def test_evaluate_records_a_test_read_and_no_training_read(tiny_run, tiny_model, drive_synth, capsys):
+    from fundus_edge.cli import main
+
+    path = ledger_path()
+    assert main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--no-progress", "--why", "gate", "--rule-before"]) == 0
+    assert main(["evaluate", str(tiny_run / "best"), "--data", str(drive_synth), "--no-progress", "--split", "train"]) == 0
+    assert main(["evaluate", str(tiny_run / "best"), "--data", str(drive_synth), "--no-progress", "--no-ledger"]) == 0
+    assert main(["evaluate", str(tiny_run / "best"), "--data", str(drive_synth), "--no-progress", "--lineage", "other"]) == 0
+    out = capsys.readouterr().out
+    rows = read_ledger(path)
+    assert len(rows) == 2  # the train split and --no-ledger wrote nothing
+    model_row, ckpt_row = rows
+    assert model_row.why == "gate" and model_row.rule_before == "yes" and model_row.lineage == "tiny" and model_row.data.endswith(" test")
+    assert model_row.weights_sha256 == hashlib.sha256((tiny_model / "manifest.yaml").read_bytes()).hexdigest()
+    f1 = re.search(r"F1 (\d\.\d{4})", out).group(1)
+    assert model_row.f1 == f1 and model_row.command.startswith("fundus-edge evaluate")
+    assert ckpt_row.why == "candidate" and ckpt_row.rule_before == "no" and ckpt_row.lineage == "other"
+    assert ckpt_row.weights_sha256 == hashlib.sha256((tiny_run / "best" / "model.pdparams").read_bytes()).hexdigest()
+    assert ckpt_row.run == str(tiny_run)
+    assert count_lineage(rows, "tiny").reads == 1
+
+
+def test_identify_names_a_checkpoints_lineage_from_its_config(tiny_run):
+    lineage, sha, run = identify(tiny_run / "best")
+    assert (lineage, run) == ("tiny", str(tiny_run)) and len(sha) == 64
+
+
+def _row(lineage, why, f1, date="2026-12-04 10:00"):
+    return TestRead(date, lineage, "x", "", "", "cmd", "DRIVE test", f1, "", why, "yes", "src")
+
+
+def test_count_leaves_out_reports_and_ranks_the_latest_shipped_read(tmp_path):
+    path = tmp_path / "reads.csv"
+    for r in (_row("m", "shipped", "0.8100", "2026-12-01 00:00"), _row("m", "candidate", "0.8300"), _row("m", "gate", "0.8000"),
+              _row("m", "shipped", "0.8200", "2026-12-02 00:00"), _row("m", "report", "0.8200"), _row("n", "candidate", "0.9000")):
+        append_read(path, r)
+    c = count_lineage(read_ledger(path), "m")
+    assert (c.reads, c.candidates, c.gates, c.reports, c.shipped.f1, c.rank) == (4, 3, 1, 1, "0.8200", 2)
+
+
+def test_a_bad_ledger_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "reads.csv"
+    bad.write_text(",".join(COLUMNS) + "\n" + ",".join(["x"] * len(COLUMNS)) + "\n")
+    with pytest.raises(InputError, match=r"reads.csv: unknown why 'x'"):
+        read_ledger(bad)
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match="other.csv: not a test-read ledger"):
+        read_ledger(tmp_path / "other.csv")
+
+
+@pytest.mark.parametrize("card", CARDS, ids=[c.parent.name for c in CARDS])
+def test_card_count_matches_the_committed_ledger(card):
+    """A card's `DRIVE test reads: N` and its sentence are what modelcard computes from the ledger
+    now: a row added to docs/test-reads.csv without `modelcard --update reads` fails here."""
+    from fundus_edge.modelcard import reads_section
+
+    text = card.read_text()
+    m = re.search(r"^DRIVE test reads: (\d+)$", text, re.M)
+    assert m, f"{card}: no 'DRIVE test reads: N' line"
+    rows = read_ledger(REPO_LEDGER)
+    c = count_lineage(rows, card.parent.name)
+    assert int(m.group(1)) == c.reads > 0
+    assert "\n".join(reads_section(card.parent.name, REPO_LEDGER)) in text
+    assert "used once" not in text  # the old sentence, untrue for every card
+
+
+def test_committed_ledger_rows_are_complete():
+    rows = read_ledger(REPO_LEDGER)
+    assert rows and all(r.date and r.lineage and r.command and r.source for r in rows)
+    assert all(r.f1 or r.note for r in rows)  # a read without a figure says why
+    assert all(re.fullmatch(r"[0-9a-f]{64}", r.weights_sha256) or r.note for r in rows)
+
+
+def test_readme_shipped_table_counts_match_the_ledger():
+    text = (ROOT / "README.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| model | params |"))
+    col = [c.strip() for c in header.strip("|").split("|")].index("test reads")
+    rows = read_ledger(REPO_LEDGER)
+    seen = {}
+    for line in text.splitlines():
+        m = re.match(r"\| `([\w-]+)` \| [\d,]+ \| ", line)
+        if m and (ROOT / "models" / m.group(1) / "MODEL_CARD.md").is_file():
+            seen[m.group(1)] = int(line.strip("|").split("|")[col].strip())
+    assert set(seen) == {c.parent.name for c in CARDS}
+    assert seen == {name: count_lineage(rows, name).reads for name in seen}
