@@ -76,15 +76,21 @@ models: install
 	$(BIN)/fundus-edge quantize models/small --out models/small-pruned --prune 0.5 --data $(DATA) --force
 	$(BIN)/python -m fundus_edge.modelcard --model models/small-pruned --data $(DATA) --perturb
 
-# Long training runs outlive a session but not a new machine (runs/ is outside git). Their resumable state
-# (last/ with the optimizer, best/, cand-*/, log, status, config: about 1 MB a W-Net run) is kept in git:
-# `make runs-save` before a session stops (plain checkpoints such as an average are saved whole), `make runs-restore` on a machine whose runs/ lacks them, then
-# `fundus-edge train ... --out runs/NAME --resume` continues exactly where the saved last/ stood.
+# Long training runs outlive a session but not a new machine (runs/ is outside git). The resumable state of
+# the runs IN PROGRESS (last/ with the optimizer, best/, cand-*/, log, status, config: about 1 MB a run) is kept in
+# git: `make runs-save` before a session stops, `make runs-restore` on a machine whose runs/ lacks them, then
+# `fundus-edge train ... --out runs/NAME --resume` continues exactly where the saved last/ stood. A run whose
+# status says finished is not saved, and its saved state is removed: train-state/ holds no training pickles of
+# a finished run (a shipped model keeps its provenance in its card). Plain checkpoints (e.g. an average made
+# mid-pipeline) are saved only when named: `make runs-save KEEP="s2d-b16-swa3"`.
 STATE ?= train-state
+KEEP ?=
 runs-save:
-	@for r in runs/*/; do n=$$(basename $$r); [ -f $$r/checkpoint.yaml ] || continue; \
-	  rm -rf $(STATE)/$$n && mkdir -p $(STATE) && cp -r $$r $(STATE)/$$n && echo "saved checkpoint $$n (no run: e.g. an average)"; done
+	@for n in $(KEEP); do r=runs/$$n; [ -f $$r/checkpoint.yaml ] || { echo "KEEP $$n: runs/$$n is not a checkpoint"; exit 1; }; \
+	  rm -rf $(STATE)/$$n && mkdir -p $(STATE) && cp -r $$r $(STATE)/$$n && echo "saved checkpoint $$n"; done
 	@for r in runs/*/; do n=$$(basename $$r); [ -f $$r/last/checkpoint.yaml ] || continue; \
+	  if grep -q '^event: finished' $$r/status.yaml 2>/dev/null; then \
+	    [ ! -d $(STATE)/$$n ] || { rm -rf $(STATE)/$$n && echo "removed $(STATE)/$$n (run finished)"; }; continue; fi; \
 	  rm -rf $(STATE)/$$n.tmp && mkdir -p $(STATE)/$$n.tmp && \
 	  cp -r $$r/last $$r/log.csv $$r/status.yaml $$r/config.yaml $(STATE)/$$n.tmp/ && \
 	  for d in $$r/best $$r/cand-*; do [ ! -d $$d ] || cp -r $$d $(STATE)/$$n.tmp/; done && \
