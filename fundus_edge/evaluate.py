@@ -105,11 +105,12 @@ class PerturbReport(ReportHead):
         return {"source": self.source, "data": self.data, "split": self.split, "images": self.images, "threshold": self.threshold,
                 "via": self.via, "rescale": self.rescale,
                 "rows": [{"perturbation": r.perturbation, "delta_f1": r.delta_f1, **r.metrics.to_dict(),
-                          "best_threshold": _threshold_dict(r.best_threshold)}
+                          "best_threshold": _threshold_dict(r.best_threshold),
+                          **({"biomarker_change_pct": r.biomarker_change} if r.biomarker_change is not None else {})}
                          for r in self.rows]}
 
 
-def evaluate_perturbed(source, data, perturbations, split="test", layout="auto", threshold=None, backend="auto", threads=None, rescale=True, crop_fov=True, progress=True) -> PerturbReport:
+def evaluate_perturbed(source, data, perturbations, split="test", layout="auto", threshold=None, backend="auto", threads=None, rescale=True, crop_fov=True, progress=True, biomarkers=False) -> PerturbReport:
     """F1 / AUC of an exported model under named camera perturbations (see fundus_edge.train.camera)."""
     from tqdm import tqdm
 
@@ -126,7 +127,7 @@ def evaluate_perturbed(source, data, perturbations, split="test", layout="auto",
     pred = Predictor.load(source, backend=backend, threads=threads, scale=ScaleOptions(rescale=rescale, crop_fov=crop_fov))
     bar = tqdm(total=len(samples) * (len(names) + 1), desc="perturb", unit="img", disable=not progress)
     thr = pred.threshold if threshold is None else float(threshold)
-    rows = score_perturbations(lambda rgb, fov: pred.predict(rgb, fov=fov).prob, samples, names, thr, bar)
+    rows = score_perturbations(lambda rgb, fov: pred.predict(rgb, fov=fov).prob, samples, names, thr, bar, biomarkers=biomarkers)
     bar.close()
     via = f"{pred.backend} ({pred.device}, {pred.precision})"
     return PerturbReport(str(source), str(data), split, len(samples), thr, via, rescale, tuple(rows))

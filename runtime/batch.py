@@ -137,7 +137,10 @@ def resolve_fov(fov: str, image: Path):
     return match_fov(Path(fov), image) if Path(fov).is_dir() else Path(fov)
 
 
-def predict_files(predictor, files: list[Path], out_dir: Path, save_prob: bool = False, save_overlay: bool = False, fov: str = "auto", force: bool = False, progress: bool = True) -> list[FileOutcome]:
+def predict_files(predictor, files: list[Path], out_dir: Path, save_prob: bool = False, save_overlay: bool = False, fov: str = "auto", force: bool = False, progress: bool = True, after=None) -> list[FileOutcome]:
+    """``after``: an optional writer of more outputs per image (``predict --biomarkers``), with
+    ``targets(f, out_dir)`` (checked against --force with the images) and ``write(f, prediction, targets)``;
+    it lives above the runtime, so the runtime imports nothing of it."""
     from tqdm import tqdm
 
     from .images import read_image
@@ -145,7 +148,8 @@ def predict_files(predictor, files: list[Path], out_dir: Path, save_prob: bool =
     out_dir.mkdir(parents=True, exist_ok=True)
     outcomes = []
     for f in tqdm(files, desc="predict", unit="img", disable=not progress):
-        targets = output_paths(f, out_dir, save_prob, save_overlay)
+        images = output_paths(f, out_dir, save_prob, save_overlay)
+        targets = images + (tuple(after.targets(f, out_dir)) if after is not None else ())
         try:
             existing = [t for t in targets if t.exists()]
             if existing and not force:
@@ -156,7 +160,9 @@ def predict_files(predictor, files: list[Path], out_dir: Path, save_prob: bool =
                 res = predictor.predict(rgb, fov=resolve_fov(fov, f))
             if res.warning:
                 tqdm.write(f"warning: {f}: {res.warning}", file=sys.stderr)
-            write_outputs(targets, res.mask, prob_to_uint8(res.prob) if save_prob else None, rgb if save_overlay else None)
+            write_outputs(images, res.mask, prob_to_uint8(res.prob) if save_prob else None, rgb if save_overlay else None)
+            if after is not None:
+                after.write(f, res, targets[len(images):])
             outcomes.append(FileOutcome(f, targets, None, res.total_ms))
         except FundusEdgeError as exc:
             msg = file_error(f, exc)

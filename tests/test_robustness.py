@@ -233,6 +233,44 @@ def test_evaluate_perturb_best_threshold_per_perturbation(tiny_model, drive_synt
     rep = json.loads(capsys.readouterr().out)
     assert all(0.0 < row["best_threshold"]["threshold"] < 1.0 for row in rep["rows"])
 
+def test_perturbation_biomarker_change_is_measured_against_the_clean_masks():
+    from types import SimpleNamespace
+
+    from fundus_edge.robustness import score_perturbations
+
+    rgb, label, fov = synthetic_fundus(7, 96, 96)
+    samples = [SimpleNamespace(rgb=rgb, label=label, fov=fov, name="a")]
+
+    def prob_fn(img, f):  # the label itself, except on a grey image: half its vessels (the top rows) lost
+        out = label.astype(np.float32)
+        if (img[..., 0] == img[..., 1]).all():
+            out[: out.shape[0] // 2] = 0
+        return out
+
+    clean, grey, jpeg = score_perturbations(prob_fn, samples, ["grey", "jpeg90"], 0.5, biomarkers=True)
+    kept = label.copy()
+    kept[: label.shape[0] // 2] = False
+    assert clean.biomarker_change["vessel_density"] == 0.0 and jpeg.biomarker_change["vessel_density"] == 0.0
+    assert grey.biomarker_change["vessel_density"] == pytest.approx(100 * (1 - kept.sum() / label.sum()))
+    assert score_perturbations(prob_fn, samples, ["grey"], 0.5)[1].biomarker_change is None  # only when asked
+
+
+def test_evaluate_perturb_biomarkers_table_and_json(tiny_model, drive_synth, capsys):
+    args = ["evaluate", str(tiny_model), "--data", str(drive_synth), "--perturb", "grey", "--biomarkers", "--backend", "onnxruntime", "--threads", "1", "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    from fundus_edge.measure.biomarkers import NAMES
+
+    assert "biomarker change" in out and "| perturbation | " + " | ".join(NAMES) + " |" in out
+    grey = [line for line in out.splitlines() if line.startswith("| grey")]
+    assert len(grey) == 2 and len(grey[1].strip("|").split("|")) == len(NAMES) + 1  # F1 row, then one value per biomarker
+    assert main(args + ["--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert set(rows[1]["biomarker_change_pct"]) >= {"vessel_density", "fractal_dimension"}
+    assert main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--biomarkers", "--no-progress"]) == 2
+    assert "--perturb" in capsys.readouterr().err
+
+
 def test_evaluate_perturb_bad_name(tiny_model, drive_synth, capsys):
     rc = main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--perturb", "jpeg30,fog", "--no-progress"])
     err = capsys.readouterr().err
