@@ -1,0 +1,270 @@
+"""The FastAPI app: ``POST /v1/segment`` (JSON; PNGs as base64 on request), ``POST /v1/segment/{mask,prob,
+overlay}.png``, ``GET /health``, ``GET /v1/model`` and the page at ``/``.
+
+Every image goes through the runtime alone: its reader (so a bad upload gets ``predict``'s one-line
+error), the one Predictor (loaded once) and ``encode_outputs`` (so the mask PNG is ``predict``'s file).
+One engine thread runs the jobs in turn; a fixed number of admission slots sits in front of it, taken
+before the body is read, so a flood gets 429 and memory stays at most slots x body limit."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import math
+import tempfile
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from fundus_edge.runtime.batch import encode_outputs, file_error, prob_to_uint8
+from fundus_edge.runtime.errors import FundusEdgeError, InputError
+from fundus_edge.runtime.fov import fov_diameter
+from fundus_edge.runtime.images import read_image
+from fundus_edge.runtime.manifest import sha256
+
+PNG_KINDS = ("mask", "prob", "overlay")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    max_body_bytes: int = 32 << 20  # a 4000x3000 camera TIFF is ~36 MB uncompressed; JPEG/PNG uploads far less
+    queue: int = 4  # requests that may wait for the engine besides the one it runs; beyond: 429
+    fov: str = "auto"  # as predict's default
+
+
+@dataclass
+class Segmented:
+    info: dict
+    pngs: dict = field(default_factory=dict)  # kind -> PNG bytes
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class EngineQueue:
+    """One engine worker behind ``capacity`` admission slots (waiting + running)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._slots = threading.BoundedSemaphore(capacity)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fundus-edge-engine")
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self._service_s = 0.5  # running mean of one job's time, for Retry-After
+
+    def try_enter(self) -> bool:
+        if not self._slots.acquire(blocking=False):
+            return False
+        with self._lock:
+            self.in_flight += 1
+        return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+        self._slots.release()
+
+    def retry_after_s(self) -> int:
+        """Seconds until the slots ahead have likely drained (at least 1)."""
+        return max(1, math.ceil(self._service_s * self.capacity))
+
+    async def run(self, fn, *args):
+        """Run on the engine thread; the caller's slot is given back when the job ends, not when the caller
+        stops waiting (a client that hangs up must not let more jobs pile up behind the engine)."""
+        def timed():
+            t0 = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                self._service_s = 0.8 * self._service_s + 0.2 * (time.perf_counter() - t0)
+
+        fut = self._pool.submit(timed)
+        fut.add_done_callback(lambda _f: self.leave())
+        return await asyncio.wrap_future(fut)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _safe_name(name: str | None) -> str:
+    """The upload's file name without folders (it names the image in errors and decides GIF decoding)."""
+    base = Path(str(name or "")).name
+    return base if base not in ("", ".", "..") else "upload"
+
+
+class Service:
+    """The loaded model and what one request does with it (no HTTP here)."""
+
+    def __init__(self, predictor, options: ServeOptions | None = None):
+        self.pred = predictor
+        self.options = options or ServeOptions()
+        self.queue = EngineQueue(self.options.queue + 1)
+        man = predictor.manifest
+        self.model_sha256 = sha256(Path(predictor.model_dir) / "manifest.yaml")
+        self.engine_info = {"engine": predictor.backend, "precision": predictor.precision, "device": predictor.device, "format": predictor.format}
+        self.model_info = {**man.to_dict(), "manifest_sha256": self.model_sha256, "model_dir": str(predictor.model_dir),
+                           "load_ms": round(predictor.load_ms, 1), **self.engine_info}
+
+    def segment(self, data: bytes, name: str, kinds: tuple[str, ...]) -> Segmented:
+        """Bytes of one image file -> the numbers and the asked PNGs. Runs on the engine thread."""
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="fundus-edge-serve-") as tmp:
+            # The runtime's reader takes a path: the upload becomes a file of its own name, and that
+            # name replaces the temporary folder in any error, so the message is predict's.
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            try:
+                rgb = read_image(path)
+            except FundusEdgeError as exc:
+                raise InputError(file_error(name, InputError(str(exc).replace(str(path), name)))) from None
+        t_read = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the warning is a field of the answer
+            res = self.pred.predict(rgb, fov=self.options.fov)
+        t_pred = time.perf_counter()
+        pngs = encode_outputs(res.mask, prob_to_uint8(res.prob) if "prob" in kinds else None, rgb if "overlay" in kinds else None)
+        by_kind = dict(zip(["mask"] + [k for k in ("prob", "overlay") if k in kinds], pngs))
+        t_enc = time.perf_counter()
+        fov = res.fov
+        inside = int(fov.sum()) if fov is not None else res.mask.size
+        info = {
+            "image": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
+            "vessel_share": float(res.mask.sum()) / max(1, inside),  # vessel pixels / FOV pixels (/ all without a FOV)
+            "fov_found": fov is not None, "fov_diameter_px": fov_diameter(fov) if fov is not None else None,
+            "scale": float(res.scale), "network_input_hw": list(res.input_hw) if res.input_hw else None, "warning": res.warning,
+            **self.engine_info, "model": {"name": self.pred.manifest.name, "variant": self.pred.manifest.variant, "sha256": self.model_sha256},
+            "timings_ms": {"read": round((t_read - t0) * 1e3, 2), "engine": round(res.engine_ms, 2), "segment": round(res.total_ms, 2),
+                           "predict": round((t_pred - t_read) * 1e3, 2), "encode": round((t_enc - t_pred) * 1e3, 2)},
+        }
+        return Segmented(info, {k: v for k, v in by_kind.items() if k in kinds})
+
+
+def _page() -> str:
+    return resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+def create_app(predictor, options: ServeOptions | None = None):
+    """The ASGI app over an already loaded Predictor (the model loads once, before the first request)."""
+    svc = Service(predictor, options)
+    limit = svc.options.max_body_bytes
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        svc.queue.close()
+
+    app = FastAPI(title="fundus-edge", summary="retinal-vessel segmentation over one Predictor", docs_url="/docs", redoc_url=None, lifespan=lifespan)
+    app.state.service = svc
+
+    def error(status: int, message: str, headers: dict | None = None):
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    async def read_body(request: Request) -> bytes:
+        size, chunks = 0, []
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def image_of(request: Request, body: bytes) -> tuple[bytes, str]:
+        """(file bytes, file name): the form's ``image`` (or ``file``) part, or the raw body."""
+        ctype = request.headers.get("content-type", "")
+        if not ctype.startswith("multipart/form-data"):
+            return body, _safe_name(request.query_params.get("name"))
+
+        async def replay():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(request.scope, replay).form(max_files=1, max_fields=8)
+        except Exception as exc:  # noqa: BLE001 - any parser complaint is the client's malformed form
+            raise InputError(f"malformed multipart body ({exc.__class__.__name__})") from None
+        part = form.get("image") or form.get("file")
+        if part is None or not hasattr(part, "read"):
+            raise InputError("multipart body has no file part named 'image' (or 'file')")
+        return await part.read(), _safe_name(part.filename)
+
+    async def handle(request: Request, kinds: tuple[str, ...]):
+        """413 / 429 / 400 or the segmentation; the admission slot is held from before the body is read
+        until the engine is done."""
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return error(413, f"request body of {int(declared)} bytes is over the limit of {limit} bytes")
+        if not svc.queue.try_enter():
+            wait = svc.queue.retry_after_s()
+            return error(429, f"busy: {svc.queue.capacity} requests in flight; retry after {wait} s", {"Retry-After": str(wait)})
+        submitted = False
+        try:
+            try:
+                body = await read_body(request)
+            except _TooLarge:
+                return error(413, f"request body is over the limit of {limit} bytes")
+            t0 = time.perf_counter()
+            data, name = await image_of(request, body)
+            if not data:
+                raise InputError(f"{name}: empty file")
+            submitted = True  # from here the job gives its slot back when it ends
+            out = await svc.queue.run(svc.segment, data, name, kinds)
+            out.info["timings_ms"]["total"] = round((time.perf_counter() - t0) * 1e3, 2)
+            return out
+        except InputError as exc:
+            return error(400, str(exc))
+        except FundusEdgeError as exc:  # the engine failed on a readable image: ours, not the client's
+            return error(500, str(exc))
+        finally:
+            if not submitted:
+                svc.queue.leave()
+
+    def kinds_of(include: str | None) -> tuple[str, ...]:
+        asked = tuple(k.strip() for k in (include or "").split(",") if k.strip())
+        bad = [k for k in asked if k not in PNG_KINDS]
+        if bad:
+            raise InputError(f"include: unknown output {bad[0]!r}; choose from {', '.join(PNG_KINDS)}")
+        return asked
+
+    @app.post("/v1/segment", summary="segment one image (multipart field 'image', or the raw body); include=mask,prob,overlay adds base64 PNGs")
+    async def segment(request: Request, include: str | None = None, name: str | None = None):
+        try:
+            kinds = kinds_of(include)
+        except InputError as exc:
+            return error(400, str(exc))
+        out = await handle(request, kinds)
+        if not isinstance(out, Segmented):
+            return out
+        body = dict(out.info)
+        for k, png in out.pngs.items():
+            body[f"{k}_png"] = base64.b64encode(png).decode("ascii")
+        return JSONResponse(body)
+
+    @app.post("/v1/segment/{kind}.png", summary="segment one image and answer one PNG: mask, prob or overlay")
+    async def segment_png(kind: str, request: Request, name: str | None = None):
+        if kind not in PNG_KINDS:
+            return error(404, f"no output {kind!r}; choose from {', '.join(PNG_KINDS)}")
+        out = await handle(request, (kind,))
+        if not isinstance(out, Segmented):
+            return out
+        return Response(out.pngs[kind], media_type="image/png", headers={"X-Vessel-Share": f"{out.info['vessel_share']:.6f}"})
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "in_flight": svc.queue.in_flight, "capacity": svc.queue.capacity, "model_sha256": svc.model_sha256}
+
+    @app.get("/v1/model")
+    async def model():
+        return svc.model_info
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page():
+        return HTMLResponse(_page())
+
+    return app
