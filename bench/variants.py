@@ -51,8 +51,11 @@ def derived_variant(shipped: Path, name: str) -> tuple[Path, str] | None:
 
 def extra_variants(extra) -> dict[str, Path]:
     """--models folders that are model folders: variant name (the folder's name) -> folder."""
+    from fundus_edge.runtime.manifest import check_model_dir
+
     out: dict[str, Path] = {}
     for d in extra:
+        check_model_dir(d)  # refused here, before any build, as Predictor.load would refuse it
         name = Path(d).resolve().name
         if name in out and out[name] != Path(d):
             raise InputError(f"{d}: two model folders named {name!r}; rename one")

@@ -23,7 +23,7 @@ import yaml
 from fundus_edge import __version__
 from fundus_edge.runtime.errors import InputError, ModelError
 from fundus_edge.runtime.formats import FORMATS
-from fundus_edge.runtime.manifest import Manifest, read_manifest, sha256, write_manifest
+from fundus_edge.runtime.manifest import Manifest, confined, read_manifest, sha256, write_manifest
 from fundus_edge.runtime.preprocess import PreprocessConfig
 
 from .exporter import GMAC_AT, ExportResult, dir_size_mb, portable_path, prepare_out
@@ -49,15 +49,20 @@ def read_export(folder: str | Path) -> PaddleSegExport:
         raise InputError(f"{folder}: no such folder")
     if not path.is_file():
         raise InputError(f"{folder}: no {DEPLOY} (not a PaddleSeg export)")
+    confined(folder, DEPLOY, str(folder))
     try:
         d = yaml.safe_load(path.read_text())
         dep = d["Deploy"]
-        program, params = folder / dep["model"], folder / dep["params"]
+        names = dep["model"], dep["params"]
     except (yaml.YAMLError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not a PaddleSeg deploy file (needs Deploy.model and Deploy.params: {exc.__class__.__name__} {exc})") from None
+    # Plain files of the export folder only (no '..', absolute path or symlink), as in our own model folders.
+    program, params = (confined(folder, n, str(path)) for n in names)
     for p in (program, params):
         if not p.is_file():
             raise InputError(f"{path}: names {p.name}, which is not in {folder}")
+    if params.name != program.stem + ".pdiparams":  # Paddle loads the program's prefix: <stem>.pdiparams is what it reads
+        raise InputError(f"{path}: params {params.name} is not {program.stem}.pdiparams, the file Paddle reads beside {program.name}")
     fmt = {".json": "pir", ".pdmodel": "legacy"}.get(program.suffix)
     if fmt is None:
         raise InputError(f"{program}: neither a PIR program (.json) nor a legacy one (.pdmodel)")
@@ -246,5 +251,5 @@ def write_paddleseg_deploy(model_dir: str | Path) -> Path:
               "fundus_edge": {"model": man.name, "variant": man.variant, "threshold": float(man.threshold), "labels": {0: "background", 1: "vessel"},
                               "transforms_module": "fundus_edge.export.paddleseg_transforms"}}
     (model_dir / files[2]).write_text(yaml.safe_dump(deploy, sort_keys=False))
-    write_manifest(model_dir, replace(man, formats={**man.formats, "paddleseg": list(files)}))
+    write_manifest(model_dir, replace(man, formats={**man.formats, "paddleseg": list(files)}), written=files)
     return model_dir / files[2]

@@ -15,6 +15,9 @@ class ModelFormat:
     description: str
     made_by: str = "export"  # export (fundus-edge export) | quantize (an engine's own INT8 quantizer)
     needs: tuple[str, ...] = ()  # formats export builds first (ONNX is converted from the legacy program)
+    # The graph may keep tensors in files it names itself (ONNX external data); a manifest lists them after
+    # ``files`` so they are confined and hashed like the rest (runtime.manifest checks the two agree).
+    external_data: bool = False
 
 
 FORMATS: dict[str, ModelFormat] = {
@@ -22,7 +25,8 @@ FORMATS: dict[str, ModelFormat] = {
     for f in (
         ModelFormat("ir", ("model.xml", "model.bin"), ("openvino",), "OpenVINO IR (NNCF INT8)", made_by="quantize"),
         ModelFormat("pir", ("model.json", "model.pdiparams"), ("paddle",), "Paddle Inference, PIR program (Paddle >= 3)"),
-        ModelFormat("onnx", ("model.onnx",), ("onnxruntime", "openvino"), "ONNX via paddle2onnx, dynamic batch/height/width", needs=("legacy",)),
+        ModelFormat("onnx", ("model.onnx",), ("onnxruntime", "openvino"), "ONNX via paddle2onnx, dynamic batch/height/width", needs=("legacy",),
+                    external_data=True),
         ModelFormat("legacy", ("legacy.pdmodel", "legacy.pdiparams"), ("paddle", "openvino"), "Paddle legacy program (PaddleSlim PTQ, OpenVINO's Paddle front end)"),
         # For PaddleSeg's deploy path, not our engines: a label-map program and its deploy.yaml (export --paddleseg).
         ModelFormat("paddleseg", ("paddleseg.json", "paddleseg.pdiparams", "deploy.yaml"), (), "PaddleSeg deploy: int32 label map (output_op argmax) + deploy.yaml",

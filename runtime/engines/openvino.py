@@ -2,7 +2,8 @@
 
 Its CPU plugin runs FP32 models in bf16 by default on CPUs with AVX-512 BF16 (STACK.md), so we
 always set INFERENCE_PRECISION_HINT (fp32 unless another precision is asked) and read back what the
-compiled model actually uses. Models are compiled per input shape (static shapes run faster than a
+compiled model actually uses. Asked for bf16 or fp16 on a device without it, the plugin would quietly run
+f32, so such a request is refused, as ONNX Runtime and Paddle refuse what they cannot honour. Models are compiled per input shape (static shapes run faster than a
 dynamic compile here); the last two shapes are kept.
 """
 from __future__ import annotations
@@ -13,10 +14,17 @@ from ..errors import EngineUnavailable
 from .base import Engine
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+# The OPTIMIZATION_CAPABILITIES entry a device must list to compute a reduced precision natively.
+_NEEDS = {"bf16": "BF16", "fp16": "FP16"}
 # Compiled shapes kept: batch 1 and batch 4 of one size alternate without recompiling (each compile of a
 # DRIVE-sized U-Net takes 0.3-0.6 s). Each one holds its own activation memory (about 140 MB for the
 # default model at 560x560: four kept raised the bench's peak RSS from 0.7 to 1.1 GB), so only two.
 _KEEP_SHAPES = 2
+
+
+def capabilities(core, device: str) -> set[str]:
+    """What the device's plugin computes natively: OPTIMIZATION_CAPABILITIES (e.g. FP32, BF16, FP16, INT8)."""
+    return {str(c).upper() for c in core.get_property(device, "OPTIMIZATION_CAPABILITIES")}
 
 
 def _precision_name(t) -> str:
@@ -46,10 +54,13 @@ class OpenVinoEngine(Engine):
         if want not in self._core.available_devices:
             raise EngineUnavailable(f"openvino: device {want} not available ({', '.join(self._core.available_devices)})")
         self._device = want
-        self._model = self._core.read_model(str(self.model_dir / self.files[0]))
         precision = self.options.precision or "fp32"
         if precision not in _HINTS:
             raise EngineUnavailable(f"openvino: precision {precision!r} not one of {', '.join(_HINTS)}")
+        if precision in _NEEDS and _NEEDS[precision] not in (have := capabilities(self._core, want)):
+            raise EngineUnavailable(f"openvino: precision {precision} cannot be honoured: {want} lacks {_NEEDS[precision]} "
+                                    f"(its capabilities: {', '.join(sorted(have))})")
+        self._model = self._core.read_model(str(self.model_dir / self.files[0]))
         self._config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if self.options.threads and want == "CPU":
             self._config["INFERENCE_NUM_THREADS"] = int(self.options.threads)
@@ -58,6 +69,9 @@ class OpenVinoEngine(Engine):
         self.precision = precision
         # Compile once now so load time includes compilation and the real precision is known.
         self._compile((1, self._model.inputs[0].get_partial_shape()[1].get_length(), 64, 64))
+        ran = self.precision.removeprefix("int8+")
+        if self.options.precision and ran != precision:  # the capability said yes, the compiled model says otherwise
+            raise EngineUnavailable(f"openvino: precision {precision} asked, but {want} compiled the model in {ran}")
 
     def _compile(self, shape: tuple):
         """The compiled model and infer request for one input shape, most recently used kept last."""
