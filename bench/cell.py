@@ -1,5 +1,8 @@
 """One benchmark cell, run in its own process so peak memory is the cell's own and a crashing
-engine cannot stop the sweep. ``python -m fundus_edge.bench.cell SPEC.json OUT.json``."""
+engine cannot stop the sweep: ``python -m fundus_edge.bench.cell SPEC.json OUT.json`` (the accuracy pass,
+which is also the first timing round). The later timing rounds: ``python -m fundus_edge.bench.cell --round
+SPECS.json OUT.jsonl`` times a list of cells of one engine in turn, one JSON line per cell as it finishes,
+so a crash loses only the cell that crashed (the sweep restarts the round's process after it)."""
 from __future__ import annotations
 
 import itertools
@@ -21,7 +24,7 @@ def run_cell(spec: dict) -> dict:
     from fundus_edge.runtime.formats import formats_for
     from fundus_edge.runtime.manifest import read_manifest
     from fundus_edge.runtime.predictor import Predictor
-    from fundus_edge.timing import Timing, TimingPolicy, time_calls
+    from fundus_edge.timing import Timing, time_calls
 
     rec = {"variant": spec["variant"], "backend": spec["backend"], "threads": spec["threads"], "batch_size": spec["batch"], "precision_requested": spec.get("precision")}
 
@@ -68,14 +71,12 @@ def run_cell(spec: dict) -> dict:
         slow = rec["first_ms"] >= spec.get("slow_ms", 2000)
         scored = bool(spec.get("accuracy")) and labels[0] is not None
         keep = len(imgs) if scored or not slow else 1  # images whose masks the agreement checks compare
-        warmup = 1 if slow else spec["warmup"]
-        if scored:
-            policy = TimingPolicy(warmup=warmup, runs=len(imgs), min_runs=len(imgs), budget_s=0.0)
-        else:
-            policy = TimingPolicy(warmup=warmup, runs=spec["runs"], min_runs=max(keep, 3 if slow else spec["min_runs"]), budget_s=spec["budget_s"])
+        policy = timing_policy(spec, slow, scored, len(imgs))
+        rec["_slow"] = slow  # the later rounds time this cell the same way
         acc = MetricAccumulator(threshold=p.threshold, per_image_auc=False) if scored else None
         e2e: list[float] = []
         masks: list[np.ndarray] = []
+        masked_fovs: list[np.ndarray | None] = []
         shapes: list[tuple] = []
         calls = itertools.count(-policy.warmup)
 
@@ -88,6 +89,7 @@ def run_cell(spec: dict) -> dict:
                 shapes.append(tuple(r.input_hw))
                 if k < keep:
                     masks.append(r.mask)
+                    masked_fovs.append(fovs[i])
                     if acc is not None:
                         acc.add(r.prob, labels[i], fovs[i], names[i])
                     if k == 0 and spec.get("save_prob"):
@@ -97,6 +99,7 @@ def run_cell(spec: dict) -> dict:
         t = time_calls(one, policy)
         rec["input_hw"] = "x".join(map(str, Counter(shapes).most_common(1)[0][0]))
         rec.update(p50_ms=t.p50, p90_ms=t.p90, p99_ms=t.p99, mean_ms=t.mean, std_ms=t.std, e2e_p50_ms=Timing(tuple(e2e)).p50, timed_runs=t.runs)
+        rec["_round"] = round_result(t, e2e)
         if slow:
             # Seconds per image: a batch of 4 would only repeat the single-image figure at 8 more runs of
             # about 2 s in each of the seed U-Net's cells, so its rate is taken one image at a time.
@@ -113,17 +116,83 @@ def run_cell(spec: dict) -> dict:
             m = acc.pooled()
             rec.update(f1=m.f1, iou=m.iou, auc=m.auc, acc=m.acc, se=m.se, sp=m.sp)
         if spec.get("reference_mask"):
-            rec["agreement"] = vessel_dice(*_common(load_masks(spec["reference_mask"]), masks, scored))
+            rec["agreement"] = vessel_dice(*_common(load_masks(spec["reference_mask"]), masks, scored), masked_fovs)
         else:
             save_masks(spec["save_mask"], masks)
         if spec.get("float_reference_mask"):
-            rec["agreement_float"] = vessel_dice(*_common(load_masks(spec["float_reference_mask"]), masks, scored))
+            rec["agreement_float"] = vessel_dice(*_common(load_masks(spec["float_reference_mask"]), masks, scored), masked_fovs)
         rec["status"] = "ok"
     except Exception as exc:  # noqa: BLE001
         rec.update(status="run_failed", error=one_line(exc))
         traceback.print_exc()
     rec["peak_rss_mb"] = peak_rss_mb()
     return rec
+
+
+def timing_policy(spec: dict, slow: bool, scored: bool, n_images: int):
+    """How a cell is timed, the same in every round. Scored: every test image once after warm-up on the
+    first. Unscored: the images in turn within the time budget. A model slower than ``slow_ms`` per image
+    gets one warm-up run and at least 3 timed."""
+    from fundus_edge.timing import TimingPolicy
+
+    warmup = 1 if slow else spec["warmup"]
+    if scored:
+        return TimingPolicy(warmup=warmup, runs=n_images, min_runs=n_images, budget_s=0.0)
+    keep = 1 if slow else n_images
+    return TimingPolicy(warmup=warmup, runs=spec["runs"], min_runs=max(keep, 3 if slow else spec["min_runs"]), budget_s=spec["budget_s"])
+
+
+def round_result(t, e2e: list[float]) -> dict:
+    """One round's figures of one cell: what the sweep aggregates over rounds."""
+    from fundus_edge.timing import Timing
+
+    return {"p50_ms": t.p50, "p90_ms": t.p90, "e2e_p50_ms": Timing(tuple(e2e)).p50, "samples_ms": list(t.samples_ms)}
+
+
+def time_round(spec: dict, images: dict) -> dict:
+    """A later timing round of one cell: load the format that ran in the accuracy pass, warm up, time the
+    images as that pass did; no scoring, masks or batch run. ``images``: the test images (array list)."""
+    from fundus_edge.runtime.errors import one_line
+    from fundus_edge.runtime.predictor import Predictor
+    from fundus_edge.timing import time_calls
+
+    imgs = images["imgs"]
+    try:
+        p = Predictor.load(spec["model_dir"], backend=spec["backend"], device=spec.get("device", "cpu"), threads=spec["threads"],
+                           precision=spec.get("precision"), fmt=spec.get("format"))
+        policy = timing_policy(spec, spec["slow"], spec["scored"], len(imgs))
+        e2e: list[float] = []
+        calls = itertools.count(-policy.warmup)
+
+        def one() -> float:
+            k = next(calls)
+            r = p.predict(imgs[max(k, 0) % len(imgs)])
+            if k >= 0:
+                e2e.append(r.total_ms)
+            return r.engine_ms
+
+        t = time_calls(one, policy)
+        del p
+        return {"key": spec["key"], "status": "ok", **round_result(t, e2e)}
+    except Exception as exc:  # noqa: BLE001 - one failed round is that round's gap, the others stand
+        traceback.print_exc()
+        return {"key": spec["key"], "status": "run_failed", "error": one_line(exc)}
+
+
+def run_round(specs_path: str, out_path: str) -> None:
+    """Time the listed cells in turn, appending one JSON line per cell as it finishes."""
+    import gc
+
+    specs = json.loads(Path(specs_path).read_text())
+    cache: dict[str, dict] = {}
+    with open(out_path, "a") as out:
+        for spec in specs:
+            if spec["images"] not in cache:
+                with np.load(spec["images"], allow_pickle=False) as z:
+                    cache[spec["images"]] = {"imgs": [z[k] for k in sorted(k for k in z.files if k.startswith("img_"))]}
+            out.write(json.dumps(time_round(spec, cache[spec["images"]])) + "\n")
+            out.flush()
+            gc.collect()  # the last cell's engine goes before the next loads
 
 
 def save_masks(path: str, masks: list[np.ndarray]) -> None:
@@ -145,13 +214,22 @@ def _common(ref: list[np.ndarray], masks: list[np.ndarray], scored: bool):
     return ref[:n], masks[:n]
 
 
-def vessel_dice(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    """Dice of two engines' vessel masks, pooled over every test image. Comparing all pixels would let
-    a cell that misses a sixth of the vessels pass (background is ~88 % of a DRIVE image)."""
-    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
+def vessel_dice(a: list[np.ndarray], b: list[np.ndarray], fovs: list[np.ndarray | None]) -> float:
+    """Dice of two engines' vessel masks inside each image's field of view, pooled over every test image
+    (None for an image without a FOV mask: all its pixels). Comparing all pixels would let a cell that
+    misses a sixth of the vessels pass (background is ~88 % of a DRIVE image); pixels outside the FOV are
+    not scored anywhere else either (the cells predict without the FOV mask, so the dark ring may hold a
+    few spurious pixels)."""
+    if len(a) != len(b) or len(fovs) < len(a) or any(x.shape != y.shape for x, y in zip(a, b)):
         raise ValueError("reference masks do not match this cell's images")
-    inter = sum(int(np.count_nonzero(x & y)) for x, y in zip(a, b))
-    total = sum(int(np.count_nonzero(x)) + int(np.count_nonzero(y)) for x, y in zip(a, b))
+    inter = total = 0
+    for x, y, f in zip(a, b, fovs):
+        if f is not None:
+            if f.shape != x.shape:
+                raise ValueError(f"FOV mask {f.shape} does not match the vessel masks {x.shape}")
+            x, y = x & f.astype(bool), y & f.astype(bool)
+        inter += int(np.count_nonzero(x & y))
+        total += int(np.count_nonzero(x)) + int(np.count_nonzero(y))
     return 1.0 if total == 0 else 2.0 * inter / total
 
 
@@ -173,4 +251,7 @@ def main(spec_path: str, out_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--round":
+        run_round(sys.argv[2], sys.argv[3])
+    else:
+        main(sys.argv[1], sys.argv[2])

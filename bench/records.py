@@ -24,7 +24,7 @@ class BenchRecord:
     input_hw: str | None = None  # network input actually run for a DRIVE image ("HxW": rescaled, FOV-cropped, padded)
     load_ms: float | None = None
     first_ms: float | None = None
-    p50_ms: float | None = None  # engine only
+    p50_ms: float | None = None  # engine only; the median of the rounds' p50s
     p90_ms: float | None = None
     p99_ms: float | None = None
     mean_ms: float | None = None
@@ -43,7 +43,11 @@ class BenchRecord:
     agreement_float: float | None = None  # the same against the float model a quantized variant came from
     gflops_per_s: float | None = None
     roofline_frac: float | None = None
-    timed_runs: int | None = None
+    timed_runs: int | None = None  # over all rounds
+    rounds: int | None = None  # rounds that timed this cell (the accuracy pass is the first)
+    round_p50_ms: tuple[float | None, ...] | None = None  # each round's p50 in round order (None: that round failed)
+    spread_pct: float | None = None  # (slowest - fastest round's p50) / p50, in %
+    unsteady: bool | None = None  # spread above fundus_edge.timing.SPREAD_LIMIT: the p50 is not a steady figure
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,4 +55,7 @@ class BenchRecord:
     @classmethod
     def from_dict(cls, d: dict) -> "BenchRecord":
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        d = {k: v for k, v in d.items() if k in names}
+        if d.get("round_p50_ms") is not None:  # a list once through JSON
+            d["round_p50_ms"] = tuple(d["round_p50_ms"])
+        return cls(**d)

@@ -13,7 +13,7 @@ from .records import BenchRecord
 MD_COLUMNS = [
     ("variant", "variant", None), ("backend", "engine", None), ("precision", "precision", None), ("device", "device", None),
     ("status", "status", None), ("params", "params", "{:,}"), ("gflops", "GFLOP", "{:.1f}"), ("input_hw", "net input", None), ("size_mb", "MB", "{:.2f}"),
-    ("load_ms", "load ms", "{:.0f}"), ("p50_ms", "p50 ms", "{:.1f}"), ("p90_ms", "p90 ms", "{:.1f}"), ("p99_ms", "p99 ms", "{:.1f}"),
+    ("load_ms", "load ms", "{:.0f}"), ("p50_ms", "p50 ms", "{:.1f}"), ("spread_pct", "spread", None), ("p90_ms", "p90 ms", "{:.1f}"), ("p99_ms", "p99 ms", "{:.1f}"),
     ("e2e_p50_ms", "e2e p50 ms", "{:.1f}"), ("throughput_ips", "img/s (batch)", "{:.2f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
     ("f1", "F1", "{:.4f}"), ("iou", "IoU", "{:.4f}"), ("auc", "AUC", "{:.4f}"), ("agreement", "Dice vs ref", "{:.4f}"), ("agreement_float", "Dice vs float", "{:.4f}"),
     ("gflops_per_s", "GFLOP/s", "{:.1f}"), ("roofline_frac", "roofline", "{:.2f}"),
@@ -36,6 +36,10 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
             v = getattr(r, k)
             if k == "precision" and r.precision_requested and r.precision_requested != v:
                 cells.append(f"{v} (asked {r.precision_requested})")
+            elif k == "p50_ms" and v is not None and r.unsteady:
+                cells.append(f"{v:.1f} (unsteady)")
+            elif k == "spread_pct" and v is not None:
+                cells.append(f"{v:.0f} %")
             elif k == "throughput_ips" and v is not None:
                 cells.append(f"{v:.2f} (b{r.batch_size})")
             else:
@@ -46,7 +50,10 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
         f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, ISA flags {', '.join(meta['machine']['isa_flags']) or 'none of interest'}; "
         f"{meta['threads']} threads; {meta['images']}; image {meta['image_size']}; {meta['date']}.",
         f"Peak ({peak.get('method', 'n/a')}): FP32 {peak.get('fp32_gflops')} GFLOP/s (OpenVINO), {peak.get('numpy_fp32_gflops')} (numpy), BF16 {peak.get('bf16_gflops')} GFLOP/s, INT8 {peak.get('int8_gops')} GOP/s.",
-        "p50/p90/p99: engine call only, every test image once after warm-up (without labels: the images in turn within a time budget); "
+        "p50/p90/p99: engine call only, every test image once after warm-up (without labels: the images in turn within a time budget)"
+        + (f", in each of {meta['rounds']} rounds spread over the run (the accuracy pass the first); p50 and p90 the median of the rounds', "
+           "spread the range of the rounds' p50s over the p50 (over 20 %: unsteady, the machine drifted); ratios the median of per-round ratios"
+           if meta.get("rounds", 1) > 1 else "") + "; "
         "e2e: with preprocessing (CLAHE) and postprocessing. GFLOP: the model at the whole "
         "padded image; net input: what the engine ran (the FOV's bounding box, padded). Roofline: GFLOP/s from direct convolution MACs "
         "at the net input over the measured peak of the precision that ran (INT8 for int8 rows, their float layers included); "
@@ -89,7 +96,7 @@ def headline(records: list[BenchRecord]) -> list[str]:
     seed = fastest(seeds) if seeds else None
 
     def vs_seed(r: BenchRecord) -> str:
-        return f"; {seed.p50_ms / r.p50_ms:.1f}x the seed U-Net on its fastest engine ({name(seed)}, {seed.p50_ms:.1f} ms)" if seed else ""
+        return f"; {ratio(seed, r):.1f}x the seed U-Net on its fastest engine ({name(seed)}, {seed.p50_ms:.1f} ms)" if seed else ""
 
     out = []
     scored = [r for r in ok if r.f1 is not None]
@@ -111,10 +118,19 @@ def headline(records: list[BenchRecord]) -> list[str]:
                 qi, fl = fastest(q), fastest(f)
                 df = "" if qi.f1 is None or fl.f1 is None else f", F1 {qi.f1 - fl.f1:+.4f}"
                 pairs.append(f"{base} on {engine}: {qi.variant} ({qi.precision}) {qi.p50_ms:.1f} ms vs {fl.precision} {fl.p50_ms:.1f} ms = "
-                             f"{fl.p50_ms / qi.p50_ms:.2f}x{df}")
+                             f"{ratio(fl, qi):.2f}x{df}")
     if pairs:
         out.append("- INT8 against the fastest float row of its model on the same engine: " + "; ".join(pairs) + ".")
     return out
+
+
+def ratio(slow: BenchRecord, fast: BenchRecord) -> float:
+    """How many times faster ``fast`` ran: the median of the per-round ratios where both rows were timed in
+    the same rounds (drift that lands on one round divides out), else the ratio of their p50s."""
+    from fundus_edge.timing import round_ratio
+
+    by_round = round_ratio(slow.round_p50_ms or (), fast.round_p50_ms or ())
+    return by_round if by_round is not None else slow.p50_ms / fast.p50_ms
 
 
 def _wall_line(meta: dict) -> str:
@@ -124,7 +140,9 @@ def _wall_line(meta: dict) -> str:
     if meta.get("build_wall_s") is not None:
         parts.append(f"building {len(built)} models {meta['build_wall_s'] / 60:.1f} min" + (f" (longest: {slowest[0]} {slowest[1] / 60:.1f} min)" if slowest else ""))
     if meta.get("cell_s"):
-        parts.append(f"{len(meta['cell_s'])} cells {sum(meta['cell_s'].values()) / 60:.1f} min")
+        parts.append(f"{len(meta['cell_s'])} cells {sum(meta['cell_s'].values()) / 60:.1f} min" + (" (the accuracy pass)" if meta.get("round_s") else ""))
+    if meta.get("round_s"):
+        parts.append(f"{len(meta['round_s'])} more timing rounds " + " + ".join(f"{s / 60:.1f}" for s in meta["round_s"]) + " min")
     return "; ".join(parts) + "."
 
 

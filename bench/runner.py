@@ -1,4 +1,29 @@
-"""The sweep: every variant x engine through the runtime's Predictor, one process per cell."""
+"""The sweep: every variant x engine through the runtime's Predictor, timed in rounds.
+
+A shared machine drifts: the AMX Xeon's bench read the default's OpenVINO bf16 row at 37.8 ms and, alone
+half an hour later, 24.1 ms, so a ratio of two rows timed minutes apart measured the machine as much as the
+models. Each cell is therefore timed in ``BenchConfig.rounds`` rounds spread over the run, and every round
+visits every cell:
+
+- Round 1 is the accuracy pass, one process per cell as before (peak memory is the cell's own, a crashing
+  engine is one failed row): load, score the 20 test images (they are the timed runs), masks, batch rate.
+- Rounds 2.. time only, in one process per engine per round that loads each of that engine's cells in turn
+  (the format the accuracy pass ran), warms up and times the images exactly as round 1 did. A process per
+  cell per round would pay Python's start and the engine's import again for every cell (1.1 s for the
+  runtime, +1.1 s OpenVINO, +3.4 s Paddle on the 2-core VM, about what a whole round of a small model's
+  timing costs); a process kept per cell across rounds would hold 60 models' memory at once. A crash
+  loses that cell's round only: the round restarts its process after it.
+- Within a round the cells of one engine run together, a float model beside the INT8 variants made from
+  it, so the rows a ratio compares are timed within a minute or two of each other; odd rounds run the
+  whole order backwards, so no cell always sits at a round's start or end.
+
+A row's p50 is the median of its rounds' p50s (p90 and e2e p50 likewise; mean, std and p99 over the pooled
+runs); ``spread_pct`` is the range of the rounds' p50s over that median, and a row above
+``fundus_edge.timing.SPREAD_LIMIT`` (20 %) is flagged ``unsteady`` with a note. It is flagged, not re-timed:
+more rounds cannot narrow a range already seen, and dropping the rounds that disagree would be choosing
+the answer. Ratios between rows (reports) are the median of the per-round ratios: every ok row was timed
+in the same rounds, so a slow stretch that lands on one round divides out.
+"""
 from __future__ import annotations
 
 import json
@@ -14,6 +39,7 @@ from fundus_edge.runtime.engines import ENGINES, gpu_engines, installed_engines
 from fundus_edge.runtime.cpu import has_bf16
 from fundus_edge.runtime.formats import formats_for
 from fundus_edge.runtime.manifest import read_manifest
+from fundus_edge.timing import Rounds, Timing
 
 from .records import BenchRecord
 
@@ -42,10 +68,11 @@ class BenchConfig:
     batch: int = 4
     finetune_iters: int = 800
     build: bool = True
+    rounds: int = 3  # timing rounds per cell, the accuracy pass the first (see the module's docstring)
 
     def effective(self) -> "BenchConfig":
         if self.quick:
-            return replace(self, warmup=1, runs=5, min_runs=3, budget_s=3.0, batch=2)
+            return replace(self, warmup=1, runs=5, min_runs=3, budget_s=3.0, batch=2, rounds=min(self.rounds, 2))
         return self
 
 
@@ -119,16 +146,18 @@ def float_counterpart(variant: str) -> str | None:
     return base or "fp32"
 
 
-def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, has_labels: bool, tmp: Path, progress: bool = True) -> list[dict]:
+def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, has_labels: bool, tmp: Path, progress: bool = True) -> tuple[list[dict], list[float]]:
+    """Every cell's record (planned order) and the wall seconds of each timing round after the first."""
     from tqdm import tqdm
 
     out = []
     refs: dict[str, Path] = {}
+    specs: dict[str, dict] = {}
     # Float variants first, so a quantized variant's cells can be checked against the float model too;
     # the records come back in the planned order.
     planned = {c.key: i for i, c in enumerate(cells)}
-    cells = sorted(cells, key=lambda c: float_counterpart(c.variant) is not None)
-    for cell in tqdm(cells, desc="bench", unit="cell", disable=not progress):
+    first = sorted(cells, key=lambda c: float_counterpart(c.variant) is not None)
+    for cell in tqdm(first, desc=f"bench round 1/{cfg.rounds}", unit="cell", disable=not progress):
         ref = refs.get(cell.variant)
         fref = refs.get(float_counterpart(cell.variant) or "")
         spec = {
@@ -139,6 +168,7 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
             "float_reference_mask": str(fref) if fref else None,
             "save_prob": str(tmp / f"{cell.key.replace('/', '_')}.prob.npy"),
         }
+        specs[cell.key] = spec
         sp, rp = tmp / "spec.json", tmp / "rec.json"
         sp.write_text(json.dumps(spec))
         if rp.exists():
@@ -146,9 +176,8 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "fundus_edge.bench.cell", str(sp), str(rp)], capture_output=True, text=True)
         if r.returncode != 0 or not rp.exists():
-            lines = [l for l in (r.stderr or "").splitlines() if l.strip()]
             rec = {"variant": cell.variant, "backend": cell.backend, "threads": cfg.threads, "status": "run_failed", "device": cell.device,
-                   "error": f"cell process exited {r.returncode}: {lines[-1][:300] if lines else ''}"}
+                   "error": f"cell process exited {r.returncode}: {_last_line(r.stderr)}"}
         else:
             rec = json.loads(rp.read_text())
             if ref is None and rec.get("status") == "ok":
@@ -156,4 +185,94 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
         rec["_key"] = cell.key
         rec["_wall_s"] = round(time.perf_counter() - t0, 1)
         out.append(rec)
-    return sorted(out, key=lambda r: planned[r["_key"]])
+    # The later rounds time the cells that came through the accuracy pass.
+    timed = {r["_key"]: r for r in out if r.get("status") == "ok" and "_round" in r}
+    results: dict[str, list[dict]] = {k: [r["_round"]] for k, r in timed.items()}
+    round_s = []
+    to_time = [c for c in cells if c.key in timed]
+    for k in range(1, cfg.rounds):
+        t0 = time.perf_counter()
+        with tqdm(total=len(to_time), desc=f"bench round {k + 1}/{cfg.rounds}", unit="cell", disable=not progress) as bar:
+            for group in timing_order(to_time, k):
+                got = run_round_group([_round_spec(specs[c.key], timed[c.key], c.key, has_labels) for c in group], tmp / f"round{k}", bar.update)
+                for c in group:
+                    results[c.key].append(got[c.key])
+        round_s.append(round(time.perf_counter() - t0, 1))
+    for key, rec in timed.items():
+        apply_rounds(rec, results[key])
+    return sorted(out, key=lambda r: planned[r["_key"]]), round_s
+
+
+def _last_line(stderr: str | None) -> str:
+    lines = [line for line in (stderr or "").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _round_spec(spec: dict, rec: dict, key: str, has_labels: bool) -> dict:
+    """A later round's spec of one cell: the accuracy pass's, with what that pass found (the format that
+    ran, whether the model is slow, whether it was scored), so every round times the cell the same way."""
+    keep = ("variant", "backend", "model_dir", "precision", "device", "threads", "warmup", "runs", "min_runs", "budget_s", "images")
+    return {**{k: spec[k] for k in keep}, "key": key, "format": rec.get("format"), "slow": bool(rec.get("_slow")),
+            "scored": bool(spec.get("accuracy")) and has_labels}
+
+
+def timing_order(cells: list[Cell], k: int) -> list[list[Cell]]:
+    """Round ``k``'s cells in the groups that share one process: one group per engine and device, in
+    the planned order of engines; within a group the cells of one model family together (a float model and
+    the INT8 variants made from it), so the rows a ratio compares are timed close together. Odd rounds run
+    everything backwards."""
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for c in cells:
+        groups.setdefault((c.backend, c.device), []).append(c)
+    families: dict[str, int] = {}
+    for c in cells:
+        families.setdefault(float_counterpart(c.variant) or c.variant, len(families))
+    out = [sorted(g, key=lambda c: families[float_counterpart(c.variant) or c.variant]) for g in groups.values()]
+    if k % 2:
+        out = [g[::-1] for g in out[::-1]]
+    return out
+
+
+def run_round_group(specs: list[dict], tmp: Path, advance=lambda n: None) -> dict[str, dict]:
+    """Time ``specs`` (one engine's cells) in one process; a crash costs the cell that crashed its round,
+    and a new process times the rest. Returns key -> that round's result."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    got: dict[str, dict] = {}
+    rest = list(specs)
+    while rest:
+        sp, rp = tmp / "specs.json", tmp / "round.jsonl"
+        sp.write_text(json.dumps(rest))
+        rp.write_text("")
+        r = subprocess.run([sys.executable, "-m", "fundus_edge.bench.cell", "--round", str(sp), str(rp)], capture_output=True, text=True)
+        done = [json.loads(line) for line in rp.read_text().splitlines() if line.strip()]
+        for d in done:
+            got[d["key"]] = d
+        advance(len(done))
+        rest = rest[len(done):]
+        if rest:  # the process ended before the next cell's line: that cell crashed it
+            crashed = rest.pop(0)
+            got[crashed["key"]] = {"key": crashed["key"], "status": "run_failed", "error": f"round process exited {r.returncode}: {_last_line(r.stderr)}"}
+            advance(1)
+    return got
+
+
+def apply_rounds(rec: dict, results: list[dict]) -> None:
+    """The record's timing from its rounds (the accuracy pass first): p50, p90 and e2e p50 the median of
+    the rounds' own, mean / std / p99 over the pooled runs, the rounds' p50s, their spread and the flag."""
+    import statistics
+
+    from fundus_edge.timing import SPREAD_LIMIT
+
+    ok = [r for r in results if r.get("status", "ok") == "ok"]
+    rounds = Rounds(tuple(r["p50_ms"] if r.get("status", "ok") == "ok" else None for r in results))
+    pooled = Timing(tuple(v for r in ok for v in r["samples_ms"]))
+    rec.update(p50_ms=rounds.median, p90_ms=statistics.median(r["p90_ms"] for r in ok), e2e_p50_ms=statistics.median(r["e2e_p50_ms"] for r in ok),
+               p99_ms=pooled.p99, mean_ms=pooled.mean, std_ms=pooled.std, timed_runs=pooled.runs, rounds=len(ok), round_p50_ms=list(rounds.p50s),
+               spread_pct=None if rounds.spread is None else 100.0 * rounds.spread, unsteady=None if rounds.spread is None else rounds.unsteady)
+    notes = [f"round {i + 1} failed: {r.get('error')}" for i, r in enumerate(results) if r.get("status", "ok") != "ok"]
+    if rounds.unsteady:
+        t = rounds.timed
+        notes.append(f"unsteady: round p50s {min(t):.1f}-{max(t):.1f} ms differ by {100 * rounds.spread:.0f} % of the median "
+                     f"(limit {100 * SPREAD_LIMIT:.0f} %); the machine's speed drifted, compare this row with care")
+    if notes:
+        rec["note"] = "; ".join(([rec["note"]] if rec.get("note") else []) + notes)

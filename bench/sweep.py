@@ -16,15 +16,18 @@ from .records import BenchRecord
 from .runner import DRIVE_SIZE, BenchConfig, float_counterpart, plan_cells, prepare_images, run_cells
 from .variants import prepare_variants
 
-# A cell whose vessel masks (every test image) have a Dice below MIN_AGREEMENT with the variant's reference
-# engine's, or whose F1 falls more than MAX_F1_DROP below it, ran "fast and wrong". A quantized variant is
-# also held to its float model (same run): vessel Dice below MIN_AGREEMENT_FLOAT or F1 more than
-# MAX_F1_DROP below the float model's is wrong too. Measured here: two float engines agree to 1.000, two
-# engines running one INT8 file to ~0.99, INT8 against its float model 0.985-0.992; a cell that misses a
-# sixth of the vessels scores ~0.91.
+# A cell whose vessel masks (every test image, inside its FOV) have a Dice below MIN_AGREEMENT with the
+# variant's reference engine's, or whose F1 falls more than MAX_F1_DROP below it, ran "fast and wrong".
+# A quantized variant is held to its float model (the float variant's reference row, same run) as strictly
+# as the project's own rules hold a model it ships (INT8 variants within 0.005 F1 of their float model,
+# models/wnet-small/MODEL_CARD.md; quantize's accuracy control 0.005): a vessel Dice below
+# MIN_AGREEMENT_FLOAT or a pooled F1 more than MAX_F1_DROP_FLOAT below the float model's is wrong.
+# Measured: two float engines agree to 1.000, two engines running one INT8 file to ~0.99, INT8 against
+# its float model 0.981-0.994 (all pixels, 2026-12-04); a cell that misses a sixth of the vessels ~0.91.
 MIN_AGREEMENT = 0.95
-MIN_AGREEMENT_FLOAT = 0.95
 MAX_F1_DROP = 0.02
+MIN_AGREEMENT_FLOAT = 0.98
+MAX_F1_DROP_FLOAT = 0.005
 
 
 def _pixel_ratio(input_hw: str | None, model: dict) -> float:
@@ -74,13 +77,13 @@ def finalize(raw: list[dict], dirs: dict, errors: dict, peak: dict) -> list[Benc
             if d.get("agreement") is not None and d["agreement"] < MIN_AGREEMENT:
                 wrong.append(f"vessel Dice {d['agreement']:.3f} with the reference engine's masks")
             if d.get("agreement_float") is not None and d["agreement_float"] < MIN_AGREEMENT_FLOAT:
-                wrong.append(f"vessel Dice {d['agreement_float']:.3f} with the float model's masks")
+                wrong.append(f"vessel Dice {d['agreement_float']:.4f} with the float model's masks (inside the FOV; at least {MIN_AGREEMENT_FLOAT})")
             rf = ref_f1.get(d["variant"])
             if rf is not None and d.get("f1") is not None and d["f1"] < rf - MAX_F1_DROP:
                 wrong.append(f"F1 {d['f1']:.4f} vs {rf:.4f} on the reference engine")
             ff = ref_f1.get(float_counterpart(d["variant"]) or "")
-            if ff is not None and d.get("f1") is not None and d["f1"] < ff - MAX_F1_DROP:
-                wrong.append(f"F1 {d['f1']:.4f} vs {ff:.4f} for the float model")
+            if ff is not None and d.get("f1") is not None and d["f1"] < ff - MAX_F1_DROP_FLOAT:
+                wrong.append(f"F1 {d['f1']:.4f} vs {ff:.4f} for the float model ({d['f1'] - ff:+.4f}; at most {MAX_F1_DROP_FLOAT} below)")
             if wrong:
                 d.update(status="wrong_output", error="; ".join(wrong))
         recs.append(BenchRecord.from_dict(d))
@@ -102,16 +105,18 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> tuple[list[BenchRecord
         has_labels = desc.startswith("DRIVE")
         peak = measure_peak(cfg.threads)
         cells = plan_cells(dirs, cfg)
-        raw = run_cells(cells, cfg, tmp / "images.npz", n, has_labels, tmp, progress)
+        raw, round_s = run_cells(cells, cfg, tmp / "images.npz", n, has_labels, tmp, progress)
         records = finalize(raw, dirs, errors, peak)
         meta = {
             "date": time.strftime("%Y-%m-%d %H:%M"), "machine": cpu_info(), "versions": versions(), "threads": cfg.threads,
             "image_size": f"{DRIVE_SIZE[0]}x{DRIVE_SIZE[1]}", "images": desc, "peak": peak, "quick": cfg.quick,
-            "timing": (f"{cfg.warmup} warm-up runs, then each test image once (the accuracy pass)" if has_labels else
+            "timing": (f"{cfg.warmup} warm-up runs, then each test image once (the accuracy pass is the first round)" if has_labels else
                        f"{cfg.warmup} warm-up runs, then the images in turn, up to {cfg.runs} timed runs (at least {cfg.min_runs}) within {cfg.budget_s:.0f} s")
-                      + f", perf_counter; throughput with batch {cfg.batch}",
+                      + f", in each of {cfg.rounds} rounds over the run; p50 the median of the rounds' p50s, perf_counter; throughput with batch {cfg.batch}",
+            "rounds": cfg.rounds,
             "wall_s": None, "build_s": build_s, "build_wall_s": round(t_built - t0, 1),
-            "cell_s": {r["_key"]: r["_wall_s"] for r in raw},
+            "cell_s": {r["_key"]: r["_wall_s"] for r in raw},  # the accuracy pass (round 1), per cell
+            "round_s": round_s,  # each later timing round, all cells
         }
         write_overlays(out, records, dirs, tmp, has_labels)
     meta["wall_s"] = round(time.perf_counter() - t0, 1)

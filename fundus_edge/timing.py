@@ -2,6 +2,11 @@
 model cards and the pytest-benchmark suite, so every latency figure the project prints follows one rule.
 
 p99 is reported only from at least ``P99_MIN_RUNS`` runs: from 30 it is simply the slowest run.
+
+Rounds: a shared machine drifts (a bench row read 37.8 ms, then 24.1 ms half an hour later), so the bench
+times every cell in several rounds spread over its run. A row's figure is the median of its rounds' p50s,
+its spread the range of those p50s over that median; two rows are compared round by round (the median of
+the per-round ratios), so a slow stretch that lands on one round cancels out of the ratio.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 P99_MIN_RUNS = 100
+SPREAD_LIMIT = 0.20  # rounds whose p50s range over more than this fraction of their median: not a steady figure
 
 
 @dataclass(frozen=True)
@@ -67,3 +73,36 @@ def time_calls(call: Callable[[], float | None], policy: TimingPolicy = TimingPo
         v = call()
         out.append(float(v) if isinstance(v, (int, float)) else (time.perf_counter() - t0) * 1e3)
     return Timing(tuple(out))
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """One figure (a p50, ms) timed in several rounds; None marks a round that failed."""
+    p50s: tuple[float | None, ...]
+
+    @property
+    def timed(self) -> list[float]:
+        return [v for v in self.p50s if v is not None]
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.timed) if self.timed else None
+
+    @property
+    def spread(self) -> float | None:
+        """(slowest - fastest round) / median; None from fewer than two rounds."""
+        t = self.timed
+        return (max(t) - min(t)) / self.median if len(t) >= 2 and self.median else None
+
+    @property
+    def unsteady(self) -> bool:
+        return self.spread is not None and self.spread > SPREAD_LIMIT
+
+
+def round_ratio(num: "tuple[float | None, ...] | list", den: "tuple[float | None, ...] | list") -> float | None:
+    """Median over rounds of num[i] / den[i], from the rounds both timed (two rows of one run, timed in the
+    same rounds); None when the rows were not timed in the same rounds or share none."""
+    if not num or not den or len(num) != len(den):
+        return None
+    r = [a / b for a, b in zip(num, den) if a is not None and b]
+    return statistics.median(r) if r else None
