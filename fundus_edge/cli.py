@@ -76,15 +76,31 @@ def cmd_average(a) -> int:
     return 0
 
 
+def _record_read(a, report) -> None:
+    """A held-out evaluation appends its row to the test-read ledger (fundus_edge/ledger.py)."""
+    if a.no_ledger:
+        return
+    from fundus_edge.ledger import ledger_path, record
+
+    # The command as the options that change the score (main may be called with an argv of its own).
+    opts = [("--split", a.split, "test"), ("--layout", a.layout, "auto"), ("--threshold", a.threshold, None), ("--backend", a.backend, "auto"),
+            ("--perturb", a.perturb, None)]
+    command = " ".join(["fundus-edge evaluate", str(a.source), "--data", str(a.data), *(f"{k} {v}" for k, v, default in opts if v != default)])
+    record(report, a.why, ledger_path(a.ledger), command=command, lineage=a.lineage, rule_before="yes" if a.rule_before else "no", note=a.note)
+
+
 def cmd_evaluate(a) -> int:
     _set_threads(a.threads)
     from fundus_edge.evaluate import evaluate_perturbed, evaluate_source
 
+    if a.biomarkers and a.perturb is None:
+        raise FundusEdgeError("--biomarkers is an option of --perturb (for masks, see `fundus-edge biomarkers` and `predict --biomarkers`)")
     if a.perturb is not None:
         from fundus_edge.train.camera import PERTURBATIONS
 
         names = PERTURBATIONS if a.perturb == "all" else tuple(n.strip() for n in a.perturb.split(",") if n.strip())
-        rep = evaluate_perturbed(a.source, a.data, names, split=a.split, layout=a.layout, threshold=a.threshold, backend=a.backend, threads=a.threads, rescale=not a.no_rescale, crop_fov=not a.no_fov_crop, progress=not a.no_progress)
+        rep = evaluate_perturbed(a.source, a.data, names, split=a.split, layout=a.layout, threshold=a.threshold, backend=a.backend, threads=a.threads, rescale=not a.no_rescale, crop_fov=not a.no_fov_crop, progress=not a.no_progress, biomarkers=a.biomarkers)
+        _record_read(a, rep)
         if a.json:
             print(json.dumps(rep.to_dict(), indent=2))
             return 0
@@ -99,9 +115,17 @@ def cmd_evaluate(a) -> int:
             print(f"| {r.perturbation} | {r.metrics.f1:.4f} | {r.delta_f1:+.4f} | {auc} | {r.metrics.iou:.4f} |{best}")
         if a.best_threshold and rep.split == "test":
             print("(best thresholds on a test split: report them, never ship them)")
+        if a.biomarkers:
+            from fundus_edge.measure.biomarkers import NAMES
+
+            print("\nbiomarker change from the clean masks, % (mean |perturbed - clean| / mean |clean|, per image pairs)")
+            print("| perturbation | " + " | ".join(NAMES) + " |\n|" + " --- |" * (len(NAMES) + 1))
+            for r in rep.rows[1:]:
+                print(f"| {r.perturbation} | " + " | ".join("n/a" if r.biomarker_change[n] is None else f"{r.biomarker_change[n]:.1f}" for n in NAMES) + " |")
         return 0
 
     report = evaluate_source(a.source, a.data, split=a.split, layout=a.layout, threshold=a.threshold, backend=a.backend, threads=a.threads, progress=not a.no_progress)
+    _record_read(a, report)
     if a.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
@@ -190,6 +214,11 @@ def cmd_quantize(a) -> int:
 
 
 def cmd_bench(a) -> int:
+    if a.report:
+        from fundus_edge.bench.html_report import write_report
+
+        print(f"wrote {write_report(a.report)}")
+        return 0
     _set_threads(a.threads)
     from fundus_edge.bench.runner import BenchConfig
     from fundus_edge.bench.sweep import run_bench
@@ -202,6 +231,10 @@ def cmd_bench(a) -> int:
         kw["variants"] = tuple(v.strip() for v in a.variants.split(","))
     if a.engines:
         kw["engines"] = tuple(e.strip() for e in a.engines.split(","))
+    if a.rounds is not None:
+        if a.rounds < 1:
+            raise FundusEdgeError(f"--rounds {a.rounds}: at least 1 (the accuracy pass is the first round)")
+        kw["rounds"] = a.rounds
     given = list(a.models or [])
     extra = tuple(Path(d) for d in given if (Path(d) / "manifest.yaml").is_file())
     folders = [d for d in given if not (Path(d) / "manifest.yaml").is_file()]
@@ -232,6 +265,54 @@ def default_model_dir(models: str | None = None) -> Path:
     return shipped_models(models) / "default"
 
 
+def cmd_pick(a) -> int:
+    from fundus_edge.deploy.pick import Bounds, choice_key, pick, read_record, table
+
+    rec = read_record(a.record)
+    rows = pick(rec, Bounds(a.min_f1, a.max_ms, a.max_mb), any_cpu=a.any_cpu)
+    print(f"from {rec.path} ({rec.cpu}; {rec.meta.get('images', '')}): {len(rows)} rows meet the bounds, fastest first")
+    print(table(rows))
+    print(f"picked {choice_key(rows[0])}: fundus-edge pack {choice_key(rows[0])} --record {rec.path} --out bundle")
+    return 0
+
+
+def _shipped_or_here() -> Path:
+    """The shipped models' folder when there is one, else ./models (pack may be given a model folder instead)."""
+    try:
+        return shipped_models()
+    except FundusEdgeError:
+        return Path("models")
+
+
+def cmd_pack(a) -> int:
+    _set_threads(a.threads)
+    from fundus_edge.deploy.pack import PackOptions, pack, parse_size
+    from fundus_edge.deploy.pick import read_record
+
+    rec = read_record(a.record)
+    opts = PackOptions(out=Path(a.out), data=Path(a.data) if a.data else None, goldens=a.goldens, input_size=parse_size(a.input_size) if a.input_size else None,
+                       models_dir=Path(a.models_dir), shipped=shipped_models(a.models) if a.models else _shipped_or_here(), engine=a.engine, precision=a.precision, threads=a.threads,
+                       any_cpu=a.any_cpu, force=a.force)
+    r = pack(a.choice, rec, opts)
+    b = r.bundle
+    print(f"packed {b.variant} on {b.engine} {b.precision} ({b.format}) into {r.folder}: {r.files} files, {r.size_bytes / 1e6:.2f} MB; "
+          f"{len(b.goldens)} goldens; validated F1 {b.validated.f1:.4f}" + (f", static input {b.static['onnx']}" if b.static.get("onnx") else ""))
+    print(f"on the device: fundus-edge selftest {r.folder}")
+    return 0
+
+
+def cmd_selftest(a) -> int:
+    _set_threads(a.threads)
+    from fundus_edge.deploy.selftest import selftest
+
+    r = selftest(a.bundle, runs=a.runs, threads=a.threads)
+    if a.verbose:
+        for n in r.notes:
+            print(f"  {n}", file=sys.stderr)
+    print(r.line)
+    return 0 if r.passed else 1
+
+
 def cmd_predict(a) -> int:
     _set_threads(a.threads)
     from fundus_edge.runtime.batch import expand_inputs, predict_files
@@ -246,20 +327,46 @@ def cmd_predict(a) -> int:
         raise FundusEdgeError("no input images given")
     files = expand_inputs(paths)
     if a.ray is not None:
+        if a.biomarkers:
+            raise FundusEdgeError("--biomarkers is not yet an option of --ray: run `fundus-edge biomarkers` on the masks it wrote")
         return _predict_ray(a, model, files)
     if a.workers is not None or a.threads_per_worker is not None:
         raise FundusEdgeError("--workers and --threads-per-worker are options of --ray")
     pred = Predictor.load(model, backend=a.backend, device=a.device, threads=a.threads, precision=a.precision, scale=ScaleOptions(rescale=not a.no_rescale, crop_fov=not a.no_fov_crop))
     print(f"model {model} ({pred.manifest.name}, {pred.manifest.variant}) on {pred.backend}, device {pred.device}, precision {pred.precision}", file=sys.stderr)
+    after = None
+    if a.biomarkers:
+        from fundus_edge.measure.biomarker_files import PredictBiomarkers
+
+        after = PredictBiomarkers()
     t0 = time.perf_counter()
-    outcomes = predict_files(pred, files, Path(a.output), save_prob=a.save_prob, save_overlay=a.overlay, fov=a.fov, force=a.force, progress=not a.no_progress)
+    outcomes = predict_files(pred, files, Path(a.output), save_prob=a.save_prob, save_overlay=a.overlay, fov=a.fov, force=a.force, progress=not a.no_progress, after=after)
     wall = time.perf_counter() - t0
+    if after is not None and after.rows:
+        from fundus_edge.measure.biomarker_files import CSV_NAME, write_csv
+
+        # Adds to the folder's table: rows of earlier runs stay, a re-predicted image's row is replaced.
+        print(f"biomarkers: {len(after.rows)} rows in {write_csv(after.rows, Path(a.output) / CSV_NAME, merge=True)}", file=sys.stderr)
     ok = [o for o in outcomes if o.error is None]
     failed = len(outcomes) - len(ok)
     mean = sum(o.total_ms for o in ok) / len(ok) if ok else 0.0
     print(f"{len(ok)} of {len(outcomes)} images written to {a.output} in {wall:.1f} s ({len(outcomes) / wall:.2f} images/s, mean {mean:.0f} ms per image end to end)"
           + (f"; {failed} failed" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_biomarkers(a) -> int:
+    from fundus_edge.measure.biomarker_files import CSV_NAME, folder_biomarkers, write_csv
+
+    out = Path(a.output) if a.output else Path(a.masks_dir) / CSV_NAME
+    if out.exists() and not a.force:
+        raise FundusEdgeError(f"{out}: exists (use --force to overwrite)")
+    if a.fov_dir is None:
+        print("biomarkers: no --fov-dir: each mask's whole frame is its FOV (densities per frame area)", file=sys.stderr)
+    rows = folder_biomarkers(Path(a.masks_dir), Path(a.fov_dir) if a.fov_dir else None)
+    write_csv(rows, out)
+    print(f"{len(rows)} masks: biomarkers in {out}")
+    return 0
 
 
 def _predict_ray(a, model: Path, files: list) -> int:
@@ -281,6 +388,27 @@ def _predict_ray(a, model: Path, files: list) -> int:
     print(f"{s.ok} written, {s.failed} failed, {s.done_before} done before (skipped) of {s.inputs} inputs in {s.seconds:.1f} s "
           f"({s.images_per_s:.2f} images/s); images per node: {nodes}; table: {', '.join(s.tables)}", file=sys.stderr)
     return 1 if s.failed else 0
+
+
+def cmd_serve(a) -> int:
+    _set_threads(a.threads)
+    try:
+        import uvicorn
+
+        from fundus_edge.serve.app import ServeOptions, create_app
+    except ImportError as exc:
+        raise FundusEdgeError(f"serve needs the serve extra ({exc.name} is missing): pip install 'fundus-edge[serve]'") from None
+    from fundus_edge.runtime.predictor import Predictor, ScaleOptions
+
+    if a.queue < 0 or a.max_body_mb <= 0:
+        raise FundusEdgeError(f"--queue must be 0 or more and --max-body-mb above 0 (got {a.queue} and {a.max_body_mb:g})")
+    model = Path(a.model) if a.model else default_model_dir(a.models)
+    pred = Predictor.load(model, backend=a.backend, device=a.device, threads=a.threads, precision=a.precision, scale=ScaleOptions(rescale=not a.no_rescale, crop_fov=not a.no_fov_crop))
+    app = create_app(pred, ServeOptions(max_body_bytes=int(a.max_body_mb * (1 << 20)), queue=a.queue))
+    print(f"serving {model} ({pred.manifest.name}, {pred.manifest.variant}) on {pred.backend} {pred.precision} at http://{a.host}:{a.port}/ "
+          f"(queue {a.queue}, body limit {a.max_body_mb:g} MiB)", file=sys.stderr)
+    uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level, workers=1)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -342,8 +470,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score a model folder under camera perturbations: all (default) or a comma list such as jpeg30,gamma0.6,scale2,grey")
     e.add_argument("--no-rescale", action="store_true", help="with --perturb: do not resize inputs to the training FOV scale")
     e.add_argument("--no-fov-crop", action="store_true", help="with --perturb: run the network on whole frames, not the FOV's bounding box")
+    e.add_argument("--biomarkers", action="store_true", help="with --perturb: also each vessel biomarker's change (%%) from the clean masks")
     e.add_argument("--json", action="store_true")
     e.add_argument("--no-progress", action="store_true")
+    # Every read of a held-out split (not --split train) is a row of the test-read ledger (docs/test-reads.md).
+    e.add_argument("--why", choices=("candidate", "gate", "shipped", "report"), default="candidate",
+                   help="why the test images are read, for the ledger: candidate (default), gate (a check before shipping), "
+                   "shipped (the one read whose figure ships), report (re-scoring a model already fixed; not counted)")
+    e.add_argument("--rule-before", action="store_true", help="the use of this score was written down before the read (ledger column rule_before)")
+    e.add_argument("--lineage", help="the shipped model this read belongs to (default: the checkpoint's config name or the manifest's name)")
+    e.add_argument("--note", default="", help="a note for the ledger row")
+    e.add_argument("--ledger", help="the ledger CSV (default: $FUNDUS_EDGE_LEDGER, else the repository's docs/test-reads.csv)")
+    e.add_argument("--no-ledger", action="store_true", help="do not record this read (for scratch data only)")
     e.set_defaults(func=cmd_evaluate)
 
     x = sub.add_parser("export", help="checkpoint or model folder -> model folder (Paddle PIR, legacy, ONNX + manifest)")
@@ -407,12 +545,45 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--engines", help="comma list (default: every installed engine)")
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--quick", action="store_true", help="smoke run: 3 images, few timed runs")
+    b.add_argument("--rounds", type=int, help="timing rounds per cell, interleaved over the run; p50 is the median of the rounds' (default 3; --quick 2)")
     b.add_argument("--no-build", action="store_true", help="do not build missing variants")
     b.add_argument("--no-bf16", action="store_true", help="skip the OpenVINO bf16 rows")
     b.add_argument("--no-gpu", action="store_true", help="skip the GPU rows (added per engine that has a GPU here)")
     b.add_argument("--finetune-iters", type=int, default=800, help="fine-tuning of the pruned variant when it is built")
     b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--report", metavar="RESULTS_JSON", help="only rebuild report.html beside this saved results.json (no cells run)")
     b.set_defaults(func=cmd_bench)
+
+    k = sub.add_parser("pick", help="from a bench record, the fastest variant x engine x precision that meets the bounds, on this CPU")
+    k.add_argument("--record", default="build/bench/results.json", help="bench record (results.json; default build/bench/results.json)")
+    k.add_argument("--min-f1", type=float, default=0.82, help="least pooled F1 on DRIVE test (default 0.82)")
+    k.add_argument("--max-ms", type=float, help="largest engine p50 in ms")
+    k.add_argument("--max-mb", type=float, help="largest model size in MB (the files the engine reads)")
+    k.add_argument("--any-cpu", action="store_true", help="pick from a record measured on a CPU whose flags differ from this one's")
+    k.set_defaults(func=cmd_pick)
+
+    pk = sub.add_parser("pack", help="a bench row -> a self-contained deploy bundle (the engine's files, goldens, validated figures, pinned runtime)")
+    pk.add_argument("choice", metavar="CHOICE", help="what pick printed (VARIANT/ENGINE[/PRECISION]), or a model folder with --engine [--precision]")
+    pk.add_argument("--out", required=True, help="bundle folder to write")
+    pk.add_argument("--record", default="build/bench/results.json", help="bench record the figures come from (default build/bench/results.json)")
+    pk.add_argument("--engine", help="with a model folder as CHOICE: the engine")
+    pk.add_argument("--precision", help="with a model folder as CHOICE: the precision its row asked for (e.g. bf16)")
+    pk.add_argument("--data", help="golden inputs from this DRIVE folder's test images or folder of images (default: the record's data)")
+    pk.add_argument("--goldens", type=int, default=3, help="golden images (default 3, each halved on both sides unless --input-size)")
+    pk.add_argument("--input-size", metavar="WxH", help="the camera's fixed image size: goldens at that size; ONNX Runtime's input fixed to its network shape")
+    pk.add_argument("--models-dir", default="build/models", help="where the bench built its variants")
+    pk.add_argument("--models", help="folder of the shipped models (default ./models, else the source checkout's)")
+    pk.add_argument("--threads", type=int)
+    pk.add_argument("--any-cpu", action="store_true", help="pack from a record measured on another CPU")
+    pk.add_argument("--force", action="store_true", help="replace an existing bundle")
+    pk.set_defaults(func=cmd_pack)
+
+    st = sub.add_parser("selftest", help="on the device: check a bundle's hashes, CPU, goldens and speed; PASS or FAIL (exit 0 / 1)")
+    st.add_argument("bundle", metavar="BUNDLE")
+    st.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
+    st.add_argument("--threads", type=int, help="engine threads (default: the bundle's)")
+    st.add_argument("-v", "--verbose", action="store_true", help="also each check's figures (stderr)")
+    st.set_defaults(func=cmd_selftest)
 
     r = sub.add_parser("predict", help="segment images: writes <stem>_mask.png (and _prob.png, _overlay.png)")
     r.add_argument("paths", nargs="+", metavar="[MODEL_DIR] INPUT", help="model folder (default: default/ of --models), then image files or folders")
@@ -422,13 +593,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     r.add_argument("--threads", type=int)
     r.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8", "int8-sim"],
-                   help="what to run; an engine that cannot honour it fails: OpenVINO takes fp32, bf16, fp16 (for an INT8 model: its float layers); "
+                   help="what to run; an engine that cannot honour it fails: OpenVINO takes fp32, and bf16 or fp16 where the device computes them (for an INT8 model: its float layers); "
                         "ONNX Runtime and Paddle run the file's own precision (fp32 or int8); Paddle also int8-sim (an INT8 program's Q/DQ graph on float kernels)")
     r.add_argument("--fov", default="auto", help="auto (estimate), none, a mask file or a folder of masks")
     r.add_argument("--no-rescale", action="store_true", help="do not resize the input so its FOV matches the training scale")
     r.add_argument("--no-fov-crop", action="store_true", help="run the network on the whole frame, not just the FOV's bounding box")
     r.add_argument("--save-prob", action="store_true", help="also write <stem>_prob.png (probability x 255)")
     r.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
+    r.add_argument("--biomarkers", action="store_true", help="also write <stem>_biomarkers.json (vessel density, length, branch and end "
+                   "points, width, tortuosity, fractal dimension inside the FOV used) and add its row to OUTPUT/biomarkers.csv")
     r.add_argument("--force", action="store_true", help="overwrite existing outputs")
     r.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run as a Ray Data pipeline (pip install 'fundus-edge[ray]'): a local Ray, or join the cluster at ADDRESS (--ray=host:port, "
@@ -437,6 +610,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads-per-worker", type=int, help="with --ray: engine threads of each actor (default: this machine's CPUs, at most 4)")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser("biomarkers", help="vessel biomarkers of mask files made elsewhere (e.g. manual labels) -> CSV")
+    m.add_argument("masks_dir", metavar="MASKS_DIR", help="folder of binary vessel masks (predict's <stem>_mask.png when present, else every image)")
+    m.add_argument("--fov-dir", help="folder of FOV masks, matched by stem, stem_mask or leading number (DRIVE's mask/); default: the whole frame")
+    m.add_argument("--output", "-o", help="CSV to write (default MASKS_DIR/biomarkers.csv)")
+    m.add_argument("--force", action="store_true", help="overwrite an existing CSV")
+    m.set_defaults(func=cmd_biomarkers)
+
+    s = sub.add_parser("serve", help="HTTP service over one model: POST /v1/segment, GET /health, GET /v1/model, a page at / (extra: fundus-edge[serve])")
+    s.add_argument("model", nargs="?", help="model folder (default: default/ of --models)")
+    s.add_argument("--models", help="folder of the shipped models when no model folder is given")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--backend", default="auto", help="auto, paddle, onnxruntime or openvino")
+    s.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
+    s.add_argument("--threads", type=int, help="engine threads, as for predict")
+    s.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8", "int8-sim"], help="as for predict")
+    s.add_argument("--no-rescale", action="store_true", help="as for predict")
+    s.add_argument("--no-fov-crop", action="store_true", help="as for predict")
+    s.add_argument("--queue", type=int, default=4, help="requests that may wait for the engine besides the one it runs (default 4); more get 429 with Retry-After")
+    s.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32); larger get 413")
+    s.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"], help="uvicorn's log level")
+    s.set_defaults(func=cmd_serve)
     return p
 
 
