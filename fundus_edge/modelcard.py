@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
+import re
 import time
 from pathlib import Path
 
 from fundus_edge.ledger import count_lineage, ledger_path, read_ledger, record
 from fundus_edge.runtime.manifest import read_manifest
-from fundus_edge.timing import TimingPolicy, time_calls
+from fundus_edge.measure.timing import TimingPolicy, time_calls
 
 
 CARD_TIMING = TimingPolicy(warmup=3, runs=15, min_runs=15, budget_s=0.0)  # 15 runs, no budget cut
@@ -105,7 +107,7 @@ def _log_table(log: list[dict], perturbed: tuple, refit: bool = False, select: s
 
 def _robustness(model: Path, data: str, threads: int) -> list[str]:
     from fundus_edge.evaluate import evaluate_perturbed
-    from fundus_edge.train.camera import PERTURBATIONS
+    from fundus_edge.measure.camera import PERTURBATIONS
 
     reps = [evaluate_perturbed(model, data, PERTURBATIONS, backend=b, threads=threads, progress=False) for b in ("onnxruntime", "openvino")]
     for b, rep in zip(("onnxruntime", "openvino"), reps):
@@ -162,6 +164,27 @@ def reads_section(lineage: str, ledger: Path | None = None) -> list[str]:
     later = f"; {n(c.reports, 're-scoring')} of models already fixed listed there and not counted" if c.reports else ""
     return [f"{READS_HEAD} (`docs/test-reads.csv`, lineage `{lineage}`)", f"DRIVE test reads: {c.reads}",
             f"The 20 DRIVE test images were read {times} in this model's lineage{detail}{later}; {how}", ""]
+
+
+NOTES_HEAD = "## Experiments"
+
+
+def _anchor(title: str) -> str:
+    """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def notes_section(notes: str | Path, card_dir: Path) -> list[str]:
+    """A link to the experiment diary and its headings, not the diary itself: the diary lives in docs/
+    and grows; the card stays short (under 200 lines)."""
+    notes = Path(notes)
+    if not notes.is_file():
+        raise SystemExit(f"{notes}: no such notes file")
+    rel = Path(os.path.relpath(notes.resolve(), card_dir.resolve())).as_posix()
+    heads = [m.groups() for m in re.finditer(r"^(#{2,3}) (.+)$", notes.read_text(), re.M)]
+    return [NOTES_HEAD, "", f"The experiment diary of this model's runs (protocols, rules fixed before each test read, validation "
+            f"curves, candidates) is [{notes.name}]({rel}):", "",
+            *[f"{'  ' if len(h) == 3 else ''}- [{title}]({rel}#{_anchor(title)})" for h, title in heads]]
 
 
 def _git_last_commit(path: Path) -> str:
@@ -253,7 +276,7 @@ def _update_card(model: Path, data: str, threads: int, sections: list[str], note
             if not (notes and Path(notes).is_file()):
                 raise SystemExit("--update notes needs --notes FILE")
             k = next((k for k, x in enumerate(lines) if x.startswith("Reproduce:")), len(lines) - 1)
-            lines = lines[: k + 1] + ["", Path(notes).read_text().strip()]
+            lines = lines[: k + 1] + ["", *notes_section(notes, model)]
         elif sec == "reads":
             lines = _replace_section(lines, READS_HEAD, reads_section(model.name), before="## DRIVE test")
             lines = [x.replace("the 20 test images were used once, for the figures below", TEST_DATA_NOTE) for x in lines]
@@ -311,7 +334,7 @@ def _pruned_card(model: Path, data: str, threads: int, command: str, perturb: bo
         *(_robustness(model, data, threads) if perturb else []),
         *provenance_section(model),
         f"Reproduce: `python -m fundus_edge.modelcard {argv_line}` ({time.strftime('%Y-%m-%d')}).",
-        *(["", Path(notes).read_text().strip()] if notes and Path(notes).is_file() else []),
+        *(["", *notes_section(notes, model)] if notes else []),
     ]
 
 
@@ -322,7 +345,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-command", default="")
-    ap.add_argument("--notes", default="", help="a Markdown file with experiment notes to include")
+    ap.add_argument("--notes", default="", help="the experiment diary (docs/experiments-*.md) the card links to, with its headings")
     ap.add_argument("--perturb", action="store_true", help="add DRIVE-test F1 under camera perturbations (ONNX Runtime and OpenVINO)")
     ap.add_argument("--bench", default="", help="a make bench results.json: add the latency and F1 of this model and its INT8 variants on every engine")
     ap.add_argument("--update", help="only rewrite these sections of an existing card (comma list of perturb, latency, bench, notes, reads, "
@@ -406,8 +429,8 @@ def main(argv=None) -> int:
         f"Reproduce: `python -m fundus_edge.modelcard --run {a.run} --model {a.model} --data {a.data}"
         f"{' --perturb' if a.perturb else ''}{' --bench ' + a.bench if a.bench else ''}{' --notes ' + a.notes if a.notes else ''}` ({time.strftime('%Y-%m-%d')}).",
     ]
-    if a.notes and Path(a.notes).is_file():
-        lines += ["", Path(a.notes).read_text().strip()]
+    if a.notes:
+        lines += ["", *notes_section(a.notes, model)]
     (model / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
     print((model / "MODEL_CARD.md").read_text())
     return 0

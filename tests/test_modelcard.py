@@ -14,11 +14,15 @@ def test_replace_section_swaps_one_section_and_adds_missing_ones_before_reproduc
 
 def test_update_card_rewrites_notes_and_refuses_unknown_sections(tmp_path):
     (tmp_path / "MODEL_CARD.md").write_text("\n".join(CARD) + "\n")
-    notes = tmp_path / "notes.md"
-    notes.write_text("## Experiments\nnew row\n")
+    notes = tmp_path / "docs" / "experiments-x.md"
+    notes.parent.mkdir()
+    notes.write_text("## Diary of x\nnew row\n### 2026-12-04 09:40: a refit (rules first)\nmore\n")
     _update_card(tmp_path, "unused", 1, ["notes"], str(notes))
     text = (tmp_path / "MODEL_CARD.md").read_text()
-    assert text.endswith("## Experiments\nnew row\n") and "stale row" not in text and "## Latency (old)" in text
+    # the card links to the diary and its headings instead of copying it
+    assert "stale row" not in text and "new row" not in text and "## Latency (old)" in text
+    assert text.endswith("- [Diary of x](docs/experiments-x.md#diary-of-x)\n"
+                         "  - [2026-12-04 09:40: a refit (rules first)](docs/experiments-x.md#2026-12-04-0940-a-refit-rules-first)\n")
     with pytest.raises(SystemExit, match="unknown section"):
         _update_card(tmp_path, "unused", 1, ["bogus"], "")
 
