@@ -34,8 +34,11 @@ test-all: install
 variants: install
 	$(BIN)/fundus-edge quantize models/default --variants build/models --data $(DATA) $(if $(FORCE),--force,)
 
+# Each run also becomes a page of docs/results/ (its results.json beside it) and README's generated tables follow.
 bench: install
 	$(BIN)/fundus-edge bench --data $(DATA) --threads $(THREADS) --out build/bench $(BENCH_ARGS)
+	$(BIN)/python -m fundus_edge.bench.history build/bench/results.json
+	$(BIN)/python -m fundus_edge.readme_tables
 
 bench-quick: install
 	$(BIN)/fundus-edge bench --data $(DATA) --threads $(THREADS) --out build/bench-quick --quick $(BENCH_ARGS)
