@@ -7,7 +7,7 @@ THREADS ?= 2
 BENCH_ARGS ?=
 export OMP_NUM_THREADS ?= $(THREADS)
 
-.PHONY: install test test-all bench bench-quick bench-pytest variants models runs-save runs-restore clean
+.PHONY: install lint test test-all bench bench-quick bench-pytest variants models runs-save runs-restore clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,15 @@ install: $(VENV)/.installed
 
 # DATA reaches the DRIVE-backed tests when it holds DRIVE (.ci/run exports FUNDUS_EDGE_DRIVE itself).
 DRIVE_ENV = $(if $(wildcard $(DATA)/test/images),FUNDUS_EDGE_DRIVE=$(abspath $(DATA)),)
+
+# The layering contract (pyproject.toml [tool.importlinter]) and ruff. import-linter reads packages from
+# the folder tree, and ours map onto top-level folders (pyproject's package-dir), so it reads a plain install
+# of the package into build/lint, made by the same mapping a wheel uses.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	rm -rf build/lint && $(BIN)/pip install -q --no-deps --no-build-isolation --target build/lint . 2>/dev/null
+	cd build/lint && PYTHONPATH=. ../../$(BIN)/lint-imports ../../pyproject.toml
 
 test: install
 	$(DRIVE_ENV) $(BIN)/python -m pytest -q

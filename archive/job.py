@@ -7,6 +7,7 @@ Ray Data does what a hand-made queue would: streaming between stages with back-p
 task placement over a cluster's nodes, retries of lost workers."""
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ from ..runtime.batch import encode_outputs, file_error, output_paths, prob_to_ui
 from ..runtime.errors import FundusEdgeError, InputError, one_line
 from .resume import JobKey, claim
 from .storage import Storage
-from .table import ImageRow, delete_row, is_done, read_rows, write_row, write_table
+from .table import BIOMARKER_NAMES, ImageRow, delete_row, is_done, read_rows, write_row, write_table
 
 _EMPTY_RGB = np.zeros((0, 0, 3), np.uint8)
 _EMPTY_2D = np.zeros((0, 0), np.uint8)
@@ -37,12 +38,13 @@ class SegmentOptions:
     model_dir: Path
     backend: str = "auto"
     device: str = "cpu"
-    precision: str | None = None
+    precision: str | None = "auto"  # as Predictor.load takes it (None: the model's own)
     rescale: bool = True
     crop_fov: bool = True
     fov: str = "auto"  # auto | none | a mask file | a folder of masks
     save_prob: bool = False
     save_overlay: bool = False
+    biomarkers: bool = False  # each row also carries measure.biomarkers' values of its mask
 
 
 def job_key(options: SegmentOptions) -> JobKey:
@@ -50,12 +52,17 @@ def job_key(options: SegmentOptions) -> JobKey:
     outputs asked for: those are per row)."""
     from .. import __version__
     from ..runtime.manifest import MANIFEST, read_manifest, sha256
+    from ..runtime.precision import choose_precision
+    from ..runtime.predictor import choose_engine
 
     man = read_manifest(options.model_dir)  # a folder that is no model fails here, in one line
     fov = options.fov if options.fov in ("auto", "none") else str(Path(options.fov).resolve())
+    # Resolved on the driver, as the actors resolve it (the same manifest; a worker whose CPU differs records
+    # what it ran in its rows' precision column).
+    resolved = choose_precision(man, choose_engine(man, options.backend)[0], options.device, options.precision).precision
     return JobKey(model=f"{man.name} ({man.variant})", model_sha256=sha256(Path(options.model_dir) / MANIFEST), backend=options.backend,
                   device=options.device, precision=options.precision or "", rescale=options.rescale, crop_fov=options.crop_fov, fov=fov,
-                  tool_version=__version__)
+                  tool_version=__version__, precision_resolved=resolved or "")
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,7 @@ class _Segmenter:
     def __call__(self, row: dict) -> dict:
         from ..runtime.fov import fov_diameter
 
-        out = {**row, **self.info, "mask": _EMPTY_2D, "prob": _EMPTY_2D, "segment_ms": math.nan, "engine_ms": math.nan, "warning": "",
+        out = {**row, **self.info, "mask": _EMPTY_2D, "prob": _EMPTY_2D, "segment_ms": math.nan, "engine_ms": math.nan, "warning": "", "biomarkers": "",
                "fov_found": False, "fov_diameter_px": math.nan, "scale": math.nan, "vessel_share": math.nan,
                "width": int(row["rgb"].shape[1]), "height": int(row["rgb"].shape[0])}
         if row["error"]:
@@ -150,6 +157,11 @@ class _Segmenter:
         out.update(mask=res.mask.astype(np.uint8), segment_ms=res.total_ms, engine_ms=res.engine_ms, warning=res.warning or "",
                    fov_found=fov is not None, fov_diameter_px=fov_diameter(fov) if fov is not None else math.nan, scale=float(res.scale),
                    vessel_share=float(res.mask.sum()) / max(1, inside))
+        if self.options.biomarkers:
+            from ..measure.biomarkers import biomarker_dict
+
+            # JSON text: a Ray Data column of dicts would be an Arrow struct, empty where nothing was computed.
+            out["biomarkers"] = json.dumps({k: v for k, v in biomarker_dict(res.mask, fov).items() if k in BIOMARKER_NAMES}, allow_nan=True)
         if self.options.save_prob:
             out["prob"] = prob_to_uint8(res.prob)
         if not self.options.save_overlay:
@@ -165,8 +177,9 @@ def _write(row: dict, out: Storage, save_prob: bool, save_overlay: bool) -> dict
     """Task: write one image's outputs, then its row ("writing" first, so a resumed run knows a half-written
     output is its own)."""
     keys = ImageRow.__dataclass_fields__
-    rec = ImageRow(**{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items() if k in keys and k not in ("status", "outputs", "finished", "write_ms")},
-                   status="error" if row["error"] else "writing")
+    rec = ImageRow(**{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()
+                      if k in keys and k not in ("status", "outputs", "finished", "write_ms", "biomarkers")},
+                   biomarkers=json.loads(row.get("biomarkers") or "{}"), status="error" if row["error"] else "writing")
     t0 = time.perf_counter()
     if not row["error"]:
         names = _names(Path(row["path"]), save_prob, save_overlay)
@@ -197,7 +210,7 @@ def plan(files: list[Path], out: Storage, options: SegmentOptions, force: bool) 
         key = str(f.resolve())
         row = rows.get(key)
         names = _names(f, options.save_prob, options.save_overlay)
-        if not force and is_done(row, out, names):
+        if not force and is_done(row, out, names) and (row.biomarkers or not options.biomarkers):
             done.append(f)
             continue
         own = set(row.output_names()) if row is not None else set()

@@ -6,7 +6,7 @@ results table this tool did not write (a user's file, another schema) is never o
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 
 from ..runtime.errors import InputError
 from .storage import Storage
@@ -23,16 +23,20 @@ class JobKey:
     model_sha256: str  # of manifest.yaml, which holds every model file's sha256
     backend: str  # as asked (auto resolves per node)
     device: str
-    precision: str  # as asked; "" = the model's own
+    precision: str  # as asked ("auto" by default); "" = the model's own
     rescale: bool
     crop_fov: bool
     fov: str  # auto | none | the mask file or folder, resolved
     tool_version: str
     schema: int = JOB_SCHEMA
+    # What "auto" resolved to on the driver (runtime/precision.py): the same command resumed on a CPU without
+    # bf16 runs fp32 and writes other masks, so it is another job. "" = the model's own.
+    precision_resolved: str = ""
 
     @classmethod
     def from_dict(cls, d: dict) -> JobKey:
-        return cls(**{f.name: d[f.name] for f in fields(cls)})
+        # A key written before precision_resolved existed reads as "" there (and so differs from an auto run's).
+        return cls(**{f.name: d[f.name] if f.name in d or f.default is MISSING else d.get(f.name, f.default) for f in fields(cls)})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -43,13 +47,14 @@ def _describe_model(k: JobKey) -> str:
 
 
 _LABELS = {"backend": "backend", "device": "device", "precision": "precision", "rescale": "rescale", "crop_fov": "FOV crop",
-           "fov": "--fov", "tool_version": "fundus-edge", "schema": "job schema"}
+           "fov": "--fov", "tool_version": "fundus-edge", "schema": "job schema",
+           "precision_resolved": "precision resolved"}
 
 
 def _show(name: str, value) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
-    return (value or "the model's own") if name == "precision" else str(value)
+    return (value or "the model's own") if name in ("precision", "precision_resolved") else str(value)
 
 
 def differences(there: JobKey, now: JobKey) -> list[str]:

@@ -12,9 +12,10 @@ import hashlib
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ..measure.biomarkers import NAMES as BIOMARKER_NAMES
 from .storage import Storage
 
 ROWS_DIR = ".fundus-edge/rows"
@@ -49,12 +50,24 @@ class ImageRow:
     node: str = ""  # Ray node id of the actor that segmented it
     outputs: str = ""  # output file names, ';'-separated, in the output folder
     finished: str = ""  # ISO time the row was written
+    # --biomarkers: measure.biomarkers' values of the mask, by name (empty otherwise); the tables spread
+    # them over one column each (BIOMARKER_COLUMNS).
+    biomarkers: dict = field(default_factory=dict)
 
     def output_names(self) -> list[str]:
         return [n for n in self.outputs.split(";") if n]
 
 
-COLUMNS = tuple(f.name for f in fields(ImageRow))
+# The tables' columns: the row's scalar fields, then one column per biomarker (empty / NaN without --biomarkers).
+BIOMARKER_COLUMNS = tuple(f"biomarker_{n}" for n in BIOMARKER_NAMES)
+COLUMNS = tuple(f.name for f in fields(ImageRow) if f.name != "biomarkers") + BIOMARKER_COLUMNS
+
+
+def table_row(row: ImageRow) -> dict:
+    """A row as the tables hold it: its biomarkers spread over their columns."""
+    d = asdict(row)
+    bm = d.pop("biomarkers") or {}
+    return {**d, **{f"biomarker_{n}": float(bm.get(n, math.nan)) for n in BIOMARKER_NAMES}}
 
 
 def row_name(image: str | Path) -> str:
@@ -72,7 +85,7 @@ def write_row(out: Storage, row: ImageRow) -> None:
 def _parse(data: bytes | None) -> ImageRow | None:
     try:
         d = json.loads(data)
-        return ImageRow(**{k: d[k] for k in COLUMNS if k in d})
+        return ImageRow(**{f.name: d[f.name] for f in fields(ImageRow) if f.name in d})
     except (TypeError, ValueError):
         return None  # unreadable: treated as not done
 
@@ -126,7 +139,7 @@ def write_table(out: Storage, rows: list[ImageRow], key_json: str) -> list[str]:
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow(asdict(r))
+        w.writerow(table_row(r))
     out.write_bytes("results.csv", buf.getvalue().encode())
     written = [out.display("results.csv")]
     try:
@@ -135,8 +148,8 @@ def write_table(out: Storage, rows: list[ImageRow], key_json: str) -> list[str]:
     except ImportError:
         return written
     types = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
-    hints = {f.name: f.type for f in fields(ImageRow)}
-    table = pa.Table.from_pylist([asdict(r) for r in rows], schema=pa.schema([(c, types[hints[c]]) for c in COLUMNS], metadata={META_KEY: key_json.encode()}))
+    hints = {**{f.name: f.type for f in fields(ImageRow)}, **{c: "float" for c in BIOMARKER_COLUMNS}}
+    table = pa.Table.from_pylist([table_row(r) for r in rows], schema=pa.schema([(c, types[hints[c]]) for c in COLUMNS], metadata={META_KEY: key_json.encode()}))
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     out.write_bytes("results.parquet", sink.getvalue().to_pybytes())

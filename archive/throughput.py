@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         n = len(files)
         res: dict = {"images": n, "model": a.model, "backend": a.backend, "threads": a.threads, "isa_flags": isa_flags(), "cpus": os.cpu_count()}
         t0 = time.perf_counter()
-        pred = Predictor.load(a.model, backend=a.backend, threads=a.threads)
+        pred = Predictor.load(a.model, backend=a.backend, threads=a.threads, precision=None)
         load_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         outs = predict_files(pred, files, work / "plain", progress=False)

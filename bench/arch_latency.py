@@ -60,7 +60,7 @@ def main(argv=None) -> int:
 
     from fundus_edge.export.exporter import export_checkpoint
     from fundus_edge.runtime.predictor import Predictor
-    from fundus_edge.timing import Timing, TimingPolicy, time_calls
+    from fundus_edge.measure.timing import Timing, TimingPolicy, time_calls
     from fundus_edge.train.checkpoint import save_checkpoint
     from fundus_edge.train.config import resolve_config
     from fundus_edge.train.model import network_from_config

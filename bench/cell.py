@@ -19,14 +19,18 @@ import numpy as np
 
 
 def run_cell(spec: dict) -> dict:
-    from fundus_edge.metrics import MetricAccumulator
+    from fundus_edge.measure.metrics import MetricAccumulator
     from fundus_edge.runtime.errors import EngineUnavailable, FundusEdgeError, IntegrityError, one_line
     from fundus_edge.runtime.formats import formats_for
     from fundus_edge.runtime.manifest import read_manifest
     from fundus_edge.runtime.predictor import Predictor
-    from fundus_edge.timing import Timing, time_calls
+    from fundus_edge.measure.timing import Timing, time_calls
 
-    rec = {"variant": spec["variant"], "backend": spec["backend"], "threads": spec["threads"], "batch_size": spec["batch"], "precision_requested": spec.get("precision")}
+    rec = {"variant": spec["variant"], "backend": spec["backend"], "threads": spec["threads"], "batch_size": spec["batch"], "precision_requested": spec.get("precision"),
+           "shape_requested": spec.get("shape")}
+    shapes = shape_options(spec)
+    if spec.get("shape") == "static" and not (shapes or {}).get("static_hw"):
+        return {**rec, "status": "run_failed", "error": "no static input size: the variant's reference cell did not run"}
 
     z = np.load(spec["images"], allow_pickle=False)
     names = sorted(k for k in z.files if k.startswith("img_"))
@@ -42,7 +46,8 @@ def run_cell(spec: dict) -> dict:
     failed, p = [], None
     for fmt in fmts:
         try:
-            p = Predictor.load(spec["model_dir"], backend=spec["backend"], device=spec.get("device", "cpu"), threads=spec["threads"], precision=spec.get("precision"), fmt=fmt)
+            p = Predictor.load(spec["model_dir"], backend=spec["backend"], device=spec.get("device", "cpu"), threads=spec["threads"], precision=spec.get("precision"), fmt=fmt,
+                               shapes=shapes)
         except (FundusEdgeError, Exception) as exc:  # noqa: BLE001 - any engine failure is this cell's record
             failed.append((fmt, f"load: {one_line(exc)}"))
             if isinstance(exc, (IntegrityError, EngineUnavailable)):
@@ -59,7 +64,7 @@ def run_cell(spec: dict) -> dict:
             p = None  # the failed attempt's memory still counts in the cell's peak (a high-water mark)
     if p is None:
         return {**rec, "status": "run_failed", "error": "; ".join(f"{f}: {e}" if f else e for f, e in failed)}
-    rec.update(load_ms=p.load_ms, device=p.device, precision=p.precision, format=p.format, first_ms=first_ms)
+    rec.update(load_ms=p.load_ms, device=p.device, precision=p.precision, format=p.format, first_ms=first_ms, shape=p.engine.shape)
     if failed:
         rec["note"] = "; ".join(f"{f} failed ({e[:300]})" for f, e in failed) + f"; ran {p.format}"
     try:
@@ -77,7 +82,7 @@ def run_cell(spec: dict) -> dict:
         e2e: list[float] = []
         masks: list[np.ndarray] = []
         masked_fovs: list[np.ndarray | None] = []
-        shapes: list[tuple] = []
+        in_shapes: list[tuple] = []
         calls = itertools.count(-policy.warmup)
 
         def one() -> float:
@@ -86,7 +91,7 @@ def run_cell(spec: dict) -> dict:
             r = p.predict(imgs[i])
             if k >= 0:
                 e2e.append(r.total_ms)
-                shapes.append(tuple(r.input_hw))
+                in_shapes.append(tuple(r.input_hw))
                 if k < keep:
                     masks.append(r.mask)
                     masked_fovs.append(fovs[i])
@@ -97,14 +102,15 @@ def run_cell(spec: dict) -> dict:
             return r.engine_ms
 
         t = time_calls(one, policy)
-        rec["input_hw"] = "x".join(map(str, Counter(shapes).most_common(1)[0][0]))
+        rec["input_hw"] = "x".join(map(str, Counter(in_shapes).most_common(1)[0][0]))
+        rec["_max_hw"] = [max(h for h, _ in in_shapes), max(w for _, w in in_shapes)]  # a static row's size: every image fits
         rec.update(p50_ms=t.p50, p90_ms=t.p90, p99_ms=t.p99, mean_ms=t.mean, std_ms=t.std, e2e_p50_ms=Timing(tuple(e2e)).p50, timed_runs=t.runs)
         rec["_round"] = round_result(t, e2e)
         if slow:
             # Seconds per image: a batch of 4 would only repeat the single-image figure at 8 more runs of
             # about 2 s in each of the seed U-Net's cells, so its rate is taken one image at a time.
             rec.update(throughput_ips=1000.0 / statistics.fmean(e2e), batch_size=1)
-        elif spec["batch"] > 1 and len(imgs) >= 1:
+        elif spec["batch"] > 1 and len(imgs) >= 1 and not (shapes or {}).get("static_hw"):  # a static engine takes batch 1 only
             batch = [imgs[i % len(imgs)] for i in range(spec["batch"])]
             if len({b.shape for b in batch}) == 1:
                 p.predict_batch(batch)
@@ -117,7 +123,7 @@ def run_cell(spec: dict) -> dict:
             rec.update(f1=m.f1, iou=m.iou, auc=m.auc, acc=m.acc, se=m.se, sp=m.sp)
         if spec.get("reference_mask"):
             rec["agreement"] = vessel_dice(*_common(load_masks(spec["reference_mask"]), masks, scored), masked_fovs)
-        else:
+        if spec.get("save_mask"):  # every cell's: the reference's for the agreement checks, all for the biomarker drift
             save_masks(spec["save_mask"], masks)
         if spec.get("float_reference_mask"):
             rec["agreement_float"] = vessel_dice(*_common(load_masks(spec["float_reference_mask"]), masks, scored), masked_fovs)
@@ -129,11 +135,17 @@ def run_cell(spec: dict) -> dict:
     return rec
 
 
+def shape_options(spec: dict) -> dict | None:
+    """The spec's engine shape options (EngineOptions static_hw / dynamic_shape), the size a tuple again."""
+    shapes = spec.get("shapes")
+    return {**shapes, "static_hw": tuple(shapes["static_hw"])} if shapes and shapes.get("static_hw") else shapes
+
+
 def timing_policy(spec: dict, slow: bool, scored: bool, n_images: int):
     """How a cell is timed, the same in every round. Scored: every test image once after warm-up on the
     first. Unscored: the images in turn within the time budget. A model slower than ``slow_ms`` per image
     gets one warm-up run and at least 3 timed."""
-    from fundus_edge.timing import TimingPolicy
+    from fundus_edge.measure.timing import TimingPolicy
 
     warmup = 1 if slow else spec["warmup"]
     if scored:
@@ -144,7 +156,7 @@ def timing_policy(spec: dict, slow: bool, scored: bool, n_images: int):
 
 def round_result(t, e2e: list[float]) -> dict:
     """One round's figures of one cell: what the sweep aggregates over rounds."""
-    from fundus_edge.timing import Timing
+    from fundus_edge.measure.timing import Timing
 
     return {"p50_ms": t.p50, "p90_ms": t.p90, "e2e_p50_ms": Timing(tuple(e2e)).p50, "samples_ms": list(t.samples_ms)}
 
@@ -154,12 +166,12 @@ def time_round(spec: dict, images: dict) -> dict:
     images as that pass did; no scoring, masks or batch run. ``images``: the test images (array list)."""
     from fundus_edge.runtime.errors import one_line
     from fundus_edge.runtime.predictor import Predictor
-    from fundus_edge.timing import time_calls
+    from fundus_edge.measure.timing import time_calls
 
     imgs = images["imgs"]
     try:
         p = Predictor.load(spec["model_dir"], backend=spec["backend"], device=spec.get("device", "cpu"), threads=spec["threads"],
-                           precision=spec.get("precision"), fmt=spec.get("format"))
+                           precision=spec.get("precision"), fmt=spec.get("format"), shapes=shape_options(spec))
         policy = timing_policy(spec, spec["slow"], spec["scored"], len(imgs))
         e2e: list[float] = []
         calls = itertools.count(-policy.warmup)

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fundus_edge.timing import Timing, TimingPolicy
+from fundus_edge.measure.timing import Timing, TimingPolicy
 
 
 def camera_frame(rgb: np.ndarray, size: tuple[int, int] = (4000, 3000)) -> np.ndarray:
@@ -29,7 +29,7 @@ FRAME_TIMING = TimingPolicy()
 def time_frames(model, images: dict, backend: str, threads: int, runs: int) -> list[dict]:
     from fundus_edge.runtime.predictor import Predictor, ScaleOptions
 
-    preds = {crop: Predictor.load(model, backend=backend, threads=threads, scale=ScaleOptions(crop_fov=crop)) for crop in (False, True)}
+    preds = {crop: Predictor.load(model, backend=backend, threads=threads, precision=None, scale=ScaleOptions(crop_fov=crop)) for crop in (False, True)}
     rows = []
     for name, img in images.items():
         eng, e2e, out = {False: [], True: []}, {False: [], True: []}, {}

@@ -19,11 +19,14 @@ from .report import FN_RGB, FP_RGB, SEED_REPORTED_F1, TP_RGB, pareto_front
 # (field, heading, decimals) of the table, in order; None: text.
 COLUMNS = [
     ("variant", "variant", None), ("backend", "engine", None), ("precision", "precision", None), ("device", "device", None),
-    ("status", "status", None), ("p50_ms", "p50 ms", 1), ("spread_pct", "spread %", 0), ("p90_ms", "p90 ms", 1), ("p99_ms", "p99 ms", 1),
-    ("e2e_p50_ms", "e2e p50 ms", 1), ("throughput_ips", "img/s", 2), ("peak_rss_mb", "peak RSS MB", 0), ("size_mb", "MB", 2),
+    ("status", "status", None), ("p50_ms", "p50 ms", 1), ("spread_pct", "spread %", 0), ("unsteady", "unsteady", None), ("p90_ms", "p90 ms", 1),
+    ("p99_ms", "p99 ms", 1), ("e2e_p50_ms", "e2e p50 ms", 1), ("throughput_ips", "img/s", 2), ("peak_rss_mb", "peak RSS MB", 0), ("size_mb", "MB", 2),
     ("f1", "F1", 4), ("iou", "IoU", 4), ("auc", "AUC", 4), ("agreement", "Dice vs ref", 4), ("agreement_float", "Dice vs float", 4),
-    ("input_hw", "net input", None), ("error", "error", None), ("note", "note", None),
+    ("biomarker_worst", "biomarker farthest out", None), ("biomarker_worst_pct", "its drift %", 2), ("biomarker_flag", "beyond tolerance", None),
+    ("shape", "input shapes", None), ("input_hw", "net input", None), ("error", "error", None), ("note", "note", None),
 ]
+# Free text, left-aligned and wrapped.
+_LONG = {"error", "note", "biomarker_flag"}
 _KNOWN = {f.name for f in fields(BenchRecord)}
 _SYMBOLS = {"onnxruntime": "circle", "openvino": "square", "paddle": "triangle-up"}
 
@@ -38,12 +41,17 @@ def _cell(v, decimals) -> tuple[str, str]:
         return "–", ""
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return (f"{v:.{decimals}f}" if decimals is not None else str(v)), repr(float(v))
+    if isinstance(v, bool):
+        return ("yes" if v else "no"), str(int(v))
+    if isinstance(v, (list, tuple)):  # biomarker_flag: names; [] computed and none beyond
+        return (", ".join(map(str, v)) or "none"), ", ".join(map(str, v))
     return str(v), str(v)
 
 
 def _row_name(r: dict) -> str:
     dev = r.get("device")
-    return f"{r.get('variant')} / {r.get('backend')} {r.get('precision') or ''}".rstrip() + (f" ({dev})" if dev and dev != "cpu" else "")
+    shape = f" [{r.get('shape') or r.get('shape_requested')}]" if r.get("shape_requested") else ""
+    return f"{r.get('variant')} / {r.get('backend')} {r.get('precision') or ''}".rstrip() + (f" ({dev})" if dev and dev != "cpu" else "") + shape
 
 
 def _extra_columns(rows: list[dict]) -> list[tuple[str, str, int | None]]:
@@ -65,8 +73,13 @@ def _table(rows: list[dict], front: set[int]) -> str:
         cells = []
         for k, _, d in cols:
             text, key = _cell(r.get(k), d)
-            cells.append(f'<td data-sort="{_esc(key)}">{_esc(text)}</td>')
-        cls = " ".join(c for c in ("front" if i in front else "", f"status-{_esc(r.get('status', 'ok'))}") if c)
+            kind = "long" if k in _LONG else "txt" if d is None and not isinstance(r.get(k), (int, float)) else "num"
+            tip = ""
+            if k == "biomarker_worst" and isinstance(r.get("biomarker_mad_pct"), dict):  # every biomarker's drift on hover
+                tip = f' title="{_esc(", ".join(f"{n} {v:.2f} %" for n, v in r["biomarker_mad_pct"].items()))} (against {_esc(r.get("biomarker_ref"))})"'
+            cells.append(f'<td data-sort="{_esc(key)}" class="{kind}"{tip}>{_esc(text)}</td>')
+        beyond = "biomarker-beyond" if r.get("biomarker_flag") else ""
+        cls = " ".join(c for c in ("front" if i in front else "", f"status-{_esc(r.get('status', 'ok'))}", beyond) if c)
         body.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
     return f'<table id="results"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
@@ -141,6 +154,9 @@ def _guards(rows: list[dict], meta: dict) -> str:
     items += [f"{_row_name(r)}: {r.get('status')}: {r.get('error')}" for r in rows if r.get("status") not in (None, "ok")]
     items += [f"{_row_name(r)}: {r['note']}" for r in rows if r.get("note")]
     items += [f"{_row_name(r)}: p50 unsteady (the p50s of its timing rounds spread {r.get('spread_pct') or 0:.0f} %)" for r in rows if r.get("unsteady")]
+    items += [f"{_row_name(r)}: biomarkers beyond tolerance against {r.get('biomarker_ref')}: "
+              + ", ".join(f"{n} {(r.get('biomarker_mad_pct') or {}).get(n, float('nan')):.2f} %" for n in r["biomarker_flag"])
+              for r in rows if r.get("biomarker_flag")]
     if not items:
         return "<p>None: every cell ran and passed the agreement checks.</p>"
     return "<ul>" + "".join(f"<li>{_esc(t)}</li>" for t in items) + "</ul>"
@@ -171,8 +187,10 @@ table { border-collapse: collapse; font-size: 13px; }
 th, td { border-bottom: 1px solid #e3e6ea; padding: .25rem .5rem; text-align: right; white-space: nowrap; }
 th { background: #f2f4f7; cursor: pointer; position: sticky; top: 0; user-select: none; }
 th.asc::after { content: " ▲"; } th.desc::after { content: " ▼"; }
-td:nth-child(-n+5), th:nth-child(-n+5) { text-align: left; }
-td:nth-child(n+20) { text-align: left; white-space: normal; min-width: 12rem; color: #555; }
+td.txt { text-align: left; }
+td.long { text-align: left; white-space: normal; min-width: 12rem; color: #555; }
+tr.biomarker-beyond td:nth-child(-n+3) { box-shadow: inset 0 -2px 0 #d08a00; }
+tr.biomarker-beyond td.long, tr.biomarker-beyond td[title] { color: #8a5a00; font-weight: 600; }
 tr.front td:first-child { font-weight: 700; } tr.front td:first-child::before { content: "★ "; color: #c77700; }
 tr.status-wrong_output, tr.status-run_failed, tr.status-export_failed { background: #fff1f1; }
 .legend .sw { display: inline-block; width: .9em; height: .9em; margin: 0 .3em 0 .8em; vertical-align: -.1em; border: 1px solid #888; }
@@ -227,7 +245,10 @@ def render(record: dict, folder: Path) -> str:
 <h2>Speed versus accuracy</h2>
 {_chart(rows, front_idx, meta)}
 <h2>All cells ({len(rows)})</h2>
-<p>Click a heading to sort; type to filter (every word must appear in the row). ★: on the Pareto front (p50 against F1).</p>
+<p>Click a heading to sort; type to filter (every word must appear in the row). ★: on the Pareto front (p50 against F1).
+Biomarker drift: each vessel biomarker's mean |difference| from the float model's fp32 reference-engine row over the test images,
+% of the reference (hover the name for all of them); amber rows move a biomarker beyond its tolerance, a quarter of DRIVE's
+inter-observer difference (measure/tolerance.py).</p>
 <input id="filter" type="search" placeholder="filter, e.g. openvino int8" aria-label="filter rows">
 <div class="tablewrap">{_table(rows, set(front_idx))}</div>
 <h2>Overlays of the rows on the front</h2>

@@ -19,7 +19,7 @@ def _input(model: Path, data: str | None) -> np.ndarray:
     """The network input ``predict`` builds for DRIVE test image 01 (or a synthetic fundus-sized one)."""
     from fundus_edge.runtime.predictor import Predictor
 
-    p = Predictor.load(model, backend="onnxruntime" if "onnx" in _formats(model) else "auto")
+    p = Predictor.load(model, backend="onnxruntime" if "onnx" in _formats(model) else "auto", precision=None)
     if data:
         from fundus_edge.train.data import discover, load_sample
 

@@ -47,7 +47,14 @@ class BenchRecord:
     rounds: int | None = None  # rounds that timed this cell (the accuracy pass is the first)
     round_p50_ms: tuple[float | None, ...] | None = None  # each round's p50 in round order (None: that round failed)
     spread_pct: float | None = None  # (slowest - fastest round's p50) / p50, in %
-    unsteady: bool | None = None  # spread above fundus_edge.timing.SPREAD_LIMIT: the p50 is not a steady figure
+    unsteady: bool | None = None  # spread above fundus_edge.measure.timing.SPREAD_LIMIT: the p50 is not a steady figure
+    shape: str | None = None  # the engine's input shapes: "dynamic", "static per input size" (OpenVINO), "static 560x568 (batch 1)"
+    shape_requested: str | None = None  # "static" / "dynamic": a shape row beside the engine's own (one model per engine)
+    biomarker_ref: str | None = None  # the cell whose masks the biomarkers are compared with: the float model's fp32 reference-engine cell
+    biomarker_mad_pct: dict | None = None  # biomarker -> mean |this - reference| / mean |reference| over the test images, %
+    biomarker_worst: str | None = None  # the biomarker farthest out relative to its tolerance (measure/tolerance.py)
+    biomarker_worst_pct: float | None = None  # its difference, %
+    biomarker_flag: tuple[str, ...] | None = None  # biomarkers beyond tolerance (empty: none)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,4 +65,6 @@ class BenchRecord:
         d = {k: v for k, v in d.items() if k in names}
         if d.get("round_p50_ms") is not None:  # a list once through JSON
             d["round_p50_ms"] = tuple(d["round_p50_ms"])
+        if d.get("biomarker_flag") is not None:
+            d["biomarker_flag"] = tuple(d["biomarker_flag"])
         return cls(**d)

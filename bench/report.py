@@ -16,7 +16,7 @@ MD_COLUMNS = [
     ("load_ms", "load ms", "{:.0f}"), ("p50_ms", "p50 ms", "{:.1f}"), ("spread_pct", "spread", None), ("p90_ms", "p90 ms", "{:.1f}"), ("p99_ms", "p99 ms", "{:.1f}"),
     ("e2e_p50_ms", "e2e p50 ms", "{:.1f}"), ("throughput_ips", "img/s (batch)", "{:.2f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
     ("f1", "F1", "{:.4f}"), ("iou", "IoU", "{:.4f}"), ("auc", "AUC", "{:.4f}"), ("agreement", "Dice vs ref", "{:.4f}"), ("agreement_float", "Dice vs float", "{:.4f}"),
-    ("gflops_per_s", "GFLOP/s", "{:.1f}"), ("roofline_frac", "roofline", "{:.2f}"),
+    ("biomarker_worst", "biomarker drift", None), ("gflops_per_s", "GFLOP/s", "{:.1f}"), ("roofline_frac", "roofline", "{:.2f}"),
 ]
 
 
@@ -42,6 +42,10 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
                 cells.append(f"{v:.0f} %")
             elif k == "throughput_ips" and v is not None:
                 cells.append(f"{v:.2f} (b{r.batch_size})")
+            elif k == "backend" and r.shape_requested:
+                cells.append(f"{v} ({r.shape or r.shape_requested})")
+            elif k == "biomarker_worst" and v is not None:
+                cells.append(f"{v} {r.biomarker_worst_pct:.1f} %" + (" **beyond tol.**" if r.biomarker_flag else ""))
             else:
                 cells.append(_fmt(v, f))
         rows.append("| " + " | ".join(cells) + " |")
@@ -57,8 +61,12 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
         "e2e: with preprocessing (CLAHE) and postprocessing. GFLOP: the model at the whole "
         "padded image; net input: what the engine ran (the FOV's bounding box, padded). Roofline: GFLOP/s from direct convolution MACs "
         "at the net input over the measured peak of the precision that ran (INT8 for int8 rows, their float layers included); "
-        "Winograd kernels can exceed 1.",
+        "Winograd kernels can exceed 1. "
+        "Biomarker drift: per vessel biomarker, mean |this row's value - the float model's fp32 reference-engine row's| over the test "
+        "images, % of the reference; shown: the biomarker farthest out relative to its tolerance (a quarter of DRIVE's inter-observer "
+        "difference, measure/tolerance.py); beyond tol.: the Notes name every biomarker past it.",
         *([_wall_line(meta)] if meta.get("wall_s") else []),
+        *([_shape_line(meta["shape_rows"])] if meta.get("shape_rows") else []),
         "",
         head, sep, *rows,
     ]
@@ -68,9 +76,11 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
     failed = [r for r in records if r.status != "ok"]
     if failed:
         lines += ["", "Cells not ok:"] + [f"- {r.variant} / {r.backend}: {r.status}: {r.error}" for r in failed]
-    noted = [r for r in records if r.note]
+    from .biomarker_drift import flag_note
+
+    noted = [(r, "; ".join(t for t in (r.note, flag_note(r)) if t)) for r in records if r.note or r.biomarker_flag]
     if noted:
-        lines += ["", "Notes:"] + [f"- {r.variant} / {r.backend}: {r.note}" for r in noted]
+        lines += ["", "Notes:"] + [f"- {r.variant} / {r.backend}" + (f" {r.precision}" if r.biomarker_flag else "") + f": {t}" for r, t in noted]
     return "\n".join(lines) + "\n"
 
 
@@ -85,7 +95,8 @@ def headline(records: list[BenchRecord]) -> list[str]:
     counts: it is fast and wrong."""
     from .runner import float_counterpart
 
-    ok = [r for r in records if r.status == "ok" and r.p50_ms]
+    shaped = [r for r in records if r.status == "ok" and r.p50_ms and r.shape_requested]
+    ok = [r for r in records if r.status == "ok" and r.p50_ms and not r.shape_requested]  # shape rows: their own line below
     fastest = lambda rs: min(rs, key=lambda r: r.p50_ms)  # noqa: E731
 
     def name(r: BenchRecord) -> str:
@@ -121,16 +132,32 @@ def headline(records: list[BenchRecord]) -> list[str]:
                              f"{ratio(fl, qi):.2f}x{df}")
     if pairs:
         out.append("- INT8 against the fastest float row of its model on the same engine: " + "; ".join(pairs) + ".")
+    shapes = []
+    for s in shaped:
+        own = [r for r in ok if (r.variant, r.backend, r.device, r.precision_requested) == (s.variant, s.backend, s.device, s.precision_requested)]
+        if own:
+            static, dynamic = (s, own[0]) if s.shape_requested == "static" else (own[0], s)
+            shapes.append(f"{s.variant} on {s.backend}: {static.shape} {static.p50_ms:.1f} ms vs {dynamic.shape} {dynamic.p50_ms:.1f} ms = "
+                          f"{ratio(dynamic, static):.2f}x" + (f" (e2e {dynamic.e2e_p50_ms / static.e2e_p50_ms:.2f}x)" if static.e2e_p50_ms and dynamic.e2e_p50_ms else ""))
+    if shapes:
+        out.append("- Static against dynamic input shapes (above 1: static is faster): " + "; ".join(shapes) + ".")
     return out
 
 
 def ratio(slow: BenchRecord, fast: BenchRecord) -> float:
     """How many times faster ``fast`` ran: the median of the per-round ratios where both rows were timed in
     the same rounds (drift that lands on one round divides out), else the ratio of their p50s."""
-    from fundus_edge.timing import round_ratio
+    from fundus_edge.measure.timing import round_ratio
 
     by_round = round_ratio(slow.round_p50_ms or (), fast.round_p50_ms or ())
     return by_round if by_round is not None else slow.p50_ms / fast.p50_ms
+
+
+def _shape_line(rows: dict) -> str:
+    """Which engines got a static-against-dynamic row, and why one did not."""
+    got = ", ".join(f"{e} {kind}" for e, kind in rows.get("rows", {}).items())
+    skipped = "; ".join(f"{e} skipped: {why}" for e, why in rows.get("skipped", {}).items())
+    return f"Input shapes: {rows.get('variant')} also runs {got} beside each engine's own shapes (the engine column names them)" + (f"; {skipped}" if skipped else "") + "."
 
 
 def _wall_line(meta: dict) -> str:
@@ -143,6 +170,9 @@ def _wall_line(meta: dict) -> str:
         parts.append(f"{len(meta['cell_s'])} cells {sum(meta['cell_s'].values()) / 60:.1f} min" + (" (the accuracy pass)" if meta.get("round_s") else ""))
     if meta.get("round_s"):
         parts.append(f"{len(meta['round_s'])} more timing rounds " + " + ".join(f"{s / 60:.1f}" for s in meta["round_s"]) + " min")
+    if meta.get("biomarker_s") is not None:
+        bm = meta.get("biomarker_masks") or {}
+        parts.append(f"biomarker drift {meta['biomarker_s'] / 60:.1f} min ({bm.get('images', '?')} masks computed, {bm.get('reused', '?')} met again)")
     return "; ".join(parts) + "."
 
 

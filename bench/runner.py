@@ -19,7 +19,7 @@ visits every cell:
 
 A row's p50 is the median of its rounds' p50s (p90 and e2e p50 likewise; mean, std and p99 over the pooled
 runs); ``spread_pct`` is the range of the rounds' p50s over that median, and a row above
-``fundus_edge.timing.SPREAD_LIMIT`` (20 %) is flagged ``unsteady`` with a note. It is flagged, not re-timed:
+``fundus_edge.measure.timing.SPREAD_LIMIT`` (20 %) is flagged ``unsteady`` with a note. It is flagged, not re-timed:
 more rounds cannot narrow a range already seen, and dropping the rounds that disagree would be choosing
 the answer. Ratios between rows (reports) are the median of the per-round ratios: every ok row was timed
 in the same rounds, so a slow stretch that lands on one round divides out.
@@ -39,7 +39,7 @@ from fundus_edge.runtime.engines import ENGINES, gpu_engines, installed_engines
 from fundus_edge.runtime.cpu import has_bf16
 from fundus_edge.runtime.formats import formats_for
 from fundus_edge.runtime.manifest import read_manifest
-from fundus_edge.timing import Rounds, Timing
+from fundus_edge.measure.timing import Rounds, Timing
 
 from .records import BenchRecord
 
@@ -69,11 +69,21 @@ class BenchConfig:
     finetune_iters: int = 800
     build: bool = True
     rounds: int = 3  # timing rounds per cell, the accuracy pass the first (see the module's docstring)
+    shape_variant: str | None = "small"  # the model whose static-against-dynamic rows are timed (SHAPE_ROWS); None: none
 
     def effective(self) -> "BenchConfig":
         if self.quick:
             return replace(self, warmup=1, runs=5, min_runs=3, budget_s=3.0, batch=2, rounds=min(self.rounds, 2))
         return self
+
+
+# Static against dynamic input shapes, for one model per engine (BenchConfig.shape_variant): each engine's
+# row of the other kind beside its own. ONNX Runtime runs dynamic dims by default, so its extra row fixes
+# them (1 x C x H x W at the largest network input of the test images, smaller ones padded); OpenVINO
+# compiles each input shape statically by default, so its extra row compiles the model's dynamic dims once.
+SHAPE_ROWS = {"onnxruntime": "static", "openvino": "dynamic"}
+SHAPE_SKIPPED = {"paddle": "no static input shape on the CPU: Paddle Inference reshapes its input per call and oneDNN caches "
+                           "its primitives per shape already; fixed shapes pay off only in its TensorRT engine on a GPU"}
 
 
 @dataclass(frozen=True)
@@ -83,10 +93,17 @@ class Cell:
     backend: str
     precision: str | None = None  # an explicit precision request (OpenVINO bf16 row)
     device: str = "cpu"
+    shape: str | None = None  # "static" / "dynamic": a SHAPE_ROWS row; None: the engine's own shapes
 
     @property
     def key(self) -> str:
-        return f"{self.variant}/{self.backend}" + (f"/{self.precision}" if self.precision else "") + ("/gpu" if self.device == "gpu" else "")
+        return cell_key(self.variant, self.backend, self.precision, self.device, self.shape)
+
+
+def cell_key(variant: str, backend: str, precision: str | None = None, device: str | None = "cpu", shape: str | None = None) -> str:
+    """variant/engine[/precision][/gpu][/static|/dynamic]: a cell's name in the sweep and its temporary files."""
+    return (f"{variant}/{backend}" + (f"/{precision}" if precision else "") + ("/gpu" if str(device or "").startswith("gpu") else "")
+            + (f"/{shape}" if shape else ""))
 
 
 # -- images --------------------------------------------------------------------------------------
@@ -134,6 +151,8 @@ def plan_cells(dirs: dict, cfg: BenchConfig) -> list[Cell]:
                 cells.append(Cell(variant, d, e, "bf16"))
             if e in on_gpu:
                 cells.append(Cell(variant, d, e, device="gpu"))
+        if variant == cfg.shape_variant:
+            cells += [Cell(variant, d, e, shape=SHAPE_ROWS[e]) for e in engines if e in SHAPE_ROWS and formats_for(e, list(man.formats))]
     return cells
 
 
@@ -152,6 +171,7 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
 
     out = []
     refs: dict[str, Path] = {}
+    ref_recs: dict[str, dict] = {}
     specs: dict[str, dict] = {}
     # Float variants first, so a quantized variant's cells can be checked against the float model too;
     # the records come back in the planned order.
@@ -164,9 +184,10 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
             "variant": cell.variant, "backend": cell.backend, "model_dir": str(cell.model_dir), "precision": cell.precision, "device": cell.device,
             "threads": cfg.threads, "batch": cfg.batch, "warmup": cfg.warmup, "runs": cfg.runs, "min_runs": cfg.min_runs,
             "budget_s": cfg.budget_s, "images": str(images), "accuracy": has_labels and read_manifest(cell.model_dir).variant != "untrained",
-            "reference_mask": str(ref) if ref else None, "save_mask": str(tmp / f"{cell.variant}.masks.npz"),
+            "reference_mask": str(ref) if ref else None, "save_mask": str(tmp / f"{cell.key.replace('/', '_')}.masks.npz"),
             "float_reference_mask": str(fref) if fref else None,
             "save_prob": str(tmp / f"{cell.key.replace('/', '_')}.prob.npy"),
+            "shape": cell.shape, "shapes": _shape_options(cell, ref_recs.get(cell.variant)),
         }
         specs[cell.key] = spec
         sp, rp = tmp / "spec.json", tmp / "rec.json"
@@ -180,8 +201,12 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
                    "error": f"cell process exited {r.returncode}: {_last_line(r.stderr)}"}
         else:
             rec = json.loads(rp.read_text())
+            if rec.get("status") == "ok":
+                rec["_masks"] = spec["save_mask"]
             if ref is None and rec.get("status") == "ok":
                 refs[cell.variant] = Path(spec["save_mask"])
+                ref_recs[cell.variant] = rec
+                rec["_is_ref"] = True  # the variant's reference engine: the others' agreement and biomarkers are taken against it
         rec["_key"] = cell.key
         rec["_wall_s"] = round(time.perf_counter() - t0, 1)
         out.append(rec)
@@ -203,6 +228,16 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
     return sorted(out, key=lambda r: planned[r["_key"]]), round_s
 
 
+def _shape_options(cell: Cell, ref: dict | None) -> dict | None:
+    """The engine's shape options for a SHAPE_ROWS cell: static at the largest network input the variant's
+    reference cell ran (every test image fits), or dynamic."""
+    if cell.shape == "dynamic":
+        return {"dynamic_shape": True}
+    if cell.shape == "static":
+        return {"static_hw": list(ref["_max_hw"])} if ref and ref.get("_max_hw") else {"static_hw": None}
+    return None
+
+
 def _last_line(stderr: str | None) -> str:
     lines = [line for line in (stderr or "").splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
@@ -211,7 +246,7 @@ def _last_line(stderr: str | None) -> str:
 def _round_spec(spec: dict, rec: dict, key: str, has_labels: bool) -> dict:
     """A later round's spec of one cell: the accuracy pass's, with what that pass found (the format that
     ran, whether the model is slow, whether it was scored), so every round times the cell the same way."""
-    keep = ("variant", "backend", "model_dir", "precision", "device", "threads", "warmup", "runs", "min_runs", "budget_s", "images")
+    keep = ("variant", "backend", "model_dir", "precision", "device", "threads", "warmup", "runs", "min_runs", "budget_s", "images", "shapes")
     return {**{k: spec[k] for k in keep}, "key": key, "format": rec.get("format"), "slow": bool(rec.get("_slow")),
             "scored": bool(spec.get("accuracy")) and has_labels}
 
@@ -261,7 +296,7 @@ def apply_rounds(rec: dict, results: list[dict]) -> None:
     the rounds' own, mean / std / p99 over the pooled runs, the rounds' p50s, their spread and the flag."""
     import statistics
 
-    from fundus_edge.timing import SPREAD_LIMIT
+    from fundus_edge.measure.timing import SPREAD_LIMIT
 
     ok = [r for r in results if r.get("status", "ok") == "ok"]
     rounds = Rounds(tuple(r["p50_ms"] if r.get("status", "ok") == "ok" else None for r in results))

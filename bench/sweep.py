@@ -11,9 +11,12 @@ import numpy as np
 from fundus_edge.runtime.manifest import read_manifest
 
 from . import report
+from .biomarker_drift import add_drift
+from .html_report import write_report
+from .ledger_rows import record_test_reads
 from .machine import cpu_info, measure_peak, versions
 from .records import BenchRecord
-from .runner import DRIVE_SIZE, BenchConfig, float_counterpart, plan_cells, prepare_images, run_cells
+from .runner import DRIVE_SIZE, SHAPE_ROWS, SHAPE_SKIPPED, BenchConfig, cell_key, float_counterpart, plan_cells, prepare_images, run_cells
 from .variants import prepare_variants
 
 # A cell whose vessel masks (every test image, inside its FOV) have a Dice below MIN_AGREEMENT with the
@@ -92,7 +95,8 @@ def finalize(raw: list[dict], dirs: dict, errors: dict, peak: dict) -> list[Benc
     return recs
 
 
-def run_bench(cfg: BenchConfig, progress: bool = True) -> tuple[list[BenchRecord], dict]:
+def run_bench(cfg: BenchConfig, progress: bool = True, command: str | None = None) -> tuple[list[BenchRecord], dict]:
+    """``command``: the command line the test-read ledger's rows name (default: this process's arguments)."""
     cfg = cfg.effective()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,6 +110,9 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> tuple[list[BenchRecord
         peak = measure_peak(cfg.threads)
         cells = plan_cells(dirs, cfg)
         raw, round_s = run_cells(cells, cfg, tmp / "images.npz", n, has_labels, tmp, progress)
+        t_drift = time.perf_counter()  # after every timing round: the biomarkers never run beside a timed cell
+        drift = add_drift(raw, tmp / "images.npz", cfg.threads) if has_labels else {}
+        drift_s = round(time.perf_counter() - t_drift, 1)
         records = finalize(raw, dirs, errors, peak)
         meta = {
             "date": time.strftime("%Y-%m-%d %H:%M"), "machine": cpu_info(), "versions": versions(), "threads": cfg.threads,
@@ -117,6 +124,11 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> tuple[list[BenchRecord
             "wall_s": None, "build_s": build_s, "build_wall_s": round(t_built - t0, 1),
             "cell_s": {r["_key"]: r["_wall_s"] for r in raw},  # the accuracy pass (round 1), per cell
             "round_s": round_s,  # each later timing round, all cells
+            "biomarker_s": drift_s if drift else None,  # the biomarker drift, after the rounds
+            "biomarker_masks": drift or None,  # masks computed, masks met again (same hash), cells compared
+            "shape_rows": {"variant": cfg.shape_variant, "rows": {e: SHAPE_ROWS[e] for e in {c.backend for c in cells if c.shape}},
+                           "skipped": {e: why for e, why in SHAPE_SKIPPED.items() if any(c.backend == e and c.variant == cfg.shape_variant for c in cells)}}
+                          if any(c.shape for c in cells) else None,
         }
         write_overlays(out, records, dirs, tmp, has_labels)
     meta["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -124,6 +136,8 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> tuple[list[BenchRecord
     report.write_csv(out / "results.csv", records)
     (out / "results.md").write_text(report.markdown(records, meta))
     report.plot_pareto(out / "pareto.png", records, meta)
+    write_report(out / "results.json")
+    record_test_reads(records, dirs, cfg.data, has_labels, command, cfg.quick)
     return records, meta
 
 
@@ -143,7 +157,7 @@ def write_overlays(out: Path, records: list[BenchRecord], dirs: dict, tmp: Path,
             best[r.variant] = r
     drawn = {}
     for v, r in best.items():
-        key = f"{v}/{r.backend}" + (f"/{r.precision_requested}" if r.precision_requested else "") + ("/gpu" if str(r.device or "").startswith("gpu") else "")
+        key = cell_key(v, r.backend, r.precision_requested, r.device, r.shape_requested)
         f = tmp / f"{key.replace('/', '_')}.prob.npy"
         if f.exists():
             pic = report.agreement_overlay(img, np.load(f) >= read_manifest(dirs[v]).threshold, label, fov)

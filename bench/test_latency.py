@@ -11,7 +11,7 @@ import pytest
 
 from fundus_edge.runtime.engines import installed_engines
 from fundus_edge.runtime.predictor import Predictor
-from fundus_edge.timing import TimingPolicy
+from fundus_edge.measure.timing import TimingPolicy
 
 TIMING = TimingPolicy()  # the bench's warm-up and run count
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -34,7 +34,7 @@ def _image() -> np.ndarray:
 def test_latency(benchmark, model, engine, stage):
     if engine not in installed_engines():
         pytest.skip(f"{engine} not installed")
-    p = Predictor.load(MODELS / model, backend=engine, threads=THREADS)
+    p = Predictor.load(MODELS / model, backend=engine, threads=THREADS, precision=None)
     img = _image()
     x, _ = p.prepare(img)
     x = x[None]

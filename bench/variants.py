@@ -140,6 +140,44 @@ def stale_build(cfg, name: str, kind: str) -> str:
     return ""
 
 
+def _quantizer_settings(quantizer: str) -> dict:
+    """The quantization record's settings a bench build by ``quantizer`` (quantize's defaults) would write."""
+    from fundus_edge.quantize.engine_ptq import NncfOptions, OrtOptions
+    from fundus_edge.runtime.cpu import has_vnni
+
+    if quantizer == "nncf":
+        o = NncfOptions()
+        return {"engine": "openvino", "preset": o.preset, "fast_bias_correction": o.fast_bias_correction, "overflow_fix": o.overflow_fix, "accuracy_control": None}
+    o = OrtOptions()
+    return {"engine": "onnxruntime", "format": o.quant_format, "weights": "int8" + (" per channel" if o.per_channel else ""), "calibrate_method": o.calibrate_method,
+            "reduce_range": (not has_vnni()) if o.reduce_range is None else o.reduce_range}
+
+
+def shipped_int8(cfg, name: str, kind: str) -> tuple[Path | None, str]:
+    """The shipped folder <model>-int8-nncf / -int8-ort that is this variant's build: (folder, ''); else (None,
+    why not: '' when none is shipped). It must come from the shipped float model as it is now (its manifest's
+    sha256) by the settings a build here would use, so the bench measures what it would otherwise build."""
+    from fundus_edge.quantize.pipeline import VARIANTS
+    from fundus_edge.runtime.manifest import read_manifest, sha256
+
+    found = (cfg.shipped / "default", name) if kind == "variant" else derived_variant(cfg.shipped, name) if kind in ("derived", "shipped") else None
+    if found is None or VARIANTS.get(found[1], {}).get("int8") not in ("nncf", "ort"):
+        return None, ""
+    base, what = found
+    folder = cfg.shipped / f"{base.name}-{what}"
+    if not (folder / "manifest.yaml").is_file() or not (base / "manifest.yaml").is_file():
+        return None, ""
+    man = read_manifest(folder)
+    rec = man.source.get("float_model") if isinstance(man.source, dict) else None
+    if not isinstance(rec, dict) or rec.get("manifest_sha256") != sha256(base / "manifest.yaml"):
+        return None, f"{folder} was quantized from another {base} (manifest sha256 {str((rec or {}).get('manifest_sha256'))[:12]})"
+    want = _quantizer_settings(VARIANTS[what]["int8"])
+    got = {k: (man.quantization or {}).get(k) for k in want}
+    if got != want:
+        return None, f"{folder} was quantized with other settings ({', '.join(f'{k} {got[k]}' for k in want if got[k] != want[k])})"
+    return folder, ""
+
+
 def prepare_variants(cfg, progress: bool = True) -> tuple[dict, dict, dict]:
     """name -> model folder for the variants that exist or could be built; name -> error otherwise; and
     name -> seconds its build took."""
@@ -151,8 +189,14 @@ def prepare_variants(cfg, progress: bool = True) -> tuple[dict, dict, dict]:
         except FundusEdgeError as exc:
             errors[name] = one_line(exc)
             continue
+        ship, why = shipped_int8(cfg, name, kind)
+        if ship is None and why and kind == "shipped":
+            print(f"variant {name}: {why}; built into {cfg.models_dir / name} instead", flush=True)
+            kind = "derived"
         if kind == "extra":
             dirs[name] = extra[name]
+        elif ship is not None:
+            dirs[name] = ship  # the shipped INT8 files: no quantizer needed, nothing rebuilt
         elif kind == "shipped":
             dirs[name] = cfg.shipped / name
         else:

@@ -77,7 +77,10 @@ def cpu_mismatch(record: Record, here: list[str] | None = None) -> str | None:
 def candidates(record: Record, bounds: Bounds) -> tuple[list[BenchRecord], str]:
     """The rows that meet ``bounds`` (CPU rows that ran, with a p50 and an F1), fastest first, and a line
     saying how many rows each bound left out."""
-    rows = [r for r in record.rows if r.status == "ok" and r.p50_ms is not None and not str(r.device or "cpu").startswith("gpu")]
+    # Shape rows (a static or dynamic compile beside the engine's own, for one model) measure what a fixed
+    # input size gains; a bundle compiles for a camera's size with `pack --input-size`, so they are not choices.
+    rows = [r for r in record.rows if r.status == "ok" and r.p50_ms is not None and not str(r.device or "cpu").startswith("gpu")
+            and not r.shape_requested]
     out, dropped = [], {"no F1": 0, f"F1 < {bounds.min_f1}": 0, f"p50 > {bounds.max_ms} ms": 0, f"size > {bounds.max_mb} MB": 0}
     for r in rows:
         if r.f1 is None:

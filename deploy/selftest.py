@@ -16,7 +16,7 @@ from fundus_edge.runtime.errors import FundusEdgeError, one_line
 from fundus_edge.runtime.images import read_binary, read_image
 from fundus_edge.runtime.manifest import read_manifest
 from fundus_edge.runtime.predictor import Predictor
-from fundus_edge.timing import TimingPolicy, time_calls
+from fundus_edge.measure.timing import TimingPolicy, time_calls
 
 from .bundle import GOLDENS, Bundle, read_bundle, read_prob, verify_bundle
 

@@ -77,10 +77,10 @@ def cmd_average(a) -> int:
 
 
 def _record_read(a, report) -> None:
-    """A held-out evaluation appends its row to the test-read ledger (fundus_edge/ledger.py)."""
+    """A held-out evaluation appends its row to the test-read ledger (measure/ledger.py)."""
     if a.no_ledger:
         return
-    from fundus_edge.ledger import ledger_path, record
+    from fundus_edge.measure.ledger import ledger_path, record
 
     # The command as the options that change the score (main may be called with an argv of its own).
     opts = [("--split", a.split, "test"), ("--layout", a.layout, "auto"), ("--threshold", a.threshold, None), ("--backend", a.backend, "auto"),
@@ -96,7 +96,7 @@ def cmd_evaluate(a) -> int:
     if a.biomarkers and a.perturb is None:
         raise FundusEdgeError("--biomarkers is an option of --perturb (for masks, see `fundus-edge biomarkers` and `predict --biomarkers`)")
     if a.perturb is not None:
-        from fundus_edge.train.camera import PERTURBATIONS
+        from fundus_edge.measure.camera import PERTURBATIONS
 
         names = PERTURBATIONS if a.perturb == "all" else tuple(n.strip() for n in a.perturb.split(",") if n.strip())
         rep = evaluate_perturbed(a.source, a.data, names, split=a.split, layout=a.layout, threshold=a.threshold, backend=a.backend, threads=a.threads, rescale=not a.no_rescale, crop_fov=not a.no_fov_crop, progress=not a.no_progress, biomarkers=a.biomarkers)
@@ -192,6 +192,18 @@ def cmd_import_paddleseg(a) -> int:
     return 0
 
 
+def cmd_validate(a) -> int:
+    _set_threads(a.threads)
+    from fundus_edge.export.validate import validate
+
+    engines = [e.strip() for e in a.engines.split(",") if e.strip()] if a.engines else None
+    for model in a.models:
+        checks = validate(model, a.data, engines=engines, threads=a.threads, reference=a.reference, write=not a.dry_run)
+        if checks and not a.dry_run:
+            print(f"{model}: {len(checks)} precision check(s) recorded in its manifest (validated)")
+    return 0
+
+
 def cmd_quantize(a) -> int:
     _set_threads(a.threads)
     from fundus_edge.quantize.pipeline import build_variants, quantize
@@ -243,9 +255,12 @@ def cmd_bench(a) -> int:
     cfg = BenchConfig(data=data, out=Path(a.out), threads=a.threads, quick=a.quick, models_dir=Path(a.models_dir), build=not a.no_build, shipped=shipped_models(folders[0] if folders else None),
                       extra=extra,
                       finetune_iters=a.finetune_iters, bf16_rows=not a.no_bf16, gpu_rows=not a.no_gpu, **kw)
-    records, meta = run_bench(cfg, progress=not a.no_progress)
+    # The ledger's rows name the options that decide what was scored (main may be called with an argv of its own).
+    opts = [("--data", a.data), ("--variants", a.variants), ("--engines", a.engines), ("--models", " ".join(given) or None), ("--quick", a.quick or None)]
+    command = " ".join(["fundus-edge bench", *(k if v is True else f"{k} {v}" for k, v in opts if v)])
+    records, meta = run_bench(cfg, progress=not a.no_progress, command=command)
     print((Path(a.out) / "results.md").read_text())
-    print(f"wrote {a.out}/results.json, results.csv, results.md, pareto.png ({meta['wall_s']:.0f} s)")
+    print(f"wrote {a.out}/results.json, results.csv, results.md, pareto.png, report.html ({meta['wall_s']:.0f} s)")
     return 0
 
 
@@ -327,13 +342,11 @@ def cmd_predict(a) -> int:
         raise FundusEdgeError("no input images given")
     files = expand_inputs(paths)
     if a.ray is not None:
-        if a.biomarkers:
-            raise FundusEdgeError("--biomarkers is not yet an option of --ray: run `fundus-edge biomarkers` on the masks it wrote")
         return _predict_ray(a, model, files)
     if a.workers is not None or a.threads_per_worker is not None:
         raise FundusEdgeError("--workers and --threads-per-worker are options of --ray")
     pred = Predictor.load(model, backend=a.backend, device=a.device, threads=a.threads, precision=a.precision, scale=ScaleOptions(rescale=not a.no_rescale, crop_fov=not a.no_fov_crop))
-    print(f"model {model} ({pred.manifest.name}, {pred.manifest.variant}) on {pred.backend}, device {pred.device}, precision {pred.precision}", file=sys.stderr)
+    print(f"model {model} ({pred.manifest.name}, {pred.manifest.variant}) on {pred.backend}, device {pred.device}, {pred.precision_line()}", file=sys.stderr)
     after = None
     if a.biomarkers:
         from fundus_edge.measure.biomarker_files import PredictBiomarkers
@@ -381,7 +394,7 @@ def _predict_ray(a, model: Path, files: list) -> int:
     tpw = a.threads_per_worker or min(4, cpus)
     workers = a.workers or max(1, cpus // tpw)
     opts = SegmentOptions(model, backend=a.backend, device=a.device, precision=a.precision, rescale=not a.no_rescale, crop_fov=not a.no_fov_crop,
-                          fov=a.fov, save_prob=a.save_prob, save_overlay=a.overlay)
+                          fov=a.fov, save_prob=a.save_prob, save_overlay=a.overlay, biomarkers=a.biomarkers)
     print(f"model {model}: {len(files)} inputs, Ray {'local' if address is None else address}, {workers} workers x {tpw} threads", file=sys.stderr)
     s = run_archive(files, a.output, opts, RayOptions(address, workers, tpw), force=a.force, progress=not a.no_progress)
     nodes = ", ".join(f"{n[:8]}: {c}" for n, c in sorted(s.nodes.items())) or "none"
@@ -405,7 +418,7 @@ def cmd_serve(a) -> int:
     model = Path(a.model) if a.model else default_model_dir(a.models)
     pred = Predictor.load(model, backend=a.backend, device=a.device, threads=a.threads, precision=a.precision, scale=ScaleOptions(rescale=not a.no_rescale, crop_fov=not a.no_fov_crop))
     app = create_app(pred, ServeOptions(max_body_bytes=int(a.max_body_mb * (1 << 20)), queue=a.queue))
-    print(f"serving {model} ({pred.manifest.name}, {pred.manifest.variant}) on {pred.backend} {pred.precision} at http://{a.host}:{a.port}/ "
+    print(f"serving {model} ({pred.manifest.name}, {pred.manifest.variant}) on {pred.backend}, {pred.precision_line()}, at http://{a.host}:{a.port}/ "
           f"(queue {a.queue}, body limit {a.max_body_mb:g} MiB)", file=sys.stderr)
     uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level, workers=1)
     return 0
@@ -495,6 +508,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "output_op argmax) for PaddleSeg's deploy path (with `import fundus_edge.export.paddleseg_transforms`)")
     x.add_argument("--force", action="store_true")
     x.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("validate", help="check a model folder's lower precisions (OpenVINO bf16 / fp16; an INT8 folder's own) on the DRIVE "
+                       "training images against fp32 through the same engine; record them in its manifest for --precision auto")
+    v.add_argument("models", nargs="+", metavar="MODEL_DIR")
+    v.add_argument("--data", required=True, help="DRIVE folder (its 20 training images are read; never the test set)")
+    v.add_argument("--engines", help="comma list (default: every installed engine that reads the model; an INT8 folder: the engine its quantizer targets)")
+    v.add_argument("--reference", help="an INT8 folder's float model (default: the one its manifest records)")
+    v.add_argument("--threads", type=int)
+    v.add_argument("--dry-run", action="store_true", help="print the checks, do not write the manifest")
+    v.set_defaults(func=cmd_validate)
 
     q = sub.add_parser("quantize", help="prune (PaddleSlim L1-norm filters + fine-tune) and/or INT8 (PaddleSlim PTQ/QAT, NNCF, ONNX Runtime)")
     q.add_argument("source", help="FP32 model folder or training checkpoint")
@@ -592,8 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", default="auto", help="auto, paddle, onnxruntime or openvino")
     r.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     r.add_argument("--threads", type=int)
-    r.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8", "int8-sim"],
-                   help="what to run; an engine that cannot honour it fails: OpenVINO takes fp32, and bf16 or fp16 where the device computes them (for an INT8 model: its float layers); "
+    r.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16", "int8", "int8-sim"], default="auto",
+                   help="what to run (default auto: the fastest precision this CPU runs that the model's manifest records as validated "
+                        "(fundus-edge validate), else fp32; an INT8 model its own); an engine that cannot honour it fails: OpenVINO takes fp32, and bf16 or fp16 where the device computes them (for an INT8 model: its float layers); "
                         "ONNX Runtime and Paddle run the file's own precision (fp32 or int8); Paddle also int8-sim (an INT8 program's Q/DQ graph on float kernels)")
     r.add_argument("--fov", default="auto", help="auto (estimate), none, a mask file or a folder of masks")
     r.add_argument("--no-rescale", action="store_true", help="do not resize the input so its FOV matches the training scale")
@@ -601,7 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--save-prob", action="store_true", help="also write <stem>_prob.png (probability x 255)")
     r.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.png")
     r.add_argument("--biomarkers", action="store_true", help="also write <stem>_biomarkers.json (vessel density, length, branch and end "
-                   "points, width, tortuosity, fractal dimension inside the FOV used) and add its row to OUTPUT/biomarkers.csv")
+                   "points, width, tortuosity, fractal dimension inside the FOV used) and add its row to OUTPUT/biomarkers.csv; "
+                   "with --ray: one biomarker_* column each in the results table")
     r.add_argument("--force", action="store_true", help="overwrite existing outputs")
     r.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                    help="run as a Ray Data pipeline (pip install 'fundus-edge[ray]'): a local Ray, or join the cluster at ADDRESS (--ray=host:port, "
@@ -626,7 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", default="auto", help="auto, paddle, onnxruntime or openvino")
     s.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     s.add_argument("--threads", type=int, help="engine threads, as for predict")
-    s.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8", "int8-sim"], help="as for predict")
+    s.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16", "int8", "int8-sim"], default="auto", help="as for predict (default auto)")
     s.add_argument("--no-rescale", action="store_true", help="as for predict")
     s.add_argument("--no-fov-crop", action="store_true", help="as for predict")
     s.add_argument("--queue", type=int, default=4, help="requests that may wait for the engine besides the one it runs (default 4); more get 429 with Retry-After")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fundus_edge.metrics import MetricAccumulator, VesselMetrics
+from fundus_edge.measure.metrics import MetricAccumulator, VesselMetrics
 from fundus_edge.runtime.errors import ModelError
 
 
@@ -52,7 +52,7 @@ def evaluate_source(source, data, split="test", layout="auto", threshold=None, b
     if (source / "manifest.yaml").is_file():
         from fundus_edge.runtime.predictor import Predictor
 
-        pred = Predictor.load(source, backend=backend, threads=threads)
+        pred = Predictor.load(source, backend=backend, threads=threads, precision=None)  # the model's own precision (not auto): scores stay fp32 or int8 ones
         thr = pred.threshold if threshold is None else threshold
         via = f"{pred.backend} ({pred.device}, {pred.precision})"
         run = lambda s: pred.predict(s.rgb, fov=s.fov).prob  # noqa: E731
@@ -111,12 +111,12 @@ class PerturbReport(ReportHead):
 
 
 def evaluate_perturbed(source, data, perturbations, split="test", layout="auto", threshold=None, backend="auto", threads=None, rescale=True, crop_fov=True, progress=True, biomarkers=False) -> PerturbReport:
-    """F1 / AUC of an exported model under named camera perturbations (see fundus_edge.train.camera)."""
+    """F1 / AUC of an exported model under named camera perturbations (see fundus_edge.measure.camera)."""
     from tqdm import tqdm
 
-    from fundus_edge.robustness import score_perturbations
+    from fundus_edge.measure.robustness import score_perturbations
     from fundus_edge.runtime.predictor import Predictor, ScaleOptions
-    from fundus_edge.train.camera import parse_perturbation
+    from fundus_edge.measure.camera import parse_perturbation
     from fundus_edge.train.data import discover, load_sample
 
     source = Path(source)
@@ -124,7 +124,7 @@ def evaluate_perturbed(source, data, perturbations, split="test", layout="auto",
         raise ModelError(f"{source}: --perturb needs an exported model folder (manifest.yaml): it runs through the runtime")
     names = [parse_perturbation(n).name for n in perturbations]  # fail on a bad name before loading anything
     samples = [load_sample(s) for s in discover(data, split=split, layout=layout)]
-    pred = Predictor.load(source, backend=backend, threads=threads, scale=ScaleOptions(rescale=rescale, crop_fov=crop_fov))
+    pred = Predictor.load(source, backend=backend, threads=threads, precision=None, scale=ScaleOptions(rescale=rescale, crop_fov=crop_fov))
     bar = tqdm(total=len(samples) * (len(names) + 1), desc="perturb", unit="img", disable=not progress)
     thr = pred.threshold if threshold is None else float(threshold)
     rows = score_perturbations(lambda rgb, fov: pred.predict(rgb, fov=fov).prob, samples, names, thr, bar, biomarkers=biomarkers)

@@ -12,7 +12,7 @@ import re
 import time
 from pathlib import Path
 
-from fundus_edge.ledger import count_lineage, ledger_path, read_ledger, record
+from fundus_edge.measure.ledger import count_lineage, ledger_path, read_ledger, record
 from fundus_edge.runtime.manifest import read_manifest
 from fundus_edge.measure.timing import TimingPolicy, time_calls
 
@@ -201,7 +201,7 @@ def _git_last_commit(path: Path) -> str:
 def provenance_section(model: Path, run: Path | None = None) -> list[str]:
     """Where the shipped weights came from: the checkpoint (and the sha256 of its weights, when the run
     folder is at hand), the config and the training log, and the exported files' sha256."""
-    from fundus_edge.ledger import _sha256
+    from fundus_edge.measure.ledger import _sha256
 
     man = read_manifest(model)
     src = man.source or {}

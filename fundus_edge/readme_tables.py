@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fundus_edge.bench.history import RESULTS_DIR, front_table, latest_record, load_record
 from fundus_edge.bench.records import BenchRecord
-from fundus_edge.ledger import REPO_LEDGER, count_lineage, read_ledger
+from fundus_edge.measure.ledger import REPO_LEDGER, count_lineage, read_ledger
 from fundus_edge.runtime.errors import FundusEdgeError, InputError
 from fundus_edge.runtime.manifest import read_manifest
 
@@ -52,7 +52,11 @@ def _ms(records: list[BenchRecord], variant: str, engine: str, precision: str) -
 def shipped_models(models_dir: Path, record: Path, ledger: Path = REPO_LEDGER) -> list[str]:
     records, meta = load_record(record)
     reads = read_ledger(ledger)
-    names = sorted((p.parent.name for p in models_dir.glob("*/MODEL_CARD.md")), key=lambda n: (n not in ORDER, n))
+    folders = sorted((p.parent.name for p in models_dir.glob("*/MODEL_CARD.md")), key=lambda n: (n not in ORDER, n))
+    # INT8 folders of a shipped float model are listed under the table: their cards hold a validation on
+    # training images, not a DRIVE test read of their own (their test rows are the bench's).
+    int8 = [n for n in folders if read_manifest(models_dir / n).quantization]
+    names = [n for n in folders if n not in int8]
     out = ["| model | params | GMAC at 584×565 | DRIVE test F1 | AUC | test reads | IoU | " + " | ".join(h for h, _, _ in LATENCY_COLUMNS) + " |",
            "| --- " * (7 + len(LATENCY_COLUMNS)) + "|"]
     for name in names:
@@ -63,6 +67,9 @@ def shipped_models(models_dir: Path, record: Path, ledger: Path = REPO_LEDGER) -
                    f"{count_lineage(reads, name).reads} | {m['iou']:.4f} | " + " | ".join(lat) + " |")
     out += ["", f"F1 / AUC / IoU: each card's DRIVE test section; test reads: `docs/test-reads.csv`; latency: engine p50 over the "
             f"20 DRIVE test images, {meta.get('threads', '?')} threads, {_run_link(record, meta)}."]
+    if int8:
+        out += ["", "INT8 folders shipped beside them (made by the engines' own quantizers, validated on the training "
+                "images, run by a device without a quantizer): " + ", ".join(f"[`{n}`](models/{n}/MODEL_CARD.md)" for n in int8) + "."]
     return out
 
 

@@ -99,7 +99,7 @@ class _CompiledEngine:
 
 def _f1_fn(model_dir: Path):
     """validation_fn(compiled_model, samples) -> pooled FOV F1 at the model's threshold."""
-    from fundus_edge.metrics import MetricAccumulator
+    from fundus_edge.measure.metrics import MetricAccumulator
     from fundus_edge.runtime.manifest import read_manifest
     from fundus_edge.runtime.predictor import Predictor
 
@@ -224,7 +224,7 @@ def engine_int8(source, out, data, quantizer: str, nncf_options: NncfOptions = N
             float_record = source_record(source)
         src["float_model"] = float_record
         write_manifest(out, Manifest(**{**{k: getattr(man, k) for k in Manifest.__dataclass_fields__}, "name": name or man.name, "variant": variant,
-                                        "formats": formats, "files": {}, "quantization": quant, "source": src,
+                                        "formats": formats, "files": {}, "quantization": quant, "source": src, "validated": {},  # the float files' checks are not these
                                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")}))
         return out
     except BaseException:

@@ -5,7 +5,7 @@ The cause of the disagreement found before (small model's PaddleSlim file: F1 0.
 OpenVINO; 39 % of vessel pixels differing from the exact Q/DQ semantics) was paddle2onnx's signed int8
 activation Q/DQ pairs with zero point 0: written unsigned on the same grid (quantize/qdq.py, done when the
 file is built), OpenVINO differs on 5 % on an AVX2 CPU, exactly as ONNX Runtime's own INT8 kernels do
-(``python -m fundus_edge.quantize.probe``; docs/FINDINGS.md). 16-bit saturation of u8 x s8 pairs without
+(``python -m fundus_edge.quantize.probe``; docs/findings/precision-and-int8.md). 16-bit saturation of u8 x s8 pairs without
 VNNI shows in single-layer synthetic tests but was not the cause on the real models.
 
 The check stays for every INT8 file: compare OpenVINO with the QDQ graph's exact semantics (ONNX Runtime,

@@ -5,7 +5,7 @@ CPU plugin runs such a file far from its own Q/DQ semantics: on the small model,
 of two training images differed from ONNX Runtime running the file's Q, DQ and float ops as written, while
 ONNX Runtime's own INT8 kernels differed on 5 %. The same Q/DQ pairs written as uint8 with zero point 128
 describe exactly the same grid (the exact semantics do not move by one pixel), and OpenVINO then differs on
-5 %, as ONNX Runtime does (docs/FINDINGS.md: ``python -m fundus_edge.quantize.probe``). No converter option
+5 %, as ONNX Runtime does (docs/findings/precision-and-int8.md: ``python -m fundus_edge.quantize.probe``). No converter option
 writes them so, hence this rewrite.
 """
 from __future__ import annotations

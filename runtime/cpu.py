@@ -41,3 +41,14 @@ def has_bf16(path: str = "/proc/cpuinfo") -> bool:
     """AVX-512 BF16 or AMX BF16. Elsewhere OpenVINO asked for bf16 runs FP32 and reads back f32
     (measured on an AVX2-only EPYC), so a bf16 row would repeat the FP32 one."""
     return bool({"avx512_bf16", "amx_bf16"} & cpu_model_and_flags(path)[1])
+
+
+# The flags with which a CPU computes a reduced float precision natively (OpenVINO's CPU plugin: bf16 on
+# AVX-512 BF16 or AMX, fp16 on AVX-512 FP16 or AMX FP16); without them it runs such a request in f32.
+PRECISION_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
+
+
+def precision_flag(precision: str, flags: frozenset | None = None) -> str | None:
+    """The flag by which this CPU (or ``flags``) computes ``precision`` natively; None when it cannot."""
+    have = cpu_model_and_flags()[1] if flags is None else flags
+    return next((f for f in PRECISION_FLAGS.get(precision, ()) if f in have), None)

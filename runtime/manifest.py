@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import mmap
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -43,6 +43,10 @@ class Manifest:
     # Settings an engine must use for this model, e.g. {"paddle": {"onednn": False, "why": ...}} for an imported
     # program that Paddle 3.3.1 cannot run on oneDNN (the engine reports them; nothing is switched silently).
     engines: dict = field(default_factory=dict)
+    # Precisions checked on training images per engine, e.g. {"openvino": {"bf16": {"f1": ..., "f1_reference": ...,
+    # "passed": True, ...}}} (export/validate.py writes it); precision "auto" picks only among passed ones. Optional:
+    # a manifest without it loads (auto then runs the model's own precision), and older runtimes ignore it.
+    validated: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     created: str = ""
     fundus_edge_version: str = ""
@@ -50,6 +54,8 @@ class Manifest:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["preprocess"] = self.preprocess.to_dict()
+        if not d["validated"]:
+            del d["validated"]  # optional: a manifest that records none is written as before
         return {"schema": SCHEMA, **d}
 
 
@@ -201,6 +207,14 @@ def write_manifest(model_dir: str | Path, manifest: Manifest, written: tuple[str
     d = Manifest(**{**{k: getattr(manifest, k) for k in manifest.__dataclass_fields__}, "files": files}).to_dict()
     path.write_text(yaml.safe_dump(d, sort_keys=False))
     return path
+
+
+def record_validation(model_dir: str | Path, engine: str, results: dict) -> Path:
+    """Add ``results`` (precision -> record) under ``validated.<engine>`` of the folder's manifest and
+    rewrite it; the model's files must still match their recorded sha256 (nothing is re-blessed)."""
+    man = read_manifest(model_dir)
+    validated = {**man.validated, engine: {**man.validated.get(engine, {}), **results}}
+    return write_manifest(model_dir, replace(man, validated=validated))
 
 
 def read_manifest(model_dir: str | Path) -> Manifest:

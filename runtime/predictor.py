@@ -19,6 +19,7 @@ from .formats import formats_for
 from .fov import find_fov
 from .images import read_binary, read_image, to_rgb_uint8
 from .manifest import Manifest, read_manifest, verify_files
+from .precision import AUTO, PrecisionChoice, choose_precision
 from .preprocess import pad_to_multiple, preprocess
 from .scale import fov_scale, resize_image, resize_prob, run_tiled
 
@@ -93,9 +94,14 @@ class Predictor:
         self.load_ms = 0.0
         self.scale = scale or ScaleOptions()
         self.train_diameter = manifest.scale.get("fov_diameter_px") if manifest.scale else None
+        self.precision_choice = PrecisionChoice(None, None, "")  # set by load()
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, backend: str = "auto", device: str = "cpu", threads: int | None = None, precision: str | None = None, fmt: str | None = None, scale: ScaleOptions | None = None) -> "Predictor":
+    def load(cls, model_dir: str | os.PathLike, backend: str = "auto", device: str = "cpu", threads: int | None = None, precision: str | None = AUTO, fmt: str | None = None, scale: ScaleOptions | None = None,
+             shapes: dict | None = None) -> "Predictor":
+        """``precision``: "auto" (the fastest this CPU runs among those the manifest records as validated,
+        runtime/precision.py), None (the model's own: fp32, or an INT8 model's int8) or one to insist on.
+        ``shapes``: the engine's input-shape options (EngineOptions static_hw / dynamic_shape)."""
         t0 = time.perf_counter()
         model_dir = Path(model_dir)
         manifest = read_manifest(model_dir)
@@ -108,16 +114,35 @@ class Predictor:
             chosen = fmt
         files = list(manifest.formats[chosen])
         verify_files(model_dir, manifest, files)
-        engine = engine_class(name)(model_dir, chosen, files, EngineOptions(device, threads, precision), manifest.quantization is not None)
+        choice = choose_precision(manifest, name, device, precision)
+        try:
+            engine = cls._load_engine(model_dir, name, chosen, files, EngineOptions(device, threads, choice.precision, **(shapes or {})), manifest)
+        except EngineUnavailable as exc:
+            if choice.asked != AUTO or choice.precision in (None, "fp32"):
+                raise
+            # The flags promised it and the engine refused (an older OpenVINO, say): auto never fails for that.
+            choice = replace(choice, precision="fp32", reason=f"{choice.precision} validated, but {str(exc).strip() or one_line(exc)}")
+            engine = cls._load_engine(model_dir, name, chosen, files, EngineOptions(device, threads, "fp32", **(shapes or {})), manifest)
+        p = cls(model_dir, manifest, engine, scale)
+        p.precision_choice = choice
+        p.load_ms = (time.perf_counter() - t0) * 1e3
+        return p
+
+    @staticmethod
+    def _load_engine(model_dir: Path, name: str, fmt: str, files: list[str], options: EngineOptions, manifest: Manifest):
+        engine = engine_class(name)(model_dir, fmt, files, options, manifest.quantization is not None)
         try:
             engine.load()
         except (EngineUnavailable, InputError):
             raise
         except Exception as exc:  # noqa: BLE001 - engines raise their own types; report one line
-            raise EngineRunError(f"{model_dir}: {name} could not load {chosen}: {one_line(exc)}") from None
-        p = cls(model_dir, manifest, engine, scale)
-        p.load_ms = (time.perf_counter() - t0) * 1e3
-        return p
+            raise EngineRunError(f"{model_dir}: {name} could not load {fmt}: {one_line(exc)}") from None
+        return engine
+
+    def precision_line(self) -> str:
+        """'precision bf16 (why)': what runs and, when "auto" chose it, why."""
+        reason = self.precision_choice.reason
+        return f"precision {self.precision}" + (f" ({reason})" if reason else " (asked)" if self.precision_choice.asked else " (the model's own)")
 
     @property
     def backend(self) -> str:

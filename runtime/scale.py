@@ -39,7 +39,7 @@ def resize_image(rgb: np.ndarray, factor: float) -> np.ndarray:
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     # INTER_AREA averages when shrinking (no aliasing of the fine vessel texture). Enlarging a
     # low-resolution capture, bicubic keeps thin vessels sharper than bilinear: small model, DRIVE test
-    # at 0.5x, F1 0.7877 -> 0.7928 (Lanczos 0.7904), 0.75x 0.8051 -> 0.8067 (docs/FINDINGS.md).
+    # at 0.5x, F1 0.7877 -> 0.7928 (Lanczos 0.7904), 0.75x 0.8051 -> 0.8067 (docs/findings/cameras.md).
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
 
 

@@ -44,6 +44,14 @@ def write_drive(root: Path, n_train: int = 6, n_test: int = 2) -> Path:
     return root
 
 
+def pytest_configure(config):
+    """Module- and session-scoped fixtures run before any per-test fixture: point the test-read ledger at a
+    scratch file for the whole session first, so no test can append to the committed docs/test-reads.csv."""
+    import tempfile
+
+    os.environ["FUNDUS_EDGE_LEDGER"] = str(Path(tempfile.mkdtemp(prefix="ledger-")) / "test-reads.csv")
+
+
 @pytest.fixture(autouse=True)
 def _scratch_ledger(tmp_path_factory, monkeypatch):
     """Every test's held-out reads go to a scratch ledger, never the committed docs/test-reads.csv."""

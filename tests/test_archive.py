@@ -87,6 +87,38 @@ def test_table_has_every_column_in_csv_and_parquet(tmp_path):
     assert [r["status"] for r in got] == ["ok", "error"] and got[1]["error"].endswith("not a readable image")
 
 
+def test_biomarkers_spread_over_their_columns_and_make_a_row_undone_until_computed(tmp_path):
+    """--ray --biomarkers: the row's biomarkers become one biomarker_* column each (NaN without them), and a
+    rerun that asks for them redoes the rows that lack them."""
+    import math
+
+    import pyarrow.parquet as pq
+
+    from fundus_edge.archive.job import SegmentOptions, plan
+    from fundus_edge.archive.table import BIOMARKER_COLUMNS
+    from fundus_edge.measure.biomarkers import NAMES, biomarker_dict
+
+    mask = np.zeros((64, 64), bool)
+    mask[30:33, 5:60] = True
+    bm = {k: v for k, v in biomarker_dict(mask).items() if k in NAMES}
+    out = Storage(tmp_path / "out")
+    img = _images(tmp_path / "in", 1, corrupt=False) / "eye0.jpg"
+    names = [p.name for p in output_paths(img, Path("."), False, False)]
+    for n in names:
+        out.write_bytes(n, b"png")
+    write_row(out, ImageRow(str(img.resolve()), "ok", outputs=";".join(names)))
+    assert plan([img], out, SegmentOptions(tmp_path, biomarkers=False), force=False).done == [img]
+    assert plan([img], out, SegmentOptions(tmp_path, biomarkers=True), force=False).todo == [img]
+    write_row(out, ImageRow(str(img.resolve()), "ok", outputs=";".join(names), biomarkers=bm))
+    assert read_rows(out)[str(img.resolve())].biomarkers == bm
+    assert plan([img], out, SegmentOptions(tmp_path, biomarkers=True), force=False).done == [img]
+    _, pq_path = write_table(out, [ImageRow("/a/x.jpg", "ok", biomarkers=bm), ImageRow("/a/y.jpg", "ok")], "{}")
+    t = pq.read_table(pq_path)
+    assert set(BIOMARKER_COLUMNS) <= set(t.column_names) and "biomarkers" not in t.column_names
+    assert t.column("biomarker_vessel_density").to_pylist()[0] == pytest.approx(bm["vessel_density"])
+    assert math.isnan(t.column("biomarker_vessel_density").to_pylist()[1])
+
+
 def test_outputs_rows_and_table_through_a_pyarrow_file_system_uri(tmp_path):
     """An output location given as a URI (here file://; s3://, gs:// go through the same pyarrow calls):
     the write task's outputs and row, resume planning and the table all use it."""

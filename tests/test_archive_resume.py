@@ -50,7 +50,7 @@ def test_job_key_is_the_model_and_the_options_that_change_outputs(tmp_path, monk
 
     small, wnet = _model(tmp_path / "small", "small"), _model(tmp_path / "wnet", "wnet")
     a = job_key(SegmentOptions(small, backend="onnxruntime"))
-    assert a.model == f"small ({read_manifest(small).variant})" and len(a.model_sha256) == 64 and a.precision == "" and a.fov == "auto"
+    assert a.model == f"small ({read_manifest(small).variant})" and len(a.model_sha256) == 64 and a.precision == "auto" and a.fov == "auto"
     assert job_key(SegmentOptions(wnet, backend="onnxruntime")).model_sha256 != a.model_sha256
     moved = shutil.copytree(small, tmp_path / "elsewhere")
     assert job_key(SegmentOptions(moved, backend="onnxruntime")) == a  # where the model lies is not part of it

@@ -42,16 +42,25 @@ def tiny_bench(tiny_model, drive_synth, tmp_path_factory):
     (shipped / "default").symlink_to(tiny_model)
     import shutil
 
+    from fundus_edge.measure.ledger import LEDGER_ENV, REPO_LEDGER
+
     mine = shutil.copytree(tiny_model, root / "elsewhere" / "mine")  # a model folder given with --models
     cfg = BenchConfig(data=str(drive_synth), out=root / "out", quick=True, models_dir=root / "models", shipped=shipped,
-                      variants=("fp32", "int8", "int8-nncf", "default-int8", "default-pruned", "nonexistent"), finetune_iters=4, extra=(mine,))
-    recs, meta = run_bench(cfg, progress=False)
+                      variants=("fp32", "int8", "int8-nncf", "default-int8", "default-pruned", "nonexistent"), finetune_iters=4, extra=(mine,),
+                      shape_variant="fp32")
+    committed = REPO_LEDGER.read_bytes() if REPO_LEDGER.is_file() else None
+    # A module fixture runs before conftest's per-test scratch ledger: this one is its own.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(LEDGER_ENV, str(root / "test-reads.csv"))
+        recs, meta = run_bench(cfg, progress=False, command="fundus-edge bench (tiny)")
+    assert (REPO_LEDGER.read_bytes() if REPO_LEDGER.is_file() else None) == committed, "the bench wrote the committed ledger"
+    meta["_ledger"] = root / "test-reads.csv"
     return root / "out", recs, meta
 
 
 def test_sweep_records_every_cell(tiny_bench):
     out, recs, meta = tiny_bench
-    by = {(r.variant, r.backend, r.precision_requested): r for r in recs}
+    by = {(r.variant, r.backend, r.precision_requested): r for r in recs if not r.shape_requested}  # shape rows: their own test
     for e in ("onnxruntime", "openvino", "paddle"):
         r = by[("fp32", e, None)]
         assert r.status == "ok", r.error
@@ -414,7 +423,7 @@ def test_peak_measures_an_integer_product():
 
 
 def test_rounds_give_the_median_its_spread_and_the_flag():
-    from fundus_edge.timing import SPREAD_LIMIT, Rounds
+    from fundus_edge.measure.timing import SPREAD_LIMIT, Rounds
 
     steady = Rounds((10.0, 12.0, 11.0))
     assert steady.median == 11.0 and steady.spread == pytest.approx(2.0 / 11.0) and not steady.unsteady
@@ -429,7 +438,7 @@ def test_rounds_give_the_median_its_spread_and_the_flag():
 
 
 def test_ratios_come_from_rows_timed_in_the_same_rounds():
-    from fundus_edge.timing import round_ratio
+    from fundus_edge.measure.timing import round_ratio
 
     assert round_ratio((30.0, 45.0, 31.5), (20.0, 30.0, 21.0)) == pytest.approx(1.5)  # a slow round for both rows divides out
     # Rounds 2 and 3 slow for the float row, round 3 for the INT8 row: the medians come from different rounds.
@@ -515,3 +524,167 @@ def test_headline_ratios_are_medians_of_per_round_ratios():
     assert "int8-nncf (int8+fp32) 21.6 ms vs bf16 37.8 ms = 1.20x, F1 -0.0016" in line
     old = BenchRecord("fp32", "openvino", precision="bf16", p50_ms=32.4)  # a record without rounds: the p50s' ratio
     assert ratio(old, q) == pytest.approx(1.5)
+
+
+# -- issue 31: biomarker drift per cell; issue 30: report.html; issue 32: ledger rows; issue 33: static vs dynamic shapes --
+def _vessel_masks(n: int = 2, size: int = 160):
+    """(masks, fovs): a few thick curves inside a disc, so every biomarker is defined."""
+    import cv2
+    import numpy as np
+
+    yy, xx = np.mgrid[:size, :size]
+    fov = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 2 - 4) ** 2
+    masks = []
+    for k in range(n):
+        m = np.zeros((size, size), np.uint8)
+        rng = np.random.default_rng(k)
+        for _ in range(5):
+            pts = (np.cumsum(rng.normal(0, 14, (8, 2)), axis=0) + size / 2).astype(np.int32)
+            cv2.polylines(m, [pts], False, 1, thickness=int(rng.integers(2, 4)))
+        masks.append(m.astype(bool) & fov)
+    return masks, [fov] * n
+
+
+def test_biomarker_drift_flags_a_changed_mask_and_reuses_identical_ones(tmp_path):
+    import cv2
+    import numpy as np
+
+    from fundus_edge.bench.biomarker_drift import add_drift
+    from fundus_edge.bench.cell import save_masks
+    from fundus_edge.measure.tolerance import TOLERANCE_PCT
+
+    masks, fovs = _vessel_masks()
+    np.savez(tmp_path / "images.npz", **{f"fov_{i:03d}": f for i, f in enumerate(fovs)})
+    fat = [cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & f for m, f in zip(masks, fovs)]  # every vessel 2 px wider
+
+    def cell(key, variant, ms, precision, **kw):
+        save_masks(str(tmp_path / f"{key.replace('/', '_')}.npz"), ms)
+        return {"_key": key, "variant": variant, "status": "ok", "f1": 0.8, "precision": precision, "_masks": str(tmp_path / f"{key.replace('/', '_')}.npz"), **kw}
+
+    raw = [cell("small/onnxruntime", "small", masks, "fp32", _is_ref=True),
+           cell("small/openvino", "small", masks, "fp32"),  # the same masks: nothing moves, nothing computed twice
+           cell("small-int8-x/onnxruntime", "small-int8-x", fat, "int8", _is_ref=True),  # compared with its float model, not itself
+           cell("other/onnxruntime", "other", fat, "fp32", _is_ref=True)]  # its own reference: no row to compare
+    cost = add_drift(raw, tmp_path / "images.npz", workers=1)
+    ref, same, q, other = raw
+    assert cost == {"images": 4, "reused": 2, "cells": 2}
+    assert "biomarker_mad_pct" not in ref and "biomarker_mad_pct" not in other
+    assert same["biomarker_ref"] == "small/onnxruntime" and set(same["biomarker_mad_pct"].values()) == {0.0} and same["biomarker_flag"] == []
+    assert q["biomarker_ref"] == "small/onnxruntime"
+    # Wider vessels: density and widths move far past a quarter of the inter-observer difference.
+    density = 100 * sum(abs(int(a.sum()) - int(b.sum())) for a, b in zip(fat, masks)) / sum(int(b.sum()) for b in masks)
+    assert q["biomarker_mad_pct"]["vessel_density"] == pytest.approx(density, rel=1e-3)
+    assert {"vessel_density", "width_mean_px"} <= set(q["biomarker_flag"])
+    assert all(q["biomarker_mad_pct"][n] > TOLERANCE_PCT[n] for n in q["biomarker_flag"])
+    worst = q["biomarker_worst"]
+    assert q["biomarker_worst_pct"] == q["biomarker_mad_pct"][worst]
+    assert q["biomarker_mad_pct"][worst] / TOLERANCE_PCT[worst] == max(v / TOLERANCE_PCT[n] for n, v in q["biomarker_mad_pct"].items())
+    # A float model's bf16 row is compared with its own fp32 reference; a reference that is not fp32 is none.
+    raw[0]["precision"] = "bf16"
+    for r in raw[1:]:
+        r.pop("biomarker_ref", None)
+    assert add_drift(raw, tmp_path / "images.npz", workers=1)["cells"] == 0
+
+
+def test_markdown_and_html_mark_rows_beyond_biomarker_tolerance(tmp_path):
+    pytest.importorskip("plotly")
+    from fundus_edge.bench.html_report import write_report
+    from fundus_edge.bench.report import write_json
+
+    recs = [BenchRecord("small", "onnxruntime", "fp32", p50_ms=10.0, f1=0.82),
+            BenchRecord("small-int8", "onnxruntime", "int8", p50_ms=5.0, f1=0.81, biomarker_ref="small/onnxruntime",
+                        biomarker_mad_pct={"vessel_density": 3.5, "width_mean_px": 0.4}, biomarker_worst="vessel_density", biomarker_worst_pct=3.5,
+                        biomarker_flag=("vessel_density",)),
+            BenchRecord("small", "openvino", "bf16", p50_ms=8.0, f1=0.82, biomarker_ref="small/onnxruntime", biomarker_mad_pct={"vessel_density": 0.1},
+                        biomarker_worst="vessel_density", biomarker_worst_pct=0.1, biomarker_flag=())]
+    meta = {"machine": {"cpu": "X", "cores": 2, "isa_flags": []}, "threads": 2, "images": "d", "image_size": "584x565", "date": "t", "peak": {}}
+    md = markdown(recs, meta)
+    assert "| vessel_density 3.5 % **beyond tol.** |" in md and "| vessel_density 0.1 % |" in md
+    assert "small-int8 / onnxruntime int8: biomarkers beyond tolerance against small/onnxruntime: vessel_density 3.50 % (tolerance 2.47)" in md
+    write_json(tmp_path / "results.json", recs, meta)
+    page = write_report(tmp_path / "results.json").read_text()
+    rows = re.findall(r'<tr class="([^"]*)">', page)
+    assert ["biomarker-beyond" in c for c in rows] == [False, True, False]
+    assert "small-int8 / onnxruntime int8: biomarkers beyond tolerance against small/onnxruntime: vessel_density 3.50 %" in page
+
+
+def test_bench_writes_report_html_ledger_rows_and_biomarker_drift(tiny_bench):
+    from fundus_edge.measure.ledger import count_lineage, identify, read_ledger
+
+    out, recs, meta = tiny_bench
+    page = (out / "report.html").read_text()
+    assert page.count("<tr class=") == len(recs) and "biomarker farthest out" in page and "unsteady" in page
+    # One report row per scored variant, its reference engine's F1; reports are not counted as reads.
+    rows = read_ledger(meta["_ledger"])
+    scored = {r.variant for r in recs if r.f1 is not None and r.status in ("ok", "wrong_output")}  # a wrong row read the images too
+    assert sorted(r.note.split(":")[0] for r in rows) == sorted(f"bench variant {v}" for v in scored)
+    for row in rows:
+        v = row.note.split(":")[0].removeprefix("bench variant ")
+        first = next(r for r in sorted(recs, key=lambda r: r.status != "ok") if r.variant == v and r.f1 is not None)
+        assert row.why == "report" and row.f1 == f"{first.f1:.4f}" and row.command == "fundus-edge bench (tiny)" and row.data.endswith(" test")
+        assert f"from {first.backend} {first.precision}" in row.note and row.weights_sha256 == identify(row.scored)[1]
+    assert count_lineage(rows, rows[0].lineage).reads == 0
+    # Biomarker drift: every scored row but a float model's reference row is compared with that reference.
+    by = {(r.variant, r.backend, r.precision_requested, r.shape_requested): r for r in recs}
+    assert by[("fp32", "onnxruntime", None, None)].biomarker_mad_pct is None
+    for key in (("fp32", "openvino", None, None), ("fp32", "paddle", None, None), ("int8", "onnxruntime", None, None), ("int8-nncf", "openvino", None, None)):
+        r = by[key]
+        assert r.biomarker_ref == "fp32/onnxruntime" and r.biomarker_mad_pct and r.biomarker_flag is not None, key
+    assert meta["biomarker_masks"]["cells"] >= 4 and meta["biomarker_s"] >= 0 and "biomarker drift" in (out / "results.md").read_text()
+
+
+def test_static_and_dynamic_shape_rows(tiny_bench):
+    out, recs, meta = tiny_bench
+    rows = {r.backend: r for r in recs if r.shape_requested}
+    own = {r.backend: r for r in recs if r.variant == "fp32" and not r.shape_requested and not r.precision_requested}
+    assert set(rows) == {"onnxruntime", "openvino"} and all(r.variant == "fp32" and r.status == "ok" for r in rows.values())
+    h, w = map(int, own["onnxruntime"].input_hw.split("x"))
+    assert rows["onnxruntime"].shape == f"static {h}x{w} (batch 1)" and own["onnxruntime"].shape == "dynamic"
+    assert rows["openvino"].shape == "dynamic" and own["openvino"].shape == "static per input size"
+    assert rows["onnxruntime"].throughput_ips is None  # batch 1 only
+    assert all(r.agreement is not None and r.agreement > 0.95 for r in rows.values())
+    assert "paddle" in meta["shape_rows"]["skipped"] and meta["shape_rows"]["rows"] == {"onnxruntime": "static", "openvino": "dynamic"}
+    md = (out / "results.md").read_text()
+    assert "onnxruntime (static" in md and "Static against dynamic input shapes" in md and "paddle skipped:" in md
+
+
+def test_static_engine_pads_smaller_inputs_and_refuses_larger(tiny_model):
+    import numpy as np
+
+    from fundus_edge.runtime.errors import InputError
+    from fundus_edge.runtime.predictor import Predictor
+
+    from .conftest import synthetic_fundus
+
+    rgb = synthetic_fundus(5)[0]
+    dyn = Predictor.load(tiny_model, backend="onnxruntime", threads=1, precision=None)
+    x, _ = dyn.prepare(rgb)
+    h, w = x.shape[-2:]
+    for backend in ("onnxruntime", "openvino"):
+        st = Predictor.load(tiny_model, backend=backend, threads=1, precision=None, shapes={"static_hw": (h, w + 16)})
+        a, b = dyn.predict(rgb), st.predict(rgb)
+        assert st.engine.shape == f"static {h}x{w + 16} (batch 1)" and b.prob.shape == a.prob.shape
+        assert np.mean(a.mask == b.mask) > 0.95  # the padding only touches the border's receptive field
+        with pytest.raises(InputError, match=rf"built for a static 1x\d+x{h}x{w + 16} input"):
+            st.engine.run(np.zeros((1, x.shape[0], h + 8, w), np.float32))
+    ovd = Predictor.load(tiny_model, backend="openvino", threads=1, precision=None, shapes={"dynamic_shape": True})
+    assert ovd.engine.shape == "dynamic" and np.array_equal(ovd.predict(rgb).mask, Predictor.load(tiny_model, backend="openvino", threads=1, precision=None).predict(rgb).mask)
+    from fundus_edge.runtime.errors import EngineUnavailable
+
+    with pytest.raises(EngineUnavailable, match="paddle: no static input shape"):
+        Predictor.load(tiny_model, backend="paddle", threads=1, precision=None, shapes={"static_hw": (h, w)})
+
+
+def test_bench_ledger_rows_only_with_labels(tiny_model, tmp_path):
+    from fundus_edge.bench.ledger_rows import record_test_reads
+    from fundus_edge.measure.ledger import ledger_path, read_ledger
+
+    recs = [BenchRecord("small", "paddle", "fp32", status="run_failed"), BenchRecord("small", "openvino", "fp32", f1=0.8123, auc=0.97),
+            BenchRecord("small", "onnxruntime", "fp32", f1=0.8124, auc=0.971), BenchRecord("seed-unet", "onnxruntime", "fp32", p50_ms=9.0)]
+    dirs = {"small": tiny_model, "seed-unet": tiny_model}
+    assert record_test_reads(recs, dirs, "/data/DRIVE", has_labels=False, command="c") == []
+    assert not ledger_path().exists()
+    rows = record_test_reads(recs, dirs, "/data/DRIVE", has_labels=True, command="c")
+    assert read_ledger(ledger_path()) == rows and len(rows) == 1  # the unscored seed U-Net is no read
+    assert rows[0].f1 == "0.8123" and rows[0].auc == "0.9700" and "engines scored: openvino fp32, onnxruntime fp32" in rows[0].note
+    assert "docs/test-reads.csv" not in str(ledger_path())  # conftest: a scratch ledger

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fundus_edge.metrics import MetricAccumulator, best_threshold, confusion, metrics_from_counts
+from fundus_edge.measure.metrics import MetricAccumulator, best_threshold, confusion, metrics_from_counts
 
 
 def test_hand_computed_counts():
@@ -82,7 +82,7 @@ def test_second_observer_matches_published(drive_root):
 
 
 def test_timing_harness_budget_and_p99():
-    from fundus_edge.timing import P99_MIN_RUNS, TimingPolicy, time_calls
+    from fundus_edge.measure.timing import P99_MIN_RUNS, TimingPolicy, time_calls
 
     calls = []
     t = time_calls(lambda: calls.append(1) or 2.0, TimingPolicy(warmup=2, runs=7, min_runs=3, budget_s=60))

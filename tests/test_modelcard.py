@@ -86,7 +86,7 @@ def test_refit_card_says_where_its_threshold_came_from(tmp_path, tiny_config):
         texts[thr] = (model / "MODEL_CARD.md").read_text()
     assert "F1-optimal threshold on the" in texts["train"] and "the threshold on all training images" in texts["train"]
     # The card's own test read is a report: listed in the ledger, not counted.
-    from fundus_edge.ledger import count_lineage, ledger_path, read_ledger
+    from fundus_edge.measure.ledger import count_lineage, ledger_path, read_ledger
 
     c = count_lineage(read_ledger(ledger_path()), "model-train")  # a card's lineage is its model folder's name
     assert (c.reads, c.reports) == (0, 1) and "DRIVE test reads: 0" in texts["train"] and "used once" not in texts["train"]
@@ -95,7 +95,7 @@ def test_refit_card_says_where_its_threshold_came_from(tmp_path, tiny_config):
 
 
 def test_update_reads_counts_the_ledger_and_drops_the_used_once_sentence(tmp_path, monkeypatch):
-    from fundus_edge.ledger import TestRead, append_read, ledger_path
+    from fundus_edge.measure.ledger import TestRead, append_read, ledger_path
 
     card = ["# Model card", "", "## Training", "- Data: DRIVE training images only; the 20 test images were used once, for the figures below.",
             "", "## DRIVE test (20 images)", "F1", "", "Reproduce: `x`"]

@@ -146,7 +146,7 @@ def test_shipped_configs_and_models_carry_no_data_root():
 
     import yaml
 
-    from fundus_edge import CONFIG_DIR
+    from fundus_edge.train.config import CONFIG_DIR
 
     for f in CONFIG_DIR.glob("*.yaml"):
         assert "root" not in (yaml.safe_load(f.read_text()).get("data") or {}), f

@@ -15,7 +15,7 @@ from fundus_edge.runtime.fov import find_fov, fov_diameter
 from fundus_edge.runtime.manifest import read_manifest
 from fundus_edge.runtime.predictor import Predictor, ScaleOptions
 from fundus_edge.runtime.scale import run_tiled, scale_factor, tiles
-from fundus_edge.train.camera import PERTURBATIONS, parse_perturbation, random_camera
+from fundus_edge.measure.camera import PERTURBATIONS, parse_perturbation, random_camera
 from fundus_edge.train.data import detect_layout, discover, load_sample
 
 from .conftest import synthetic_fundus
@@ -51,7 +51,7 @@ def test_random_camera_keeps_geometry_and_changes_pixels():
 
 
 def test_chained_perturbation_applies_steps_in_order():
-    from fundus_edge.train.camera import jpeg, resize
+    from fundus_edge.measure.camera import jpeg, resize
 
     rgb, _, _ = synthetic_fundus(6, 64, 64)
     chain = parse_perturbation("scale2+jpeg30")
@@ -62,7 +62,7 @@ def test_chained_perturbation_applies_steps_in_order():
 
 
 def test_random_camera_jpeg_probability_and_quality_range():
-    from fundus_edge.train.camera import jpeg
+    from fundus_edge.measure.camera import jpeg
 
     rgb, _, _ = synthetic_fundus(5, 64, 64)
     # Every other step off: with JPEG forced at quality 10 the result is the q10 encoding of what came before.
@@ -236,7 +236,7 @@ def test_evaluate_perturb_best_threshold_per_perturbation(tiny_model, drive_synt
 def test_perturbation_biomarker_change_is_measured_against_the_clean_masks():
     from types import SimpleNamespace
 
-    from fundus_edge.robustness import score_perturbations
+    from fundus_edge.measure.robustness import score_perturbations
 
     rgb, label, fov = synthetic_fundus(7, 96, 96)
     samples = [SimpleNamespace(rgb=rgb, label=label, fov=fov, name="a")]

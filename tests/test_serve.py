@@ -191,3 +191,23 @@ def test_loadtest_counts_statuses_and_compares_masks_with_predict(tmp_path):
     assert (one["requests"], one["ok"], one["too_many"], one["masks_equal"]) == (4, 4, 0, 4)
     assert three["requests"] == 4 and three["ok"] + three["too_many"] == 4 and three["server_errors"] == three["other"] == 0
     assert three["masks_equal"] == three["ok"] >= 1 and one["peak_rss_mb"] > 0
+
+
+def test_biomarkers_when_asked_are_the_served_masks(client, predictor, fundus_tif):
+    """?biomarkers=1 adds the mask's vessel biomarkers (inside the FOV the predictor used); absent otherwise."""
+    import io
+
+    import numpy as np
+
+    from fundus_edge.measure.biomarkers import NAMES, biomarker_dict
+    from fundus_edge.runtime.images import read_image
+
+    assert "biomarkers" not in client.post("/v1/segment", content=fundus_tif.read_bytes()).json()
+    r = client.post("/v1/segment", content=fundus_tif.read_bytes(), params={"biomarkers": "1", "include": "mask"})
+    body = r.json()
+    assert r.status_code == 200 and set(NAMES) <= set(body["biomarkers"]) and body["timings_ms"]["biomarkers"] > 0
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["mask_png"])))) > 0
+    res = predictor.predict(read_image(fundus_tif), fov="auto")
+    assert np.array_equal(mask, res.mask)
+    assert body["biomarkers"] == biomarker_dict(res.mask, res.fov)
+    assert body["biomarkers_within"] == ("fov" if res.fov is not None else "whole frame (no FOV found)")

@@ -25,7 +25,7 @@ class AugmentConfig:
     gamma: tuple[float, float] = (0.7, 1.5)
     hue_jitter: float = 0.05  # per-channel gain jitter
     fov_bias: float = 0.9  # probability that a crop centre lies inside the FOV
-    camera: float = 0.0  # probability that a crop comes from a random camera copy (train/camera.py)
+    camera: float = 0.0  # probability that a crop comes from a random camera copy (measure/camera.py)
     camera_copies: int = 6  # camera copies made of each training image at the start
     # JPEG in the camera copies: probability and quality range (low qualities are where models fail).
     camera_jpeg: float = 0.6

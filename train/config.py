@@ -11,6 +11,10 @@ from fundus_edge.runtime.preprocess import PreprocessConfig
 
 from .augment import AugmentConfig
 
+# Training configs live beside the code that reads them and ship as package data, so they are found from an
+# installed wheel too.
+CONFIG_DIR = Path(__file__).parent / "configs"
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -139,8 +143,6 @@ def dump_config(cfg: TrainConfig) -> str:
 
 def resolve_config(name_or_path: str) -> TrainConfig:
     """A config by name (``default``, ``wnet`` ... shipped with the package) or by path."""
-    from fundus_edge import CONFIG_DIR
-
     p = Path(name_or_path)
     if not p.suffix and (CONFIG_DIR / f"{name_or_path}.yaml").is_file():
         p = CONFIG_DIR / f"{name_or_path}.yaml"

@@ -105,7 +105,7 @@ class VesselUNet(nn.Layer):
 def vessel_probability(logits):
     """The vessel class's softmax probability, N x 1 x H x W. (sigmoid(l1 - l0) is the same number and
     would spare ONNX Runtime a channel-axis Softmax that costs ~10 % of a small-model run here, but Paddle
-    3.3.1 refuses sigmoid and exp while saving a legacy program: docs/FINDINGS.md.)"""
+    3.3.1 refuses sigmoid and exp while saving a legacy program: docs/findings/latency.md.)"""
     return F.softmax(logits, axis=1)[:, 1:2]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fundus_edge.metrics import MetricAccumulator, best_threshold
+from fundus_edge.measure.metrics import MetricAccumulator, best_threshold
 from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.fov import fov_diameter
 from fundus_edge.runtime.preprocess import preprocess
@@ -156,7 +156,7 @@ class Trainer:
                  checkpoint_minutes: float = 10.0, to_static: bool = False):
         self.cfg = cfg
         # Trace the training step's forward with paddle.jit.to_static: +12 % pixels/s for the W-Net at one
-        # thread on an AVX2 CPU (docs/FINDINGS.md); slower on STACK.md's AVX-512 CPU at two threads.
+        # thread on an AVX2 CPU (docs/findings/training.md); slower on STACK.md's AVX-512 CPU at two threads.
         self.to_static = to_static
         # A long CPU run can be killed at any moment: besides every validation, `last/` is saved
         # whenever this much wall time has passed since the previous save.
@@ -190,7 +190,7 @@ class Trainer:
         a = self.cfg.augment
         if a.camera <= 0 or a.camera_copies <= 0:
             return [[] for _ in train]
-        from .camera import random_camera
+        from fundus_edge.measure.camera import random_camera
 
         rng = np.random.default_rng([self.cfg.optim.seed, 7919])
         q = tuple(int(v) for v in a.camera_jpeg_quality)
@@ -241,7 +241,7 @@ class Trainer:
 
     def _validate_perturbed(self, net, val, thr: float) -> dict:
         """Validation F1 under camera perturbations, with the runtime's rescaling emulated."""
-        from fundus_edge.robustness import score_perturbations
+        from fundus_edge.measure.robustness import score_perturbations
         from fundus_edge.runtime.scale import fov_scale, resize_image
 
         from .infer import predict_prob

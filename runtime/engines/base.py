@@ -14,6 +14,12 @@ class EngineOptions:
     device: str = "cpu"  # cpu | gpu
     threads: int | None = None  # None: the engine's default
     precision: str | None = None  # None: the model's own precision; "fp32", "bf16", "fp16"
+    # Input shapes (the bench's static-against-dynamic rows). static_hw: the engine is built for one network
+    # input, 1 x C x H x W; a smaller input is padded to it (as the Predictor pads, bottom/right) and its output
+    # cropped back, a larger one refused. dynamic_shape: one compiled model for every input size (OpenVINO; the
+    # others run dynamic shapes unless static_hw is given).
+    static_hw: tuple[int, int] | None = None
+    dynamic_shape: bool = False
 
 
 class Engine:
@@ -27,6 +33,7 @@ class Engine:
         self.quantized = quantized
         self.device = "cpu"  # what was actually used, set by load()
         self.precision = "fp32"  # what actually runs, read back from the engine where it can say
+        self.shape = "dynamic"  # the input shapes it was built for: "dynamic", "static per input size", "static HxW (batch 1)"
 
     @staticmethod
     def has_gpu() -> bool:
@@ -42,3 +49,16 @@ class Engine:
 
     def versions(self) -> dict:
         return {}
+
+    def _to_static(self, x: np.ndarray) -> np.ndarray:
+        """``x`` padded to ``options.static_hw`` (reflect, bottom/right, like the Predictor's own padding)."""
+        from ..errors import InputError
+
+        h, w = self.options.static_hw
+        n, _, xh, xw = x.shape
+        if n != 1 or xh > h or xw > w:
+            raise InputError(f"{self.name}: built for a static 1x{x.shape[1]}x{h}x{w} input, got {'x'.join(map(str, x.shape))}")
+        if (xh, xw) == (h, w):
+            return x
+        mode = "reflect" if (h - xh < xh and w - xw < xw) else "edge"
+        return np.pad(x, ((0, 0), (0, 0), (0, h - xh), (0, w - xw)), mode=mode)

@@ -43,6 +43,17 @@ class OnnxRuntimeEngine(Engine):
         else:
             providers = ["CPUExecutionProvider"]
         path = str(self.model_dir / self.files[0])
+        if self.options.static_hw:
+            # Fixed input dims: the input's symbolic dims (named by the exporter, e.g. DynamicDimension.0) set to
+            # 1 x H x W, so the optimizer folds the shape arithmetic and the memory plan is made once.
+            probe = ort.SessionOptions()
+            probe.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            probe.log_severity_level = 3
+            dims = ort.InferenceSession(path, sess_options=probe, providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+            for name, value in zip(dims, (1, None, *self.options.static_hw)):
+                if isinstance(name, str) and value is not None:
+                    so.add_free_dimension_override_by_name(name, int(value))
+            self.shape = f"static {self.options.static_hw[0]}x{self.options.static_hw[1]} (batch 1)"
         self._sess = ort.InferenceSession(path, sess_options=so, providers=providers)
         used = self._sess.get_providers()[0]
         if self.options.device == "gpu" and used not in GPU_PROVIDERS:
@@ -53,6 +64,9 @@ class OnnxRuntimeEngine(Engine):
         self.precision = "int8" if self.quantized else "fp32"
 
     def run(self, x: np.ndarray) -> np.ndarray:
+        if self.options.static_hw:
+            h, w = x.shape[-2:]
+            return self._sess.run(None, {self._input: np.ascontiguousarray(self._to_static(x), np.float32)})[0][..., :h, :w]
         return self._sess.run(None, {self._input: np.ascontiguousarray(x, np.float32)})[0]
 
     def versions(self) -> dict:

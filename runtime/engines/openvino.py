@@ -68,7 +68,16 @@ class OpenVinoEngine(Engine):
         self.device = want.lower()
         self.precision = precision
         # Compile once now so load time includes compilation and the real precision is known.
-        self._compile((1, self._model.inputs[0].get_partial_shape()[1].get_length(), 64, 64))
+        channels = self._model.inputs[0].get_partial_shape()[1].get_length()
+        if self.options.dynamic_shape:
+            self._compile(None)  # the model's own dynamic dims: one compiled model for every size
+            self.shape = "dynamic"
+        elif self.options.static_hw:
+            self._compile((1, channels, *self.options.static_hw))
+            self.shape = f"static {self.options.static_hw[0]}x{self.options.static_hw[1]} (batch 1)"
+        else:
+            self._compile((1, channels, 64, 64))
+            self.shape = "static per input size"
         ran = self.precision.removeprefix("int8+")
         if self.options.precision and ran != precision:  # the capability said yes, the compiled model says otherwise
             raise EngineUnavailable(f"openvino: precision {precision} asked, but {want} compiled the model in {ran}")
@@ -78,7 +87,8 @@ class OpenVinoEngine(Engine):
         hit = self._compiled.pop(shape, None)
         if hit is None:
             m = self._model.clone()
-            m.reshape({m.inputs[0].get_any_name(): list(shape)})
+            if shape is not None:  # None: compiled as read, dynamic
+                m.reshape({m.inputs[0].get_any_name(): list(shape)})
             c = self._core.compile_model(m, self._device, self._config)
             hit = (c, c.create_infer_request())
             base = _precision_name(c.get_property("INFERENCE_PRECISION_HINT"))
@@ -89,7 +99,16 @@ class OpenVinoEngine(Engine):
         return hit
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        _, req = self._compile(tuple(x.shape))
+        if self.options.dynamic_shape:
+            _, req = self._compiled[None]
+        elif self.options.static_hw:
+            h, w = x.shape[-2:]
+            x = self._to_static(x)
+            _, req = self._compiled[tuple(x.shape)]
+            req.infer({0: np.ascontiguousarray(x, np.float32)})
+            return req.get_output_tensor(0).data[..., :h, :w].copy()
+        else:
+            _, req = self._compile(tuple(x.shape))
         req.infer({0: np.ascontiguousarray(x, np.float32)})
         return req.get_output_tensor(0).data.copy()
 

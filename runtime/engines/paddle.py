@@ -40,7 +40,7 @@ class PaddleEngine(Engine):
         cfg.switch_ir_optim(True)
         if self.options.device != "gpu" and self._manifest.model.get("act") == "leaky":
             # Paddle 3.3.1's oneDNN conv + leaky_relu fusion on PIR programs crashes the process
-            # (segfault building FusedConv2dOp's alpha attribute, docs/FINDINGS.md): run them unfused.
+            # (segfault building FusedConv2dOp's alpha attribute, docs/findings/paddle-toolchain.md): run them unfused.
             cfg.delete_pass("conv_activation_onednn_fuse_pass")
         pred = inference.create_predictor(cfg)
         return pred, pred.get_input_handle(pred.get_input_names()[0]), pred.get_output_handle(pred.get_output_names()[0])
@@ -48,6 +48,11 @@ class PaddleEngine(Engine):
     def load(self) -> None:
         from ..manifest import read_manifest
 
+        if self.options.static_hw:
+            # Nothing to gain on the CPU: the input is reshaped per call and oneDNN caches its primitives per
+            # shape already; a fixed-shape engine is TensorRT's (GPU), not part of this runtime.
+            raise EngineUnavailable("paddle: no static input shape on the CPU (Paddle Inference reshapes its input per call; "
+                                    "fixed shapes pay off only in its TensorRT engine on a GPU)")
         self._manifest = read_manifest(self.model_dir)
         # oneDNN kernels unless the model's manifest says this program cannot run on them (found at import).
         self.onednn = self._manifest.engines.get("paddle", {}).get("onednn", True) is not False

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fundus_edge.metrics import MetricAccumulator, VesselMetrics
+from fundus_edge.measure.metrics import MetricAccumulator, VesselMetrics
 from fundus_edge.runtime.scale import resize_prob
-from fundus_edge.train.camera import Perturbation, PerturbationChain, parse_perturbation
+from fundus_edge.measure.camera import Perturbation, PerturbationChain, parse_perturbation
 
 # prob_fn(rgb, fov) -> HxW probability at rgb's size
 ProbFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
