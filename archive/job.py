@@ -5,6 +5,7 @@ A run resumes only what the same model and output-changing options made (``resum
 
 Ray Data does what a hand-made queue would: streaming between stages with back-pressure, actor pools,
 task placement over a cluster's nodes, retries of lost workers."""
+
 from __future__ import annotations
 
 import json
@@ -59,10 +60,21 @@ def job_key(options: SegmentOptions) -> JobKey:
     fov = options.fov if options.fov in ("auto", "none") else str(Path(options.fov).resolve())
     # Resolved on the driver, as the actors resolve it (the same manifest; a worker whose CPU differs records
     # what it ran in its rows' precision column).
-    resolved = choose_precision(man, choose_engine(man, options.backend)[0], options.device, options.precision).precision
-    return JobKey(model=f"{man.name} ({man.variant})", model_sha256=sha256(Path(options.model_dir) / MANIFEST), backend=options.backend,
-                  device=options.device, precision=options.precision or "", rescale=options.rescale, crop_fov=options.crop_fov, fov=fov,
-                  tool_version=__version__, precision_resolved=resolved or "")
+    resolved = choose_precision(
+        man, choose_engine(man, options.backend)[0], options.device, options.precision
+    ).precision
+    return JobKey(
+        model=f"{man.name} ({man.variant})",
+        model_sha256=sha256(Path(options.model_dir) / MANIFEST),
+        backend=options.backend,
+        device=options.device,
+        precision=options.precision or "",
+        rescale=options.rescale,
+        crop_fov=options.crop_fov,
+        fov=fov,
+        tool_version=__version__,
+        precision_resolved=resolved or "",
+    )
 
 
 @dataclass(frozen=True)
@@ -70,12 +82,16 @@ class Plan:
     todo: list[Path]
     done: list[Path]  # skipped: done before
     refused: list[ImageRow]  # error rows: their outputs exist and are not theirs
-    displaced: list[str] = field(default_factory=list)  # other inputs' rows whose outputs a todo input will overwrite
+    displaced: list[str] = field(
+        default_factory=list
+    )  # other inputs' rows whose outputs a todo input will overwrite
 
 
 @dataclass(frozen=True)
 class RayOptions:
-    address: str | None = None  # None: start a local Ray on this machine; else join this cluster ("auto", "host:port")
+    address: str | None = (
+        None  # None: start a local Ray on this machine; else join this cluster ("auto", "host:port")
+    )
     workers: int = 2  # Predictor actors
     threads_per_worker: int = 1  # engine threads of each (and the CPUs each actor reserves)
     io_tasks: int = 2  # read / write tasks in flight per stage
@@ -129,19 +145,43 @@ class _Segmenter:
         from ..runtime.predictor import Predictor, ScaleOptions
 
         self.options = options
-        self.pred = Predictor.load(options.model_dir, backend=options.backend, device=options.device, threads=threads,
-                                   precision=options.precision, scale=ScaleOptions(rescale=options.rescale, crop_fov=options.crop_fov))
+        self.pred = Predictor.load(
+            options.model_dir,
+            backend=options.backend,
+            device=options.device,
+            threads=threads,
+            precision=options.precision,
+            scale=ScaleOptions(rescale=options.rescale, crop_fov=options.crop_fov),
+        )
         man = self.pred.manifest
-        self.info = {"engine": self.pred.backend, "precision": self.pred.precision, "device": self.pred.device,
-                     "model": f"{man.name} ({man.variant})", "model_sha256": sha256(Path(options.model_dir) / "manifest.yaml"),
-                     "node": ray.get_runtime_context().get_node_id()}
+        self.info = {
+            "engine": self.pred.backend,
+            "precision": self.pred.precision,
+            "device": self.pred.device,
+            "model": f"{man.name} ({man.variant})",
+            "model_sha256": sha256(Path(options.model_dir) / "manifest.yaml"),
+            "node": ray.get_runtime_context().get_node_id(),
+        }
 
     def __call__(self, row: dict) -> dict:
         from ..runtime.fov import fov_diameter
 
-        out = {**row, **self.info, "mask": _EMPTY_2D, "prob": _EMPTY_2D, "segment_ms": math.nan, "engine_ms": math.nan, "warning": "", "biomarkers": "",
-               "fov_found": False, "fov_diameter_px": math.nan, "scale": math.nan, "vessel_share": math.nan,
-               "width": int(row["rgb"].shape[1]), "height": int(row["rgb"].shape[0])}
+        out = {
+            **row,
+            **self.info,
+            "mask": _EMPTY_2D,
+            "prob": _EMPTY_2D,
+            "segment_ms": math.nan,
+            "engine_ms": math.nan,
+            "warning": "",
+            "biomarkers": "",
+            "fov_found": False,
+            "fov_diameter_px": math.nan,
+            "scale": math.nan,
+            "vessel_share": math.nan,
+            "width": int(row["rgb"].shape[1]),
+            "height": int(row["rgb"].shape[0]),
+        }
         if row["error"]:
             return out
         rgb = row["rgb"]
@@ -154,14 +194,25 @@ class _Segmenter:
             return out
         fov = res.fov
         inside = int(fov.sum()) if fov is not None else res.mask.size
-        out.update(mask=res.mask.astype(np.uint8), segment_ms=res.total_ms, engine_ms=res.engine_ms, warning=res.warning or "",
-                   fov_found=fov is not None, fov_diameter_px=fov_diameter(fov) if fov is not None else math.nan, scale=float(res.scale),
-                   vessel_share=float(res.mask.sum()) / max(1, inside))
+        out.update(
+            mask=res.mask.astype(np.uint8),
+            segment_ms=res.total_ms,
+            engine_ms=res.engine_ms,
+            warning=res.warning or "",
+            fov_found=fov is not None,
+            fov_diameter_px=fov_diameter(fov) if fov is not None else math.nan,
+            scale=float(res.scale),
+            vessel_share=float(res.mask.sum()) / max(1, inside),
+        )
         if self.options.biomarkers:
             from ..measure.biomarkers import biomarker_dict
 
-            # JSON text: a Ray Data column of dicts would be an Arrow struct, empty where nothing was computed.
-            out["biomarkers"] = json.dumps({k: v for k, v in biomarker_dict(res.mask, fov).items() if k in BIOMARKER_NAMES}, allow_nan=True)
+            # JSON text: a Ray Data column of dicts would be an Arrow struct, empty where nothing was
+            # computed.
+            out["biomarkers"] = json.dumps(
+                {k: v for k, v in biomarker_dict(res.mask, fov).items() if k in BIOMARKER_NAMES},
+                allow_nan=True,
+            )
         if self.options.save_prob:
             out["prob"] = prob_to_uint8(res.prob)
         if not self.options.save_overlay:
@@ -177,17 +228,27 @@ def _write(row: dict, out: Storage, save_prob: bool, save_overlay: bool) -> dict
     """Task: write one image's outputs, then its row ("writing" first, so a resumed run knows a half-written
     output is its own)."""
     keys = ImageRow.__dataclass_fields__
-    rec = ImageRow(**{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()
-                      if k in keys and k not in ("status", "outputs", "finished", "write_ms", "biomarkers")},
-                   biomarkers=json.loads(row.get("biomarkers") or "{}"), status="error" if row["error"] else "writing")
+    rec = ImageRow(
+        **{
+            k: (v.item() if isinstance(v, np.generic) else v)
+            for k, v in row.items()
+            if k in keys and k not in ("status", "outputs", "finished", "write_ms", "biomarkers")
+        },
+        biomarkers=json.loads(row.get("biomarkers") or "{}"),
+        status="error" if row["error"] else "writing",
+    )
     t0 = time.perf_counter()
     if not row["error"]:
         names = _names(Path(row["path"]), save_prob, save_overlay)
         rec = replace(rec, outputs=";".join(names), finished=_now())
         write_row(out, rec)
         try:
-            blobs = encode_outputs(row["mask"].astype(bool), row["prob"] if save_prob else None, row["rgb"] if save_overlay else None)
-            for name, data in zip(names, blobs):
+            blobs = encode_outputs(
+                row["mask"].astype(bool),
+                row["prob"] if save_prob else None,
+                row["rgb"] if save_overlay else None,
+            )
+            for name, data in zip(names, blobs, strict=False):
                 out.write_bytes(name, data)
             rec = replace(rec, status="ok")
         except Exception as exc:  # noqa: BLE001 - a full disk or a bad path is this image's row
@@ -216,7 +277,14 @@ def plan(files: list[Path], out: Storage, options: SegmentOptions, force: bool) 
         own = set(row.output_names()) if row is not None else set()
         foreign = [n for n in names if n not in own and out.exists(n)]
         if foreign and not force:
-            refused.append(ImageRow(path=key, status="error", error=f"{out.display(foreign[0])}: exists (use --force to overwrite)", finished=_now()))
+            refused.append(
+                ImageRow(
+                    path=key,
+                    status="error",
+                    error=f"{out.display(foreign[0])}: exists (use --force to overwrite)",
+                    finished=_now(),
+                )
+            )
             continue
         todo.append(f)
         claimed.update((n, key) for n in names)
@@ -229,14 +297,18 @@ def _start_ray(ray_opts: RayOptions):
     started (``ray.init`` in a notebook or a test) is used as it is."""
     import ray
 
-    logging.getLogger("ray").setLevel(logging.ERROR)  # e.g. the notice that a local Ray uses token authentication
+    logging.getLogger("ray").setLevel(
+        logging.ERROR
+    )  # e.g. the notice that a local Ray uses token authentication
     need = ray_opts.workers * ray_opts.threads_per_worker
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # our own bar counts finished images
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     if ray.is_initialized():
         return False
-    kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, ignore_reinit_error=True)
+    kw = dict(
+        include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, ignore_reinit_error=True
+    )
     if ray_opts.address is None:
         # A Ray of our own on this machine, never one that RAY_ADDRESS points at.
         ray.init(address="local", num_cpus=max(os.cpu_count() or 1, need), **kw)
@@ -244,11 +316,16 @@ def _start_ray(ray_opts: RayOptions):
         try:
             ray.init(address=ray_opts.address, **kw)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise FundusEdgeError(f"ray cluster {ray_opts.address}: cannot connect ({one_line(exc)})") from None
+            raise FundusEdgeError(
+                f"ray cluster {ray_opts.address}: cannot connect ({one_line(exc)})"
+            ) from None
         have = ray.cluster_resources().get("CPU", 0)
         if have < need:
             ray.shutdown()
-            raise FundusEdgeError(f"ray cluster {ray_opts.address}: {have:g} CPUs, but {ray_opts.workers} workers x {ray_opts.threads_per_worker} threads need {need}")
+            raise FundusEdgeError(
+                f"ray cluster {ray_opts.address}: {have:g} CPUs, but {ray_opts.workers} workers"
+                f" x {ray_opts.threads_per_worker} threads need {need}"
+            )
     return True
 
 
@@ -264,10 +341,18 @@ def _reachable(address: str, timeout_s: float = 10.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
             pass
     except (OSError, ValueError) as exc:
-        raise FundusEdgeError(f"ray cluster {address}: nothing answers there ({exc.strerror if isinstance(exc, OSError) and exc.strerror else exc})") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise FundusEdgeError(f"ray cluster {address}: nothing answers there ({reason})") from None
 
 
-def run_archive(files: list[Path], out_dir: str | Path, options: SegmentOptions, ray_opts: RayOptions = RayOptions(), force: bool = False, progress: bool = True) -> ArchiveSummary:
+def run_archive(
+    files: list[Path],
+    out_dir: str | Path,
+    options: SegmentOptions,
+    ray_opts: RayOptions = RayOptions(),
+    force: bool = False,
+    progress: bool = True,
+) -> ArchiveSummary:
     try:
         import ray  # noqa: F401
         import ray.data  # noqa: F401
@@ -284,7 +369,9 @@ def run_archive(files: list[Path], out_dir: str | Path, options: SegmentOptions,
     options = replace(options, model_dir=Path(options.model_dir).resolve())
     key = job_key(options)
     out.mkdir()
-    claim(out, key, force)  # another job's location or a foreign table: refused here, before anything is written
+    claim(
+        out, key, force
+    )  # another job's location or a foreign table: refused here, before anything is written
     p = plan(files, out, options, force)
     todo, done, refused = p.todo, p.done, p.refused
     for path in p.displaced:
@@ -301,14 +388,29 @@ def run_archive(files: list[Path], out_dir: str | Path, options: SegmentOptions,
 
         try:
             io = TaskPoolStrategy(size=ray_opts.io_tasks)
-            # Reading and writing reserve no CPU: the actors hold the cores; these tasks wait on disk and codecs.
-            ds = ray.data.from_items([{"path": str(f.resolve())} for f in todo], override_num_blocks=len(todo))
+            # Reading and writing reserve no CPU: the actors hold the cores; these tasks wait on disk and
+            # codecs.
+            ds = ray.data.from_items(
+                [{"path": str(f.resolve())} for f in todo], override_num_blocks=len(todo)
+            )
             ds = ds.map(_read, compute=io, num_cpus=0)
-            ds = ds.map(_Segmenter, fn_constructor_kwargs={"options": options, "threads": ray_opts.threads_per_worker}, compute=ActorPoolStrategy(size=ray_opts.workers), num_cpus=ray_opts.threads_per_worker,
-                        runtime_env={"env_vars": {"OMP_NUM_THREADS": str(ray_opts.threads_per_worker)}})
-            ds = ds.map(_write, fn_kwargs={"out": out, "save_prob": options.save_prob, "save_overlay": options.save_overlay},
-                        compute=io, num_cpus=0)
-            with tqdm(total=len(todo), desc="segment (ray)", unit="img", disable=not progress) as bar, warnings.catch_warnings():
+            ds = ds.map(
+                _Segmenter,
+                fn_constructor_kwargs={"options": options, "threads": ray_opts.threads_per_worker},
+                compute=ActorPoolStrategy(size=ray_opts.workers),
+                num_cpus=ray_opts.threads_per_worker,
+                runtime_env={"env_vars": {"OMP_NUM_THREADS": str(ray_opts.threads_per_worker)}},
+            )
+            ds = ds.map(
+                _write,
+                fn_kwargs={"out": out, "save_prob": options.save_prob, "save_overlay": options.save_overlay},
+                compute=io,
+                num_cpus=0,
+            )
+            with (
+                tqdm(total=len(todo), desc="segment (ray)", unit="img", disable=not progress) as bar,
+                warnings.catch_warnings(),
+            ):
                 # Ray Data's advice that a short list cannot fill every actor: true, and nothing to act on.
                 warnings.filterwarnings("ignore", message="The (maximum|minimum) number of concurrent")
                 for row in ds.iter_rows():
@@ -328,7 +430,15 @@ def run_archive(files: list[Path], out_dir: str | Path, options: SegmentOptions,
         tables = write_table(out, list(read_rows(out).values()), key.to_json())
     ok = sum(r["status"] == "ok" for r in results)
     nodes = Counter(r["node"] for r in results if r.get("node"))
-    return ArchiveSummary(len(files), len(done), ok, len(results) - ok + len(refused), time.perf_counter() - t0, dict(nodes), tuple(tables))
+    return ArchiveSummary(
+        len(files),
+        len(done),
+        ok,
+        len(results) - ok + len(refused),
+        time.perf_counter() - t0,
+        dict(nodes),
+        tuple(tables),
+    )
 
 
 def _root_cause(exc: BaseException) -> str:

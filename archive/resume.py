@@ -3,6 +3,7 @@ outputs, the tool's version and the table schema), kept in ``<output>/.fundus-ed
 results table's parquet metadata. A run resumes only a location whose key equals its own; another key is
 refused in one line naming both, or (``--force``) its rows are dropped and every input is redone. A
 results table this tool did not write (a user's file, another schema) is never overwritten without --force."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,14 @@ class JobKey:
 
     @classmethod
     def from_dict(cls, d: dict) -> JobKey:
-        # A key written before precision_resolved existed reads as "" there (and so differs from an auto run's).
-        return cls(**{f.name: d[f.name] if f.name in d or f.default is MISSING else d.get(f.name, f.default) for f in fields(cls)})
+        # A key written before precision_resolved existed reads as "" there (and so differs from an auto
+        # run's).
+        return cls(
+            **{
+                f.name: d[f.name] if f.name in d or f.default is MISSING else d.get(f.name, f.default)
+                for f in fields(cls)
+            }
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -46,9 +53,17 @@ def _describe_model(k: JobKey) -> str:
     return f"{k.model} [manifest sha256 {k.model_sha256[:12]}]"
 
 
-_LABELS = {"backend": "backend", "device": "device", "precision": "precision", "rescale": "rescale", "crop_fov": "FOV crop",
-           "fov": "--fov", "tool_version": "fundus-edge", "schema": "job schema",
-           "precision_resolved": "precision resolved"}
+_LABELS = {
+    "backend": "backend",
+    "device": "device",
+    "precision": "precision",
+    "rescale": "rescale",
+    "crop_fov": "FOV crop",
+    "fov": "--fov",
+    "tool_version": "fundus-edge",
+    "schema": "job schema",
+    "precision_resolved": "precision resolved",
+}
 
 
 def _show(name: str, value) -> str:
@@ -83,7 +98,9 @@ def read_key(out: Storage) -> JobKey | None:
     try:
         return JobKey.from_dict(json.loads(data))
     except (ValueError, TypeError, KeyError):
-        raise InputError(f"{out.display(where)}: unreadable resume key (use --force to redo every input)") from None
+        raise InputError(
+            f"{out.display(where)}: unreadable resume key (use --force to redo every input)"
+        ) from None
 
 
 def write_key(out: Storage, key: JobKey) -> None:
@@ -100,18 +117,27 @@ def claim(out: Storage, key: JobKey, force: bool) -> bool:
     the location held another job's rows, now dropped (--force): every input is to be redone."""
     foreign = foreign_tables(out)
     if foreign and not force:
-        raise InputError(f"{out.display(foreign[0])}: not a fundus-edge results table (use --force to overwrite, or another --output)")
+        raise InputError(
+            f"{out.display(foreign[0])}: not a fundus-edge results table"
+            " (use --force to overwrite, or another --output)"
+        )
     there = read_key(out) if not force else _key_or_none(out)
     has_rows = bool(out.list(ROWS_DIR, ".json"))
     stale = False
     if there is None and has_rows:
         stale = True
         if not force:
-            raise InputError(f"{out}: rows of an archive job without a resume key (an older fundus-edge); use --force to redo every input, or another --output")
+            raise InputError(
+                f"{out}: rows of an archive job without a resume key (an older fundus-edge);"
+                " use --force to redo every input, or another --output"
+            )
     elif there is not None and there != key:
         stale = True
         if not force:
-            raise InputError(f"{out}: results of another job ({'; '.join(differences(there, key))}); use --force to redo every input, or another --output")
+            raise InputError(
+                f"{out}: results of another job ({'; '.join(differences(there, key))});"
+                " use --force to redo every input, or another --output"
+            )
     if stale:
         for name in out.list(ROWS_DIR, ".json"):
             out.delete(name)

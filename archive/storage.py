@@ -1,6 +1,7 @@
 """Where an archive job writes: a local folder, or any pyarrow file system by URI (``s3://bucket/prefix``,
 ``gs://…``, ``hdfs://…``, ``file:///…``), the file systems Ray Data itself reads and writes through. Every
 node opens the same location, so outputs and rows land in one place whichever node wrote them."""
+
 from __future__ import annotations
 
 import os
@@ -86,8 +87,16 @@ class Storage:
         """Names (relative to this storage) of the files in ``rel_dir`` ending in ``suffix``."""
         if self.fs is None:
             d = Path(self._full(rel_dir))
-            return sorted(f"{rel_dir}/{p.name}" for p in d.glob(f"*{suffix}") if p.is_file()) if d.is_dir() else []
+            return (
+                sorted(f"{rel_dir}/{p.name}" for p in d.glob(f"*{suffix}") if p.is_file())
+                if d.is_dir()
+                else []
+            )
         from pyarrow import fs
 
         sel = fs.FileSelector(self._full(rel_dir), allow_not_found=True)
-        return sorted(f"{rel_dir}/{i.base_name}" for i in self.fs.get_file_info(sel) if i.type == fs.FileType.File and i.base_name.endswith(suffix))
+        return sorted(
+            f"{rel_dir}/{i.base_name}"
+            for i in self.fs.get_file_info(sel)
+            if i.type == fs.FileType.File and i.base_name.endswith(suffix)
+        )

@@ -1,10 +1,12 @@
 """The per-image results table of an archive job: one row per input, kept as one small JSON file per image
-under ``<output>/.fundus-edge/rows/`` (``Storage``: a folder or a pyarrow file system URI) while the job runs (a killed job loses at most the images in flight),
-and gathered into ``results.parquet`` and ``results.csv`` at the end of every run.
+under ``<output>/.fundus-edge/rows/`` (``Storage``: a folder or a pyarrow file system URI) while the job
+runs (a killed job loses at most the images in flight), and gathered into ``results.parquet`` and
+``results.csv`` at the end of every run.
 
 Resuming reads the same row files: an input whose row says ok and whose outputs exist is done. A row file is
 named after its input's full path, so inputs of one name from different folders never share a row; the
 parquet table carries the job's resume key (``resume.py``) in its metadata, which also marks it as ours."""
+
 from __future__ import annotations
 
 import csv
@@ -58,7 +60,8 @@ class ImageRow:
         return [n for n in self.outputs.split(";") if n]
 
 
-# The tables' columns: the row's scalar fields, then one column per biomarker (empty / NaN without --biomarkers).
+# The tables' columns: the row's scalar fields, then one column per biomarker (empty / NaN without
+# --biomarkers).
 BIOMARKER_COLUMNS = tuple(f"biomarker_{n}" for n in BIOMARKER_NAMES)
 COLUMNS = tuple(f.name for f in fields(ImageRow) if f.name != "biomarkers") + BIOMARKER_COLUMNS
 
@@ -149,7 +152,10 @@ def write_table(out: Storage, rows: list[ImageRow], key_json: str) -> list[str]:
         return written
     types = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
     hints = {**{f.name: f.type for f in fields(ImageRow)}, **{c: "float" for c in BIOMARKER_COLUMNS}}
-    table = pa.Table.from_pylist([table_row(r) for r in rows], schema=pa.schema([(c, types[hints[c]]) for c in COLUMNS], metadata={META_KEY: key_json.encode()}))
+    table = pa.Table.from_pylist(
+        [table_row(r) for r in rows],
+        schema=pa.schema([(c, types[hints[c]]) for c in COLUMNS], metadata={META_KEY: key_json.encode()}),
+    )
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
     out.write_bytes("results.parquet", sink.getvalue().to_pybytes())

@@ -5,6 +5,7 @@ and its cost per image, and the archive size from which Ray pays off.
 
 Ray's start-up (starting Ray, placing actors, loading one model per actor) is fitted from two archive sizes:
 wall = fixed + n / rate."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,12 +34,19 @@ def _copies(data: Path, copies: int, dest: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fundus_edge.archive.throughput", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m fundus_edge.archive.throughput", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--data", required=True, help="DRIVE folder")
     p.add_argument("--model", default="models/default")
     p.add_argument("--backend", default="openvino")
     p.add_argument("--copies", type=int, default=10)
-    p.add_argument("--threads", type=int, default=2, help="threads in total (plain: the engine's; Ray: workers x threads per worker)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="threads in total (plain: the engine's; Ray: workers x threads per worker)",
+    )
     p.add_argument("--small", type=int, default=20, help="the smaller archive of the fit of Ray's fixed cost")
     p.add_argument("--json", help="also write the figures here")
     a = p.parse_args(argv)
@@ -53,7 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         files = _copies(Path(a.data), a.copies, work / "in")
         n = len(files)
-        res: dict = {"images": n, "model": a.model, "backend": a.backend, "threads": a.threads, "isa_flags": isa_flags(), "cpus": os.cpu_count()}
+        res: dict = {
+            "images": n,
+            "model": a.model,
+            "backend": a.backend,
+            "threads": a.threads,
+            "isa_flags": isa_flags(),
+            "cpus": os.cpu_count(),
+        }
         t0 = time.perf_counter()
         pred = Predictor.load(a.model, backend=a.backend, threads=a.threads, precision=None)
         load_s = time.perf_counter() - t0
@@ -66,29 +81,50 @@ def main(argv: list[str] | None = None) -> int:
         opts = SegmentOptions(Path(a.model), backend=a.backend)
         configs = [(1, a.threads), (a.threads, 1)] if a.threads > 1 else [(1, 1)]
         for workers, tpw in configs:
-            s = run_archive(files, work / f"ray-{workers}x{tpw}", opts, RayOptions(None, workers, tpw), progress=False)
+            s = run_archive(
+                files, work / f"ray-{workers}x{tpw}", opts, RayOptions(None, workers, tpw), progress=False
+            )
             assert s.ok == n, s
             res[f"ray {workers}x{tpw}"] = {"wall_s": s.seconds, "images_per_s": s.images_per_s}
         best = max((k for k in res if k.startswith("ray ")), key=lambda k: res[k]["images_per_s"])
         workers, tpw = (int(v) for v in best.split()[1].split("x"))
-        s_small = run_archive(files[: a.small], work / "ray-small", opts, RayOptions(None, workers, tpw), progress=False)
+        s_small = run_archive(
+            files[: a.small], work / "ray-small", opts, RayOptions(None, workers, tpw), progress=False
+        )
         per_img = (res[best]["wall_s"] - s_small.seconds) / (n - a.small)
         fixed = s_small.seconds - a.small * per_img
         plain_per = plain_s / n
-        res["fit"] = {"config": best, "small_images": a.small, "small_wall_s": s_small.seconds, "ray_fixed_s": fixed, "ray_s_per_image": per_img,
-                      "plain_s_per_image": plain_per, "plain_load_s": load_s,
-                      "break_even_images": (fixed - load_s) / (plain_per - per_img) if plain_per > per_img else None}
+        res["fit"] = {
+            "config": best,
+            "small_images": a.small,
+            "small_wall_s": s_small.seconds,
+            "ray_fixed_s": fixed,
+            "ray_s_per_image": per_img,
+            "plain_s_per_image": plain_per,
+            "plain_load_s": load_s,
+            "break_even_images": (fixed - load_s) / (plain_per - per_img) if plain_per > per_img else None,
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{n} images ({a.copies} x DRIVE test), {a.model} on {a.backend}, {a.threads} threads in total, {os.cpu_count()} CPUs, ISA {','.join(res['isa_flags'])}")
+    print(
+        f"{n} images ({a.copies} x DRIVE test), {a.model} on {a.backend}, {a.threads} threads in total,"
+        f" {os.cpu_count()} CPUs, ISA {','.join(res['isa_flags'])}"
+    )
     for k, v in res.items():
         if isinstance(v, dict) and "images_per_s" in v:
             print(f"  {k:10s} {v['wall_s']:7.1f} s  {v['images_per_s']:6.2f} images/s")
     f = res["fit"]
     be = f["break_even_images"]
-    print(f"  Ray ({f['config']}): {f['ray_fixed_s']:.1f} s fixed (start, actors, model loads) + {f['ray_s_per_image'] * 1e3:.0f} ms per image; "
-          f"plain: {f['plain_load_s']:.1f} s load + {f['plain_s_per_image'] * 1e3:.0f} ms per image; "
-          + (f"Ray pays off from about {be:.0f} images" if be is not None else "Ray does not pay off on this machine"))
+    print(
+        f"  Ray ({f['config']}): {f['ray_fixed_s']:.1f} s fixed (start, actors, model loads)"
+        f" + {f['ray_s_per_image'] * 1e3:.0f} ms per image; "
+        f"plain: {f['plain_load_s']:.1f} s load + {f['plain_s_per_image'] * 1e3:.0f} ms per image; "
+        + (
+            f"Ray pays off from about {be:.0f} images"
+            if be is not None
+            else "Ray does not pay off on this machine"
+        )
+    )
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
     return 0

@@ -12,6 +12,7 @@ An engine written ``ENGINE+QUANTIZER`` (``openvino+nncf``, ``onnxruntime+ort``, 
 INT8 file that quantizer makes of the untrained network, calibrated on DRIVE training images (--data needed):
 INT8 kernels and their fusions, not the weights, set its time too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,19 +49,30 @@ def _image(data: str | None):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="wnet", help="a config name or YAML file")
-    ap.add_argument("--try", dest="tries", action="append", default=[], metavar="KEY=VALUE[,...]",
-                    help="model settings to change (base, depth, act, residual, bridge, arch); repeatable; the config itself is always timed")
+    ap.add_argument(
+        "--try",
+        dest="tries",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,...]",
+        help="model settings to change (base, depth, act, residual, bridge, arch); repeatable;"
+        " the config itself is always timed",
+    )
     ap.add_argument("--data", help="DRIVE (test image 01); a synthetic image without it")
-    ap.add_argument("--backends", default="openvino,onnxruntime",
-                    help="engines to time, each optionally with a precision (openvino:bf16) or an INT8 quantizer (openvino+nncf, onnxruntime+ort)")
+    ap.add_argument(
+        "--backends",
+        default="openvino,onnxruntime",
+        help="engines to time, each optionally with a precision (openvino:bf16)"
+        " or an INT8 quantizer (openvino+nncf, onnxruntime+ort)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5, help="timed runs per network and engine in each round")
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args(argv)
 
     from fundus_edge.export.exporter import export_checkpoint
-    from fundus_edge.runtime.predictor import Predictor
     from fundus_edge.measure.timing import Timing, TimingPolicy, time_calls
+    from fundus_edge.runtime.predictor import Predictor
     from fundus_edge.train.checkpoint import save_checkpoint
     from fundus_edge.train.config import resolve_config
     from fundus_edge.train.model import network_from_config
@@ -70,11 +82,18 @@ def main(argv=None) -> int:
     cfg = resolve_config(a.config)
     img = _image(a.data)
     backends = [b.strip() for b in a.backends.split(",") if b.strip()]
-    engines = [(*b.partition("+")[0].partition(":")[::2], b.partition("+")[2]) for b in backends]  # (engine, precision or "", quantizer or "")
+    engines = [
+        (*b.partition("+")[0].partition(":")[::2], b.partition("+")[2]) for b in backends
+    ]  # (engine, precision or "", quantizer or "")
     if any(q for _, _, q in engines) and not a.data:
-        raise SystemExit("an INT8 backend (ENGINE+QUANTIZER) calibrates on DRIVE training images: give --data")
+        raise SystemExit(
+            "an INT8 backend (ENGINE+QUANTIZER) calibrates on DRIVE training images: give --data"
+        )
     info = cpu_info()
-    print(f"untrained networks, engine p50 of {a.rounds} rounds x {a.runs} runs (round-robin), {a.threads} threads; CPU {info['cpu']}, ISA flags {', '.join(info['isa_flags'])}\n")
+    print(
+        f"untrained networks, engine p50 of {a.rounds} rounds x {a.runs} runs (round-robin),"
+        f" {a.threads} threads; CPU {info['cpu']}, ISA flags {', '.join(info['isa_flags'])}\n"
+    )
     print("| network | GMAC | params | " + " | ".join(f"{b} ms" for b in backends) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in backends) + " |")
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,16 +108,29 @@ def main(argv=None) -> int:
             for q in sorted({q for _, _, q in engines if q}):
                 from fundus_edge.quantize.engine_ptq import engine_int8
 
-                folders[q] = engine_int8(out, Path(tmp) / f"{i}" / f"int8-{q}", a.data, q, calib_images=4, force=True)
-            rows.append((f"{a.config}{' ' + change if change else ''}", r,
-                         [Predictor.load(folders[q], backend=b, threads=a.threads, precision=pr or None) for b, pr, q in engines]))
+                folders[q] = engine_int8(
+                    out, Path(tmp) / f"{i}" / f"int8-{q}", a.data, q, calib_images=4, force=True
+                )
+            rows.append(
+                (
+                    f"{a.config}{' ' + change if change else ''}",
+                    r,
+                    [
+                        Predictor.load(folders[q], backend=b, threads=a.threads, precision=pr or None)
+                        for b, pr, q in engines
+                    ],
+                )
+            )
         # Round-robin: every network is timed in every round, so a drift of the machine's speed (a shared
         # VM's neighbours, clocks) spreads over all rows instead of landing on the ones timed last.
         samples = {(i, j): [] for i in range(len(rows)) for j in range(len(backends))}
         for _ in range(a.rounds):
             for i, (_, _, preds) in enumerate(rows):
                 for j, p in enumerate(preds):
-                    t = time_calls(lambda p=p: p.predict(img).engine_ms, TimingPolicy(warmup=2, runs=a.runs, min_runs=a.runs, budget_s=0.0))
+                    t = time_calls(
+                        lambda p=p: p.predict(img).engine_ms,
+                        TimingPolicy(warmup=2, runs=a.runs, min_runs=a.runs, budget_s=0.0),
+                    )
                     samples[i, j] += t.samples_ms
         for i, (name, r, _) in enumerate(rows):
             cells = [f"{Timing(tuple(samples[i, j])).p50:.1f}" for j in range(len(backends))]

@@ -12,6 +12,7 @@ graph), and each process first pays ~15 s of numba JIT in skan. The float engine
 masks, so each (image, mask) is computed once, keyed by the mask's hash; the rest run in a pool of the
 bench's thread count.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,10 @@ def _values(job: tuple[np.ndarray, np.ndarray]) -> dict:
 
 
 def _key(i: int, mask: np.ndarray) -> str:
-    return f"{i}:{mask.shape}:" + hashlib.blake2b(np.packbits(mask.astype(bool)).tobytes(), digest_size=16).hexdigest()
+    return (
+        f"{i}:{mask.shape}:"
+        + hashlib.blake2b(np.packbits(mask.astype(bool)).tobytes(), digest_size=16).hexdigest()
+    )
 
 
 def reference_of(variant: str, refs: dict[str, dict]) -> dict | None:
@@ -48,7 +52,8 @@ def compute_values(jobs: dict[str, tuple[np.ndarray, np.ndarray]], workers: int)
     if len(keys) <= 1 or workers <= 1:
         return {k: _values(jobs[k]) for k in keys}
     with ProcessPoolExecutor(max_workers=min(workers, len(keys)), mp_context=get_context("spawn")) as pool:
-        return dict(zip(keys, pool.map(_values, [jobs[k] for k in keys], chunksize=max(1, len(keys) // (4 * workers)))))
+        chunksize = max(1, len(keys) // (4 * workers))
+        return dict(zip(keys, pool.map(_values, [jobs[k] for k in keys], chunksize=chunksize), strict=False))
 
 
 def add_drift(raw: list[dict], images: Path, workers: int) -> dict:
@@ -63,7 +68,14 @@ def add_drift(raw: list[dict], images: Path, workers: int) -> dict:
         fovs = [z[k] for k in sorted(k for k in z.files if k.startswith("fov_"))]
     if not fovs:
         return {"images": 0, "reused": 0, "cells": 0}
-    ok = [r for r in raw if r.get("status") == "ok" and r.get("f1") is not None and r.get("_masks") and Path(r["_masks"]).is_file()]
+    ok = [
+        r
+        for r in raw
+        if r.get("status") == "ok"
+        and r.get("f1") is not None
+        and r.get("_masks")
+        and Path(r["_masks"]).is_file()
+    ]
     refs = {r["variant"]: r for r in ok if r.get("_is_ref")}
     pairs = [(r, ref) for r in ok if (ref := reference_of(r["variant"], refs)) is not None and ref is not r]
     keys: dict[str, list[str]] = {}
@@ -74,7 +86,7 @@ def add_drift(raw: list[dict], images: Path, workers: int) -> dict:
         if len(masks) != len(fovs):
             continue  # a scored cell keeps every image; anything else cannot be paired
         keys[rec["_key"]] = []
-        for i, (m, f) in enumerate(zip(masks, fovs)):
+        for i, (m, f) in enumerate(zip(masks, fovs, strict=False)):
             k = _key(i, m)
             keys[rec["_key"]].append(k)
             met += 1
@@ -84,11 +96,22 @@ def add_drift(raw: list[dict], images: Path, workers: int) -> dict:
     for r, ref in pairs:
         if r["_key"] not in keys or ref["_key"] not in keys:
             continue
-        diffs = compare_biomarkers([values[k] for k in keys[r["_key"]]], [values[k] for k in keys[ref["_key"]]], NAMES)
+        diffs = compare_biomarkers(
+            [values[k] for k in keys[r["_key"]]], [values[k] for k in keys[ref["_key"]]], NAMES
+        )
         scored = {n: d for n, d in diffs.items() if d is not None}
-        worst = max(scored, key=lambda n: scored[n] / TOLERANCE_PCT[n] if n in TOLERANCE_PCT else 0.0) if scored else None
-        r.update(biomarker_ref=ref["_key"], biomarker_mad_pct={n: round(d, 3) for n, d in scored.items()}, biomarker_worst=worst,
-                 biomarker_worst_pct=None if worst is None else round(scored[worst], 3), biomarker_flag=list(beyond_tolerance(diffs)))
+        worst = (
+            max(scored, key=lambda n: scored[n] / TOLERANCE_PCT[n] if n in TOLERANCE_PCT else 0.0)
+            if scored
+            else None
+        )
+        r.update(
+            biomarker_ref=ref["_key"],
+            biomarker_mad_pct={n: round(d, 3) for n, d in scored.items()},
+            biomarker_worst=worst,
+            biomarker_worst_pct=None if worst is None else round(scored[worst], 3),
+            biomarker_flag=list(beyond_tolerance(diffs)),
+        )
         done += 1
     return {"images": len(jobs), "reused": met - len(jobs), "cells": done}
 
@@ -100,5 +123,12 @@ def flag_note(r) -> str | None:
     if not r.biomarker_flag:
         return None
     got = r.biomarker_mad_pct or {}
-    return ("biomarkers beyond tolerance against " + str(r.biomarker_ref) + ": "
-            + ", ".join(f"{n} {got.get(n, float('nan')):.2f} % (tolerance {TOLERANCE_PCT.get(n, float('nan')):.2f})" for n in r.biomarker_flag))
+    return (
+        "biomarkers beyond tolerance against "
+        + str(r.biomarker_ref)
+        + ": "
+        + ", ".join(
+            f"{n} {got.get(n, float('nan')):.2f} % (tolerance {TOLERANCE_PCT.get(n, float('nan')):.2f})"
+            for n in r.biomarker_flag
+        )
+    )

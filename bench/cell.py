@@ -3,6 +3,7 @@ engine cannot stop the sweep: ``python -m fundus_edge.bench.cell SPEC.json OUT.j
 which is also the first timing round). The later timing rounds: ``python -m fundus_edge.bench.cell --round
 SPECS.json OUT.jsonl`` times a list of cells of one engine in turn, one JSON line per cell as it finishes,
 so a crash loses only the cell that crashed (the sweep restarts the round's process after it)."""
+
 from __future__ import annotations
 
 import itertools
@@ -18,36 +19,42 @@ from pathlib import Path
 import numpy as np
 
 
-def run_cell(spec: dict) -> dict:
-    from fundus_edge.measure.metrics import MetricAccumulator
-    from fundus_edge.runtime.errors import EngineUnavailable, FundusEdgeError, IntegrityError, one_line
-    from fundus_edge.runtime.formats import formats_for
-    from fundus_edge.runtime.manifest import read_manifest
-    from fundus_edge.runtime.predictor import Predictor
-    from fundus_edge.measure.timing import Timing, time_calls
-
-    rec = {"variant": spec["variant"], "backend": spec["backend"], "threads": spec["threads"], "batch_size": spec["batch"], "precision_requested": spec.get("precision"),
-           "shape_requested": spec.get("shape")}
-    shapes = shape_options(spec)
-    if spec.get("shape") == "static" and not (shapes or {}).get("static_hw"):
-        return {**rec, "status": "run_failed", "error": "no static input size: the variant's reference cell did not run"}
-
-    z = np.load(spec["images"], allow_pickle=False)
+def _test_images(path: str):
+    """The cell's images with their labels and FOV masks (None where absent), in name order."""
+    z = np.load(path, allow_pickle=False)
     names = sorted(k for k in z.files if k.startswith("img_"))
     imgs = [z[k] for k in names]
     labels = [z[k.replace("img_", "lab_")] if k.replace("img_", "lab_") in z.files else None for k in names]
     fovs = [z[k.replace("img_", "fov_")] if k.replace("img_", "fov_") in z.files else None for k in names]
+    return names, imgs, labels, fovs
+
+
+def _load_predictor(spec: dict, shapes: dict | None, imgs: list):
+    """The engine on the first format it both loads and runs the first image on: (predictor or None,
+    the first call's ms, [(format, error)] of the formats that failed before it)."""
+    from fundus_edge.runtime.errors import EngineUnavailable, FundusEdgeError, IntegrityError, one_line
+    from fundus_edge.runtime.formats import formats_for
+    from fundus_edge.runtime.manifest import read_manifest
+    from fundus_edge.runtime.predictor import Predictor
+
     try:
         fmts = formats_for(spec["backend"], list(read_manifest(spec["model_dir"]).formats)) or [None]
     except (FundusEdgeError, Exception):  # noqa: BLE001 - Predictor.load below reports it
         fmts = [None]
     # An engine that fails on its preferred format gets the next one it reads (Paddle: PIR, then the
     # legacy program); the row says which ran and why, so nothing falls back silently.
-    failed, p = [], None
+    failed, p, first_ms = [], None, None
     for fmt in fmts:
         try:
-            p = Predictor.load(spec["model_dir"], backend=spec["backend"], device=spec.get("device", "cpu"), threads=spec["threads"], precision=spec.get("precision"), fmt=fmt,
-                               shapes=shapes)
+            p = Predictor.load(
+                spec["model_dir"],
+                backend=spec["backend"],
+                device=spec.get("device", "cpu"),
+                threads=spec["threads"],
+                precision=spec.get("precision"),
+                fmt=fmt,
+                shapes=shapes,
+            )
         except (FundusEdgeError, Exception) as exc:  # noqa: BLE001 - any engine failure is this cell's record
             failed.append((fmt, f"load: {one_line(exc)}"))
             if isinstance(exc, (IntegrityError, EngineUnavailable)):
@@ -62,9 +69,108 @@ def run_cell(spec: dict) -> dict:
             failed.append((fmt, one_line(exc)))
             traceback.print_exc()
             p = None  # the failed attempt's memory still counts in the cell's peak (a high-water mark)
+    return p, first_ms, failed
+
+
+def _timed_pass(p, spec: dict, images, policy, keep: int, acc):
+    """The accuracy pass, which is also the first timing round: ``images`` (names, images, labels, FOVs)
+    in turn under ``policy``; the first ``keep`` images' masks kept (and scored into ``acc``). Returns
+    (timing, end-to-end ms, masks, their FOVs, input sizes)."""
+    from fundus_edge.measure.timing import time_calls
+
+    names, imgs, labels, fovs = images
+    e2e: list[float] = []
+    masks: list[np.ndarray] = []
+    masked_fovs: list[np.ndarray | None] = []
+    in_shapes: list[tuple] = []
+    calls = itertools.count(-policy.warmup)
+
+    def one() -> float:
+        k = next(calls)
+        i = max(k, 0) % len(imgs)
+        r = p.predict(imgs[i])
+        if k >= 0:
+            e2e.append(r.total_ms)
+            in_shapes.append(tuple(r.input_hw))
+            if k < keep:
+                masks.append(r.mask)
+                masked_fovs.append(fovs[i])
+                if acc is not None:
+                    acc.add(r.prob, labels[i], fovs[i], names[i])
+                if k == 0 and spec.get("save_prob"):
+                    np.save(spec["save_prob"], r.prob)
+        return r.engine_ms
+
+    t = time_calls(one, policy)
+    return t, e2e, masks, masked_fovs, in_shapes
+
+
+def _throughput(p, spec: dict, imgs: list, shapes: dict | None, slow: bool, e2e: list[float]) -> dict:
+    """The cell's images/s (and batch size, for a slow model) as record fields; {} when it has none."""
+    if slow:
+        # Seconds per image: a batch of 4 would only repeat the single-image figure at 8 more runs of
+        # about 2 s in each of the seed U-Net's cells, so its rate is taken one image at a time.
+        return {"throughput_ips": 1000.0 / statistics.fmean(e2e), "batch_size": 1}
+    # A static engine takes batch 1 only.
+    if spec["batch"] > 1 and len(imgs) >= 1 and not (shapes or {}).get("static_hw"):
+        batch = [imgs[i % len(imgs)] for i in range(spec["batch"])]
+        if len({b.shape for b in batch}) == 1:
+            p.predict_batch(batch)
+            t0 = time.perf_counter()
+            for _ in range(2):
+                p.predict_batch(batch)
+            return {"throughput_ips": 2 * len(batch) / (time.perf_counter() - t0)}
+    return {}
+
+
+def _agreements(rec: dict, spec: dict, masks: list, masked_fovs: list, scored: bool) -> None:
+    """Into ``rec``: the cell's masks' agreement with the reference cells' (and save its own masks)."""
+    if spec.get("reference_mask"):
+        rec["agreement"] = vessel_dice(
+            *_common(load_masks(spec["reference_mask"]), masks, scored), masked_fovs
+        )
+    # Every cell's masks: the reference's for the agreement checks, all for the biomarker drift.
+    if spec.get("save_mask"):
+        save_masks(spec["save_mask"], masks)
+    if spec.get("float_reference_mask"):
+        rec["agreement_float"] = vessel_dice(
+            *_common(load_masks(spec["float_reference_mask"]), masks, scored), masked_fovs
+        )
+
+
+def run_cell(spec: dict) -> dict:
+    from fundus_edge.measure.metrics import MetricAccumulator
+    from fundus_edge.measure.timing import Timing
+    from fundus_edge.runtime.errors import one_line
+
+    rec = {
+        "variant": spec["variant"],
+        "backend": spec["backend"],
+        "threads": spec["threads"],
+        "batch_size": spec["batch"],
+        "precision_requested": spec.get("precision"),
+        "shape_requested": spec.get("shape"),
+    }
+    shapes = shape_options(spec)
+    if spec.get("shape") == "static" and not (shapes or {}).get("static_hw"):
+        return {
+            **rec,
+            "status": "run_failed",
+            "error": "no static input size: the variant's reference cell did not run",
+        }
+
+    names, imgs, labels, fovs = _test_images(spec["images"])
+    p, first_ms, failed = _load_predictor(spec, shapes, imgs)
     if p is None:
         return {**rec, "status": "run_failed", "error": "; ".join(f"{f}: {e}" if f else e for f, e in failed)}
-    rec.update(load_ms=p.load_ms, device=p.device, precision=p.precision, format=p.format, first_ms=first_ms, shape=p.engine.shape)
+    rec.update(
+        load_ms=p.load_ms,
+        device=p.device,
+        precision=p.precision,
+        format=p.format,
+        first_ms=first_ms,
+        shape=p.engine.shape,
+    )
     if failed:
         rec["note"] = "; ".join(f"{f} failed ({e[:300]})" for f, e in failed) + f"; ran {p.format}"
     try:
@@ -79,54 +185,29 @@ def run_cell(spec: dict) -> dict:
         policy = timing_policy(spec, slow, scored, len(imgs))
         rec["_slow"] = slow  # the later rounds time this cell the same way
         acc = MetricAccumulator(threshold=p.threshold, per_image_auc=False) if scored else None
-        e2e: list[float] = []
-        masks: list[np.ndarray] = []
-        masked_fovs: list[np.ndarray | None] = []
-        in_shapes: list[tuple] = []
-        calls = itertools.count(-policy.warmup)
-
-        def one() -> float:
-            k = next(calls)
-            i = max(k, 0) % len(imgs)
-            r = p.predict(imgs[i])
-            if k >= 0:
-                e2e.append(r.total_ms)
-                in_shapes.append(tuple(r.input_hw))
-                if k < keep:
-                    masks.append(r.mask)
-                    masked_fovs.append(fovs[i])
-                    if acc is not None:
-                        acc.add(r.prob, labels[i], fovs[i], names[i])
-                    if k == 0 and spec.get("save_prob"):
-                        np.save(spec["save_prob"], r.prob)
-            return r.engine_ms
-
-        t = time_calls(one, policy)
+        t, e2e, masks, masked_fovs, in_shapes = _timed_pass(
+            p, spec, (names, imgs, labels, fovs), policy, keep, acc
+        )
         rec["input_hw"] = "x".join(map(str, Counter(in_shapes).most_common(1)[0][0]))
-        rec["_max_hw"] = [max(h for h, _ in in_shapes), max(w for _, w in in_shapes)]  # a static row's size: every image fits
-        rec.update(p50_ms=t.p50, p90_ms=t.p90, p99_ms=t.p99, mean_ms=t.mean, std_ms=t.std, e2e_p50_ms=Timing(tuple(e2e)).p50, timed_runs=t.runs)
+        rec["_max_hw"] = [
+            max(h for h, _ in in_shapes),
+            max(w for _, w in in_shapes),
+        ]  # a static row's size: every image fits
+        rec.update(
+            p50_ms=t.p50,
+            p90_ms=t.p90,
+            p99_ms=t.p99,
+            mean_ms=t.mean,
+            std_ms=t.std,
+            e2e_p50_ms=Timing(tuple(e2e)).p50,
+            timed_runs=t.runs,
+        )
         rec["_round"] = round_result(t, e2e)
-        if slow:
-            # Seconds per image: a batch of 4 would only repeat the single-image figure at 8 more runs of
-            # about 2 s in each of the seed U-Net's cells, so its rate is taken one image at a time.
-            rec.update(throughput_ips=1000.0 / statistics.fmean(e2e), batch_size=1)
-        elif spec["batch"] > 1 and len(imgs) >= 1 and not (shapes or {}).get("static_hw"):  # a static engine takes batch 1 only
-            batch = [imgs[i % len(imgs)] for i in range(spec["batch"])]
-            if len({b.shape for b in batch}) == 1:
-                p.predict_batch(batch)
-                t0 = time.perf_counter()
-                for _ in range(2):
-                    p.predict_batch(batch)
-                rec["throughput_ips"] = 2 * len(batch) / (time.perf_counter() - t0)
+        rec.update(_throughput(p, spec, imgs, shapes, slow, e2e))
         if acc is not None:
             m = acc.pooled()
             rec.update(f1=m.f1, iou=m.iou, auc=m.auc, acc=m.acc, se=m.se, sp=m.sp)
-        if spec.get("reference_mask"):
-            rec["agreement"] = vessel_dice(*_common(load_masks(spec["reference_mask"]), masks, scored), masked_fovs)
-        if spec.get("save_mask"):  # every cell's: the reference's for the agreement checks, all for the biomarker drift
-            save_masks(spec["save_mask"], masks)
-        if spec.get("float_reference_mask"):
-            rec["agreement_float"] = vessel_dice(*_common(load_masks(spec["float_reference_mask"]), masks, scored), masked_fovs)
+        _agreements(rec, spec, masks, masked_fovs, scored)
         rec["status"] = "ok"
     except Exception as exc:  # noqa: BLE001
         rec.update(status="run_failed", error=one_line(exc))
@@ -138,7 +219,9 @@ def run_cell(spec: dict) -> dict:
 def shape_options(spec: dict) -> dict | None:
     """The spec's engine shape options (EngineOptions static_hw / dynamic_shape), the size a tuple again."""
     shapes = spec.get("shapes")
-    return {**shapes, "static_hw": tuple(shapes["static_hw"])} if shapes and shapes.get("static_hw") else shapes
+    return (
+        {**shapes, "static_hw": tuple(shapes["static_hw"])} if shapes and shapes.get("static_hw") else shapes
+    )
 
 
 def timing_policy(spec: dict, slow: bool, scored: bool, n_images: int):
@@ -151,27 +234,44 @@ def timing_policy(spec: dict, slow: bool, scored: bool, n_images: int):
     if scored:
         return TimingPolicy(warmup=warmup, runs=n_images, min_runs=n_images, budget_s=0.0)
     keep = 1 if slow else n_images
-    return TimingPolicy(warmup=warmup, runs=spec["runs"], min_runs=max(keep, 3 if slow else spec["min_runs"]), budget_s=spec["budget_s"])
+    return TimingPolicy(
+        warmup=warmup,
+        runs=spec["runs"],
+        min_runs=max(keep, 3 if slow else spec["min_runs"]),
+        budget_s=spec["budget_s"],
+    )
 
 
 def round_result(t, e2e: list[float]) -> dict:
     """One round's figures of one cell: what the sweep aggregates over rounds."""
     from fundus_edge.measure.timing import Timing
 
-    return {"p50_ms": t.p50, "p90_ms": t.p90, "e2e_p50_ms": Timing(tuple(e2e)).p50, "samples_ms": list(t.samples_ms)}
+    return {
+        "p50_ms": t.p50,
+        "p90_ms": t.p90,
+        "e2e_p50_ms": Timing(tuple(e2e)).p50,
+        "samples_ms": list(t.samples_ms),
+    }
 
 
 def time_round(spec: dict, images: dict) -> dict:
     """A later timing round of one cell: load the format that ran in the accuracy pass, warm up, time the
     images as that pass did; no scoring, masks or batch run. ``images``: the test images (array list)."""
+    from fundus_edge.measure.timing import time_calls
     from fundus_edge.runtime.errors import one_line
     from fundus_edge.runtime.predictor import Predictor
-    from fundus_edge.measure.timing import time_calls
 
     imgs = images["imgs"]
     try:
-        p = Predictor.load(spec["model_dir"], backend=spec["backend"], device=spec.get("device", "cpu"), threads=spec["threads"],
-                           precision=spec.get("precision"), fmt=spec.get("format"), shapes=shape_options(spec))
+        p = Predictor.load(
+            spec["model_dir"],
+            backend=spec["backend"],
+            device=spec.get("device", "cpu"),
+            threads=spec["threads"],
+            precision=spec.get("precision"),
+            fmt=spec.get("format"),
+            shapes=shape_options(spec),
+        )
         policy = timing_policy(spec, spec["slow"], spec["scored"], len(imgs))
         e2e: list[float] = []
         calls = itertools.count(-policy.warmup)
@@ -184,7 +284,7 @@ def time_round(spec: dict, images: dict) -> dict:
             return r.engine_ms
 
         t = time_calls(one, policy)
-        del p
+        p = None  # the engine goes before the next cell loads
         return {"key": spec["key"], "status": "ok", **round_result(t, e2e)}
     except Exception as exc:  # noqa: BLE001 - one failed round is that round's gap, the others stand
         traceback.print_exc()
@@ -201,7 +301,9 @@ def run_round(specs_path: str, out_path: str) -> None:
         for spec in specs:
             if spec["images"] not in cache:
                 with np.load(spec["images"], allow_pickle=False) as z:
-                    cache[spec["images"]] = {"imgs": [z[k] for k in sorted(k for k in z.files if k.startswith("img_"))]}
+                    cache[spec["images"]] = {
+                        "imgs": [z[k] for k in sorted(k for k in z.files if k.startswith("img_"))]
+                    }
             out.write(json.dumps(time_round(spec, cache[spec["images"]])) + "\n")
             out.flush()
             gc.collect()  # the last cell's engine goes before the next loads
@@ -232,10 +334,10 @@ def vessel_dice(a: list[np.ndarray], b: list[np.ndarray], fovs: list[np.ndarray 
     misses a sixth of the vessels pass (background is ~88 % of a DRIVE image); pixels outside the FOV are
     not scored anywhere else either (the cells predict without the FOV mask, so the dark ring may hold a
     few spurious pixels)."""
-    if len(a) != len(b) or len(fovs) < len(a) or any(x.shape != y.shape for x, y in zip(a, b)):
+    if len(a) != len(b) or len(fovs) < len(a) or any(x.shape != y.shape for x, y in zip(a, b, strict=False)):
         raise ValueError("reference masks do not match this cell's images")
     inter = total = 0
-    for x, y, f in zip(a, b, fovs):
+    for x, y, f in zip(a, b, fovs, strict=False):
         if f is not None:
             if f.shape != x.shape:
                 raise ValueError(f"FOV mask {f.shape} does not match the vessel masks {x.shape}")

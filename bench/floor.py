@@ -1,14 +1,15 @@
 """Where a model's latency floor is: its work (MACs) and its memory traffic against this CPU's measured peaks.
 
-    python -m fundus_edge.bench.floor models/s2d models/small --size 560 --threads 2 [--measured 'models/s2d=9.1,...']
+    python -m fundus_edge.bench.floor models/s2d models/small --size 560 --threads 2 \\
+        [--measured 'models/s2d=9.1,...']
 
 For each model folder's ``model.onnx`` at a square input of ``--size`` pixels: multiply-accumulates of its
 convolutions (from the ONNX graph with shapes inferred, so a transposed conv counts its real work), and an
 estimate of the activation bytes that must cross memory: every tensor a convolution, transposed convolution,
 pooling, concatenation or softmax produces is written once and read once by what consumes it (BatchNorm and
-activations fuse into the conv in every engine here, so their outputs never reach memory), plus the input and the
-weights once. Tensors are counted at the element size of the precision asked (fp32 4 bytes, bf16 2, int8 1).
-Caches hide some of that traffic for tensors smaller than the last-level cache share of two cores, so the
+activations fuse into the conv in every engine here, so their outputs never reach memory), plus the input and
+the weights once. Tensors are counted at the element size of the precision asked (fp32 4 bytes, bf16 2, int8
+1). Caches hide some of that traffic for tensors smaller than the last-level cache share of two cores, so the
 memory time is an upper estimate of what DRAM must carry, and the compute time a lower bound (direct MACs; a
 Winograd 3x3 can beat it).
 
@@ -18,6 +19,7 @@ copies). ``time_compute = 2 * MACs / peak`` and ``time_memory = bytes / bandwidt
 the model cannot beat on this CPU, and a measured latency far above both says neither bounds it (overheads,
 poor kernel choice, layouts).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,7 +60,7 @@ def onnx_traffic(onnx_path: Path, size: int) -> Traffic:
     g = model.graph
     inp = g.input[0]
     dims = inp.type.tensor_type.shape.dim
-    for d, v in zip(dims, (1, None, size, size)):
+    for d, v in zip(dims, (1, None, size, size), strict=False):
         if v is not None:
             d.ClearField("dim_param")
             d.dim_value = v
@@ -117,9 +119,15 @@ def memory_bandwidth(threads: int, mib: int = 256, reps: int = 5) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("models", nargs="+", help="model folders with a model.onnx")
-    ap.add_argument("--size", type=int, default=560, help="square network input side (the bench's DRIVE FOV crop is 560)")
+    ap.add_argument(
+        "--size", type=int, default=560, help="square network input side (the bench's DRIVE FOV crop is 560)"
+    )
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--measured", default="", help="'FOLDER:PRECISION=MS,...' measured p50s to set beside the floors (e.g. from the bench)")
+    ap.add_argument(
+        "--measured",
+        default="",
+        help="'FOLDER:PRECISION=MS,...' measured p50s to set beside the floors (e.g. from the bench)",
+    )
     a = ap.parse_args(argv)
     from .machine import cpu_info, measure_peak
 
@@ -131,9 +139,16 @@ def main(argv=None) -> int:
         key, _, ms = part.partition("=")
         measured[key] = float(ms)
     peaks = {"fp32": peak.get("fp32_gflops"), "bf16": peak.get("bf16_gflops"), "int8": peak.get("int8_gops")}
-    print(f"CPU {info['cpu']}, flags {', '.join(info['isa_flags'])}; {a.threads} threads; peaks FP32 {peaks['fp32']:.0f} GFLOP/s, "
-          f"BF16 {peaks['bf16'] or 0:.0f}, INT8 {peaks['int8'] or 0:.0f} GOP/s; memory copy {bw:.1f} GB/s; input {a.size}x{a.size}\n")
-    print("| model | precision | GMAC | MB moved | compute floor ms | memory floor ms | measured ms | measured / floor |")
+    print(
+        f"CPU {info['cpu']}, flags {', '.join(info['isa_flags'])}; {a.threads} threads;"
+        f" peaks FP32 {peaks['fp32']:.0f} GFLOP/s, "
+        f"BF16 {peaks['bf16'] or 0:.0f}, INT8 {peaks['int8'] or 0:.0f} GOP/s; memory copy {bw:.1f} GB/s;"
+        f" input {a.size}x{a.size}\n"
+    )
+    print(
+        "| model | precision | GMAC | MB moved | compute floor ms | memory floor ms"
+        " | measured ms | measured / floor |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for folder in a.models:
         t = onnx_traffic(Path(folder) / "model.onnx", a.size)
@@ -143,7 +158,10 @@ def main(argv=None) -> int:
             tm = t.bytes(prec) / (bw * 1e9) * 1e3
             m = measured.get(f"{folder.rstrip('/')}:{prec}")
             ratio = f"{m / max(tc, tm):.1f}" if m else ""
-            print(f"| {t.model} | {prec} | {t.macs / 1e9:.2f} | {t.bytes(prec) / 1e6:.1f} | {tc:.2f} | {tm:.2f} | {m if m else ''} | {ratio} |")
+            print(
+                f"| {t.model} | {prec} | {t.macs / 1e9:.2f} | {t.bytes(prec) / 1e6:.1f} | {tc:.2f} | {tm:.2f}"
+                f" | {m if m else ''} | {ratio} |"
+            )
     return 0
 
 

@@ -1,6 +1,7 @@
 """Engine and end-to-end time of one model on a DRIVE image and on the same image as a camera frame
 (black 4:3 canvas enlarged to 4000x3000), with and without the FOV crop, runs alternating so both
 see the same machine state. ``python -m fundus_edge.bench.frames MODEL --data DRIVE``."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
 from fundus_edge.measure.timing import Timing, TimingPolicy
 
 
@@ -18,18 +18,24 @@ def camera_frame(rgb: np.ndarray, size: tuple[int, int] = (4000, 3000)) -> np.nd
     h, w = rgb.shape[:2]
     cw = max(w, round(h * size[0] / size[1]))
     canvas = np.zeros((h, cw, 3), np.uint8)
-    canvas[:, (cw - w) // 2:(cw - w) // 2 + w] = rgb
+    canvas[:, (cw - w) // 2 : (cw - w) // 2 + w] = rgb
     return cv2.resize(canvas, size, interpolation=cv2.INTER_CUBIC)
 
 
-# The runs alternate crop on / crop off, so drift between them cancels; warm-up and percentiles are the harness's.
+# The runs alternate crop on / crop off, so drift between them cancels; warm-up and percentiles are the
+# harness's.
 FRAME_TIMING = TimingPolicy()
 
 
 def time_frames(model, images: dict, backend: str, threads: int, runs: int) -> list[dict]:
     from fundus_edge.runtime.predictor import Predictor, ScaleOptions
 
-    preds = {crop: Predictor.load(model, backend=backend, threads=threads, precision=None, scale=ScaleOptions(crop_fov=crop)) for crop in (False, True)}
+    preds = {
+        crop: Predictor.load(
+            model, backend=backend, threads=threads, precision=None, scale=ScaleOptions(crop_fov=crop)
+        )
+        for crop in (False, True)
+    }
     rows = []
     for name, img in images.items():
         eng, e2e, out = {False: [], True: []}, {False: [], True: []}, {}
@@ -44,8 +50,16 @@ def time_frames(model, images: dict, backend: str, threads: int, runs: int) -> l
                 out[crop] = r
         agree = float((out[False].mask == out[True].mask).mean())
         for crop in (False, True):
-            rows.append({"image": name, "crop": crop, "input": "x".join(map(str, out[crop].input_hw)), "engine_ms": Timing(tuple(eng[crop])).p50,
-                         "e2e_ms": Timing(tuple(e2e[crop])).p50, "mask_agreement": agree})
+            rows.append(
+                {
+                    "image": name,
+                    "crop": crop,
+                    "input": "x".join(map(str, out[crop].input_hw)),
+                    "engine_ms": Timing(tuple(eng[crop])).p50,
+                    "e2e_ms": Timing(tuple(e2e[crop])).p50,
+                    "mask_agreement": agree,
+                }
+            )
     return rows
 
 
@@ -66,9 +80,15 @@ def main(argv=None) -> int:
     rgb = read_image(files[0])
     images = {f"{files[0].name} {rgb.shape[1]}x{rgb.shape[0]}": rgb, "4:3 frame 4000x3000": camera_frame(rgb)}
     print(f"{a.model} on {a.backend}, {a.threads} threads, median of {a.runs} alternating runs")
-    print("| image | FOV crop | net input | engine ms | e2e ms | mask agreement |\n| --- | --- | --- | --- | --- | --- |")
+    print(
+        "| image | FOV crop | net input | engine ms | e2e ms | mask agreement |\n"
+        "| --- | --- | --- | --- | --- | --- |"
+    )
     for r in time_frames(a.model, images, a.backend, a.threads, a.runs):
-        print(f"| {r['image']} | {'on' if r['crop'] else 'off'} | {r['input']} | {r['engine_ms']:.1f} | {r['e2e_ms']:.1f} | {r['mask_agreement']:.5f} |")
+        print(
+            f"| {r['image']} | {'on' if r['crop'] else 'off'} | {r['input']} | {r['engine_ms']:.1f}"
+            f" | {r['e2e_ms']:.1f} | {r['mask_agreement']:.5f} |"
+        )
     return 0
 
 

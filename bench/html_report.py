@@ -3,6 +3,7 @@
 Offline by construction: Plotly's JavaScript, the table's few lines of script and the overlay PNGs are
 inlined. The page reads the record only; fields it does not know become extra table columns, so a newer
 record still renders."""
+
 from __future__ import annotations
 
 import base64
@@ -18,12 +19,32 @@ from .report import FN_RGB, FP_RGB, SEED_REPORTED_F1, TP_RGB, pareto_front
 
 # (field, heading, decimals) of the table, in order; None: text.
 COLUMNS = [
-    ("variant", "variant", None), ("backend", "engine", None), ("precision", "precision", None), ("device", "device", None),
-    ("status", "status", None), ("p50_ms", "p50 ms", 1), ("spread_pct", "spread %", 0), ("unsteady", "unsteady", None), ("p90_ms", "p90 ms", 1),
-    ("p99_ms", "p99 ms", 1), ("e2e_p50_ms", "e2e p50 ms", 1), ("throughput_ips", "img/s", 2), ("peak_rss_mb", "peak RSS MB", 0), ("size_mb", "MB", 2),
-    ("f1", "F1", 4), ("iou", "IoU", 4), ("auc", "AUC", 4), ("agreement", "Dice vs ref", 4), ("agreement_float", "Dice vs float", 4),
-    ("biomarker_worst", "biomarker farthest out", None), ("biomarker_worst_pct", "its drift %", 2), ("biomarker_flag", "beyond tolerance", None),
-    ("shape", "input shapes", None), ("input_hw", "net input", None), ("error", "error", None), ("note", "note", None),
+    ("variant", "variant", None),
+    ("backend", "engine", None),
+    ("precision", "precision", None),
+    ("device", "device", None),
+    ("status", "status", None),
+    ("p50_ms", "p50 ms", 1),
+    ("spread_pct", "spread %", 0),
+    ("unsteady", "unsteady", None),
+    ("p90_ms", "p90 ms", 1),
+    ("p99_ms", "p99 ms", 1),
+    ("e2e_p50_ms", "e2e p50 ms", 1),
+    ("throughput_ips", "img/s", 2),
+    ("peak_rss_mb", "peak RSS MB", 0),
+    ("size_mb", "MB", 2),
+    ("f1", "F1", 4),
+    ("iou", "IoU", 4),
+    ("auc", "AUC", 4),
+    ("agreement", "Dice vs ref", 4),
+    ("agreement_float", "Dice vs float", 4),
+    ("biomarker_worst", "biomarker farthest out", None),
+    ("biomarker_worst_pct", "its drift %", 2),
+    ("biomarker_flag", "beyond tolerance", None),
+    ("shape", "input shapes", None),
+    ("input_hw", "net input", None),
+    ("error", "error", None),
+    ("note", "note", None),
 ]
 # Free text, left-aligned and wrapped.
 _LONG = {"error", "note", "biomarker_flag"}
@@ -51,7 +72,11 @@ def _cell(v, decimals) -> tuple[str, str]:
 def _row_name(r: dict) -> str:
     dev = r.get("device")
     shape = f" [{r.get('shape') or r.get('shape_requested')}]" if r.get("shape_requested") else ""
-    return f"{r.get('variant')} / {r.get('backend')} {r.get('precision') or ''}".rstrip() + (f" ({dev})" if dev and dev != "cpu" else "") + shape
+    return (
+        f"{r.get('variant')} / {r.get('backend')} {r.get('precision') or ''}".rstrip()
+        + (f" ({dev})" if dev and dev != "cpu" else "")
+        + shape
+    )
 
 
 def _extra_columns(rows: list[dict]) -> list[tuple[str, str, int | None]]:
@@ -60,26 +85,43 @@ def _extra_columns(rows: list[dict]) -> list[tuple[str, str, int | None]]:
     extra = []
     for r in rows:
         for k, v in r.items():
-            if k not in shown and k not in _KNOWN and (v is None or isinstance(v, (str, int, float, bool))) and k not in [e[0] for e in extra]:
+            if (
+                k not in shown
+                and k not in _KNOWN
+                and (v is None or isinstance(v, (str, int, float, bool)))
+                and k not in [e[0] for e in extra]
+            ):
                 extra.append((k, k, 4 if isinstance(v, float) else None))
     return extra
 
 
 def _table(rows: list[dict], front: set[int]) -> str:
     cols = COLUMNS + _extra_columns(rows)
-    head = "".join(f'<th data-col="{i}" title="click to sort">{_esc(h)}</th>' for i, (_, h, _) in enumerate(cols))
+    head = "".join(
+        f'<th data-col="{i}" title="click to sort">{_esc(h)}</th>' for i, (_, h, _) in enumerate(cols)
+    )
     body = []
     for i, r in enumerate(rows):
         cells = []
         for k, _, d in cols:
             text, key = _cell(r.get(k), d)
-            kind = "long" if k in _LONG else "txt" if d is None and not isinstance(r.get(k), (int, float)) else "num"
+            kind = (
+                "long"
+                if k in _LONG
+                else "txt"
+                if d is None and not isinstance(r.get(k), (int, float))
+                else "num"
+            )
             tip = ""
-            if k == "biomarker_worst" and isinstance(r.get("biomarker_mad_pct"), dict):  # every biomarker's drift on hover
-                tip = f' title="{_esc(", ".join(f"{n} {v:.2f} %" for n, v in r["biomarker_mad_pct"].items()))} (against {_esc(r.get("biomarker_ref"))})"'
+            # every biomarker's drift on hover
+            if k == "biomarker_worst" and isinstance(r.get("biomarker_mad_pct"), dict):
+                drift = ", ".join(f"{n} {v:.2f} %" for n, v in r["biomarker_mad_pct"].items())
+                tip = f' title="{_esc(drift)} (against {_esc(r.get("biomarker_ref"))})"'
             cells.append(f'<td data-sort="{_esc(key)}" class="{kind}"{tip}>{_esc(text)}</td>')
         beyond = "biomarker-beyond" if r.get("biomarker_flag") else ""
-        cls = " ".join(c for c in ("front" if i in front else "", f"status-{_esc(r.get('status', 'ok'))}", beyond) if c)
+        cls = " ".join(
+            c for c in ("front" if i in front else "", f"status-{_esc(r.get('status', 'ok'))}", beyond) if c
+        )
         body.append(f'<tr class="{cls}">{"".join(cells)}</tr>')
     return f'<table id="results"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
@@ -90,35 +132,102 @@ def _chart(rows: list[dict], front_idx: list[int], meta: dict) -> str:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    scored = [r for r in rows if r.get("status") == "ok" and r.get("p50_ms") and r.get("f1") is not None and r.get("variant") != "seed-unet"]
+    scored = [
+        r
+        for r in rows
+        if r.get("status") == "ok"
+        and r.get("p50_ms")
+        and r.get("f1") is not None
+        and r.get("variant") != "seed-unet"
+    ]
     for variant in dict.fromkeys(r["variant"] for r in scored):
         rs = [r for r in scored if r["variant"] == variant]
-        fig.add_trace(go.Scatter(
-            x=[r["p50_ms"] for r in rs], y=[r["f1"] for r in rs], mode="markers", name=variant,
-            marker={"size": 11, "symbol": [_SYMBOLS.get(r.get("backend"), "diamond") + ("-open" if any(p in (r.get("precision") or "") for p in ("int8", "bf16", "fp16")) else "") for r in rs],
-                    "line": {"width": 2}},
-            text=[_row_name(r) for r in rs], hovertemplate="%{text}<br>p50 %{x:.1f} ms<br>F1 %{y:.4f}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=[r["p50_ms"] for r in rs],
+                y=[r["f1"] for r in rs],
+                mode="markers",
+                name=variant,
+                marker={
+                    "size": 11,
+                    "symbol": [
+                        _SYMBOLS.get(r.get("backend"), "diamond")
+                        + (
+                            "-open"
+                            if any(p in (r.get("precision") or "") for p in ("int8", "bf16", "fp16"))
+                            else ""
+                        )
+                        for r in rs
+                    ],
+                    "line": {"width": 2},
+                },
+                text=[_row_name(r) for r in rs],
+                hovertemplate="%{text}<br>p50 %{x:.1f} ms<br>F1 %{y:.4f}<extra></extra>",
+            )
+        )
     front = [rows[i] for i in front_idx]
     if front:
-        fig.add_trace(go.Scatter(x=[r["p50_ms"] for r in front], y=[r["f1"] for r in front], mode="lines+markers", name="Pareto front",
-                                 line={"dash": "dash", "color": "black", "width": 1}, marker={"symbol": "circle-open", "size": 20, "color": "black"},
-                                 hoverinfo="skip"))
-    seeds = sorted((r for r in rows if r.get("variant") == "seed-unet" and r.get("status") == "ok" and r.get("p50_ms")), key=lambda r: r["p50_ms"])
+        fig.add_trace(
+            go.Scatter(
+                x=[r["p50_ms"] for r in front],
+                y=[r["f1"] for r in front],
+                mode="lines+markers",
+                name="Pareto front",
+                line={"dash": "dash", "color": "black", "width": 1},
+                marker={"symbol": "circle-open", "size": 20, "color": "black"},
+                hoverinfo="skip",
+            )
+        )
+    seeds = sorted(
+        (r for r in rows if r.get("variant") == "seed-unet" and r.get("status") == "ok" and r.get("p50_ms")),
+        key=lambda r: r["p50_ms"],
+    )
     if seeds:
         s = seeds[0]
-        fig.add_trace(go.Scatter(x=[s["p50_ms"]], y=[SEED_REPORTED_F1], mode="markers+text", name="seed U-Net (F1 reported, not measured)",
-                                 marker={"symbol": "star", "size": 16, "color": "grey"}, text=["seed U-Net: F1 reported, not measured"], textposition="top left",
-                                 hovertemplate=f"{_esc(_row_name(s))}<br>p50 %{{x:.1f}} ms (measured)<br>F1 %{{y:.3f}} as its tutorial reported (not measured)<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=[s["p50_ms"]],
+                y=[SEED_REPORTED_F1],
+                mode="markers+text",
+                name="seed U-Net (F1 reported, not measured)",
+                marker={"symbol": "star", "size": 16, "color": "grey"},
+                text=["seed U-Net: F1 reported, not measured"],
+                textposition="top left",
+                hovertemplate=f"{_esc(_row_name(s))}<br>p50 %{{x:.1f}} ms (measured)"
+                "<br>F1 %{y:.3f} as its tutorial reported (not measured)<extra></extra>",
+            )
+        )
     m = meta.get("machine") or {}
     fig.update_layout(
-        title={"text": f"speed vs accuracy: {_esc(m.get('cpu', '?'))}, {meta.get('threads', '?')} threads", "x": 0.01},
-        xaxis={"type": "log", "title": f"p50 latency per {meta.get('image_size', '')} image, ms (engine only, log scale)"},
+        title={
+            "text": f"speed vs accuracy: {_esc(m.get('cpu', '?'))}, {meta.get('threads', '?')} threads",
+            "x": 0.01,
+        },
+        xaxis={
+            "type": "log",
+            "title": f"p50 latency per {meta.get('image_size', '')} image, ms (engine only, log scale)",
+        },
         yaxis={"title": "F1 on DRIVE test (FOV pixels pooled)"},
-        legend={"title": {"text": "variant (hollow: int8 / bf16; ○ ORT, □ OpenVINO, △ Paddle)"}}, height=560, margin={"l": 70, "r": 20, "t": 60, "b": 60},
-        template="plotly_white")
+        legend={"title": {"text": "variant (hollow: int8 / bf16; ○ ORT, □ OpenVINO, △ Paddle)"}},
+        height=560,
+        margin={"l": 70, "r": 20, "t": 60, "b": 60},
+        template="plotly_white",
+    )
     if not scored and not seeds:
-        fig.add_annotation(text="no scored rows (no labels, or every cell failed)", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    return fig.to_html(full_html=False, include_plotlyjs=True, div_id="chart", config={"displaylogo": False, "responsive": True})
+        fig.add_annotation(
+            text="no scored rows (no labels, or every cell failed)",
+            showarrow=False,
+            x=0.5,
+            y=0.5,
+            xref="paper",
+            yref="paper",
+        )
+    return fig.to_html(
+        full_html=False,
+        include_plotlyjs=True,
+        div_id="chart",
+        config={"displaylogo": False, "responsive": True},
+    )
 
 
 def _png_data(path: Path) -> str:
@@ -131,11 +240,18 @@ def _overlays(rows: list[dict], front_idx: list[int], folder: Path) -> str:
     for v in dict.fromkeys(rows[i]["variant"] for i in front_idx):
         p = folder / f"overlay_{v}.png"
         if p.is_file():
-            figs.append(f'<figure><img src="{_png_data(p)}" alt="overlay of {_esc(v)}"><figcaption>{_esc(v)} (its fastest ok row)</figcaption></figure>')
+            figs.append(
+                f'<figure><img src="{_png_data(p)}" alt="overlay of {_esc(v)}">'
+                f"<figcaption>{_esc(v)} (its fastest ok row)</figcaption></figure>"
+            )
     if not figs:
         return "<p>No overlays beside the record for the rows on the front.</p>"
     sw = lambda c, t: f'<span class="sw" style="background: rgb{tuple(c)}"></span>{t}'  # noqa: E731
-    legend = f'<p class="legend">{sw(TP_RGB, "true positive")} {sw(FP_RGB, "false positive")} {sw(FN_RGB, "false negative")} (against the manual label, inside the FOV; without labels: predicted vessels in green)</p>'
+    legend = (
+        f'<p class="legend">{sw(TP_RGB, "true positive")} {sw(FP_RGB, "false positive")}'
+        f" {sw(FN_RGB, 'false negative')} (against the manual label, inside the FOV;"
+        " without labels: predicted vessels in green)</p>"
+    )
     return legend + '<div class="overlays">' + "".join(figs) + "</div>"
 
 
@@ -151,12 +267,27 @@ def _guards(rows: list[dict], meta: dict) -> str:
             items += [g_ if isinstance(g_, str) else json.dumps(g_) for g_ in g]
         elif g:
             items.append(str(g))
-    items += [f"{_row_name(r)}: {r.get('status')}: {r.get('error')}" for r in rows if r.get("status") not in (None, "ok")]
+    items += [
+        f"{_row_name(r)}: {r.get('status')}: {r.get('error')}"
+        for r in rows
+        if r.get("status") not in (None, "ok")
+    ]
     items += [f"{_row_name(r)}: {r['note']}" for r in rows if r.get("note")]
-    items += [f"{_row_name(r)}: p50 unsteady (the p50s of its timing rounds spread {r.get('spread_pct') or 0:.0f} %)" for r in rows if r.get("unsteady")]
-    items += [f"{_row_name(r)}: biomarkers beyond tolerance against {r.get('biomarker_ref')}: "
-              + ", ".join(f"{n} {(r.get('biomarker_mad_pct') or {}).get(n, float('nan')):.2f} %" for n in r["biomarker_flag"])
-              for r in rows if r.get("biomarker_flag")]
+    items += [
+        f"{_row_name(r)}: p50 unsteady"
+        f" (the p50s of its timing rounds spread {r.get('spread_pct') or 0:.0f} %)"
+        for r in rows
+        if r.get("unsteady")
+    ]
+    items += [
+        f"{_row_name(r)}: biomarkers beyond tolerance against {r.get('biomarker_ref')}: "
+        + ", ".join(
+            f"{n} {(r.get('biomarker_mad_pct') or {}).get(n, float('nan')):.2f} %"
+            for n in r["biomarker_flag"]
+        )
+        for r in rows
+        if r.get("biomarker_flag")
+    ]
     if not items:
         return "<p>None: every cell ran and passed the agreement checks.</p>"
     return "<ul>" + "".join(f"<li>{_esc(t)}</li>" for t in items) + "</ul>"
@@ -167,13 +298,26 @@ def _header(meta: dict) -> str:
     peak = meta.get("peak") or {}
     flags = ", ".join(m.get("isa_flags") or []) or "none of interest"
     facts = [
-        ("CPU", f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores"), ("ISA flags", flags), ("threads", meta.get("threads")),
-        ("measured peaks", f"FP32 {peak.get('fp32_gflops')} GFLOP/s, BF16 {peak.get('bf16_gflops')} GFLOP/s, INT8 {peak.get('int8_gops')} GOP/s ({peak.get('method', 'n/a')})"),
-        ("date", meta.get("date")), ("images", meta.get("images")), ("timing", meta.get("timing")), ("timing rounds", meta.get("rounds")),
+        ("CPU", f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores"),
+        ("ISA flags", flags),
+        ("threads", meta.get("threads")),
+        (
+            "measured peaks",
+            f"FP32 {peak.get('fp32_gflops')} GFLOP/s, BF16 {peak.get('bf16_gflops')} GFLOP/s,"
+            f" INT8 {peak.get('int8_gops')} GOP/s ({peak.get('method', 'n/a')})",
+        ),
+        ("date", meta.get("date")),
+        ("images", meta.get("images")),
+        ("timing", meta.get("timing")),
+        ("timing rounds", meta.get("rounds")),
         ("wall", f"{meta['wall_s'] / 60:.1f} min" if isinstance(meta.get("wall_s"), (int, float)) else None),
         ("versions", ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items())),
     ]
-    return "<dl>" + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts if v not in (None, "")) + "</dl>"
+    return (
+        "<dl>"
+        + "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts if v not in (None, ""))
+        + "</dl>"
+    )
 
 
 _STYLE = """
@@ -191,9 +335,13 @@ td.txt { text-align: left; }
 td.long { text-align: left; white-space: normal; min-width: 12rem; color: #555; }
 tr.biomarker-beyond td:nth-child(-n+3) { box-shadow: inset 0 -2px 0 #d08a00; }
 tr.biomarker-beyond td.long, tr.biomarker-beyond td[title] { color: #8a5a00; font-weight: 600; }
-tr.front td:first-child { font-weight: 700; } tr.front td:first-child::before { content: "★ "; color: #c77700; }
+tr.front td:first-child { font-weight: 700; }
+tr.front td:first-child::before { content: "★ "; color: #c77700; }
 tr.status-wrong_output, tr.status-run_failed, tr.status-export_failed { background: #fff1f1; }
-.legend .sw { display: inline-block; width: .9em; height: .9em; margin: 0 .3em 0 .8em; vertical-align: -.1em; border: 1px solid #888; }
+.legend .sw {
+  display: inline-block; width: .9em; height: .9em; margin: 0 .3em 0 .8em; vertical-align: -.1em;
+  border: 1px solid #888;
+}
 .overlays { display: flex; flex-wrap: wrap; gap: 1rem; }
 .overlays figure { margin: 0; } .overlays img { width: 420px; max-width: 100%; border: 1px solid #ccd; }
 """
@@ -231,11 +379,19 @@ def render(record: dict, folder: Path) -> str:
     """The page for a parsed results.json; ``folder`` holds its overlay PNGs."""
     meta = record.get("meta") or {}
     rows = [r for r in record.get("results") or [] if isinstance(r, dict)]
-    pts = [i for i, r in enumerate(rows) if r.get("status") == "ok" and r.get("p50_ms") and r.get("f1") is not None and r.get("variant") != "seed-unet"]
+    pts = [
+        i
+        for i, r in enumerate(rows)
+        if r.get("status") == "ok"
+        and r.get("p50_ms")
+        and r.get("f1") is not None
+        and r.get("variant") != "seed-unet"
+    ]
     front_idx = [pts[k] for k in pareto_front([(rows[i]["p50_ms"], rows[i]["f1"]) for i in pts])]
     title = f"fundus-edge bench, {meta.get('date', '')}"
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_esc(title)}</title><style>{_STYLE}</style></head>
 <body>
 <h1>{_esc(title)}</h1>
@@ -245,10 +401,11 @@ def render(record: dict, folder: Path) -> str:
 <h2>Speed versus accuracy</h2>
 {_chart(rows, front_idx, meta)}
 <h2>All cells ({len(rows)})</h2>
-<p>Click a heading to sort; type to filter (every word must appear in the row). ★: on the Pareto front (p50 against F1).
-Biomarker drift: each vessel biomarker's mean |difference| from the float model's fp32 reference-engine row over the test images,
-% of the reference (hover the name for all of them); amber rows move a biomarker beyond its tolerance, a quarter of DRIVE's
-inter-observer difference (measure/tolerance.py).</p>
+<p>Click a heading to sort; type to filter (every word must appear in the row).
+★: on the Pareto front (p50 against F1).
+Biomarker drift: each vessel biomarker's mean |difference| from the float model's fp32 reference-engine row
+over the test images, % of the reference (hover the name for all of them); amber rows move a biomarker
+beyond its tolerance, a quarter of DRIVE's inter-observer difference (measure/tolerance.py).</p>
 <input id="filter" type="search" placeholder="filter, e.g. openvino int8" aria-label="filter rows">
 <div class="tablewrap">{_table(rows, set(front_idx))}</div>
 <h2>Overlays of the rows on the front</h2>

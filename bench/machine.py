@@ -1,4 +1,5 @@
 """What machine the numbers come from, and its measured compute peak (for the roofline column)."""
+
 from __future__ import annotations
 
 import os
@@ -7,18 +8,33 @@ import time
 from importlib import metadata
 
 import numpy as np
-
 from fundus_edge.runtime.cpu import cpu_model_and_flags, isa_flags
 
 
 def cpu_info() -> dict:
     model, flags = cpu_model_and_flags()
-    return {"cpu": model, "cores": os.cpu_count(), "isa_flags": isa_flags(), "machine": platform.machine(), "python": platform.python_version()}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "isa_flags": isa_flags(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
 
 
 def versions() -> dict:
     out = {}
-    for pkg in ("fundus-edge", "paddlepaddle", "paddle2onnx", "paddleslim", "paddleseg", "onnxruntime", "openvino", "numpy", "opencv-python-headless"):
+    for pkg in (
+        "fundus-edge",
+        "paddlepaddle",
+        "paddle2onnx",
+        "paddleslim",
+        "paddleseg",
+        "onnxruntime",
+        "openvino",
+        "numpy",
+        "opencv-python-headless",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -42,8 +58,13 @@ def measure_peak(threads: int, n: int = 2048) -> dict:
     INT8 is the product as NNCF's models have it (unsigned 8-bit activations from a FakeQuantize, signed
     8-bit weights with a dequantizing scale), which OpenVINO runs as a u8 x s8 FullyConnected."""
     flop = 2.0 * n**3
-    res = {"method": f"{n}x{n} matrix product, best of 5, {threads} threads", "fp32_gflops": None, "bf16_gflops": None, "int8_gops": None,
-           "numpy_fp32_gflops": None}
+    res = {
+        "method": f"{n}x{n} matrix product, best of 5, {threads} threads",
+        "fp32_gflops": None,
+        "bf16_gflops": None,
+        "int8_gops": None,
+        "numpy_fp32_gflops": None,
+    }
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     try:
         from threadpoolctl import threadpool_limits
@@ -67,16 +88,25 @@ def measure_peak(threads: int, n: int = 2048) -> dict:
         model = ov.Model([ops.matmul(p, w, False, False)], [p])
         core = ov.Core()
         for key, hint in (("fp32_gflops", "f32"), ("bf16_gflops", "bf16")):
-            c = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads})
+            c = core.compile_model(
+                model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": threads}
+            )
             req = c.create_infer_request()
-            res[key] = round(_best_rate(lambda: req.infer({0: a}), flop), 1)
+            res[key] = round(_best_rate(lambda req=req: req.infer({0: a}), flop), 1)
         lo, hi = (ops.constant(np.float32(v)) for v in (0.0, 4.0))
         x = ops.fake_quantize(p, lo, hi, lo, hi, 256)
         wq = ops.constant(np.random.default_rng(1).integers(-127, 128, (n, n)).astype(np.int8))
         w = ops.multiply(ops.convert(wq, "f32"), ops.constant(np.full((1, n), 0.01, np.float32)))
-        c = core.compile_model(ov.Model([ops.matmul(x, w, False, False)], [p]), "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads})
-        ran = {str(o.get_rt_info()["runtimePrecision"].astype(str)) for o in c.get_runtime_model().get_ordered_ops()
-               if o.get_rt_info()["layerType"].astype(str) in ("FullyConnected", "MatMul")}
+        c = core.compile_model(
+            ov.Model([ops.matmul(x, w, False, False)], [p]),
+            "CPU",
+            {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads},
+        )
+        ran = {
+            str(o.get_rt_info()["runtimePrecision"].astype(str))
+            for o in c.get_runtime_model().get_ordered_ops()
+            if o.get_rt_info()["layerType"].astype(str) in ("FullyConnected", "MatMul")
+        }
         if ran & {"u8", "i8"}:  # an integer product ran; otherwise there is no INT8 peak to report
             req = c.create_infer_request()
             xa = np.abs(a)

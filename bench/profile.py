@@ -5,6 +5,7 @@ Inference). Explains, for instance, why an INT8 file is no faster than FP32 on a
     python -m fundus_edge.bench.profile models/default build/models/int8-nncf --backend openvino --data DRIVE
     python -m fundus_edge.bench.profile models/default build/models/int8 --backend paddle --data DRIVE
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,6 @@ def _formats(model: Path) -> list[str]:
 
 def profile_openvino(model: Path, x: np.ndarray, threads: int, runs: int) -> dict:
     import openvino as ov
-
     from fundus_edge.runtime.formats import formats_for
     from fundus_edge.runtime.manifest import read_manifest
 
@@ -44,7 +44,16 @@ def profile_openvino(model: Path, x: np.ndarray, threads: int, runs: int) -> dic
     core = ov.Core()
     m = core.read_model(str(model / man.formats[formats_for("openvino", list(man.formats))[0]][0]))
     m.reshape({m.inputs[0].get_any_name(): list(x.shape)})
-    c = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": True, "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+    c = core.compile_model(
+        m,
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "PERF_COUNT": True,
+            "INFERENCE_NUM_THREADS": threads,
+            "PERFORMANCE_HINT": "LATENCY",
+        },
+    )
     r = c.create_infer_request()
     for _ in range(3):
         r.infer({0: x})
@@ -61,7 +70,6 @@ def profile_onnxruntime(model: Path, x: np.ndarray, threads: int, runs: int) -> 
     import tempfile
 
     import onnxruntime as ort
-
     from fundus_edge.runtime.manifest import read_manifest
 
     man = read_manifest(model)
@@ -79,8 +87,10 @@ def profile_onnxruntime(model: Path, x: np.ndarray, threads: int, runs: int) -> 
     events = json.loads(Path(s.end_profiling()).read_text())
     node = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
     agg: dict = collections.defaultdict(float)
-    for e in node[-len(node) * runs // (runs + 3):]:  # the timed runs, not the warm-up
-        agg[(e["args"].get("op_name", "?"), e["args"].get("provider", "").replace("ExecutionProvider", ""))] += e["dur"] / 1e3 / runs
+    for e in node[-len(node) * runs // (runs + 3) :]:  # the timed runs, not the warm-up
+        agg[
+            (e["args"].get("op_name", "?"), e["args"].get("provider", "").replace("ExecutionProvider", ""))
+        ] += e["dur"] / 1e3 / runs
     return agg
 
 
@@ -95,7 +105,8 @@ from fundus_edge.runtime.manifest import read_manifest
 m, threads, runs, xfile = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 man = read_manifest(m)
 fmt = formats_for("paddle", list(man.formats))[0]
-e = PaddleEngine(m, fmt, list(man.formats[fmt]), EngineOptions("cpu", threads, None), man.quantization is not None)
+opts = EngineOptions("cpu", threads, None)
+e = PaddleEngine(m, fmt, list(man.formats[fmt]), opts, man.quantization is not None)
 e.load()
 x = np.load(xfile)
 for _ in range(3):
@@ -121,8 +132,20 @@ def profile_paddle(model: Path, x: np.ndarray, threads: int, runs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "x.npy", x)
         env = {**os.environ, "ONEDNN_VERBOSE": "1", "OMP_NUM_THREADS": str(threads)}
-        r = subprocess.run([sys.executable, "-c", _PADDLE_CHILD, str(model), str(threads), str(runs), str(Path(tmp) / "x.npy")],
-                           env=env, capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _PADDLE_CHILD,
+                str(model),
+                str(threads),
+                str(runs),
+                str(Path(tmp) / "x.npy"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
     if "==timed==" not in r.stdout:
         raise RuntimeError(f"paddle profile child failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
     agg: dict = collections.defaultdict(float)
@@ -156,11 +179,19 @@ def main(argv=None) -> int:
 def _run(a) -> int:
     from fundus_edge.runtime.cpu import cpu_model_and_flags, isa_flags
 
-    print(f"{a.backend}, {a.threads} threads, mean of {a.runs} runs; CPU {cpu_model_and_flags()[0]}, ISA flags {', '.join(isa_flags())}")
+    print(
+        f"{a.backend}, {a.threads} threads, mean of {a.runs} runs; CPU {cpu_model_and_flags()[0]},"
+        f" ISA flags {', '.join(isa_flags())}"
+    )
     for m in map(Path, a.models):
         x = _input(m, a.data)
-        agg = {"openvino": profile_openvino, "onnxruntime": profile_onnxruntime, "paddle": profile_paddle}[a.backend](m, x, a.threads, a.runs)
-        print(f"\n{m} (input {'x'.join(map(str, x.shape))}): {sum(agg.values()):.1f} ms in operations\n\n| operation | kernel | ms |\n| --- | --- | --- |")
+        agg = {"openvino": profile_openvino, "onnxruntime": profile_onnxruntime, "paddle": profile_paddle}[
+            a.backend
+        ](m, x, a.threads, a.runs)
+        print(
+            f"\n{m} (input {'x'.join(map(str, x.shape))}): {sum(agg.values()):.1f} ms in operations\n\n"
+            "| operation | kernel | ms |\n| --- | --- | --- |"
+        )
         for (op, kernel), ms in sorted(agg.items(), key=lambda kv: -kv[1])[: a.top]:
             print(f"| {op} | {kernel} | {ms:.1f} |")
     return 0

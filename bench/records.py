@@ -1,4 +1,5 @@
 """One frozen record per variant x engine cell; reports read records only."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -21,7 +22,9 @@ class BenchRecord:
     size_mb: float | None = None
     params: int | None = None
     gflops: float | None = None  # per image at 584x565 (2 x GMAC)
-    input_hw: str | None = None  # network input actually run for a DRIVE image ("HxW": rescaled, FOV-cropped, padded)
+    input_hw: str | None = (
+        None  # network input actually run for a DRIVE image ("HxW": rescaled, FOV-cropped, padded)
+    )
     load_ms: float | None = None
     first_ms: float | None = None
     p50_ms: float | None = None  # engine only; the median of the rounds' p50s
@@ -39,20 +42,34 @@ class BenchRecord:
     acc: float | None = None
     se: float | None = None
     sp: float | None = None
-    agreement: float | None = None  # vessel Dice of this cell's masks and the reference engine's, every test image pooled
+    agreement: float | None = (
+        None  # vessel Dice of this cell's masks and the reference engine's, every test image pooled
+    )
     agreement_float: float | None = None  # the same against the float model a quantized variant came from
     gflops_per_s: float | None = None
     roofline_frac: float | None = None
     timed_runs: int | None = None  # over all rounds
     rounds: int | None = None  # rounds that timed this cell (the accuracy pass is the first)
-    round_p50_ms: tuple[float | None, ...] | None = None  # each round's p50 in round order (None: that round failed)
+    round_p50_ms: tuple[float | None, ...] | None = (
+        None  # each round's p50 in round order (None: that round failed)
+    )
     spread_pct: float | None = None  # (slowest - fastest round's p50) / p50, in %
-    unsteady: bool | None = None  # spread above fundus_edge.measure.timing.SPREAD_LIMIT: the p50 is not a steady figure
-    shape: str | None = None  # the engine's input shapes: "dynamic", "static per input size" (OpenVINO), "static 560x568 (batch 1)"
-    shape_requested: str | None = None  # "static" / "dynamic": a shape row beside the engine's own (one model per engine)
-    biomarker_ref: str | None = None  # the cell whose masks the biomarkers are compared with: the float model's fp32 reference-engine cell
-    biomarker_mad_pct: dict | None = None  # biomarker -> mean |this - reference| / mean |reference| over the test images, %
-    biomarker_worst: str | None = None  # the biomarker farthest out relative to its tolerance (measure/tolerance.py)
+    unsteady: bool | None = (
+        None  # spread above fundus_edge.measure.timing.SPREAD_LIMIT: the p50 is not a steady figure
+    )
+    # the engine's input shapes: "dynamic", "static per input size" (OpenVINO), "static 560x568 (batch 1)"
+    shape: str | None = None
+    shape_requested: str | None = (
+        None  # "static" / "dynamic": a shape row beside the engine's own (one model per engine)
+    )
+    # the cell whose masks the biomarkers are compared with: the float model's fp32 reference-engine cell
+    biomarker_ref: str | None = None
+    biomarker_mad_pct: dict | None = (
+        None  # biomarker -> mean |this - reference| / mean |reference| over the test images, %
+    )
+    biomarker_worst: str | None = (
+        None  # the biomarker farthest out relative to its tolerance (measure/tolerance.py)
+    )
     biomarker_worst_pct: float | None = None  # its difference, %
     biomarker_flag: tuple[str, ...] | None = None  # biomarkers beyond tolerance (empty: none)
 
@@ -60,7 +77,7 @@ class BenchRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BenchRecord":
+    def from_dict(cls, d: dict) -> BenchRecord:
         names = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in names}
         if d.get("round_p50_ms") is not None:  # a list once through JSON

@@ -1,4 +1,5 @@
 """Reports from records only: Markdown table, JSON, CSV, the speed-versus-accuracy plot, overlays."""
+
 from __future__ import annotations
 
 import csv
@@ -11,12 +12,31 @@ import numpy as np
 from .records import BenchRecord
 
 MD_COLUMNS = [
-    ("variant", "variant", None), ("backend", "engine", None), ("precision", "precision", None), ("device", "device", None),
-    ("status", "status", None), ("params", "params", "{:,}"), ("gflops", "GFLOP", "{:.1f}"), ("input_hw", "net input", None), ("size_mb", "MB", "{:.2f}"),
-    ("load_ms", "load ms", "{:.0f}"), ("p50_ms", "p50 ms", "{:.1f}"), ("spread_pct", "spread", None), ("p90_ms", "p90 ms", "{:.1f}"), ("p99_ms", "p99 ms", "{:.1f}"),
-    ("e2e_p50_ms", "e2e p50 ms", "{:.1f}"), ("throughput_ips", "img/s (batch)", "{:.2f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
-    ("f1", "F1", "{:.4f}"), ("iou", "IoU", "{:.4f}"), ("auc", "AUC", "{:.4f}"), ("agreement", "Dice vs ref", "{:.4f}"), ("agreement_float", "Dice vs float", "{:.4f}"),
-    ("biomarker_worst", "biomarker drift", None), ("gflops_per_s", "GFLOP/s", "{:.1f}"), ("roofline_frac", "roofline", "{:.2f}"),
+    ("variant", "variant", None),
+    ("backend", "engine", None),
+    ("precision", "precision", None),
+    ("device", "device", None),
+    ("status", "status", None),
+    ("params", "params", "{:,}"),
+    ("gflops", "GFLOP", "{:.1f}"),
+    ("input_hw", "net input", None),
+    ("size_mb", "MB", "{:.2f}"),
+    ("load_ms", "load ms", "{:.0f}"),
+    ("p50_ms", "p50 ms", "{:.1f}"),
+    ("spread_pct", "spread", None),
+    ("p90_ms", "p90 ms", "{:.1f}"),
+    ("p99_ms", "p99 ms", "{:.1f}"),
+    ("e2e_p50_ms", "e2e p50 ms", "{:.1f}"),
+    ("throughput_ips", "img/s (batch)", "{:.2f}"),
+    ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
+    ("f1", "F1", "{:.4f}"),
+    ("iou", "IoU", "{:.4f}"),
+    ("auc", "AUC", "{:.4f}"),
+    ("agreement", "Dice vs ref", "{:.4f}"),
+    ("agreement_float", "Dice vs float", "{:.4f}"),
+    ("biomarker_worst", "biomarker drift", None),
+    ("gflops_per_s", "GFLOP/s", "{:.1f}"),
+    ("roofline_frac", "roofline", "{:.2f}"),
 ]
 
 
@@ -45,42 +65,67 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
             elif k == "backend" and r.shape_requested:
                 cells.append(f"{v} ({r.shape or r.shape_requested})")
             elif k == "biomarker_worst" and v is not None:
-                cells.append(f"{v} {r.biomarker_worst_pct:.1f} %" + (" **beyond tol.**" if r.biomarker_flag else ""))
+                cells.append(
+                    f"{v} {r.biomarker_worst_pct:.1f} %" + (" **beyond tol.**" if r.biomarker_flag else "")
+                )
             else:
                 cells.append(_fmt(v, f))
         rows.append("| " + " | ".join(cells) + " |")
     peak = meta.get("peak", {})
     lines = [
-        f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, ISA flags {', '.join(meta['machine']['isa_flags']) or 'none of interest'}; "
+        f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores,"
+        f" ISA flags {', '.join(meta['machine']['isa_flags']) or 'none of interest'}; "
         f"{meta['threads']} threads; {meta['images']}; image {meta['image_size']}; {meta['date']}.",
-        f"Peak ({peak.get('method', 'n/a')}): FP32 {peak.get('fp32_gflops')} GFLOP/s (OpenVINO), {peak.get('numpy_fp32_gflops')} (numpy), BF16 {peak.get('bf16_gflops')} GFLOP/s, INT8 {peak.get('int8_gops')} GOP/s.",
-        "p50/p90/p99: engine call only, every test image once after warm-up (without labels: the images in turn within a time budget)"
-        + (f", in each of {meta['rounds']} rounds spread over the run (the accuracy pass the first); p50 and p90 the median of the rounds', "
-           "spread the range of the rounds' p50s over the p50 (over 20 %: unsteady, the machine drifted); ratios the median of per-round ratios"
-           if meta.get("rounds", 1) > 1 else "") + "; "
+        f"Peak ({peak.get('method', 'n/a')}): FP32 {peak.get('fp32_gflops')} GFLOP/s (OpenVINO),"
+        f" {peak.get('numpy_fp32_gflops')} (numpy), BF16 {peak.get('bf16_gflops')} GFLOP/s,"
+        f" INT8 {peak.get('int8_gops')} GOP/s.",
+        "p50/p90/p99: engine call only, every test image once after warm-up"
+        " (without labels: the images in turn within a time budget)"
+        + (
+            f", in each of {meta['rounds']} rounds spread over the run (the accuracy pass the first);"
+            " p50 and p90 the median of the rounds', "
+            "spread the range of the rounds' p50s over the p50 (over 20 %: unsteady, the machine drifted);"
+            " ratios the median of per-round ratios"
+            if meta.get("rounds", 1) > 1
+            else ""
+        )
+        + "; "
         "e2e: with preprocessing (CLAHE) and postprocessing. GFLOP: the model at the whole "
-        "padded image; net input: what the engine ran (the FOV's bounding box, padded). Roofline: GFLOP/s from direct convolution MACs "
-        "at the net input over the measured peak of the precision that ran (INT8 for int8 rows, their float layers included); "
+        "padded image; net input: what the engine ran (the FOV's bounding box, padded). "
+        "Roofline: GFLOP/s from direct convolution MACs "
+        "at the net input over the measured peak of the precision that ran "
+        "(INT8 for int8 rows, their float layers included); "
         "Winograd kernels can exceed 1. "
-        "Biomarker drift: per vessel biomarker, mean |this row's value - the float model's fp32 reference-engine row's| over the test "
-        "images, % of the reference; shown: the biomarker farthest out relative to its tolerance (a quarter of DRIVE's inter-observer "
+        "Biomarker drift: per vessel biomarker, mean |this row's value - the float model's fp32 "
+        "reference-engine row's| over the test "
+        "images, % of the reference; shown: the biomarker farthest out relative to its tolerance "
+        "(a quarter of DRIVE's inter-observer "
         "difference, measure/tolerance.py); beyond tol.: the Notes name every biomarker past it.",
         *([_wall_line(meta)] if meta.get("wall_s") else []),
         *([_shape_line(meta["shape_rows"])] if meta.get("shape_rows") else []),
         "",
-        head, sep, *rows,
+        head,
+        sep,
+        *rows,
     ]
     summary = headline(records)
     if summary:
         lines += ["", "Against the project's targets (computed from the rows above; ok rows only):", *summary]
     failed = [r for r in records if r.status != "ok"]
     if failed:
-        lines += ["", "Cells not ok:"] + [f"- {r.variant} / {r.backend}: {r.status}: {r.error}" for r in failed]
+        lines += ["", "Cells not ok:"] + [
+            f"- {r.variant} / {r.backend}: {r.status}: {r.error}" for r in failed
+        ]
     from .biomarker_drift import flag_note
 
-    noted = [(r, "; ".join(t for t in (r.note, flag_note(r)) if t)) for r in records if r.note or r.biomarker_flag]
+    noted = [
+        (r, "; ".join(t for t in (r.note, flag_note(r)) if t)) for r in records if r.note or r.biomarker_flag
+    ]
     if noted:
-        lines += ["", "Notes:"] + [f"- {r.variant} / {r.backend}" + (f" {r.precision}" if r.biomarker_flag else "") + f": {t}" for r, t in noted]
+        lines += ["", "Notes:"] + [
+            f"- {r.variant} / {r.backend}" + (f" {r.precision}" if r.biomarker_flag else "") + f": {t}"
+            for r, t in noted
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -96,7 +141,9 @@ def headline(records: list[BenchRecord]) -> list[str]:
     from .runner import float_counterpart
 
     shaped = [r for r in records if r.status == "ok" and r.p50_ms and r.shape_requested]
-    ok = [r for r in records if r.status == "ok" and r.p50_ms and not r.shape_requested]  # shape rows: their own line below
+    ok = [
+        r for r in records if r.status == "ok" and r.p50_ms and not r.shape_requested
+    ]  # shape rows: their own line below
     fastest = lambda rs: min(rs, key=lambda r: r.p50_ms)  # noqa: E731
 
     def name(r: BenchRecord) -> str:
@@ -107,14 +154,22 @@ def headline(records: list[BenchRecord]) -> list[str]:
     seed = fastest(seeds) if seeds else None
 
     def vs_seed(r: BenchRecord) -> str:
-        return f"; {ratio(seed, r):.1f}x the seed U-Net on its fastest engine ({name(seed)}, {seed.p50_ms:.1f} ms)" if seed else ""
+        return (
+            f"; {ratio(seed, r):.1f}x the seed U-Net on its fastest engine"
+            f" ({name(seed)}, {seed.p50_ms:.1f} ms)"
+            if seed
+            else ""
+        )
 
     out = []
     scored = [r for r in ok if r.f1 is not None]
     good = [r for r in scored if r.f1 >= F1_TARGET]
     if good:
         r = fastest(good)
-        out.append(f"- Fastest row with F1 >= {F1_TARGET}: {name(r)}, p50 {r.p50_ms:.1f} ms, F1 {r.f1:.4f}{vs_seed(r)}.")
+        out.append(
+            f"- Fastest row with F1 >= {F1_TARGET}: {name(r)}, p50 {r.p50_ms:.1f} ms,"
+            f" F1 {r.f1:.4f}{vs_seed(r)}."
+        )
     elif scored:
         out.append(f"- No row reaches F1 >= {F1_TARGET} (best {max(r.f1 for r in scored):.4f}).")
     if scored:
@@ -123,24 +178,50 @@ def headline(records: list[BenchRecord]) -> list[str]:
     pairs = []
     for base in dict.fromkeys(float_counterpart(r.variant) for r in ok):
         for engine in dict.fromkeys(r.backend for r in ok):
-            q = [r for r in ok if r.backend == engine and float_counterpart(r.variant) == base and "int8" in (r.precision or "")]
+            q = [
+                r
+                for r in ok
+                if r.backend == engine
+                and float_counterpart(r.variant) == base
+                and "int8" in (r.precision or "")
+            ]
             f = [r for r in ok if r.backend == engine and r.variant == base]
             if base and q and f:
                 qi, fl = fastest(q), fastest(f)
                 df = "" if qi.f1 is None or fl.f1 is None else f", F1 {qi.f1 - fl.f1:+.4f}"
-                pairs.append(f"{base} on {engine}: {qi.variant} ({qi.precision}) {qi.p50_ms:.1f} ms vs {fl.precision} {fl.p50_ms:.1f} ms = "
-                             f"{ratio(fl, qi):.2f}x{df}")
+                pairs.append(
+                    f"{base} on {engine}: {qi.variant} ({qi.precision}) {qi.p50_ms:.1f} ms"
+                    f" vs {fl.precision} {fl.p50_ms:.1f} ms = "
+                    f"{ratio(fl, qi):.2f}x{df}"
+                )
     if pairs:
-        out.append("- INT8 against the fastest float row of its model on the same engine: " + "; ".join(pairs) + ".")
+        out.append(
+            "- INT8 against the fastest float row of its model on the same engine: " + "; ".join(pairs) + "."
+        )
     shapes = []
     for s in shaped:
-        own = [r for r in ok if (r.variant, r.backend, r.device, r.precision_requested) == (s.variant, s.backend, s.device, s.precision_requested)]
+        own = [
+            r
+            for r in ok
+            if (r.variant, r.backend, r.device, r.precision_requested)
+            == (s.variant, s.backend, s.device, s.precision_requested)
+        ]
         if own:
             static, dynamic = (s, own[0]) if s.shape_requested == "static" else (own[0], s)
-            shapes.append(f"{s.variant} on {s.backend}: {static.shape} {static.p50_ms:.1f} ms vs {dynamic.shape} {dynamic.p50_ms:.1f} ms = "
-                          f"{ratio(dynamic, static):.2f}x" + (f" (e2e {dynamic.e2e_p50_ms / static.e2e_p50_ms:.2f}x)" if static.e2e_p50_ms and dynamic.e2e_p50_ms else ""))
+            shapes.append(
+                f"{s.variant} on {s.backend}: {static.shape} {static.p50_ms:.1f} ms"
+                f" vs {dynamic.shape} {dynamic.p50_ms:.1f} ms = "
+                f"{ratio(dynamic, static):.2f}x"
+                + (
+                    f" (e2e {dynamic.e2e_p50_ms / static.e2e_p50_ms:.2f}x)"
+                    if static.e2e_p50_ms and dynamic.e2e_p50_ms
+                    else ""
+                )
+            )
     if shapes:
-        out.append("- Static against dynamic input shapes (above 1: static is faster): " + "; ".join(shapes) + ".")
+        out.append(
+            "- Static against dynamic input shapes (above 1: static is faster): " + "; ".join(shapes) + "."
+        )
     return out
 
 
@@ -157,7 +238,10 @@ def _shape_line(rows: dict) -> str:
     """Which engines got a static-against-dynamic row, and why one did not."""
     got = ", ".join(f"{e} {kind}" for e, kind in rows.get("rows", {}).items())
     skipped = "; ".join(f"{e} skipped: {why}" for e, why in rows.get("skipped", {}).items())
-    return f"Input shapes: {rows.get('variant')} also runs {got} beside each engine's own shapes (the engine column names them)" + (f"; {skipped}" if skipped else "") + "."
+    return (
+        f"Input shapes: {rows.get('variant')} also runs {got} beside each engine's own shapes"
+        " (the engine column names them)" + (f"; {skipped}" if skipped else "") + "."
+    )
 
 
 def _wall_line(meta: dict) -> str:
@@ -165,14 +249,27 @@ def _wall_line(meta: dict) -> str:
     slowest = max(built.items(), key=lambda kv: kv[1]) if built else None
     parts = [f"Wall {meta['wall_s'] / 60:.1f} min"]
     if meta.get("build_wall_s") is not None:
-        parts.append(f"building {len(built)} models {meta['build_wall_s'] / 60:.1f} min" + (f" (longest: {slowest[0]} {slowest[1] / 60:.1f} min)" if slowest else ""))
+        parts.append(
+            f"building {len(built)} models {meta['build_wall_s'] / 60:.1f} min"
+            + (f" (longest: {slowest[0]} {slowest[1] / 60:.1f} min)" if slowest else "")
+        )
     if meta.get("cell_s"):
-        parts.append(f"{len(meta['cell_s'])} cells {sum(meta['cell_s'].values()) / 60:.1f} min" + (" (the accuracy pass)" if meta.get("round_s") else ""))
+        parts.append(
+            f"{len(meta['cell_s'])} cells {sum(meta['cell_s'].values()) / 60:.1f} min"
+            + (" (the accuracy pass)" if meta.get("round_s") else "")
+        )
     if meta.get("round_s"):
-        parts.append(f"{len(meta['round_s'])} more timing rounds " + " + ".join(f"{s / 60:.1f}" for s in meta["round_s"]) + " min")
+        parts.append(
+            f"{len(meta['round_s'])} more timing rounds "
+            + " + ".join(f"{s / 60:.1f}" for s in meta["round_s"])
+            + " min"
+        )
     if meta.get("biomarker_s") is not None:
         bm = meta.get("biomarker_masks") or {}
-        parts.append(f"biomarker drift {meta['biomarker_s'] / 60:.1f} min ({bm.get('images', '?')} masks computed, {bm.get('reused', '?')} met again)")
+        parts.append(
+            f"biomarker drift {meta['biomarker_s'] / 60:.1f} min ({bm.get('images', '?')} masks computed,"
+            f" {bm.get('reused', '?')} met again)"
+        )
     return "; ".join(parts) + "."
 
 
@@ -215,7 +312,10 @@ def plot_pareto(path: Path, records: list[BenchRecord], meta: dict) -> bool:
     from matplotlib.lines import Line2D
 
     pts = [r for r in records if r.status == "ok" and r.p50_ms and r.f1 is not None]
-    seed = sorted((r for r in records if r.variant == "seed-unet" and r.status == "ok" and r.p50_ms), key=lambda r: r.p50_ms)
+    seed = sorted(
+        (r for r in records if r.variant == "seed-unet" and r.status == "ok" and r.p50_ms),
+        key=lambda r: r.p50_ms,
+    )
     if not pts:
         return False
     fig, ax = plt.subplots(figsize=(10, 6.5))
@@ -225,21 +325,49 @@ def plot_pareto(path: Path, records: list[BenchRecord], meta: dict) -> bool:
     markers = {"onnxruntime": "o", "openvino": "s", "paddle": "^"}
     for r in pts:
         reduced = any(k in (r.precision or "") for k in ("int8", "bf16", "fp16"))
-        ax.scatter(r.p50_ms, r.f1, marker=markers.get(r.backend, "D"), s=60, linewidths=1.5,
-                   facecolors="none" if reduced else colour[r.variant], edgecolors=colour[r.variant], zorder=3)
+        ax.scatter(
+            r.p50_ms,
+            r.f1,
+            marker=markers.get(r.backend, "D"),
+            s=60,
+            linewidths=1.5,
+            facecolors="none" if reduced else colour[r.variant],
+            edgecolors=colour[r.variant],
+            zorder=3,
+        )
     front = pareto_front([(r.p50_ms, r.f1) for r in pts])
     ax.plot([pts[i].p50_ms for i in front], [pts[i].f1 for i in front], "k--", lw=1, zorder=2)
     for k, i in enumerate(front):  # only the front is named: 30 labels overlap into a block
         r = pts[i]
-        ax.annotate(f"{r.variant} / {r.backend} {r.precision}", (r.p50_ms, r.f1), fontsize=7, xytext=(6, -10 if k % 2 else 4),
-                    textcoords="offset points", bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
+        ax.annotate(
+            f"{r.variant} / {r.backend} {r.precision}",
+            (r.p50_ms, r.f1),
+            fontsize=7,
+            xytext=(6, -10 if k % 2 else 4),
+            textcoords="offset points",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
+        )
     if seed:
         ax.scatter(seed[0].p50_ms, SEED_REPORTED_F1, marker="*", s=160, c="grey", zorder=3)
-        ax.annotate(f"seed U-Net ({seed[0].backend}): measured latency,\nF1 {SEED_REPORTED_F1} as its tutorial reported (not measured)",
-                    (seed[0].p50_ms, SEED_REPORTED_F1), fontsize=7, xytext=(-8, 8), textcoords="offset points", ha="right")
+        ax.annotate(
+            f"seed U-Net ({seed[0].backend}): measured latency,\n"
+            f"F1 {SEED_REPORTED_F1} as its tutorial reported (not measured)",
+            (seed[0].p50_ms, SEED_REPORTED_F1),
+            fontsize=7,
+            xytext=(-8, 8),
+            textcoords="offset points",
+            ha="right",
+        )
     handles = [Line2D([], [], ls="", marker="o", mfc=colour[v], mec=colour[v], label=v) for v in variants]
-    handles += [Line2D([], [], ls="", marker=m, mfc="white", mec="black", label=e) for e, m in markers.items() if any(r.backend == e for r in pts)]
-    handles += [Line2D([], [], ls="", marker="o", mfc="none", mec="black", label="int8 / bf16 (hollow)"), Line2D([], [], ls="--", c="k", label="Pareto front")]
+    handles += [
+        Line2D([], [], ls="", marker=m, mfc="white", mec="black", label=e)
+        for e, m in markers.items()
+        if any(r.backend == e for r in pts)
+    ]
+    handles += [
+        Line2D([], [], ls="", marker="o", mfc="none", mec="black", label="int8 / bf16 (hollow)"),
+        Line2D([], [], ls="--", c="k", label="Pareto front"),
+    ]
     if seed:
         handles.append(Line2D([], [], ls="", marker="*", c="grey", ms=10, label="seed U-Net (F1 reported)"))
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
@@ -247,7 +375,9 @@ def plot_pareto(path: Path, records: list[BenchRecord], meta: dict) -> bool:
     ax.set_xlabel(f"p50 latency per {meta['image_size']} image, ms ({meta['threads']} threads, log scale)")
     ax.set_ylabel("F1 on DRIVE test (FOV, pooled)")
     flags = ", ".join(meta["machine"].get("isa_flags", [])) or "no AVX flags"
-    ax.set_title(f"fundus-edge: speed vs accuracy — {meta['machine']['cpu']} ({flags}), {meta['date']}", fontsize=10)
+    ax.set_title(
+        f"fundus-edge: speed vs accuracy — {meta['machine']['cpu']} ({flags}), {meta['date']}", fontsize=10
+    )
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -259,7 +389,9 @@ def plot_pareto(path: Path, records: list[BenchRecord], meta: dict) -> bool:
 TP_RGB, FP_RGB, FN_RGB = (0, 200, 0), (230, 0, 180), (0, 120, 255)
 
 
-def agreement_overlay(rgb: np.ndarray, pred: np.ndarray, label: np.ndarray | None, fov: np.ndarray | None) -> np.ndarray:
+def agreement_overlay(
+    rgb: np.ndarray, pred: np.ndarray, label: np.ndarray | None, fov: np.ndarray | None
+) -> np.ndarray:
     """True positives green, false positives magenta, false negatives blue (inside the FOV); without a
     label, predicted vessels in green."""
     out = rgb.astype(np.float32).copy()
@@ -284,13 +416,24 @@ def side_by_side(path: Path, panels: list[tuple[str, np.ndarray]], legend: bool)
     from matplotlib.patches import Patch
 
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.6))
-    for ax, (title, img) in zip(np.atleast_1d(axes), panels):
+    for ax, (title, img) in zip(np.atleast_1d(axes), panels, strict=False):
         ax.imshow(img)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     if legend:
-        fig.legend(handles=[Patch(color=np.asarray(c) / 255, label=t) for c, t in ((TP_RGB, "true positive"), (FP_RGB, "false positive"), (FN_RGB, "false negative"))],
-                   loc="lower center", ncol=3, frameon=False)
+        fig.legend(
+            handles=[
+                Patch(color=np.asarray(c) / 255, label=t)
+                for c, t in (
+                    (TP_RGB, "true positive"),
+                    (FP_RGB, "false positive"),
+                    (FN_RGB, "false negative"),
+                )
+            ],
+            loc="lower center",
+            ncol=3,
+            frameon=False,
+        )
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)

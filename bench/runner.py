@@ -19,11 +19,12 @@ visits every cell:
 
 A row's p50 is the median of its rounds' p50s (p90 and e2e p50 likewise; mean, std and p99 over the pooled
 runs); ``spread_pct`` is the range of the rounds' p50s over that median, and a row above
-``fundus_edge.measure.timing.SPREAD_LIMIT`` (20 %) is flagged ``unsteady`` with a note. It is flagged, not re-timed:
-more rounds cannot narrow a range already seen, and dropping the rounds that disagree would be choosing
-the answer. Ratios between rows (reports) are the median of the per-round ratios: every ok row was timed
-in the same rounds, so a slow stretch that lands on one round divides out.
+``fundus_edge.measure.timing.SPREAD_LIMIT`` (20 %) is flagged ``unsteady`` with a note. It is flagged, not
+re-timed: more rounds cannot narrow a range already seen, and dropping the rounds that disagree would be
+choosing the answer. Ratios between rows (reports) are the median of the per-round ratios: every ok row was
+timed in the same rounds, so a slow stretch that lands on one round divides out.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,14 +35,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-
-from fundus_edge.runtime.engines import ENGINES, gpu_engines, installed_engines
+from fundus_edge.measure.timing import Rounds, Timing
 from fundus_edge.runtime.cpu import has_bf16
+from fundus_edge.runtime.engines import gpu_engines, installed_engines
 from fundus_edge.runtime.formats import formats_for
 from fundus_edge.runtime.manifest import read_manifest
-from fundus_edge.measure.timing import Rounds, Timing
-
-from .records import BenchRecord
 
 DRIVE_SIZE = (584, 565)
 
@@ -54,11 +52,29 @@ class BenchConfig:
     quick: bool = False
     models_dir: Path = Path("build/models")
     shipped: Path = Path("models")  # the shipped models (the CLI resolves --models)
-    variants: tuple[str, ...] = ("fp32", "pruned", "int8", "pruned-int8", "int8-nncf", "int8-ort", "small", "small-int8", "small-int8-nncf", "small-int8-ort",
-                                 "small-pruned", "wnet", "wnet-int8-nncf", "wnet-int8-ort", "wnet-small", "wnet-small-int8-nncf", "wnet-small-int8-ort",
-                                 "seed-unet")
+    variants: tuple[str, ...] = (
+        "fp32",
+        "pruned",
+        "int8",
+        "pruned-int8",
+        "int8-nncf",
+        "int8-ort",
+        "small",
+        "small-int8",
+        "small-int8-nncf",
+        "small-int8-ort",
+        "small-pruned",
+        "wnet",
+        "wnet-int8-nncf",
+        "wnet-int8-ort",
+        "wnet-small",
+        "wnet-small-int8-nncf",
+        "wnet-small-int8-ort",
+        "seed-unet",
+    )
     engines: tuple[str, ...] | None = None
-    extra: tuple[Path, ...] = ()  # model folders benchmarked beside the variants (ours or imported), each a variant named after its folder
+    # model folders benchmarked beside the variants (ours or imported), each a variant named after its folder
+    extra: tuple[Path, ...] = ()
     bf16_rows: bool = True
     gpu_rows: bool = True  # also a GPU row per variant for each engine that has a GPU here
     warmup: int = 3
@@ -69,11 +85,15 @@ class BenchConfig:
     finetune_iters: int = 800
     build: bool = True
     rounds: int = 3  # timing rounds per cell, the accuracy pass the first (see the module's docstring)
-    shape_variant: str | None = "small"  # the model whose static-against-dynamic rows are timed (SHAPE_ROWS); None: none
+    shape_variant: str | None = (
+        "small"  # the model whose static-against-dynamic rows are timed (SHAPE_ROWS); None: none
+    )
 
-    def effective(self) -> "BenchConfig":
+    def effective(self) -> BenchConfig:
         if self.quick:
-            return replace(self, warmup=1, runs=5, min_runs=3, budget_s=3.0, batch=2, rounds=min(self.rounds, 2))
+            return replace(
+                self, warmup=1, runs=5, min_runs=3, budget_s=3.0, batch=2, rounds=min(self.rounds, 2)
+            )
         return self
 
 
@@ -82,8 +102,10 @@ class BenchConfig:
 # them (1 x C x H x W at the largest network input of the test images, smaller ones padded); OpenVINO
 # compiles each input shape statically by default, so its extra row compiles the model's dynamic dims once.
 SHAPE_ROWS = {"onnxruntime": "static", "openvino": "dynamic"}
-SHAPE_SKIPPED = {"paddle": "no static input shape on the CPU: Paddle Inference reshapes its input per call and oneDNN caches "
-                           "its primitives per shape already; fixed shapes pay off only in its TensorRT engine on a GPU"}
+SHAPE_SKIPPED = {
+    "paddle": "no static input shape on the CPU: Paddle Inference reshapes its input per call and oneDNN "
+    "caches its primitives per shape already; fixed shapes pay off only in its TensorRT engine on a GPU"
+}
 
 
 @dataclass(frozen=True)
@@ -100,10 +122,21 @@ class Cell:
         return cell_key(self.variant, self.backend, self.precision, self.device, self.shape)
 
 
-def cell_key(variant: str, backend: str, precision: str | None = None, device: str | None = "cpu", shape: str | None = None) -> str:
-    """variant/engine[/precision][/gpu][/static|/dynamic]: a cell's name in the sweep and its temporary files."""
-    return (f"{variant}/{backend}" + (f"/{precision}" if precision else "") + ("/gpu" if str(device or "").startswith("gpu") else "")
-            + (f"/{shape}" if shape else ""))
+def cell_key(
+    variant: str,
+    backend: str,
+    precision: str | None = None,
+    device: str | None = "cpu",
+    shape: str | None = None,
+) -> str:
+    """variant/engine[/precision][/gpu][/static|/dynamic]: a cell's name in the sweep and its temporary
+    files."""
+    return (
+        f"{variant}/{backend}"
+        + (f"/{precision}" if precision else "")
+        + ("/gpu" if str(device or "").startswith("gpu") else "")
+        + (f"/{shape}" if shape else "")
+    )
 
 
 # -- images --------------------------------------------------------------------------------------
@@ -129,7 +162,9 @@ def prepare_images(cfg: BenchConfig, path: Path) -> tuple[int, str]:
             ls = load_sample(s)
             arrays[f"img_{i:03d}"], arrays[f"lab_{i:03d}"], arrays[f"fov_{i:03d}"] = ls.rgb, ls.label, ls.fov
         np.savez(path, **arrays)
-        return len(samples), f"DRIVE test ({len(samples)} images, 1st_manual, FOV pixels pooled) from {cfg.data}"
+        return len(
+            samples
+        ), f"DRIVE test ({len(samples)} images, 1st_manual, FOV pixels pooled) from {cfg.data}"
     rng = np.random.default_rng(0)
     np.savez(path, **{f"img_{i:03d}": synthetic_fundus(rng) for i in range(3)})
     return 3, "synthetic 584x565 fundus-sized inputs (no DATA: accuracy columns are null)"
@@ -146,13 +181,18 @@ def plan_cells(dirs: dict, cfg: BenchConfig) -> list[Cell]:
             if not formats_for(e, list(man.formats)):
                 continue
             cells.append(Cell(variant, d, e))
-            # OpenVINO in bf16 where the CPU has it: the whole float model, or an INT8 model's float layers (int8+bf16).
+            # OpenVINO in bf16 where the CPU has it: the whole float model, or an INT8 model's float layers
+            # (int8+bf16).
             if e == "openvino" and cfg.bf16_rows and has_bf16():
                 cells.append(Cell(variant, d, e, "bf16"))
             if e in on_gpu:
                 cells.append(Cell(variant, d, e, device="gpu"))
         if variant == cfg.shape_variant:
-            cells += [Cell(variant, d, e, shape=SHAPE_ROWS[e]) for e in engines if e in SHAPE_ROWS and formats_for(e, list(man.formats))]
+            cells += [
+                Cell(variant, d, e, shape=SHAPE_ROWS[e])
+                for e in engines
+                if e in SHAPE_ROWS and formats_for(e, list(man.formats))
+            ]
     return cells
 
 
@@ -165,7 +205,15 @@ def float_counterpart(variant: str) -> str | None:
     return base or "fp32"
 
 
-def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, has_labels: bool, tmp: Path, progress: bool = True) -> tuple[list[dict], list[float]]:
+def run_cells(
+    cells: list[Cell],
+    cfg: BenchConfig,
+    images: Path,
+    n_images: int,
+    has_labels: bool,
+    tmp: Path,
+    progress: bool = True,
+) -> tuple[list[dict], list[float]]:
     """Every cell's record (planned order) and the wall seconds of each timing round after the first."""
     from tqdm import tqdm
 
@@ -181,13 +229,25 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
         ref = refs.get(cell.variant)
         fref = refs.get(float_counterpart(cell.variant) or "")
         spec = {
-            "variant": cell.variant, "backend": cell.backend, "model_dir": str(cell.model_dir), "precision": cell.precision, "device": cell.device,
-            "threads": cfg.threads, "batch": cfg.batch, "warmup": cfg.warmup, "runs": cfg.runs, "min_runs": cfg.min_runs,
-            "budget_s": cfg.budget_s, "images": str(images), "accuracy": has_labels and read_manifest(cell.model_dir).variant != "untrained",
-            "reference_mask": str(ref) if ref else None, "save_mask": str(tmp / f"{cell.key.replace('/', '_')}.masks.npz"),
+            "variant": cell.variant,
+            "backend": cell.backend,
+            "model_dir": str(cell.model_dir),
+            "precision": cell.precision,
+            "device": cell.device,
+            "threads": cfg.threads,
+            "batch": cfg.batch,
+            "warmup": cfg.warmup,
+            "runs": cfg.runs,
+            "min_runs": cfg.min_runs,
+            "budget_s": cfg.budget_s,
+            "images": str(images),
+            "accuracy": has_labels and read_manifest(cell.model_dir).variant != "untrained",
+            "reference_mask": str(ref) if ref else None,
+            "save_mask": str(tmp / f"{cell.key.replace('/', '_')}.masks.npz"),
             "float_reference_mask": str(fref) if fref else None,
             "save_prob": str(tmp / f"{cell.key.replace('/', '_')}.prob.npy"),
-            "shape": cell.shape, "shapes": _shape_options(cell, ref_recs.get(cell.variant)),
+            "shape": cell.shape,
+            "shapes": _shape_options(cell, ref_recs.get(cell.variant)),
         }
         specs[cell.key] = spec
         sp, rp = tmp / "spec.json", tmp / "rec.json"
@@ -195,10 +255,18 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
         if rp.exists():
             rp.unlink()
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "fundus_edge.bench.cell", str(sp), str(rp)], capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "fundus_edge.bench.cell", str(sp), str(rp)], capture_output=True, text=True
+        )
         if r.returncode != 0 or not rp.exists():
-            rec = {"variant": cell.variant, "backend": cell.backend, "threads": cfg.threads, "status": "run_failed", "device": cell.device,
-                   "error": f"cell process exited {r.returncode}: {_last_line(r.stderr)}"}
+            rec = {
+                "variant": cell.variant,
+                "backend": cell.backend,
+                "threads": cfg.threads,
+                "status": "run_failed",
+                "device": cell.device,
+                "error": f"cell process exited {r.returncode}: {_last_line(r.stderr)}",
+            }
         else:
             rec = json.loads(rp.read_text())
             if rec.get("status") == "ok":
@@ -206,7 +274,8 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
             if ref is None and rec.get("status") == "ok":
                 refs[cell.variant] = Path(spec["save_mask"])
                 ref_recs[cell.variant] = rec
-                rec["_is_ref"] = True  # the variant's reference engine: the others' agreement and biomarkers are taken against it
+                # the variant's reference engine: the others' agreement and biomarkers are taken against it
+                rec["_is_ref"] = True
         rec["_key"] = cell.key
         rec["_wall_s"] = round(time.perf_counter() - t0, 1)
         out.append(rec)
@@ -217,9 +286,15 @@ def run_cells(cells: list[Cell], cfg: BenchConfig, images: Path, n_images: int, 
     to_time = [c for c in cells if c.key in timed]
     for k in range(1, cfg.rounds):
         t0 = time.perf_counter()
-        with tqdm(total=len(to_time), desc=f"bench round {k + 1}/{cfg.rounds}", unit="cell", disable=not progress) as bar:
+        with tqdm(
+            total=len(to_time), desc=f"bench round {k + 1}/{cfg.rounds}", unit="cell", disable=not progress
+        ) as bar:
             for group in timing_order(to_time, k):
-                got = run_round_group([_round_spec(specs[c.key], timed[c.key], c.key, has_labels) for c in group], tmp / f"round{k}", bar.update)
+                got = run_round_group(
+                    [_round_spec(specs[c.key], timed[c.key], c.key, has_labels) for c in group],
+                    tmp / f"round{k}",
+                    bar.update,
+                )
                 for c in group:
                     results[c.key].append(got[c.key])
         round_s.append(round(time.perf_counter() - t0, 1))
@@ -246,9 +321,27 @@ def _last_line(stderr: str | None) -> str:
 def _round_spec(spec: dict, rec: dict, key: str, has_labels: bool) -> dict:
     """A later round's spec of one cell: the accuracy pass's, with what that pass found (the format that
     ran, whether the model is slow, whether it was scored), so every round times the cell the same way."""
-    keep = ("variant", "backend", "model_dir", "precision", "device", "threads", "warmup", "runs", "min_runs", "budget_s", "images", "shapes")
-    return {**{k: spec[k] for k in keep}, "key": key, "format": rec.get("format"), "slow": bool(rec.get("_slow")),
-            "scored": bool(spec.get("accuracy")) and has_labels}
+    keep = (
+        "variant",
+        "backend",
+        "model_dir",
+        "precision",
+        "device",
+        "threads",
+        "warmup",
+        "runs",
+        "min_runs",
+        "budget_s",
+        "images",
+        "shapes",
+    )
+    return {
+        **{k: spec[k] for k in keep},
+        "key": key,
+        "format": rec.get("format"),
+        "slow": bool(rec.get("_slow")),
+        "scored": bool(spec.get("accuracy")) and has_labels,
+    }
 
 
 def timing_order(cells: list[Cell], k: int) -> list[list[Cell]]:
@@ -262,7 +355,9 @@ def timing_order(cells: list[Cell], k: int) -> list[list[Cell]]:
     families: dict[str, int] = {}
     for c in cells:
         families.setdefault(float_counterpart(c.variant) or c.variant, len(families))
-    out = [sorted(g, key=lambda c: families[float_counterpart(c.variant) or c.variant]) for g in groups.values()]
+    out = [
+        sorted(g, key=lambda c: families[float_counterpart(c.variant) or c.variant]) for g in groups.values()
+    ]
     if k % 2:
         out = [g[::-1] for g in out[::-1]]
     return out
@@ -278,15 +373,23 @@ def run_round_group(specs: list[dict], tmp: Path, advance=lambda n: None) -> dic
         sp, rp = tmp / "specs.json", tmp / "round.jsonl"
         sp.write_text(json.dumps(rest))
         rp.write_text("")
-        r = subprocess.run([sys.executable, "-m", "fundus_edge.bench.cell", "--round", str(sp), str(rp)], capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "fundus_edge.bench.cell", "--round", str(sp), str(rp)],
+            capture_output=True,
+            text=True,
+        )
         done = [json.loads(line) for line in rp.read_text().splitlines() if line.strip()]
         for d in done:
             got[d["key"]] = d
         advance(len(done))
-        rest = rest[len(done):]
+        rest = rest[len(done) :]
         if rest:  # the process ended before the next cell's line: that cell crashed it
             crashed = rest.pop(0)
-            got[crashed["key"]] = {"key": crashed["key"], "status": "run_failed", "error": f"round process exited {r.returncode}: {_last_line(r.stderr)}"}
+            got[crashed["key"]] = {
+                "key": crashed["key"],
+                "status": "run_failed",
+                "error": f"round process exited {r.returncode}: {_last_line(r.stderr)}",
+            }
             advance(1)
     return got
 
@@ -301,13 +404,30 @@ def apply_rounds(rec: dict, results: list[dict]) -> None:
     ok = [r for r in results if r.get("status", "ok") == "ok"]
     rounds = Rounds(tuple(r["p50_ms"] if r.get("status", "ok") == "ok" else None for r in results))
     pooled = Timing(tuple(v for r in ok for v in r["samples_ms"]))
-    rec.update(p50_ms=rounds.median, p90_ms=statistics.median(r["p90_ms"] for r in ok), e2e_p50_ms=statistics.median(r["e2e_p50_ms"] for r in ok),
-               p99_ms=pooled.p99, mean_ms=pooled.mean, std_ms=pooled.std, timed_runs=pooled.runs, rounds=len(ok), round_p50_ms=list(rounds.p50s),
-               spread_pct=None if rounds.spread is None else 100.0 * rounds.spread, unsteady=None if rounds.spread is None else rounds.unsteady)
-    notes = [f"round {i + 1} failed: {r.get('error')}" for i, r in enumerate(results) if r.get("status", "ok") != "ok"]
+    rec.update(
+        p50_ms=rounds.median,
+        p90_ms=statistics.median(r["p90_ms"] for r in ok),
+        e2e_p50_ms=statistics.median(r["e2e_p50_ms"] for r in ok),
+        p99_ms=pooled.p99,
+        mean_ms=pooled.mean,
+        std_ms=pooled.std,
+        timed_runs=pooled.runs,
+        rounds=len(ok),
+        round_p50_ms=list(rounds.p50s),
+        spread_pct=None if rounds.spread is None else 100.0 * rounds.spread,
+        unsteady=None if rounds.spread is None else rounds.unsteady,
+    )
+    notes = [
+        f"round {i + 1} failed: {r.get('error')}"
+        for i, r in enumerate(results)
+        if r.get("status", "ok") != "ok"
+    ]
     if rounds.unsteady:
         t = rounds.timed
-        notes.append(f"unsteady: round p50s {min(t):.1f}-{max(t):.1f} ms differ by {100 * rounds.spread:.0f} % of the median "
-                     f"(limit {100 * SPREAD_LIMIT:.0f} %); the machine's speed drifted, compare this row with care")
+        notes.append(
+            f"unsteady: round p50s {min(t):.1f}-{max(t):.1f} ms differ by {100 * rounds.spread:.0f} %"
+            f" of the median (limit {100 * SPREAD_LIMIT:.0f} %); the machine's speed drifted,"
+            " compare this row with care"
+        )
     if notes:
         rec["note"] = "; ".join(([rec["note"]] if rec.get("note") else []) + notes)

@@ -1,4 +1,5 @@
 """``run_bench``: prepare variants and images, run the cells, derive columns, write the reports."""
+
 from __future__ import annotations
 
 import re
@@ -7,7 +8,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from fundus_edge.runtime.manifest import read_manifest
 
 from . import report
@@ -16,7 +16,17 @@ from .html_report import write_report
 from .ledger_rows import record_test_reads
 from .machine import cpu_info, measure_peak, versions
 from .records import BenchRecord
-from .runner import DRIVE_SIZE, SHAPE_ROWS, SHAPE_SKIPPED, BenchConfig, cell_key, float_counterpart, plan_cells, prepare_images, run_cells
+from .runner import (
+    DRIVE_SIZE,
+    SHAPE_ROWS,
+    SHAPE_SKIPPED,
+    BenchConfig,
+    cell_key,
+    float_counterpart,
+    plan_cells,
+    prepare_images,
+    run_cells,
+)
 from .variants import prepare_variants
 
 # A cell whose vessel masks (every test image, inside its FOV) have a Dice below MIN_AGREEMENT with the
@@ -66,8 +76,15 @@ def finalize(raw: list[dict], dirs: dict, errors: dict, peak: dict) -> list[Benc
         man = read_manifest(dirs[d["variant"]])
         gflops = 2.0 * man.model.get("gmac", 0.0)
         d = {k: v for k, v in d.items() if not k.startswith("_")}
-        d.update(params=man.model.get("params"), gflops=round(gflops, 3),
-                 size_mb=round(sum(Path(dirs[d["variant"]], f).stat().st_size for f in _read_files(man, d.get("format"))) / 1e6, 3))
+        d.update(
+            params=man.model.get("params"),
+            gflops=round(gflops, 3),
+            size_mb=round(
+                sum(Path(dirs[d["variant"]], f).stat().st_size for f in _read_files(man, d.get("format")))
+                / 1e6,
+                3,
+            ),
+        )
         if d.get("status") == "ok":
             if d.get("p50_ms"):
                 # The work actually done: the network ran on the FOV's box, not the whole padded frame.
@@ -80,13 +97,19 @@ def finalize(raw: list[dict], dirs: dict, errors: dict, peak: dict) -> list[Benc
             if d.get("agreement") is not None and d["agreement"] < MIN_AGREEMENT:
                 wrong.append(f"vessel Dice {d['agreement']:.3f} with the reference engine's masks")
             if d.get("agreement_float") is not None and d["agreement_float"] < MIN_AGREEMENT_FLOAT:
-                wrong.append(f"vessel Dice {d['agreement_float']:.4f} with the float model's masks (inside the FOV; at least {MIN_AGREEMENT_FLOAT})")
+                wrong.append(
+                    f"vessel Dice {d['agreement_float']:.4f} with the float model's masks"
+                    f" (inside the FOV; at least {MIN_AGREEMENT_FLOAT})"
+                )
             rf = ref_f1.get(d["variant"])
             if rf is not None and d.get("f1") is not None and d["f1"] < rf - MAX_F1_DROP:
                 wrong.append(f"F1 {d['f1']:.4f} vs {rf:.4f} on the reference engine")
             ff = ref_f1.get(float_counterpart(d["variant"]) or "")
             if ff is not None and d.get("f1") is not None and d["f1"] < ff - MAX_F1_DROP_FLOAT:
-                wrong.append(f"F1 {d['f1']:.4f} vs {ff:.4f} for the float model ({d['f1'] - ff:+.4f}; at most {MAX_F1_DROP_FLOAT} below)")
+                wrong.append(
+                    f"F1 {d['f1']:.4f} vs {ff:.4f} for the float model"
+                    f" ({d['f1'] - ff:+.4f}; at most {MAX_F1_DROP_FLOAT} below)"
+                )
             if wrong:
                 d.update(status="wrong_output", error="; ".join(wrong))
         recs.append(BenchRecord.from_dict(d))
@@ -95,7 +118,9 @@ def finalize(raw: list[dict], dirs: dict, errors: dict, peak: dict) -> list[Benc
     return recs
 
 
-def run_bench(cfg: BenchConfig, progress: bool = True, command: str | None = None) -> tuple[list[BenchRecord], dict]:
+def run_bench(
+    cfg: BenchConfig, progress: bool = True, command: str | None = None
+) -> tuple[list[BenchRecord], dict]:
     """``command``: the command line the test-read ledger's rows name (default: this process's arguments)."""
     cfg = cfg.effective()
     out = Path(cfg.out)
@@ -110,25 +135,48 @@ def run_bench(cfg: BenchConfig, progress: bool = True, command: str | None = Non
         peak = measure_peak(cfg.threads)
         cells = plan_cells(dirs, cfg)
         raw, round_s = run_cells(cells, cfg, tmp / "images.npz", n, has_labels, tmp, progress)
-        t_drift = time.perf_counter()  # after every timing round: the biomarkers never run beside a timed cell
+        t_drift = (
+            time.perf_counter()
+        )  # after every timing round: the biomarkers never run beside a timed cell
         drift = add_drift(raw, tmp / "images.npz", cfg.threads) if has_labels else {}
         drift_s = round(time.perf_counter() - t_drift, 1)
         records = finalize(raw, dirs, errors, peak)
         meta = {
-            "date": time.strftime("%Y-%m-%d %H:%M"), "machine": cpu_info(), "versions": versions(), "threads": cfg.threads,
-            "image_size": f"{DRIVE_SIZE[0]}x{DRIVE_SIZE[1]}", "images": desc, "peak": peak, "quick": cfg.quick,
-            "timing": (f"{cfg.warmup} warm-up runs, then each test image once (the accuracy pass is the first round)" if has_labels else
-                       f"{cfg.warmup} warm-up runs, then the images in turn, up to {cfg.runs} timed runs (at least {cfg.min_runs}) within {cfg.budget_s:.0f} s")
-                      + f", in each of {cfg.rounds} rounds over the run; p50 the median of the rounds' p50s, perf_counter; throughput with batch {cfg.batch}",
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "machine": cpu_info(),
+            "versions": versions(),
+            "threads": cfg.threads,
+            "image_size": f"{DRIVE_SIZE[0]}x{DRIVE_SIZE[1]}",
+            "images": desc,
+            "peak": peak,
+            "quick": cfg.quick,
+            "timing": (
+                f"{cfg.warmup} warm-up runs, then each test image once (the accuracy pass is the first round)"
+                if has_labels
+                else f"{cfg.warmup} warm-up runs, then the images in turn, up to {cfg.runs} timed runs"
+                f" (at least {cfg.min_runs}) within {cfg.budget_s:.0f} s"
+            )
+            + f", in each of {cfg.rounds} rounds over the run; p50 the median of the rounds' p50s,"
+            f" perf_counter; throughput with batch {cfg.batch}",
             "rounds": cfg.rounds,
-            "wall_s": None, "build_s": build_s, "build_wall_s": round(t_built - t0, 1),
+            "wall_s": None,
+            "build_s": build_s,
+            "build_wall_s": round(t_built - t0, 1),
             "cell_s": {r["_key"]: r["_wall_s"] for r in raw},  # the accuracy pass (round 1), per cell
             "round_s": round_s,  # each later timing round, all cells
             "biomarker_s": drift_s if drift else None,  # the biomarker drift, after the rounds
             "biomarker_masks": drift or None,  # masks computed, masks met again (same hash), cells compared
-            "shape_rows": {"variant": cfg.shape_variant, "rows": {e: SHAPE_ROWS[e] for e in {c.backend for c in cells if c.shape}},
-                           "skipped": {e: why for e, why in SHAPE_SKIPPED.items() if any(c.backend == e and c.variant == cfg.shape_variant for c in cells)}}
-                          if any(c.shape for c in cells) else None,
+            "shape_rows": {
+                "variant": cfg.shape_variant,
+                "rows": {e: SHAPE_ROWS[e] for e in {c.backend for c in cells if c.shape}},
+                "skipped": {
+                    e: why
+                    for e, why in SHAPE_SKIPPED.items()
+                    if any(c.backend == e and c.variant == cfg.shape_variant for c in cells)
+                },
+            }
+            if any(c.shape for c in cells)
+            else None,
         }
         write_overlays(out, records, dirs, tmp, has_labels)
     meta["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -169,6 +217,15 @@ def write_overlays(out: Path, records: list[BenchRecord], dirs: dict, tmp: Path,
     scored = [rp for rp in drawn.values() if rp[0].f1 is not None]
     accurate = max(scored, key=lambda rp: rp[0].f1) if scored else None
     panels = [fastest] + ([accurate] if accurate and accurate[0] is not fastest[0] else [])
-    title = lambda r: f"{r.variant} / {r.backend} {r.precision}: {r.p50_ms:.0f} ms" + (f", F1 {r.f1:.4f}" if r.f1 is not None else "")  # noqa: E731
-    report.side_by_side(out / "fastest_vs_most_accurate.png", [(("fastest: " if i == 0 else "most accurate: ") + title(r), pic) for i, (r, pic) in enumerate(panels)],
-                        legend=label is not None)
+    title = lambda r: (
+        f"{r.variant} / {r.backend} {r.precision}: {r.p50_ms:.0f} ms"
+        + (f", F1 {r.f1:.4f}" if r.f1 is not None else "")
+    )  # noqa: E731
+    report.side_by_side(
+        out / "fastest_vs_most_accurate.png",
+        [
+            (("fastest: " if i == 0 else "most accurate: ") + title(r), pic)
+            for i, (r, pic) in enumerate(panels)
+        ],
+        legend=label is not None,
+    )

@@ -3,15 +3,15 @@
 Runs the shipped models on one 584x565 input (a DRIVE test image when FUNDUS_EDGE_DRIVE is set,
 otherwise a synthetic fundus-sized image) through each installed engine, engine call only and end
 to end."""
+
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-
+from fundus_edge.measure.timing import TimingPolicy
 from fundus_edge.runtime.engines import installed_engines
 from fundus_edge.runtime.predictor import Predictor
-from fundus_edge.measure.timing import TimingPolicy
 
 TIMING = TimingPolicy()  # the bench's warm-up and run count
 MODELS = Path(__file__).resolve().parents[1] / "models"

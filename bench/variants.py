@@ -7,6 +7,7 @@ fine-tune's step takes 1405 ms at one thread against 1111 ms at two (`python -m
 fundus_edge.train.throughput --config default --crop 96 --batch-size 8`), +170 s, about what the other
 builds (150 s) would save by running beside it.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 from fundus_edge.runtime.errors import FundusEdgeError, InputError, one_line
+
 
 def seed_unet_dir(target: Path, force: bool = False) -> Path:
     """The seed tutorial's PaddleSeg U-Net (13.4 M), untrained (fixed seed), as a PaddleSeg user brings it:
@@ -30,10 +32,19 @@ def seed_unet_dir(target: Path, force: bool = False) -> Path:
     shutil.rmtree(export, ignore_errors=True)
     export.mkdir(parents=True)
     env = {**os.environ, "FLAGS_enable_pir_api": "0"}
-    r = subprocess.run([sys.executable, "-m", "fundus_edge.export.paddleseg_unet", str(export), "softmax"], env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "fundus_edge.export.paddleseg_unet", str(export), "softmax"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
-        raise InputError(f"PaddleSeg export of the seed U-Net failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
-    import_paddleseg(export, target, name="seed-unet", force=True, variant="untrained")  # untrained: speed only, no F1
+        raise InputError(
+            f"PaddleSeg export of the seed U-Net failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}"
+        )
+    import_paddleseg(
+        export, target, name="seed-unet", force=True, variant="untrained"
+    )  # untrained: speed only, no F1
     shutil.rmtree(export, ignore_errors=True)
     return target
 
@@ -92,12 +103,22 @@ def build_one(cfg, name: str, kind: str) -> Path:
         default = cfg.shipped / "default"
         if not (default / "manifest.yaml").is_file():
             raise InputError(f"{default}: no shipped default model")
-        build_variants(default, cfg.models_dir, cfg.data, finetune_iters=cfg.finetune_iters, only=(name,), progress=False)
+        build_variants(
+            default, cfg.models_dir, cfg.data, finetune_iters=cfg.finetune_iters, only=(name,), progress=False
+        )
     else:
         # <shipped model>-<variant>: that shipped model compressed like the default's variant of that
         # name, e.g. small-int8 (PTQ), small-pruned (same ratio and fine-tune as `pruned`).
         base, what = derived_variant(cfg.shipped, name)
-        quantize(base, cfg.models_dir / name, cfg.data, finetune_iters=cfg.finetune_iters, force=True, progress=False, **VARIANTS[what])
+        quantize(
+            base,
+            cfg.models_dir / name,
+            cfg.data,
+            finetune_iters=cfg.finetune_iters,
+            force=True,
+            progress=False,
+            **VARIANTS[what],
+        )
     return cfg.models_dir / name
 
 
@@ -147,20 +168,38 @@ def _quantizer_settings(quantizer: str) -> dict:
 
     if quantizer == "nncf":
         o = NncfOptions()
-        return {"engine": "openvino", "preset": o.preset, "fast_bias_correction": o.fast_bias_correction, "overflow_fix": o.overflow_fix, "accuracy_control": None}
+        return {
+            "engine": "openvino",
+            "preset": o.preset,
+            "fast_bias_correction": o.fast_bias_correction,
+            "overflow_fix": o.overflow_fix,
+            "accuracy_control": None,
+        }
     o = OrtOptions()
-    return {"engine": "onnxruntime", "format": o.quant_format, "weights": "int8" + (" per channel" if o.per_channel else ""), "calibrate_method": o.calibrate_method,
-            "reduce_range": (not has_vnni()) if o.reduce_range is None else o.reduce_range}
+    return {
+        "engine": "onnxruntime",
+        "format": o.quant_format,
+        "weights": "int8" + (" per channel" if o.per_channel else ""),
+        "calibrate_method": o.calibrate_method,
+        "reduce_range": (not has_vnni()) if o.reduce_range is None else o.reduce_range,
+    }
 
 
 def shipped_int8(cfg, name: str, kind: str) -> tuple[Path | None, str]:
-    """The shipped folder <model>-int8-nncf / -int8-ort that is this variant's build: (folder, ''); else (None,
-    why not: '' when none is shipped). It must come from the shipped float model as it is now (its manifest's
-    sha256) by the settings a build here would use, so the bench measures what it would otherwise build."""
+    """The shipped folder <model>-int8-nncf / -int8-ort that is this variant's build: (folder, ''); else
+    (None, why not: '' when none is shipped). It must come from the shipped float model as it is now (its
+    manifest's sha256) by the settings a build here would use, so the bench measures what it would otherwise
+    build."""
     from fundus_edge.quantize.pipeline import VARIANTS
     from fundus_edge.runtime.manifest import read_manifest, sha256
 
-    found = (cfg.shipped / "default", name) if kind == "variant" else derived_variant(cfg.shipped, name) if kind in ("derived", "shipped") else None
+    found = (
+        (cfg.shipped / "default", name)
+        if kind == "variant"
+        else derived_variant(cfg.shipped, name)
+        if kind in ("derived", "shipped")
+        else None
+    )
     if found is None or VARIANTS.get(found[1], {}).get("int8") not in ("nncf", "ort"):
         return None, ""
     base, what = found
@@ -170,11 +209,19 @@ def shipped_int8(cfg, name: str, kind: str) -> tuple[Path | None, str]:
     man = read_manifest(folder)
     rec = man.source.get("float_model") if isinstance(man.source, dict) else None
     if not isinstance(rec, dict) or rec.get("manifest_sha256") != sha256(base / "manifest.yaml"):
-        return None, f"{folder} was quantized from another {base} (manifest sha256 {str((rec or {}).get('manifest_sha256'))[:12]})"
+        return (
+            None,
+            f"{folder} was quantized from another {base}"
+            f" (manifest sha256 {str((rec or {}).get('manifest_sha256'))[:12]})",
+        )
     want = _quantizer_settings(VARIANTS[what]["int8"])
     got = {k: (man.quantization or {}).get(k) for k in want}
     if got != want:
-        return None, f"{folder} was quantized with other settings ({', '.join(f'{k} {got[k]}' for k in want if got[k] != want[k])})"
+        return (
+            None,
+            f"{folder} was quantized with other settings"
+            f" ({', '.join(f'{k} {got[k]}' for k in want if got[k] != want[k])})",
+        )
     return folder, ""
 
 
@@ -205,7 +252,11 @@ def prepare_variants(cfg, progress: bool = True) -> tuple[dict, dict, dict]:
             if built and not stale:
                 dirs[name] = cfg.models_dir / name
             elif not cfg.build:
-                errors[name] = f"InputError: {cfg.models_dir / name}: " + (stale if stale else "not built") + " (run without --no-build)"
+                errors[name] = (
+                    f"InputError: {cfg.models_dir / name}: "
+                    + (stale if stale else "not built")
+                    + " (run without --no-build)"
+                )
             else:
                 if stale:
                     print(f"variant {name}: {stale}; rebuilding", flush=True)

@@ -6,6 +6,7 @@ validated figures and the CPU flags they were measured on, the golden inputs wit
 engine + precision gave for them, and the sha256 of every other file. It imports the runtime only: the
 device that runs ``selftest`` has no Paddle, no quantizer and no bench.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -14,7 +15,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
-
 from fundus_edge.runtime.errors import IntegrityError, ModelError
 from fundus_edge.runtime.manifest import confined, sha256
 
@@ -65,7 +65,9 @@ class Bundle:
     files: dict  # every top-level file but bundle.yaml (manifest, model, README, requirements) -> sha256
     input_size: tuple[int, int] | None = None  # the camera's fixed W x H the goldens have (pack --input-size)
     network_inputs: list = field(default_factory=list)  # the engine input shape (N, C, H, W) each golden gave
-    static: dict = field(default_factory=dict)  # what pack fixed for the camera's size, e.g. {"onnx": [1, 3, 576, 576]}
+    static: dict = field(
+        default_factory=dict
+    )  # what pack fixed for the camera's size, e.g. {"onnx": [1, 3, 576, 576]}
     created: str = ""
     fundus_edge_version: str = ""
 
@@ -96,7 +98,10 @@ def read_bundle(folder: str | Path) -> Bundle:
     if not isinstance(d, dict) or d.get("schema") != SCHEMA:
         raise ModelError(f"{path}: not a fundus-edge bundle record")
     if d.get("schema_version") != SCHEMA_VERSION:
-        raise ModelError(f"{path}: bundle schema version {d.get('schema_version')!r} is not supported (supports {SCHEMA_VERSION})")
+        raise ModelError(
+            f"{path}: bundle schema version {d.get('schema_version')!r} is not supported"
+            f" (supports {SCHEMA_VERSION})"
+        )
     try:
         d = {k: v for k, v in d.items() if k in Bundle.__dataclass_fields__}
         d["validated"] = Validated(**d["validated"])

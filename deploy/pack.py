@@ -6,6 +6,7 @@ figures from the record, pinned runtime requirements without Paddle or a quantiz
 device, and ``bundle.yaml`` hashing them all. It is written beside ``--out`` and renamed into place, so a
 refused pack leaves nothing behind; it must fit the 5 MB budget.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -17,13 +18,20 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from fundus_edge import __version__
 from fundus_edge.bench.records import BenchRecord
 from fundus_edge.runtime.errors import InputError, ModelError
 from fundus_edge.runtime.images import IMAGE_SUFFIXES, read_image, write_png
-from fundus_edge.runtime.manifest import MANIFEST, confined, read_manifest, sha256, verify_files, write_manifest
+from fundus_edge.runtime.manifest import (
+    MANIFEST,
+    confined,
+    read_manifest,
+    sha256,
+    verify_files,
+    write_manifest,
+)
 from fundus_edge.runtime.predictor import Predictor, choose_engine
+
+from fundus_edge import __version__
 
 from .bundle import BUNDLE, GOLDENS, MAX_BYTES, Bundle, Golden, Validated, write_bundle, write_prob
 from .pick import Record, choice_key, cpu_mismatch
@@ -37,7 +45,9 @@ ENGINE_PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
 @dataclass(frozen=True)
 class PackOptions:
     out: Path
-    data: Path | None = None  # where the golden inputs come from: a DRIVE folder (test/images) or a folder of images
+    data: Path | None = (
+        None  # where the golden inputs come from: a DRIVE folder (test/images) or a folder of images
+    )
     goldens: int = 3
     input_size: tuple[int, int] | None = None  # the camera's fixed W x H
     models_dir: Path = Path("build/models")  # where the bench built its variants
@@ -75,20 +85,34 @@ def resolve(choice: str, record: Record, opts: PackOptions) -> tuple[Path, Bench
     folder = Path(choice)
     if (folder / MANIFEST).is_file():
         if not opts.engine:
-            raise InputError(f"{choice}: a model folder as CHOICE needs --engine (and --precision for a row that asked one)")
+            raise InputError(
+                f"{choice}: a model folder as CHOICE needs --engine"
+                " (and --precision for a row that asked one)"
+            )
         key = f"{folder.resolve().name}/{opts.engine}" + (f"/{opts.precision}" if opts.precision else "")
     else:
         folder, key = None, choice
     rows = [r for r in record.rows if choice_key(r) == key and not str(r.device or "cpu").startswith("gpu")]
     if not rows:
-        raise InputError(f"{record.path}: no CPU row {key!r} (its rows: {', '.join(sorted({choice_key(r) for r in record.rows}))})")
+        raise InputError(
+            f"{record.path}: no CPU row {key!r}"
+            f" (its rows: {', '.join(sorted({choice_key(r) for r in record.rows}))})"
+        )
     row = rows[0]
     if row.status != "ok" or row.f1 is None:
-        raise InputError(f"{record.path}: row {key} has no validated figures (status {row.status}{': ' + row.error if row.error else ''})")
+        raise InputError(
+            f"{record.path}: row {key} has no validated figures"
+            f" (status {row.status}{': ' + row.error if row.error else ''})"
+        )
     if folder is None:
-        found = [d for d in (opts.models_dir / row.variant, opts.shipped / row.variant) if (d / MANIFEST).is_file()]
+        found = [
+            d for d in (opts.models_dir / row.variant, opts.shipped / row.variant) if (d / MANIFEST).is_file()
+        ]
         if not found:
-            raise InputError(f"variant {row.variant}: no model folder in {opts.models_dir} or {opts.shipped} (give the folder as CHOICE with --engine)")
+            raise InputError(
+                f"variant {row.variant}: no model folder in {opts.models_dir} or {opts.shipped}"
+                " (give the folder as CHOICE with --engine)"
+            )
         folder = found[0]
     return folder, row
 
@@ -130,44 +154,68 @@ def _fix_onnx_dims(path: Path, shape: tuple[int, ...]) -> None:
     dims = m.graph.input[0].type.tensor_type.shape.dim
     if len(dims) != len(shape):
         raise ModelError(f"{path}: input has {len(dims)} dims, the network input {len(shape)}")
-    for d, v in zip(dims, shape):
+    for d, v in zip(dims, shape, strict=False):
         d.ClearField("dim_param")
         d.dim_value = int(v)
     onnx.save_model(m, str(path))
 
 
 def _requirements(engine: str) -> str:
-    lines = ["# The runtime a device needs for this bundle (no Paddle, no quantizer), pinned to the versions its goldens were made with.",
-             f"# fundus-edge {__version__} itself: pip install --no-deps the project's wheel (or source) after these."]
+    lines = [
+        "# The runtime a device needs for this bundle (no Paddle, no quantizer),"
+        " pinned to the versions its goldens were made with.",
+        f"# fundus-edge {__version__} itself:"
+        " pip install --no-deps the project's wheel (or source) after these.",
+    ]
     for pkg in RUNTIME_PACKAGES + (ENGINE_PACKAGES[engine],):
         try:
             lines.append(f"{pkg}=={metadata.version(pkg)}")
         except metadata.PackageNotFoundError:
-            raise InputError(f"{pkg}: not installed here, so its version cannot be pinned for the device") from None
+            raise InputError(
+                f"{pkg}: not installed here, so its version cannot be pinned for the device"
+            ) from None
     return "\n".join(lines) + "\n"
 
 
 def _readme(b: Bundle, model: str, files: list[str]) -> str:
     v = b.validated
     f = lambda x, fmt: "n/a" if x is None else fmt.format(x)  # noqa: E731
-    static = (f"Static shape: the goldens are {b.input_size[0]}x{b.input_size[1]} (the camera's size); "
-              + (f"model.onnx is fixed to the network input {b.static['onnx']}: another size fails in one line. " if b.static.get("onnx") else
-                 "OpenVINO compiles each input shape once (static) and keeps it, so a fixed camera size compiles once. ")
-              ) if b.input_size else ""
+    static = (
+        (
+            f"Static shape: the goldens are {b.input_size[0]}x{b.input_size[1]} (the camera's size); "
+            + (
+                f"model.onnx is fixed to the network input {b.static['onnx']}:"
+                " another size fails in one line. "
+                if b.static.get("onnx")
+                else "OpenVINO compiles each input shape once (static) and keeps it,"
+                " so a fixed camera size compiles once. "
+            )
+        )
+        if b.input_size
+        else ""
+    )
+    # Named pieces keep the template's source lines within the line length.
+    scores = f"F1 {f(v.f1, '{:.4f}')}, AUC {f(v.auc, '{:.4f}')}, IoU {f(v.iou, '{:.4f}')}"
+    p50 = f(v.p50_ms, "{:.1f}")
+    flags = ", ".join(v.isa_flags) or "no flags of interest"
+    ver, prec, n_goldens = b.fundus_edge_version, b.precision, len(b.goldens)
+    predict = f"fundus-edge predict . IMAGES -o OUT --backend {b.engine}" + (
+        " --precision " + b.precision_request if b.precision_request else ""
+    )
     return f"""# {model}: {b.engine} {b.precision} deploy bundle
 
-Validated ({v.images}; {v.date}): F1 {f(v.f1, '{:.4f}')}, AUC {f(v.auc, '{:.4f}')}, IoU {f(v.iou, '{:.4f}')}; engine p50 {f(v.p50_ms, '{:.1f}')} ms
-({v.threads} threads) on {v.cpu} with {', '.join(v.isa_flags) or 'no flags of interest'}.
+Validated ({v.images}; {v.date}): {scores}; engine p50 {p50} ms
+({v.threads} threads) on {v.cpu} with {flags}.
 
-Install (no Paddle, no quantizer): `pip install -r requirements.txt`, then fundus-edge {b.fundus_edge_version} with `--no-deps`.
+Install (no Paddle, no quantizer): `pip install -r requirements.txt`, then fundus-edge {ver} with `--no-deps`.
 
-Before screening anyone: `fundus-edge selftest .` checks every file's sha256, that this CPU can run {b.precision},
-runs the {len(b.goldens)} golden images ({GOLDENS}/) against this engine's own outputs (vessel Dice >= 0.99) and
+Before screening anyone: `fundus-edge selftest .` checks every file's sha256, that this CPU can run {prec},
+runs the {n_goldens} golden images ({GOLDENS}/) against this engine's own outputs (vessel Dice >= 0.99) and
 times them; it prints PASS or FAIL with the reason (exit code 0 / 1).
 
-Segment: `fundus-edge predict . IMAGES -o OUT --backend {b.engine}{' --precision ' + b.precision_request if b.precision_request else ''}`.
+Segment: `{predict}`.
 {static}
-Files: {', '.join(files)}, {BUNDLE} (the sha256 of every other file), {GOLDENS}/.
+Files: {", ".join(files)}, {BUNDLE} (the sha256 of every other file), {GOLDENS}/.
 """
 
 
@@ -182,7 +230,10 @@ def pack(choice: str, record: Record, opts: PackOptions) -> Packed:
     model_dir, row = resolve(choice, record, opts)
     data = opts.data or data_of(record)
     if data is None:
-        raise InputError(f"{record.path}: the data it was measured on is not here; give --data (a DRIVE folder or a folder of images) for the goldens")
+        raise InputError(
+            f"{record.path}: the data it was measured on is not here;"
+            " give --data (a DRIVE folder or a folder of images) for the goldens"
+        )
     sources = golden_sources(Path(data), opts.goldens)
     man = read_manifest(model_dir)
     engine, fmt = choose_engine(man, row.backend)
@@ -204,12 +255,24 @@ def pack(choice: str, record: Record, opts: PackOptions) -> Packed:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write(tmp: Path, model_dir: Path, man, engine: str, fmt: str, names: list[str], row: BenchRecord, record: Record,
-           sources: list[Path], opts: PackOptions) -> Packed:
+def _write(
+    tmp: Path,
+    model_dir: Path,
+    man,
+    engine: str,
+    fmt: str,
+    names: list[str],
+    row: BenchRecord,
+    record: Record,
+    sources: list[Path],
+    opts: PackOptions,
+) -> Packed:
     for n in names:
         shutil.copyfile(confined(model_dir, n, str(model_dir / MANIFEST)), tmp / n)
     write_manifest(tmp, replace(man, formats={fmt: names}, files={}), written=names)
-    pred = Predictor.load(tmp, backend=engine, threads=opts.threads, precision=row.precision_requested, fmt=fmt)
+    pred = Predictor.load(
+        tmp, backend=engine, threads=opts.threads, precision=row.precision_requested, fmt=fmt
+    )
     static: dict = {}
     shapes = []
     images = [_golden_image(s, opts.input_size) for s in sources]
@@ -218,18 +281,28 @@ def _write(tmp: Path, model_dir: Path, man, engine: str, fmt: str, names: list[s
         shapes.append([1, *x.shape])
     if opts.input_size and engine == "onnxruntime":
         if len({tuple(s) for s in shapes}) != 1:
-            raise InputError(f"--input-size {opts.input_size[0]}x{opts.input_size[1]}: the goldens give network inputs {shapes}, not one static shape")
+            raise InputError(
+                f"--input-size {opts.input_size[0]}x{opts.input_size[1]}:"
+                f" the goldens give network inputs {shapes}, not one static shape"
+            )
         _fix_onnx_dims(tmp / names[0], tuple(shapes[0]))
-        write_manifest(tmp, replace(read_manifest(tmp), input={**man.input, "dynamic": []}), written=names[:1])
+        write_manifest(
+            tmp, replace(read_manifest(tmp), input={**man.input, "dynamic": []}), written=names[:1]
+        )
         static = {"onnx": shapes[0]}
-        pred = Predictor.load(tmp, backend=engine, threads=opts.threads, precision=row.precision_requested, fmt=fmt)
+        pred = Predictor.load(
+            tmp, backend=engine, threads=opts.threads, precision=row.precision_requested, fmt=fmt
+        )
     if pred.precision != (row.precision or pred.precision):
-        raise ModelError(f"{tmp}: {engine} runs {pred.precision} here, the record's row {choice_key(row)} ran {row.precision}")
+        raise ModelError(
+            f"{tmp}: {engine} runs {pred.precision} here,"
+            f" the record's row {choice_key(row)} ran {row.precision}"
+        )
 
     gdir = tmp / GOLDENS
     gdir.mkdir()
     goldens = []
-    for i, (src, rgb) in enumerate(zip(sources, images)):
+    for i, (src, rgb) in enumerate(zip(sources, images, strict=False)):
         stem = f"{i + 1:02d}_{src.stem}"
         g = Golden(f"{stem}.png", f"{stem}.prob.png", f"{stem}.mask.png", {})
         write_png(gdir / g.image, rgb)
@@ -240,17 +313,44 @@ def _write(tmp: Path, model_dir: Path, man, engine: str, fmt: str, names: list[s
 
     (tmp / "requirements.txt").write_text(_requirements(engine))
     meta = record.meta
-    validated = Validated(f1=row.f1, auc=row.auc, iou=row.iou, p50_ms=row.p50_ms, e2e_p50_ms=row.e2e_p50_ms, threads=row.threads,
-                          images=str(meta.get("images", "")), cpu=record.cpu, isa_flags=record.isa_flags, date=str(meta.get("date", "")),
-                          record=str(record.path), unsteady=row.unsteady)
-    b = Bundle(variant=row.variant, engine=engine, format=fmt, precision=pred.precision, precision_request=row.precision_requested,
-               threads=row.threads, validated=validated, goldens=tuple(goldens), files={}, input_size=opts.input_size,
-               network_inputs=shapes, static=static, created=time.strftime("%Y-%m-%d %H:%M"), fundus_edge_version=__version__)
+    validated = Validated(
+        f1=row.f1,
+        auc=row.auc,
+        iou=row.iou,
+        p50_ms=row.p50_ms,
+        e2e_p50_ms=row.e2e_p50_ms,
+        threads=row.threads,
+        images=str(meta.get("images", "")),
+        cpu=record.cpu,
+        isa_flags=record.isa_flags,
+        date=str(meta.get("date", "")),
+        record=str(record.path),
+        unsteady=row.unsteady,
+    )
+    b = Bundle(
+        variant=row.variant,
+        engine=engine,
+        format=fmt,
+        precision=pred.precision,
+        precision_request=row.precision_requested,
+        threads=row.threads,
+        validated=validated,
+        goldens=tuple(goldens),
+        files={},
+        input_size=opts.input_size,
+        network_inputs=shapes,
+        static=static,
+        created=time.strftime("%Y-%m-%d %H:%M"),
+        fundus_edge_version=__version__,
+    )
     top = [MANIFEST, *names, "requirements.txt", "README.md"]
     (tmp / "README.md").write_text(_readme(b, man.name, top))
     b = replace(b, files={n: sha256(tmp / n) for n in top})
     write_bundle(tmp, b)
     size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
     if size > MAX_BYTES:
-        raise InputError(f"{choice_key(row)}: the bundle would be {size / 1e6:.2f} MB, over the {MAX_BYTES / 1e6:g} MB budget for shipped bundles")
+        raise InputError(
+            f"{choice_key(row)}: the bundle would be {size / 1e6:.2f} MB,"
+            f" over the {MAX_BYTES / 1e6:g} MB budget for shipped bundles"
+        )
     return Packed(tmp, b, size, sum(1 for p in tmp.rglob("*") if p.is_file()))

@@ -1,5 +1,6 @@
 """``pick``: from a bench record, the fastest variant x engine x precision that meets the accuracy (and
 optional latency and size) bounds, on the CPU the record was measured on."""
+
 from __future__ import annotations
 
 import json
@@ -47,12 +48,18 @@ def choice_key(r: BenchRecord) -> str:
 def read_record(path: str | Path) -> Record:
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no bench record here (run `make bench` or `fundus-edge bench --out {path.parent}`)")
+        raise InputError(
+            f"{path}: no bench record here (run `make bench` or `fundus-edge bench --out {path.parent}`)"
+        )
     try:
         d = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
-    if not isinstance(d, dict) or not isinstance(d.get("results"), list) or not isinstance(d.get("meta"), dict):
+    if (
+        not isinstance(d, dict)
+        or not isinstance(d.get("results"), list)
+        or not isinstance(d.get("meta"), dict)
+    ):
         raise InputError(f"{path}: not a bench record (needs 'meta' and 'results')")
     try:
         rows = tuple(BenchRecord.from_dict(r) for r in d["results"])
@@ -69,19 +76,38 @@ def cpu_mismatch(record: Record, here: list[str] | None = None) -> str | None:
         return None
     only_there = sorted(set(there) - set(here))
     only_here = sorted(set(here) - set(there))
-    parts = ([f"it had {', '.join(only_there)}, which this CPU lacks"] if only_there else []) + \
-            ([f"this CPU has {', '.join(only_here)}, which it lacked"] if only_here else [])
-    return f"{record.path}: measured on another CPU ({record.cpu}): {'; '.join(parts)} (--any-cpu to pick from it anyway)"
+    parts = ([f"it had {', '.join(only_there)}, which this CPU lacks"] if only_there else []) + (
+        [f"this CPU has {', '.join(only_here)}, which it lacked"] if only_here else []
+    )
+    return (
+        f"{record.path}: measured on another CPU ({record.cpu}): {'; '.join(parts)}"
+        " (--any-cpu to pick from it anyway)"
+    )
 
 
 def candidates(record: Record, bounds: Bounds) -> tuple[list[BenchRecord], str]:
     """The rows that meet ``bounds`` (CPU rows that ran, with a p50 and an F1), fastest first, and a line
     saying how many rows each bound left out."""
     # Shape rows (a static or dynamic compile beside the engine's own, for one model) measure what a fixed
-    # input size gains; a bundle compiles for a camera's size with `pack --input-size`, so they are not choices.
-    rows = [r for r in record.rows if r.status == "ok" and r.p50_ms is not None and not str(r.device or "cpu").startswith("gpu")
-            and not r.shape_requested]
-    out, dropped = [], {"no F1": 0, f"F1 < {bounds.min_f1}": 0, f"p50 > {bounds.max_ms} ms": 0, f"size > {bounds.max_mb} MB": 0}
+    # input size gains; a bundle compiles for a camera's size with `pack --input-size`, so they are not
+    # choices.
+    rows = [
+        r
+        for r in record.rows
+        if r.status == "ok"
+        and r.p50_ms is not None
+        and not str(r.device or "cpu").startswith("gpu")
+        and not r.shape_requested
+    ]
+    out, dropped = (
+        [],
+        {
+            "no F1": 0,
+            f"F1 < {bounds.min_f1}": 0,
+            f"p50 > {bounds.max_ms} ms": 0,
+            f"size > {bounds.max_mb} MB": 0,
+        },
+    )
     for r in rows:
         if r.f1 is None:
             dropped["no F1"] += 1
@@ -95,7 +121,9 @@ def candidates(record: Record, bounds: Bounds) -> tuple[list[BenchRecord], str]:
             out.append(r)
     not_ok = len(record.rows) - len(rows)
     why = ", ".join(f"{n} {k}" for k, n in dropped.items() if n) or "none left out"
-    return sorted(out, key=lambda r: r.p50_ms), f"{len(rows)} CPU rows that ran ({not_ok} other rows: failed, GPU or untimed); by the bounds: {why}"
+    return sorted(
+        out, key=lambda r: r.p50_ms
+    ), f"{len(rows)} CPU rows that ran ({not_ok} other rows: failed, GPU or untimed); by the bounds: {why}"
 
 
 def pick(record: Record, bounds: Bounds, any_cpu: bool = False) -> list[BenchRecord]:
@@ -105,18 +133,27 @@ def pick(record: Record, bounds: Bounds, any_cpu: bool = False) -> list[BenchRec
         raise InputError(why)
     rows, summary = candidates(record, bounds)
     if not rows:
-        raise InputError(f"{record.path}: no row meets F1 >= {bounds.min_f1}"
-                         + (f", p50 <= {bounds.max_ms} ms" if bounds.max_ms is not None else "")
-                         + (f", size <= {bounds.max_mb} MB" if bounds.max_mb is not None else "") + f" ({summary})")
+        raise InputError(
+            f"{record.path}: no row meets F1 >= {bounds.min_f1}"
+            + (f", p50 <= {bounds.max_ms} ms" if bounds.max_ms is not None else "")
+            + (f", size <= {bounds.max_mb} MB" if bounds.max_mb is not None else "")
+            + f" ({summary})"
+        )
     return rows
 
 
 def table(rows: list[BenchRecord], runners_up: int = 4) -> str:
     """The choice and its runners-up as a short Markdown table."""
     f = lambda v, fmt: "–" if v is None else fmt.format(v)  # noqa: E731
-    lines = ["| | choice | precision | p50 ms | F1 | AUC | IoU | MB |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| | choice | precision | p50 ms | F1 | AUC | IoU | MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for i, r in enumerate(rows[: runners_up + 1]):
         p50 = f(r.p50_ms, "{:.1f}") + (" (unsteady)" if r.unsteady else "")
-        lines.append(f"| {'picked' if i == 0 else i + 1} | {choice_key(r)} | {r.precision or '–'} | {p50} | {f(r.f1, '{:.4f}')} | "
-                     f"{f(r.auc, '{:.4f}')} | {f(r.iou, '{:.4f}')} | {f(r.size_mb, '{:.2f}')} |")
+        lines.append(
+            f"| {'picked' if i == 0 else i + 1} | {choice_key(r)} | {r.precision or '–'} | {p50}"
+            f" | {f(r.f1, '{:.4f}')} | {f(r.auc, '{:.4f}')} | {f(r.iou, '{:.4f}')}"
+            f" | {f(r.size_mb, '{:.2f}')} |"
+        )
     return "\n".join(lines)

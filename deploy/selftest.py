@@ -4,19 +4,19 @@
 Every hash checked, the CPU able to run the bundle's precision, the engine loaded at it, the goldens' masks
 within vessel Dice 0.99 of the ones packed (the largest probability difference reported), the goldens timed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
+from fundus_edge.measure.timing import TimingPolicy, time_calls
 from fundus_edge.runtime.cpu import has_bf16, has_vnni, isa_flags
 from fundus_edge.runtime.errors import FundusEdgeError, one_line
 from fundus_edge.runtime.images import read_binary, read_image
 from fundus_edge.runtime.manifest import read_manifest
 from fundus_edge.runtime.predictor import Predictor
-from fundus_edge.measure.timing import TimingPolicy, time_calls
 
 from .bundle import GOLDENS, Bundle, read_bundle, read_prob, verify_bundle
 
@@ -40,7 +40,8 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _found(d, key: str):
-    """The first value of ``key`` anywhere in a nested dict (the manifest's quantization record), else None."""
+    """The first value of ``key`` anywhere in a nested dict (the manifest's quantization record), else
+    None."""
     if isinstance(d, dict):
         if key in d:
             return d[key]
@@ -54,17 +55,36 @@ def cpu_refusal(b: Bundle, quantization: dict | None = None) -> tuple[str | None
     """(why this CPU cannot run the bundle's precision, or None; warnings)."""
     warn = []
     if "bf16" in b.precision and not has_bf16():
-        return f"{b.precision}: this CPU lacks AVX-512 BF16 and AMX BF16 ({b.engine} would run f32, not what was validated)", warn
-    if "int8" in b.precision and has_vnni() is False and b.engine == "onnxruntime" and _found(quantization, "reduce_range") is False:
-        # ONNX Runtime's u8 x s8 kernels without VNNI accumulate pairs in 16 bits, which full 8-bit weights can saturate
-        # (its quantization docs: use reduce_range there); the file was quantized for a VNNI CPU.
-        return f"{b.precision}: this CPU lacks VNNI and the file has full-range 8-bit weights (reduce_range off): ONNX Runtime can saturate", warn
+        return (
+            f"{b.precision}: this CPU lacks AVX-512 BF16 and AMX BF16"
+            f" ({b.engine} would run f32, not what was validated)",
+            warn,
+        )
+    if (
+        "int8" in b.precision
+        and has_vnni() is False
+        and b.engine == "onnxruntime"
+        and _found(quantization, "reduce_range") is False
+    ):
+        # ONNX Runtime's u8 x s8 kernels without VNNI accumulate pairs in 16 bits, which full 8-bit weights
+        # can saturate (its quantization docs: use reduce_range there); the file was quantized for a VNNI
+        # CPU.
+        return (
+            f"{b.precision}: this CPU lacks VNNI and the file has full-range 8-bit weights"
+            " (reduce_range off): ONNX Runtime can saturate",
+            warn,
+        )
     if "int8" in b.precision and has_vnni() is False:
-        warn.append(f"{b.precision}: this CPU lacks VNNI: {b.engine} runs INT8 on slower kernels (16-bit accumulation can saturate); "
-                    "the goldens decide whether its outputs still match")
+        warn.append(
+            f"{b.precision}: this CPU lacks VNNI: {b.engine} runs INT8 on slower kernels"
+            " (16-bit accumulation can saturate); the goldens decide whether its outputs still match"
+        )
     missing = sorted(set(b.validated.isa_flags) - set(isa_flags()))
     if missing:
-        warn.append(f"the validated figures come from a CPU with {', '.join(missing)}, which this one lacks: its latency will differ")
+        warn.append(
+            f"the validated figures come from a CPU with {', '.join(missing)}, which this one lacks:"
+            " its latency will differ"
+        )
     return None, warn
 
 
@@ -79,9 +99,19 @@ def selftest(folder: str | Path, runs: int = 10, threads: int | None = None) -> 
         notes += [f"warning: {w}" for w in warn]
         if why:
             return SelftestResult(False, why, notes)
-        pred = Predictor.load(folder, backend=b.engine, threads=threads or b.threads, precision=b.precision_request, fmt=b.format)
+        pred = Predictor.load(
+            folder,
+            backend=b.engine,
+            threads=threads or b.threads,
+            precision=b.precision_request,
+            fmt=b.format,
+        )
         if pred.precision != b.precision:
-            return SelftestResult(False, f"{b.engine} runs {pred.precision} here; the bundle was validated at {b.precision}", notes)
+            return SelftestResult(
+                False,
+                f"{b.engine} runs {pred.precision} here; the bundle was validated at {b.precision}",
+                notes,
+            )
         worst_dice, worst_diff, images = 1.0, 0.0, []
         for g in b.goldens:
             gdir = folder / GOLDENS
@@ -90,20 +120,34 @@ def selftest(folder: str | Path, runs: int = 10, threads: int | None = None) -> 
             want_mask = read_binary(gdir / g.mask, "expected mask")
             want_prob = read_prob(gdir / g.prob)
             if p.mask.shape != want_mask.shape or p.prob.shape != want_prob.shape:
-                return SelftestResult(False, f"{g.image}: output is {p.mask.shape}, expected {want_mask.shape}", notes)
+                return SelftestResult(
+                    False, f"{g.image}: output is {p.mask.shape}, expected {want_mask.shape}", notes
+                )
             d, diff = dice(p.mask, want_mask), float(np.abs(p.prob - want_prob).max())
             notes.append(f"{g.image}: vessel Dice {d:.4f}, largest probability difference {diff:.2e}")
             worst_dice, worst_diff = min(worst_dice, d), max(worst_diff, diff)
             images.append(rgb)
         if worst_dice < MIN_DICE:
-            return SelftestResult(False, f"golden masks differ: vessel Dice {worst_dice:.4f} < {MIN_DICE} (largest probability difference {worst_diff:.2e})", notes)
+            return SelftestResult(
+                False,
+                f"golden masks differ: vessel Dice {worst_dice:.4f} < {MIN_DICE}"
+                f" (largest probability difference {worst_diff:.2e})",
+                notes,
+            )
         k = iter(range(1 << 30))
-        t = time_calls(lambda: pred.predict(images[next(k) % len(images)], fov="auto").engine_ms,
-                       TimingPolicy(warmup=1, runs=runs, min_runs=runs, budget_s=0.0))
+        t = time_calls(
+            lambda: pred.predict(images[next(k) % len(images)], fov="auto").engine_ms,
+            TimingPolicy(warmup=1, runs=runs, min_runs=runs, budget_s=0.0),
+        )
         v = b.validated
         vs = f" (validated {v.p50_ms:.1f} ms on {v.cpu})" if v.p50_ms is not None else ""
-        return SelftestResult(True, f"{len(b.goldens)} goldens on {b.engine} {pred.precision}: vessel Dice >= {worst_dice:.4f}, largest probability "
-                                    f"difference {worst_diff:.2e}; engine p50 {t.p50:.1f} ms over {t.runs} runs{vs}", notes)
+        return SelftestResult(
+            True,
+            f"{len(b.goldens)} goldens on {b.engine} {pred.precision}: vessel Dice >= {worst_dice:.4f},"
+            f" largest probability difference {worst_diff:.2e};"
+            f" engine p50 {t.p50:.1f} ms over {t.runs} runs{vs}",
+            notes,
+        )
     except FundusEdgeError as exc:
         return SelftestResult(False, str(exc).splitlines()[0], notes)
     except Exception as exc:  # noqa: BLE001 - an engine's own failure is a FAIL with its one line, not a traceback

@@ -5,6 +5,7 @@ before Paddle starts (``paddle.set_flags`` at run time does not switch ``jit.sav
 Paddle 3.3.1), so it is saved in a child process. ONNX comes from the legacy program through
 paddle2onnx 1.3.1, which also converts PaddleSlim's quantised programs (2.1.0 does not: STACK.md).
 """
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,6 @@ def input_spec(in_channels: int):
 
 def save_pir(net, cfg, out_dir: Path, opset: int = 13) -> None:
     import paddle
-
     from fundus_edge.train.model import VesselProbability
 
     wrapped = VesselProbability(net)
@@ -44,7 +44,6 @@ def save_legacy(net, cfg, out_dir: Path, opset: int = 13) -> None:
     import tempfile
 
     import numpy as np
-
     from fundus_edge.train.config import dump_config
 
     stem = Path(FORMATS["legacy"].files[0]).stem
@@ -68,13 +67,25 @@ def legacy_to_onnx(out_dir: Path, opset: int = 13, deploy_backend: str = "onnxru
     program_to_onnx(model, params, out_dir / FORMATS["onnx"].files[0], opset, deploy_backend)
 
 
-def program_to_onnx(model: Path, params: Path, target: Path, opset: int = 13, deploy_backend: str = "onnxruntime") -> None:
-    """A Paddle inference program (legacy ``.pdmodel`` or PIR ``.json``) -> ONNX whose output is named "prob"."""
+def program_to_onnx(
+    model: Path, params: Path, target: Path, opset: int = 13, deploy_backend: str = "onnxruntime"
+) -> None:
+    """A Paddle inference program (legacy ``.pdmodel`` or PIR ``.json``) -> ONNX whose output is named
+    "prob"."""
     import onnx
     import paddle2onnx
 
     try:
-        paddle2onnx.export(str(model), str(params), save_file=str(target), opset_version=opset, auto_upgrade_opset=True, verbose=False, enable_onnx_checker=True, deploy_backend=deploy_backend)
+        paddle2onnx.export(
+            str(model),
+            str(params),
+            save_file=str(target),
+            opset_version=opset,
+            auto_upgrade_opset=True,
+            verbose=False,
+            enable_onnx_checker=True,
+            deploy_backend=deploy_backend,
+        )
     except Exception as exc:  # paddle2onnx raises bare Exceptions from C++
         raise ModelError(f"{model}: paddle2onnx failed: {exc}") from None
     if not target.is_file() or target.stat().st_size == 0:
@@ -118,7 +129,10 @@ def saved_param_order(net, prefix: Path) -> list[str]:
     own = {k: v.numpy() for k, v in net.state_dict().items()}
     free = dict(own)
     order = []
-    for _, t in sorted(loaded.state_dict().items(), key=lambda kv: int(kv[0].split("_")[-1]) if kv[0].split("_")[-1].isdigit() else 0):
+    for _, t in sorted(
+        loaded.state_dict().items(),
+        key=lambda kv: int(kv[0].split("_")[-1]) if kv[0].split("_")[-1].isdigit() else 0,
+    ):
         a = t.numpy()
         match = next((k for k, v in free.items() if v.shape == a.shape and np.array_equal(v, a)), None)
         if match is None:

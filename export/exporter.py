@@ -1,4 +1,5 @@
 """Checkpoint -> model folder: Paddle PIR, legacy program, ONNX, and the manifest."""
+
 from __future__ import annotations
 
 import shutil
@@ -6,10 +7,11 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from fundus_edge import __version__
-from fundus_edge.runtime.errors import InputError, ModelError
+from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.formats import FORMATS, build_order
 from fundus_edge.runtime.manifest import Manifest, write_manifest
+
+from fundus_edge import __version__
 
 from . import builders
 
@@ -41,15 +43,24 @@ def model_facts(net, info) -> dict:
     mult = net.pad_multiple
     h, w = (-(-GMAC_AT[0] // mult) * mult, -(-GMAC_AT[1] // mult) * mult)
     macs = count_macs(net, info.config.preprocess.in_channels, h, w)
-    return {"arch": m.arch, "base": m.base, "depth": m.depth, "act": m.act, "residual": m.residual, "bridge": m.bridge,
-            **({"s2d": m.s2d, "refine": m.refine} if m.s2d > 1 else {}), "params": count_params(net), "gmac": round(macs / 1e9, 3), "gmac_at": f"{GMAC_AT[0]}x{GMAC_AT[1]} (padded to {h}x{w})"}
+    return {
+        "arch": m.arch,
+        "base": m.base,
+        "depth": m.depth,
+        "act": m.act,
+        "residual": m.residual,
+        "bridge": m.bridge,
+        **({"s2d": m.s2d, "refine": m.refine} if m.s2d > 1 else {}),
+        "params": count_params(net),
+        "gmac": round(macs / 1e9, 3),
+        "gmac_at": f"{GMAC_AT[0]}x{GMAC_AT[1]} (padded to {h}x{w})",
+    }
 
 
 def scrubbed_config(cfg) -> dict:
     """The training config as a manifest records it: without the data root (a path on the machine that
     trained, which means nothing where the model runs)."""
     import yaml
-
     from fundus_edge.train.config import dump_config
 
     d = yaml.safe_load(dump_config(cfg))
@@ -79,7 +90,12 @@ def source_record(path) -> dict:
     p = Path(path)
     if (p / "manifest.yaml").is_file():
         man = read_manifest(p)
-        return {"name": man.name, "variant": man.variant, "manifest_sha256": sha256(p / "manifest.yaml"), "path": portable_path(p)}
+        return {
+            "name": man.name,
+            "variant": man.variant,
+            "manifest_sha256": sha256(p / "manifest.yaml"),
+            "path": portable_path(p),
+        }
     return {"checkpoint": portable_path(p)}
 
 
@@ -87,10 +103,23 @@ def dir_size_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 1e6
 
 
-def finish_model_dir(out: Path, info, facts: dict, formats: dict, name: str, variant: str, pad_multiple: int, quantization: dict | None = None,
-                     extra_source: dict | None = None) -> Path:
+def finish_model_dir(
+    out: Path,
+    info,
+    facts: dict,
+    formats: dict,
+    name: str,
+    variant: str,
+    pad_multiple: int,
+    quantization: dict | None = None,
+    extra_source: dict | None = None,
+) -> Path:
     """Write the manifest of a model folder whose format files are in place."""
-    origin = {"model": source_record(info.path)} if info.extra.get("from_model_dir") else {"checkpoint": portable_path(info.path)}
+    origin = (
+        {"model": source_record(info.path)}
+        if info.extra.get("from_model_dir")
+        else {"checkpoint": portable_path(info.path)}
+    )
     source = {**origin, "iteration": info.iteration, "validation": info.metrics, **(extra_source or {})}
     man = Manifest(
         name=name,
@@ -110,7 +139,17 @@ def finish_model_dir(out: Path, info, facts: dict, formats: dict, name: str, var
     return write_manifest(out, man)
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path, name: str | None = None, variant: str = "fp32", formats: tuple[str, ...] = ("pir", "legacy", "onnx"), force: bool = False, opset: int = 13, pruning: dict | None = None, threshold: float | None = None) -> ExportResult:
+def export_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    name: str | None = None,
+    variant: str = "fp32",
+    formats: tuple[str, ...] = ("pir", "legacy", "onnx"),
+    force: bool = False,
+    opset: int = 13,
+    pruning: dict | None = None,
+    threshold: float | None = None,
+) -> ExportResult:
     """Export a checkpoint to ``formats`` with its manifest; ``pruning`` (from the quantize step) is
     recorded under the manifest's source, and so is a ``threshold`` that replaces the checkpoint's."""
     from fundus_edge.train.checkpoint import load_source
@@ -118,10 +157,16 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, name: str | None 
     out = Path(out)
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise InputError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(f for f, r in FORMATS.items() if r.made_by == 'export')}")
+        raise InputError(
+            f"unknown format(s) {', '.join(unknown)};"
+            f" choose from {', '.join(f for f, r in FORMATS.items() if r.made_by == 'export')}"
+        )
     not_exported = [f for f in formats if FORMATS[f].made_by != "export"]
     if not_exported:
-        raise InputError(f"format(s) {', '.join(not_exported)} are made by `fundus-edge quantize` (an engine's INT8 quantizer), not by export")
+        raise InputError(
+            f"format(s) {', '.join(not_exported)} are made by `fundus-edge quantize`"
+            " (an engine's INT8 quantizer), not by export"
+        )
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise InputError(f"threshold {threshold} must be in (0, 1)")
     net, info = load_source(checkpoint)
@@ -137,12 +182,16 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, name: str | None 
             builders.BUILDERS[fmt](net, info.config, out, opset)
             done[fmt] = list(FORMATS[fmt].files)
             if fmt == "pir":
-                source["param_order"] = builders.saved_param_order(net, out / Path(FORMATS["pir"].files[0]).stem)
+                source["param_order"] = builders.saved_param_order(
+                    net, out / Path(FORMATS["pir"].files[0]).stem
+                )
         for fmt in [f for f in done if f not in formats]:  # built only because another format needed it
             for f in done.pop(fmt):
                 (out / f).unlink()
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # no half-written model folder left behind
         raise
-    finish_model_dir(out, info, facts, done, name or info.config.name, variant, net.pad_multiple, extra_source=source)
+    finish_model_dir(
+        out, info, facts, done, name or info.config.name, variant, net.pad_multiple, extra_source=source
+    )
     return ExportResult(out, tuple(done), facts["params"], facts["gmac"], dir_size_mb(out))

@@ -1,12 +1,12 @@
 """Child process of ``save_legacy``: runs with FLAGS_enable_pir_api=0 (see builders.py).
 
 argv: a folder with config.yaml + weights.npz, and the output prefix."""
+
 import sys
 from pathlib import Path
 
 import numpy as np
 import paddle
-
 from fundus_edge.export.builders import input_spec
 from fundus_edge.train.checkpoint import load_state_reshaping
 from fundus_edge.train.config import load_config

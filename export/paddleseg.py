@@ -7,6 +7,7 @@ or logits, ONNX through paddle2onnx, and a manifest whose preprocessing is rebui
 transforms. ``write_paddleseg_deploy``: the other way, a PaddleSeg-convention program and ``deploy.yaml``
 beside our own, for PaddleSeg's ``deploy/python/infer.py`` and FastDeploy's PaddleSeg loader.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,12 +20,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
-
-from fundus_edge import __version__
 from fundus_edge.runtime.errors import InputError, ModelError
 from fundus_edge.runtime.formats import FORMATS
 from fundus_edge.runtime.manifest import Manifest, confined, read_manifest, sha256, write_manifest
 from fundus_edge.runtime.preprocess import PreprocessConfig
+
+from fundus_edge import __version__
 
 from .exporter import GMAC_AT, ExportResult, dir_size_mb, portable_path, prepare_out
 
@@ -55,18 +56,27 @@ def read_export(folder: str | Path) -> PaddleSegExport:
         dep = d["Deploy"]
         names = dep["model"], dep["params"]
     except (yaml.YAMLError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: not a PaddleSeg deploy file (needs Deploy.model and Deploy.params: {exc.__class__.__name__} {exc})") from None
+        raise InputError(
+            f"{path}: not a PaddleSeg deploy file"
+            f" (needs Deploy.model and Deploy.params: {exc.__class__.__name__} {exc})"
+        ) from None
     # Plain files of the export folder only (no '..', absolute path or symlink), as in our own model folders.
     program, params = (confined(folder, n, str(path)) for n in names)
     for p in (program, params):
         if not p.is_file():
             raise InputError(f"{path}: names {p.name}, which is not in {folder}")
-    if params.name != program.stem + ".pdiparams":  # Paddle loads the program's prefix: <stem>.pdiparams is what it reads
-        raise InputError(f"{path}: params {params.name} is not {program.stem}.pdiparams, the file Paddle reads beside {program.name}")
+    # Paddle loads the program's prefix: <stem>.pdiparams is what it reads
+    if params.name != program.stem + ".pdiparams":
+        raise InputError(
+            f"{path}: params {params.name} is not {program.stem}.pdiparams,"
+            f" the file Paddle reads beside {program.name}"
+        )
     fmt = {".json": "pir", ".pdmodel": "legacy"}.get(program.suffix)
     if fmt is None:
         raise InputError(f"{program}: neither a PIR program (.json) nor a legacy one (.pdmodel)")
-    return PaddleSegExport(folder, program, params, fmt, tuple(dep.get("transforms") or ()), dep.get("output_op"), dep)
+    return PaddleSegExport(
+        folder, program, params, fmt, tuple(dep.get("transforms") or ()), dep.get("output_op"), dep
+    )
 
 
 def preprocess_from_transforms(transforms: tuple[dict, ...], where: str) -> PreprocessConfig:
@@ -89,22 +99,42 @@ def preprocess_from_transforms(transforms: tuple[dict, ...], where: str) -> Prep
             if len(std) == 1:
                 std *= 3
             if len(mean) != 3 or len(std) != 3 or 0.0 in std:
-                raise InputError(f"{where}: Normalize needs 1 or 3 values of mean and std (std non-zero), got mean {list(mean)} std {list(std)}")
+                raise InputError(
+                    f"{where}: Normalize needs 1 or 3 values of mean and std (std non-zero),"
+                    f" got mean {list(mean)} std {list(std)}"
+                )
         else:
-            raise InputError(f"{where}: transform {kind!r} cannot be reproduced by the fundus-edge runtime (supported: Normalize; "
-                             "inputs are resized by their field of view, not by a fixed size)")
+            raise InputError(
+                f"{where}: transform {kind!r} cannot be reproduced by the fundus-edge runtime"
+                " (supported: Normalize; inputs are resized by their field of view, not by a fixed size)"
+            )
     if not seen:  # Compose alone: raw 0..255 floats
         return PreprocessConfig(channels="rgb", scale=1.0, offset=0.0)
-    return PreprocessConfig(channels="rgb", scale=tuple(1.0 / (255.0 * s) for s in std), offset=tuple(-m / s for m, s in zip(mean, std)))
+    return PreprocessConfig(
+        channels="rgb",
+        scale=tuple(1.0 / (255.0 * s) for s in std),
+        offset=tuple(-m / s for m, s in zip(mean, std, strict=False)),
+    )
 
 
 def _run_child(ps: PaddleSegExport, out_prefix: Path, vessel_class: int) -> dict:
     env = {**os.environ, "FLAGS_enable_pir_api": "1" if ps.fmt == "pir" else "0"}
-    cmd = [sys.executable, "-m", "fundus_edge.export.paddleseg_child", str(ps.program.with_suffix("")), str(out_prefix), str(vessel_class)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fundus_edge.export.paddleseg_child",
+        str(ps.program.with_suffix("")),
+        str(out_prefix),
+        str(vessel_class),
+    ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [ln for ln in r.stdout.strip().splitlines() if ln.startswith("{")]
     if r.returncode != 0 or not lines:
-        err = [ln for ln in (r.stdout + r.stderr).strip().splitlines() if ln.startswith("error:")] or (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+        err = (
+            [ln for ln in (r.stdout + r.stderr).strip().splitlines() if ln.startswith("error:")]
+            or (r.stderr or r.stdout).strip().splitlines()[-1:]
+            or ["no output"]
+        )
         raise ModelError(f"{ps.program}: {err[-1].removeprefix('error: ')}")
     return json.loads(lines[-1])
 
@@ -130,17 +160,26 @@ def onnx_facts(path: Path, in_channels: int, multiple: int) -> dict:
             for a in n.attribute:
                 if a.name == "value":
                     tensors[n.output[0]] = a.t
-    params = int(sum(int(np.prod(t.dims)) for k, t in tensors.items() if k not in bn_stats and t.data_type == onnx.TensorProto.FLOAT and len(t.dims)))
+    params = int(
+        sum(
+            int(np.prod(t.dims))
+            for k, t in tensors.items()
+            if k not in bn_stats and t.data_type == onnx.TensorProto.FLOAT and len(t.dims)
+        )
+    )
     h, w = (-(-GMAC_AT[0] // multiple) * multiple, -(-GMAC_AT[1] // multiple) * multiple)
     inp = m.graph.input[0].type.tensor_type.shape
-    for d, v in zip(inp.dim, (1, in_channels, h, w)):
+    for d, v in zip(inp.dim, (1, in_channels, h, w), strict=False):
         d.ClearField("dim_param")
         d.dim_value = v
     try:
         inferred = shape_inference.infer_shapes(m, data_prop=True)
     except Exception:  # noqa: BLE001
         return {"params": params, "gmac": None}
-    shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim] for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)}
+    shapes = {
+        vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)
+    }
     inits = {k: tuple(t.dims) for k, t in tensors.items()}
     macs = 0
     for n in inferred.graph.node:
@@ -156,7 +195,11 @@ def onnx_facts(path: Path, in_channels: int, multiple: int) -> dict:
             macs += int(np.prod(src)) * int(np.prod(wshape[1:]))  # in elements x (out/groups x kh x kw)
         else:
             macs += int(np.prod(dst)) * int(src[-1])
-    return {"params": params, "gmac": round(macs / 1e9, 3), "gmac_at": f"{GMAC_AT[0]}x{GMAC_AT[1]} (padded to {h}x{w})"}
+    return {
+        "params": params,
+        "gmac": round(macs / 1e9, 3),
+        "gmac_at": f"{GMAC_AT[0]}x{GMAC_AT[1]} (padded to {h}x{w})",
+    }
 
 
 def _to_onnx(model: Path, params: Path, target: Path, opset: int) -> str | None:
@@ -164,22 +207,44 @@ def _to_onnx(model: Path, params: Path, target: Path, opset: int) -> str | None:
     (SIGABRT; e.g. ENet's unpool), and paddle2onnx 1.3.1 parses no PIR program of Paddle 3.3 (nor does 2.1.0
     here). Returns why no ONNX was made, or None."""
     if model.suffix == ".json":
-        return "paddle2onnx 1.3.1 cannot read PIR programs (Paddle 3.3, PIR v4); export the PaddleSeg model as a legacy .pdmodel for ONNX Runtime and OpenVINO"
-    code = ("import sys; from pathlib import Path; from fundus_edge.export.builders import program_to_onnx; "
-            "program_to_onnx(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))")
-    r = subprocess.run([sys.executable, "-c", code, str(model), str(params), str(target), str(opset)], capture_output=True, text=True)
+        return (
+            "paddle2onnx 1.3.1 cannot read PIR programs (Paddle 3.3, PIR v4);"
+            " export the PaddleSeg model as a legacy .pdmodel for ONNX Runtime and OpenVINO"
+        )
+    code = (
+        "import sys; from pathlib import Path; from fundus_edge.export.builders import program_to_onnx; "
+        "program_to_onnx(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(model), str(params), str(target), str(opset)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode == 0 and target.is_file() and target.stat().st_size:
         return None
     target.unlink(missing_ok=True)
     text = r.stdout + r.stderr
-    why = [ln.strip() for ln in text.splitlines() if "not supported yet" in ln or "ModelError" in ln or "[ERROR]" in ln]
+    why = [
+        ln.strip()
+        for ln in text.splitlines()
+        if "not supported yet" in ln or "ModelError" in ln or "[ERROR]" in ln
+    ]
     return f"paddle2onnx failed: {why[0][:300] if why else 'exit ' + str(r.returncode)}"
 
 
-def import_paddleseg(export_dir: str | Path, out: str | Path, name: str | None = None, threshold: float | None = None, vessel_class: int = 1,
-                     force: bool = False, opset: int = 13, variant: str = "imported") -> ExportResult:
+def import_paddleseg(
+    export_dir: str | Path,
+    out: str | Path,
+    name: str | None = None,
+    threshold: float | None = None,
+    vessel_class: int = 1,
+    force: bool = False,
+    opset: int = 13,
+    variant: str = "imported",
+) -> ExportResult:
     """A PaddleSeg export -> a model folder (its own format, ONNX, manifest). The threshold is ``threshold``,
-    else 0.5 (the decision of a two-class argmax); ``set_threshold`` replaces it with one chosen on training images."""
+    else 0.5 (the decision of a two-class argmax); ``set_threshold`` replaces it with one chosen on training
+    images."""
     ps = read_export(export_dir)
     pre = preprocess_from_transforms(ps.transforms, str(ps.folder / DEPLOY))
     if threshold is not None and not 0.0 < threshold < 1.0:
@@ -191,29 +256,80 @@ def import_paddleseg(export_dir: str | Path, out: str | Path, name: str | None =
         stem = Path(FORMATS[ours].files[0]).stem
         info = _run_child(ps, out / stem, vessel_class)
         if info["in_channels"] != pre.in_channels:
-            raise ModelError(f"{ps.program}: takes {info['in_channels']} input channels; PaddleSeg's transforms give {pre.in_channels} (RGB)")
+            raise ModelError(
+                f"{ps.program}: takes {info['in_channels']} input channels;"
+                f" PaddleSeg's transforms give {pre.in_channels} (RGB)"
+            )
         if info["pad_multiple"] is None:
             raise ModelError(f"{ps.program}: ran at no input size tried ({'; '.join(info['tried'])})")
         if ps.output_op and ps.output_op != "none" and not info["output"].startswith(ps.output_op):
-            raise ModelError(f"{ps.folder / DEPLOY}: says output_op {ps.output_op}, but the program's output is {info['output']}")
+            raise ModelError(
+                f"{ps.folder / DEPLOY}: says output_op {ps.output_op},"
+                f" but the program's output is {info['output']}"
+            )
         formats = {ours: list(FORMATS[ours].files)}
-        onnx_error = _to_onnx(out / FORMATS[ours].files[0], out / FORMATS[ours].files[1], out / FORMATS["onnx"].files[0], opset)
+        onnx_error = _to_onnx(
+            out / FORMATS[ours].files[0], out / FORMATS[ours].files[1], out / FORMATS["onnx"].files[0], opset
+        )
         if onnx_error is None:
             formats["onnx"] = list(FORMATS["onnx"].files)
         info_file = out / f"{stem}.pdiparams.info"
         if info_file.exists():
             info_file.unlink()  # a pickle no engine needs
-        facts = {"arch": f"paddleseg ({ps.deploy.get('model_name') or Path(ps.folder).name})", "imported_from": "paddleseg",
-                 **(onnx_facts(out / FORMATS["onnx"].files[0], pre.in_channels, info["pad_multiple"]) if onnx_error is None else {"params": None, "gmac": None})}
-        source = {"paddleseg_export": {"path": portable_path(ps.folder), "deploy_sha256": sha256(ps.folder / DEPLOY),
-                                       "program_sha256": sha256(ps.program), "params_sha256": sha256(ps.params), "format": ps.fmt},
-                  "output_op": info["output"], "classes": info["classes"], "vessel_class": vessel_class, "transforms": [dict(t) for t in ps.transforms],
-                  "threshold_from": "given" if threshold is not None else "0.5 (two-class argmax)", **({"onnx_not_made": onnx_error} if onnx_error else {})}
-        man = Manifest(name=name or out.name, variant=variant, preprocess=pre, threshold=float(threshold if threshold is not None else 0.5),
-                       pad_multiple=int(info["pad_multiple"]), formats=formats, files={},
-                       input={"name": info["input_name"], "layout": "NCHW", "dtype": "float32", "channel_order": "RGB", "dynamic": ["batch", "height", "width"]},
-                       model=facts, source=source, engines=({"paddle": {"onednn": False, "why": f"Paddle Inference with oneDNN fails on this program: {info['onednn_error']}"}}
-                                                            if info.get("onednn_error") else {}), created=time.strftime("%Y-%m-%dT%H:%M:%S"), fundus_edge_version=__version__)
+        facts = {
+            "arch": f"paddleseg ({ps.deploy.get('model_name') or Path(ps.folder).name})",
+            "imported_from": "paddleseg",
+            **(
+                onnx_facts(out / FORMATS["onnx"].files[0], pre.in_channels, info["pad_multiple"])
+                if onnx_error is None
+                else {"params": None, "gmac": None}
+            ),
+        }
+        source = {
+            "paddleseg_export": {
+                "path": portable_path(ps.folder),
+                "deploy_sha256": sha256(ps.folder / DEPLOY),
+                "program_sha256": sha256(ps.program),
+                "params_sha256": sha256(ps.params),
+                "format": ps.fmt,
+            },
+            "output_op": info["output"],
+            "classes": info["classes"],
+            "vessel_class": vessel_class,
+            "transforms": [dict(t) for t in ps.transforms],
+            "threshold_from": "given" if threshold is not None else "0.5 (two-class argmax)",
+            **({"onnx_not_made": onnx_error} if onnx_error else {}),
+        }
+        man = Manifest(
+            name=name or out.name,
+            variant=variant,
+            preprocess=pre,
+            threshold=float(threshold if threshold is not None else 0.5),
+            pad_multiple=int(info["pad_multiple"]),
+            formats=formats,
+            files={},
+            input={
+                "name": info["input_name"],
+                "layout": "NCHW",
+                "dtype": "float32",
+                "channel_order": "RGB",
+                "dynamic": ["batch", "height", "width"],
+            },
+            model=facts,
+            source=source,
+            engines=(
+                {
+                    "paddle": {
+                        "onednn": False,
+                        "why": f"Paddle Inference with oneDNN fails on this program: {info['onednn_error']}",
+                    }
+                }
+                if info.get("onednn_error")
+                else {}
+            ),
+            created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            fundus_edge_version=__version__,
+        )
         write_manifest(out, man)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
@@ -224,7 +340,9 @@ def import_paddleseg(export_dir: str | Path, out: str | Path, name: str | None =
 def set_threshold(model_dir: str | Path, threshold: float, how: str) -> None:
     """Store a new threshold in a model folder's manifest, saying how it was chosen."""
     man = read_manifest(model_dir)
-    write_manifest(model_dir, replace(man, threshold=float(threshold), source={**man.source, "threshold_from": how}))
+    write_manifest(
+        model_dir, replace(man, threshold=float(threshold), source={**man.source, "threshold_from": how})
+    )
 
 
 def write_paddleseg_deploy(model_dir: str | Path) -> Path:
@@ -232,24 +350,55 @@ def write_paddleseg_deploy(model_dir: str | Path) -> Path:
     prob >= the manifest's threshold: PaddleSeg's ``output_op: argmax`` convention) and ``deploy.yaml``
     (model, params, transforms, input_shape, output_op, output_dtype, as PaddleSeg's export.py writes them).
     The transform is ``FundusEdgePreprocess`` (``fundus_edge.export.paddleseg_transforms``, which PaddleSeg
-    needs imported): PaddleSeg's own transforms cannot make the CLAHE channel or pad to the network's multiple.
-    The manifest gains a ``paddleseg`` format (no engine of ours reads it) with the files' sha256."""
+    needs imported): PaddleSeg's own transforms cannot make the CLAHE channel or pad to the network's
+    multiple. The manifest gains a ``paddleseg`` format (no engine of ours reads it) with the files'
+    sha256."""
     model_dir = Path(model_dir)
     man = read_manifest(model_dir)
     if "pir" not in man.formats or man.quantization is not None:
-        raise InputError(f"{model_dir}: --paddleseg needs a float model with the PIR program (export --formats pir,...)")
+        raise InputError(
+            f"{model_dir}: --paddleseg needs a float model with the PIR program (export --formats pir,...)"
+        )
     files = FORMATS["paddleseg"].files
     src = model_dir / Path(FORMATS["pir"].files[0]).stem
-    cmd = [sys.executable, "-m", "fundus_edge.export.paddleseg_child", "--labels", str(src), str(model_dir / Path(files[0]).stem), repr(float(man.threshold))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fundus_edge.export.paddleseg_child",
+        "--labels",
+        str(src),
+        str(model_dir / Path(files[0]).stem),
+        repr(float(man.threshold)),
+    ]
     r = subprocess.run(cmd, env={**os.environ, "FLAGS_enable_pir_api": "1"}, capture_output=True, text=True)
     if r.returncode != 0 or not all((model_dir / f).is_file() for f in files[:2]):
-        raise ModelError(f"{model_dir}: PaddleSeg program not written: {(r.stderr or r.stdout).strip().splitlines()[-1:] or 'no output'}")
-    transform = {"type": "FundusEdgePreprocess", **man.preprocess.to_dict(), "pad_multiple": int(man.pad_multiple)}
-    deploy = {"Deploy": {"model": files[0], "params": files[1], "transforms": [transform],
-                         "input_shape": [-1, man.preprocess.in_channels, -1, -1], "output_op": "argmax", "output_dtype": "int32"},
-              # Ours, ignored by PaddleSeg: what the label map means and where it came from.
-              "fundus_edge": {"model": man.name, "variant": man.variant, "threshold": float(man.threshold), "labels": {0: "background", 1: "vessel"},
-                              "transforms_module": "fundus_edge.export.paddleseg_transforms"}}
+        raise ModelError(
+            f"{model_dir}: PaddleSeg program not written:"
+            f" {(r.stderr or r.stdout).strip().splitlines()[-1:] or 'no output'}"
+        )
+    transform = {
+        "type": "FundusEdgePreprocess",
+        **man.preprocess.to_dict(),
+        "pad_multiple": int(man.pad_multiple),
+    }
+    deploy = {
+        "Deploy": {
+            "model": files[0],
+            "params": files[1],
+            "transforms": [transform],
+            "input_shape": [-1, man.preprocess.in_channels, -1, -1],
+            "output_op": "argmax",
+            "output_dtype": "int32",
+        },
+        # Ours, ignored by PaddleSeg: what the label map means and where it came from.
+        "fundus_edge": {
+            "model": man.name,
+            "variant": man.variant,
+            "threshold": float(man.threshold),
+            "labels": {0: "background", 1: "vessel"},
+            "transforms_module": "fundus_edge.export.paddleseg_transforms",
+        },
+    }
     (model_dir / files[2]).write_text(yaml.safe_dump(deploy, sort_keys=False))
     write_manifest(model_dir, replace(man, formats={**man.formats, "paddleseg": list(files)}), written=files)
     return model_dir / files[2]

@@ -5,6 +5,7 @@ multiple it needs, and print one JSON line.
 Run with FLAGS_enable_pir_api=0 for a legacy ``.pdmodel`` (Paddle starts in one mode per process).
 argv: program prefix, output prefix, vessel class; or --labels, our program's prefix, output prefix, threshold
 (the other way: ``export --paddleseg``)."""
+
 import json
 import sys
 
@@ -80,7 +81,11 @@ def _onednn_error(prefix: str, channels: int, m: int) -> str | None:
 def _feed_vars(prog, name: str) -> list:
     """The feed of ``name`` as save_inference_model wants it: the pd_op.data value (PIR) or the variable."""
     if paddle.framework.in_pir_mode():
-        return [op.result(0) for op in prog.global_block().ops if op.name() == "pd_op.data" and op.attrs()["name"] == name]
+        return [
+            op.result(0)
+            for op in prog.global_block().ops
+            if op.name() == "pd_op.data" and op.attrs()["name"] == name
+        ]
     return [prog.global_block().var(name)]
 
 
@@ -90,14 +95,20 @@ def main(src: str, dst: str, vessel_class: int) -> None:
     exe = paddle.static.Executor(paddle.CPUPlace())
     prog, feeds, fetches = paddle.static.load_inference_model(src, exe)
     if len(feeds) != 1:
-        raise SystemExit(f"error: {len(feeds)} inputs ({', '.join(feeds)}); a segmentation export has one image input")
+        raise SystemExit(
+            f"error: {len(feeds)} inputs ({', '.join(feeds)}); a segmentation export has one image input"
+        )
     out, kind = (_pir if pir else _legacy)(prog, fetches)
     shape = list(out.shape)
     if len(shape) != 4:
-        raise SystemExit(f"error: output of rank {len(shape)} ({shape}) before any argmax; expected N x classes x H x W")
+        raise SystemExit(
+            f"error: output of rank {len(shape)} ({shape}) before any argmax; expected N x classes x H x W"
+        )
     classes = int(shape[1])
     if classes < 2:
-        raise SystemExit(f"error: the output has {classes} channel(s); a PaddleSeg head gives one per class (2 or more)")
+        raise SystemExit(
+            f"error: the output has {classes} channel(s); a PaddleSeg head gives one per class (2 or more)"
+        )
     if not 0 <= vessel_class < classes:
         raise SystemExit(f"error: vessel class {vessel_class} out of range for {classes} classes")
     with paddle.static.program_guard(prog):
@@ -107,13 +118,20 @@ def main(src: str, dst: str, vessel_class: int) -> None:
     in_shape = list(feed_vars[0].shape)
     channels = int(in_shape[1])
     paddle.static.save_inference_model(dst, feed_vars, [vessel], exe, program=prog)
-    # The input size multiple the network needs: the smallest that runs and gives an output of the input's size.
+    # The input size multiple the network needs: the smallest that runs and gives an output of the input's
+    # size.
     prog2, feeds2, fetches2 = paddle.static.load_inference_model(dst, exe)
     multiple, tried = None, []
     for m in _SIZES:
         h, w = 7 * m, 5 * m
         try:
-            r = exe.run(prog2, feed={feeds2[0]: np.random.default_rng(0).standard_normal((1, channels, h, w)).astype("float32")}, fetch_list=fetches2)[0]
+            r = exe.run(
+                prog2,
+                feed={
+                    feeds2[0]: np.random.default_rng(0).standard_normal((1, channels, h, w)).astype("float32")
+                },
+                fetch_list=fetches2,
+            )[0]
         except Exception as exc:  # noqa: BLE001 - a size the network cannot take
             tried.append(f"{h}x{w}: {str(exc).strip().splitlines()[-1][:120]}")
             continue
@@ -122,17 +140,34 @@ def main(src: str, dst: str, vessel_class: int) -> None:
             break
         tried.append(f"{h}x{w}: output {tuple(r.shape)}")
     onednn = _onednn_error(dst, channels, multiple or 8) if pir else None
-    print(json.dumps({"onednn_error": onednn, "output": kind, "classes": classes, "in_channels": channels, "input_name": feeds[0], "pad_multiple": multiple, "tried": tried, "pir": pir}))
+    print(
+        json.dumps(
+            {
+                "onednn_error": onednn,
+                "output": kind,
+                "classes": classes,
+                "in_channels": channels,
+                "input_name": feeds[0],
+                "pad_multiple": multiple,
+                "tried": tried,
+                "pir": pir,
+            }
+        )
+    )
 
 
 def to_labels(src: str, dst: str, threshold: float) -> None:
     """Our probability program -> PaddleSeg's argmax convention: an int32 N x H x W label map (1 = vessel,
-    prob >= threshold), which PaddleSeg's infer.py and FastDeploy's PaddleSeg model take as output_op argmax."""
+    prob >= threshold), which PaddleSeg's infer.py and FastDeploy's PaddleSeg model take as output_op
+    argmax."""
     paddle.enable_static()
     exe = paddle.static.Executor(paddle.CPUPlace())
     prog, feeds, fetches = paddle.static.load_inference_model(src, exe)
     with paddle.static.program_guard(prog):
-        labels = paddle.squeeze(paddle.cast(paddle.greater_equal(fetches[0], paddle.full([1], threshold, "float32")), "int32"), axis=[1])
+        labels = paddle.squeeze(
+            paddle.cast(paddle.greater_equal(fetches[0], paddle.full([1], threshold, "float32")), "int32"),
+            axis=[1],
+        )
     paddle.static.save_inference_model(dst, _feed_vars(prog, feeds[0]), [labels], exe, program=prog)
     print(json.dumps({"labels": True}))
 

@@ -2,12 +2,12 @@
 infer.py) reading a model written by ``fundus-edge export --paddleseg``. Importing this module registers
 ``FundusEdgePreprocess`` in PaddleSeg's transform registry; PaddleSeg cannot express the CLAHE channel or
 padding to the network's multiple with its own transforms (Normalize does only per-channel affine maps)."""
+
 from __future__ import annotations
 
 import numpy as np
-from paddleseg.cvlibs import manager
-
 from fundus_edge.runtime.preprocess import PreprocessConfig, pad_to_multiple, preprocess
+from paddleseg.cvlibs import manager
 
 
 class FundusEdgePreprocess:

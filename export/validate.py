@@ -7,6 +7,7 @@ Predictor as ``predict`` runs it, against the reference through the same engine:
 from for an INT8 folder (its own precision, on the engine its quantizer targets). The test images are never
 read here: selection uses training data only (docs/test-reads.md).
 """
+
 from __future__ import annotations
 
 import time
@@ -43,14 +44,20 @@ def training_samples(data: str | Path) -> list:
     if not data.exists():
         raise InputError(f"{data}: no such folder")
     if not (data / "training" / "images").is_dir() or detect_layout(data) != "drive":
-        raise InputError(f"{data}: not a DRIVE folder with training/images (validation reads DRIVE training images only)")
+        raise InputError(
+            f"{data}: not a DRIVE folder with training/images (validation reads DRIVE training images only)"
+        )
     samples = discover(data, split="train", layout="drive")
-    if not all("training" in s.image.parts for s in samples):  # the split's contract, checked: never a test image
+    if not all(
+        "training" in s.image.parts for s in samples
+    ):  # the split's contract, checked: never a test image
         raise InputError(f"{data}: the training split lists images outside training/")
     return [load_sample(s) for s in samples]
 
 
-def pooled_f1(model_dir: Path, engine: str, precision: str | None, samples: list, threads: int | None) -> tuple[float, str]:
+def pooled_f1(
+    model_dir: Path, engine: str, precision: str | None, samples: list, threads: int | None
+) -> tuple[float, str]:
     """(pooled FOV F1 at the model's threshold, the precision that ran)."""
     from fundus_edge.measure.metrics import MetricAccumulator
     from fundus_edge.runtime.predictor import Predictor
@@ -70,13 +77,25 @@ def float_source(model_dir: Path, man, reference: str | Path | None) -> Path:
     rec = man.source.get("float_model") if isinstance(man.source, dict) else None
     if reference is None:
         if not isinstance(rec, dict) or not rec.get("path"):
-            raise ModelError(f"{model_dir}: an INT8 folder whose manifest names no float model; give --reference FLOAT_MODEL")
+            raise ModelError(
+                f"{model_dir}: an INT8 folder whose manifest names no float model;"
+                " give --reference FLOAT_MODEL"
+            )
         reference = rec["path"]
     ref = Path(reference)
     if not (ref / "manifest.yaml").is_file():
-        raise InputError(f"{ref}: no float model folder there (the reference of {model_dir}); give --reference FLOAT_MODEL")
-    if isinstance(rec, dict) and rec.get("manifest_sha256") and sha256(ref / "manifest.yaml") != rec["manifest_sha256"]:
-        raise ModelError(f"{ref}: its manifest is not the one {model_dir} was quantized from (sha256 {rec['manifest_sha256'][:12]} recorded)")
+        raise InputError(
+            f"{ref}: no float model folder there (the reference of {model_dir}); give --reference FLOAT_MODEL"
+        )
+    if (
+        isinstance(rec, dict)
+        and rec.get("manifest_sha256")
+        and sha256(ref / "manifest.yaml") != rec["manifest_sha256"]
+    ):
+        raise ModelError(
+            f"{ref}: its manifest is not the one {model_dir} was quantized from"
+            f" (sha256 {rec['manifest_sha256'][:12]} recorded)"
+        )
     return ref
 
 
@@ -90,10 +109,17 @@ def _engines_for(man, engines: list[str] | None) -> list[str]:
     return [e for e in names if e in installed_engines() and formats_for(e, list(man.formats))]
 
 
-def validate(model_dir: str | Path, data: str | Path, engines: list[str] | None = None, threads: int | None = None,
-             reference: str | Path | None = None, write: bool = True, log=print) -> list[PrecisionCheck]:
-    """Check the precisions of ``model_dir`` worth checking on this CPU, record them in its manifest (``write``)
-    and return them. ``log`` gets one line per check and per precision skipped."""
+def validate(
+    model_dir: str | Path,
+    data: str | Path,
+    engines: list[str] | None = None,
+    threads: int | None = None,
+    reference: str | Path | None = None,
+    write: bool = True,
+    log=print,
+) -> list[PrecisionCheck]:
+    """Check the precisions of ``model_dir`` worth checking on this CPU, record them in its manifest
+    (``write``) and return them. ``log`` gets one line per check and per precision skipped."""
     from fundus_edge.runtime.engines import engine_class
     from fundus_edge.runtime.manifest import check_model_dir, record_validation
 
@@ -101,7 +127,10 @@ def validate(model_dir: str | Path, data: str | Path, engines: list[str] | None 
     man = check_model_dir(model_dir)
     todo = _engines_for(man, engines)
     if not todo:
-        raise InputError(f"{model_dir}: no installed engine of {', '.join(engines or ['any'])} reads its formats ({', '.join(man.formats)})")
+        raise InputError(
+            f"{model_dir}: no installed engine of {', '.join(engines or ['any'])}"
+            f" reads its formats ({', '.join(man.formats)})"
+        )
     ref_dir = float_source(model_dir, man, reference) if man.quantization else model_dir
     samples = training_samples(data)
     model_name, _ = cpu.cpu_model_and_flags()
@@ -127,13 +156,25 @@ def validate(model_dir: str | Path, data: str | Path, engines: list[str] | None 
             ok = abs(f1 - f1_ref) <= TOLERANCE
             check = PrecisionCheck(engine, label, f1, f1_ref, ref_text, ok)
             checks.append(check)
-            log(f"{model_dir.name} {engine} {label} (ran {ran}): F1 {f1:.4f} vs {f1_ref:.4f} ({ref_text}), "
-                f"Δ {check.delta:+.4f}: {'validated' if ok else f'not validated (beyond ±{TOLERANCE})'}")
+            log(
+                f"{model_dir.name} {engine} {label} (ran {ran}): F1 {f1:.4f} vs {f1_ref:.4f} ({ref_text}), "
+                f"Δ {check.delta:+.4f}: {'validated' if ok else f'not validated (beyond ±{TOLERANCE})'}"
+            )
             names = man.formats[_format_of(man, engine)]
-            records[label] = {"f1": round(f1, 5), "f1_reference": round(f1_ref, 5), "reference": ref_text, "passed": ok, "tolerance": TOLERANCE,
-                              "threshold": float(man.threshold), "files": {n: man.files[n] for n in names}, "images": IMAGES,
-                              "cpu": model_name, "cpu_flags": cpu.isa_flags(), "engine_version": engine_class(engine)(model_dir, "", [], None, False).versions(),
-                              "date": time.strftime("%Y-%m-%d")}
+            records[label] = {
+                "f1": round(f1, 5),
+                "f1_reference": round(f1_ref, 5),
+                "reference": ref_text,
+                "passed": ok,
+                "tolerance": TOLERANCE,
+                "threshold": float(man.threshold),
+                "files": {n: man.files[n] for n in names},
+                "images": IMAGES,
+                "cpu": model_name,
+                "cpu_flags": cpu.isa_flags(),
+                "engine_version": engine_class(engine)(model_dir, "", [], None, False).versions(),
+                "date": time.strftime("%Y-%m-%d"),
+            }
         if write and records:
             record_validation(model_dir, engine, records)
     return checks

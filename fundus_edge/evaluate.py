@@ -1,4 +1,5 @@
 """Score a training checkpoint (dygraph) or an exported model folder (runtime engine) on a data set."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,14 +36,21 @@ class EvalReport(ReportHead):
 
     def to_dict(self) -> dict:
         return {
-            "source": self.source, "data": self.data, "split": self.split, "images": self.images,
-            "threshold": self.threshold, "via": self.via, "pooled": self.pooled.to_dict(),
+            "source": self.source,
+            "data": self.data,
+            "split": self.split,
+            "images": self.images,
+            "threshold": self.threshold,
+            "via": self.via,
+            "pooled": self.pooled.to_dict(),
             "per_image": {n: m.to_dict() for n, m in self.per_image},
             "best_threshold": _threshold_dict(self.best_threshold),
         }
 
 
-def evaluate_source(source, data, split="test", layout="auto", threshold=None, backend="auto", threads=None, progress=True) -> EvalReport:
+def evaluate_source(
+    source, data, split="test", layout="auto", threshold=None, backend="auto", threads=None, progress=True
+) -> EvalReport:
     from tqdm import tqdm
 
     from fundus_edge.train.data import discover, load_sample
@@ -52,25 +60,38 @@ def evaluate_source(source, data, split="test", layout="auto", threshold=None, b
     if (source / "manifest.yaml").is_file():
         from fundus_edge.runtime.predictor import Predictor
 
-        pred = Predictor.load(source, backend=backend, threads=threads, precision=None)  # the model's own precision (not auto): scores stay fp32 or int8 ones
+        pred = Predictor.load(
+            source, backend=backend, threads=threads, precision=None
+        )  # the model's own precision (not auto): scores stay fp32 or int8 ones
         thr = pred.threshold if threshold is None else threshold
         via = f"{pred.backend} ({pred.device}, {pred.precision})"
         run = lambda s: pred.predict(s.rgb, fov=s.fov).prob  # noqa: E731
     elif source.is_dir() and (any(source.glob("*_prob.png")) or any(source.glob("*_mask.png"))):
         # A folder of `fundus-edge predict` outputs: score the files themselves (the stable contract).
-        from fundus_edge.runtime.images import _read_raw
+        from fundus_edge.runtime.images import read_raw
 
         use_prob = any(source.glob("*_prob.png"))
         use_mask = any(source.glob("*_mask.png")) and threshold is None
         thr = 0.5 if threshold is None else threshold
-        via = "predict outputs (" + ", ".join(x for x, on in (("F1 etc. from <stem>_mask.png", use_mask), ("AUC from <stem>_prob.png / 255", use_prob)) if on) + ")"
+        via = (
+            "predict outputs ("
+            + ", ".join(
+                x
+                for x, on in (
+                    ("F1 etc. from <stem>_mask.png", use_mask),
+                    ("AUC from <stem>_prob.png / 255", use_prob),
+                )
+                if on
+            )
+            + ")"
+        )
         pending = {}
 
         def _png(kind):
             f = source / f"{pending['stem']}_{kind}.png"
             if not f.is_file():
                 raise ModelError(f"{f}: missing prediction for {pending['stem']}")
-            return _read_raw(f)
+            return read_raw(f)
 
         def run(s):
             if use_mask:
@@ -93,7 +114,17 @@ def evaluate_source(source, data, split="test", layout="auto", threshold=None, b
         ls = load_sample(s)
         prob = run(ls)
         acc.add(prob, ls.label, ls.fov, ls.name, pred=pending.get("pred") if "pending" in locals() else None)
-    return EvalReport(str(source), str(data), split, len(samples), thr, via, acc.pooled(), tuple(acc.per_image), acc.best_threshold())
+    return EvalReport(
+        str(source),
+        str(data),
+        split,
+        len(samples),
+        thr,
+        via,
+        acc.pooled(),
+        tuple(acc.per_image),
+        acc.best_threshold(),
+    )
 
 
 @dataclass(frozen=True)
@@ -102,32 +133,70 @@ class PerturbReport(ReportHead):
     rows: tuple  # PerturbedScore, clean first
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "data": self.data, "split": self.split, "images": self.images, "threshold": self.threshold,
-                "via": self.via, "rescale": self.rescale,
-                "rows": [{"perturbation": r.perturbation, "delta_f1": r.delta_f1, **r.metrics.to_dict(),
-                          "best_threshold": _threshold_dict(r.best_threshold),
-                          **({"biomarker_change_pct": r.biomarker_change} if r.biomarker_change is not None else {})}
-                         for r in self.rows]}
+        return {
+            "source": self.source,
+            "data": self.data,
+            "split": self.split,
+            "images": self.images,
+            "threshold": self.threshold,
+            "via": self.via,
+            "rescale": self.rescale,
+            "rows": [
+                {
+                    "perturbation": r.perturbation,
+                    "delta_f1": r.delta_f1,
+                    **r.metrics.to_dict(),
+                    "best_threshold": _threshold_dict(r.best_threshold),
+                    **(
+                        {"biomarker_change_pct": r.biomarker_change} if r.biomarker_change is not None else {}
+                    ),
+                }
+                for r in self.rows
+            ],
+        }
 
 
-def evaluate_perturbed(source, data, perturbations, split="test", layout="auto", threshold=None, backend="auto", threads=None, rescale=True, crop_fov=True, progress=True, biomarkers=False) -> PerturbReport:
+def evaluate_perturbed(
+    source,
+    data,
+    perturbations,
+    split="test",
+    layout="auto",
+    threshold=None,
+    backend="auto",
+    threads=None,
+    rescale=True,
+    crop_fov=True,
+    progress=True,
+    biomarkers=False,
+) -> PerturbReport:
     """F1 / AUC of an exported model under named camera perturbations (see fundus_edge.measure.camera)."""
     from tqdm import tqdm
 
+    from fundus_edge.measure.camera import parse_perturbation
     from fundus_edge.measure.robustness import score_perturbations
     from fundus_edge.runtime.predictor import Predictor, ScaleOptions
-    from fundus_edge.measure.camera import parse_perturbation
     from fundus_edge.train.data import discover, load_sample
 
     source = Path(source)
     if not (source / "manifest.yaml").is_file():
-        raise ModelError(f"{source}: --perturb needs an exported model folder (manifest.yaml): it runs through the runtime")
+        raise ModelError(
+            f"{source}: --perturb needs an exported model folder (manifest.yaml): it runs through the runtime"
+        )
     names = [parse_perturbation(n).name for n in perturbations]  # fail on a bad name before loading anything
     samples = [load_sample(s) for s in discover(data, split=split, layout=layout)]
-    pred = Predictor.load(source, backend=backend, threads=threads, precision=None, scale=ScaleOptions(rescale=rescale, crop_fov=crop_fov))
+    pred = Predictor.load(
+        source,
+        backend=backend,
+        threads=threads,
+        precision=None,
+        scale=ScaleOptions(rescale=rescale, crop_fov=crop_fov),
+    )
     bar = tqdm(total=len(samples) * (len(names) + 1), desc="perturb", unit="img", disable=not progress)
     thr = pred.threshold if threshold is None else float(threshold)
-    rows = score_perturbations(lambda rgb, fov: pred.predict(rgb, fov=fov).prob, samples, names, thr, bar, biomarkers=biomarkers)
+    rows = score_perturbations(
+        lambda rgb, fov: pred.predict(rgb, fov=fov).prob, samples, names, thr, bar, biomarkers=biomarkers
+    )
     bar.close()
     via = f"{pred.backend} ({pred.device}, {pred.precision})"
     return PerturbReport(str(source), str(data), split, len(samples), thr, via, rescale, tuple(rows))

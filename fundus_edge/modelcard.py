@@ -3,26 +3,29 @@ evaluation and per-engine latency, so every figure in the card comes from one re
 
     python -m fundus_edge.modelcard --run runs/default --model models/default --data DRIVE
 """
+
 from __future__ import annotations
 
 import argparse
 import csv
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
 from fundus_edge.measure.ledger import count_lineage, ledger_path, read_ledger, record
-from fundus_edge.runtime.manifest import read_manifest
 from fundus_edge.measure.timing import TimingPolicy, time_calls
-
+from fundus_edge.runtime.manifest import read_manifest
 
 CARD_TIMING = TimingPolicy(warmup=3, runs=15, min_runs=15, budget_s=0.0)  # 15 runs, no budget cut
 
 
-def latency(model: Path, image, threads: int, policy: TimingPolicy = CARD_TIMING) -> list[tuple[str, str, float]]:
-    from fundus_edge.runtime.engines import installed_engines
+def latency(
+    model: Path, image, threads: int, policy: TimingPolicy = CARD_TIMING
+) -> list[tuple[str, str, float]]:
     from fundus_edge.runtime.cpu import has_bf16
+    from fundus_edge.runtime.engines import installed_engines
     from fundus_edge.runtime.formats import formats_for
     from fundus_edge.runtime.predictor import Predictor
 
@@ -34,7 +37,7 @@ def latency(model: Path, image, threads: int, policy: TimingPolicy = CARD_TIMING
         # OpenVINO also in bf16 where the CPU has it, as the bench does (elsewhere it would repeat FP32).
         for precision in (None, "bf16") if eng == "openvino" and has_bf16() else (None,):
             p = Predictor.load(model, backend=eng, threads=threads, precision=precision)
-            rows.append((eng, p.precision, time_calls(lambda: p.predict(image).engine_ms, policy).p50))
+            rows.append((eng, p.precision, time_calls(lambda p=p: p.predict(image).engine_ms, policy).p50))
     return rows
 
 
@@ -56,83 +59,157 @@ def bench_section(bench_json: Path, name: str) -> list[str]:
         results = json.loads(Path(bench_json).read_text())
         meta = results["meta"]
     except (OSError, ValueError, KeyError) as e:
-        raise SystemExit(f"{bench_json}: not a bench results.json ({e})")
+        raise SystemExit(f"{bench_json}: not a bench results.json ({e})") from None
     rows = family_rows(results, name)
     if not rows:
         raise SystemExit(f"{bench_json}: no rows of model {name!r} or its variants; run make bench with them")
     float_name = "fp32" if name == "default" else name
-    float_f1 = {r["backend"]: r["f1"] for r in rows if r["variant"] == float_name and r.get("f1") is not None and not r.get("precision_requested")}
+    float_f1 = {
+        r["backend"]: r["f1"]
+        for r in rows
+        if r["variant"] == float_name and r.get("f1") is not None and not r.get("precision_requested")
+    }
     m = meta.get("machine", {})
-    out = [f"## Every engine and INT8 variant in the bench ({meta.get('date')}, {meta.get('threads')} threads, engine p50 on a 584x565 DRIVE image)",
-           f"CPU: {m.get('cpu')}, ISA flags {', '.join(m.get('isa_flags') or []) or 'none of interest'}. F1 is DRIVE test through that engine; "
-           "ΔF1 against the float model on the same engine (FP32).", "",
-           "| variant | engine | precision | p50 ms | F1 | ΔF1 | status |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    out = [
+        f"## Every engine and INT8 variant in the bench ({meta.get('date')}, {meta.get('threads')} threads, "
+        "engine p50 on a 584x565 DRIVE image)",
+        f"CPU: {m.get('cpu')}, ISA flags {', '.join(m.get('isa_flags') or []) or 'none of interest'}. "
+        "F1 is DRIVE test through that engine; ΔF1 against the float model on the same engine (FP32).",
+        "",
+        "| variant | engine | precision | p50 ms | F1 | ΔF1 | status |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         f1, ref = r.get("f1"), float_f1.get(r["backend"])
         d = f"{f1 - ref:+.4f}" if f1 is not None and ref is not None else "n/a"
         p50 = f"{r['p50_ms']:.1f}" if r.get("p50_ms") is not None else "n/a"
-        out.append(f"| {r['variant']} | {r['backend']} | {r.get('precision') or 'n/a'} | {p50} | {f'{f1:.4f}' if f1 is not None else 'n/a'} | {d} | {r['status']} |")
-    return out + ["", f"From `{bench_json}` (`fundus-edge bench`, as `make bench` runs it); rows of one run compare, rows of two runs on one CPU drift 10-27 %.", ""]
+        f1_text = f"{f1:.4f}" if f1 is not None else "n/a"
+        out.append(
+            f"| {r['variant']} | {r['backend']} | {r.get('precision') or 'n/a'} | {p50} | {f1_text} | {d} "
+            f"| {r['status']} |"
+        )
+    return out + [
+        "",
+        f"From `{bench_json}` (`fundus-edge bench`, as `make bench` runs it); rows of one run compare, "
+        "rows of two runs on one CPU drift 10-27 %.",
+        "",
+    ]
 
 
 def architecture(model: dict) -> str:
     """The network in words, from the manifest's model record."""
-    blocks = [x for x, on in (("LeakyReLU", model.get("act") == "leaky"), ("residual 1x1 shortcuts", model.get("residual")), ("conv bridges on the skips", model.get("bridge"))) if on]
+    blocks = [
+        x
+        for x, on in (
+            ("LeakyReLU", model.get("act") == "leaky"),
+            ("residual 1x1 shortcuts", model.get("residual")),
+            ("conv bridges on the skips", model.get("bridge")),
+        )
+        if on
+    ]
     extra = "".join(f", {b}" for b in blocks)
     if model.get("arch") == "wnet":
         b = int(model["base"])
-        widths = "/".join(str(b * 2 ** i) for i in range(int(model["depth"]) + 1))
-        return f"W-Net (two stacked U-Nets, the second reading the image and the first one's vessel probability; widths {widths}{extra})"
+        widths = "/".join(str(b * 2**i) for i in range(int(model["depth"]) + 1))
+        return (
+            "W-Net (two stacked U-Nets, the second reading the image and the first one's vessel probability; "
+            f"widths {widths}{extra})"
+        )
     return f"U-Net ({model['arch']}, base {model['base']}, depth {model['depth']}{extra})"
 
 
 def schedule(o) -> str:
     # The cycles share the iterations after warm-up (train/config.py).
-    return f"{o.schedule} ({o.cycles} cycles of {(o.iters - o.warmup) // o.cycles} iterations)" if o.schedule == "cosine-restarts" else o.schedule
+    return (
+        f"{o.schedule} ({o.cycles} cycles of {(o.iters - o.warmup) // o.cycles} iterations)"
+        if o.schedule == "cosine-restarts"
+        else o.schedule
+    )
 
 
 def _log_table(log: list[dict], perturbed: tuple, refit: bool = False, select: str = "robust") -> list[str]:
     if refit:
-        return ["Training loss (a refit has no validation split; its figures are in the validation run's table, Experiments):", "",
-                "| iteration | loss (EMA) | learning rate |", "| --- | --- | --- |",
-                *[f"| {r['iteration']} | {float(r['loss']):.4f} | {r['lr']} |" for r in log]]
+        return [
+            "Training loss (a refit has no validation split; its figures are in the validation run's table, "
+            "Experiments):",
+            "",
+            "| iteration | loss (EMA) | learning rate |",
+            "| --- | --- | --- |",
+            *[f"| {r['iteration']} | {float(r['loss']):.4f} | {r['lr']} |" for r in log],
+        ]
     if not perturbed:
-        return ["| iteration | val F1 | val AUC | threshold |", "| --- | --- | --- | --- |",
-                *[f"| {r['iteration']} | {float(r['val_f1']):.4f} | {float(r['val_auc']):.4f} | {float(r['threshold']):.3f} |" for r in log]]
+        return [
+            "| iteration | val F1 | val AUC | threshold |",
+            "| --- | --- | --- | --- |",
+            *[
+                f"| {r['iteration']} | {float(r['val_f1']):.4f} | {float(r['val_auc']):.4f} "
+                f"| {float(r['threshold']):.3f} |"
+                for r in log
+            ],
+        ]
     kept = "the best mean of the two" if select == "robust" else "the best clean F1"
-    return [f"Validation F1 clean and mean F1 under {', '.join(perturbed)} (the checkpoint kept is {kept}):", "",
-            "| iteration | val F1 clean | val F1 perturbed | val AUC | threshold |", "| --- | --- | --- | --- | --- |",
-            *[f"| {r['iteration']} | {float(r['val_f1']):.4f} | {float(r['val_f1_perturbed']):.4f} | {float(r['val_auc']):.4f} | {float(r['threshold']):.3f} |" for r in log]]
+    return [
+        f"Validation F1 clean and mean F1 under {', '.join(perturbed)} (the checkpoint kept is {kept}):",
+        "",
+        "| iteration | val F1 clean | val F1 perturbed | val AUC | threshold |",
+        "| --- | --- | --- | --- | --- |",
+        *[
+            f"| {r['iteration']} | {float(r['val_f1']):.4f} | {float(r['val_f1_perturbed']):.4f} "
+            f"| {float(r['val_auc']):.4f} | {float(r['threshold']):.3f} |"
+            for r in log
+        ],
+    ]
 
 
 def _robustness(model: Path, data: str, threads: int) -> list[str]:
     from fundus_edge.evaluate import evaluate_perturbed
     from fundus_edge.measure.camera import PERTURBATIONS
 
-    reps = [evaluate_perturbed(model, data, PERTURBATIONS, backend=b, threads=threads, progress=False) for b in ("onnxruntime", "openvino")]
-    for b, rep in zip(("onnxruntime", "openvino"), reps):
+    reps = [
+        evaluate_perturbed(model, data, PERTURBATIONS, backend=b, threads=threads, progress=False)
+        for b in ("onnxruntime", "openvino")
+    ]
+    for b, rep in zip(("onnxruntime", "openvino"), reps, strict=False):
         _record_report(rep, model, f"fundus-edge evaluate {model} --data {data} --perturb --backend {b}")
-    lines = ["## Camera perturbations (DRIVE test, FOV pooled; the runtime rescales each input to the training FOV)",
-             "| perturbation | F1 (ONNX Runtime) | ΔF1 | AUC | F1 (OpenVINO) | ΔF1 |", "| --- | --- | --- | --- | --- | --- |"]
-    for a, b in zip(*(r.rows for r in reps)):
-        lines.append(f"| {a.perturbation} | {a.metrics.f1:.4f} | {a.delta_f1:+.4f} | {a.metrics.auc:.4f} | {b.metrics.f1:.4f} | {b.delta_f1:+.4f} |")
+    lines = [
+        "## Camera perturbations (DRIVE test, FOV pooled; the runtime rescales each input to the "
+        "training FOV)",
+        "| perturbation | F1 (ONNX Runtime) | ΔF1 | AUC | F1 (OpenVINO) | ΔF1 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for a, b in zip(*(r.rows for r in reps), strict=False):
+        lines.append(
+            f"| {a.perturbation} | {a.metrics.f1:.4f} | {a.delta_f1:+.4f} | {a.metrics.auc:.4f} "
+            f"| {b.metrics.f1:.4f} | {b.delta_f1:+.4f} |"
+        )
     worst = min((r for rep in reps for r in rep.rows), key=lambda r: r.delta_f1)
-    lines += ["", f"Largest loss: {worst.perturbation} ({worst.delta_f1:+.4f} F1). "
-              f"Command: `fundus-edge evaluate {model} --data {data} --perturb --backend onnxruntime` (and `--backend openvino`).", ""]
+    lines += [
+        "",
+        f"Largest loss: {worst.perturbation} ({worst.delta_f1:+.4f} F1). "
+        f"Command: `fundus-edge evaluate {model} --data {data} --perturb --backend onnxruntime` "
+        "(and `--backend openvino`).",
+        "",
+    ]
     return lines
 
 
 def _latency_section(model: Path, data: str, threads: int) -> list[str]:
-    from fundus_edge.runtime.images import read_image
-
     from fundus_edge.runtime.cpu import cpu_model_and_flags, isa_flags
+    from fundus_edge.runtime.images import read_image
 
     img = read_image(sorted((Path(data) / "test" / "images").iterdir())[0])
     cpu, isa = cpu_model_and_flags()[0], ", ".join(isa_flags()) or "none of interest"
-    return [f"## Latency (one 584x565 DRIVE image, {threads} thread{'s' if threads != 1 else ''}, engine call, median of 15; measured {time.strftime('%Y-%m-%d')})",
-            f"CPU: {cpu}, ISA flags {isa} (timings differ several-fold between CPUs: compare within one card or one bench run).", "",
-            "| engine | precision | ms |", "| --- | --- | --- |",
-            *[f"| {e} | {p} | {ms:.1f} |" for e, p, ms in latency(model, img, threads)], ""]
+    return [
+        f"## Latency (one 584x565 DRIVE image, {threads} thread{'s' if threads != 1 else ''}, engine call, "
+        f"median of 15; measured {time.strftime('%Y-%m-%d')})",
+        f"CPU: {cpu}, ISA flags {isa} (timings differ several-fold between CPUs: compare within one card "
+        "or one bench run).",
+        "",
+        "| engine | precision | ms |",
+        "| --- | --- | --- |",
+        *[f"| {e} | {p} | {ms:.1f} |" for e, p, ms in latency(model, img, threads)],
+        "",
+    ]
 
 
 TEST_DATA_NOTE = "the 20 test images are never trained on; how often they were read is under Test reads"
@@ -146,24 +223,42 @@ def _ordinal(n: int) -> str:
 def reads_section(lineage: str, ledger: Path | None = None) -> list[str]:
     """``DRIVE test reads: N`` for this model's lineage and how its shipped figure was chosen, both
     counted from the test-read ledger (docs/test-reads.md), never typed by hand."""
+
     def n(k: int, word: str) -> str:
         return f"{k} {word}{'' if k == 1 else 's'}"
 
     path = ledger or ledger_path()
     c = count_lineage(read_ledger(path) if path else [], lineage)
     s = c.shipped
-    rule = "a read whose use was written down before it" if s is not None and s.rule_before == "yes" else "a read with no rule written down before it"
+    rule = (
+        "a read whose use was written down before it"
+        if s is not None and s.rule_before == "yes"
+        else "a read with no rule written down before it"
+    )
     if s is None:
         how = "no read of this lineage in the ledger is marked as the shipped one."
     elif c.reads == 1:
         how = f"the shipped figure is that one read ({rule})."
     else:
-        how = f"the shipped figure (F1 {s.f1}) is the {_ordinal(c.rank)} of the {n(c.candidates, 'candidate score')}, from {rule}."
+        how = (
+            f"the shipped figure (F1 {s.f1}) is the {_ordinal(c.rank)} of the "
+            f"{n(c.candidates, 'candidate score')}, from {rule}."
+        )
     times = "once" if c.reads == 1 else f"{c.reads} times"
-    detail = f" ({n(c.candidates, 'candidate score')}, {n(c.gates, 'gate check')} before shipping)" if c.reads > 1 else ""
-    later = f"; {n(c.reports, 're-scoring')} of models already fixed listed there and not counted" if c.reports else ""
-    return [f"{READS_HEAD} (`docs/test-reads.csv`, lineage `{lineage}`)", f"DRIVE test reads: {c.reads}",
-            f"The 20 DRIVE test images were read {times} in this model's lineage{detail}{later}; {how}", ""]
+    detail = (
+        f" ({n(c.candidates, 'candidate score')}, {n(c.gates, 'gate check')} before shipping)"
+        if c.reads > 1
+        else ""
+    )
+    # Re-scores of fixed models (bench runs, cards) are listed in the ledger but not counted, and not numbered
+    # here either: every `make bench` adds some, and a card must not go stale because a bench ran.
+    later = "; re-scores of models already fixed (bench runs) are listed there and not counted"
+    return [
+        f"{READS_HEAD} (`docs/test-reads.csv`, lineage `{lineage}`)",
+        f"DRIVE test reads: {c.reads}",
+        f"The 20 DRIVE test images were read {times} in this model's lineage{detail}{later}; {how}",
+        "",
+    ]
 
 
 NOTES_HEAD = "## Experiments"
@@ -182,9 +277,14 @@ def notes_section(notes: str | Path, card_dir: Path) -> list[str]:
         raise SystemExit(f"{notes}: no such notes file")
     rel = Path(os.path.relpath(notes.resolve(), card_dir.resolve())).as_posix()
     heads = [m.groups() for m in re.finditer(r"^(#{2,3}) (.+)$", notes.read_text(), re.M)]
-    return [NOTES_HEAD, "", f"The experiment diary of this model's runs (protocols, rules fixed before each test read, validation "
-            f"curves, candidates) is [{notes.name}]({rel}):", "",
-            *[f"{'  ' if len(h) == 3 else ''}- [{title}]({rel}#{_anchor(title)})" for h, title in heads]]
+    return [
+        NOTES_HEAD,
+        "",
+        "The experiment diary of this model's runs (protocols, rules fixed before each test read, "
+        f"validation curves, candidates) is [{notes.name}]({rel}):",
+        "",
+        *[f"{'  ' if len(h) == 3 else ''}- [{title}]({rel}#{_anchor(title)})" for h, title in heads],
+    ]
 
 
 def _git_last_commit(path: Path) -> str:
@@ -192,7 +292,13 @@ def _git_last_commit(path: Path) -> str:
     import subprocess
 
     try:
-        out = subprocess.run(["git", "log", "-1", "--format=%h", "--", path.name], cwd=path.parent, capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%h", "--", path.name],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.SubprocessError):
         return ""
     return out.stdout.strip() if out.returncode == 0 else ""
@@ -201,7 +307,7 @@ def _git_last_commit(path: Path) -> str:
 def provenance_section(model: Path, run: Path | None = None) -> list[str]:
     """Where the shipped weights came from: the checkpoint (and the sha256 of its weights, when the run
     folder is at hand), the config and the training log, and the exported files' sha256."""
-    from fundus_edge.measure.ledger import _sha256
+    from fundus_edge.runtime.manifest import sha256
 
     man = read_manifest(model)
     src = man.source or {}
@@ -211,24 +317,41 @@ def provenance_section(model: Path, run: Path | None = None) -> list[str]:
     if best is not None and (best / "model.pdparams").is_file():
         commit = _git_last_commit(best / "model.pdparams")
         at = f" as committed in {commit}" if commit else ""
-        out.append(f"- Weights: exported from `{ckpt or best}` (iteration {src.get('iteration')}); its `model.pdparams` sha256 `{_sha256(best / 'model.pdparams')}` "
-                   f"(computed from `{best}`{at}).")
+        out.append(
+            f"- Weights: exported from `{ckpt or best}` (iteration {src.get('iteration')}); "
+            f"its `model.pdparams` sha256 `{sha256(best / 'model.pdparams')}` (computed from `{best}`{at})."
+        )
     elif ckpt:
-        out.append(f"- Weights: exported from `{ckpt}` (iteration {src.get('iteration')}); that checkpoint's sha256 was not recorded and the run folder "
-                   "is gone, so the exported files below are the reference.")
+        out.append(
+            f"- Weights: exported from `{ckpt}` (iteration {src.get('iteration')}); that checkpoint's sha256 "
+            "was not recorded and the run folder is gone, so the exported files below are the reference."
+        )
     elif isinstance(src.get("pruning"), dict):
         s = src["pruning"].get("source")
         name = s.get("path") or s.get("name") if isinstance(s, dict) else s
-        sha = f" (its manifest's sha256 `{s['manifest_sha256']}`)" if isinstance(s, dict) and s.get("manifest_sha256") else ""
-        out.append(f"- Weights: pruned and fine-tuned from `{name}`{sha}; the fine-tune's record is `source.pruning` in `manifest.yaml`.")
-    out.append("- Exported files (sha256, as `manifest.yaml` pins them): " + ", ".join(f"`{f}` `{h}`" for f, h in man.files.items()) + ".")
+        sha = (
+            f" (its manifest's sha256 `{s['manifest_sha256']}`)"
+            if isinstance(s, dict) and s.get("manifest_sha256")
+            else ""
+        )
+        out.append(
+            f"- Weights: pruned and fine-tuned from `{name}`{sha}; the fine-tune's record is "
+            "`source.pruning` in `manifest.yaml`."
+        )
+    out.append(
+        "- Exported files (sha256, as `manifest.yaml` pins them): "
+        + ", ".join(f"`{f}` `{h}`" for f, h in man.files.items())
+        + "."
+    )
     if run and (Path(run) / "config.yaml").is_file():
         cfg = Path(run) / "config.yaml"
         commit = _git_last_commit(cfg)
         kept = f"`git show {commit}:{cfg}`" if commit else f"`{cfg}`"
         out.append(f"- Config: {kept} (the YAML under Training; also `source.config` in `manifest.yaml`).")
     else:
-        out.append("- Config: `source.config` in `manifest.yaml` (the training config as the checkpoint stored it).")
+        out.append(
+            "- Config: `source.config` in `manifest.yaml` (the training config as the checkpoint stored it)."
+        )
     log = Path(run) / "log.csv" if run else None
     if log is not None and log.is_file():
         commit = _git_last_commit(log)
@@ -240,7 +363,15 @@ def provenance_section(model: Path, run: Path | None = None) -> list[str]:
 
 def _record_report(rep, model: Path, command: str) -> None:
     """The card's own scoring of a model already fixed is a ``report`` row of the ledger."""
-    record(rep, "report", ledger_path(), command=command, lineage=model.name, rule_before="yes", source="fundus_edge.modelcard")
+    record(
+        rep,
+        "report",
+        ledger_path(),
+        command=command,
+        lineage=model.name,
+        rule_before="yes",
+        source="fundus_edge.modelcard",
+    )
 
 
 def _replace_section(lines: list[str], head: str, new: list[str], before: str = "Reproduce:") -> list[str]:
@@ -249,16 +380,24 @@ def _replace_section(lines: list[str], head: str, new: list[str], before: str = 
     Reproduce line."""
     if any(x.startswith(head) for x in lines):
         i = next(k for k, x in enumerate(lines) if x.startswith(head))
-        j = next((k for k in range(i + 1, len(lines)) if lines[k].startswith(("## ", "Reproduce:"))), len(lines))
+        j = next(
+            (k for k in range(i + 1, len(lines)) if lines[k].startswith(("## ", "Reproduce:"))), len(lines)
+        )
         del lines[i:j]
     else:
         i = next((k for k, x in enumerate(lines) if x.startswith(before)), None)
-        i = i if i is not None else next((k for k, x in enumerate(lines) if x.startswith("Reproduce:")), len(lines))
+        i = (
+            i
+            if i is not None
+            else next((k for k, x in enumerate(lines) if x.startswith("Reproduce:")), len(lines))
+        )
     lines[i:i] = new
     return lines
 
 
-def _update_card(model: Path, data: str, threads: int, sections: list[str], notes: str, bench: str = "", run: str = "") -> int:
+def _update_card(
+    model: Path, data: str, threads: int, sections: list[str], notes: str, bench: str = "", run: str = ""
+) -> int:
     """Rewrite some sections of an existing card: for a shipped model whose training run folder is no
     longer at hand (its training and validation sections stay as they were written)."""
     card = model / "MODEL_CARD.md"
@@ -271,7 +410,9 @@ def _update_card(model: Path, data: str, threads: int, sections: list[str], note
         elif sec == "bench":
             if not bench:
                 raise SystemExit("--update bench needs --bench RESULTS_JSON")
-            lines = _replace_section(lines, "## Every engine and INT8", bench_section(Path(bench), model.name))
+            lines = _replace_section(
+                lines, "## Every engine and INT8", bench_section(Path(bench), model.name)
+            )
         elif sec == "notes":
             if not (notes and Path(notes).is_file()):
                 raise SystemExit("--update notes needs --notes FILE")
@@ -279,11 +420,18 @@ def _update_card(model: Path, data: str, threads: int, sections: list[str], note
             lines = lines[: k + 1] + ["", *notes_section(notes, model)]
         elif sec == "reads":
             lines = _replace_section(lines, READS_HEAD, reads_section(model.name), before="## DRIVE test")
-            lines = [x.replace("the 20 test images were used once, for the figures below", TEST_DATA_NOTE) for x in lines]
+            lines = [
+                x.replace("the 20 test images were used once, for the figures below", TEST_DATA_NOTE)
+                for x in lines
+            ]
         elif sec == "provenance":
-            lines = _replace_section(lines, "## Provenance", provenance_section(model, Path(run) if run else None))
+            lines = _replace_section(
+                lines, "## Provenance", provenance_section(model, Path(run) if run else None)
+            )
         else:
-            raise SystemExit(f"unknown section {sec!r}: choose from perturb, latency, bench, notes, reads, provenance")
+            raise SystemExit(
+                f"unknown section {sec!r}: choose from perturb, latency, bench, notes, reads, provenance"
+            )
     card.write_text("\n".join(lines) + "\n")
     print(f"rewrote {', '.join(sections)} in {card}")
     return 0
@@ -291,13 +439,28 @@ def _update_card(model: Path, data: str, threads: int, sections: list[str], note
 
 def _test_section(rep) -> list[str]:
     m = rep.pooled
-    return ["## DRIVE test (20 images, 1st_manual, FOV pixels pooled, through ONNX Runtime)",
-            f"F1 **{m.f1:.4f}**, AUC **{m.auc:.4f}**, IoU {m.iou:.4f}, accuracy {m.acc:.4f}, Se {m.se:.4f}, Sp {m.sp:.4f}, kappa {m.kappa:.4f}.",
-            "", "| image | F1 | IoU | Acc | AUC |", "| --- | --- | --- | --- | --- |",
-            *[f"| {n} | {pm.f1:.4f} | {pm.iou:.4f} | {pm.acc:.4f} | {pm.auc:.4f} |" for n, pm in rep.per_image], ""]
+    return [
+        "## DRIVE test (20 images, 1st_manual, FOV pixels pooled, through ONNX Runtime)",
+        f"F1 **{m.f1:.4f}**, AUC **{m.auc:.4f}**, IoU {m.iou:.4f}, accuracy {m.acc:.4f}, Se {m.se:.4f}, "
+        f"Sp {m.sp:.4f}, kappa {m.kappa:.4f}.",
+        "",
+        "| image | F1 | IoU | Acc | AUC |",
+        "| --- | --- | --- | --- | --- |",
+        *[f"| {n} | {pm.f1:.4f} | {pm.iou:.4f} | {pm.acc:.4f} | {pm.auc:.4f} |" for n, pm in rep.per_image],
+        "",
+    ]
 
 
-def _pruned_card(model: Path, data: str, threads: int, command: str, perturb: bool, notes: str, argv_line: str, bench: str = "") -> list[str]:
+def _pruned_card(
+    model: Path,
+    data: str,
+    threads: int,
+    command: str,
+    perturb: bool,
+    notes: str,
+    argv_line: str,
+    bench: str = "",
+) -> list[str]:
     """A card for a model made by ``fundus-edge quantize --prune`` from another shipped model: its
     training is the source model's plus the fine-tune recorded in the manifest."""
     from fundus_edge.evaluate import evaluate_source
@@ -309,23 +472,34 @@ def _pruned_card(model: Path, data: str, threads: int, command: str, perturb: bo
     _record_report(rep, model, f"python -m fundus_edge.modelcard {argv_line}")
     # The source is recorded as {name, variant, manifest_sha256, path} (older manifests: a path string).
     s = pr["source"]
-    src, pr_ratio = (Path(s.get("path") or f"models/{s['name']}") if isinstance(s, dict) else Path(s)), pr["ratio"]
+    src, pr_ratio = (
+        (Path(s.get("path") or f"models/{s['name']}") if isinstance(s, dict) else Path(s)),
+        pr["ratio"],
+    )
+    default_command = f"fundus-edge quantize {src} --out {model} --prune {pr_ratio} --data DRIVE"
     val = int(cfg.get("data", {}).get("val_count", 0))
-    kept = (f"{20 - val} for fine-tuning, the checkpoint best on the other {val} kept" if val else "all 20, final weights kept")
+    kept = (
+        f"{20 - val} for fine-tuning, the checkpoint best on the other {val} kept"
+        if val
+        else "all 20, final weights kept"
+    )
     return [
         f"# Model card: `{model.name}`",
         "",
         f"Vessel segmentation {architecture(man.model)} with {pr['ratio']:.0%} of the filters of every "
-        f"3x3 convolution removed: {man.model['params']:,} parameters (from {pr['params_before']:,}), {man.model['gmac']:.2f} GMAC at {man.model['gmac_at']} "
-        f"(from {pr['gmac_before']:.2f}). Input: {man.preprocess.channels}, scaled to [-1, 1]; output: vessel probability; threshold {man.threshold:.3f} "
-        f"(the source model's).",
+        f"3x3 convolution removed: {man.model['params']:,} parameters (from {pr['params_before']:,}), "
+        f"{man.model['gmac']:.2f} GMAC at {man.model['gmac_at']} (from {pr['gmac_before']:.2f}). "
+        f"Input: {man.preprocess.channels}, scaled to [-1, 1]; output: vessel probability; "
+        f"threshold {man.threshold:.3f} (the source model's).",
         "",
         "## Training",
-        f"- Command: `{command or f'fundus-edge quantize {src} --out {model} --prune {pr_ratio} --data DRIVE'}`",
+        f"- Command: `{command or default_command}`",
         f"- Source: `{src}` (its card gives its own training: command, data, time, metrics).",
-        f"- Pruning: {pr['tool']} (PaddleSlim, dygraph): the {pr['ratio']:.0%} of each 3x3 convolution's filters with the smallest L1 norm removed.",
-        f"- Fine-tune: {pr['finetune_iters']} iterations at a fixed learning rate {pr['finetune_lr']} on {pr['finetune_crop']}x{pr['finetune_crop']} crops with the "
-        f"source's augmentation, DRIVE training images only ({kept}); wall time {pr['finetune_s'] / 60:.1f} min on this CPU (2 cores).",
+        f"- Pruning: {pr['tool']} (PaddleSlim, dygraph): the {pr['ratio']:.0%} of each 3x3 convolution's "
+        "filters with the smallest L1 norm removed.",
+        f"- Fine-tune: {pr['finetune_iters']} iterations at a fixed learning rate {pr['finetune_lr']} on "
+        f"{pr['finetune_crop']}x{pr['finetune_crop']} crops with the source's augmentation, DRIVE training "
+        f"images only ({kept}); wall time {pr['finetune_s'] / 60:.1f} min on this CPU (2 cores).",
         "",
         *reads_section(model.name),
         *_test_section(rep),
@@ -338,32 +512,97 @@ def _pruned_card(model: Path, data: str, threads: int, command: str, perturb: bo
     ]
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", help="training run folder (log.csv, best/); required unless --update")
     ap.add_argument("--model", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-command", default="")
-    ap.add_argument("--notes", default="", help="the experiment diary (docs/experiments-*.md) the card links to, with its headings")
-    ap.add_argument("--perturb", action="store_true", help="add DRIVE-test F1 under camera perturbations (ONNX Runtime and OpenVINO)")
-    ap.add_argument("--bench", default="", help="a make bench results.json: add the latency and F1 of this model and its INT8 variants on every engine")
-    ap.add_argument("--update", help="only rewrite these sections of an existing card (comma list of perturb, latency, bench, notes, reads, "
-                    "provenance); --run is then read only by provenance (its best/, config.yaml and log.csv)")
-    a = ap.parse_args(argv)
-    if a.update:
-        return _update_card(Path(a.model), a.data, a.threads, [x.strip() for x in a.update.split(",") if x.strip()], a.notes, a.bench, a.run or "")
+    ap.add_argument(
+        "--notes",
+        default="",
+        help="the experiment diary (docs/experiments-*.md) the card links to, with its headings",
+    )
+    ap.add_argument(
+        "--perturb",
+        action="store_true",
+        help="add DRIVE-test F1 under camera perturbations (ONNX Runtime and OpenVINO)",
+    )
+    ap.add_argument(
+        "--bench",
+        default="",
+        help="a make bench results.json: add the latency and F1 of this model and its INT8 variants "
+        "on every engine",
+    )
+    ap.add_argument(
+        "--update",
+        help="only rewrite these sections of an existing card (comma list of perturb, latency, bench, "
+        "notes, reads, provenance); --run is then read only by provenance (its best/, config.yaml and "
+        "log.csv)",
+    )
+    return ap
 
-    if not a.run:
-        if "pruning" in read_manifest(Path(a.model)).source:
-            import sys
 
-            line = " ".join(argv if argv is not None else sys.argv[1:])
-            lines = _pruned_card(Path(a.model), a.data, a.threads, a.train_command, a.perturb, a.notes, line, a.bench)
-            (Path(a.model) / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
-            print("\n".join(lines))
-            return 0
-        ap.error("--run is required (or --update SECTIONS for an existing card, or a pruned model whose manifest records its pruning)")
+def _run_lines(run: Path, data: str, man, best, last) -> tuple[str, str, str]:
+    """Where a trained model's threshold came from, and the card's Data and Iterations lines."""
+    from fundus_edge.evaluate import evaluate_source
+
+    wall = (
+        f"wall time {last.elapsed_s / 60:.0f} min on this CPU (2 cores shared with other work; see README)."
+    )
+    if best.config.data.val_count == 0:
+        # A refit's threshold comes from its validation run, or is the F1-optimal one on the training images
+        # (--threshold train, or `evaluate --split train --best-threshold` at export): check which, on the
+        # checkpoint as those choose it (the runtime's FOV rescaling moves the flat optimum by ~0.005).
+        on_train = evaluate_source(run / "best", data, split="train", progress=False)
+        t_train, f1_train = on_train.best_threshold
+        if abs(t_train - man.threshold) <= 0.0015:
+            thr_src = (
+                f"the F1-optimal threshold on the {on_train.images} training images, "
+                f"F1 {f1_train:.4f} there: "
+                "`fundus-edge evaluate CHECKPOINT --data DRIVE --split train --best-threshold`"
+            )
+            chosen = (
+                "the recipe and iteration count were chosen on a 16/4 validation split first, "
+                "the threshold on all training images"
+            )
+        else:
+            thr_src = "taken from the validation run of the same recipe"
+            chosen = "the recipe, iteration count and threshold were chosen on a 16/4 validation split first"
+        data_line = (
+            f"- Data: DRIVE training images only, all 20 (a refit: {chosen}, see Experiments; "
+            f"no checkpoint selection); {TEST_DATA_NOTE}."
+        )
+        iters_line = f"- Iterations: {last.iteration} (final weights); {wall}"
+    else:
+        val = best.config.data.val_count
+        thr_src = "chosen on validation"
+        data_line = (
+            f"- Data: DRIVE training images only: {20 - val} for training, {val} held out for validation "
+            f"(split seed {best.config.data.split_seed}); {TEST_DATA_NOTE}."
+        )
+        iters_line = f"- Iterations: {last.iteration} (best validation F1 at {best.iteration}); {wall}"
+    return thr_src, data_line, iters_line
+
+
+def _recipe_line(o, man) -> str:
+    return (
+        f"- Recipe: {o.batch_size} random {o.crop}x{o.crop} crops per step, rotation/scale/flip/90° turns, "
+        f"colour jitter; cross-entropy + {o.dice_weight} x Dice (vessel); "
+        f"Adam, {schedule(o)} from {o.lr} with {o.warmup} warm-up steps, weight decay {o.weight_decay}."
+        + (
+            f" Both U-Nets' outputs supervised (the first with weight {o.aux_weight}); "
+            "only the second is exported."
+            if man.model.get("arch") == "wnet"
+            else ""
+        )
+    )
+
+
+def _trained_card(a, argv_line: str) -> list[str]:
+    """A card for a model exported from the training run ``a.run``: every figure from the run folder,
+    the manifest, a test-set evaluation and the latency measured here."""
     from fundus_edge.evaluate import evaluate_source
     from fundus_edge.train.checkpoint import read_checkpoint
 
@@ -373,43 +612,21 @@ def main(argv=None) -> int:
     last = read_checkpoint(run / "last")
     log = list(csv.DictReader(open(run / "log.csv")))
     rep = evaluate_source(model, a.data, split="test", backend="onnxruntime", progress=False)
-    _record_report(rep, model, "python -m fundus_edge.modelcard " + " ".join(argv if argv is not None else __import__("sys").argv[1:]))
-    o = best.config.optim
+    _record_report(rep, model, "python -m fundus_edge.modelcard " + argv_line)
     refit = best.config.data.val_count == 0
-    if refit:
-        # A refit's threshold comes from its validation run, or is the F1-optimal one on the training images
-        # (--threshold train, or `evaluate --split train --best-threshold` at export): check which, on the
-        # checkpoint as those choose it (the runtime's FOV rescaling moves the flat optimum by ~0.005).
-        on_train = evaluate_source(run / "best", a.data, split="train", progress=False)
-        t_train, f1_train = on_train.best_threshold
-        if abs(t_train - man.threshold) <= 0.0015:
-            thr_src = (f"the F1-optimal threshold on the {on_train.images} training images, F1 {f1_train:.4f} there: "
-                       f"`fundus-edge evaluate CHECKPOINT --data DRIVE --split train --best-threshold`")
-            chosen = "the recipe and iteration count were chosen on a 16/4 validation split first, the threshold on all training images"
-        else:
-            thr_src = "taken from the validation run of the same recipe"
-            chosen = "the recipe, iteration count and threshold were chosen on a 16/4 validation split first"
-        data_line = (f"- Data: DRIVE training images only, all 20 (a refit: {chosen}, see Experiments; no checkpoint selection); "
-                     f"{TEST_DATA_NOTE}.")
-        iters_line = f"- Iterations: {last.iteration} (final weights); wall time {last.elapsed_s / 60:.0f} min on this CPU (2 cores shared with other work; see README)."
-    else:
-        thr_src = "chosen on validation"
-        data_line = (f"- Data: DRIVE training images only: {20 - best.config.data.val_count} for training, {best.config.data.val_count} held out for validation "
-                     f"(split seed {best.config.data.split_seed}); {TEST_DATA_NOTE}.")
-        iters_line = f"- Iterations: {last.iteration} (best validation F1 at {best.iteration}); wall time {last.elapsed_s / 60:.0f} min on this CPU (2 cores shared with other work; see README)."
+    thr_src, data_line, iters_line = _run_lines(run, a.data, man, best, last)
     lines = [
         f"# Model card: `{man.name}`",
         "",
         f"Vessel segmentation {architecture(man.model)}: "
         f"{man.model['params']:,} parameters, {man.model['gmac']:.2f} GMAC at {man.model['gmac_at']}. "
-        f"Input: RGB + CLAHE green ({man.preprocess.channels}), scaled to [-1, 1]; output: vessel probability; threshold {man.threshold:.3f} ({thr_src}).",
+        f"Input: RGB + CLAHE green ({man.preprocess.channels}), scaled to [-1, 1]; "
+        f"output: vessel probability; threshold {man.threshold:.3f} ({thr_src}).",
         "",
         "## Training",
         f"- Command: `{a.train_command or 'fundus-edge train --config ' + man.name}`",
         data_line,
-        f"- Recipe: {o.batch_size} random {o.crop}x{o.crop} crops per step, rotation/scale/flip/90° turns, colour jitter; cross-entropy + {o.dice_weight} x Dice (vessel); "
-        f"Adam, {schedule(o)} from {o.lr} with {o.warmup} warm-up steps, weight decay {o.weight_decay}."
-        + (f" Both U-Nets' outputs supervised (the first with weight {o.aux_weight}); only the second is exported." if man.model.get("arch") == "wnet" else ""),
+        _recipe_line(best.config.optim, man),
         iters_line,
         "",
         "Config (`" + str(run / "config.yaml") + "`):",
@@ -426,14 +643,46 @@ def main(argv=None) -> int:
         *(bench_section(Path(a.bench), model.name) if a.bench else []),
         *(_robustness(model, a.data, a.threads) if a.perturb else []),
         *provenance_section(model, run),
+        # last: the date is taken when the card is done, after the measurements above
         f"Reproduce: `python -m fundus_edge.modelcard --run {a.run} --model {a.model} --data {a.data}"
-        f"{' --perturb' if a.perturb else ''}{' --bench ' + a.bench if a.bench else ''}{' --notes ' + a.notes if a.notes else ''}` ({time.strftime('%Y-%m-%d')}).",
+        f"{' --perturb' if a.perturb else ''}{' --bench ' + a.bench if a.bench else ''}"
+        f"{' --notes ' + a.notes if a.notes else ''}` ({time.strftime('%Y-%m-%d')}).",
     ]
     if a.notes:
         lines += ["", *notes_section(a.notes, model)]
-    (model / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
-    print((model / "MODEL_CARD.md").read_text())
-    return 0
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = _parser()
+    a = ap.parse_args(argv)
+    if a.update:
+        return _update_card(
+            Path(a.model),
+            a.data,
+            a.threads,
+            [x.strip() for x in a.update.split(",") if x.strip()],
+            a.notes,
+            a.bench,
+            a.run or "",
+        )
+    line = " ".join(argv if argv is not None else sys.argv[1:])
+    if a.run:
+        model = Path(a.model)
+        (model / "MODEL_CARD.md").write_text("\n".join(_trained_card(a, line)) + "\n")
+        print((model / "MODEL_CARD.md").read_text())
+        return 0
+    if "pruning" in read_manifest(Path(a.model)).source:
+        lines = _pruned_card(
+            Path(a.model), a.data, a.threads, a.train_command, a.perturb, a.notes, line, a.bench
+        )
+        (Path(a.model) / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return 0
+    ap.error(
+        "--run is required (or --update SECTIONS for an existing card, or a pruned model whose manifest "
+        "records its pruning)"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ A block is the text between ``<!-- generated: NAME -->`` and ``<!-- /generated -
     python -m fundus_edge.readme_tables            # rewrite README.md's blocks
     python -m fundus_edge.readme_tables --check    # exit 1 when a block is stale (a test runs this)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,14 +24,19 @@ from fundus_edge.runtime.manifest import read_manifest
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
 # The columns of the shipped-models table: (header, engine, precision) of the bench rows it reads.
-LATENCY_COLUMNS = (("OpenVINO FP32", "openvino", "fp32"), ("OpenVINO bf16", "openvino", "bf16"),
-                   ("Paddle (oneDNN)", "paddle", "fp32"), ("ONNX Runtime", "onnxruntime", "fp32"))
+LATENCY_COLUMNS = (
+    ("OpenVINO FP32", "openvino", "fp32"),
+    ("OpenVINO bf16", "openvino", "bf16"),
+    ("Paddle (oneDNN)", "paddle", "fp32"),
+    ("ONNX Runtime", "onnxruntime", "fp32"),
+)
 # The shipped default first, then by name.
 ORDER = ("default",)
 
 
 def card_test_metrics(card: Path) -> dict[str, float]:
-    """F1, AUC and IoU of the card's DRIVE test section (written by fundus_edge.modelcard from one evaluation)."""
+    """F1, AUC and IoU of the card's DRIVE test section (written by fundus_edge.modelcard from one
+    evaluation)."""
     text = card.read_text()
     m = re.search(r"^## DRIVE test.*\n(F1 \*\*([\d.]+)\*\*, AUC \*\*([\d.]+)\*\*, IoU ([\d.]+))", text, re.M)
     if not m:
@@ -44,32 +50,58 @@ def bench_variant(model: str) -> str:
 
 
 def _ms(records: list[BenchRecord], variant: str, engine: str, precision: str) -> str:
-    rows = [r for r in records if r.variant == variant and r.backend == engine and r.precision == precision
-            and r.status == "ok" and r.p50_ms is not None and (r.device or "cpu") == "cpu"]
+    rows = [
+        r
+        for r in records
+        if r.variant == variant
+        and r.backend == engine
+        and r.precision == precision
+        and r.status == "ok"
+        and r.p50_ms is not None
+        and (r.device or "cpu") == "cpu"
+    ]
     return f"{min(r.p50_ms for r in rows):.1f} ms" if rows else "–"
 
 
 def shipped_models(models_dir: Path, record: Path, ledger: Path = REPO_LEDGER) -> list[str]:
     records, meta = load_record(record)
     reads = read_ledger(ledger)
-    folders = sorted((p.parent.name for p in models_dir.glob("*/MODEL_CARD.md")), key=lambda n: (n not in ORDER, n))
+    folders = sorted(
+        (p.parent.name for p in models_dir.glob("*/MODEL_CARD.md")), key=lambda n: (n not in ORDER, n)
+    )
     # INT8 folders of a shipped float model are listed under the table: their cards hold a validation on
     # training images, not a DRIVE test read of their own (their test rows are the bench's).
     int8 = [n for n in folders if read_manifest(models_dir / n).quantization]
     names = [n for n in folders if n not in int8]
-    out = ["| model | params | GMAC at 584×565 | DRIVE test F1 | AUC | test reads | IoU | " + " | ".join(h for h, _, _ in LATENCY_COLUMNS) + " |",
-           "| --- " * (7 + len(LATENCY_COLUMNS)) + "|"]
+    out = [
+        "| model | params | GMAC at 584×565 | DRIVE test F1 | AUC | test reads | IoU | "
+        + " | ".join(h for h, _, _ in LATENCY_COLUMNS)
+        + " |",
+        "| --- " * (7 + len(LATENCY_COLUMNS)) + "|",
+    ]
     for name in names:
         man = read_manifest(models_dir / name)
         m = card_test_metrics(models_dir / name / "MODEL_CARD.md")
         lat = [_ms(records, bench_variant(name), e, p) for _, e, p in LATENCY_COLUMNS]
-        out.append(f"| `{name}` | {man.model['params']:,} | {man.model['gmac']:.2f} | **{m['f1']:.4f}** | **{m['auc']:.4f}** | "
-                   f"{count_lineage(reads, name).reads} | {m['iou']:.4f} | " + " | ".join(lat) + " |")
-    out += ["", f"F1 / AUC / IoU: each card's DRIVE test section; test reads: `docs/test-reads.csv`; latency: engine p50 over the "
-            f"20 DRIVE test images, {meta.get('threads', '?')} threads, {_run_link(record, meta)}."]
+        out.append(
+            f"| `{name}` | {man.model['params']:,} | {man.model['gmac']:.2f} "
+            f"| **{m['f1']:.4f}** | **{m['auc']:.4f}** | "
+            f"{count_lineage(reads, name).reads} | {m['iou']:.4f} | " + " | ".join(lat) + " |"
+        )
+    out += [
+        "",
+        "F1 / AUC / IoU: each card's DRIVE test section; test reads: `docs/test-reads.csv`; "
+        f"latency: engine p50 over the 20 DRIVE test images, {meta.get('threads', '?')} threads, "
+        f"{_run_link(record, meta)}.",
+    ]
     if int8:
-        out += ["", "INT8 folders shipped beside them (made by the engines' own quantizers, validated on the training "
-                "images, run by a device without a quantizer): " + ", ".join(f"[`{n}`](models/{n}/MODEL_CARD.md)" for n in int8) + "."]
+        out += [
+            "",
+            "INT8 folders shipped beside them (made by the engines' own quantizers, "
+            "validated on the training images, run by a device without a quantizer): "
+            + ", ".join(f"[`{n}`](models/{n}/MODEL_CARD.md)" for n in int8)
+            + ".",
+        ]
     return out
 
 
@@ -80,28 +112,39 @@ def _run_link(record: Path, meta: dict) -> str:
     except ValueError:
         rel = page.as_posix()
     label = f"bench run {meta['date']} on {meta['machine']['cpu']} ({_isa(meta)})"
-    return f"[{label}]({rel})" + (" (rows reconstructed from its report)" if meta.get("reconstructed") else "")
+    return f"[{label}]({rel})" + (
+        " (rows reconstructed from its report)" if meta.get("reconstructed") else ""
+    )
 
 
 def _isa(meta: dict) -> str:
     flags = meta["machine"].get("isa_flags", [])
-    keep = [f for f in flags if f.startswith(("avx512_bf16", "avx512_vnni", "amx_"))] or [f for f in flags if f in ("avx512f", "avx2")][:1]
+    keep = [f for f in flags if f.startswith(("avx512_bf16", "avx512_vnni", "amx_"))] or [
+        f for f in flags if f in ("avx512f", "avx2")
+    ][:1]
     return ", ".join(keep) or "no AVX flags"
 
 
 def bench_summary(record: Path) -> list[str]:
     records, meta = load_record(record)
     ok = [r for r in records if r.status == "ok"]
-    return [f"The Pareto front of the {_run_link(record, meta)}: {len(records)} cells, {len(ok)} ok; every row not beaten on "
-            f"both engine p50 and DRIVE test F1 by another, fastest first. Compare latencies within one run only.", "",
-            *front_table(records)]
+    return [
+        f"The Pareto front of the {_run_link(record, meta)}: {len(records)} cells, {len(ok)} ok; "
+        "every row not beaten on both engine p50 and DRIVE test F1 by another, fastest first. "
+        "Compare latencies within one run only.",
+        "",
+        *front_table(records),
+    ]
 
 
 def render(text: str, models_dir: Path, record: Path | None, ledger: Path = REPO_LEDGER) -> str:
     """``text`` with every generated block rewritten; an unknown block name is an InputError."""
     if record is None:
         raise InputError(f"{RESULTS_DIR}: no bench record (*.json) to generate the README's tables from")
-    makers = {"shipped-models": lambda: shipped_models(models_dir, record, ledger), "bench-summary": lambda: bench_summary(record)}
+    makers = {
+        "shipped-models": lambda: shipped_models(models_dir, record, ledger),
+        "bench-summary": lambda: bench_summary(record),
+    }
 
     def one(m: re.Match) -> str:
         name = m.group(2)
@@ -113,11 +156,17 @@ def render(text: str, models_dir: Path, record: Path | None, ledger: Path = REPO
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fundus_edge.readme_tables", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m fundus_edge.readme_tables", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--readme", default=str(ROOT / "README.md"))
     ap.add_argument("--models", default=str(ROOT / "models"), help="the shipped models' folder")
-    ap.add_argument("--record", default=None, help="a bench results.json (default: the newest under docs/results)")
-    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 when a generated block is stale")
+    ap.add_argument(
+        "--record", default=None, help="a bench results.json (default: the newest under docs/results)"
+    )
+    ap.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 when a generated block is stale"
+    )
     a = ap.parse_args(argv)
     readme = Path(a.readme)
     try:
@@ -132,8 +181,12 @@ def main(argv=None) -> int:
         print(f"{readme}: generated blocks are current")
         return 0
     if a.check:
-        stale = [m.group(2) for m, n in zip(BLOCK.finditer(text), BLOCK.finditer(new)) if m.group(0) != n.group(0)]
-        print(f"{readme}: stale generated block(s) {', '.join(stale)}: run python -m fundus_edge.readme_tables", file=sys.stderr)
+        pairs = zip(BLOCK.finditer(text), BLOCK.finditer(new), strict=False)
+        stale = [m.group(2) for m, n in pairs if m.group(0) != n.group(0)]
+        print(
+            f"{readme}: stale generated block(s) {', '.join(stale)}: run python -m fundus_edge.readme_tables",
+            file=sys.stderr,
+        )
         return 1
     readme.write_text(new)
     print(f"{readme}: rewrote the generated blocks")

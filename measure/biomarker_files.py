@@ -1,5 +1,6 @@
 """Biomarkers of mask files: ``fundus-edge biomarkers MASKS_DIR`` (masks made elsewhere, e.g. manual
 labels) and ``predict --biomarkers`` (<stem>_biomarkers.json beside each mask, rows in biomarkers.csv)."""
+
 from __future__ import annotations
 
 import csv
@@ -9,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from fundus_edge.runtime.errors import FundusEdgeError, InputError, one_line
 from fundus_edge.runtime.images import IMAGE_SUFFIXES, read_binary
 
@@ -74,7 +74,10 @@ def match_fov_file(mask: Path, fov_dir: Path) -> Path:
     same = [p for p in cands if lead and _leading_id(p.stem) == lead]
     if len(same) == 1:
         return same[0]
-    raise InputError(f"{mask}: no FOV mask for it in {fov_dir}" + (f" ({len(same)} files start with {lead}_)" if len(same) > 1 else ""))
+    raise InputError(
+        f"{mask}: no FOV mask for it in {fov_dir}"
+        + (f" ({len(same)} files start with {lead}_)" if len(same) > 1 else "")
+    )
 
 
 def folder_biomarkers(masks_dir: Path, fov_dir: Path | None = None) -> list[BiomarkerRow]:
@@ -85,7 +88,13 @@ def folder_biomarkers(masks_dir: Path, fov_dir: Path | None = None) -> list[Biom
     for f in mask_files(Path(masks_dir)):
         fov_file = match_fov_file(f, Path(fov_dir)) if fov_dir is not None else None
         fov = read_binary(fov_file, "FOV mask") if fov_file is not None else None
-        rows.append(BiomarkerRow(f.name, fov_file.name if fov_file else "frame", _compute(f, read_binary(f, "vessel mask"), fov)))
+        rows.append(
+            BiomarkerRow(
+                f.name,
+                fov_file.name if fov_file else "frame",
+                _compute(f, read_binary(f, "vessel mask"), fov),
+            )
+        )
     return rows
 
 

@@ -15,9 +15,10 @@ per-segment curvature are a few lines of numpy (no maintained library computes t
 | vessel_density | vessel pixels in the FOV / A | 1 |
 | skeleton_length_px | L = sum of skan branch lengths (steps of 1 or sqrt 2 px) | px |
 | length_density | (L / D) / (A / D^2) = L D / A | 1/D |
-| branch_points, end_points | junction clusters (8-connected pixels of degree >= 3); pixels of degree 1 | count |
+| branch_points | junction clusters (8-connected pixels of degree >= 3) | count |
+| end_points | pixels of degree 1 | count |
 | branch_density, end_density | count / (A / D^2) | per D^2 |
-| width_mean_px, width_median_px | 2 d - 1 over skeleton pixels, d = distance to the nearest background pixel | px |
+| width_mean_px, width_median_px | 2 d - 1 over skeleton pixels, d = distance to nearest background | px |
 | width_mean_d, width_median_d | the same / D | D |
 | tortuosity_distance | per segment arc / chord, weighted by arc length (arc of the smoothed path) | 1 |
 | tortuosity_curvature | per segment total absolute turning / (arc / D), weighted by arc length | rad per D |
@@ -30,6 +31,7 @@ digital line. The distance transform puts a one-pixel line at
 d = 1 and the centre of an odd width w at d = (w + 1) / 2, hence 2 d - 1 (an even width reads w - 1: the
 skeleton lies half a pixel off its centre).
 """
+
 from __future__ import annotations
 
 import math
@@ -37,7 +39,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
 from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.fov import fov_diameter
 
@@ -74,7 +75,9 @@ BIOMARKERS: tuple[BiomarkerDef, ...] = (
     BiomarkerDef("width_mean_d", "D", True, "mean width / D"),
     BiomarkerDef("width_median_d", "D", True, "median width / D"),
     BiomarkerDef("tortuosity_distance", "1", True, "arc / chord per segment, length-weighted"),
-    BiomarkerDef("tortuosity_curvature", "rad/D", True, "total absolute turning / arc per segment, length-weighted"),
+    BiomarkerDef(
+        "tortuosity_curvature", "rad/D", True, "total absolute turning / arc per segment, length-weighted"
+    ),
     BiomarkerDef("fractal_dimension", "1", True, "box-counting dimension, boxes D/4 ... D/256"),
 )
 NAMES: tuple[str, ...] = tuple(b.name for b in BIOMARKERS)
@@ -115,7 +118,10 @@ def _check(mask: np.ndarray, fov: np.ndarray | None) -> tuple[np.ndarray, np.nda
     mask = mask.astype(bool)
     fov = np.ones(mask.shape, bool) if fov is None else np.asarray(fov).astype(bool)
     if fov.shape != mask.shape:
-        raise InputError(f"FOV mask is {fov.shape[1]}x{fov.shape[0]} but the vessel mask is {mask.shape[1]}x{mask.shape[0]}")
+        raise InputError(
+            f"FOV mask is {fov.shape[1]}x{fov.shape[0]}"
+            f" but the vessel mask is {mask.shape[1]}x{mask.shape[0]}"
+        )
     if not fov.any():
         raise InputError("FOV mask is empty")
     return mask & fov, fov
@@ -140,8 +146,8 @@ def smooth_path(path: np.ndarray, sigma: float) -> np.ndarray:
     k = min(len(p) - 1, int(4 * sigma) + 1)
     if k < 1:
         return p
-    ext = np.concatenate([2 * p[0] - p[k:0:-1], p, 2 * p[-1] - p[-2:-k - 2:-1]])
-    return gaussian_filter1d(ext, sigma, axis=0, mode="nearest")[k:k + len(p)]
+    ext = np.concatenate([2 * p[0] - p[k:0:-1], p, 2 * p[-1] - p[-2 : -k - 2 : -1]])
+    return gaussian_filter1d(ext, sigma, axis=0, mode="nearest")[k : k + len(p)]
 
 
 def path_length(p: np.ndarray) -> float:
@@ -226,15 +232,22 @@ def compute_biomarkers(mask: np.ndarray, fov: np.ndarray | None = None) -> Bioma
     w_mean = float(widths.mean()) if widths.size else nan
     w_median = float(np.median(widths)) if widths.size else nan
     return Biomarkers(
-        fov_area_px=area, fov_diameter_px=float(diameter), segments=used,
+        fov_area_px=area,
+        fov_diameter_px=float(diameter),
+        segments=used,
         vessel_density=float(np.count_nonzero(vessels)) / area,
         skeleton_length_px=length,
         length_density=length * diameter / area,
-        branch_points=branch, end_points=ends,
-        branch_density=branch / area_d2, end_density=ends / area_d2,
-        width_mean_px=w_mean, width_median_px=w_median,
-        width_mean_d=w_mean / diameter, width_median_d=w_median / diameter,
-        tortuosity_distance=tort_d, tortuosity_curvature=tort_c,
+        branch_points=branch,
+        end_points=ends,
+        branch_density=branch / area_d2,
+        end_density=ends / area_d2,
+        width_mean_px=w_mean,
+        width_median_px=w_median,
+        width_mean_d=w_mean / diameter,
+        width_median_d=w_median / diameter,
+        tortuosity_distance=tort_d,
+        tortuosity_curvature=tort_c,
         fractal_dimension=box_counting_dimension(vessels, diameter, (int(rows[0]), int(cols[0]))),
     )
 
@@ -249,7 +262,9 @@ def _value(d, name: str) -> float:
     return float("nan") if v is None else float(v)
 
 
-def compare_biomarkers(values: Sequence, reference: Sequence, names: Sequence[str] = NAMES) -> dict[str, float | None]:
+def compare_biomarkers(
+    values: Sequence, reference: Sequence, names: Sequence[str] = NAMES
+) -> dict[str, float | None]:
     """Per biomarker, the mean absolute difference of ``values`` from ``reference`` (paired, image by
     image) relative to the reference's mean magnitude, in %: 100 sum|v - r| / sum|r|. Pooling the
     denominator keeps an image whose reference is near zero from dominating. Pairs where either side is
@@ -266,7 +281,9 @@ def compare_biomarkers(values: Sequence, reference: Sequence, names: Sequence[st
     return out
 
 
-def beyond_tolerance(differences: Mapping[str, float | None], tolerance: Mapping[str, float] | None = None) -> list[str]:
+def beyond_tolerance(
+    differences: Mapping[str, float | None], tolerance: Mapping[str, float] | None = None
+) -> list[str]:
     """The biomarkers whose relative difference (compare_biomarkers) exceeds their tolerance (default:
     measure.tolerance.TOLERANCE_PCT, derived from DRIVE's inter-observer difference)."""
     if tolerance is None:

@@ -5,6 +5,7 @@ Two uses: random camera copies of the training images (``random_camera``, for ro
 the named perturbations that ``fundus-edge evaluate --perturb`` scores a model under (``PERTURBATIONS``).
 All functions take and return HxWx3 uint8 RGB.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
 from fundus_edge.runtime.errors import InputError
 
 
@@ -71,8 +71,21 @@ class Perturbation:
 
 
 # The ranges of the robustness issue: JPEG quality 30-90, gamma 0.6-1.6, scale 0.5x-2x, greyscale.
-PERTURBATIONS = ("jpeg30", "jpeg50", "jpeg70", "jpeg90", "gamma0.6", "gamma0.8", "gamma1.25", "gamma1.6",
-                 "scale0.5", "scale0.75", "scale1.5", "scale2", "grey")
+PERTURBATIONS = (
+    "jpeg30",
+    "jpeg50",
+    "jpeg70",
+    "jpeg90",
+    "gamma0.6",
+    "gamma0.8",
+    "gamma1.25",
+    "gamma1.6",
+    "scale0.5",
+    "scale0.75",
+    "scale1.5",
+    "scale2",
+    "grey",
+)
 
 
 @dataclass(frozen=True)
@@ -99,7 +112,10 @@ def parse_perturbation(name: str) -> Perturbation | PerturbationChain:
         return Perturbation("grey", "grey")
     m = re.fullmatch(r"(jpeg|gamma|scale)([0-9]*\.?[0-9]+)", name)
     if not m:
-        raise InputError(f"unknown perturbation {name!r}; use jpegQ (1-100), gammaG, scaleS or grey, e.g. {', '.join(PERTURBATIONS[:4])}")
+        raise InputError(
+            f"unknown perturbation {name!r}; use jpegQ (1-100), gammaG, scaleS or grey,"
+            f" e.g. {', '.join(PERTURBATIONS[:4])}"
+        )
     kind, value = m.group(1), float(m.group(2))
     if (kind == "jpeg" and not 1 <= value <= 100) or (kind != "jpeg" and not 0.05 <= value <= 8):
         raise InputError(f"perturbation {name!r}: value out of range")
@@ -107,7 +123,9 @@ def parse_perturbation(name: str) -> Perturbation | PerturbationChain:
 
 
 # -- random camera copies for training -------------------------------------------------------------
-def random_camera(rgb: np.ndarray, rng: np.random.Generator, jpeg_p: float = 0.6, jpeg_quality: tuple[int, int] = (20, 95)) -> np.ndarray:
+def random_camera(
+    rgb: np.ndarray, rng: np.random.Generator, jpeg_p: float = 0.6, jpeg_quality: tuple[int, int] = (20, 95)
+) -> np.ndarray:
     """One random camera rendering of a training image (geometry unchanged, so labels still fit).
 
     Order follows the imaging chain: exposure and colour, optics and resolution, sensor noise,

@@ -6,10 +6,10 @@ means any split that is not training data: DRIVE ``test``, and the whole of a da
 official split (STARE, CHASE_DB1, folders), unless ``--split train`` says it is training data. A
 validation split carved out of the training images is training data and is never a read.
 """
+
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import sys
 import time
@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from fundus_edge.runtime.errors import InputError
+from fundus_edge.runtime.manifest import sha256
 
 LEDGER_ENV = "FUNDUS_EDGE_LEDGER"
 # The committed ledger of this repository (found beside the package in a source checkout).
@@ -72,7 +73,10 @@ def read_ledger(path: str | Path) -> list[TestRead]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if rows and set(COLUMNS) - set(rows[0]):
-        raise InputError(f"{path}: not a test-read ledger (missing columns {', '.join(sorted(set(COLUMNS) - set(rows[0])))})")
+        raise InputError(
+            f"{path}: not a test-read ledger"
+            f" (missing columns {', '.join(sorted(set(COLUMNS) - set(rows[0])))})"
+        )
     bad = [r["why"] for r in rows if r["why"] not in WHY]
     if bad:
         raise InputError(f"{path}: unknown why {bad[0]!r} (choose from {', '.join(WHY)})")
@@ -92,14 +96,6 @@ def append_read(path: str | Path, row: TestRead) -> None:
         w.writerow(asdict(row))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def identify(source: str | Path) -> tuple[str, str, str]:
     """(lineage, weights sha256, run) of what ``evaluate`` scored. A checkpoint: its config's name,
     the sha256 of model.pdparams, its run folder. A model folder: its manifest's name (``-pruned``
@@ -116,38 +112,59 @@ def identify(source: str | Path) -> tuple[str, str, str]:
         if not origin and isinstance(src.get("pruning"), dict):
             s = src["pruning"].get("source")
             origin = (s.get("path") or s.get("name") or "") if isinstance(s, dict) else str(s or "")
-        return lineage, _sha256(source / "manifest.yaml"), str(origin)
+        return lineage, sha256(source / "manifest.yaml"), str(origin)
     if (source / "checkpoint.yaml").is_file() and (source / "model.pdparams").is_file():
         import yaml
 
         meta = yaml.safe_load((source / "checkpoint.yaml").read_text()) or {}
         name = ((meta.get("config") or {}).get("name")) or ""
-        return name, _sha256(source / "model.pdparams"), str(source.parent)
+        return name, sha256(source / "model.pdparams"), str(source.parent)
     return "", "", ""
 
 
-def record(report, why: str, path: Path | None, command: str | None = None, lineage: str | None = None,
-           rule_before: str = "unknown", note: str = "", source: str = "fundus-edge evaluate") -> TestRead | None:
+def record(
+    report,
+    why: str,
+    path: Path | None,
+    command: str | None = None,
+    lineage: str | None = None,
+    rule_before: str = "unknown",
+    note: str = "",
+    source: str = "fundus-edge evaluate",
+) -> TestRead | None:
     """Append one row for ``report`` (an EvalReport or PerturbReport) when its split is held out and
     a ledger is at hand; returns the row (None when nothing was written)."""
     if not is_held_out(report.split):
         return None
     if path is None:
-        print("note: no test-read ledger found (set FUNDUS_EDGE_LEDGER or pass --ledger PATH): this held-out read is not recorded", file=sys.stderr)
+        print(
+            "note: no test-read ledger found (set FUNDUS_EDGE_LEDGER or pass --ledger PATH):"
+            " this held-out read is not recorded",
+            file=sys.stderr,
+        )
         return None
     lin, sha, run = identify(report.source)
     pooled = getattr(report, "pooled", None)
     if pooled is None and getattr(report, "rows", None):
         pooled = report.rows[0].metrics  # a perturbed evaluation: its clean row
-        note = (note + "; " if note else "") + f"perturbed: {', '.join(r.perturbation for r in report.rows[1:])}"
+        note = (
+            note + "; " if note else ""
+        ) + f"perturbed: {', '.join(r.perturbation for r in report.rows[1:])}"
     row = TestRead(
         date=time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-        lineage=lineage or lin, scored=str(report.source), weights_sha256=sha, run=run,
+        lineage=lineage or lin,
+        scored=str(report.source),
+        weights_sha256=sha,
+        run=run,
         command=command if command is not None else " ".join(["fundus-edge", *sys.argv[1:]]),
         data=f"{report.data} {report.split}",
         f1="" if pooled is None else f"{pooled.f1:.4f}",
         auc="" if pooled is None or pooled.auc is None else f"{pooled.auc:.4f}",
-        why=why, rule_before=rule_before, source=source, note=note)
+        why=why,
+        rule_before=rule_before,
+        source=source,
+        note=note,
+    )
     append_read(path, row)
     return row
 
@@ -168,9 +185,18 @@ class LineageCount:
 def count_lineage(rows: list[TestRead], lineage: str) -> LineageCount:
     own = [r for r in rows if r.lineage == lineage]
     cand = [r for r in own if r.why in ("candidate", "shipped")]
-    shipped = ([None] + sorted((r for r in own if r.why == "shipped"), key=lambda r: r.date))[-1]  # the latest; ties: the later row
+    shipped = ([None] + sorted((r for r in own if r.why == "shipped"), key=lambda r: r.date))[
+        -1
+    ]  # the latest; ties: the later row
     rank = None
     if shipped is not None and shipped.f1:
         rank = 1 + sum(1 for r in cand if r.f1 and float(r.f1) > float(shipped.f1))
-    return LineageCount(lineage, sum(r.why != "report" for r in own), len(cand), sum(r.why == "gate" for r in own),
-                        sum(r.why == "report" for r in own), shipped, rank)
+    return LineageCount(
+        lineage,
+        sum(r.why != "report" for r in own),
+        len(cand),
+        sum(r.why == "gate" for r in own),
+        sum(r.why == "report" for r in own),
+        shipped,
+        rank,
+    )

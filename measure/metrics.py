@@ -3,6 +3,7 @@
 One home for training (validation, threshold choice) and bench (accuracy through each engine).
 Evaluation follows the DRIVE literature: pixels inside the FOV only, pooled over the images of a set.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -53,7 +54,9 @@ def metrics_from_counts(tp: int, fp: int, fn: int, tn: int, auc: float | None = 
     )
 
 
-def confusion(pred: np.ndarray, truth: np.ndarray, fov: np.ndarray | None = None) -> tuple[int, int, int, int]:
+def confusion(
+    pred: np.ndarray, truth: np.ndarray, fov: np.ndarray | None = None
+) -> tuple[int, int, int, int]:
     pred = np.asarray(pred, bool)
     truth = np.asarray(truth, bool)
     if pred.shape != truth.shape:
@@ -91,7 +94,14 @@ class MetricAccumulator:
     _probs: list = field(default_factory=list)
     _truths: list = field(default_factory=list)
 
-    def add(self, prob: np.ndarray, truth: np.ndarray, fov: np.ndarray | None = None, name: str = "", pred: np.ndarray | None = None) -> VesselMetrics:
+    def add(
+        self,
+        prob: np.ndarray,
+        truth: np.ndarray,
+        fov: np.ndarray | None = None,
+        name: str = "",
+        pred: np.ndarray | None = None,
+    ) -> VesselMetrics:
         """Add one image. ``prob`` is a probability map in [0, 1] (or a bool mask: AUC is then
         skipped); ``pred``, when given, is the binary mask to score instead of ``prob >= threshold``."""
         prob = np.asarray(prob)
@@ -122,7 +132,9 @@ class MetricAccumulator:
         return metrics_from_counts(*self.counts, auc=auc)
 
 
-def best_threshold(probs: list[np.ndarray], truths: list[np.ndarray], bins: int = 1000) -> tuple[float, float]:
+def best_threshold(
+    probs: list[np.ndarray], truths: list[np.ndarray], bins: int = 1000
+) -> tuple[float, float]:
     """Threshold in (0, 1) that maximises pooled F1; returns (threshold, F1).
 
     Histograms of the probabilities of vessel and background pixels give TP/FP/FN at every
@@ -130,7 +142,7 @@ def best_threshold(probs: list[np.ndarray], truths: list[np.ndarray], bins: int 
     """
     pos = np.zeros(bins, np.int64)
     neg = np.zeros(bins, np.int64)
-    for p, t in zip(probs, truths):
+    for p, t in zip(probs, truths, strict=False):
         idx = np.clip((np.asarray(p, np.float64) * bins).astype(np.int64), 0, bins - 1)
         t = np.asarray(t, bool)
         pos += np.bincount(idx[t], minlength=bins)

@@ -1,6 +1,7 @@
 """Accuracy under camera perturbations: each named perturbation is applied to every image, the model
 segments the perturbed image (the runtime rescales it to the training FOV), and the probability map,
 taken back to the original size, is scored against the original label inside the original FOV."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -8,10 +9,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
+from fundus_edge.measure.camera import Perturbation, PerturbationChain, parse_perturbation
 from fundus_edge.measure.metrics import MetricAccumulator, VesselMetrics
 from fundus_edge.runtime.scale import resize_prob
-from fundus_edge.measure.camera import Perturbation, PerturbationChain, parse_perturbation
 
 # prob_fn(rgb, fov) -> HxW probability at rgb's size
 ProbFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -22,23 +22,36 @@ class PerturbedScore:
     perturbation: str
     metrics: VesselMetrics
     delta_f1: float  # against the clean figure of the same run
-    best_threshold: tuple[float, float] | None = None  # (threshold, F1) maximising pooled F1 under this perturbation
-    # per biomarker, the mean absolute difference (%) of the perturbed masks' values from the clean masks' values
-    # (measure.biomarkers.compare_biomarkers); None when not asked for
+    best_threshold: tuple[float, float] | None = (
+        None  # (threshold, F1) maximising pooled F1 under this perturbation
+    )
+    # per biomarker, the mean absolute difference (%) of the perturbed masks' values from the clean masks'
+    # values (measure.biomarkers.compare_biomarkers); None when not asked for
     biomarker_change: dict | None = None
 
 
-def perturb_sample(p: Perturbation | PerturbationChain | None, rgb: np.ndarray, fov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def perturb_sample(
+    p: Perturbation | PerturbationChain | None, rgb: np.ndarray, fov: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The perturbed image and its FOV mask (resized with it for scale perturbations)."""
     if p is None:
         return rgb, fov
     out = p.apply(rgb)
     if out.shape[:2] != rgb.shape[:2]:
-        fov = cv2.resize(fov.astype(np.uint8), (out.shape[1], out.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+        fov = cv2.resize(
+            fov.astype(np.uint8), (out.shape[1], out.shape[0]), interpolation=cv2.INTER_NEAREST
+        ).astype(bool)
     return out, fov
 
 
-def score_perturbations(prob_fn: ProbFn, samples: Sequence, names: Sequence[str], threshold: float, progress=None, biomarkers: bool = False) -> list[PerturbedScore]:
+def score_perturbations(
+    prob_fn: ProbFn,
+    samples: Sequence,
+    names: Sequence[str],
+    threshold: float,
+    progress=None,
+    biomarkers: bool = False,
+) -> list[PerturbedScore]:
     """Clean first, then each perturbation; ``samples`` are loaded samples (rgb, label, fov). ``biomarkers``:
     also each biomarker's change from the clean masks, measured on the mask at the image's own size inside
     its own FOV (so a scale perturbation shows the model's change, not the measuring's)."""
@@ -61,5 +74,7 @@ def score_perturbations(prob_fn: ProbFn, samples: Sequence, names: Sequence[str]
         clean_f1 = m.f1 if p is None else clean_f1
         clean_bm = bms if p is None else clean_bm
         change = compare_biomarkers(bms, clean_bm) if biomarkers else None
-        results.append(PerturbedScore("clean" if p is None else p.name, m, m.f1 - clean_f1, acc.best_threshold(), change))
+        results.append(
+            PerturbedScore("clean" if p is None else p.name, m, m.f1 - clean_f1, acc.best_threshold(), change)
+        )
     return results

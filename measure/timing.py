@@ -8,17 +8,20 @@ times every cell in several rounds spread over its run. A row's figure is the me
 its spread the range of those p50s over that median; two rows are compared round by round (the median of
 the per-round ratios), so a slow stretch that lands on one round cancels out of the ratio.
 """
+
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 P99_MIN_RUNS = 100
-SPREAD_LIMIT = 0.20  # rounds whose p50s range over more than this fraction of their median: not a steady figure
+SPREAD_LIMIT = (
+    0.20  # rounds whose p50s range over more than this fraction of their median: not a steady figure
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def time_calls(call: Callable[[], float | None], policy: TimingPolicy = TimingPo
 @dataclass(frozen=True)
 class Rounds:
     """One figure (a p50, ms) timed in several rounds; None marks a round that failed."""
+
     p50s: tuple[float | None, ...]
 
     @property
@@ -99,10 +103,10 @@ class Rounds:
         return self.spread is not None and self.spread > SPREAD_LIMIT
 
 
-def round_ratio(num: "tuple[float | None, ...] | list", den: "tuple[float | None, ...] | list") -> float | None:
+def round_ratio(num: tuple[float | None, ...] | list, den: tuple[float | None, ...] | list) -> float | None:
     """Median over rounds of num[i] / den[i], from the rounds both timed (two rows of one run, timed in the
     same rounds); None when the rows were not timed in the same rounds or share none."""
     if not num or not den or len(num) != len(den):
         return None
-    r = [a / b for a, b in zip(num, den) if a is not None and b]
+    r = [a / b for a, b in zip(num, den, strict=False) if a is not None and b]
     return statistics.median(r) if r else None

@@ -12,6 +12,7 @@ Both calibrate on training images prepared exactly as ``Predictor.predict`` prep
 the training FOV, cropped to the FOV's box, padded): never validation or test images. NNCF's accuracy
 control scores pooled FOV F1 on training images too.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from fundus_edge.runtime.cpu import cpu_model_and_flags, has_vnni, isa_flags
 from fundus_edge.runtime.errors import InputError, ModelError
 from fundus_edge.runtime.formats import FORMATS
@@ -32,7 +32,9 @@ NNCF_PRESETS = ("performance", "mixed")
 class NncfOptions:
     preset: str = "performance"  # performance (symmetric) | mixed (asymmetric activations)
     fast_bias_correction: bool = True
-    overflow_fix: str = "auto"  # auto (NNCF's default: on where the CPU lacks VNNI) | enable | disable | first_layer_only
+    overflow_fix: str = (
+        "auto"  # auto (NNCF's default: on where the CPU lacks VNNI) | enable | disable | first_layer_only
+    )
     accuracy_control: bool = False  # nncf.quantize_with_accuracy_control against pooled F1 on training images
     max_drop: float = 0.005  # accuracy control: the largest F1 drop allowed
     subset_size: int = 300
@@ -53,8 +55,14 @@ def _training_samples(model_dir: Path, data, count: int):
     from fundus_edge.train.data import discover, load_sample, split_train_val
 
     man = read_manifest(model_dir)
-    cfg = config_from_dict(man.source["config"], f"{model_dir}/manifest.yaml") if "config" in man.source else None
-    layout, val_count, seed = ("auto", 4, 0) if cfg is None else (cfg.data.layout, cfg.data.val_count, cfg.data.split_seed)
+    cfg = (
+        config_from_dict(man.source["config"], f"{model_dir}/manifest.yaml")
+        if "config" in man.source
+        else None
+    )
+    layout, val_count, seed = (
+        ("auto", 4, 0) if cfg is None else (cfg.data.layout, cfg.data.val_count, cfg.data.split_seed)
+    )
     samples = discover(data, split="train", layout=layout)
     train, _ = split_train_val(samples, val_count, seed)
     if not train:
@@ -75,7 +83,9 @@ def _float_source(source: Path) -> Path:
 
     man = read_manifest(source)
     if man.quantization:
-        raise ModelError(f"{source}: already quantized ({man.quantization.get('method')}); give an FP32 model folder")
+        raise ModelError(
+            f"{source}: already quantized ({man.quantization.get('method')}); give an FP32 model folder"
+        )
     if "onnx" not in man.formats:
         raise ModelError(f"{source}: no ONNX file to quantize (export with --formats onnx)")
     verify_files(source, man, man.formats["onnx"])
@@ -115,14 +125,20 @@ def _f1_fn(model_dir: Path):
     return f1
 
 
-def nncf_quantize(source: Path, out: Path, data, options: NncfOptions = NncfOptions(), calib_images: int = 20) -> dict:
+def nncf_quantize(
+    source: Path, out: Path, data, options: NncfOptions = NncfOptions(), calib_images: int = 20
+) -> dict:
     """Write OpenVINO IR INT8 files into ``out``; returns the manifest's quantization record."""
     import nncf
     import openvino as ov
 
     if options.preset not in NNCF_PRESETS:
         raise InputError(f"unknown NNCF preset {options.preset!r}; choose from {', '.join(NNCF_PRESETS)}")
-    fixes = {"enable": nncf.OverflowFix.ENABLE, "disable": nncf.OverflowFix.DISABLE, "first_layer_only": nncf.OverflowFix.FIRST_LAYER}
+    fixes = {
+        "enable": nncf.OverflowFix.ENABLE,
+        "disable": nncf.OverflowFix.DISABLE,
+        "first_layer_only": nncf.OverflowFix.FIRST_LAYER,
+    }
     if options.overflow_fix not in ("auto", *fixes):
         raise InputError(f"unknown overflow fix {options.overflow_fix!r}; choose auto, {', '.join(fixes)}")
     onnx_path = _float_source(source)
@@ -130,32 +146,79 @@ def nncf_quantize(source: Path, out: Path, data, options: NncfOptions = NncfOpti
     samples = _training_samples(source, data, calib_images)
     inputs = calibration_inputs(source, samples)
     model = ov.Core().read_model(str(onnx_path))
-    preset = nncf.QuantizationPreset.PERFORMANCE if options.preset == "performance" else nncf.QuantizationPreset.MIXED
-    adv = nncf.AdvancedQuantizationParameters(**({} if options.overflow_fix == "auto" else {"overflow_fix": fixes[options.overflow_fix]}))
-    kw = dict(preset=preset, subset_size=min(options.subset_size, len(inputs)), fast_bias_correction=options.fast_bias_correction)
-    record = {"method": "ptq", "tool": f"nncf.quantize (nncf {nncf.__version__})", "engine": "openvino", "calibration_images": len(inputs), "preset": options.preset,
-              "fast_bias_correction": options.fast_bias_correction, "overflow_fix": options.overflow_fix}
+    preset = (
+        nncf.QuantizationPreset.PERFORMANCE
+        if options.preset == "performance"
+        else nncf.QuantizationPreset.MIXED
+    )
+    adv = nncf.AdvancedQuantizationParameters(
+        **({} if options.overflow_fix == "auto" else {"overflow_fix": fixes[options.overflow_fix]})
+    )
+    kw = dict(
+        preset=preset,
+        subset_size=min(options.subset_size, len(inputs)),
+        fast_bias_correction=options.fast_bias_correction,
+    )
+    record = {
+        "method": "ptq",
+        "tool": f"nncf.quantize (nncf {nncf.__version__})",
+        "engine": "openvino",
+        "calibration_images": len(inputs),
+        "preset": options.preset,
+        "fast_bias_correction": options.fast_bias_correction,
+        "overflow_fix": options.overflow_fix,
+    }
     if options.accuracy_control:
-        qmodel = nncf.quantize_with_accuracy_control(model, nncf.Dataset(inputs), nncf.Dataset(samples), validation_fn=_f1_fn(source),
-                                                     max_drop=options.max_drop, drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=adv, **kw)
-        record.update(accuracy_control={"metric": "pooled FOV F1 on the calibration (training) images", "max_drop": options.max_drop})
+        qmodel = nncf.quantize_with_accuracy_control(
+            model,
+            nncf.Dataset(inputs),
+            nncf.Dataset(samples),
+            validation_fn=_f1_fn(source),
+            max_drop=options.max_drop,
+            drop_type=nncf.DropType.ABSOLUTE,
+            advanced_quantization_parameters=adv,
+            **kw,
+        )
+        record.update(
+            accuracy_control={
+                "metric": "pooled FOV F1 on the calibration (training) images",
+                "max_drop": options.max_drop,
+            }
+        )
     else:
         qmodel = nncf.quantize(model, nncf.Dataset(inputs), advanced_parameters=adv, **kw)
     xml, _ = FORMATS["ir"].files
     ov.save_model(qmodel, str(out / xml), compress_to_fp16=False)
-    record.update(seconds=round(time.perf_counter() - t0, 1), fake_quantize_nodes=sum(op.get_type_name() == "FakeQuantize" for op in qmodel.get_ops()))
+    record.update(
+        seconds=round(time.perf_counter() - t0, 1),
+        fake_quantize_nodes=sum(op.get_type_name() == "FakeQuantize" for op in qmodel.get_ops()),
+    )
     return record
 
 
-def ort_quantize(source: Path, out: Path, data, options: OrtOptions = OrtOptions(), calib_images: int = 20) -> dict:
+def ort_quantize(
+    source: Path, out: Path, data, options: OrtOptions = OrtOptions(), calib_images: int = 20
+) -> dict:
     """Write an ONNX Runtime INT8 ``model.onnx`` into ``out``; returns the quantization record."""
     import onnxruntime
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     if options.calibrate_method not in methods:
-        raise InputError(f"unknown calibration method {options.calibrate_method!r}; choose from {', '.join(methods)}")
+        raise InputError(
+            f"unknown calibration method {options.calibrate_method!r}; choose from {', '.join(methods)}"
+        )
     if options.quant_format not in ("qdq", "qoperator"):
         raise InputError(f"unknown ONNX Runtime format {options.quant_format!r}; choose qdq or qoperator")
     onnx_path = _float_source(source)
@@ -177,16 +240,33 @@ def ort_quantize(source: Path, out: Path, data, options: OrtOptions = OrtOptions
         # Shape inference and graph clean-up first (ONNX Runtime's advice); the symbolic shape pass
         # fails on the dynamic-H/W graphs paddle2onnx writes and is not needed for convolutions.
         quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(target), Reader(), quant_format=QuantFormat.QDQ if options.quant_format == "qdq" else QuantFormat.QOperator,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=options.per_channel, reduce_range=reduce_range,
-                        calibrate_method=methods[options.calibrate_method])
+        quantize_static(
+            str(pre),
+            str(target),
+            Reader(),
+            quant_format=QuantFormat.QDQ if options.quant_format == "qdq" else QuantFormat.QOperator,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=options.per_channel,
+            reduce_range=reduce_range,
+            calibrate_method=methods[options.calibrate_method],
+        )
     finally:
         pre.unlink(missing_ok=True)
         for f in out.glob("*.onnx.data"):
             f.unlink()
-    return {"method": "ptq", "tool": f"onnxruntime.quantization.quantize_static (onnxruntime {onnxruntime.__version__})", "engine": "onnxruntime",
-            "calibration_images": len(inputs), "format": options.quant_format, "activations": "uint8", "weights": "int8" + (" per channel" if options.per_channel else ""),
-            "reduce_range": reduce_range, "calibrate_method": options.calibrate_method, "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "method": "ptq",
+        "tool": f"onnxruntime.quantization.quantize_static (onnxruntime {onnxruntime.__version__})",
+        "engine": "onnxruntime",
+        "calibration_images": len(inputs),
+        "format": options.quant_format,
+        "activations": "uint8",
+        "weights": "int8" + (" per channel" if options.per_channel else ""),
+        "reduce_range": reduce_range,
+        "calibrate_method": options.calibrate_method,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def build_cpu_record() -> dict:
@@ -194,8 +274,18 @@ def build_cpu_record() -> dict:
     return {"cpu": cpu_model_and_flags()[0], "vnni": has_vnni(), "isa_flags": isa_flags()}
 
 
-def engine_int8(source, out, data, quantizer: str, nncf_options: NncfOptions = NncfOptions(), ort_options: OrtOptions = OrtOptions(),
-                calib_images: int = 20, force: bool = False, name: str | None = None, float_record: dict | None = None) -> Path:
+def engine_int8(
+    source,
+    out,
+    data,
+    quantizer: str,
+    nncf_options: NncfOptions = NncfOptions(),
+    ort_options: OrtOptions = OrtOptions(),
+    calib_images: int = 20,
+    force: bool = False,
+    name: str | None = None,
+    float_record: dict | None = None,
+) -> Path:
     """A model folder whose INT8 file an engine's own quantizer made from ``source``'s float ONNX."""
     from fundus_edge.export.exporter import prepare_out
     from fundus_edge.runtime.manifest import Manifest, read_manifest, write_manifest
@@ -204,7 +294,9 @@ def engine_int8(source, out, data, quantizer: str, nncf_options: NncfOptions = N
     if quantizer not in ("nncf", "ort"):
         raise InputError(f"unknown engine quantizer {quantizer!r}; choose nncf or ort")
     if not (source / "manifest.yaml").is_file():
-        raise InputError(f"{source}: {quantizer} quantizes an exported model folder (fundus-edge export first)")
+        raise InputError(
+            f"{source}: {quantizer} quantizes an exported model folder (fundus-edge export first)"
+        )
     man = read_manifest(source)
     _float_source(source)
     prepare_out(out, force)
@@ -216,16 +308,31 @@ def engine_int8(source, out, data, quantizer: str, nncf_options: NncfOptions = N
             quant = ort_quantize(source, out, data, ort_options, calib_images)
             formats = {"onnx": list(FORMATS["onnx"].files)}
         quant["built_on"] = build_cpu_record()
-        variant = "-".join(v for v in (man.variant if man.variant not in ("fp32", "") else "", f"int8-{quantizer}") if v)
+        variant = "-".join(
+            v for v in (man.variant if man.variant not in ("fp32", "") else "", f"int8-{quantizer}") if v
+        )
         src = dict(man.source)
         if float_record is None:
             from fundus_edge.export.exporter import source_record
 
             float_record = source_record(source)
         src["float_model"] = float_record
-        write_manifest(out, Manifest(**{**{k: getattr(man, k) for k in Manifest.__dataclass_fields__}, "name": name or man.name, "variant": variant,
-                                        "formats": formats, "files": {}, "quantization": quant, "source": src, "validated": {},  # the float files' checks are not these
-                                        "created": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+        write_manifest(
+            out,
+            Manifest(
+                **{
+                    **{k: getattr(man, k) for k in Manifest.__dataclass_fields__},
+                    "name": name or man.name,
+                    "variant": variant,
+                    "formats": formats,
+                    "files": {},
+                    "quantization": quant,
+                    "source": src,
+                    "validated": {},  # the float files' checks are not these
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                }
+            ),
+        )
         return out
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)

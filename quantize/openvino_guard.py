@@ -5,14 +5,15 @@ The cause of the disagreement found before (small model's PaddleSlim file: F1 0.
 OpenVINO; 39 % of vessel pixels differing from the exact Q/DQ semantics) was paddle2onnx's signed int8
 activation Q/DQ pairs with zero point 0: written unsigned on the same grid (quantize/qdq.py, done when the
 file is built), OpenVINO differs on 5 % on an AVX2 CPU, exactly as ONNX Runtime's own INT8 kernels do
-(``python -m fundus_edge.quantize.probe``; docs/findings/precision-and-int8.md). 16-bit saturation of u8 x s8 pairs without
-VNNI shows in single-layer synthetic tests but was not the cause on the real models.
+(``python -m fundus_edge.quantize.probe``; docs/findings/precision-and-int8.md). 16-bit saturation of
+u8 x s8 pairs without VNNI shows in single-layer synthetic tests but was not the cause on the real models.
 
 The check stays for every INT8 file: compare OpenVINO with the QDQ graph's exact semantics (ONNX Runtime,
 graph optimisations off) on calibration images; while they disagree by more than 1.5 x ONNX Runtime's own
 INT8 kernels do, leave in float the convolution whose float weights make them agree best, and record it.
 No library checks one engine's int8 result against another's, hence this module.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,15 +24,23 @@ import numpy as np
 @dataclass(frozen=True)
 class GuardResult:
     checked: bool  # False when OpenVINO or ONNX Runtime is not installed
-    tolerance: float | None = None  # allowed disagreement: 1.5 x ONNX Runtime's own (its int8 kernels round too)
+    tolerance: float | None = (
+        None  # allowed disagreement: 1.5 x ONNX Runtime's own (its int8 kernels round too)
+    )
     disagreement_before: float | None = None  # share of reference vessel pixels whose mask differs
     disagreement_after: float | None = None
     float_convs: tuple[str, ...] = field(default_factory=tuple)
     note: str = ""
 
     def as_dict(self) -> dict:
-        return {"checked": self.checked, "tolerance": self.tolerance, "disagreement_before": self.disagreement_before, "disagreement_after": self.disagreement_after,
-                "float_convs": list(self.float_convs), "note": self.note}
+        return {
+            "checked": self.checked,
+            "tolerance": self.tolerance,
+            "disagreement_before": self.disagreement_before,
+            "disagreement_after": self.disagreement_after,
+            "float_convs": list(self.float_convs),
+            "note": self.note,
+        }
 
 
 def _producers(model) -> dict:
@@ -46,7 +55,12 @@ def quantized_convs(model) -> list[str]:
         if n.op_type != "Conv" or len(n.input) < 2:
             continue
         dq = prod.get(n.input[1])
-        if dq is not None and dq.op_type == "DequantizeLinear" and (q := prod.get(dq.input[0])) is not None and q.op_type == "QuantizeLinear":
+        if (
+            dq is not None
+            and dq.op_type == "DequantizeLinear"
+            and (q := prod.get(dq.input[0])) is not None
+            and q.op_type == "QuantizeLinear"
+        ):
             names.append(n.name)
     return names
 
@@ -62,7 +76,12 @@ def float_weights(model, conv_names) -> None:
             n.input[1] = prod[dq.input[0]].input[0]
     while True:  # drop nodes whose outputs nobody reads any more
         used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-        dead = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear", "Constant") and not any(o in used for o in n.output)]
+        dead = [
+            n
+            for n in model.graph.node
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear", "Constant")
+            and not any(o in used for o in n.output)
+        ]
         if not dead:
             return
         for n in dead:
@@ -76,18 +95,27 @@ def _with_float(model, conv: str):
     return m
 
 
-def _vessel_prob(out: np.ndarray) -> np.ndarray:
+def vessel_prob(out: np.ndarray) -> np.ndarray:
     return out[:, -1] if out.ndim == 4 else out
 
 
 def disagreement(ref: list[np.ndarray], got: list[np.ndarray], threshold: float) -> float:
     """Mask pixels that differ, as a share of the reference's vessel pixels."""
-    diff = sum(int(np.count_nonzero((r > threshold) != (g > threshold))) for r, g in zip(ref, got))
+    diff = sum(
+        int(np.count_nonzero((r > threshold) != (g > threshold))) for r, g in zip(ref, got, strict=False)
+    )
     vessels = sum(int(np.count_nonzero(r > threshold)) for r in ref)
     return diff / max(vessels, 1)
 
 
-def guard(onnx_path, images: list[np.ndarray], threshold: float, min_tol: float = 0.02, max_float: int = 4, threads: int | None = None) -> GuardResult:
+def guard(
+    onnx_path,
+    images: list[np.ndarray],
+    threshold: float,
+    min_tol: float = 0.02,
+    max_float: int = 4,
+    threads: int | None = None,
+) -> GuardResult:
     """Check ``onnx_path`` (QDQ INT8) on OpenVINO against its exact QDQ semantics on ``images``
     (preprocessed CHW float32); rewrite the file with up to ``max_float`` convolutions in float while
     the disagreement exceeds the tolerance: 1.5 times ONNX Runtime's own int8 disagreement with the
@@ -101,23 +129,34 @@ def guard(onnx_path, images: list[np.ndarray], threshold: float, min_tol: float 
 
     model = onnx.load(str(onnx_path))
     so = ort.SessionOptions()
-    so.log_severity_level = 3  # paddle2onnx leaves unused constants, which ONNX Runtime lists one warning each
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # run Q, DQ and float ops as written
+    so.log_severity_level = (
+        3  # paddle2onnx leaves unused constants, which ONNX Runtime lists one warning each
+    )
+    so.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )  # run Q, DQ and float ops as written
     if threads:
         so.intra_op_num_threads = threads
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    ref = [_vessel_prob(sess.run(None, {name: x[None]})[0]) for x in images]
+    ref = [vessel_prob(sess.run(None, {name: x[None]})[0]) for x in images]
     fast_so = ort.SessionOptions()
     fast_so.log_severity_level = 3
-    fast = ort.InferenceSession(model.SerializeToString(), fast_so, providers=["CPUExecutionProvider"])  # int8 kernels
-    tol = max(min_tol, 1.5 * disagreement(ref, [_vessel_prob(fast.run(None, {name: x[None]})[0]) for x in images], threshold))
+    fast = ort.InferenceSession(
+        model.SerializeToString(), fast_so, providers=["CPUExecutionProvider"]
+    )  # int8 kernels
+    tol = max(
+        min_tol,
+        1.5 * disagreement(ref, [vessel_prob(fast.run(None, {name: x[None]})[0]) for x in images], threshold),
+    )
     core = ov.Core()
-    config = {"INFERENCE_PRECISION_HINT": "f32"} | ({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})
+    config = {"INFERENCE_PRECISION_HINT": "f32"} | (
+        {"INFERENCE_NUM_THREADS": int(threads)} if threads else {}
+    )
 
     def score(m) -> float:
         compiled = core.compile_model(core.read_model(m.SerializeToString(), b""), "CPU", config)
-        return disagreement(ref, [_vessel_prob(compiled(x[None])[0]) for x in images], threshold)
+        return disagreement(ref, [vessel_prob(compiled(x[None])[0]) for x in images], threshold)
 
     before = score(model)
     kept: list[str] = []
@@ -140,5 +179,9 @@ def guard(onnx_path, images: list[np.ndarray], threshold: float, min_tol: float 
     if kept:
         onnx.checker.check_model(model)
         onnx.save(model, str(onnx_path))
-    note = "agrees" if current <= tol else f"still disagrees ({current:.1%} of vessel pixels) after {len(kept)} float layers"
+    note = (
+        "agrees"
+        if current <= tol
+        else f"still disagrees ({current:.1%} of vessel pixels) after {len(kept)} float layers"
+    )
     return GuardResult(True, tol, before, current, tuple(kept), note)

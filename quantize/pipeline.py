@@ -1,5 +1,6 @@
 """Model compression: PaddleSlim L1-norm filter pruning (+ fine-tuning with the project's trainer)
 and INT8 post-training quantisation, each giving a model folder like any other."""
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from fundus_edge.runtime.cpu import has_vnni
 from fundus_edge.runtime.errors import InputError, ModelError
 from fundus_edge.runtime.formats import FORMATS
@@ -43,9 +43,14 @@ QAT_LR = 2e-4
 
 def _slim(*args: str) -> None:
     env = {**os.environ, "FLAGS_enable_pir_api": "0"}
-    r = subprocess.run([sys.executable, "-m", "fundus_edge.quantize.slim_child", *args], env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "fundus_edge.quantize.slim_child", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
-        lines = [l for l in (r.stderr or r.stdout).strip().splitlines() if l.strip()]
+        lines = [line for line in (r.stderr or r.stdout).strip().splitlines() if line.strip()]
         raise ModelError(f"PaddleSlim {args[0]} failed: {lines[-1] if lines else 'no output'}")
 
 
@@ -72,20 +77,21 @@ def calibration_set(data: str | Path, cfg, pad_multiple: int, count: int) -> dic
     train, _ = split_train_val(samples, cfg.data.val_count, cfg.data.split_seed)
     if not train or count < 1:
         raise InputError(f"{data}: empty calibration set (need at least one training image)")
-    return {f"{i:03d}": pad_to_multiple(preprocess(load_sample(s).rgb, cfg.preprocess), pad_multiple)[0] for i, s in enumerate(train[:count])}
+    return {
+        f"{i:03d}": pad_to_multiple(preprocess(load_sample(s).rgb, cfg.preprocess), pad_multiple)[0]
+        for i, s in enumerate(train[:count])
+    }
 
 
-INT8_METHODS = ("ptq", "qat", "nncf", "ort")  # PaddleSlim PTQ / QAT; NNCF (OpenVINO IR); ONNX Runtime quantize_static
+INT8_METHODS = (
+    "ptq",
+    "qat",
+    "nncf",
+    "ort",
+)  # PaddleSlim PTQ / QAT; NNCF (OpenVINO IR); ONNX Runtime quantize_static
 
 
-def quantize(source, out, data, prune: float | None = None, int8: str | None = None, algo: str = "avg", ops: tuple[str, ...] = DEFAULT_OPS,
-             finetune_iters: int = 800, calib_images: int | None = None, force: bool = False, progress: bool = True, work: str | Path | None = None,
-             nncf_options=None, ort_options=None) -> QuantizeResult:
-    from fundus_edge.export.builders import legacy_to_onnx
-    from fundus_edge.export.exporter import dir_size_mb, export_checkpoint, finish_model_dir, model_facts, prepare_out, scrubbed_config, source_record
-    from fundus_edge.train.checkpoint import load_source, save_checkpoint
-    from fundus_edge.train.trainer import Trainer
-
+def _check_request(prune: float | None, int8: str | None, algo: str) -> None:
     if prune is None and int8 is None:
         raise InputError("nothing to do: give --prune RATIO and/or --int8 ptq")
     if prune is not None and not 0.0 < prune < 1.0:
@@ -94,7 +100,235 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
         raise InputError(f"--int8 must be one of {', '.join(INT8_METHODS)}, got {int8!r}")
     if algo not in PTQ_ALGOS:
         raise InputError(f"unknown PTQ algorithm {algo!r}; choose from {', '.join(PTQ_ALGOS)}")
-    if calib_images is None:  # PaddleSlim's PTQ on 8 images (its own tests); the engines' quantizers on 20 (STACK.md's measurement)
+
+
+def _prune_and_finetune(
+    net, info, source: Path, ratio: float, data, work: Path, finetune_iters: int, before: dict, progress: bool
+) -> tuple[Path, dict]:
+    """Prune ``net`` (loaded from ``source``) by ``ratio`` and fine-tune it in ``work``: the fine-tuned
+    checkpoint and the pruning record its manifest keeps."""
+    from fundus_edge.export.exporter import model_facts, source_record
+    from fundus_edge.train.checkpoint import save_checkpoint
+    from fundus_edge.train.trainer import Trainer
+
+    prune_network(net, info.config, ratio)
+    mid = model_facts(net, info)
+    print(
+        f"pruned {ratio:.0%} of 3x3 filters: {before['params']:,} -> {mid['params']:,} parameters, "
+        f"{before['gmac']:.2f} -> {mid['gmac']:.2f} GMAC",
+        flush=True,
+    )
+    save_checkpoint(
+        work / "pruned",
+        net,
+        None,
+        info.config,
+        info.iteration,
+        info.threshold,
+        info.metrics,
+        0.0,
+        {"pruned_ratio": ratio},
+    )
+    cfg = info.config.with_overrides(
+        optim={
+            "iters": finetune_iters,
+            "lr": PRUNE_FINETUNE_LR,
+            "crop": min(info.config.optim.crop, FINETUNE_CROP_MAX),
+            "warmup": 0,
+            "val_every": max(50, finetune_iters // 4),
+            "val_perturb": (),
+            "select": "clean",
+            # a refit source has no validation split: keep its threshold (one set at export included)
+            "threshold": info.threshold,
+        },
+        data={"root": str(data)},
+    )
+    res = Trainer(cfg, work / "finetune", device="cpu", progress=progress, init_weights=work / "pruned").fit(
+        force=True
+    )
+    kept = (
+        f"best validation F1 {res.best_val_f1:.4f}"
+        if res.best_val_f1 >= 0
+        else "no validation split, latest weights kept"
+    )
+    print(f"fine-tuned {finetune_iters} iterations: {kept}", flush=True)
+    # The fine-tune's folder is temporary: the manifest keeps what a model card needs.
+    pruning = {
+        "source": source_record(source),
+        "ratio": ratio,
+        "tool": "paddleslim L1NormFilterPruner",
+        "params_before": before["params"],
+        "gmac_before": before["gmac"],
+        "finetune_iters": finetune_iters,
+        "finetune_lr": PRUNE_FINETUNE_LR,
+        "finetune_crop": cfg.optim.crop,
+        "finetune_s": round(res.elapsed_s, 1),
+    }
+    return work / "finetune" / "best", pruning
+
+
+def _paddle_ptq(
+    ckpt: Path, net, qinfo, data, work: Path, out: Path, algo: str, ops, calib_images: int
+) -> dict:
+    """INT8 post-training quantisation of the legacy program of ``ckpt`` into ``out``; the quantization
+    record."""
+    from fundus_edge.export.exporter import export_checkpoint
+
+    fp = work / "fp32"
+    export_checkpoint(ckpt, fp, formats=("legacy",), force=True)
+    calib = calibration_set(data, qinfo.config, net.pad_multiple, calib_images)
+    np.savez(work / "calib.npz", **calib)
+    print(f"PTQ ({algo}) on {len(calib)} training images, quantizing {', '.join(ops)}", flush=True)
+    _slim("ptq", str(fp), str(work / "calib.npz"), str(out), algo, ",".join(ops))
+    return {
+        "method": "ptq",
+        "algo": algo,
+        "tool": "paddleslim.quant.quant_post_static",
+        "calibration_images": len(calib),
+    }
+
+
+def _paddle_qat(net, qinfo, data, work: Path, out: Path, ops, finetune_iters: int) -> dict:
+    """Quantization-aware fine-tuning of ``net`` (PaddleSlim, in a child process) into ``out``; the
+    quantization record."""
+    from fundus_edge.train.config import dump_config
+
+    qat_dir = work / "qat"
+    qat_dir.mkdir()
+    np.savez(qat_dir / "weights.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
+    qcfg = qinfo.config.with_overrides(
+        optim={
+            "iters": finetune_iters,
+            "lr": QAT_LR,
+            "crop": min(qinfo.config.optim.crop, FINETUNE_CROP_MAX),
+            "warmup": 0,
+            "val_every": max(50, finetune_iters // 2),
+            "val_perturb": (),
+            "select": "clean",
+            "threshold": qinfo.threshold,
+        },
+        data={"root": str(data)},
+    )
+    (qat_dir / "config.yaml").write_text(dump_config(qcfg))
+    print(
+        f"QAT: {finetune_iters} fine-tuning iterations with fake-quantized {', '.join(ops)}",
+        flush=True,
+    )
+    _slim("qat", str(qat_dir), str(out), ",".join(ops))
+    return {"method": "qat", "tool": "paddleslim.QAT (dygraph)", "finetune_iters": finetune_iters}
+
+
+def _paddle_int8_onnx(out: Path, data, qinfo, pad_multiple: int, ops, quant: dict) -> None:
+    """The QDQ ONNX file beside PaddleSlim's INT8 program in ``out``, checked on OpenVINO; adds what was
+    done to the quantization record ``quant``."""
+    from fundus_edge.export.builders import legacy_to_onnx
+
+    from .engine_ptq import build_cpu_record
+
+    legacy_to_onnx(out, deploy_backend="onnxruntime")
+    n_unsigned = _unsigned_activations(out / FORMATS["onnx"].files[0])
+    quant.update(
+        {
+            "weights": "int8 channel_wise_abs_max",
+            "activations": "int8 (Paddle program); uint8 zero point 128 in the ONNX file (the same grid)",
+            "quantized_ops": list(ops),
+            "onnx": (
+                "QDQ (paddle2onnx, deploy_backend onnxruntime; "
+                f"{n_unsigned} activation Q/DQ pairs rewritten unsigned)"
+            ),
+        }
+    )
+    quant["openvino_guard"] = _openvino_guard(out, data, qinfo, pad_multiple)
+    quant["built_on"] = build_cpu_record()  # the CPU the file was built and checked on
+
+
+def _paddle_int8(
+    ckpt: Path,
+    out: Path,
+    work: Path,
+    data,
+    info,
+    before: dict,
+    variant: list,
+    pruning,
+    method: str,
+    algo: str,
+    ops,
+    finetune_iters: int,
+    calib_images: int,
+) -> QuantizeResult:
+    """INT8 by PaddleSlim (``method`` ptq or qat) from ``ckpt``: the INT8 legacy program and its QDQ ONNX
+    file in ``out``."""
+    from fundus_edge.export.exporter import dir_size_mb, finish_model_dir, model_facts, scrubbed_config
+    from fundus_edge.train.checkpoint import load_source
+
+    net, qinfo = load_source(ckpt)
+    facts = model_facts(net, qinfo)
+    if method == "ptq":
+        quant = _paddle_ptq(ckpt, net, qinfo, data, work, out, algo, ops, calib_images)
+    else:
+        quant = _paddle_qat(net, qinfo, data, work, out, ops, finetune_iters)
+    variant.append("int8")
+    _paddle_int8_onnx(out, data, qinfo, net.pad_multiple, ops, quant)
+    finish_model_dir(
+        out,
+        qinfo,
+        facts,
+        {"legacy": list(FORMATS["legacy"].files), "onnx": list(FORMATS["onnx"].files)},
+        info.config.name,
+        "-".join(variant),
+        net.pad_multiple,
+        quantization=quant,
+        extra_source={
+            "config": scrubbed_config(qinfo.config),
+            **({"pruning": pruning} if pruning else {}),
+        },
+    )
+    return QuantizeResult(
+        out,
+        "-".join(variant),
+        before["params"],
+        facts["params"],
+        before["gmac"],
+        facts["gmac"],
+        dir_size_mb(out),
+    )
+
+
+def _fresh_work_dir(out: Path, work: str | Path | None) -> Path:
+    """An empty scratch folder (default: beside ``out``), removed when the build ends."""
+    work = Path(work) if work else out.with_name(out.name + ".work")
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    return work
+
+
+def quantize(
+    source,
+    out,
+    data,
+    prune: float | None = None,
+    int8: str | None = None,
+    algo: str = "avg",
+    ops: tuple[str, ...] = DEFAULT_OPS,
+    finetune_iters: int = 800,
+    calib_images: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    work: str | Path | None = None,
+    nncf_options=None,
+    ort_options=None,
+) -> QuantizeResult:
+    """Prune (``prune``: the share of 3x3 filters, then a fine-tune) and/or quantize (``int8``: ptq, qat,
+    nncf or ort) the checkpoint or model folder ``source`` into the model folder ``out``, calibrating and
+    fine-tuning on the training images of ``data`` only."""
+    from fundus_edge.export.exporter import export_checkpoint, model_facts, prepare_out
+    from fundus_edge.train.checkpoint import load_source
+
+    _check_request(prune, int8, algo)
+    # PaddleSlim's PTQ on 8 images (its own tests); the engines' quantizers on 20 (STACK.md's measurement)
+    if calib_images is None:
         calib_images = 20 if int8 in ("nncf", "ort") else 8
     source, out = Path(source), Path(out)
     if not source.exists():
@@ -102,74 +336,57 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
     net, info = load_source(source)  # refuses an already-quantized model folder
     before = model_facts(net, info)
     prepare_out(out, force)
-    work = Path(work) if work else out.with_name(out.name + ".work")
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work = _fresh_work_dir(out, work)
     variant = []
     try:
         ckpt = source
         if prune is not None:
-            prune_network(net, info.config, prune)
-            mid = model_facts(net, info)
-            print(f"pruned {prune:.0%} of 3x3 filters: {before['params']:,} -> {mid['params']:,} parameters, {before['gmac']:.2f} -> {mid['gmac']:.2f} GMAC", flush=True)
-            save_checkpoint(work / "pruned", net, None, info.config, info.iteration, info.threshold, info.metrics, 0.0, {"pruned_ratio": prune})
-            cfg = info.config.with_overrides(optim={"iters": finetune_iters, "lr": PRUNE_FINETUNE_LR, "crop": min(info.config.optim.crop, FINETUNE_CROP_MAX), "warmup": 0, "val_every": max(50, finetune_iters // 4),
-                                                    "val_perturb": (), "select": "clean",
-                                                    # a refit source has no validation split: keep its threshold (one set at export included)
-                                                    "threshold": info.threshold}, data={"root": str(data)})
-            res = Trainer(cfg, work / "finetune", device="cpu", progress=progress, init_weights=work / "pruned").fit(force=True)
-            kept = f"best validation F1 {res.best_val_f1:.4f}" if res.best_val_f1 >= 0 else "no validation split, latest weights kept"
-            print(f"fine-tuned {finetune_iters} iterations: {kept}", flush=True)
-            ckpt = work / "finetune" / "best"
+            ckpt, pruning = _prune_and_finetune(
+                net, info, source, prune, data, work, finetune_iters, before, progress
+            )
             variant.append("pruned")
-            # The fine-tune's folder is temporary: the manifest keeps what a model card needs.
-            pruning = {"source": source_record(source), "ratio": prune, "tool": "paddleslim L1NormFilterPruner", "params_before": before["params"], "gmac_before": before["gmac"],
-                       "finetune_iters": finetune_iters, "finetune_lr": PRUNE_FINETUNE_LR, "finetune_crop": cfg.optim.crop, "finetune_s": round(res.elapsed_s, 1)}
         else:
             pruning = _inherited_pruning(source)  # an INT8 build of a pruned model folder keeps its record
             if pruning:
                 variant.append("pruned")
         if int8 is None:
-            r = export_checkpoint(ckpt, out, name=info.config.name, variant="-".join(variant), force=True, pruning=pruning)
-            return QuantizeResult(out, "-".join(variant), before["params"], r.params, before["gmac"], r.gmac, r.size_mb)
+            r = export_checkpoint(
+                ckpt, out, name=info.config.name, variant="-".join(variant), force=True, pruning=pruning
+            )
+            return QuantizeResult(
+                out, "-".join(variant), before["params"], r.params, before["gmac"], r.gmac, r.size_mb
+            )
         if int8 in ("nncf", "ort"):
-            return _engine_int8(source, ckpt, out, work, data, info, before, variant, pruning, int8, calib_images, nncf_options, ort_options)
-        net, qinfo = load_source(ckpt)
-        facts = model_facts(net, qinfo)
-        if int8 == "ptq":
-            # INT8 post-training quantisation of the legacy program.
-            fp = work / "fp32"
-            export_checkpoint(ckpt, fp, formats=("legacy",), force=True)
-            calib = calibration_set(data, qinfo.config, net.pad_multiple, calib_images)
-            np.savez(work / "calib.npz", **calib)
-            print(f"PTQ ({algo}) on {len(calib)} training images, quantizing {', '.join(ops)}", flush=True)
-            _slim("ptq", str(fp), str(work / "calib.npz"), str(out), algo, ",".join(ops))
-            quant = {"method": "ptq", "algo": algo, "tool": "paddleslim.quant.quant_post_static", "calibration_images": len(calib)}
-        else:
-            from fundus_edge.train.config import dump_config
-
-            qat_dir = work / "qat"
-            qat_dir.mkdir()
-            np.savez(qat_dir / "weights.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
-            qcfg = qinfo.config.with_overrides(optim={"iters": finetune_iters, "lr": QAT_LR, "crop": min(qinfo.config.optim.crop, FINETUNE_CROP_MAX), "warmup": 0, "val_every": max(50, finetune_iters // 2),
-                                                      "val_perturb": (), "select": "clean", "threshold": qinfo.threshold}, data={"root": str(data)})
-            (qat_dir / "config.yaml").write_text(dump_config(qcfg))
-            print(f"QAT: {finetune_iters} fine-tuning iterations with fake-quantized {', '.join(ops)}", flush=True)
-            _slim("qat", str(qat_dir), str(out), ",".join(ops))
-            quant = {"method": "qat", "tool": "paddleslim.QAT (dygraph)", "finetune_iters": finetune_iters}
-        legacy_to_onnx(out, deploy_backend="onnxruntime")
-        n_unsigned = _unsigned_activations(out / FORMATS["onnx"].files[0])
-        variant.append("int8")
-        quant.update({"weights": "int8 channel_wise_abs_max", "activations": "int8 (Paddle program); uint8 zero point 128 in the ONNX file (the same grid)",
-                      "quantized_ops": list(ops), "onnx": f"QDQ (paddle2onnx, deploy_backend onnxruntime; {n_unsigned} activation Q/DQ pairs rewritten unsigned)"})
-        quant["openvino_guard"] = _openvino_guard(out, data, qinfo, net.pad_multiple)
-        from .engine_ptq import build_cpu_record
-
-        quant["built_on"] = build_cpu_record()  # the CPU the file was built and checked on
-        finish_model_dir(out, qinfo, facts, {"legacy": list(FORMATS["legacy"].files), "onnx": list(FORMATS["onnx"].files)},
-                         info.config.name, "-".join(variant), net.pad_multiple, quantization=quant, extra_source={"config": scrubbed_config(qinfo.config), **({"pruning": pruning} if pruning else {})})
-        return QuantizeResult(out, "-".join(variant), before["params"], facts["params"], before["gmac"], facts["gmac"], dir_size_mb(out))
+            return _engine_int8(
+                source,
+                ckpt,
+                out,
+                work,
+                data,
+                info,
+                before,
+                variant,
+                pruning,
+                int8,
+                calib_images,
+                nncf_options,
+                ort_options,
+            )
+        return _paddle_int8(
+            ckpt,
+            out,
+            work,
+            data,
+            info,
+            before,
+            variant,
+            pruning,
+            int8,
+            algo,
+            ops,
+            finetune_iters,
+            calib_images,
+        )
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -177,8 +394,21 @@ def quantize(source, out, data, prune: float | None = None, int8: str | None = N
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _engine_int8(source: Path, ckpt: Path, out: Path, work: Path, data, info, before: dict, variant: list, pruning, quantizer: str, calib_images: int,
-                 nncf_options, ort_options) -> QuantizeResult:
+def _engine_int8(
+    source: Path,
+    ckpt: Path,
+    out: Path,
+    work: Path,
+    data,
+    info,
+    before: dict,
+    variant: list,
+    pruning,
+    quantizer: str,
+    calib_images: int,
+    nncf_options,
+    ort_options,
+) -> QuantizeResult:
     """INT8 by an engine's own quantizer from the float ONNX of ``ckpt`` (the source itself when it is
     an unpruned model folder with ONNX)."""
     from fundus_edge.export.exporter import dir_size_mb, export_checkpoint, source_record
@@ -187,15 +417,49 @@ def _engine_int8(source: Path, ckpt: Path, out: Path, work: Path, data, info, be
     from .engine_ptq import NncfOptions, OrtOptions, engine_int8
 
     float_dir = source
-    if ckpt != source or not (source / "manifest.yaml").is_file() or "onnx" not in read_manifest(source).formats:
+    if (
+        ckpt != source
+        or not (source / "manifest.yaml").is_file()
+        or "onnx" not in read_manifest(source).formats
+    ):
         float_dir = work / "float"
-        export_checkpoint(ckpt, float_dir, name=info.config.name, variant="-".join(variant) or "fp32", formats=("onnx",), force=True, pruning=pruning)
+        export_checkpoint(
+            ckpt,
+            float_dir,
+            name=info.config.name,
+            variant="-".join(variant) or "fp32",
+            formats=("onnx",),
+            force=True,
+            pruning=pruning,
+        )
     record = source_record(source)
-    print(f"INT8 by {'NNCF (OpenVINO IR)' if quantizer == 'nncf' else 'ONNX Runtime quantize_static'} on training images", flush=True)
-    engine_int8(float_dir, out, data, quantizer, nncf_options or NncfOptions(), ort_options or OrtOptions(), calib_images=calib_images, force=True,
-                name=info.config.name, float_record=record)
+    print(
+        f"INT8 by {'NNCF (OpenVINO IR)' if quantizer == 'nncf' else 'ONNX Runtime quantize_static'} "
+        "on training images",
+        flush=True,
+    )
+    engine_int8(
+        float_dir,
+        out,
+        data,
+        quantizer,
+        nncf_options or NncfOptions(),
+        ort_options or OrtOptions(),
+        calib_images=calib_images,
+        force=True,
+        name=info.config.name,
+        float_record=record,
+    )
     man = read_manifest(out)
-    return QuantizeResult(out, man.variant, before["params"], int(man.model.get("params", 0)), before["gmac"], float(man.model.get("gmac", 0.0)), dir_size_mb(out))
+    return QuantizeResult(
+        out,
+        man.variant,
+        before["params"],
+        int(man.model.get("params", 0)),
+        before["gmac"],
+        float(man.model.get("gmac", 0.0)),
+        dir_size_mb(out),
+    )
 
 
 def _unsigned_activations(onnx_path: Path) -> int:
@@ -228,20 +492,40 @@ def _openvino_guard(out: Path, data, info, pad_multiple: int) -> dict:
     r = guard(out / FORMATS["onnx"].files[0], images, info.threshold)
     if r.checked:
         changed = f"; left in float: {', '.join(r.float_convs)}" if r.float_convs else ""
-        print(f"OpenVINO check: {r.disagreement_before:.1%} of vessel pixels differ from the QDQ reference "
-              f"(tolerance {r.tolerance:.1%}){changed} -> {r.disagreement_after:.1%}, {r.note}", flush=True)
+        print(
+            f"OpenVINO check: {r.disagreement_before:.1%} of vessel pixels differ from the QDQ reference "
+            f"(tolerance {r.tolerance:.1%}){changed} -> {r.disagreement_after:.1%}, {r.note}",
+            flush=True,
+        )
     else:
         print(f"OpenVINO check: {r.note}", flush=True)
     return {**r.as_dict(), "cpu_vnni": has_vnni()}
 
 
 # Variant name -> how it is made from a float model. The suffix names the quantizer: int8 (PaddleSlim PTQ,
-# the cross-engine QDQ file), int8-nncf (OpenVINO's NNCF, OpenVINO IR), int8-ort (ONNX Runtime's quantize_static).
-VARIANTS = {"fp32": {}, "pruned": {"prune": 0.5}, "int8": {"int8": "ptq"}, "pruned-int8": {"prune": 0.5, "int8": "ptq"},
-            "int8-nncf": {"int8": "nncf"}, "int8-ort": {"int8": "ort"}, "pruned-int8-nncf": {"prune": 0.5, "int8": "nncf"}}
+# the cross-engine QDQ file), int8-nncf (OpenVINO's NNCF, OpenVINO IR), int8-ort (ONNX Runtime's
+# quantize_static).
+VARIANTS = {
+    "fp32": {},
+    "pruned": {"prune": 0.5},
+    "int8": {"int8": "ptq"},
+    "pruned-int8": {"prune": 0.5, "int8": "ptq"},
+    "int8-nncf": {"int8": "nncf"},
+    "int8-ort": {"int8": "ort"},
+    "pruned-int8-nncf": {"prune": 0.5, "int8": "nncf"},
+}
 
 
-def build_variants(source, out_root, data, finetune_iters: int = 800, algo: str = "avg", force: bool = False, only: tuple[str, ...] | None = None, progress: bool = True) -> dict:
+def build_variants(
+    source,
+    out_root,
+    data,
+    finetune_iters: int = 800,
+    algo: str = "avg",
+    force: bool = False,
+    only: tuple[str, ...] | None = None,
+    progress: bool = True,
+) -> dict:
     """build/models/{fp32,pruned,int8,pruned-int8} from one FP32 model; existing ones are kept
     unless ``force``. pruned-int8 quantises the pruned model (no second fine-tune)."""
     from fundus_edge.export.exporter import export_checkpoint
@@ -258,9 +542,27 @@ def build_variants(source, out_root, data, finetune_iters: int = 800, algo: str 
         if name == "fp32":
             export_checkpoint(source, target, variant="fp32", force=True)
         elif name.startswith("pruned-int8") and (out_root / "pruned" / "manifest.yaml").is_file():
-            # INT8 of the pruned model already built (no second fine-tune); the variant name comes from its record.
-            quantize(out_root / "pruned", target, data, int8=VARIANTS[name]["int8"], algo=algo, force=True, progress=progress)
+            # INT8 of the pruned model already built (no second fine-tune); the variant name comes from its
+            # record.
+            quantize(
+                out_root / "pruned",
+                target,
+                data,
+                int8=VARIANTS[name]["int8"],
+                algo=algo,
+                force=True,
+                progress=progress,
+            )
         else:
-            quantize(source, target, data, finetune_iters=finetune_iters, algo=algo, force=True, progress=progress, **VARIANTS[name])
+            quantize(
+                source,
+                target,
+                data,
+                finetune_iters=finetune_iters,
+                algo=algo,
+                force=True,
+                progress=progress,
+                **VARIANTS[name],
+            )
         done[name] = target
     return done

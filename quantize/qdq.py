@@ -5,9 +5,10 @@ CPU plugin runs such a file far from its own Q/DQ semantics: on the small model,
 of two training images differed from ONNX Runtime running the file's Q, DQ and float ops as written, while
 ONNX Runtime's own INT8 kernels differed on 5 %. The same Q/DQ pairs written as uint8 with zero point 128
 describe exactly the same grid (the exact semantics do not move by one pixel), and OpenVINO then differs on
-5 %, as ONNX Runtime does (docs/findings/precision-and-int8.md: ``python -m fundus_edge.quantize.probe``). No converter option
-writes them so, hence this rewrite.
+5 %, as ONNX Runtime does (docs/findings/precision-and-int8.md: ``python -m fundus_edge.quantize.probe``).
+No converter option writes them so, hence this rewrite.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -54,10 +55,18 @@ def unsigned_activations(model) -> int:
         vals = [consts.get(z) for z in zps]
         if any(v is None or v.dtype != np.int8 or v.size != 1 or int(v.ravel()[0]) != 0 for v in vals):
             continue  # already unsigned, asymmetric, per-channel, or a zero point we cannot read
-        for n, z in zip(nodes, zps):
+        for n, z in zip(nodes, zps, strict=False):
             if z not in made:
                 made[z] = f"{z}__u8_128"
-                model.graph.node.insert(0, helper.make_node("Constant", [], [made[z]], value=numpy_helper.from_array(np.array(128, np.uint8).reshape(consts[z].shape))))
+                model.graph.node.insert(
+                    0,
+                    helper.make_node(
+                        "Constant",
+                        [],
+                        [made[z]],
+                        value=numpy_helper.from_array(np.array(128, np.uint8).reshape(consts[z].shape)),
+                    ),
+                )
             n.input[2] = made[z]
         changed += 1
     return changed

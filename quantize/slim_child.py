@@ -9,6 +9,7 @@ input_arg_names") and post-training quantisation needs a ``.pdmodel`` (STACK.md,
     python -m fundus_edge.quantize.slim_child qat WORK OUT_DIR OPS
         WORK holds config.yaml (fine-tuning settings) + weights.npz; writes OUT_DIR/legacy.*
 """
+
 from __future__ import annotations
 
 import sys
@@ -29,11 +30,10 @@ def prune(work: str, ratio: str) -> None:
     import paddle.nn as nn
 
     _alias_paddle3()
-    from paddleslim.dygraph import L1NormFilterPruner
-
     from fundus_edge.train.checkpoint import load_state_reshaping
     from fundus_edge.train.config import load_config
     from fundus_edge.train.model import network_from_config
+    from paddleslim.dygraph import L1NormFilterPruner
 
     work = Path(work)
     cfg = load_config(work / "config.yaml")
@@ -44,7 +44,11 @@ def prune(work: str, ratio: str) -> None:
     r = float(ratio)
     # Every 3x3 convolution loses the same share of its filters (lowest L1 norm first); the
     # 1x1 head keeps its two classes. Ratios are keyed by parameter .name (STACK.md).
-    ratios = {l.weight.name: r for l in net.sublayers() if isinstance(l, nn.Conv2D) and l.weight.shape[2] == 3}
+    ratios = {
+        layer.weight.name: r
+        for layer in net.sublayers()
+        if isinstance(layer, nn.Conv2D) and layer.weight.shape[2] == 3
+    }
     pruner = L1NormFilterPruner(net, [1, cfg.preprocess.in_channels, 64, 64])
     pruner.prune_vars(ratios, axis=0)
     np.savez(work / "weights.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
@@ -88,13 +92,12 @@ def qat(work: str, out_dir: str, ops: str) -> None:
     import paddle
 
     _alias_paddle3()
-    from paddleslim import QAT
-
     from fundus_edge.export.builders import input_spec
     from fundus_edge.train.checkpoint import load_state_reshaping
     from fundus_edge.train.config import load_config
     from fundus_edge.train.model import VesselProbability, network_from_config
     from fundus_edge.train.trainer import Trainer
+    from paddleslim import QAT
 
     work = Path(work)
     cfg = load_config(work / "config.yaml")
@@ -103,15 +106,25 @@ def qat(work: str, out_dir: str, ops: str) -> None:
         with np.load(work / "weights.npz", allow_pickle=False) as w:
             load_state_reshaping(net, {k: w[k] for k in w.files})
     layer_types = {"conv2d": "Conv2D", "conv2d_transpose": "Conv2DTranspose"}
-    quanter = QAT(config={"weight_quantize_type": "channel_wise_abs_max", "activation_quantize_type": "moving_average_abs_max",
-                          "quantizable_layer_type": [layer_types[o] for o in ops.split(",")], "onnx_format": True})
+    quanter = QAT(
+        config={
+            "weight_quantize_type": "channel_wise_abs_max",
+            "activation_quantize_type": "moving_average_abs_max",
+            "quantizable_layer_type": [layer_types[o] for o in ops.split(",")],
+            "onnx_format": True,
+        }
+    )
     quanter.quantize(net)
     trainer = Trainer(cfg, work / "run", device="cpu", progress=False, net=net)
     res = trainer.fit(force=True)
     print(f"QAT fine-tuned {res.iterations} iterations, last validation F1 {res.best_val_f1:.4f}", flush=True)
     trained = trainer.net
     trained.eval()
-    quanter.save_quantized_model(VesselProbability(trained), str(Path(out_dir) / "legacy"), input_spec=input_spec(cfg.preprocess.in_channels))
+    quanter.save_quantized_model(
+        VesselProbability(trained),
+        str(Path(out_dir) / "legacy"),
+        input_spec=input_spec(cfg.preprocess.in_channels),
+    )
     info = Path(out_dir) / "legacy.pdiparams.info"
     if info.exists():
         info.unlink()

@@ -3,6 +3,7 @@ _overlay.png. The plain ``predict`` loop is here; the Ray path (``fundus_edge.ar
 input listing, output names and writers, so both give the same files.
 
 A bad input is reported and skipped; the caller turns the failures into a non-zero exit."""
+
 from __future__ import annotations
 
 import glob
@@ -62,7 +63,11 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
         elif item.exists():
             files.append(item)
         elif _is_glob(str(raw)):
-            found = sorted(Path(p) for p in glob.glob(str(raw), recursive=True) if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                Path(p)
+                for p in glob.glob(str(raw), recursive=True)
+                if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES
+            )
             if not found:
                 raise InputError(f"{raw}: no images match")
             files += found
@@ -76,12 +81,17 @@ def check_unique_stems(files: list[Path]) -> list[Path]:
     seen: dict[str, Path] = {}
     for f in files:
         if f.stem in seen and seen[f.stem] != f:
-            raise InputError(f"{f}: same name as {seen[f.stem]}: outputs would collide (<stem>_mask.png); predict them into different --output folders")
+            raise InputError(
+                f"{f}: same name as {seen[f.stem]}: outputs would collide (<stem>_mask.png); "
+                "predict them into different --output folders"
+            )
         seen[f.stem] = f
     return list(dict.fromkeys(files))
 
 
-def output_paths(f: Path, out_dir: Path, save_prob: bool = False, save_overlay: bool = False) -> tuple[Path, ...]:
+def output_paths(
+    f: Path, out_dir: Path, save_prob: bool = False, save_overlay: bool = False
+) -> tuple[Path, ...]:
     targets = [out_dir / f"{f.stem}_mask.png"]
     if save_prob:
         targets.append(out_dir / f"{f.stem}_prob.png")
@@ -94,7 +104,9 @@ def prob_to_uint8(prob: np.ndarray) -> np.ndarray:
     return np.clip(prob * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def encode_outputs(mask: np.ndarray, prob_u8: np.ndarray | None = None, rgb: np.ndarray | None = None) -> list[bytes]:
+def encode_outputs(
+    mask: np.ndarray, prob_u8: np.ndarray | None = None, rgb: np.ndarray | None = None
+) -> list[bytes]:
     """PNG bytes of the mask, then (when given) the probability x 255 and the overlay: the order of
     ``output_paths``. One encoder for plain predict and the archive path, so their files are identical."""
     out = [encode_png(mask.astype(np.uint8) * 255, "mask")]
@@ -105,9 +117,14 @@ def encode_outputs(mask: np.ndarray, prob_u8: np.ndarray | None = None, rgb: np.
     return out
 
 
-def write_outputs(targets: tuple[Path, ...], mask: np.ndarray, prob_u8: np.ndarray | None = None, rgb: np.ndarray | None = None) -> None:
+def write_outputs(
+    targets: tuple[Path, ...],
+    mask: np.ndarray,
+    prob_u8: np.ndarray | None = None,
+    rgb: np.ndarray | None = None,
+) -> None:
     """The mask, then (when given) the probability x 255 and the overlay, in ``targets``' order."""
-    for path, data in zip(targets, encode_outputs(mask, prob_u8, rgb)):
+    for path, data in zip(targets, encode_outputs(mask, prob_u8, rgb), strict=False):
         try:
             path.write_bytes(data)
         except OSError as exc:
@@ -137,7 +154,17 @@ def resolve_fov(fov: str, image: Path):
     return match_fov(Path(fov), image) if Path(fov).is_dir() else Path(fov)
 
 
-def predict_files(predictor, files: list[Path], out_dir: Path, save_prob: bool = False, save_overlay: bool = False, fov: str = "auto", force: bool = False, progress: bool = True, after=None) -> list[FileOutcome]:
+def predict_files(
+    predictor,
+    files: list[Path],
+    out_dir: Path,
+    save_prob: bool = False,
+    save_overlay: bool = False,
+    fov: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    after=None,
+) -> list[FileOutcome]:
     """``after``: an optional writer of more outputs per image (``predict --biomarkers``), with
     ``targets(f, out_dir)`` (checked against --force with the images) and ``write(f, prediction, targets)``;
     it lives above the runtime, so the runtime imports nothing of it."""
@@ -160,9 +187,14 @@ def predict_files(predictor, files: list[Path], out_dir: Path, save_prob: bool =
                 res = predictor.predict(rgb, fov=resolve_fov(fov, f))
             if res.warning:
                 tqdm.write(f"warning: {f}: {res.warning}", file=sys.stderr)
-            write_outputs(images, res.mask, prob_to_uint8(res.prob) if save_prob else None, rgb if save_overlay else None)
+            write_outputs(
+                images,
+                res.mask,
+                prob_to_uint8(res.prob) if save_prob else None,
+                rgb if save_overlay else None,
+            )
             if after is not None:
-                after.write(f, res, targets[len(images):])
+                after.write(f, res, targets[len(images) :])
             outcomes.append(FileOutcome(f, targets, None, res.total_ms))
         except FundusEdgeError as exc:
             msg = file_error(f, exc)

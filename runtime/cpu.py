@@ -1,5 +1,6 @@
 """The CPU's model name and instruction-set flags, read once from /proc/cpuinfo (Linux; empty
 elsewhere). The bench reports them; the INT8 build records VNNI (OpenVINO's int8 path depends on it)."""
+
 from __future__ import annotations
 
 import functools
@@ -22,7 +23,18 @@ def cpu_model_and_flags(path: str = "/proc/cpuinfo") -> tuple[str, frozenset]:
 
 
 # The flags that decide which kernels an engine can use (the order they are reported in).
-FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
+FLAGS_OF_INTEREST = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_int8",
+    "avx_vnni",
+)
 
 
 def isa_flags(path: str = "/proc/cpuinfo") -> list[str]:

@@ -2,6 +2,7 @@
 of a model folder that lists it. Export builds the rows it makes (``made_by`` "export", one builder each
 in ``fundus_edge.export.builders.BUILDERS``, after the formats it ``needs``); engine choice and the
 benchmark's cells read ``engines``. A new format is one row here and one builder."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,14 +24,39 @@ class ModelFormat:
 FORMATS: dict[str, ModelFormat] = {
     f.name: f
     for f in (
-        ModelFormat("ir", ("model.xml", "model.bin"), ("openvino",), "OpenVINO IR (NNCF INT8)", made_by="quantize"),
-        ModelFormat("pir", ("model.json", "model.pdiparams"), ("paddle",), "Paddle Inference, PIR program (Paddle >= 3)"),
-        ModelFormat("onnx", ("model.onnx",), ("onnxruntime", "openvino"), "ONNX via paddle2onnx, dynamic batch/height/width", needs=("legacy",),
-                    external_data=True),
-        ModelFormat("legacy", ("legacy.pdmodel", "legacy.pdiparams"), ("paddle", "openvino"), "Paddle legacy program (PaddleSlim PTQ, OpenVINO's Paddle front end)"),
-        # For PaddleSeg's deploy path, not our engines: a label-map program and its deploy.yaml (export --paddleseg).
-        ModelFormat("paddleseg", ("paddleseg.json", "paddleseg.pdiparams", "deploy.yaml"), (), "PaddleSeg deploy: int32 label map (output_op argmax) + deploy.yaml",
-                    made_by="export --paddleseg", needs=("pir",)),
+        ModelFormat(
+            "ir", ("model.xml", "model.bin"), ("openvino",), "OpenVINO IR (NNCF INT8)", made_by="quantize"
+        ),
+        ModelFormat(
+            "pir",
+            ("model.json", "model.pdiparams"),
+            ("paddle",),
+            "Paddle Inference, PIR program (Paddle >= 3)",
+        ),
+        ModelFormat(
+            "onnx",
+            ("model.onnx",),
+            ("onnxruntime", "openvino"),
+            "ONNX via paddle2onnx, dynamic batch/height/width",
+            needs=("legacy",),
+            external_data=True,
+        ),
+        ModelFormat(
+            "legacy",
+            ("legacy.pdmodel", "legacy.pdiparams"),
+            ("paddle", "openvino"),
+            "Paddle legacy program (PaddleSlim PTQ, OpenVINO's Paddle front end)",
+        ),
+        # For PaddleSeg's deploy path, not our engines: a label-map program and its deploy.yaml
+        # (export --paddleseg).
+        ModelFormat(
+            "paddleseg",
+            ("paddleseg.json", "paddleseg.pdiparams", "deploy.yaml"),
+            (),
+            "PaddleSeg deploy: int32 label map (output_op argmax) + deploy.yaml",
+            made_by="export --paddleseg",
+            needs=("pir",),
+        ),
     )
 }
 

@@ -1,4 +1,5 @@
 """Field-of-view (FOV) estimation: the bright disc of the retina inside the black camera frame."""
+
 from __future__ import annotations
 
 import cv2
@@ -28,12 +29,22 @@ def find_fov(rgb: np.ndarray, threshold: float | None = None) -> np.ndarray | No
         f = _FIND_MAX_SIDE / max(h, w)
         # Nearest sampling: the blur below smooths it anyway, and averaging a 12 MP frame took 35-70 ms of
         # a 4000x3000 prediction for a diameter within 0.1 % of the sampled one (DRIVE test images at 2x, 5x).
-        small = cv2.resize(np.ascontiguousarray(rgb), (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_NEAREST)
+        small = cv2.resize(
+            np.ascontiguousarray(rgb),
+            (max(1, round(w * f)), max(1, round(h * f))),
+            interpolation=cv2.INTER_NEAREST,
+        )
         m = find_fov(small, threshold)
-        return None if m is None else cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        return (
+            None
+            if m is None
+            else cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        )
     red = cv2.GaussianBlur(np.ascontiguousarray(rgb[..., 0]), (0, 0), 2)
     if threshold is None:
-        level = max(10.0, min(40.0, float(cv2.threshold(red, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[0]) * 0.5))
+        level = max(
+            10.0, min(40.0, float(cv2.threshold(red, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[0]) * 0.5)
+        )
     else:
         level = float(threshold)
     mask = (red > level).astype(np.uint8)

@@ -3,6 +3,7 @@
 OpenCV reads TIFF/PNG/JPEG/PPM but not GIF (DRIVE's labels and masks), so GIF and anything OpenCV
 refuses go through Pillow.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ except AttributeError:
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".webp")
 
 
-def _read_raw(path: str | os.PathLike) -> np.ndarray:
+def read_raw(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -88,12 +89,12 @@ def to_rgb_uint8(arr: np.ndarray, order: str = "rgb", source: str = "image") -> 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a colour fundus image as HxWx3 uint8 RGB (grey, RGBA and 16-bit files handled)."""
-    return to_rgb_uint8(_read_raw(path), order="bgr", source=str(path))
+    return to_rgb_uint8(read_raw(path), order="bgr", source=str(path))
 
 
 def read_binary(path: str | os.PathLike, what: str = "label") -> np.ndarray:
     """Read a label or FOV mask as HxW bool. Accepts 0/255, 0/1 and two-colour palettes."""
-    arr = _read_raw(path)
+    arr = read_raw(path)
     if arr.ndim == 3:
         arr = arr[..., :3].max(axis=2)
     values = np.unique(arr)

@@ -4,6 +4,7 @@ It says how to rebuild preprocessing, what the input and output are, the thresho
 (variant, parameters, GMAC, quantisation) and the sha256 of every file, which the runtime checks
 before loading anything.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,18 +35,34 @@ class Manifest:
     pad_multiple: int
     formats: dict  # format name -> list of files
     files: dict  # relative path -> sha256
-    input: dict = field(default_factory=lambda: {"name": "image", "layout": "NCHW", "dtype": "float32", "channel_order": "RGB", "dynamic": ["batch", "height", "width"]})
-    output: dict = field(default_factory=lambda: {"layout": "NCHW", "channels": 1, "meaning": "vessel probability in [0, 1] (softmax of the vessel class)"})
+    input: dict = field(
+        default_factory=lambda: {
+            "name": "image",
+            "layout": "NCHW",
+            "dtype": "float32",
+            "channel_order": "RGB",
+            "dynamic": ["batch", "height", "width"],
+        }
+    )
+    output: dict = field(
+        default_factory=lambda: {
+            "layout": "NCHW",
+            "channels": 1,
+            "meaning": "vessel probability in [0, 1] (softmax of the vessel class)",
+        }
+    )
     model: dict = field(default_factory=dict)  # arch, base, depth, params, gmac, gmac_at
     quantization: dict | None = None
     source: dict = field(default_factory=dict)  # checkpoint, iteration, validation metrics
     scale: dict = field(default_factory=dict)  # training scale, e.g. {"fov_diameter_px": 540}
-    # Settings an engine must use for this model, e.g. {"paddle": {"onednn": False, "why": ...}} for an imported
-    # program that Paddle 3.3.1 cannot run on oneDNN (the engine reports them; nothing is switched silently).
+    # Settings an engine must use for this model, e.g. {"paddle": {"onednn": False, "why": ...}} for an
+    # imported program that Paddle 3.3.1 cannot run on oneDNN (the engine reports them; nothing is switched
+    # silently).
     engines: dict = field(default_factory=dict)
-    # Precisions checked on training images per engine, e.g. {"openvino": {"bf16": {"f1": ..., "f1_reference": ...,
-    # "passed": True, ...}}} (export/validate.py writes it); precision "auto" picks only among passed ones. Optional:
-    # a manifest without it loads (auto then runs the model's own precision), and older runtimes ignore it.
+    # Precisions checked on training images per engine, e.g. {"openvino": {"bf16": {"f1": ...,
+    # "f1_reference": ..., "passed": True, ...}}} (export/validate.py writes it); precision "auto" picks only
+    # among passed ones. Optional: a manifest without it loads (auto then runs the model's own precision),
+    # and older runtimes ignore it.
     validated: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     created: str = ""
@@ -73,11 +90,18 @@ def confined(folder: str | Path, name: object, where: str) -> Path:
     Symlinks are refused wherever they point, inside the folder too: a model folder is copied, packed and
     hashed as plain files, and a link can be re-pointed between the hash check and the engine's read."""
     folder = Path(folder)
-    if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0") or Path(name).name != name:
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or any(c in name for c in "/\\\0")
+        or Path(name).name != name
+    ):
         raise IntegrityError(f"{where}: names {name!r}, which is not a plain file name inside {folder}")
     p = folder / name
     if p.is_symlink():
-        raise IntegrityError(f"{p}: a symlink (refused wherever it points: only plain files of the folder are read)")
+        raise IntegrityError(
+            f"{p}: a symlink (refused wherever it points: only plain files of the folder are read)"
+        )
     if p.resolve().parent != folder.resolve():
         raise IntegrityError(f"{p}: resolves to {p.resolve()}, outside {folder.resolve()}")
     return p
@@ -97,14 +121,16 @@ def _check_names(model_dir: Path, formats: object, files: object, where: str) ->
         for n in names if isinstance(names, list) else ():
             if confined(model_dir, n, where).suffix in REFUSED_SUFFIXES:
                 raise IntegrityError(f"{model_dir / n}: pickled weights are refused by the runtime")
-        if not isinstance(names, list) or names[:len(own)] != own:
+        if not isinstance(names, list) or names[: len(own)] != own:
             raise IntegrityError(f"{where}: format {fmt} lists {names!r}; its files are {', '.join(own)}")
-        extra = names[len(own):]
+        extra = names[len(own) :]
         if extra and not FORMATS[fmt].external_data:
             raise IntegrityError(f"{where}: format {fmt} lists {extra!r} beyond its files {', '.join(own)}")
         for n in extra:
             if not isinstance(n, str) or n in fixed or n in listed or extra.count(n) > 1:
-                raise IntegrityError(f"{where}: format {fmt} lists {n!r} as external data, a name taken by another file")
+                raise IntegrityError(
+                    f"{where}: format {fmt} lists {n!r} as external data, a name taken by another file"
+                )
         listed.update(names)
     for n in files:
         if n not in listed:
@@ -130,8 +156,11 @@ def onnx_external_data(graph: Path) -> list[str]:
     try:
         import onnx
     except ImportError:
-        raise IntegrityError(f"{graph}: may keep tensors in external data files, and the onnx package that reads their names is not "
-                             "installed (pip install onnx), so they cannot be confined and hashed: refused") from None
+        raise IntegrityError(
+            f"{graph}: may keep tensors in external data files, "
+            "and the onnx package that reads their names is not installed (pip install onnx), "
+            "so they cannot be confined and hashed: refused"
+        ) from None
     try:
         model = onnx.load_model(str(graph), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and onnx's own
@@ -143,6 +172,7 @@ def _onnx_tensors(model):
     """Every tensor of an ONNX model: initializers (sparse too) and attribute tensors, in subgraphs and
     functions. Written out because onnx's own walk (``external_data_helper._get_all_tensors``) is private
     and skips sparse tensors."""
+
     def attrs(attributes):
         for a in attributes:
             if a.HasField("t"):
@@ -177,15 +207,22 @@ def _check_external_data(model_dir: Path, formats: dict, names, where: str) -> N
         declared = onnx_external_data(graph)
         for loc in declared:
             confined(model_dir, loc, f"{graph} (external data)")
-        unlisted = sorted(set(declared) - set(listed[len(own):]))
+        unlisted = sorted(set(declared) - set(listed[len(own) :]))
         if unlisted:
-            raise IntegrityError(f"{graph}: keeps tensors in {', '.join(unlisted)}, not listed under formats.{fmt} in {where} (so not hashed)")
-        unused = sorted(set(listed[len(own):]) - set(declared))
+            raise IntegrityError(
+                f"{graph}: keeps tensors in {', '.join(unlisted)}, "
+                f"not listed under formats.{fmt} in {where} (so not hashed)"
+            )
+        unused = sorted(set(listed[len(own) :]) - set(declared))
         if unused:
-            raise IntegrityError(f"{where}: formats.{fmt} lists {', '.join(unused)}, which {graph.name} does not read")
+            raise IntegrityError(
+                f"{where}: formats.{fmt} lists {', '.join(unused)}, which {graph.name} does not read"
+            )
 
 
-def write_manifest(model_dir: str | Path, manifest: Manifest, written: tuple[str, ...] | list[str] | set[str] = ()) -> Path:
+def write_manifest(
+    model_dir: str | Path, manifest: Manifest, written: tuple[str, ...] | list[str] | set[str] = ()
+) -> Path:
     """Write ``manifest.yaml``, hashing every file its formats list. ``written``: the files the caller has
     just written. A file the folder's current manifest already records, and not in ``written``, must still
     match its recorded sha256: rewriting a manifest (a new threshold, an added format) never blesses a file
@@ -203,8 +240,12 @@ def write_manifest(model_dir: str | Path, manifest: Manifest, written: tuple[str
             raise ModelError(f"{p}: listed in the manifest but missing")
         files[n] = sha256(p)
         if n in recorded and n not in written and files[n] != recorded[n]:
-            raise IntegrityError(f"{p}: sha256 does not match {path} (file changed or corrupted); not re-hashed")
-    d = Manifest(**{**{k: getattr(manifest, k) for k in manifest.__dataclass_fields__}, "files": files}).to_dict()
+            raise IntegrityError(
+                f"{p}: sha256 does not match {path} (file changed or corrupted); not re-hashed"
+            )
+    d = Manifest(
+        **{**{k: getattr(manifest, k) for k in manifest.__dataclass_fields__}, "files": files}
+    ).to_dict()
     path.write_text(yaml.safe_dump(d, sort_keys=False))
     return path
 
@@ -234,7 +275,10 @@ def read_manifest(model_dir: str | Path) -> Manifest:
         raise ModelError(f"{path}: not a fundus-edge model manifest")
     ver = d.get("schema_version")
     if ver not in SUPPORTED_VERSIONS:
-        raise ModelError(f"{path}: manifest schema version {ver!r} is not supported by this runtime (supports {', '.join(map(str, SUPPORTED_VERSIONS))})")
+        raise ModelError(
+            f"{path}: manifest schema version {ver!r} is not supported by this runtime "
+            f"(supports {', '.join(map(str, SUPPORTED_VERSIONS))})"
+        )
     d.pop("schema")
     try:
         _check_names(model_dir, d["formats"], d["files"], str(path))
@@ -253,7 +297,7 @@ def verify_files(model_dir: str | Path, manifest: Manifest, names: list[str] | t
     names = list(names)
     for fmt, listed in manifest.formats.items():  # a graph's external data is checked with the graph
         if FORMATS.get(fmt) and FORMATS[fmt].external_data and FORMATS[fmt].files[0] in names:
-            names += [n for n in listed[len(FORMATS[fmt].files):] if n not in names]
+            names += [n for n in listed[len(FORMATS[fmt].files) :] if n not in names]
     for n in names:
         p = confined(model_dir, n, where)
         if p.suffix in REFUSED_SUFFIXES:

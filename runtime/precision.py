@@ -1,6 +1,7 @@
 """Precision "auto": the fastest precision the engine can run on this CPU among those the model's manifest
 records as validated (F1 on training images within ``TOLERANCE`` of fp32 through the same engine, written by
 ``fundus-edge validate``); never an unvalidated one. An INT8 model runs its own precision."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,26 +25,39 @@ class PrecisionChoice:
 
 
 def passed(record: object, manifest: Manifest) -> bool:
-    """A validation record that holds for this folder: marked passed, its own figures within the tolerance (a
-    record edited to say passed over figures that do not is not believed), made at the manifest's threshold and
-    on the very files the manifest hashes now (a record copied into another folder, or left behind by a new
-    threshold or new weights, no longer counts)."""
+    """A validation record that holds for this folder: marked passed, its own figures within the tolerance
+    (a record edited to say passed over figures that do not is not believed), made at the manifest's
+    threshold and on the very files the manifest hashes now (a record copied into another folder, or left
+    behind by a new threshold or new weights, no longer counts)."""
     if not isinstance(record, dict) or record.get("passed") is not True:
         return False
     files = record.get("files")
     try:
-        return (abs(float(record["f1"]) - float(record["f1_reference"])) <= TOLERANCE and float(record["threshold"]) == float(manifest.threshold)
-                and isinstance(files, dict) and bool(files) and all(manifest.files.get(n) == h for n, h in files.items()))
+        return (
+            abs(float(record["f1"]) - float(record["f1_reference"])) <= TOLERANCE
+            and float(record["threshold"]) == float(manifest.threshold)
+            and isinstance(files, dict)
+            and bool(files)
+            and all(manifest.files.get(n) == h for n, h in files.items())
+        )
     except (KeyError, TypeError, ValueError):
         return False
 
 
-def choose_precision(manifest: Manifest, engine: str, device: str = "cpu", asked: str | None = AUTO, flags: frozenset | None = None) -> PrecisionChoice:
+def choose_precision(
+    manifest: Manifest,
+    engine: str,
+    device: str = "cpu",
+    asked: str | None = AUTO,
+    flags: frozenset | None = None,
+) -> PrecisionChoice:
     """What to ask ``engine`` for. ``flags``: the CPU's flags (default: this CPU's, from /proc/cpuinfo)."""
     if asked != AUTO:
         return PrecisionChoice(asked, asked, "")
     if manifest.quantization is not None:
-        return PrecisionChoice(AUTO, None, f"the model's own: an INT8 model ({manifest.quantization.get('method', 'int8')})")
+        return PrecisionChoice(
+            AUTO, None, f"the model's own: an INT8 model ({manifest.quantization.get('method', 'int8')})"
+        )
     if device != "cpu":
         return PrecisionChoice(AUTO, "fp32", "lower precisions are validated on CPUs only")
     if engine not in REDUCED:
@@ -64,7 +78,11 @@ def choose_precision(manifest: Manifest, engine: str, device: str = "cpu", asked
             why.append(f"{p} validated, but this CPU lacks {' and '.join(cpu.PRECISION_FLAGS[p])}")
             continue
         delta = float(rec["f1"]) - float(rec["f1_reference"])
-        return PrecisionChoice(AUTO, p, f"validated on {rec.get('images', 'training images')}, F1 Δ {delta:+.4f}; this CPU has {flag}")
+        return PrecisionChoice(
+            AUTO,
+            p,
+            f"validated on {rec.get('images', 'training images')}, F1 Δ {delta:+.4f}; this CPU has {flag}",
+        )
     if not why:
         why.append(f"no lower precision validated for {engine} in the manifest")
     return PrecisionChoice(AUTO, "fp32", "; ".join(why))

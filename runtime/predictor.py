@@ -3,6 +3,7 @@
 A model is preprocess (the training code's own function) + engine + postprocess (crop, threshold,
 FOV), after FastDeploy's split of configuration from running.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,6 @@ from .manifest import Manifest, read_manifest, verify_files
 from .precision import AUTO, PrecisionChoice, choose_precision
 from .preprocess import pad_to_multiple, preprocess
 from .scale import fov_scale, resize_image, resize_prob, run_tiled
-
 
 _CROP_STEP = 16  # FOV crops are a multiple of this many pixels
 
@@ -48,7 +48,9 @@ class _Started:
     fmask: np.ndarray | None
     factor: float
     warning: str | None
-    feats: np.ndarray | None  # CxHxW preprocessed rescaled image, whole (dropped when it all runs: large inputs)
+    feats: (
+        np.ndarray | None
+    )  # CxHxW preprocessed rescaled image, whole (dropped when it all runs: large inputs)
     box: tuple[int, int, int, int] | None  # (top, bottom, left, right) of the FOV crop in it; None: all of it
     seconds: float  # time spent getting here
     scaled_hw: tuple[int, int] = (0, 0)  # the rescaled image's size
@@ -77,11 +79,16 @@ def choose_engine(manifest: Manifest, backend: str) -> tuple[str, str]:
         for name in AUTO_ORDER:
             if name in installed_engines() and formats_for(name, available):
                 return name, formats_for(name, available)[0]
-        raise EngineUnavailable(f"no installed engine reads this model's formats ({', '.join(available)}); installed: {', '.join(installed_engines()) or 'none'}")
+        raise EngineUnavailable(
+            f"no installed engine reads this model's formats ({', '.join(available)}); "
+            f"installed: {', '.join(installed_engines()) or 'none'}"
+        )
     cls = engine_class(backend)  # raises a clear error when unknown or not installed
     fmts = formats_for(cls.name, available)
     if not fmts:
-        raise EngineUnavailable(f"engine {backend!r} reads none of this model's formats ({', '.join(available)})")
+        raise EngineUnavailable(
+            f"engine {backend!r} reads none of this model's formats ({', '.join(available)})"
+        )
     return cls.name, fmts[0]
 
 
@@ -97,8 +104,17 @@ class Predictor:
         self.precision_choice = PrecisionChoice(None, None, "")  # set by load()
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, backend: str = "auto", device: str = "cpu", threads: int | None = None, precision: str | None = AUTO, fmt: str | None = None, scale: ScaleOptions | None = None,
-             shapes: dict | None = None) -> "Predictor":
+    def load(
+        cls,
+        model_dir: str | os.PathLike,
+        backend: str = "auto",
+        device: str = "cpu",
+        threads: int | None = None,
+        precision: str | None = AUTO,
+        fmt: str | None = None,
+        scale: ScaleOptions | None = None,
+        shapes: dict | None = None,
+    ) -> Predictor:
         """``precision``: "auto" (the fastest this CPU runs among those the manifest records as validated,
         runtime/precision.py), None (the model's own: fp32, or an INT8 model's int8) or one to insist on.
         ``shapes``: the engine's input-shape options (EngineOptions static_hw / dynamic_shape)."""
@@ -116,20 +132,41 @@ class Predictor:
         verify_files(model_dir, manifest, files)
         choice = choose_precision(manifest, name, device, precision)
         try:
-            engine = cls._load_engine(model_dir, name, chosen, files, EngineOptions(device, threads, choice.precision, **(shapes or {})), manifest)
+            engine = cls._load_engine(
+                model_dir,
+                name,
+                chosen,
+                files,
+                EngineOptions(device, threads, choice.precision, **(shapes or {})),
+                manifest,
+            )
         except EngineUnavailable as exc:
             if choice.asked != AUTO or choice.precision in (None, "fp32"):
                 raise
-            # The flags promised it and the engine refused (an older OpenVINO, say): auto never fails for that.
-            choice = replace(choice, precision="fp32", reason=f"{choice.precision} validated, but {str(exc).strip() or one_line(exc)}")
-            engine = cls._load_engine(model_dir, name, chosen, files, EngineOptions(device, threads, "fp32", **(shapes or {})), manifest)
+            # The flags promised it and the engine refused (an older OpenVINO, say): auto never fails for
+            # that.
+            choice = replace(
+                choice,
+                precision="fp32",
+                reason=f"{choice.precision} validated, but {str(exc).strip() or one_line(exc)}",
+            )
+            engine = cls._load_engine(
+                model_dir,
+                name,
+                chosen,
+                files,
+                EngineOptions(device, threads, "fp32", **(shapes or {})),
+                manifest,
+            )
         p = cls(model_dir, manifest, engine, scale)
         p.precision_choice = choice
         p.load_ms = (time.perf_counter() - t0) * 1e3
         return p
 
     @staticmethod
-    def _load_engine(model_dir: Path, name: str, fmt: str, files: list[str], options: EngineOptions, manifest: Manifest):
+    def _load_engine(
+        model_dir: Path, name: str, fmt: str, files: list[str], options: EngineOptions, manifest: Manifest
+    ):
         engine = engine_class(name)(model_dir, fmt, files, options, manifest.quantization is not None)
         try:
             engine.load()
@@ -142,7 +179,9 @@ class Predictor:
     def precision_line(self) -> str:
         """'precision bf16 (why)': what runs and, when "auto" chose it, why."""
         reason = self.precision_choice.reason
-        return f"precision {self.precision}" + (f" ({reason})" if reason else " (asked)" if self.precision_choice.asked else " (the model's own)")
+        return f"precision {self.precision}" + (
+            f" ({reason})" if reason else " (asked)" if self.precision_choice.asked else " (the model's own)"
+        )
 
     @property
     def backend(self) -> str:
@@ -179,10 +218,15 @@ class Predictor:
             m = np.asarray(fov).astype(bool)
             where = "FOV mask"
         if m.shape != rgb.shape[:2]:
-            raise InputError(f"{where}: FOV mask is {m.shape[1]}x{m.shape[0]} but the image is {rgb.shape[1]}x{rgb.shape[0]}")
+            raise InputError(
+                f"{where}: FOV mask is {m.shape[1]}x{m.shape[0]} "
+                f"but the image is {rgb.shape[1]}x{rgb.shape[0]}"
+            )
         return m
 
-    def _factor(self, rgb: np.ndarray, fmask: np.ndarray | None, fov: object) -> tuple[float, str | None, np.ndarray | None]:
+    def _factor(
+        self, rgb: np.ndarray, fmask: np.ndarray | None, fov: object
+    ) -> tuple[float, str | None, np.ndarray | None]:
         """Resize factor that brings the FOV to the training diameter, a warning when the FOV cannot
         be found (then no rescaling), and the FOV the factor and the crop are taken from."""
         rescale = self.scale.rescale and self.train_diameter
@@ -191,10 +235,18 @@ class Predictor:
         # fov="auto" was searched already (fmask None: nothing found); no fov given: searched here.
         m = fmask if fmask is not None or (isinstance(fov, str) and fov == "auto") else find_fov(rgb)
         if m is None or not m.any():
-            return 1.0, "no field of view found (no dark frame around a bright retina): not rescaled" if rescale else None, None
+            return (
+                1.0,
+                "no field of view found (no dark frame around a bright retina): not rescaled"
+                if rescale
+                else None,
+                None,
+            )
         return (fov_scale(m, self.train_diameter) if rescale else 1.0), None, m
 
-    def _crop_box(self, m: np.ndarray | None, factor: float, hw: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    def _crop_box(
+        self, m: np.ndarray | None, factor: float, hw: tuple[int, int]
+    ) -> tuple[int, int, int, int] | None:
         """FOV bounding box in the rescaled image, widened by the margin; its top-left corner on the
         network's multiple so the pooling grid is the one the uncropped image would use."""
         if m is None or not self.scale.crop_fov:
@@ -223,7 +275,9 @@ class Predictor:
         try:
             return self.engine.run(x)
         except Exception as exc:  # noqa: BLE001
-            raise EngineRunError(f"{self.model_dir}: {self.backend} failed on a {x.shape} input: {one_line(exc)}") from None
+            raise EngineRunError(
+                f"{self.model_dir}: {self.backend} failed on a {x.shape} input: {one_line(exc)}"
+            ) from None
 
     def _tiled(self, x: np.ndarray) -> bool:
         return max(x.shape[-2:]) > self.scale.max_side
@@ -243,15 +297,20 @@ class Predictor:
         fmask = self._fov(fov, rgb)
         factor, warning, m = self._factor(rgb, fmask, fov)
         if warning:
-            warnings.warn(f"{image if isinstance(image, (str, os.PathLike)) else 'image'}: {warning}", stacklevel=3)
+            warnings.warn(
+                f"{image if isinstance(image, (str, os.PathLike)) else 'image'}: {warning}", stacklevel=3
+            )
         # Preprocess the whole rescaled image, then crop: CLAHE's tile grid stays the uncropped one.
         feats = preprocess(resize_image(rgb, factor), self.manifest.preprocess)
-        st = self._crop(_Started(rgb, fmask, factor, warning, feats, None, 0.0, feats.shape[1:]), self._crop_box(m, factor, feats.shape[1:]))
+        st = self._crop(
+            _Started(rgb, fmask, factor, warning, feats, None, 0.0, feats.shape[1:]),
+            self._crop_box(m, factor, feats.shape[1:]),
+        )
         return replace(st, seconds=time.perf_counter() - t0)
 
     def _crop(self, st: _Started, box: tuple[int, int, int, int] | None) -> _Started:
         """The padded network input for ``box`` of the preprocessed image (None: all of it)."""
-        f = st.feats if box is None else st.feats[:, box[0]:box[1], box[2]:box[3]]
+        f = st.feats if box is None else st.feats[:, box[0] : box[1], box[2] : box[3]]
         x, hw = pad_to_multiple(f, self.manifest.pad_multiple)
         return replace(st, box=box, x=x, hw=hw, feats=None if box is None else st.feats)
 
@@ -262,14 +321,16 @@ class Predictor:
         prob = np.ascontiguousarray(prob[:h, :w], np.float32)
         if st.box is not None:  # outside the FOV's box: background
             full = np.zeros(st.scaled_hw, np.float32)
-            full[st.box[0]:st.box[1], st.box[2]:st.box[3]] = prob
+            full[st.box[0] : st.box[1], st.box[2] : st.box[3]] = prob
             prob = full
         prob = resize_prob(prob, st.rgb.shape[:2])
         mask = prob >= self.threshold
         if st.fmask is not None:
             mask &= st.fmask
         total_s = st.seconds + engine_s + time.perf_counter() - t0
-        return Prediction(prob, mask, st.fmask, engine_s * 1e3, total_s * 1e3, st.factor, st.warning, tuple(st.x.shape[-2:]))
+        return Prediction(
+            prob, mask, st.fmask, engine_s * 1e3, total_s * 1e3, st.factor, st.warning, tuple(st.x.shape[-2:])
+        )
 
     def predict(self, image, fov=None, order: str = "rgb") -> Prediction:
         """One image (array or path). ``fov``: None, "auto", a mask array or a mask file. The image
@@ -284,7 +345,7 @@ class Predictor:
         """Several images; those of the same network-input size run as one batch (each is charged
         its share of the batch's engine time)."""
         fovs = fovs or [None] * len(images)
-        started = [self._start(im, fv, order) for im, fv in zip(images, fovs)]
+        started = [self._start(im, fv, order) for im, fv in zip(images, fovs, strict=False)]
         # FOV boxes of one rescaled size differ by a few pixels: all take their union, so they batch.
         by_size: dict[tuple, list[int]] = {}
         for i, st in enumerate(started):
@@ -293,7 +354,12 @@ class Predictor:
         for idx in by_size.values():
             boxes = [started[i].box for i in idx]
             if len(set(boxes)) > 1:
-                union = (min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes), max(b[3] for b in boxes))
+                union = (
+                    min(b[0] for b in boxes),
+                    max(b[1] for b in boxes),
+                    min(b[2] for b in boxes),
+                    max(b[3] for b in boxes),
+                )
                 for i in idx:
                     started[i] = self._crop(started[i], union)
         groups: dict[tuple, list[int]] = {}

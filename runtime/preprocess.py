@@ -1,5 +1,6 @@
 """The one preprocessing function. Training, export checks and the deployed runtime all call it,
 so a model always sees on the device exactly what it saw in training."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -27,8 +28,12 @@ class PreprocessConfig:
         return {"rgb": 3, "g": 1, "clahe_g": 1, "rgb+clahe_g": 4}[self.channels]
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PreprocessConfig":
-        known = {k: (tuple(float(x) for x in d[k]) if isinstance(d[k], (list, tuple)) else d[k]) for k in cls.__dataclass_fields__ if k in d}
+    def from_dict(cls, d: dict) -> PreprocessConfig:
+        known = {
+            k: (tuple(float(x) for x in d[k]) if isinstance(d[k], (list, tuple)) else d[k])
+            for k in cls.__dataclass_fields__
+            if k in d
+        }
         cfg = cls(**known)
         if cfg.channels not in ("rgb", "g", "clahe_g", "rgb+clahe_g"):
             raise InputError(f"unknown preprocessing channels {cfg.channels!r}")

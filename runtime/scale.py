@@ -6,6 +6,7 @@ that diameter, segmented, and the probability map is resized back to the input's
 still larger than ``max_side`` (no FOV found, or ``rescale`` off) run in overlapping tiles, so memory
 is bounded by the tile size, not the image size.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -74,5 +75,5 @@ def run_tiled(x: np.ndarray, run: Callable[[np.ndarray], np.ndarray], tile: int,
     for ys, ye, ks_y, ke_y in tiles(h, tile, overlap):
         for xs, xe, ks_x, ke_x in tiles(w, tile, overlap):
             p = run(np.ascontiguousarray(x[None, :, ys:ye, xs:xe]))[0, 0]
-            out[ks_y:ke_y, ks_x:ke_x] = p[ks_y - ys:ke_y - ys, ks_x - xs:ke_x - xs]
+            out[ks_y:ke_y, ks_x:ke_x] = p[ks_y - ys : ke_y - ys, ks_x - xs : ke_x - xs]
     return out

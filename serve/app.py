@@ -5,6 +5,7 @@ Every image goes through the runtime alone: its reader (so a bad upload gets ``p
 error), the one Predictor (loaded once) and ``encode_outputs`` (so the mask PNG is ``predict``'s file).
 One engine thread runs the jobs in turn; a fixed number of admission slots sits in front of it, taken
 before the body is read, so a flood gets 429 and memory stays at most slots x body limit."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,7 +23,6 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-
 from fundus_edge.runtime.batch import encode_outputs, file_error, prob_to_uint8
 from fundus_edge.runtime.errors import FundusEdgeError, InputError
 from fundus_edge.runtime.fov import fov_diameter
@@ -34,7 +34,9 @@ PNG_KINDS = ("mask", "prob", "overlay")
 
 @dataclass(frozen=True)
 class ServeOptions:
-    max_body_bytes: int = 32 << 20  # a 4000x3000 camera TIFF is ~36 MB uncompressed; JPEG/PNG uploads far less
+    max_body_bytes: int = (
+        32 << 20
+    )  # a 4000x3000 camera TIFF is ~36 MB uncompressed; JPEG/PNG uploads far less
     queue: int = 4  # requests that may wait for the engine besides the one it runs; beyond: 429
     fov: str = "auto"  # as predict's default
 
@@ -79,6 +81,7 @@ class EngineQueue:
     async def run(self, fn, *args):
         """Run on the engine thread; the caller's slot is given back when the job ends, not when the caller
         stops waiting (a client that hangs up must not let more jobs pile up behind the engine)."""
+
         def timed():
             t0 = time.perf_counter()
             try:
@@ -109,9 +112,19 @@ class Service:
         self.queue = EngineQueue(self.options.queue + 1)
         man = predictor.manifest
         self.model_sha256 = sha256(Path(predictor.model_dir) / "manifest.yaml")
-        self.engine_info = {"engine": predictor.backend, "precision": predictor.precision, "device": predictor.device, "format": predictor.format}
-        self.model_info = {**man.to_dict(), "manifest_sha256": self.model_sha256, "model_dir": str(predictor.model_dir),
-                           "load_ms": round(predictor.load_ms, 1), **self.engine_info}
+        self.engine_info = {
+            "engine": predictor.backend,
+            "precision": predictor.precision,
+            "device": predictor.device,
+            "format": predictor.format,
+        }
+        self.model_info = {
+            **man.to_dict(),
+            "manifest_sha256": self.model_sha256,
+            "model_dir": str(predictor.model_dir),
+            "load_ms": round(predictor.load_ms, 1),
+            **self.engine_info,
+        }
 
     def segment(self, data: bytes, name: str, kinds: tuple[str, ...], biomarkers: bool = False) -> Segmented:
         """Bytes of one image file -> the numbers and the asked PNGs (and the mask's vessel biomarkers when
@@ -131,19 +144,39 @@ class Service:
             warnings.simplefilter("ignore")  # the warning is a field of the answer
             res = self.pred.predict(rgb, fov=self.options.fov)
         t_pred = time.perf_counter()
-        pngs = encode_outputs(res.mask, prob_to_uint8(res.prob) if "prob" in kinds else None, rgb if "overlay" in kinds else None)
-        by_kind = dict(zip(["mask"] + [k for k in ("prob", "overlay") if k in kinds], pngs))
+        pngs = encode_outputs(
+            res.mask,
+            prob_to_uint8(res.prob) if "prob" in kinds else None,
+            rgb if "overlay" in kinds else None,
+        )
+        by_kind = dict(zip(["mask"] + [k for k in ("prob", "overlay") if k in kinds], pngs, strict=False))
         t_enc = time.perf_counter()
         fov = res.fov
         inside = int(fov.sum()) if fov is not None else res.mask.size
         info = {
-            "image": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
-            "vessel_share": float(res.mask.sum()) / max(1, inside),  # vessel pixels / FOV pixels (/ all without a FOV)
-            "fov_found": fov is not None, "fov_diameter_px": fov_diameter(fov) if fov is not None else None,
-            "scale": float(res.scale), "network_input_hw": list(res.input_hw) if res.input_hw else None, "warning": res.warning,
-            **self.engine_info, "model": {"name": self.pred.manifest.name, "variant": self.pred.manifest.variant, "sha256": self.model_sha256},
-            "timings_ms": {"read": round((t_read - t0) * 1e3, 2), "engine": round(res.engine_ms, 2), "segment": round(res.total_ms, 2),
-                           "predict": round((t_pred - t_read) * 1e3, 2), "encode": round((t_enc - t_pred) * 1e3, 2)},
+            "image": name,
+            "width": int(rgb.shape[1]),
+            "height": int(rgb.shape[0]),
+            "vessel_share": float(res.mask.sum())
+            / max(1, inside),  # vessel pixels / FOV pixels (/ all without a FOV)
+            "fov_found": fov is not None,
+            "fov_diameter_px": fov_diameter(fov) if fov is not None else None,
+            "scale": float(res.scale),
+            "network_input_hw": list(res.input_hw) if res.input_hw else None,
+            "warning": res.warning,
+            **self.engine_info,
+            "model": {
+                "name": self.pred.manifest.name,
+                "variant": self.pred.manifest.variant,
+                "sha256": self.model_sha256,
+            },
+            "timings_ms": {
+                "read": round((t_read - t0) * 1e3, 2),
+                "engine": round(res.engine_ms, 2),
+                "segment": round(res.total_ms, 2),
+                "predict": round((t_pred - t_read) * 1e3, 2),
+                "encode": round((t_enc - t_pred) * 1e3, 2),
+            },
         }
         if biomarkers:
             from ..measure.biomarkers import biomarker_dict
@@ -170,7 +203,13 @@ def create_app(predictor, options: ServeOptions | None = None):
         yield
         svc.queue.close()
 
-    app = FastAPI(title="fundus-edge", summary="retinal-vessel segmentation over one Predictor", docs_url="/docs", redoc_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="fundus-edge",
+        summary="retinal-vessel segmentation over one Predictor",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
     app.state.service = svc
 
     def error(status: int, message: str, headers: dict | None = None):
@@ -211,7 +250,11 @@ def create_app(predictor, options: ServeOptions | None = None):
             return error(413, f"request body of {int(declared)} bytes is over the limit of {limit} bytes")
         if not svc.queue.try_enter():
             wait = svc.queue.retry_after_s()
-            return error(429, f"busy: {svc.queue.capacity} requests in flight; retry after {wait} s", {"Retry-After": str(wait)})
+            return error(
+                429,
+                f"busy: {svc.queue.capacity} requests in flight; retry after {wait} s",
+                {"Retry-After": str(wait)},
+            )
         submitted = False
         try:
             try:
@@ -241,9 +284,14 @@ def create_app(predictor, options: ServeOptions | None = None):
             raise InputError(f"include: unknown output {bad[0]!r}; choose from {', '.join(PNG_KINDS)}")
         return asked
 
-    @app.post("/v1/segment", summary="segment one image (multipart field 'image', or the raw body); include=mask,prob,overlay adds base64 PNGs; "
-                                    "biomarkers=1 adds the mask's vessel biomarkers")
-    async def segment(request: Request, include: str | None = None, name: str | None = None, biomarkers: bool = False):
+    @app.post(
+        "/v1/segment",
+        summary="segment one image (multipart field 'image', or the raw body);"
+        " include=mask,prob,overlay adds base64 PNGs; biomarkers=1 adds the mask's vessel biomarkers",
+    )
+    async def segment(
+        request: Request, include: str | None = None, name: str | None = None, biomarkers: bool = False
+    ):
         try:
             kinds = kinds_of(include)
         except InputError as exc:
@@ -263,11 +311,20 @@ def create_app(predictor, options: ServeOptions | None = None):
         out = await handle(request, (kind,))
         if not isinstance(out, Segmented):
             return out
-        return Response(out.pngs[kind], media_type="image/png", headers={"X-Vessel-Share": f"{out.info['vessel_share']:.6f}"})
+        return Response(
+            out.pngs[kind],
+            media_type="image/png",
+            headers={"X-Vessel-Share": f"{out.info['vessel_share']:.6f}"},
+        )
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "in_flight": svc.queue.in_flight, "capacity": svc.queue.capacity, "model_sha256": svc.model_sha256}
+        return {
+            "status": "ok",
+            "in_flight": svc.queue.in_flight,
+            "capacity": svc.queue.capacity,
+            "model_sha256": svc.model_sha256,
+        }
 
     @app.get("/v1/model")
     async def model():

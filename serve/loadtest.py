@@ -1,4 +1,5 @@
-"""Load test of ``fundus-edge serve`` on loopback: ``python -m fundus_edge.serve.loadtest MODEL --images DIR``.
+"""Load test of ``fundus-edge serve`` on loopback:
+``python -m fundus_edge.serve.loadtest MODEL --images DIR``.
 
 Starts the server as its own process, then for each concurrency level sends up to ``--requests`` raw-body
 requests to ``/v1/segment/mask.png`` from that many closed-loop clients (a 429 is counted and its
@@ -6,6 +7,7 @@ Retry-After honoured), each level capped at ``--max-seconds``. Reports throughpu
 answered requests, the 429 and 5xx counts, the server's peak RSS (the kernel's high-water mark, reset per
 level where /proc allows) and whether every served mask equals the file ``fundus-edge predict`` writes for
 that image, byte for byte."""
+
 from __future__ import annotations
 
 import argparse
@@ -68,12 +70,34 @@ def _reset_hwm(pid: int) -> bool:
 
 def predict_masks(model: str, images: list[Path], backend: str, threads: int, out: Path) -> dict[str, bytes]:
     """What ``fundus-edge predict`` writes for each image: the reference the served masks must equal."""
-    cmd = [sys.executable, "-m", "fundus_edge.cli", "predict", model, *map(str, images), "-o", str(out), "--backend", backend, "--threads", str(threads), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fundus_edge.cli",
+        "predict",
+        model,
+        *map(str, images),
+        "-o",
+        str(out),
+        "--backend",
+        backend,
+        "--threads",
+        str(threads),
+        "--no-progress",
+    ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return {p.name: (out / f"{p.stem}_mask.png").read_bytes() for p in images}
 
 
-async def _level(base: str, bodies: list[tuple[str, bytes]], expected: dict[str, bytes], concurrency: int, total: int, max_s: float, pid: int) -> LevelResult:
+async def _level(
+    base: str,
+    bodies: list[tuple[str, bytes]],
+    expected: dict[str, bytes],
+    concurrency: int,
+    total: int,
+    max_s: float,
+    pid: int,
+) -> LevelResult:
     import httpx
 
     reset = _reset_hwm(pid)
@@ -112,10 +136,21 @@ async def _level(base: str, bodies: list[tuple[str, bytes]], expected: dict[str,
     codes_a = np.asarray(codes)
     ok = int((codes_a == 200).sum())
     return LevelResult(
-        concurrency, len(codes), ok, int((codes_a == 429).sum()), int(((codes_a >= 500) & (codes_a < 600)).sum()),
-        int(((codes_a != 200) & (codes_a != 429) & ((codes_a < 500) | (codes_a >= 600))).sum()), round(wall, 2), round(ok / wall, 3) if wall else 0.0,
-        round(float(np.percentile(lat, 50)), 1) if lat else None, round(float(np.percentile(lat, 99)), 1) if lat else None,
-        (round(v, 1) if (v := _vm_hwm_mb(pid)) is not None else None), reset, equal, differ)
+        concurrency,
+        len(codes),
+        ok,
+        int((codes_a == 429).sum()),
+        int(((codes_a >= 500) & (codes_a < 600)).sum()),
+        int(((codes_a != 200) & (codes_a != 429) & ((codes_a < 500) | (codes_a >= 600))).sum()),
+        round(wall, 2),
+        round(ok / wall, 3) if wall else 0.0,
+        round(float(np.percentile(lat, 50)), 1) if lat else None,
+        round(float(np.percentile(lat, 99)), 1) if lat else None,
+        (round(v, 1) if (v := _vm_hwm_mb(pid)) is not None else None),
+        reset,
+        equal,
+        differ,
+    )
 
 
 def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
@@ -135,10 +170,18 @@ def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 180.0) -> 
 
 
 def markdown(results: list[LevelResult], info: dict) -> str:
-    head = "| clients | answered | ok | 429 | 5xx | other | wall s | ok img/s | p50 ms | p99 ms | peak RSS MB | masks = predict's |"
-    rows = [f"| {r.concurrency} | {r.requests} | {r.ok} | {r.too_many} | {r.server_errors} | {r.other} | {r.wall_s:.1f} | {r.throughput_ips:.2f} | "
-            f"{r.p50_ms if r.p50_ms is not None else '–'} | {r.p99_ms if r.p99_ms is not None else '–'} | {r.peak_rss_mb if r.peak_rss_mb is not None else '–'}"
-            f"{'' if r.peak_reset else ' (since start)'} | {r.masks_equal} of {r.ok} |" for r in results]
+    head = (
+        "| clients | answered | ok | 429 | 5xx | other | wall s | ok img/s | p50 ms | p99 ms | peak RSS MB"
+        " | masks = predict's |"
+    )
+    rows = [
+        f"| {r.concurrency} | {r.requests} | {r.ok} | {r.too_many} | {r.server_errors} | {r.other}"
+        f" | {r.wall_s:.1f} | {r.throughput_ips:.2f} | "
+        f"{r.p50_ms if r.p50_ms is not None else '–'} | {r.p99_ms if r.p99_ms is not None else '–'}"
+        f" | {r.peak_rss_mb if r.peak_rss_mb is not None else '–'}"
+        f"{'' if r.peak_reset else ' (since start)'} | {r.masks_equal} of {r.ok} |"
+        for r in results
+    ]
     return "\n".join([info["header"], "", head, "|" + "---|" * 12, *rows]) + "\n"
 
 
@@ -146,13 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     from fundus_edge.runtime.batch import expand_inputs
     from fundus_edge.runtime.cpu import cpu_model_and_flags, isa_flags
 
-    p = argparse.ArgumentParser(prog="python -m fundus_edge.serve.loadtest", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m fundus_edge.serve.loadtest", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("model", help="model folder to serve")
     p.add_argument("--images", nargs="+", required=True, help="image files or folders (sent in turn)")
     p.add_argument("--requests", type=int, default=300, help="requests per level (default 300)")
     p.add_argument("--concurrency", default="1,2,4,8", help="client counts (default 1,2,4,8)")
     p.add_argument("--max-seconds", type=float, default=120.0, help="cap on one level's time (default 120)")
-    p.add_argument("--threads", type=int, default=2, help="the server's engine threads, as for predict (default 2)")
+    p.add_argument(
+        "--threads", type=int, default=2, help="the server's engine threads, as for predict (default 2)"
+    )
     p.add_argument("--queue", type=int, default=4, help="the server's --queue (default 4)")
     p.add_argument("--backend", default="auto")
     p.add_argument("--json", help="also write the results here")
@@ -164,7 +211,21 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads)}
     with tempfile.TemporaryDirectory() as tmp:
         expected = predict_masks(a.model, images, a.backend, a.threads, Path(tmp))
-        cmd = [sys.executable, "-m", "fundus_edge.cli", "serve", a.model, "--port", str(port), "--threads", str(a.threads), "--queue", str(a.queue), "--backend", a.backend]
+        cmd = [
+            sys.executable,
+            "-m",
+            "fundus_edge.cli",
+            "serve",
+            a.model,
+            "--port",
+            str(port),
+            "--threads",
+            str(a.threads),
+            "--queue",
+            str(a.queue),
+            "--backend",
+            a.backend,
+        ]
         log = Path(tmp) / "serve.log"
         with open(log, "w") as logf:
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=logf)
@@ -182,8 +243,13 @@ def main(argv: list[str] | None = None) -> int:
             for c in (int(x) for x in a.concurrency.split(",")):
                 r = asyncio.run(_level(base, bodies, expected, c, a.requests, a.max_seconds, proc.pid))
                 results.append(r)
-                print(f"clients {c}: {r.ok} ok, {r.too_many} x 429, {r.server_errors} x 5xx in {r.wall_s:.1f} s ({r.throughput_ips:.2f} img/s), "
-                      f"p50 {r.p50_ms} ms, p99 {r.p99_ms} ms, peak RSS {r.peak_rss_mb} MB, masks equal {r.masks_equal} of {r.ok}", file=sys.stderr)
+                print(
+                    f"clients {c}: {r.ok} ok, {r.too_many} x 429, {r.server_errors} x 5xx"
+                    f" in {r.wall_s:.1f} s ({r.throughput_ips:.2f} img/s), "
+                    f"p50 {r.p50_ms} ms, p99 {r.p99_ms} ms, peak RSS {r.peak_rss_mb} MB,"
+                    f" masks equal {r.masks_equal} of {r.ok}",
+                    file=sys.stderr,
+                )
         finally:
             proc.terminate()
             try:
@@ -191,11 +257,26 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
     cpu, _ = cpu_model_and_flags()
-    info = {"cpu": cpu, "cores": os.cpu_count(), "isa_flags": isa_flags(), "model": a.model, "threads": a.threads, "queue": a.queue, "engine": engine,
-            "images": len(images), "requests_per_level": a.requests, "max_seconds": a.max_seconds, "date": time.strftime("%Y-%m-%d %H:%M")}
-    info["header"] = (f"{cpu}, {info['cores']} cores ({', '.join(info['isa_flags']) or 'no flags of interest'}), client and server on the same cores; "
-                      f"`serve {a.model} --threads {a.threads} --queue {a.queue} --backend {a.backend}` ({engine}); {len(images)} images in turn, up to {a.requests} requests "
-                      f"per level, each level capped at {a.max_seconds:.0f} s; {info['date']}.")
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "isa_flags": isa_flags(),
+        "model": a.model,
+        "threads": a.threads,
+        "queue": a.queue,
+        "engine": engine,
+        "images": len(images),
+        "requests_per_level": a.requests,
+        "max_seconds": a.max_seconds,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    info["header"] = (
+        f"{cpu}, {info['cores']} cores ({', '.join(info['isa_flags']) or 'no flags of interest'}),"
+        " client and server on the same cores; "
+        f"`serve {a.model} --threads {a.threads} --queue {a.queue} --backend {a.backend}` ({engine});"
+        f" {len(images)} images in turn, up to {a.requests} requests "
+        f"per level, each level capped at {a.max_seconds:.0f} s; {info['date']}."
+    )
     print(markdown(results, info))
     if a.json:
         Path(a.json).write_text(json.dumps({"info": info, "levels": [asdict(r) for r in results]}, indent=2))

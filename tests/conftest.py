@@ -1,5 +1,6 @@
 """Shared fixtures: tiny synthetic fundus images in every supported layout, a tiny trained
 checkpoint and its exported model folder (made once per session)."""
+
 from __future__ import annotations
 
 import os
@@ -33,14 +34,21 @@ def synthetic_fundus(seed: int, h: int = 72, w: int = 68) -> tuple[np.ndarray, n
 
 def write_drive(root: Path, n_train: int = 6, n_test: int = 2) -> Path:
     """A DRIVE-layout copy: .tif images, .gif labels and masks (palette GIFs, as distributed)."""
-    for split, sub, nums in (("training", "training", range(21, 21 + n_train)), ("test", "test", range(1, 1 + n_test))):
+    for split, sub, nums in (
+        ("training", "training", range(21, 21 + n_train)),
+        ("test", "test", range(1, 1 + n_test)),
+    ):
         for d in ("images", "1st_manual", "mask"):
             (root / split / d).mkdir(parents=True, exist_ok=True)
         for n in nums:
             rgb, lab, fov = synthetic_fundus(n)
             Image.fromarray(rgb).save(root / split / "images" / f"{n:02d}_{sub}.tif")
-            Image.fromarray(lab.astype(np.uint8) * 255).convert("P").save(root / split / "1st_manual" / f"{n:02d}_manual1.gif")
-            Image.fromarray(fov.astype(np.uint8) * 255).convert("P").save(root / split / "mask" / f"{n:02d}_{sub}_mask.gif")
+            Image.fromarray(lab.astype(np.uint8) * 255).convert("P").save(
+                root / split / "1st_manual" / f"{n:02d}_manual1.gif"
+            )
+            Image.fromarray(fov.astype(np.uint8) * 255).convert("P").save(
+                root / split / "mask" / f"{n:02d}_{sub}_mask.gif"
+            )
     return root
 
 

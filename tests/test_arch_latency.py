@@ -1,5 +1,4 @@
 import pytest
-
 from fundus_edge.bench.arch_latency import _overrides, main
 
 
@@ -10,7 +9,25 @@ def test_overrides_read_yaml_values():
 
 
 def test_times_the_config_and_each_change(capsys):
-    assert main(["--config", "small", "--try", "base=4", "--backends", "onnxruntime", "--runs", "1", "--rounds", "2", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "--config",
+                "small",
+                "--try",
+                "base=4",
+                "--backends",
+                "onnxruntime",
+                "--runs",
+                "1",
+                "--rounds",
+                "2",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| small")]
     assert len(rows) == 2
     (gmac8, ms8), (gmac4, ms4) = [(float(r.split("|")[2]), float(r.split("|")[4])) for r in rows]
@@ -18,7 +35,25 @@ def test_times_the_config_and_each_change(capsys):
 
 
 def test_an_engine_can_be_timed_at_a_precision(capsys):
-    assert main(["--config", "small", "--try", "base=4", "--backends", "onnxruntime,onnxruntime:fp32", "--runs", "1", "--rounds", "1", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "--config",
+                "small",
+                "--try",
+                "base=4",
+                "--backends",
+                "onnxruntime,onnxruntime:fp32",
+                "--runs",
+                "1",
+                "--rounds",
+                "1",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| onnxruntime ms | onnxruntime:fp32 ms |" in out
     rows = [line for line in out.splitlines() if line.startswith("| small")]

@@ -1,5 +1,6 @@
 """The archive path (predict --ray): input listing, resume rules, the results table, and a Ray Data run
 on a local Ray (marked ``ray``: the one Ray test CI runs); the two-node run is marked slow."""
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from fundus_edge.archive.storage import Storage
 from fundus_edge.archive.table import COLUMNS, ImageRow, read_rows, row_name, write_row, write_table
 from fundus_edge.runtime.batch import expand_inputs, output_paths
 from fundus_edge.runtime.errors import InputError
+from PIL import Image
 
 from .conftest import synthetic_fundus
 
@@ -35,12 +35,17 @@ def test_inputs_from_folder_list_and_glob(tmp_path):
     inp = _images(tmp_path / "in", 3, corrupt=False)
     (inp / "sub").mkdir()
     Image.fromarray(synthetic_fundus(9)[0]).save(inp / "sub" / "deep.png")
-    # PaddleSeg list: "image label" per line, relative to the list's folder; a missing entry stays (its own error row)
+    # PaddleSeg list: "image label" per line, relative to the list's folder; a missing entry stays (its own
+    # error row)
     lst = tmp_path / "in" / "val.txt"
     lst.write_text("# comment\neye0.jpg labels/eye0.png\n\nsub/deep.png labels/deep.png\nmissing.jpg x\n")
     assert [p.name for p in expand_inputs([lst])] == ["eye0.jpg", "deep.png", "missing.jpg"]
     assert [p.name for p in expand_inputs([str(inp / "**" / "*.png")])] == ["deep.png"]
-    assert [p.name for p in expand_inputs([inp])] == ["eye0.jpg", "eye1.jpg", "eye2.jpg"]  # a folder is not recursive
+    assert [p.name for p in expand_inputs([inp])] == [
+        "eye0.jpg",
+        "eye1.jpg",
+        "eye2.jpg",
+    ]  # a folder is not recursive
     with pytest.raises(InputError, match="no images match"):
         expand_inputs([str(inp / "*.tif")])
     Image.fromarray(synthetic_fundus(9)[0]).save(inp / "sub" / "eye1.png")
@@ -60,7 +65,9 @@ def test_plan_skips_done_retries_own_partial_refuses_foreign(tmp_path):
     for f in files[:3]:
         output_paths(f, out)[0].write_bytes(b"png")
     write_row(store, ImageRow(str(files[0].resolve()), "ok", outputs=f"{files[0].stem}_mask.png"))  # done
-    write_row(store, ImageRow(str(files[1].resolve()), "writing", outputs=f"{files[1].stem}_mask.png"))  # killed while writing
+    write_row(
+        store, ImageRow(str(files[1].resolve()), "writing", outputs=f"{files[1].stem}_mask.png")
+    )  # killed while writing
     # files[2]: an output without a row (not ours to overwrite); files[3]: nothing yet
     p = plan(files, store, opts, force=False)
     assert p.done == [files[0]] and p.todo == [files[1], files[3]]
@@ -76,8 +83,20 @@ def test_table_has_every_column_in_csv_and_parquet(tmp_path):
 
     import pyarrow.parquet as pq
 
-    rows = [ImageRow("/a/x.jpg", "ok", width=10, height=8, fov_found=True, fov_diameter_px=7.0, scale=1.0, vessel_share=0.1, outputs="x_mask.png"),
-            ImageRow("/a/y.jpg", "error", error="/a/y.jpg: not a readable image")]
+    rows = [
+        ImageRow(
+            "/a/x.jpg",
+            "ok",
+            width=10,
+            height=8,
+            fov_found=True,
+            fov_diameter_px=7.0,
+            scale=1.0,
+            vessel_share=0.1,
+            outputs="x_mask.png",
+        ),
+        ImageRow("/a/y.jpg", "error", error="/a/y.jpg: not a readable image"),
+    ]
     csv_path, pq_path = write_table(Storage(tmp_path), rows, "{}")
     t = pq.read_table(pq_path)
     assert tuple(t.column_names) == COLUMNS and t.num_rows == 2
@@ -93,7 +112,6 @@ def test_biomarkers_spread_over_their_columns_and_make_a_row_undone_until_comput
     import math
 
     import pyarrow.parquet as pq
-
     from fundus_edge.archive.job import SegmentOptions, plan
     from fundus_edge.archive.table import BIOMARKER_COLUMNS
     from fundus_edge.measure.biomarkers import NAMES, biomarker_dict
@@ -112,7 +130,9 @@ def test_biomarkers_spread_over_their_columns_and_make_a_row_undone_until_comput
     write_row(out, ImageRow(str(img.resolve()), "ok", outputs=";".join(names), biomarkers=bm))
     assert read_rows(out)[str(img.resolve())].biomarkers == bm
     assert plan([img], out, SegmentOptions(tmp_path, biomarkers=True), force=False).done == [img]
-    _, pq_path = write_table(out, [ImageRow("/a/x.jpg", "ok", biomarkers=bm), ImageRow("/a/y.jpg", "ok")], "{}")
+    _, pq_path = write_table(
+        out, [ImageRow("/a/x.jpg", "ok", biomarkers=bm), ImageRow("/a/y.jpg", "ok")], "{}"
+    )
     t = pq.read_table(pq_path)
     assert set(BIOMARKER_COLUMNS) <= set(t.column_names) and "biomarkers" not in t.column_names
     assert t.column("biomarker_vessel_density").to_pylist()[0] == pytest.approx(bm["vessel_density"])
@@ -123,7 +143,6 @@ def test_outputs_rows_and_table_through_a_pyarrow_file_system_uri(tmp_path):
     """An output location given as a URI (here file://; s3://, gs:// go through the same pyarrow calls):
     the write task's outputs and row, resume planning and the table all use it."""
     import pyarrow.parquet as pq
-
     from fundus_edge.archive.job import SegmentOptions, _write, plan
 
     inp = _images(tmp_path / "in", 2, corrupt=False)
@@ -132,7 +151,15 @@ def test_outputs_rows_and_table_through_a_pyarrow_file_system_uri(tmp_path):
     store.mkdir()
     mask = np.zeros((90, 84), np.uint8)
     mask[40:50, :] = 1
-    row = {"path": str(files[0].resolve()), "error": "", "mask": mask, "prob": mask * 200, "rgb": np.zeros((90, 84, 3), np.uint8), "width": 84, "height": 90}
+    row = {
+        "path": str(files[0].resolve()),
+        "error": "",
+        "mask": mask,
+        "prob": mask * 200,
+        "rgb": np.zeros((90, 84, 3), np.uint8),
+        "width": 84,
+        "height": 90,
+    }
     rec = _write(row, store, save_prob=True, save_overlay=False)
     assert rec["status"] == "ok" and rec["outputs"] == "eye0_mask.png;eye0_prob.png"
     got = np.array(Image.open(tmp_path / "remote" / "job" / "eye0_mask.png"))
@@ -140,7 +167,10 @@ def test_outputs_rows_and_table_through_a_pyarrow_file_system_uri(tmp_path):
     p = plan(files, store, SegmentOptions(tmp_path, save_prob=True), force=False)
     assert p.done == [files[0]] and p.todo == [files[1]]
     tables = write_table(store, list(read_rows(store).values()), "{}")
-    assert tables[-1].startswith("file://") and pq.read_table(tmp_path / "remote" / "job" / "results.parquet").num_rows == 1
+    assert (
+        tables[-1].startswith("file://")
+        and pq.read_table(tmp_path / "remote" / "job" / "results.parquet").num_rows == 1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -167,15 +197,32 @@ def test_ray_job_matches_predict_records_errors_and_resumes(tiny_model, tmp_path
     assert (s.inputs, s.ok, s.failed, s.done_before) == (5, 4, 1, 0)
     rows = read_rows(Storage(out))
     bad = rows[str((inp / "corrupt.jpg").resolve())]
-    assert bad.status == "error" and "corrupt.jpg" in bad.error and "readable" in bad.error and "\n" not in bad.error
+    assert (
+        bad.status == "error"
+        and "corrupt.jpg" in bad.error
+        and "readable" in bad.error
+        and "\n" not in bad.error
+    )
     # the same files as plain predict, byte-identical masks
     ref = tmp_path / "plain"
-    predict_files(Predictor.load(tiny_model, backend="onnxruntime"), files, ref, save_prob=True, save_overlay=True, progress=False)
+    predict_files(
+        Predictor.load(tiny_model, backend="onnxruntime"),
+        files,
+        ref,
+        save_prob=True,
+        save_overlay=True,
+        progress=False,
+    )
     for f in files[:4]:
-        for a, b in zip(output_paths(f, out, True, True), output_paths(f, ref, True, True)):
+        for a, b in zip(output_paths(f, out, True, True), output_paths(f, ref, True, True), strict=False):
             assert np.array_equal(np.array(Image.open(a)), np.array(Image.open(b))), a.name
         r = rows[str(f.resolve())]
-        assert r.status == "ok" and (r.width, r.height) == (84, 90) and r.fov_found and 60 < r.fov_diameter_px <= 90
+        assert (
+            r.status == "ok"
+            and (r.width, r.height) == (84, 90)
+            and r.fov_found
+            and 60 < r.fov_diameter_px <= 90
+        )
         assert r.engine == "onnxruntime" and r.precision == "fp32" and len(r.model_sha256) == 64 and r.node
         assert 0 < r.vessel_share < 1 and r.segment_ms > 0 and r.read_ms > 0 and r.write_ms > 0
         assert r.output_names() == [p.name for p in output_paths(f, out, True, True)]
@@ -186,39 +233,78 @@ def test_ray_job_matches_predict_records_errors_and_resumes(tiny_model, tmp_path
     for p in output_paths(files[1], out, True, True):
         p.unlink()
     (out / row_name(str(files[1].resolve()))).unlink()
-    write_row(Storage(out), ImageRow(str(files[2].resolve()), "writing", outputs=rows[str(files[2].resolve())].outputs))
+    write_row(
+        Storage(out),
+        ImageRow(str(files[2].resolve()), "writing", outputs=rows[str(files[2].resolve())].outputs),
+    )
     output_paths(files[2], out)[0].write_bytes(b"\x89PNG cut")
     before = {f: os.stat(output_paths(f, out)[0]).st_mtime_ns for f in (files[0], files[3])}
     s = run_archive(files, out, opts, RayOptions(workers=2, threads_per_worker=1), progress=False)
-    assert (s.done_before, s.ok, s.failed) == (2, 2, 1)  # eye0, eye3 skipped; eye1, eye2 done; corrupt retried
+    assert (s.done_before, s.ok, s.failed) == (
+        2,
+        2,
+        1,
+    )  # eye0, eye3 skipped; eye1, eye2 done; corrupt retried
     assert all(os.stat(output_paths(f, out)[0]).st_mtime_ns == t for f, t in before.items())  # untouched
     for f in files[1:3]:
-        assert np.array_equal(np.array(Image.open(output_paths(f, out)[0])), np.array(Image.open(output_paths(f, ref)[0])))
+        assert np.array_equal(
+            np.array(Image.open(output_paths(f, out)[0])), np.array(Image.open(output_paths(f, ref)[0]))
+        )
     assert all(r.status in ("ok", "error") for r in read_rows(Storage(out)).values())
 
 
 @pytest.mark.ray
-def test_ray_rerun_with_another_model_refuses_in_one_line_or_redoes_with_force(tiny_model, tmp_path, local_ray, capsys):
+def test_ray_rerun_with_another_model_refuses_in_one_line_or_redoes_with_force(
+    tiny_model, tmp_path, local_ray, capsys
+):
     """The issue's reproduction: predict MODEL_A DIR -o OUT --ray, then MODEL_B into the same OUT."""
     from fundus_edge.cli import main
 
     other = shutil.copytree(tiny_model, tmp_path / "other")
     man = other / "manifest.yaml"
     name_line = next(line for line in man.read_text().splitlines() if line.startswith("name:"))
-    man.write_text(man.read_text().replace(name_line, "name: other", 1))  # another manifest: another model to the key
+    man.write_text(
+        man.read_text().replace(name_line, "name: other", 1)
+    )  # another manifest: another model to the key
     inp = _images(tmp_path / "in", 2, corrupt=False)
     out = tmp_path / "out"
-    run = ["predict", str(inp), "-o", str(out), "--ray", "--workers", "1", "--threads-per-worker", "1", "--backend", "onnxruntime", "--no-progress"]
+    run = [
+        "predict",
+        str(inp),
+        "-o",
+        str(out),
+        "--ray",
+        "--workers",
+        "1",
+        "--threads-per-worker",
+        "1",
+        "--backend",
+        "onnxruntime",
+        "--no-progress",
+    ]
     assert main(run[:1] + [str(tiny_model)] + run[1:]) == 0
-    first = {p.name: p.stat().st_ino for p in out.glob("*_mask.png")}  # each write is a new file (temporary name, then rename)
+    first = {
+        p.name: p.stat().st_ino for p in out.glob("*_mask.png")
+    }  # each write is a new file (temporary name, then rename)
     capsys.readouterr()
     assert main(run[:1] + [str(other)] + run[1:]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert "results of another job (model " in err[-1] and "[manifest sha256" in err[-1] and " there, other (" in err[-1] and "--force" in err[-1]
-    assert len(first) == 2 and {p.name: p.stat().st_ino for p in out.glob("*_mask.png")} == first  # refused before anything was written
+    assert (
+        "results of another job (model " in err[-1]
+        and "[manifest sha256" in err[-1]
+        and " there, other (" in err[-1]
+        and "--force" in err[-1]
+    )
+    assert (
+        len(first) == 2 and {p.name: p.stat().st_ino for p in out.glob("*_mask.png")} == first
+    )  # refused before anything was written
     assert main(run[:1] + [str(other)] + run[1:] + ["--force"]) == 0
     rows = read_rows(Storage(out))
-    assert len(rows) == 2 and {r.model.split(" ")[0] for r in rows.values()} == {"other"} and all(r.status == "ok" for r in rows.values())
+    assert (
+        len(rows) == 2
+        and {r.model.split(" ")[0] for r in rows.values()} == {"other"}
+        and all(r.status == "ok" for r in rows.values())
+    )
     assert all(p.stat().st_ino != first[p.name] for p in out.glob("*_mask.png"))  # redone
     capsys.readouterr()
     assert main(run[:1] + [str(other)] + run[1:]) == 0
@@ -229,7 +315,10 @@ def test_ray_options_belong_to_ray(tiny_model, tmp_path, capsys):
     from fundus_edge.cli import main
 
     _images(tmp_path / "in", 1, corrupt=False)
-    assert main(["predict", str(tiny_model), str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--workers", "2"]) == 2
+    assert (
+        main(["predict", str(tiny_model), str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--workers", "2"])
+        == 2
+    )
     assert "options of --ray" in capsys.readouterr().err
 
 
@@ -237,7 +326,17 @@ def test_a_cluster_address_that_does_not_answer_is_one_line_at_once(tiny_model, 
     from fundus_edge.cli import main
 
     _images(tmp_path / "in", 1, corrupt=False)
-    rc = main(["predict", str(tiny_model), str(tmp_path / "in"), "-o", str(tmp_path / "o"), f"--ray=127.0.0.1:{_free_port()}", "--no-progress"])
+    rc = main(
+        [
+            "predict",
+            str(tiny_model),
+            str(tmp_path / "in"),
+            "-o",
+            str(tmp_path / "o"),
+            f"--ray=127.0.0.1:{_free_port()}",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "nothing answers there" in err[-1] and not (tmp_path / "o").exists()
 
@@ -255,26 +354,70 @@ def test_two_node_cluster_both_nodes_segment(tiny_model, tmp_path):
     pytest.importorskip("ray")
     ray_bin = str(Path(sys.executable).parent / "ray")
     port = _free_port()
-    # Ray 2.60 clusters use token authentication (the head writes ~/.ray/auth_token); every process must say so.
+    # Ray 2.60 clusters use token authentication (the head writes ~/.ray/auth_token); every process must say
+    # so.
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
-    head = [ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"]
-    worker = [ray_bin, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    head = [
+        ray_bin,
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=1",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
+    worker = [
+        ray_bin,
+        "start",
+        f"--address=127.0.0.1:{port}",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        "--disable-usage-stats",
+    ]
     try:
         subprocess.run(head, check=True, capture_output=True, env=env, timeout=180)
         subprocess.run(worker, check=True, capture_output=True, env=env, timeout=180)
         inp = _images(tmp_path / "in", 8, corrupt=False)
         out = tmp_path / "out"
-        cmd = [str(Path(sys.executable).parent / "fundus-edge"), "predict", str(tiny_model), str(inp), "-o", str(out), f"--ray=127.0.0.1:{port}",
-               "--workers", "2", "--threads-per-worker", "1", "--backend", "onnxruntime", "--no-progress"]
+        cmd = [
+            str(Path(sys.executable).parent / "fundus-edge"),
+            "predict",
+            str(tiny_model),
+            str(inp),
+            "-o",
+            str(out),
+            f"--ray=127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--threads-per-worker",
+            "1",
+            "--backend",
+            "onnxruntime",
+            "--no-progress",
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
         rows = read_rows(Storage(out))
         assert len(rows) == 8 and all(x.status == "ok" for x in rows.values())
         nodes = {x.node for x in rows.values()}
         assert len(nodes) == 2, nodes  # both the head and the worker node segmented
-        status = json.loads(subprocess.run([sys.executable, "-c", f"import ray, json; ray.init(address='127.0.0.1:{port}'); "
-                                            "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))"],
-                                           capture_output=True, text=True, env=env, timeout=180).stdout.strip().splitlines()[-1])
+        status = json.loads(
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    f"import ray, json; ray.init(address='127.0.0.1:{port}'); "
+                    "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))",
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=180,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         assert nodes == set(status)
     finally:
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env, timeout=120)

@@ -1,6 +1,7 @@
 """A Ray resume that knows what it resumes: the resume key (model + output-changing options) recorded at the
 output location, refusal of another job's location or a foreign results table, rows keyed by input path,
 atomic table files. Ray is not started here; test_archive.py holds the end-to-end Ray run."""
+
 from __future__ import annotations
 
 import json
@@ -10,14 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from fundus_edge.archive.job import SegmentOptions, job_key, plan
 from fundus_edge.archive.resume import KEY_FILE, JobKey, claim, read_key
 from fundus_edge.archive.storage import Storage
 from fundus_edge.archive.table import ImageRow, read_rows, row_name, write_row, write_table
 from fundus_edge.runtime.batch import output_paths
 from fundus_edge.runtime.errors import InputError
+from PIL import Image
 
 from .conftest import synthetic_fundus
 
@@ -34,8 +34,17 @@ def _model(folder: Path, name: str) -> Path:
 
 
 def _key(name: str = "small", sha: str = "a" * 64, **kw) -> JobKey:
-    base = dict(model=f"{name} (fp32)", model_sha256=sha, backend="onnxruntime", device="cpu", precision="", rescale=True, crop_fov=True,
-                fov="auto", tool_version="0.1.0")
+    base = dict(
+        model=f"{name} (fp32)",
+        model_sha256=sha,
+        backend="onnxruntime",
+        device="cpu",
+        precision="",
+        rescale=True,
+        crop_fov=True,
+        fov="auto",
+        tool_version="0.1.0",
+    )
     return JobKey(**{**base, **kw})
 
 
@@ -50,16 +59,32 @@ def test_job_key_is_the_model_and_the_options_that_change_outputs(tmp_path, monk
 
     small, wnet = _model(tmp_path / "small", "small"), _model(tmp_path / "wnet", "wnet")
     a = job_key(SegmentOptions(small, backend="onnxruntime"))
-    assert a.model == f"small ({read_manifest(small).variant})" and len(a.model_sha256) == 64 and a.precision == "auto" and a.fov == "auto"
+    assert (
+        a.model == f"small ({read_manifest(small).variant})"
+        and len(a.model_sha256) == 64
+        and a.precision == "auto"
+        and a.fov == "auto"
+    )
     assert job_key(SegmentOptions(wnet, backend="onnxruntime")).model_sha256 != a.model_sha256
     moved = shutil.copytree(small, tmp_path / "elsewhere")
-    assert job_key(SegmentOptions(moved, backend="onnxruntime")) == a  # where the model lies is not part of it
-    assert job_key(SegmentOptions(small, backend="onnxruntime", save_prob=True, save_overlay=True)) == a  # outputs asked: per row
+    assert (
+        job_key(SegmentOptions(moved, backend="onnxruntime")) == a
+    )  # where the model lies is not part of it
+    assert (
+        job_key(SegmentOptions(small, backend="onnxruntime", save_prob=True, save_overlay=True)) == a
+    )  # outputs asked: per row
     masks = tmp_path / "masks"
     masks.mkdir()
     monkeypatch.chdir(tmp_path)
     assert job_key(SegmentOptions(small, fov="masks")).fov == str(masks.resolve())
-    for change in ({"backend": "openvino"}, {"precision": "fp16"}, {"rescale": False}, {"crop_fov": False}, {"fov": "none"}, {"device": "gpu"}):
+    for change in (
+        {"backend": "openvino"},
+        {"precision": "fp16"},
+        {"rescale": False},
+        {"crop_fov": False},
+        {"fov": "none"},
+        {"device": "gpu"},
+    ):
         assert job_key(SegmentOptions(small, **{"backend": "onnxruntime", **change})) != a, change
 
 
@@ -72,9 +97,15 @@ def test_another_model_or_option_is_refused_in_one_line_naming_both(tmp_path):
     with pytest.raises(InputError) as e:
         claim(store, _key("wnet", "2" * 64), force=False)
     msg = str(e.value)
-    assert "\n" not in msg and "small (fp32) [manifest sha256 111111111111] there" in msg and "wnet (fp32) [manifest sha256 222222222222] now" in msg
+    assert (
+        "\n" not in msg
+        and "small (fp32) [manifest sha256 111111111111] there" in msg
+        and "wnet (fp32) [manifest sha256 222222222222] now" in msg
+    )
     assert "--force" in msg
-    with pytest.raises(InputError, match="precision the model's own there, fp16 now; rescale on there, off now"):
+    with pytest.raises(
+        InputError, match="precision the model's own there, fp16 now; rescale on there, off now"
+    ):
         claim(store, replace(small, precision="fp16", rescale=False), force=False)
     with pytest.raises(InputError, match="fundus-edge 0.1.0 there, 0.2.0 now"):
         claim(store, replace(small, tool_version="0.2.0"), force=False)
@@ -119,7 +150,10 @@ def test_a_foreign_table_is_never_overwritten_without_force(tmp_path):
     # the table carries the key: with job.json gone, the parquet metadata still says whose location this is
     (out / KEY_FILE).unlink()
     assert read_key(store) == _key()
-    assert json.loads(pq.read_schema(out / "results.parquet").metadata[b"fundus-edge"])["model_sha256"] == "a" * 64
+    assert (
+        json.loads(pq.read_schema(out / "results.parquet").metadata[b"fundus-edge"])["model_sha256"]
+        == "a" * 64
+    )
 
 
 def test_a_refused_input_never_touches_the_row_of_an_input_of_the_same_name(tmp_path):
@@ -133,10 +167,19 @@ def test_a_refused_input_never_touches_the_row_of_an_input_of_the_same_name(tmp_
     row_file = out / row_name(str(a.resolve()))
     before = row_file.read_bytes()
     p = plan([b], store, SegmentOptions(tmp_path), force=False)
-    assert not p.todo and len(p.refused) == 1 and "01_test_mask.png: exists" in p.refused[0].error and not p.displaced
+    assert (
+        not p.todo
+        and len(p.refused) == 1
+        and "01_test_mask.png: exists" in p.refused[0].error
+        and not p.displaced
+    )
     write_row(store, p.refused[0])
     rows = read_rows(store)
-    assert row_file.read_bytes() == before and rows[str(a.resolve())].status == "ok" and rows[str(b.resolve())].status == "error"
+    assert (
+        row_file.read_bytes() == before
+        and rows[str(a.resolve())].status == "ok"
+        and rows[str(b.resolve())].status == "error"
+    )
     # --force: b takes the mask over, so a's row (which would now describe b's file) is displaced
     p = plan([b], store, SegmentOptions(tmp_path), force=True)
     assert p.todo == [b] and p.displaced == [str(a.resolve())]
@@ -153,7 +196,11 @@ def test_asking_for_more_outputs_redoes_an_input_without_refusing_its_own_mask(t
     p = plan([a], store, SegmentOptions(tmp_path, save_prob=True), force=False)
     assert p.todo == [a] and not p.refused and not p.displaced
     (out / "eye_prob.png").write_bytes(b"someone else's")  # not in its row: not its own
-    assert plan([a], store, SegmentOptions(tmp_path, save_prob=True), force=False).refused[0].error.endswith("eye_prob.png: exists (use --force to overwrite)")
+    assert (
+        plan([a], store, SegmentOptions(tmp_path, save_prob=True), force=False)
+        .refused[0]
+        .error.endswith("eye_prob.png: exists (use --force to overwrite)")
+    )
 
 
 def test_a_failed_table_write_leaves_the_old_table_and_no_debris(tmp_path, monkeypatch):

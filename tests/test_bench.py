@@ -1,11 +1,9 @@
 import json
 import re
-from pathlib import Path
 
 import pytest
-
 from fundus_edge.bench.records import BenchRecord
-from fundus_edge.bench.report import markdown, pareto_front, write_csv
+from fundus_edge.bench.report import markdown, pareto_front
 from fundus_edge.bench.runner import BenchConfig
 from fundus_edge.bench.sweep import run_bench
 
@@ -29,7 +27,14 @@ def test_markdown_reports_failures_and_requested_precision():
         BenchRecord("fp32", "openvino", precision="fp32", precision_requested="bf16", p50_ms=10.0, f1=0.8),
         BenchRecord("int8", "*", status="export_failed", error="boom"),
     ]
-    meta = {"machine": {"cpu": "X", "cores": 2, "isa_flags": ["avx2"]}, "threads": 2, "images": "d", "image_size": "584x565", "date": "t", "peak": {}}
+    meta = {
+        "machine": {"cpu": "X", "cores": 2, "isa_flags": ["avx2"]},
+        "threads": 2,
+        "images": "d",
+        "image_size": "584x565",
+        "date": "t",
+        "peak": {},
+    }
     md = markdown(recs, meta)
     assert "fp32 (asked bf16)" in md and "int8 / *: export_failed: boom" in md
 
@@ -45,26 +50,44 @@ def tiny_bench(tiny_model, drive_synth, tmp_path_factory):
     from fundus_edge.measure.ledger import LEDGER_ENV, REPO_LEDGER
 
     mine = shutil.copytree(tiny_model, root / "elsewhere" / "mine")  # a model folder given with --models
-    cfg = BenchConfig(data=str(drive_synth), out=root / "out", quick=True, models_dir=root / "models", shipped=shipped,
-                      variants=("fp32", "int8", "int8-nncf", "default-int8", "default-pruned", "nonexistent"), finetune_iters=4, extra=(mine,),
-                      shape_variant="fp32")
+    cfg = BenchConfig(
+        data=str(drive_synth),
+        out=root / "out",
+        quick=True,
+        models_dir=root / "models",
+        shipped=shipped,
+        variants=("fp32", "int8", "int8-nncf", "default-int8", "default-pruned", "nonexistent"),
+        finetune_iters=4,
+        extra=(mine,),
+        shape_variant="fp32",
+    )
     committed = REPO_LEDGER.read_bytes() if REPO_LEDGER.is_file() else None
     # A module fixture runs before conftest's per-test scratch ledger: this one is its own.
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(LEDGER_ENV, str(root / "test-reads.csv"))
         recs, meta = run_bench(cfg, progress=False, command="fundus-edge bench (tiny)")
-    assert (REPO_LEDGER.read_bytes() if REPO_LEDGER.is_file() else None) == committed, "the bench wrote the committed ledger"
+    assert (REPO_LEDGER.read_bytes() if REPO_LEDGER.is_file() else None) == committed, (
+        "the bench wrote the committed ledger"
+    )
     meta["_ledger"] = root / "test-reads.csv"
     return root / "out", recs, meta
 
 
 def test_sweep_records_every_cell(tiny_bench):
     out, recs, meta = tiny_bench
-    by = {(r.variant, r.backend, r.precision_requested): r for r in recs if not r.shape_requested}  # shape rows: their own test
+    by = {
+        (r.variant, r.backend, r.precision_requested): r for r in recs if not r.shape_requested
+    }  # shape rows: their own test
     for e in ("onnxruntime", "openvino", "paddle"):
         r = by[("fp32", e, None)]
         assert r.status == "ok", r.error
-        assert r.p50_ms > 0 and r.p90_ms >= r.p50_ms and r.f1 is not None and r.auc is not None and r.peak_rss_mb > 0
+        assert (
+            r.p50_ms > 0
+            and r.p90_ms >= r.p50_ms
+            and r.f1 is not None
+            and r.auc is not None
+            and r.peak_rss_mb > 0
+        )
         assert r.params > 0 and r.gflops > 0 and r.size_mb > 0 and r.gflops_per_s > 0
         h, w = map(int, r.input_hw.split("x"))  # the synthetic DRIVE images are 72x68
         assert 0 < h <= 72 and 0 < w <= 72
@@ -73,10 +96,15 @@ def test_sweep_records_every_cell(tiny_bench):
     assert (("fp32", "openvino", "bf16") in by) == has_bf16()
     assert by[("int8", "onnxruntime", None)].precision == "int8"
     # <shipped model>-int8: PTQ of that shipped model, built by the sweep like the default's variants
-    assert by[("default-int8", "onnxruntime", None)].status == "ok" and by[("default-int8", "onnxruntime", None)].precision == "int8"
+    assert (
+        by[("default-int8", "onnxruntime", None)].status == "ok"
+        and by[("default-int8", "onnxruntime", None)].precision == "int8"
+    )
     # <shipped model>-pruned: that shipped model pruned and fine-tuned like `pruned`
     pr = by[("default-pruned", "onnxruntime", None)]
-    assert pr.status == "ok" and pr.precision == "fp32" and pr.params < by[("fp32", "onnxruntime", None)].params
+    assert (
+        pr.status == "ok" and pr.precision == "fp32" and pr.params < by[("fp32", "onnxruntime", None)].params
+    )
     # FP32 engines agree: same F1 through every engine
     f1s = {round(by[("fp32", e, None)].f1, 3) for e in ("onnxruntime", "openvino", "paddle")}
     assert len(f1s) == 1
@@ -88,12 +116,23 @@ def test_sweep_records_every_cell(tiny_bench):
     assert meta["machine"]["cores"] >= 1 and meta["versions"]["onnxruntime"]
     # Every quantized cell is checked against its float model (vessel Dice over every test image).
     nncf = by[("int8-nncf", "openvino", None)]
-    assert nncf.format == "ir" and nncf.precision == "int8+fp32" and nncf.agreement_float is not None and nncf.agreement is None
+    assert (
+        nncf.format == "ir"
+        and nncf.precision == "int8+fp32"
+        and nncf.agreement_float is not None
+        and nncf.agreement is None
+    )
     assert ("int8-nncf", "onnxruntime", None) not in by  # ONNX Runtime reads no OpenVINO IR
     for e in ("onnxruntime", "openvino", "paddle"):
-        assert by[("int8", e, None)].agreement_float is not None and by[("fp32", e, None)].agreement_float is None
+        assert (
+            by[("int8", e, None)].agreement_float is not None
+            and by[("fp32", e, None)].agreement_float is None
+        )
     # The size column is the files the engine read: the ONNX file alone is smaller than the whole folder.
-    assert by[("fp32", "onnxruntime", None)].size_mb < by[("fp32", "paddle", None)].size_mb + by[("fp32", "onnxruntime", None)].size_mb
+    assert (
+        by[("fp32", "onnxruntime", None)].size_mb
+        < by[("fp32", "paddle", None)].size_mb + by[("fp32", "onnxruntime", None)].size_mb
+    )
     # p99 from a handful of runs would be the slowest run: not reported
     assert all(r.p99_ms is None for r in recs if r.timed_runs and r.timed_runs < 100)
     # Scored cells time the accuracy pass: every test image once.
@@ -103,11 +142,20 @@ def test_sweep_records_every_cell(tiny_bench):
     # --quick times in two rounds, the accuracy pass the first: every ok row has both rounds' p50s.
     assert meta["rounds"] == 2 and len(meta["round_s"]) == 1
     for r in (r for r in recs if r.status == "ok"):
-        assert r.rounds == 2 and len(r.round_p50_ms) == 2 and r.spread_pct is not None and r.unsteady == (r.spread_pct > 20)
+        assert (
+            r.rounds == 2
+            and len(r.round_p50_ms) == 2
+            and r.spread_pct is not None
+            and r.unsteady == (r.spread_pct > 20)
+        )
         assert min(r.round_p50_ms) <= r.p50_ms <= max(r.round_p50_ms)
     # Each build was timed; the one that could not be made is an error, not a build.
-    assert set(meta["build_s"]) == {"fp32", "int8", "int8-nncf", "default-int8", "default-pruned"} and all(s > 0 for s in meta["build_s"].values())
-    assert meta["build_wall_s"] <= meta["wall_s"] and len(meta["cell_s"]) == len([r for r in recs if r.backend != "*"])
+    assert set(meta["build_s"]) == {"fp32", "int8", "int8-nncf", "default-int8", "default-pruned"} and all(
+        s > 0 for s in meta["build_s"].values()
+    )
+    assert meta["build_wall_s"] <= meta["wall_s"] and len(meta["cell_s"]) == len(
+        [r for r in recs if r.backend != "*"]
+    )
 
 
 def test_a_build_from_a_replaced_shipped_model_is_stale(tiny_model, tmp_path):
@@ -116,7 +164,6 @@ def test_a_build_from_a_replaced_shipped_model_is_stale(tiny_model, tmp_path):
     import shutil
 
     import yaml
-
     from fundus_edge.bench.variants import stale_build
     from fundus_edge.runtime.manifest import sha256
 
@@ -128,7 +175,12 @@ def test_a_build_from_a_replaced_shipped_model_is_stale(tiny_model, tmp_path):
     def record(sha):
         m = built / "small-int8" / "manifest.yaml"
         d = yaml.safe_load(m.read_text())
-        d["source"]["model"] = {"name": "small", "variant": "fp32", "manifest_sha256": sha, "path": "models/small"}
+        d["source"]["model"] = {
+            "name": "small",
+            "variant": "fp32",
+            "manifest_sha256": sha,
+            "path": "models/small",
+        }
         m.write_text(yaml.safe_dump(d, sort_keys=False))
 
     record(sha256(shipped / "small" / "manifest.yaml"))
@@ -143,14 +195,16 @@ def test_sweep_writes_reports(tiny_bench):
     data = json.loads((out / "results.json").read_text())
     assert len(data["results"]) == len(recs) and "peak" in data["meta"]
     assert (out / "results.csv").read_text().startswith("variant,backend")
-    assert "| variant |" in (out / "results.md").read_text() and "cells" in (out / "results.md").read_text().split("| variant |")[0]
+    assert (
+        "| variant |" in (out / "results.md").read_text()
+        and "cells" in (out / "results.md").read_text().split("| variant |")[0]
+    )
     assert (out / "pareto.png").stat().st_size > 1000
     assert list(out.glob("overlay_*.png")) and (out / "fastest_vs_most_accurate.png").stat().st_size > 1000
 
 
 def test_vessel_dice_catches_a_cell_that_misses_a_sixth_of_the_vessels():
     import numpy as np
-
     from fundus_edge.bench.cell import vessel_dice
     from fundus_edge.bench.sweep import MIN_AGREEMENT
 
@@ -164,7 +218,7 @@ def test_vessel_dice_catches_a_cell_that_misses_a_sixth_of_the_vessels():
         missing.append(m2)
     no_fov = [None] * len(ref)
     assert vessel_dice(ref, ref, no_fov) == 1.0
-    all_pixels = np.mean([(a == b).mean() for a, b in zip(ref, missing)])
+    all_pixels = np.mean([(a == b).mean() for a, b in zip(ref, missing, strict=False)])
     assert all_pixels >= 0.975  # the old check (all pixels of one image, >= 0.98) sat on its edge
     assert vessel_dice(ref, missing, no_fov) < MIN_AGREEMENT
 
@@ -172,7 +226,6 @@ def test_vessel_dice_catches_a_cell_that_misses_a_sixth_of_the_vessels():
 def test_vessel_dice_counts_only_pixels_inside_the_fov():
     """Spurious pixels in the dark ring outside the FOV are scored nowhere else, so they do not count."""
     import numpy as np
-
     from fundus_edge.bench.cell import vessel_dice
 
     rng = np.random.default_rng(1)
@@ -194,11 +247,13 @@ def test_finalize_marks_disagreeing_cells_wrong(tiny_model):
     from fundus_edge.bench.sweep import finalize
 
     base = {"backend": "openvino", "status": "ok", "p50_ms": 5.0, "input_hw": "64x64"}
-    raw = [{**base, "variant": "fp32", "backend": "onnxruntime", "f1": 0.80},
-           {**base, "variant": "fp32", "f1": 0.80, "agreement": 0.90},  # engines disagree
-           {**base, "variant": "int8-nncf", "f1": 0.797, "agreement_float": 0.99},  # fine
-           {**base, "variant": "int8-x", "f1": 0.70, "agreement_float": 0.99},  # F1 far below its float model's
-           {**base, "variant": "int8-y", "f1": 0.795, "agreement_float": 0.80}]  # masks far from the float model's
+    raw = [
+        {**base, "variant": "fp32", "backend": "onnxruntime", "f1": 0.80},
+        {**base, "variant": "fp32", "f1": 0.80, "agreement": 0.90},  # engines disagree
+        {**base, "variant": "int8-nncf", "f1": 0.797, "agreement_float": 0.99},  # fine
+        {**base, "variant": "int8-x", "f1": 0.70, "agreement_float": 0.99},  # F1 far below its float model's
+        {**base, "variant": "int8-y", "f1": 0.795, "agreement_float": 0.80},
+    ]  # masks far from the float model's
     dirs = {v: tiny_model for v in ("fp32", "int8-nncf", "int8-x", "int8-y")}
     st = [r.status for r in finalize(raw, dirs, {}, {"fp32_gflops": 100.0})]
     assert st == ["ok", "wrong_output", "ok", "wrong_output", "wrong_output"]
@@ -210,28 +265,44 @@ def test_int8_rows_are_held_to_their_float_model_as_the_project_ships_them(tiny_
     from fundus_edge.bench.sweep import finalize
 
     base = {"backend": "openvino", "status": "ok", "p50_ms": 5.0, "input_hw": "64x64"}
-    raw = [{**base, "variant": "small", "f1": 0.8160},
-           {**base, "variant": "small-int8-a", "f1": 0.8115, "agreement_float": 0.985},  # -0.0045, Dice 0.985: ok
-           {**base, "variant": "small-int8-b", "f1": 0.8105, "agreement_float": 0.985},  # -0.0055: too far below
-           {**base, "variant": "small-int8-c", "f1": 0.8158, "agreement_float": 0.979},  # masks too far from the float model's
-           {**base, "variant": "small-int8-d", "f1": 0.8100, "agreement_float": 0.970}]  # both, both reasons
+    raw = [
+        {**base, "variant": "small", "f1": 0.8160},
+        {
+            **base,
+            "variant": "small-int8-a",
+            "f1": 0.8115,
+            "agreement_float": 0.985,
+        },  # -0.0045, Dice 0.985: ok
+        {**base, "variant": "small-int8-b", "f1": 0.8105, "agreement_float": 0.985},  # -0.0055: too far below
+        {
+            **base,
+            "variant": "small-int8-c",
+            "f1": 0.8158,
+            "agreement_float": 0.979,
+        },  # masks too far from the float model's
+        {**base, "variant": "small-int8-d", "f1": 0.8100, "agreement_float": 0.970},
+    ]  # both, both reasons
     dirs = {v: tiny_model for v in ("small", "small-int8-a", "small-int8-b", "small-int8-c", "small-int8-d")}
     recs = finalize(raw, dirs, {}, {})
     assert [r.status for r in recs] == ["ok", "ok", "wrong_output", "wrong_output", "wrong_output"]
     assert "F1 0.8105 vs 0.8160 for the float model (-0.0055" in recs[2].error and "Dice" not in recs[2].error
-    assert "vessel Dice 0.9790 with the float model's masks (inside the FOV" in recs[3].error and "F1" not in recs[3].error
+    assert (
+        "vessel Dice 0.9790 with the float model's masks (inside the FOV" in recs[3].error
+        and "F1" not in recs[3].error
+    )
     assert "Dice 0.9700" in recs[4].error and "F1 0.8100" in recs[4].error
 
 
 def test_agreement_overlay_colours_tp_fp_fn():
     import numpy as np
-
     from fundus_edge.bench.report import FN_RGB, FP_RGB, TP_RGB, agreement_overlay
 
     rgb = np.zeros((1, 4, 3), np.uint8)
     pred, lab = np.array([[1, 1, 0, 0]], bool), np.array([[1, 0, 1, 0]], bool)
     out = agreement_overlay(rgb, pred, lab, None)
-    assert [int(np.argmax(out[0, i])) for i in range(3)] == [int(np.argmax(c)) for c in (TP_RGB, FP_RGB, FN_RGB)]
+    assert [int(np.argmax(out[0, i])) for i in range(3)] == [
+        int(np.argmax(c)) for c in (TP_RGB, FP_RGB, FN_RGB)
+    ]
     assert out[0, 3].sum() == 0
 
 
@@ -246,14 +317,26 @@ def test_gpu_rows_planned_only_where_an_engine_has_a_gpu(tiny_model, monkeypatch
     off = BenchConfig(data=None, out=tmp_path, engines=("onnxruntime",), bf16_rows=False, gpu_rows=False)
     assert [c.key for c in runner.plan_cells({"fp32": tiny_model}, off)] == ["fp32/onnxruntime"]
     # A GPU cell either runs on the GPU or fails loudly: never a CPU timing under a GPU label.
+    import numpy as np
     from fundus_edge.runtime.engines import gpu_engines
 
-    import numpy as np
-
     np.savez(tmp_path / "one.npz", img_000=np.zeros((32, 32, 3), np.uint8))
-    rec = run_cell({"variant": "fp32", "backend": "onnxruntime", "device": "gpu", "model_dir": str(tiny_model), "threads": 1,
-                    "batch": 1, "images": str(tmp_path / "one.npz"), "warmup": 0, "runs": 1, "min_runs": 1, "budget_s": 0,
-                    "save_mask": str(tmp_path / "m.npy")})
+    rec = run_cell(
+        {
+            "variant": "fp32",
+            "backend": "onnxruntime",
+            "device": "gpu",
+            "model_dir": str(tiny_model),
+            "threads": 1,
+            "batch": 1,
+            "images": str(tmp_path / "one.npz"),
+            "warmup": 0,
+            "runs": 1,
+            "min_runs": 1,
+            "budget_s": 0,
+            "save_mask": str(tmp_path / "m.npy"),
+        }
+    )
     if "onnxruntime" in gpu_engines(["onnxruntime"]):
         assert rec["device"].startswith("gpu")
     else:
@@ -285,8 +368,20 @@ def _cell_spec(model, tmp_path, backend: str, **kw) -> dict:
 
     rgb, label, fov = synthetic_fundus(3)
     np.savez(tmp_path / "imgs.npz", img_000=rgb, lab_000=label, fov_000=fov)
-    return {"variant": "fp32", "backend": backend, "model_dir": str(model), "precision": None, "device": "cpu", "threads": 1, "warmup": 1,
-            "budget_s": 1.0, "images": str(tmp_path / "imgs.npz"), "reference_mask": None, "save_mask": str(tmp_path / "m.npy"), **kw}
+    return {
+        "variant": "fp32",
+        "backend": backend,
+        "model_dir": str(model),
+        "precision": None,
+        "device": "cpu",
+        "threads": 1,
+        "warmup": 1,
+        "budget_s": 1.0,
+        "images": str(tmp_path / "imgs.npz"),
+        "reference_mask": None,
+        "save_mask": str(tmp_path / "m.npy"),
+        **kw,
+    }
 
 
 def test_cell_falls_back_to_the_next_format_and_says_so(tiny_model, tmp_path, monkeypatch):
@@ -310,7 +405,12 @@ def test_cell_falls_back_to_the_next_format_and_says_so(tiny_model, tmp_path, mo
     # an engine failing on every format it reads is run_failed, with each format's error
     monkeypatch.setattr(PaddleEngine, "run", lambda self, x: (_ for _ in ()).throw(RuntimeError("boom")))
     rec = run_cell(spec)
-    assert rec["status"] == "run_failed" and rec["error"].startswith("pir: ") and "; legacy: " in rec["error"] and rec["error"].count("boom") == 2
+    assert (
+        rec["status"] == "run_failed"
+        and rec["error"].startswith("pir: ")
+        and "; legacy: " in rec["error"]
+        and rec["error"].count("boom") == 2
+    )
 
 
 def test_slow_model_rate_is_one_image_at_a_time(tiny_model, tmp_path):
@@ -335,12 +435,14 @@ def test_frame_timing_compares_crop_on_and_off(tiny_model):
     rows = time_frames(tiny_model, {"frame": frame}, "onnxruntime", 1, 1)
     by = {r["crop"]: r for r in rows}
     assert by[True]["engine_ms"] > 0 and by[False]["e2e_ms"] >= by[False]["engine_ms"]
-    assert int(by[True]["input"].split("x")[1]) < int(by[False]["input"].split("x")[1]) and 0.9 < by[True]["mask_agreement"] <= 1.0
+    assert (
+        int(by[True]["input"].split("x")[1]) < int(by[False]["input"].split("x")[1])
+        and 0.9 < by[True]["mask_agreement"] <= 1.0
+    )
 
 
 def test_slow_unscored_model_compares_its_first_image_only(tiny_model, tmp_path):
     import numpy as np
-
     from fundus_edge.bench.cell import load_masks, run_cell
 
     from .conftest import synthetic_fundus
@@ -350,7 +452,11 @@ def test_slow_unscored_model_compares_its_first_image_only(tiny_model, tmp_path)
         rgb, label, fov = synthetic_fundus(20 + i)
         arrays.update({f"img_{i:03d}": rgb, f"lab_{i:03d}": label, f"fov_{i:03d}": fov})
     np.savez(tmp_path / "three.npz", **arrays)
-    spec = {**_cell_spec(tiny_model, tmp_path, "onnxruntime", batch=1, runs=2, min_runs=2), "images": str(tmp_path / "three.npz"), "slow_ms": 0.0}
+    spec = {
+        **_cell_spec(tiny_model, tmp_path, "onnxruntime", batch=1, runs=2, min_runs=2),
+        "images": str(tmp_path / "three.npz"),
+        "slow_ms": 0.0,
+    }
     for accuracy, n in ((False, 1), (True, 3)):
         out = tmp_path / f"m{accuracy}.npz"
         rec = run_cell({**spec, "accuracy": accuracy, "save_mask": str(out)})
@@ -359,18 +465,30 @@ def test_slow_unscored_model_compares_its_first_image_only(tiny_model, tmp_path)
     # A reference cell fast enough to keep all three masks, then a slow cell that keeps one: they are
     # compared on the image both kept (the seed U-Net on an AVX-512 CPU: ONNX Runtime under 2 s, Paddle over).
     ref = tmp_path / "ref.npz"
-    assert run_cell({**spec, "accuracy": False, "slow_ms": 1e9, "runs": 3, "min_runs": 3, "save_mask": str(ref)})["status"] == "ok" and len(load_masks(str(ref))) == 3
+    assert (
+        run_cell(
+            {**spec, "accuracy": False, "slow_ms": 1e9, "runs": 3, "min_runs": 3, "save_mask": str(ref)}
+        )["status"]
+        == "ok"
+        and len(load_masks(str(ref))) == 3
+    )
     rec = run_cell({**spec, "accuracy": False, "reference_mask": str(ref)})
     assert rec["status"] == "ok" and rec["agreement"] == 1.0
     # a scored cell whose reference holds other images is still an error
-    rec = run_cell({**spec, "images": _cell_spec(tiny_model, tmp_path, "onnxruntime")["images"], "accuracy": True, "reference_mask": str(ref)})
+    rec = run_cell(
+        {
+            **spec,
+            "images": _cell_spec(tiny_model, tmp_path, "onnxruntime")["images"],
+            "accuracy": True,
+            "reference_mask": str(ref),
+        }
+    )
     assert rec["status"] == "run_failed" and "reference masks do not match" in rec["error"]
 
 
 def test_paddle_profile_names_onednn_kernels(tiny_model):
     """bench.profile --backend paddle: oneDNN's verbose log of the timed runs, per primitive and kernel."""
     import numpy as np
-
     from fundus_edge.bench.profile import profile_paddle
 
     x = np.zeros((1, 4, 32, 32), np.float32)
@@ -385,18 +503,35 @@ def test_headline_states_the_targets_from_ok_rows_only():
     recs = [
         BenchRecord("fp32", "openvino", precision="bf16", p50_ms=30.0, f1=0.8222),
         BenchRecord("int8-nncf", "openvino", precision="int8+fp32", p50_ms=20.0, f1=0.8206),
-        BenchRecord("int8-ort", "openvino", precision="int8+fp32", p50_ms=10.0, f1=0.8210, status="wrong_output"),  # fast and wrong
+        BenchRecord(
+            "int8-ort", "openvino", precision="int8+fp32", p50_ms=10.0, f1=0.8210, status="wrong_output"
+        ),  # fast and wrong
         BenchRecord("small", "openvino", precision="bf16", p50_ms=15.0, f1=0.8160),
         BenchRecord("seed-unet", "onnxruntime", precision="fp32", p50_ms=1000.0),
         BenchRecord("seed-unet", "openvino", precision="bf16", p50_ms=200.0),
     ]
     lines = headline(recs)
-    assert lines[0].startswith("- Fastest row with F1 >= 0.82: int8-nncf on openvino (int8+fp32), p50 20.0 ms")
+    assert lines[0].startswith(
+        "- Fastest row with F1 >= 0.82: int8-nncf on openvino (int8+fp32), p50 20.0 ms"
+    )
     assert "10.0x the seed U-Net on its fastest engine (seed-unet on openvino (bf16), 200.0 ms)" in lines[0]
-    assert lines[1].startswith("- Fastest scored row: small on openvino (bf16), p50 15.0 ms") and "13.3x" in lines[1]
+    assert (
+        lines[1].startswith("- Fastest scored row: small on openvino (bf16), p50 15.0 ms")
+        and "13.3x" in lines[1]
+    )
     assert "fp32 on openvino: int8-nncf (int8+fp32) 20.0 ms vs bf16 30.0 ms = 1.50x, F1 -0.0016" in lines[2]
-    assert headline([BenchRecord("small", "openvino", precision="bf16", p50_ms=15.0, f1=0.8160)])[0] == "- No row reaches F1 >= 0.82 (best 0.8160)."
-    meta = {"machine": {"cpu": "X", "cores": 2, "isa_flags": ["avx2"]}, "threads": 2, "images": "d", "image_size": "584x565", "date": "t", "peak": {}}
+    assert (
+        headline([BenchRecord("small", "openvino", precision="bf16", p50_ms=15.0, f1=0.8160)])[0]
+        == "- No row reaches F1 >= 0.82 (best 0.8160)."
+    )
+    meta = {
+        "machine": {"cpu": "X", "cores": 2, "isa_flags": ["avx2"]},
+        "threads": 2,
+        "images": "d",
+        "image_size": "584x565",
+        "date": "t",
+        "peak": {},
+    }
     assert "Against the project's targets" in markdown(recs, meta)
 
 
@@ -404,8 +539,17 @@ def test_int8_rows_take_the_int8_peak():
     from fundus_edge.bench.sweep import peak_for
 
     peak = {"fp32_gflops": 100.0, "bf16_gflops": 400.0, "int8_gops": 800.0}
-    assert [peak_for(p, peak) for p in ("fp32", "bf16", "int8", "int8+fp32", "int8+bf16", "int8-sim")] == [100.0, 400.0, 800.0, 800.0, 800.0, 100.0]
-    assert peak_for("int8", {"fp32_gflops": 100.0}) is None  # no INT8 peak measured: no roofline, not a float one
+    assert [peak_for(p, peak) for p in ("fp32", "bf16", "int8", "int8+fp32", "int8+bf16", "int8-sim")] == [
+        100.0,
+        400.0,
+        800.0,
+        800.0,
+        800.0,
+        100.0,
+    ]
+    assert (
+        peak_for("int8", {"fp32_gflops": 100.0}) is None
+    )  # no INT8 peak measured: no roofline, not a float one
 
 
 def test_peak_measures_an_integer_product():
@@ -417,7 +561,9 @@ def test_peak_measures_an_integer_product():
     assert "error" not in peak, peak.get("error")
     assert peak["fp32_gflops"] > 0
     if {"avx512_vnni", "amx_int8"} & set(isa_flags()):
-        assert peak["int8_gops"] > peak["fp32_gflops"]  # VNNI / AMX integer products (seen: 1678 vs 292 GOP/s)
+        assert (
+            peak["int8_gops"] > peak["fp32_gflops"]
+        )  # VNNI / AMX integer products (seen: 1678 vs 292 GOP/s)
     else:  # on AVX2 alone OpenVINO may keep the product in float: then no INT8 peak, never a float one
         assert peak["int8_gops"] is None or peak["int8_gops"] > 0
 
@@ -429,9 +575,13 @@ def test_rounds_give_the_median_its_spread_and_the_flag():
     assert steady.median == 11.0 and steady.spread == pytest.approx(2.0 / 11.0) and not steady.unsteady
     drifted = Rounds((24.1, 37.8, 25.0))  # the AMX Xeon's bf16 row, one round in a slow stretch
     assert drifted.median == 25.0 and drifted.spread == pytest.approx(13.7 / 25.0) and drifted.unsteady
-    assert SPREAD_LIMIT == 0.20 and not Rounds((10.0, 12.0, 10.0)).unsteady  # exactly 20 %: not above the limit
+    assert (
+        SPREAD_LIMIT == 0.20 and not Rounds((10.0, 12.0, 10.0)).unsteady
+    )  # exactly 20 %: not above the limit
     failed = Rounds((10.0, None, 12.0))  # a failed round is left out, not counted as zero
-    assert failed.timed == [10.0, 12.0] and failed.median == 11.0 and failed.spread == pytest.approx(2.0 / 11.0)
+    assert (
+        failed.timed == [10.0, 12.0] and failed.median == 11.0 and failed.spread == pytest.approx(2.0 / 11.0)
+    )
     one = Rounds((10.0,))
     assert one.median == 10.0 and one.spread is None and not one.unsteady
     assert Rounds((None, None)).median is None
@@ -440,11 +590,17 @@ def test_rounds_give_the_median_its_spread_and_the_flag():
 def test_ratios_come_from_rows_timed_in_the_same_rounds():
     from fundus_edge.measure.timing import round_ratio
 
-    assert round_ratio((30.0, 45.0, 31.5), (20.0, 30.0, 21.0)) == pytest.approx(1.5)  # a slow round for both rows divides out
+    assert round_ratio((30.0, 45.0, 31.5), (20.0, 30.0, 21.0)) == pytest.approx(
+        1.5
+    )  # a slow round for both rows divides out
     # Rounds 2 and 3 slow for the float row, round 3 for the INT8 row: the medians come from different rounds.
     flt, q = (30.0, 45.0, 44.0), (20.0, 21.0, 29.0)
-    assert round_ratio(flt, q) == pytest.approx(44.0 / 29.0) and 44.0 / 21.0 > 2.0  # the medians' ratio would say 2.1x
-    assert round_ratio((30.0, None, 33.0), (20.0, 21.0, 22.0)) == pytest.approx(1.5)  # a failed round is skipped
+    assert (
+        round_ratio(flt, q) == pytest.approx(44.0 / 29.0) and 44.0 / 21.0 > 2.0
+    )  # the medians' ratio would say 2.1x
+    assert round_ratio((30.0, None, 33.0), (20.0, 21.0, 22.0)) == pytest.approx(
+        1.5
+    )  # a failed round is skipped
     assert round_ratio((30.0, 31.0), (20.0, 21.0, 22.0)) is None  # not the same rounds: no per-round ratio
     assert round_ratio((), ()) is None
 
@@ -457,18 +613,53 @@ def test_apply_rounds_sets_the_median_spread_and_flag():
 
     rec = {"p50_ms": 10.0, "note": "pir failed (x); ran legacy"}
     apply_rounds(rec, [rnd(10.0, 11.0, 14.0), rnd(20.0, 22.0, 24.0), rnd(11.0, 12.0, 15.0)])
-    assert rec["p50_ms"] == 11.0 and rec["p90_ms"] == 12.0 and rec["e2e_p50_ms"] == 15.0 and rec["timed_runs"] == 9
-    assert rec["round_p50_ms"] == [10.0, 20.0, 11.0] and rec["spread_pct"] == pytest.approx(100 * 10 / 11) and rec["unsteady"] is True
-    assert rec["note"].startswith("pir failed (x); ran legacy; unsteady: round p50s 10.0-20.0 ms differ by 91 %")
+    assert (
+        rec["p50_ms"] == 11.0
+        and rec["p90_ms"] == 12.0
+        and rec["e2e_p50_ms"] == 15.0
+        and rec["timed_runs"] == 9
+    )
+    assert (
+        rec["round_p50_ms"] == [10.0, 20.0, 11.0]
+        and rec["spread_pct"] == pytest.approx(100 * 10 / 11)
+        and rec["unsteady"] is True
+    )
+    assert rec["note"].startswith(
+        "pir failed (x); ran legacy; unsteady: round p50s 10.0-20.0 ms differ by 91 %"
+    )
     rec = {}
-    apply_rounds(rec, [rnd(10.0, 11.0, 14.0), {"key": "k", "status": "run_failed", "error": "boom"}, rnd(10.5, 11.0, 14.0)])
-    assert rec["rounds"] == 2 and rec["round_p50_ms"] == [10.0, None, 10.5] and rec["p50_ms"] == 10.25 and rec["unsteady"] is False
+    apply_rounds(
+        rec,
+        [rnd(10.0, 11.0, 14.0), {"key": "k", "status": "run_failed", "error": "boom"}, rnd(10.5, 11.0, 14.0)],
+    )
+    assert (
+        rec["rounds"] == 2
+        and rec["round_p50_ms"] == [10.0, None, 10.5]
+        and rec["p50_ms"] == 10.25
+        and rec["unsteady"] is False
+    )
     assert rec["note"] == "round 2 failed: boom"
     from fundus_edge.bench.report import markdown
 
-    r = BenchRecord.from_dict({"variant": "v", "backend": "openvino", **{**rec, "round_p50_ms": [10.0, 30.0, 10.5]}, "spread_pct": 190.0, "unsteady": True})
+    r = BenchRecord.from_dict(
+        {
+            "variant": "v",
+            "backend": "openvino",
+            **{**rec, "round_p50_ms": [10.0, 30.0, 10.5]},
+            "spread_pct": 190.0,
+            "unsteady": True,
+        }
+    )
     assert r.round_p50_ms == (10.0, 30.0, 10.5)
-    meta = {"machine": {"cpu": "X", "cores": 2, "isa_flags": []}, "threads": 2, "images": "d", "image_size": "584x565", "date": "t", "peak": {}, "rounds": 3}
+    meta = {
+        "machine": {"cpu": "X", "cores": 2, "isa_flags": []},
+        "threads": 2,
+        "images": "d",
+        "image_size": "584x565",
+        "date": "t",
+        "peak": {},
+        "rounds": 3,
+    }
     md = markdown([r], meta)
     assert "| 10.2 (unsteady) | 190 % |" in md and "in each of 3 rounds" in md
 
@@ -476,17 +667,32 @@ def test_apply_rounds_sets_the_median_spread_and_flag():
 def test_timing_rounds_group_engines_keep_families_together_and_alternate(tmp_path):
     from fundus_edge.bench.runner import Cell, timing_order
 
-    cells = [Cell(v, tmp_path, e, p) for v in ("fp32", "small", "int8-nncf", "small-int8") for e, p in (("openvino", None), ("openvino", "bf16"), ("onnxruntime", None))]
+    cells = [
+        Cell(v, tmp_path, e, p)
+        for v in ("fp32", "small", "int8-nncf", "small-int8")
+        for e, p in (("openvino", None), ("openvino", "bf16"), ("onnxruntime", None))
+    ]
     keys = [[c.key for c in g] for g in timing_order(cells, 0)]
-    assert keys == [["fp32/openvino", "fp32/openvino/bf16", "int8-nncf/openvino", "int8-nncf/openvino/bf16", "small/openvino", "small/openvino/bf16",
-                     "small-int8/openvino", "small-int8/openvino/bf16"],
-                    ["fp32/onnxruntime", "int8-nncf/onnxruntime", "small/onnxruntime", "small-int8/onnxruntime"]]
+    assert keys == [
+        [
+            "fp32/openvino",
+            "fp32/openvino/bf16",
+            "int8-nncf/openvino",
+            "int8-nncf/openvino/bf16",
+            "small/openvino",
+            "small/openvino/bf16",
+            "small-int8/openvino",
+            "small-int8/openvino/bf16",
+        ],
+        ["fp32/onnxruntime", "int8-nncf/onnxruntime", "small/onnxruntime", "small-int8/onnxruntime"],
+    ]
     assert [[c.key for c in g] for g in timing_order(cells, 1)] == [g[::-1] for g in keys[::-1]]
     assert [[c.key for c in g] for g in timing_order(cells, 2)] == keys
 
 
 def test_a_crash_in_a_timing_round_costs_that_cell_its_round_only(tmp_path, monkeypatch):
-    """The round's process dies on the second cell: it is that round's gap, and a new process times the rest."""
+    """The round's process dies on the second cell: it is that round's gap, and a new process times the
+    rest."""
     import json
     import subprocess
 
@@ -501,7 +707,9 @@ def test_a_crash_in_a_timing_round_costs_that_cell_its_round_only(tmp_path, monk
         with open(cmd[-1], "a") as out:
             for s in todo:
                 if s["key"] == "b":
-                    return subprocess.CompletedProcess(cmd, -11, "", "Fatal Python error: Segmentation fault\n")
+                    return subprocess.CompletedProcess(
+                        cmd, -11, "", "Fatal Python error: Segmentation fault\n"
+                    )
                 out.write(json.dumps({"key": s["key"], "status": "ok", "p50_ms": 1.0}) + "\n")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
@@ -516,17 +724,30 @@ def test_a_crash_in_a_timing_round_costs_that_cell_its_round_only(tmp_path, monk
 def test_headline_ratios_are_medians_of_per_round_ratios():
     from fundus_edge.bench.report import headline, ratio
 
-    # The float row drifted in rounds 2 and 3, the INT8 row in round 3: medians 37.8 and 21.6 ms would say 1.75x.
-    flt = BenchRecord("fp32", "openvino", precision="bf16", p50_ms=37.8, f1=0.8222, round_p50_ms=(24.0, 37.8, 38.0))
-    q = BenchRecord("int8-nncf", "openvino", precision="int8+fp32", p50_ms=21.6, f1=0.8206, round_p50_ms=(20.0, 21.6, 32.0))
+    # The float row drifted in rounds 2 and 3, the INT8 row in round 3: medians 37.8 and 21.6 ms would say
+    # 1.75x.
+    flt = BenchRecord(
+        "fp32", "openvino", precision="bf16", p50_ms=37.8, f1=0.8222, round_p50_ms=(24.0, 37.8, 38.0)
+    )
+    q = BenchRecord(
+        "int8-nncf",
+        "openvino",
+        precision="int8+fp32",
+        p50_ms=21.6,
+        f1=0.8206,
+        round_p50_ms=(20.0, 21.6, 32.0),
+    )
     assert ratio(flt, q) == pytest.approx(1.2)  # per round 1.2, 1.75, 1.1875: the median
     line = [x for x in headline([flt, q]) if x.startswith("- INT8")][0]
     assert "int8-nncf (int8+fp32) 21.6 ms vs bf16 37.8 ms = 1.20x, F1 -0.0016" in line
-    old = BenchRecord("fp32", "openvino", precision="bf16", p50_ms=32.4)  # a record without rounds: the p50s' ratio
+    old = BenchRecord(
+        "fp32", "openvino", precision="bf16", p50_ms=32.4
+    )  # a record without rounds: the p50s' ratio
     assert ratio(old, q) == pytest.approx(1.5)
 
 
-# -- issue 31: biomarker drift per cell; issue 30: report.html; issue 32: ledger rows; issue 33: static vs dynamic shapes --
+# -- issue 31: biomarker drift per cell; issue 30: report.html; issue 32: ledger rows;
+# -- issue 33: static vs dynamic shapes --
 def _vessel_masks(n: int = 2, size: int = 160):
     """(masks, fovs): a few thick curves inside a disc, so every biomarker is defined."""
     import cv2
@@ -548,37 +769,63 @@ def _vessel_masks(n: int = 2, size: int = 160):
 def test_biomarker_drift_flags_a_changed_mask_and_reuses_identical_ones(tmp_path):
     import cv2
     import numpy as np
-
     from fundus_edge.bench.biomarker_drift import add_drift
     from fundus_edge.bench.cell import save_masks
     from fundus_edge.measure.tolerance import TOLERANCE_PCT
 
     masks, fovs = _vessel_masks()
     np.savez(tmp_path / "images.npz", **{f"fov_{i:03d}": f for i, f in enumerate(fovs)})
-    fat = [cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & f for m, f in zip(masks, fovs)]  # every vessel 2 px wider
+    fat = [
+        cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & f
+        for m, f in zip(masks, fovs, strict=False)
+    ]  # every vessel 2 px wider
 
     def cell(key, variant, ms, precision, **kw):
         save_masks(str(tmp_path / f"{key.replace('/', '_')}.npz"), ms)
-        return {"_key": key, "variant": variant, "status": "ok", "f1": 0.8, "precision": precision, "_masks": str(tmp_path / f"{key.replace('/', '_')}.npz"), **kw}
+        return {
+            "_key": key,
+            "variant": variant,
+            "status": "ok",
+            "f1": 0.8,
+            "precision": precision,
+            "_masks": str(tmp_path / f"{key.replace('/', '_')}.npz"),
+            **kw,
+        }
 
-    raw = [cell("small/onnxruntime", "small", masks, "fp32", _is_ref=True),
-           cell("small/openvino", "small", masks, "fp32"),  # the same masks: nothing moves, nothing computed twice
-           cell("small-int8-x/onnxruntime", "small-int8-x", fat, "int8", _is_ref=True),  # compared with its float model, not itself
-           cell("other/onnxruntime", "other", fat, "fp32", _is_ref=True)]  # its own reference: no row to compare
+    raw = [
+        cell("small/onnxruntime", "small", masks, "fp32", _is_ref=True),
+        cell(
+            "small/openvino", "small", masks, "fp32"
+        ),  # the same masks: nothing moves, nothing computed twice
+        cell(
+            "small-int8-x/onnxruntime", "small-int8-x", fat, "int8", _is_ref=True
+        ),  # compared with its float model, not itself
+        cell("other/onnxruntime", "other", fat, "fp32", _is_ref=True),
+    ]  # its own reference: no row to compare
     cost = add_drift(raw, tmp_path / "images.npz", workers=1)
     ref, same, q, other = raw
     assert cost == {"images": 4, "reused": 2, "cells": 2}
     assert "biomarker_mad_pct" not in ref and "biomarker_mad_pct" not in other
-    assert same["biomarker_ref"] == "small/onnxruntime" and set(same["biomarker_mad_pct"].values()) == {0.0} and same["biomarker_flag"] == []
+    assert (
+        same["biomarker_ref"] == "small/onnxruntime"
+        and set(same["biomarker_mad_pct"].values()) == {0.0}
+        and same["biomarker_flag"] == []
+    )
     assert q["biomarker_ref"] == "small/onnxruntime"
     # Wider vessels: density and widths move far past a quarter of the inter-observer difference.
-    density = 100 * sum(abs(int(a.sum()) - int(b.sum())) for a, b in zip(fat, masks)) / sum(int(b.sum()) for b in masks)
+    density = (
+        100
+        * sum(abs(int(a.sum()) - int(b.sum())) for a, b in zip(fat, masks, strict=False))
+        / sum(int(b.sum()) for b in masks)
+    )
     assert q["biomarker_mad_pct"]["vessel_density"] == pytest.approx(density, rel=1e-3)
     assert {"vessel_density", "width_mean_px"} <= set(q["biomarker_flag"])
     assert all(q["biomarker_mad_pct"][n] > TOLERANCE_PCT[n] for n in q["biomarker_flag"])
     worst = q["biomarker_worst"]
     assert q["biomarker_worst_pct"] == q["biomarker_mad_pct"][worst]
-    assert q["biomarker_mad_pct"][worst] / TOLERANCE_PCT[worst] == max(v / TOLERANCE_PCT[n] for n, v in q["biomarker_mad_pct"].items())
+    assert q["biomarker_mad_pct"][worst] / TOLERANCE_PCT[worst] == max(
+        v / TOLERANCE_PCT[n] for n, v in q["biomarker_mad_pct"].items()
+    )
     # A float model's bf16 row is compared with its own fp32 reference; a reference that is not fp32 is none.
     raw[0]["precision"] = "bf16"
     for r in raw[1:]:
@@ -591,21 +838,55 @@ def test_markdown_and_html_mark_rows_beyond_biomarker_tolerance(tmp_path):
     from fundus_edge.bench.html_report import write_report
     from fundus_edge.bench.report import write_json
 
-    recs = [BenchRecord("small", "onnxruntime", "fp32", p50_ms=10.0, f1=0.82),
-            BenchRecord("small-int8", "onnxruntime", "int8", p50_ms=5.0, f1=0.81, biomarker_ref="small/onnxruntime",
-                        biomarker_mad_pct={"vessel_density": 3.5, "width_mean_px": 0.4}, biomarker_worst="vessel_density", biomarker_worst_pct=3.5,
-                        biomarker_flag=("vessel_density",)),
-            BenchRecord("small", "openvino", "bf16", p50_ms=8.0, f1=0.82, biomarker_ref="small/onnxruntime", biomarker_mad_pct={"vessel_density": 0.1},
-                        biomarker_worst="vessel_density", biomarker_worst_pct=0.1, biomarker_flag=())]
-    meta = {"machine": {"cpu": "X", "cores": 2, "isa_flags": []}, "threads": 2, "images": "d", "image_size": "584x565", "date": "t", "peak": {}}
+    recs = [
+        BenchRecord("small", "onnxruntime", "fp32", p50_ms=10.0, f1=0.82),
+        BenchRecord(
+            "small-int8",
+            "onnxruntime",
+            "int8",
+            p50_ms=5.0,
+            f1=0.81,
+            biomarker_ref="small/onnxruntime",
+            biomarker_mad_pct={"vessel_density": 3.5, "width_mean_px": 0.4},
+            biomarker_worst="vessel_density",
+            biomarker_worst_pct=3.5,
+            biomarker_flag=("vessel_density",),
+        ),
+        BenchRecord(
+            "small",
+            "openvino",
+            "bf16",
+            p50_ms=8.0,
+            f1=0.82,
+            biomarker_ref="small/onnxruntime",
+            biomarker_mad_pct={"vessel_density": 0.1},
+            biomarker_worst="vessel_density",
+            biomarker_worst_pct=0.1,
+            biomarker_flag=(),
+        ),
+    ]
+    meta = {
+        "machine": {"cpu": "X", "cores": 2, "isa_flags": []},
+        "threads": 2,
+        "images": "d",
+        "image_size": "584x565",
+        "date": "t",
+        "peak": {},
+    }
     md = markdown(recs, meta)
     assert "| vessel_density 3.5 % **beyond tol.** |" in md and "| vessel_density 0.1 % |" in md
-    assert "small-int8 / onnxruntime int8: biomarkers beyond tolerance against small/onnxruntime: vessel_density 3.50 % (tolerance 2.47)" in md
+    assert (
+        "small-int8 / onnxruntime int8: biomarkers beyond tolerance against small/onnxruntime: "
+        "vessel_density 3.50 % (tolerance 2.47)" in md
+    )
     write_json(tmp_path / "results.json", recs, meta)
     page = write_report(tmp_path / "results.json").read_text()
     rows = re.findall(r'<tr class="([^"]*)">', page)
     assert ["biomarker-beyond" in c for c in rows] == [False, True, False]
-    assert "small-int8 / onnxruntime int8: biomarkers beyond tolerance against small/onnxruntime: vessel_density 3.50 %" in page
+    assert (
+        "small-int8 / onnxruntime int8: biomarkers beyond tolerance against small/onnxruntime: "
+        "vessel_density 3.50 %" in page
+    )
 
 
 def test_bench_writes_report_html_ledger_rows_and_biomarker_drift(tiny_bench):
@@ -616,41 +897,76 @@ def test_bench_writes_report_html_ledger_rows_and_biomarker_drift(tiny_bench):
     assert page.count("<tr class=") == len(recs) and "biomarker farthest out" in page and "unsteady" in page
     # One report row per scored variant, its reference engine's F1; reports are not counted as reads.
     rows = read_ledger(meta["_ledger"])
-    scored = {r.variant for r in recs if r.f1 is not None and r.status in ("ok", "wrong_output")}  # a wrong row read the images too
+    scored = {
+        r.variant for r in recs if r.f1 is not None and r.status in ("ok", "wrong_output")
+    }  # a wrong row read the images too
     assert sorted(r.note.split(":")[0] for r in rows) == sorted(f"bench variant {v}" for v in scored)
     for row in rows:
         v = row.note.split(":")[0].removeprefix("bench variant ")
-        first = next(r for r in sorted(recs, key=lambda r: r.status != "ok") if r.variant == v and r.f1 is not None)
-        assert row.why == "report" and row.f1 == f"{first.f1:.4f}" and row.command == "fundus-edge bench (tiny)" and row.data.endswith(" test")
-        assert f"from {first.backend} {first.precision}" in row.note and row.weights_sha256 == identify(row.scored)[1]
+        first = next(
+            r for r in sorted(recs, key=lambda r: r.status != "ok") if r.variant == v and r.f1 is not None
+        )
+        assert (
+            row.why == "report"
+            and row.f1 == f"{first.f1:.4f}"
+            and row.command == "fundus-edge bench (tiny)"
+            and row.data.endswith(" test")
+        )
+        assert (
+            f"from {first.backend} {first.precision}" in row.note
+            and row.weights_sha256 == identify(row.scored)[1]
+        )
     assert count_lineage(rows, rows[0].lineage).reads == 0
     # Biomarker drift: every scored row but a float model's reference row is compared with that reference.
     by = {(r.variant, r.backend, r.precision_requested, r.shape_requested): r for r in recs}
     assert by[("fp32", "onnxruntime", None, None)].biomarker_mad_pct is None
-    for key in (("fp32", "openvino", None, None), ("fp32", "paddle", None, None), ("int8", "onnxruntime", None, None), ("int8-nncf", "openvino", None, None)):
+    for key in (
+        ("fp32", "openvino", None, None),
+        ("fp32", "paddle", None, None),
+        ("int8", "onnxruntime", None, None),
+        ("int8-nncf", "openvino", None, None),
+    ):
         r = by[key]
-        assert r.biomarker_ref == "fp32/onnxruntime" and r.biomarker_mad_pct and r.biomarker_flag is not None, key
-    assert meta["biomarker_masks"]["cells"] >= 4 and meta["biomarker_s"] >= 0 and "biomarker drift" in (out / "results.md").read_text()
+        assert (
+            r.biomarker_ref == "fp32/onnxruntime" and r.biomarker_mad_pct and r.biomarker_flag is not None
+        ), key
+    assert (
+        meta["biomarker_masks"]["cells"] >= 4
+        and meta["biomarker_s"] >= 0
+        and "biomarker drift" in (out / "results.md").read_text()
+    )
 
 
 def test_static_and_dynamic_shape_rows(tiny_bench):
     out, recs, meta = tiny_bench
     rows = {r.backend: r for r in recs if r.shape_requested}
-    own = {r.backend: r for r in recs if r.variant == "fp32" and not r.shape_requested and not r.precision_requested}
-    assert set(rows) == {"onnxruntime", "openvino"} and all(r.variant == "fp32" and r.status == "ok" for r in rows.values())
+    own = {
+        r.backend: r
+        for r in recs
+        if r.variant == "fp32" and not r.shape_requested and not r.precision_requested
+    }
+    assert set(rows) == {"onnxruntime", "openvino"} and all(
+        r.variant == "fp32" and r.status == "ok" for r in rows.values()
+    )
     h, w = map(int, own["onnxruntime"].input_hw.split("x"))
     assert rows["onnxruntime"].shape == f"static {h}x{w} (batch 1)" and own["onnxruntime"].shape == "dynamic"
     assert rows["openvino"].shape == "dynamic" and own["openvino"].shape == "static per input size"
     assert rows["onnxruntime"].throughput_ips is None  # batch 1 only
     assert all(r.agreement is not None and r.agreement > 0.95 for r in rows.values())
-    assert "paddle" in meta["shape_rows"]["skipped"] and meta["shape_rows"]["rows"] == {"onnxruntime": "static", "openvino": "dynamic"}
+    assert "paddle" in meta["shape_rows"]["skipped"] and meta["shape_rows"]["rows"] == {
+        "onnxruntime": "static",
+        "openvino": "dynamic",
+    }
     md = (out / "results.md").read_text()
-    assert "onnxruntime (static" in md and "Static against dynamic input shapes" in md and "paddle skipped:" in md
+    assert (
+        "onnxruntime (static" in md
+        and "Static against dynamic input shapes" in md
+        and "paddle skipped:" in md
+    )
 
 
 def test_static_engine_pads_smaller_inputs_and_refuses_larger(tiny_model):
     import numpy as np
-
     from fundus_edge.runtime.errors import InputError
     from fundus_edge.runtime.predictor import Predictor
 
@@ -661,14 +977,21 @@ def test_static_engine_pads_smaller_inputs_and_refuses_larger(tiny_model):
     x, _ = dyn.prepare(rgb)
     h, w = x.shape[-2:]
     for backend in ("onnxruntime", "openvino"):
-        st = Predictor.load(tiny_model, backend=backend, threads=1, precision=None, shapes={"static_hw": (h, w + 16)})
+        st = Predictor.load(
+            tiny_model, backend=backend, threads=1, precision=None, shapes={"static_hw": (h, w + 16)}
+        )
         a, b = dyn.predict(rgb), st.predict(rgb)
         assert st.engine.shape == f"static {h}x{w + 16} (batch 1)" and b.prob.shape == a.prob.shape
         assert np.mean(a.mask == b.mask) > 0.95  # the padding only touches the border's receptive field
         with pytest.raises(InputError, match=rf"built for a static 1x\d+x{h}x{w + 16} input"):
             st.engine.run(np.zeros((1, x.shape[0], h + 8, w), np.float32))
-    ovd = Predictor.load(tiny_model, backend="openvino", threads=1, precision=None, shapes={"dynamic_shape": True})
-    assert ovd.engine.shape == "dynamic" and np.array_equal(ovd.predict(rgb).mask, Predictor.load(tiny_model, backend="openvino", threads=1, precision=None).predict(rgb).mask)
+    ovd = Predictor.load(
+        tiny_model, backend="openvino", threads=1, precision=None, shapes={"dynamic_shape": True}
+    )
+    assert ovd.engine.shape == "dynamic" and np.array_equal(
+        ovd.predict(rgb).mask,
+        Predictor.load(tiny_model, backend="openvino", threads=1, precision=None).predict(rgb).mask,
+    )
     from fundus_edge.runtime.errors import EngineUnavailable
 
     with pytest.raises(EngineUnavailable, match="paddle: no static input shape"):
@@ -679,12 +1002,20 @@ def test_bench_ledger_rows_only_with_labels(tiny_model, tmp_path):
     from fundus_edge.bench.ledger_rows import record_test_reads
     from fundus_edge.measure.ledger import ledger_path, read_ledger
 
-    recs = [BenchRecord("small", "paddle", "fp32", status="run_failed"), BenchRecord("small", "openvino", "fp32", f1=0.8123, auc=0.97),
-            BenchRecord("small", "onnxruntime", "fp32", f1=0.8124, auc=0.971), BenchRecord("seed-unet", "onnxruntime", "fp32", p50_ms=9.0)]
+    recs = [
+        BenchRecord("small", "paddle", "fp32", status="run_failed"),
+        BenchRecord("small", "openvino", "fp32", f1=0.8123, auc=0.97),
+        BenchRecord("small", "onnxruntime", "fp32", f1=0.8124, auc=0.971),
+        BenchRecord("seed-unet", "onnxruntime", "fp32", p50_ms=9.0),
+    ]
     dirs = {"small": tiny_model, "seed-unet": tiny_model}
     assert record_test_reads(recs, dirs, "/data/DRIVE", has_labels=False, command="c") == []
     assert not ledger_path().exists()
     rows = record_test_reads(recs, dirs, "/data/DRIVE", has_labels=True, command="c")
     assert read_ledger(ledger_path()) == rows and len(rows) == 1  # the unscored seed U-Net is no read
-    assert rows[0].f1 == "0.8123" and rows[0].auc == "0.9700" and "engines scored: openvino fp32, onnxruntime fp32" in rows[0].note
+    assert (
+        rows[0].f1 == "0.8123"
+        and rows[0].auc == "0.9700"
+        and "engines scored: openvino fp32, onnxruntime fp32" in rows[0].note
+    )
     assert "docs/test-reads.csv" not in str(ledger_path())  # conftest: a scratch ledger

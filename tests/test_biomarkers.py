@@ -1,5 +1,6 @@
 """Vessel biomarkers: each formula pinned on a synthetic mask whose answer is known in closed form, the
 comparison of two sets, and the two commands (``biomarkers``, ``predict --biomarkers``)."""
+
 import csv
 import json
 import math
@@ -7,12 +8,18 @@ import math
 import cv2
 import numpy as np
 import pytest
+from fundus_edge.measure.biomarker_files import match_fov_file
+from fundus_edge.measure.biomarkers import (
+    NAMES,
+    beyond_tolerance,
+    box_counting_dimension,
+    compare_biomarkers,
+    compute_biomarkers,
+)
+from fundus_edge.runtime.errors import InputError
 from PIL import Image
 
 from fundus_edge.cli import main
-from fundus_edge.measure.biomarker_files import match_fov_file
-from fundus_edge.measure.biomarkers import NAMES, beyond_tolerance, box_counting_dimension, compare_biomarkers, compute_biomarkers
-from fundus_edge.runtime.errors import InputError
 
 from .conftest import synthetic_fundus
 
@@ -20,7 +27,7 @@ from .conftest import synthetic_fundus
 def _bar(width: int, length: int = 301, size: int = 400) -> np.ndarray:
     m = np.zeros((size, size), bool)
     top = size // 2 - width // 2
-    m[top: top + width, 50: 50 + length] = True
+    m[top : top + width, 50 : 50 + length] = True
     return m
 
 
@@ -103,9 +110,12 @@ def test_normalised_biomarkers_survive_a_2x_resize():
     big = compute_biomarkers(big_m, big_f)
     for name in ("vessel_density", "length_density", "tortuosity_distance", "branch_density", "end_density"):
         assert getattr(big, name) == pytest.approx(getattr(small, name), rel=0.05), name
-    # The least stable: where the arc meets the line, the thicker copy's skeleton turns differently (9 % here).
+    # The least stable: where the arc meets the line, the thicker copy's skeleton turns differently
+    # (9 % here).
     assert big.tortuosity_curvature == pytest.approx(small.tortuosity_curvature, rel=0.15)
-    assert big.width_mean_d == pytest.approx(small.width_mean_d, rel=0.15)  # 2d - 1 reads a doubled width w as 2w +- 1
+    assert big.width_mean_d == pytest.approx(
+        small.width_mean_d, rel=0.15
+    )  # 2d - 1 reads a doubled width w as 2w +- 1
 
 
 def test_empty_mask_gives_zeros_and_undefined_values():
@@ -124,7 +134,11 @@ def test_bad_shapes_and_empty_fov_are_input_errors():
 
 
 def test_compare_is_mean_absolute_difference_over_mean_reference():
-    got = compare_biomarkers([{"a": 1.0, "b": None}, {"a": 3.0, "b": 2.0}], [{"a": 2.0, "b": 4.0}, {"a": 2.0, "b": 4.0}], names=("a", "b", "c"))
+    got = compare_biomarkers(
+        [{"a": 1.0, "b": None}, {"a": 3.0, "b": 2.0}],
+        [{"a": 2.0, "b": 4.0}, {"a": 2.0, "b": 4.0}],
+        names=("a", "b", "c"),
+    )
     assert got == {"a": pytest.approx(50.0), "b": pytest.approx(50.0), "c": None}
     assert beyond_tolerance(got, {"a": 60.0, "b": 10.0}) == ["b"]
     with pytest.raises(ValueError):
@@ -143,9 +157,13 @@ def test_biomarkers_command_on_drive_like_names(tmp_path, capsys):
     out = tmp_path / "b.csv"
     assert main(["biomarkers", str(masks), "--fov-dir", str(fovs), "-o", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert [r["file"] for r in rows] == ["01_manual1.gif", "02_manual1.gif"] and rows[0]["fov"] == "01_test_mask.gif"
+    assert [r["file"] for r in rows] == ["01_manual1.gif", "02_manual1.gif"] and rows[0][
+        "fov"
+    ] == "01_test_mask.gif"
     _, label, fov = synthetic_fundus(1, 90, 90)
-    assert float(rows[0]["vessel_density"]) == pytest.approx(compute_biomarkers(label, fov).vessel_density, rel=1e-5)
+    assert float(rows[0]["vessel_density"]) == pytest.approx(
+        compute_biomarkers(label, fov).vessel_density, rel=1e-5
+    )
     assert set(NAMES) <= set(rows[0])
     # nothing overwritten without --force; a missing FOV is one line naming the mask
     assert main(["biomarkers", str(masks), "--fov-dir", str(fovs), "-o", str(out)]) == 2
@@ -170,7 +188,9 @@ def test_predict_biomarkers_writes_json_and_adds_csv_rows(tiny_model, tmp_path, 
     data = json.loads((out / "img1_biomarkers.json").read_text())
     mask = np.array(Image.open(out / "img1_mask.png")) > 0
     assert data["vessel_density"] is not None and set(NAMES) <= set(data)
-    assert data["fov_area_px"] >= np.count_nonzero(mask)  # the predicted mask lies inside the FOV it is measured in
+    assert data["fov_area_px"] >= np.count_nonzero(
+        mask
+    )  # the predicted mask lies inside the FOV it is measured in
     # the JSON is an output like the mask: not overwritten without --force
     assert main(["predict", str(tiny_model), str(inp / "img1.png")] + opts) == 1
     assert "--force" in capsys.readouterr().err
@@ -181,5 +201,6 @@ def test_icc_is_one_for_identical_ratings_and_penalises_a_constant_bias():
 
     x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     assert icc_a1(x, x) == pytest.approx(1.0)
-    # y = x + 1: perfectly correlated, but absolute agreement drops: MSR 5, MSC 2.5, MSE 0 -> 5 / (5 + 2 * 2.5 / 5) = 5/6
+    # y = x + 1: perfectly correlated, but absolute agreement drops: MSR 5, MSC 2.5, MSE 0
+    # -> 5 / (5 + 2 * 2.5 / 5) = 5/6
     assert icc_a1(x, x + 1.0) == pytest.approx(5 / 6)

@@ -1,6 +1,7 @@
 """report.html and the served page in a real browser: Debian's chromium, headless, driven by Selenium through
 Debian's chromedriver (no browser download). Skipped with the reason where either is missing (.ci/run
 installs them when apt works). Screenshots go to the test's temp folder."""
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,13 @@ def browser():
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1400,1600"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1400,1600",
+    ):
         opts.add_argument(a)
     d = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     d.set_page_load_timeout(60)
@@ -43,26 +50,34 @@ def wait_for(browser, script: str, what: str, timeout: float = 60.0):
     """Poll a JavaScript expression until it is truthy (a wait, not a timed assertion)."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(lambda d: d.execute_script(f"return {script}"), message=what)
+    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(
+        lambda d: d.execute_script(f"return {script}"), message=what
+    )
 
 
 def column(browser, index: int) -> list[str]:
     return browser.execute_script(
-        f"return Array.from(document.querySelectorAll('#results tbody tr')).filter(tr => !tr.hidden).map(tr => tr.cells[{index}].dataset.sort)")
+        "return Array.from(document.querySelectorAll('#results tbody tr'))"
+        f".filter(tr => !tr.hidden).map(tr => tr.cells[{index}].dataset.sort)"
+    )
 
 
 def test_report_sorts_filters_and_draws_the_chart(browser, tmp_path):
+    from fundus_edge.bench.html_report import COLUMNS, write_report
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    from fundus_edge.bench.html_report import COLUMNS, write_report
     from tests.test_html_report import make_record
 
     page = write_report(make_record(tmp_path))
     browser.get(page.as_uri())
     wait_for(browser, "document.querySelector('#chart .main-svg') !== null", "the chart did not render")
-    # one marker per scored row (4 ok + the wrong_output row is not ok: 4), the front's 3 rings, the seed's star
-    assert browser.execute_script("return document.querySelectorAll('#chart .scatterlayer .point').length") == 4 + 3 + 1
+    # one marker per scored row (4 ok + the wrong_output row is not ok: 4), the front's 3 rings, the seed's
+    # star
+    assert (
+        browser.execute_script("return document.querySelectorAll('#chart .scatterlayer .point').length")
+        == 4 + 3 + 1
+    )
 
     p50 = [c[0] for c in COLUMNS].index("p50_ms")
     browser.find_elements(By.CSS_SELECTOR, "#results thead th")[p50].click()
@@ -84,8 +99,12 @@ def test_report_sorts_filters_and_draws_the_chart(browser, tmp_path):
     # hovering a marker names its row (Plotly's hover label)
     point = browser.find_elements(By.CSS_SELECTOR, "#chart .scatterlayer .trace:first-child .point")[0]
     ActionChains(browser).move_to_element(point).perform()
-    label = wait_for(browser, "document.querySelector('#chart .hoverlayer .hovertext') && document.querySelector('#chart .hoverlayer .hovertext').textContent",
-                     "no hover label")
+    label = wait_for(
+        browser,
+        "document.querySelector('#chart .hoverlayer .hovertext') && "
+        "document.querySelector('#chart .hoverlayer .hovertext').textContent",
+        "no hover label",
+    )
     assert "small / " in label and "p50" in label
     browser.save_screenshot(str(tmp_path / "report.png"))
 
@@ -107,7 +126,14 @@ def served():
     if not (MODEL / "manifest.yaml").is_file():
         pytest.fail("models/small is not shipped")
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Predictor.load(MODEL, backend="onnxruntime", threads=1)), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Predictor.load(MODEL, backend="onnxruntime", threads=1)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     deadline = time.monotonic() + 60
@@ -129,11 +155,22 @@ def test_served_page_shows_an_overlay(browser, served, tmp_path):
         image = tmp_path / "eye_584x565.png"
         Image.fromarray(synthetic_fundus(5, 584, 565)[0]).save(image)
     browser.get(served + "/")
-    wait_for(browser, "document.getElementById('model').textContent.includes('sha256')", "the model's facts did not load")
+    wait_for(
+        browser,
+        "document.getElementById('model').textContent.includes('sha256')",
+        "the model's facts did not load",
+    )
     browser.find_element(By.ID, "file").send_keys(str(image))
     browser.find_element(By.ID, "go").click()
-    wait_for(browser, "document.getElementById('overlay').complete && document.getElementById('overlay').naturalWidth > 0", "no overlay shown")
-    assert browser.execute_script("return [document.getElementById('overlay').naturalWidth, document.getElementById('overlay').naturalHeight]") == [565, 584]
+    wait_for(
+        browser,
+        "document.getElementById('overlay').complete && document.getElementById('overlay').naturalWidth > 0",
+        "no overlay shown",
+    )
+    assert browser.execute_script(
+        "return [document.getElementById('overlay').naturalWidth, "
+        "document.getElementById('overlay').naturalHeight]"
+    ) == [565, 584]
     table = browser.find_element(By.ID, "numbers").text
     assert "vessel share" in table and "% of the field of view" in table and "onnxruntime" in table
     assert browser.find_element(By.ID, "status").text == f"{image.name}: done"

@@ -3,7 +3,6 @@ import pytest
 from PIL import Image
 
 from fundus_edge.cli import main
-from fundus_edge.runtime.images import read_binary
 
 from .conftest import synthetic_fundus
 
@@ -15,7 +14,20 @@ def test_predict_writes_contract_files(tiny_model, tmp_path, capsys):
         Image.fromarray(synthetic_fundus(i, 80, 70)[0]).save(inp / f"img{i}.jpg")
     (inp / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     out = tmp_path / "out"
-    rc = main(["predict", str(tiny_model), str(inp), "--output", str(out), "--save-prob", "--overlay", "--backend", "onnxruntime", "--no-progress"])
+    rc = main(
+        [
+            "predict",
+            str(tiny_model),
+            str(inp),
+            "--output",
+            str(out),
+            "--save-prob",
+            "--overlay",
+            "--backend",
+            "onnxruntime",
+            "--no-progress",
+        ]
+    )
     assert rc == 1  # one broken input -> non-zero at the end, the rest still written
     err = capsys.readouterr().err
     assert "broken.png" in err and "Traceback" not in err
@@ -28,7 +40,20 @@ def test_predict_writes_contract_files(tiny_model, tmp_path, capsys):
     # nothing overwritten without --force
     rc = main(["predict", str(tiny_model), str(inp / "img0.jpg"), "--output", str(out), "--no-progress"])
     assert rc == 1 and "--force" in capsys.readouterr().err
-    assert main(["predict", str(tiny_model), str(inp / "img0.jpg"), "--output", str(out), "--no-progress", "--force"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tiny_model),
+                str(inp / "img0.jpg"),
+                "--output",
+                str(out),
+                "--no-progress",
+                "--force",
+            ]
+        )
+        == 0
+    )
 
 
 def test_errors_are_one_line(tmp_path, capsys):
@@ -37,7 +62,20 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "none" in err
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a model folder" in capsys.readouterr().err
-    assert main(["average", str(tmp_path), str(tmp_path / "b"), "--data", str(tmp_path), "--out", str(tmp_path / "avg")]) == 2
+    assert (
+        main(
+            [
+                "average",
+                str(tmp_path),
+                str(tmp_path / "b"),
+                "--data",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "avg"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not a fundus-edge checkpoint" in err
     with pytest.raises(SystemExit) as exc:  # argparse's usage error
@@ -49,9 +87,25 @@ def test_errors_are_one_line(tmp_path, capsys):
 def test_evaluate_checkpoint_and_model_agree(tiny_run, tiny_model, drive_synth, capsys):
     import json
 
-    assert main(["evaluate", str(tiny_run / "best"), "--data", str(drive_synth), "--json", "--no-progress"]) == 0
+    assert (
+        main(["evaluate", str(tiny_run / "best"), "--data", str(drive_synth), "--json", "--no-progress"]) == 0
+    )
     a = json.loads(capsys.readouterr().out)
-    assert main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--json", "--backend", "openvino", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tiny_model),
+                "--data",
+                str(drive_synth),
+                "--json",
+                "--backend",
+                "openvino",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     b = json.loads(capsys.readouterr().out)
     assert a["images"] == b["images"] == 2
     assert abs(a["pooled"]["f1"] - b["pooled"]["f1"]) < 1e-3
@@ -70,12 +124,42 @@ def test_evaluate_scores_predict_outputs(tiny_model, drive_synth, tmp_path, caps
 
     out = tmp_path / "pred"
     # the data set's own FOV masks, as evaluate uses them (they also set the rescaling factor)
-    assert main(["predict", str(tiny_model), str(drive_synth / "test" / "images"), "--output", str(out), "--save-prob", "--backend", "onnxruntime",
-                 "--fov", str(drive_synth / "test" / "mask"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tiny_model),
+                str(drive_synth / "test" / "images"),
+                "--output",
+                str(out),
+                "--save-prob",
+                "--backend",
+                "onnxruntime",
+                "--fov",
+                str(drive_synth / "test" / "mask"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["evaluate", str(out), "--data", str(drive_synth), "--json", "--no-progress"]) == 0
     files = json.loads(capsys.readouterr().out)
-    assert main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--json", "--backend", "onnxruntime", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tiny_model),
+                "--data",
+                str(drive_synth),
+                "--json",
+                "--backend",
+                "onnxruntime",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     direct = json.loads(capsys.readouterr().out)
     assert abs(files["pooled"]["f1"] - direct["pooled"]["f1"]) < 1e-6  # masks carry the model's threshold
     assert abs(files["pooled"]["auc"] - direct["pooled"]["auc"]) < 0.01  # 8-bit probabilities
@@ -84,19 +168,54 @@ def test_evaluate_scores_predict_outputs(tiny_model, drive_synth, tmp_path, caps
     assert "missing prediction" in capsys.readouterr().err
 
 
-def test_best_threshold_found_on_training_images_can_be_stored_at_export(tiny_run, tiny_model, drive_synth, tmp_path, capsys):
+def test_best_threshold_found_on_training_images_can_be_stored_at_export(
+    tiny_run, tiny_model, drive_synth, tmp_path, capsys
+):
     """evaluate --best-threshold sweeps the pooled F1; export --threshold stores a chosen one and
     keeps the checkpoint's in the manifest."""
     from fundus_edge.runtime.manifest import read_manifest
 
-    assert main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--split", "train", "--best-threshold", "--backend", "onnxruntime", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tiny_model),
+                "--data",
+                str(drive_synth),
+                "--split",
+                "train",
+                "--best-threshold",
+                "--backend",
+                "onnxruntime",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     line = [x for x in capsys.readouterr().out.splitlines() if "maximising pooled F1" in x][0]
     best = float(line.split(": ")[1].split()[0])
     assert 0.0 < best < 1.0 and "never ship it" not in line  # the caution is for test splits only
     out = tmp_path / "m"
-    assert main(["export", str(tiny_run / "best"), "--out", str(out), "--formats", "onnx", "--threshold", f"{best:.3f}"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(tiny_run / "best"),
+                "--out",
+                str(out),
+                "--formats",
+                "onnx",
+                "--threshold",
+                f"{best:.3f}",
+            ]
+        )
+        == 0
+    )
     man = read_manifest(out)
-    assert man.threshold == round(best, 3) and man.source["threshold_replaced"] == read_manifest(tiny_model).threshold
+    assert (
+        man.threshold == round(best, 3)
+        and man.source["threshold_replaced"] == read_manifest(tiny_model).threshold
+    )
     # the stored threshold is the one the runtime and evaluate use
     assert main(["evaluate", str(out), "--data", str(drive_synth), "--split", "train", "--no-progress"]) == 0
     assert f"threshold {best:.3f}" in capsys.readouterr().out

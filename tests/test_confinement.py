@@ -3,6 +3,7 @@ inside the folder, no symlink; ONNX external data is listed and hashed. One host
 refused with one line by Predictor.load, `predict` and `bench --models`; hostile PaddleSeg exports by
 `import-paddleseg`. Also: rewriting a manifest never re-blesses a changed file; OpenVINO refuses a precision
 its device cannot compute."""
+
 import re
 import shutil
 import sys
@@ -13,12 +14,12 @@ import numpy as np
 import onnx
 import pytest
 import yaml
-from onnx import external_data_helper
-
-from fundus_edge.cli import main
 from fundus_edge.runtime.errors import EngineUnavailable, IntegrityError
 from fundus_edge.runtime.manifest import read_manifest, sha256, verify_files, write_manifest
 from fundus_edge.runtime.predictor import Predictor
+from onnx import external_data_helper
+
+from fundus_edge.cli import main
 from tests.conftest import synthetic_fundus
 
 
@@ -32,9 +33,11 @@ def _edit(folder: Path, fn) -> None:
 
 def _onnx_only(folder: Path, name: str, sha: str) -> None:
     """The manifest names ``name`` as its only ONNX file, hashed right, and nothing else."""
+
     def fn(d):
         d["formats"] = {"onnx": [name]}
         d["files"] = {name: sha}
+
     _edit(folder, fn)
 
 
@@ -55,7 +58,9 @@ def _external(folder: Path, location: str) -> Path:
             nodes.append(n)
     del m.graph.node[:]
     m.graph.node.extend(nodes)
-    external_data_helper.convert_model_to_external_data(m, all_tensors_to_one_file=True, location="weights.data", size_threshold=1024)
+    external_data_helper.convert_model_to_external_data(
+        m, all_tensors_to_one_file=True, location="weights.data", size_threshold=1024
+    )
     onnx.save(m, str(folder / "model.onnx"))  # writes weights.data beside it
     target = folder / location
     if location != "weights.data":
@@ -105,7 +110,13 @@ def _case(name: str, root: Path, model: Path) -> tuple[Path, str]:
         return h, "keeps tensors in weights.data, not listed under formats.onnx"
     if name == "external-changed":
         data = _external(h, "weights.data")
-        _edit(h, lambda d: (d["formats"]["onnx"].append("weights.data"), d["files"].update({"weights.data": sha256(data)})))
+        _edit(
+            h,
+            lambda d: (
+                d["formats"]["onnx"].append("weights.data"),
+                d["files"].update({"weights.data": sha256(data)}),
+            ),
+        )
         with open(data, "r+b") as f:  # one weight changed after hashing
             f.seek(8)
             b = f.read(1)
@@ -115,7 +126,17 @@ def _case(name: str, root: Path, model: Path) -> tuple[Path, str]:
     raise AssertionError(name)
 
 
-CASES = ["dotdot", "absolute", "symlink-out", "symlink-in", "other-name", "hash-unlisted", "external-outside", "external-unlisted", "external-changed"]
+CASES = [
+    "dotdot",
+    "absolute",
+    "symlink-out",
+    "symlink-in",
+    "other-name",
+    "hash-unlisted",
+    "external-outside",
+    "external-unlisted",
+    "external-changed",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -128,11 +149,41 @@ def test_hostile_model_folder_is_refused_by_load_predict_and_bench(case, tiny_mo
 
     cv2.imwrite(str(tmp_path / "img.png"), rgb[..., ::-1])
     capsys.readouterr()
-    assert main(["predict", str(h), str(tmp_path / "img.png"), "-o", str(tmp_path / "out"), "--backend", "onnxruntime"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(h),
+                str(tmp_path / "img.png"),
+                "-o",
+                str(tmp_path / "out"),
+                "--backend",
+                "onnxruntime",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("fundus-edge predict: error: ") and re.search(why, err)
+    assert (
+        len(err.splitlines()) == 1 and err.startswith("fundus-edge predict: error: ") and re.search(why, err)
+    )
     assert not list((tmp_path / "out").glob("*_mask.png"))
-    assert main(["bench", "--models", str(h), "--out", str(tmp_path / "bench"), "--no-build", "--no-progress", "--engines", "onnxruntime"]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                "--models",
+                str(h),
+                "--out",
+                str(tmp_path / "bench"),
+                "--no-build",
+                "--no-progress",
+                "--engines",
+                "onnxruntime",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("fundus-edge bench: error: ") and re.search(why, err[-1])
     assert not (tmp_path / "bench" / "results.json").exists()
@@ -142,7 +193,13 @@ def test_listed_external_data_is_hashed_and_runs(tiny_model, tmp_path):
     h = tmp_path / "m"
     shutil.copytree(tiny_model, h)
     data = _external(h, "weights.data")
-    _edit(h, lambda d: (d["formats"]["onnx"].append("weights.data"), d["files"].update({"weights.data": sha256(data)})))
+    _edit(
+        h,
+        lambda d: (
+            d["formats"]["onnx"].append("weights.data"),
+            d["files"].update({"weights.data": sha256(data)}),
+        ),
+    )
     rgb, _, _ = synthetic_fundus(5)
     ref = Predictor.load(tiny_model, backend="onnxruntime", threads=1).predict(rgb)
     got = Predictor.load(h, backend="onnxruntime", threads=1).predict(rgb)
@@ -153,11 +210,19 @@ def test_without_onnx_a_graph_with_external_data_is_refused(tiny_model, tmp_path
     h = tmp_path / "m"
     shutil.copytree(tiny_model, h)
     data = _external(h, "weights.data")
-    _edit(h, lambda d: (d["formats"]["onnx"].append("weights.data"), d["files"].update({"weights.data": sha256(data)})))
+    _edit(
+        h,
+        lambda d: (
+            d["formats"]["onnx"].append("weights.data"),
+            d["files"].update({"weights.data": sha256(data)}),
+        ),
+    )
     monkeypatch.setitem(sys.modules, "onnx", None)  # a device without the onnx package
     with pytest.raises(IntegrityError, match="onnx package that reads their names is not installed"):
         Predictor.load(h, backend="onnxruntime")
-    assert Predictor.load(tiny_model, backend="onnxruntime", threads=1).format == "onnx"  # no external data: no onnx needed
+    assert (
+        Predictor.load(tiny_model, backend="onnxruntime", threads=1).format == "onnx"
+    )  # no external data: no onnx needed
 
 
 @pytest.mark.parametrize("case", ["dotdot", "absolute", "symlink-out", "symlink-in", "params-not-beside"])
@@ -167,22 +232,33 @@ def test_hostile_paddleseg_export_is_refused_by_import(case, tiny_model, tmp_pat
     shutil.copy(tiny_model / "model.onnx", tmp_path / "outside.pdmodel")  # content never read: refused first
     for f in ("model.pdmodel", "model.pdiparams", "other.pdiparams"):
         shutil.copy(tiny_model / "model.onnx", ex / f)
-    model, params = {"dotdot": ("../outside.pdmodel", "model.pdiparams"), "absolute": (str(tmp_path / "outside.pdmodel"), "model.pdiparams"),
-                     "params-not-beside": ("model.pdmodel", "other.pdiparams")}.get(case, ("model.pdmodel", "model.pdiparams"))
+    model, params = {
+        "dotdot": ("../outside.pdmodel", "model.pdiparams"),
+        "absolute": (str(tmp_path / "outside.pdmodel"), "model.pdiparams"),
+        "params-not-beside": ("model.pdmodel", "other.pdiparams"),
+    }.get(case, ("model.pdmodel", "model.pdiparams"))
     if case == "symlink-out":
         (ex / "model.pdmodel").unlink()
         (ex / "model.pdmodel").symlink_to(tmp_path / "outside.pdmodel")
     if case == "symlink-in":
         (ex / "model.pdiparams").unlink()
         (ex / "model.pdiparams").symlink_to("other.pdiparams")
-    (ex / "deploy.yaml").write_text(yaml.safe_dump({"Deploy": {"model": model, "params": params, "transforms": [{"type": "Normalize"}]}}))
-    why = {"dotdot": "names '../outside.pdmodel', which is not a plain file name", "absolute": "which is not a plain file name",
-           "symlink-out": "model.pdmodel: a symlink", "symlink-in": "model.pdiparams: a symlink",
-           "params-not-beside": "params other.pdiparams is not model.pdiparams"}[case]
+    (ex / "deploy.yaml").write_text(
+        yaml.safe_dump({"Deploy": {"model": model, "params": params, "transforms": [{"type": "Normalize"}]}})
+    )
+    why = {
+        "dotdot": "names '../outside.pdmodel', which is not a plain file name",
+        "absolute": "which is not a plain file name",
+        "symlink-out": "model.pdmodel: a symlink",
+        "symlink-in": "model.pdiparams: a symlink",
+        "params-not-beside": "params other.pdiparams is not model.pdiparams",
+    }[case]
     capsys.readouterr()
     assert main(["import-paddleseg", str(ex), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("fundus-edge import-paddleseg: error: ") and why in err
+    assert (
+        len(err.splitlines()) == 1 and err.startswith("fundus-edge import-paddleseg: error: ") and why in err
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -212,7 +288,11 @@ def test_writing_a_manifest_refuses_unlisted_external_data(tiny_model, tmp_path)
     with pytest.raises(IntegrityError, match="keeps tensors in weights.data, not listed"):
         write_manifest(h, read_manifest(h), written=["model.onnx"])
     man = read_manifest(h)
-    write_manifest(h, replace(man, formats={**man.formats, "onnx": ["model.onnx", "weights.data"]}), written=["model.onnx"])
+    write_manifest(
+        h,
+        replace(man, formats={**man.formats, "onnx": ["model.onnx", "weights.data"]}),
+        written=["model.onnx"],
+    )
     assert read_manifest(h).files["weights.data"] == sha256(h / "weights.data")
 
 
@@ -227,11 +307,15 @@ def _caps() -> set[str]:
 
 
 @pytest.mark.parametrize("precision,lacking", [("bf16", "BF16"), ("fp16", "FP16")])
-def test_openvino_refuses_a_precision_the_cpu_lacks(precision, lacking, tiny_model, tmp_path, monkeypatch, capsys):
+def test_openvino_refuses_a_precision_the_cpu_lacks(
+    precision, lacking, tiny_model, tmp_path, monkeypatch, capsys
+):
     import fundus_edge.runtime.engines.openvino as engine
 
     monkeypatch.setattr(engine, "capabilities", lambda core, device: {"FP32", "INT8"})
-    with pytest.raises(EngineUnavailable, match=f"precision {precision} cannot be honoured: CPU lacks {lacking}"):
+    with pytest.raises(
+        EngineUnavailable, match=f"precision {precision} cannot be honoured: CPU lacks {lacking}"
+    ):
         Predictor.load(tiny_model, backend="openvino", precision=precision)
     assert Predictor.load(tiny_model, backend="openvino", precision="fp32", threads=1).precision == "fp32"
     rgb, _, _ = synthetic_fundus(3)
@@ -239,7 +323,22 @@ def test_openvino_refuses_a_precision_the_cpu_lacks(precision, lacking, tiny_mod
 
     cv2.imwrite(str(tmp_path / "img.png"), rgb[..., ::-1])
     capsys.readouterr()
-    assert main(["predict", str(tiny_model), str(tmp_path / "img.png"), "-o", str(tmp_path / "out"), "--backend", "openvino", "--precision", precision]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(tiny_model),
+                str(tmp_path / "img.png"),
+                "-o",
+                str(tmp_path / "out"),
+                "--backend",
+                "openvino",
+                "--precision",
+                precision,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"CPU lacks {lacking}" in err
 
@@ -248,7 +347,10 @@ def test_openvino_refuses_a_precision_the_cpu_lacks(precision, lacking, tiny_mod
 def test_openvino_bf16_is_honoured_where_the_cpu_has_it(tiny_model):
     p = Predictor.load(tiny_model, backend="openvino", precision="bf16", threads=1)
     compiled = next(iter(p.engine._compiled.values()))[0]
-    assert p.precision == "bf16" and str(compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'bfloat16'>"
+    assert (
+        p.precision == "bf16"
+        and str(compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'bfloat16'>"
+    )
 
 
 @pytest.mark.skipif("FP16" in _caps(), reason="this CPU computes FP16")

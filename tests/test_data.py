@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
-from PIL import Image
-
 from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.images import read_binary, read_image
 from fundus_edge.train.data import discover, load_sample, split_train_val
+from PIL import Image
 
 from .conftest import synthetic_fundus
 
@@ -13,7 +12,9 @@ def test_drive_layout(drive_synth):
     train = discover(drive_synth, "train")
     test = discover(drive_synth, "test")
     assert [s.name for s in train] == [str(n) for n in range(21, 27)]
-    assert len(test) == 2 and test[0].label.name == "01_manual1.gif" and test[0].fov.name == "01_test_mask.gif"
+    assert (
+        len(test) == 2 and test[0].label.name == "01_manual1.gif" and test[0].fov.name == "01_test_mask.gif"
+    )
     ls = load_sample(train[0])
     assert ls.rgb.shape == (72, 68, 3) and ls.rgb.dtype == np.uint8
     assert ls.label.dtype == bool and 0 < ls.label.mean() < 0.5
@@ -57,7 +58,9 @@ def test_label_value_forms(tmp_path):
     assert read_binary(tmp_path / "c.gif").sum() == 16
 
 
-@pytest.mark.parametrize("case", ["missing", "empty_folder", "unpaired", "truncated", "size", "multivalue", "orphan_label"])
+@pytest.mark.parametrize(
+    "case", ["missing", "empty_folder", "unpaired", "truncated", "size", "multivalue", "orphan_label"]
+)
 def test_bad_input_is_one_clear_error(tmp_path, case):
     root = tmp_path / "d"
     (root / "images").mkdir(parents=True)
@@ -79,14 +82,23 @@ def test_bad_input_is_one_clear_error(tmp_path, case):
     elif case == "size":
         Image.fromarray(lab[:-4].astype(np.uint8) * 255).save(root / "labels" / "a.png")
     elif case == "multivalue":
-        Image.fromarray((np.arange(72 * 68) % 3).reshape(72, 68).astype(np.uint8)).save(root / "labels" / "a.png")
+        Image.fromarray((np.arange(72 * 68) % 3).reshape(72, 68).astype(np.uint8)).save(
+            root / "labels" / "a.png"
+        )
     with pytest.raises(InputError) as err:
         for s in discover(target):
             load_sample(s)
     msg = str(err.value)
     assert "\n" not in msg
-    expected = {"missing": "nope", "empty_folder": "no images", "unpaired": "b.png", "truncated": "a.png", "size": "a.png",
-                "multivalue": "distinct values", "orphan_label": "without an image"}[case]
+    expected = {
+        "missing": "nope",
+        "empty_folder": "no images",
+        "unpaired": "b.png",
+        "truncated": "a.png",
+        "size": "a.png",
+        "multivalue": "distinct values",
+        "orphan_label": "without an image",
+    }[case]
     assert expected in msg
 
 

@@ -1,5 +1,6 @@
 """pick, pack and selftest (issue 33) on the tiny model and a synthetic bench record; the fresh-venv proof is
 the slow test at the end."""
+
 from __future__ import annotations
 
 import json
@@ -7,14 +8,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import cv2
 import pytest
+import tomllib
 import yaml
-
-from fundus_edge.cli import main
 from fundus_edge.deploy import bundle as bundle_mod
 from fundus_edge.deploy import selftest as selftest_mod
 from fundus_edge.deploy.pack import PackOptions, pack
@@ -24,32 +23,70 @@ from fundus_edge.runtime.cpu import isa_flags
 from fundus_edge.runtime.engines import installed_engines
 from fundus_edge.runtime.errors import InputError
 
+from fundus_edge.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def row(engine: str, p50: float, f1: float, precision: str = "fp32", asked: str | None = None, **kw) -> dict:
-    return {"variant": "tiny", "backend": engine, "precision": precision, "precision_requested": asked, "device": "cpu", "format": "onnx",
-            "status": "ok", "threads": 1, "size_mb": 0.1, "p50_ms": p50, "f1": f1, "auc": 0.9, "iou": 0.6, "rounds": 2, "spread_pct": 3.0,
-            "a_field_from_a_later_bench": 1, **kw}
+    return {
+        "variant": "tiny",
+        "backend": engine,
+        "precision": precision,
+        "precision_requested": asked,
+        "device": "cpu",
+        "format": "onnx",
+        "status": "ok",
+        "threads": 1,
+        "size_mb": 0.1,
+        "p50_ms": p50,
+        "f1": f1,
+        "auc": 0.9,
+        "iou": 0.6,
+        "rounds": 2,
+        "spread_pct": 3.0,
+        "a_field_from_a_later_bench": 1,
+        **kw,
+    }
 
 
 def write_record(path: Path, rows: list[dict], data: Path, flags: list[str] | None = None) -> Path:
-    meta = {"date": "2026-12-04 12:00", "machine": {"cpu": "test CPU", "cores": 2, "isa_flags": isa_flags() if flags is None else flags},
-            "images": f"DRIVE test (2 images, 1st_manual, FOV pixels pooled) from {data}", "threads": 1}
+    meta = {
+        "date": "2026-12-04 12:00",
+        "machine": {"cpu": "test CPU", "cores": 2, "isa_flags": isa_flags() if flags is None else flags},
+        "images": f"DRIVE test (2 images, 1st_manual, FOV pixels pooled) from {data}",
+        "threads": 1,
+    }
     path.write_text(json.dumps({"meta": meta, "results": rows}))
     return path
 
 
 @pytest.fixture()
 def record(tmp_path, drive_synth) -> Path:
-    return write_record(tmp_path / "results.json", [
-        row("onnxruntime", 40.0, 0.85), row("openvino", 20.0, 0.80), row("openvino", 30.0, 0.84, precision="bf16", asked="bf16", size_mb=0.05),
-        row("onnxruntime", 5.0, 0.90, device="gpu:cuda"), row("openvino", 1.0, None, status="run_failed", error="boom"),
-        row("onnxruntime", 10.0, 0.85, shape_requested="static")], drive_synth)
+    return write_record(
+        tmp_path / "results.json",
+        [
+            row("onnxruntime", 40.0, 0.85),
+            row("openvino", 20.0, 0.80),
+            row("openvino", 30.0, 0.84, precision="bf16", asked="bf16", size_mb=0.05),
+            row("onnxruntime", 5.0, 0.90, device="gpu:cuda"),
+            row("openvino", 1.0, None, status="run_failed", error="boom"),
+            row("onnxruntime", 10.0, 0.85, shape_requested="static"),
+        ],
+        drive_synth,
+    )
 
 
 def opts(tmp_path, tiny_model, **kw) -> PackOptions:
-    return PackOptions(**{"out": tmp_path / "bundle", "models_dir": tiny_model.parent, "shipped": tmp_path / "no-shipped", "threads": 1, **kw})
+    return PackOptions(
+        **{
+            "out": tmp_path / "bundle",
+            "models_dir": tiny_model.parent,
+            "shipped": tmp_path / "no-shipped",
+            "threads": 1,
+            **kw,
+        }
+    )
 
 
 # -- pick --------------------------------------------------------------------------------------------------
@@ -65,8 +102,12 @@ def test_pick_fastest_that_meets_the_bounds(record):
 
 
 def test_pick_refuses_another_cpus_record(tmp_path, drive_synth):
-    other = [f for f in ("avx2", "fma", "amx_int8") if f not in isa_flags()] + [f for f in isa_flags() if f != "avx2"]
-    rec = read_record(write_record(tmp_path / "r.json", [row("onnxruntime", 40.0, 0.85)], drive_synth, flags=other))
+    other = [f for f in ("avx2", "fma", "amx_int8") if f not in isa_flags()] + [
+        f for f in isa_flags() if f != "avx2"
+    ]
+    rec = read_record(
+        write_record(tmp_path / "r.json", [row("onnxruntime", 40.0, 0.85)], drive_synth, flags=other)
+    )
     with pytest.raises(InputError, match="measured on another CPU .*--any-cpu"):
         pick(rec, Bounds())
     assert len(pick(rec, Bounds(), any_cpu=True)) == 1
@@ -98,8 +139,14 @@ def test_pack_holds_only_what_the_engine_reads(packed, tiny_model):
     assert (packed / "model.onnx").read_bytes() == (tiny_model / "model.onnx").read_bytes()
     b = bundle_mod.read_bundle(packed)
     assert (b.engine, b.precision, b.validated.f1, b.validated.p50_ms) == ("onnxruntime", "fp32", 0.85, 40.0)
-    assert b.validated.isa_flags == isa_flags() and len(b.goldens) == 2  # the synthetic DRIVE has two test images
-    pins = [ln.lower() for ln in (packed / "requirements.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert (
+        b.validated.isa_flags == isa_flags() and len(b.goldens) == 2
+    )  # the synthetic DRIVE has two test images
+    pins = [
+        ln.lower()
+        for ln in (packed / "requirements.txt").read_text().splitlines()
+        if ln and not ln.startswith("#")
+    ]
     assert "numpy==" in " ".join(pins) and any(p.startswith("onnxruntime==") for p in pins)
     assert not [p for p in pins if p.startswith(("paddle", "nncf", "openvino", "onnx=="))]
     for g in b.goldens:  # each golden is the test image halved on each side
@@ -122,7 +169,8 @@ def test_selftest_passes_and_fails_in_one_line(packed, capsys):
 
 
 def test_selftest_fails_when_the_goldens_disagree(packed):
-    """Expected masks that the engine does not reproduce (re-hashed, so only the Dice check can catch them)."""
+    """Expected masks that the engine does not reproduce (re-hashed, so only the Dice check can catch
+    them)."""
     b = bundle_mod.read_bundle(packed)
     g = b.goldens[0]
     p = packed / "goldens" / g.mask
@@ -175,7 +223,9 @@ def test_pack_refuses_overwrite_budget_and_unknown_rows(tmp_path, tiny_model, re
     monkeypatch.setattr("fundus_edge.deploy.pack.MAX_BYTES", 1000)
     with pytest.raises(InputError, match="over the 0.001 MB budget"):
         pack("tiny/onnxruntime", rec, opts(tmp_path, tiny_model, out=tmp_path / "b3"))
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".b3", "b3"))) == []  # nothing left behind
+    assert (
+        sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".b3", "b3"))) == []
+    )  # nothing left behind
 
 
 def test_pack_a_model_folder_choice(tmp_path, tiny_model, record):
@@ -202,7 +252,9 @@ def test_pack_input_size_fixes_onnxruntime_dims(tmp_path, tiny_model, record):
     r = pack("tiny/onnxruntime", read_record(record), opts(tmp_path, tiny_model, input_size=(80, 64)))
     b = r.bundle
     assert b.input_size == (80, 64) and b.static["onnx"] == b.network_inputs[0]
-    dims = [d.dim_value for d in onnx.load(str(r.folder / "model.onnx")).graph.input[0].type.tensor_type.shape.dim]
+    dims = [
+        d.dim_value for d in onnx.load(str(r.folder / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
+    ]
     assert dims == b.static["onnx"] and all(dims)
     assert cv2.imread(str(r.folder / "goldens" / b.goldens[0].image)).shape[:2] == (64, 80)
     assert selftest(r.folder, runs=1).passed
@@ -210,11 +262,25 @@ def test_pack_input_size_fixes_onnxruntime_dims(tmp_path, tiny_model, record):
 
 def test_pack_cli(tmp_path, tiny_model, record, capsys):
     out = tmp_path / "cli-bundle"
-    args = ["pack", "tiny/onnxruntime", "--record", str(record), "--out", str(out), "--models-dir", str(tiny_model.parent), "--threads", "1"]
+    args = [
+        "pack",
+        "tiny/onnxruntime",
+        "--record",
+        str(record),
+        "--out",
+        str(out),
+        "--models-dir",
+        str(tiny_model.parent),
+        "--threads",
+        "1",
+    ]
     assert main(args) == 0
     assert f"into {out}: " in capsys.readouterr().out and (out / "bundle.yaml").is_file()
     assert main(args) == 2  # an existing bundle is not replaced without --force
-    assert capsys.readouterr().err.strip() == f"fundus-edge pack: error: {out}: exists (use --force to replace it)"
+    assert (
+        capsys.readouterr().err.strip()
+        == f"fundus-edge pack: error: {out}: exists (use --force to replace it)"
+    )
     assert main(args + ["--force"]) == 0
 
 
@@ -229,7 +295,8 @@ sys.meta_path.insert(0, Block())
 from fundus_edge.cli import main
 rc = main(['selftest', sys.argv[1], '--runs', '1'])
 # The timing harness (numpy only) is the one module of the ground floor selftest uses.
-above = sorted(m for m in sys.modules if m.startswith('fundus_edge.') and m.split('.')[1] not in ('runtime', 'cli', 'deploy')
+above = sorted(m for m in sys.modules if m.startswith('fundus_edge.')
+               and m.split('.')[1] not in ('runtime', 'cli', 'deploy')
                and m not in ('fundus_edge.measure', 'fundus_edge.measure.timing'))
 print('above the runtime:', above)
 try:
@@ -242,17 +309,25 @@ sys.exit(rc)
 
 
 def test_selftest_needs_no_paddle_nor_quantizer(packed):
-    r = subprocess.run([sys.executable, "-c", BLOCKER, str(packed)], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    r = subprocess.run(
+        [sys.executable, "-c", BLOCKER, str(packed)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PASS: " in r.stdout and "above the runtime: []" in r.stdout and "does not block" not in r.stdout
 
 
 # -- the fresh virtual environment (slow) --------------------------------------------------------------
 def _source_copy(dest: Path) -> Path:
-    """The package folders pyproject maps, pyproject and README: what a wheel is built from (not build/, .venv)."""
+    """The package folders pyproject maps, pyproject and README: what a wheel is built from (not build/,
+    .venv)."""
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
     for folder in set(cfg["tool"]["setuptools"]["package-dir"].values()):
-        shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        shutil.copytree(
+            ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
+        )
     for f in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / f, dest / f)
     return dest
@@ -261,27 +336,54 @@ def _source_copy(dest: Path) -> Path:
 @pytest.mark.slow
 def test_selftest_in_a_fresh_venv_with_runtime_extras_only(tmp_path, tiny_model, record):
     rec = read_record(record)
-    bundles = {e: pack(f"tiny/{e}", rec, opts(tmp_path, tiny_model, out=tmp_path / f"bundle-{e}")).folder for e in ("onnxruntime", "openvino")}
+    bundles = {
+        e: pack(f"tiny/{e}", rec, opts(tmp_path, tiny_model, out=tmp_path / f"bundle-{e}")).folder
+        for e in ("onnxruntime", "openvino")
+    }
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
     src = _source_copy(tmp_path / "src")
-    pins = [a for b in bundles.values() for a in ("-c", str(b / "requirements.txt"))]  # the versions the goldens were made with
-    r = subprocess.run([str(py), "-m", "pip", "install", "-q", f"{src}[openvino,onnxruntime]", *pins], capture_output=True, text=True)
+    pins = [
+        a for b in bundles.values() for a in ("-c", str(b / "requirements.txt"))
+    ]  # the versions the goldens were made with
+    r = subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", f"{src}[openvino,onnxruntime]", *pins],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
-    have = subprocess.run([str(py), "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True).stdout
+    have = subprocess.run(
+        [str(py), "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True
+    ).stdout
     names = {p["name"].lower() for p in json.loads(have)}
     assert "openvino" in names and "onnxruntime" in names
     assert not {n for n in names if n.startswith(("paddle", "nncf", "paddleslim"))}, names
     exe = venv / "bin" / "fundus-edge"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")} | {"OMP_NUM_THREADS": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")} | {
+        "OMP_NUM_THREADS": "1"
+    }
     for e, b in bundles.items():
-        r = subprocess.run([str(exe), "selftest", str(b), "--runs", "2"], capture_output=True, text=True, env=env, cwd=tmp_path)
+        r = subprocess.run(
+            [str(exe), "selftest", str(b), "--runs", "2"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
         assert r.returncode == 0 and r.stdout.startswith("PASS: "), (e, r.stdout, r.stderr)
     w = bundles["openvino"] / "model.onnx"
     data = bytearray(w.read_bytes())
     data[100] ^= 0x01
     w.write_bytes(bytes(data))
-    r = subprocess.run([str(exe), "selftest", str(bundles["openvino"])], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert r.returncode == 1 and r.stdout == f"FAIL: {w}: sha256 does not match bundle.yaml (file changed or corrupted)\n", r.stdout + r.stderr
-
+    r = subprocess.run(
+        [str(exe), "selftest", str(bundles["openvino"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert (
+        r.returncode == 1
+        and r.stdout == f"FAIL: {w}: sha256 does not match bundle.yaml (file changed or corrupted)\n"
+    ), r.stdout + r.stderr

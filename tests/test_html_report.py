@@ -1,4 +1,6 @@
-"""bench/html_report.py: report.html from a bench record, self-contained, tolerant of fields it does not know."""
+"""bench/html_report.py: report.html from a bench record, self-contained, tolerant of fields it does not
+know."""
+
 from __future__ import annotations
 
 import json
@@ -6,10 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
-
 from fundus_edge.bench.records import BenchRecord
 from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.images import write_png
+
 from tests.conftest import synthetic_fundus
 
 pytest.importorskip("plotly", reason="plotly (the report's chart) is not installed")
@@ -18,21 +20,35 @@ from fundus_edge.bench.html_report import write_report  # noqa: E402
 from fundus_edge.bench.report import agreement_overlay  # noqa: E402
 
 META = {
-    "date": "2026-12-04 12:00", "machine": {"cpu": "Test CPU", "cores": 2, "isa_flags": ["avx2", "avx512_vnni"]}, "threads": 2,
-    "image_size": "584x565", "images": "synthetic", "peak": {"method": "matmul", "fp32_gflops": 90.0, "bf16_gflops": 300.0, "int8_gops": 700.0},
-    "versions": {"onnxruntime": "1.0"}, "wall_s": 120.0, "guards": ["openvino int8: 3 convolutions kept in float"],
+    "date": "2026-12-04 12:00",
+    "machine": {"cpu": "Test CPU", "cores": 2, "isa_flags": ["avx2", "avx512_vnni"]},
+    "threads": 2,
+    "image_size": "584x565",
+    "images": "synthetic",
+    "peak": {"method": "matmul", "fp32_gflops": 90.0, "bf16_gflops": 300.0, "int8_gops": 700.0},
+    "versions": {"onnxruntime": "1.0"},
+    "wall_s": 120.0,
+    "guards": ["openvino int8: 3 convolutions kept in float"],
 }
 
 
 def make_record(folder: Path) -> Path:
-    """A results.json with the sweep's shapes: scored rows on two engines, an untimed failure, a fast wrong row,
-    the seed U-Net (no F1), a field this report does not know; and overlay PNGs beside it."""
+    """A results.json with the sweep's shapes: scored rows on two engines, an untimed failure, a fast wrong
+    row, the seed U-Net (no F1), a field this report does not know; and overlay PNGs beside it."""
     rows = [
         BenchRecord("small", "onnxruntime", "fp32", p50_ms=120.0, f1=0.824, iou=0.70, auc=0.98),
         BenchRecord("small", "openvino", "bf16", p50_ms=35.0, f1=0.8249, iou=0.70, auc=0.98, agreement=0.998),
         BenchRecord("small-pruned", "openvino", "fp32", p50_ms=25.0, f1=0.816, iou=0.69, auc=0.975),
         BenchRecord("default", "onnxruntime", "fp32", p50_ms=400.0, f1=0.83, iou=0.71, auc=0.981),
-        BenchRecord("small-int8", "onnxruntime", "int8", status="wrong_output", p50_ms=10.0, f1=0.70, error="vessel Dice 0.910 with the reference engine's masks"),
+        BenchRecord(
+            "small-int8",
+            "onnxruntime",
+            "int8",
+            status="wrong_output",
+            p50_ms=10.0,
+            f1=0.70,
+            error="vessel Dice 0.910 with the reference engine's masks",
+        ),
         BenchRecord("fp32", "paddle", status="run_failed", error="EngineRunError: boom"),
         BenchRecord("seed-unet", "onnxruntime", "fp32", p50_ms=1800.0),
     ]
@@ -62,7 +78,11 @@ def test_report_is_self_contained_with_every_part(tmp_path):
     assert "true positive" in page and "false negative" in page
     assert "not measured" in page  # the seed row, at the F1 its tutorial reported
     assert "energy_mj" in page and "41.5000" in page  # unknown field: an extra column
-    assert "openvino int8: 3 convolutions kept in float" in page and "EngineRunError: boom" in page and "vessel Dice 0.910" in page
+    assert (
+        "openvino int8: 3 convolutions kept in float" in page
+        and "EngineRunError: boom" in page
+        and "vessel Dice 0.910" in page
+    )
     assert "small / openvino bf16: p50 unsteady (the p50s of its timing rounds spread 31 %)" in page
     assert "avx512_vnni" in page and "INT8 700.0 GOP/s" in page
 
@@ -84,6 +104,13 @@ def test_report_from_the_cli_and_bad_records(tmp_path, capsys):
 
 
 def test_report_without_scored_rows(tmp_path):
-    (tmp_path / "results.json").write_text(json.dumps({"meta": {}, "results": [BenchRecord("x", "onnxruntime", status="run_failed", error="E: e").to_dict()]}))
+    (tmp_path / "results.json").write_text(
+        json.dumps(
+            {
+                "meta": {},
+                "results": [BenchRecord("x", "onnxruntime", status="run_failed", error="E: e").to_dict()],
+            }
+        )
+    )
     page = write_report(tmp_path / "results.json").read_text()
     assert "no scored rows" in page and "No overlays" in page

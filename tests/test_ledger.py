@@ -1,13 +1,23 @@
 """The test-read ledger: evaluate records held-out reads (never training ones), and every shipped
 model card's count agrees with the committed docs/test-reads.csv."""
+
 import hashlib
 import os
 import re
 from pathlib import Path
 
 import pytest
-
-from fundus_edge.measure.ledger import COLUMNS, LEDGER_ENV, REPO_LEDGER, TestRead, append_read, count_lineage, identify, ledger_path, read_ledger
+from fundus_edge.measure.ledger import (
+    COLUMNS,
+    LEDGER_ENV,
+    REPO_LEDGER,
+    TestRead,
+    append_read,
+    count_lineage,
+    identify,
+    ledger_path,
+    read_ledger,
+)
 from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.manifest import read_manifest
 
@@ -16,27 +26,82 @@ CARDS = sorted((ROOT / "models").glob("*/MODEL_CARD.md"))
 
 
 def test_tests_never_write_the_committed_ledger():
-    assert os.environ[LEDGER_ENV] and ledger_path() != REPO_LEDGER and ledger_path() == Path(os.environ[LEDGER_ENV])
+    assert (
+        os.environ[LEDGER_ENV]
+        and ledger_path() != REPO_LEDGER
+        and ledger_path() == Path(os.environ[LEDGER_ENV])
+    )
 
 
 def test_evaluate_records_a_test_read_and_no_training_read(tiny_run, tiny_model, drive_synth, capsys):
     from fundus_edge.cli import main
 
     path = ledger_path()
-    assert main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--no-progress", "--why", "gate", "--rule-before"]) == 0
-    assert main(["evaluate", str(tiny_run / "best"), "--data", str(drive_synth), "--no-progress", "--split", "train"]) == 0
-    assert main(["evaluate", str(tiny_run / "best"), "--data", str(drive_synth), "--no-progress", "--no-ledger"]) == 0
-    assert main(["evaluate", str(tiny_run / "best"), "--data", str(drive_synth), "--no-progress", "--lineage", "other"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tiny_model),
+                "--data",
+                str(drive_synth),
+                "--no-progress",
+                "--why",
+                "gate",
+                "--rule-before",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tiny_run / "best"),
+                "--data",
+                str(drive_synth),
+                "--no-progress",
+                "--split",
+                "train",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["evaluate", str(tiny_run / "best"), "--data", str(drive_synth), "--no-progress", "--no-ledger"])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                str(tiny_run / "best"),
+                "--data",
+                str(drive_synth),
+                "--no-progress",
+                "--lineage",
+                "other",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     rows = read_ledger(path)
     assert len(rows) == 2  # the train split and --no-ledger wrote nothing
     model_row, ckpt_row = rows
-    assert model_row.why == "gate" and model_row.rule_before == "yes" and model_row.lineage == "tiny" and model_row.data.endswith(" test")
+    assert (
+        model_row.why == "gate"
+        and model_row.rule_before == "yes"
+        and model_row.lineage == "tiny"
+        and model_row.data.endswith(" test")
+    )
     assert model_row.weights_sha256 == hashlib.sha256((tiny_model / "manifest.yaml").read_bytes()).hexdigest()
     f1 = re.search(r"F1 (\d\.\d{4})", out).group(1)
     assert model_row.f1 == f1 and model_row.command.startswith("fundus-edge evaluate")
     assert ckpt_row.why == "candidate" and ckpt_row.rule_before == "no" and ckpt_row.lineage == "other"
-    assert ckpt_row.weights_sha256 == hashlib.sha256((tiny_run / "best" / "model.pdparams").read_bytes()).hexdigest()
+    assert (
+        ckpt_row.weights_sha256
+        == hashlib.sha256((tiny_run / "best" / "model.pdparams").read_bytes()).hexdigest()
+    )
     assert ckpt_row.run == str(tiny_run)
     assert count_lineage(rows, "tiny").reads == 1
 
@@ -52,8 +117,14 @@ def _row(lineage, why, f1, date="2026-12-04 10:00"):
 
 def test_count_leaves_out_reports_and_ranks_the_latest_shipped_read(tmp_path):
     path = tmp_path / "reads.csv"
-    for r in (_row("m", "shipped", "0.8100", "2026-12-01 00:00"), _row("m", "candidate", "0.8300"), _row("m", "gate", "0.8000"),
-              _row("m", "shipped", "0.8200", "2026-12-02 00:00"), _row("m", "report", "0.8200"), _row("n", "candidate", "0.9000")):
+    for r in (
+        _row("m", "shipped", "0.8100", "2026-12-01 00:00"),
+        _row("m", "candidate", "0.8300"),
+        _row("m", "gate", "0.8000"),
+        _row("m", "shipped", "0.8200", "2026-12-02 00:00"),
+        _row("m", "report", "0.8200"),
+        _row("n", "candidate", "0.9000"),
+    ):
         append_read(path, r)
     c = count_lineage(read_ledger(path), "m")
     assert (c.reads, c.candidates, c.gates, c.reports, c.shipped.f1, c.rank) == (4, 3, 1, 1, "0.8200", 2)
@@ -79,7 +150,9 @@ def test_card_count_matches_the_committed_ledger(card):
     m = re.search(r"^DRIVE test reads: (\d+)$", text, re.M)
     assert m, f"{card}: no 'DRIVE test reads: N' line"
     rows = read_ledger(REPO_LEDGER)
-    lineage = identify(card.parent)[0]  # the folder's own name, but an INT8 folder's is its float model's (default-int8-nncf: default)
+    lineage = identify(card.parent)[
+        0
+    ]  # the folder's own name, but an INT8 folder's is its float model's (default-int8-nncf: default)
     assert lineage == card.parent.name or read_manifest(card.parent).quantization
     c = count_lineage(rows, lineage)
     assert int(m.group(1)) == c.reads > 0
@@ -104,5 +177,7 @@ def test_readme_shipped_table_counts_match_the_ledger():
         m = re.match(r"\| `([\w-]+)` \| [\d,]+ \| ", line)
         if m and (ROOT / "models" / m.group(1) / "MODEL_CARD.md").is_file():
             seen[m.group(1)] = int(line.strip("|").split("|")[col].strip())
-    assert set(seen) == {c.parent.name for c in CARDS if not read_manifest(c.parent).quantization}  # INT8 folders: their float model's row
+    assert set(seen) == {
+        c.parent.name for c in CARDS if not read_manifest(c.parent).quantization
+    }  # INT8 folders: their float model's row
     assert seen == {name: count_lineage(rows, name).reads for name in seen}

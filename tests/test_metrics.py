@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from fundus_edge.measure.metrics import MetricAccumulator, best_threshold, confusion, metrics_from_counts
 
 
@@ -86,8 +85,12 @@ def test_timing_harness_budget_and_p99():
 
     calls = []
     t = time_calls(lambda: calls.append(1) or 2.0, TimingPolicy(warmup=2, runs=7, min_runs=3, budget_s=60))
-    assert len(calls) == 9 and t.runs == 7 and t.p50 == 2.0 and t.p99 is None  # 7 runs: p99 would be the maximum
+    assert (
+        len(calls) == 9 and t.runs == 7 and t.p50 == 2.0 and t.p99 is None
+    )  # 7 runs: p99 would be the maximum
     t = time_calls(lambda: 1.0, TimingPolicy(warmup=0, runs=500, min_runs=4, budget_s=0.0))
     assert t.runs == 4  # the budget is spent: the minimum still runs
-    t = time_calls(lambda: 1.0, TimingPolicy(warmup=0, runs=P99_MIN_RUNS, min_runs=P99_MIN_RUNS, budget_s=0.0))
+    t = time_calls(
+        lambda: 1.0, TimingPolicy(warmup=0, runs=P99_MIN_RUNS, min_runs=P99_MIN_RUNS, budget_s=0.0)
+    )
     assert t.p99 == 1.0

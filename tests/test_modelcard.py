@@ -2,14 +2,29 @@ import pytest
 
 from fundus_edge.modelcard import _replace_section, _update_card
 
-CARD = ["# Model card", "", "## Latency (old)", "| a |", "", "## DRIVE test", "F1", "", "Reproduce: `x`", "", "## Experiments", "stale row"]
+CARD = [
+    "# Model card",
+    "",
+    "## Latency (old)",
+    "| a |",
+    "",
+    "## DRIVE test",
+    "F1",
+    "",
+    "Reproduce: `x`",
+    "",
+    "## Experiments",
+    "stale row",
+]
 
 
 def test_replace_section_swaps_one_section_and_adds_missing_ones_before_reproduce():
     out = _replace_section(list(CARD), "## Latency", ["## Latency (new)", "| b |", ""])
     assert out[2:5] == ["## Latency (new)", "| b |", ""] and "| a |" not in out and "## DRIVE test" in out
     out = _replace_section(list(CARD), "## Camera perturbations", ["## Camera perturbations", "rows", ""])
-    assert out.index("## Camera perturbations") < out.index("Reproduce: `x`") and out.index("## DRIVE test") < out.index("## Camera perturbations")
+    assert out.index("## Camera perturbations") < out.index("Reproduce: `x`") and out.index(
+        "## DRIVE test"
+    ) < out.index("## Camera perturbations")
 
 
 def test_update_card_rewrites_notes_and_refuses_unknown_sections(tmp_path):
@@ -21,8 +36,11 @@ def test_update_card_rewrites_notes_and_refuses_unknown_sections(tmp_path):
     text = (tmp_path / "MODEL_CARD.md").read_text()
     # the card links to the diary and its headings instead of copying it
     assert "stale row" not in text and "new row" not in text and "## Latency (old)" in text
-    assert text.endswith("- [Diary of x](docs/experiments-x.md#diary-of-x)\n"
-                         "  - [2026-12-04 09:40: a refit (rules first)](docs/experiments-x.md#2026-12-04-0940-a-refit-rules-first)\n")
+    assert text.endswith(
+        "- [Diary of x](docs/experiments-x.md#diary-of-x)\n"
+        "  - [2026-12-04 09:40: a refit (rules first)]"
+        "(docs/experiments-x.md#2026-12-04-0940-a-refit-rules-first)\n"
+    )
     with pytest.raises(SystemExit, match="unknown section"):
         _update_card(tmp_path, "unused", 1, ["bogus"], "")
 
@@ -33,15 +51,31 @@ def test_card_names_the_architecture_and_schedule():
     from fundus_edge.modelcard import architecture, schedule
 
     wnet = {"arch": "wnet", "base": 6, "depth": 2, "act": "leaky", "residual": True, "bridge": True}
-    assert architecture(wnet) == ("W-Net (two stacked U-Nets, the second reading the image and the first one's vessel probability; "
-                                  "widths 6/12/24, LeakyReLU, residual 1x1 shortcuts, conv bridges on the skips)")
-    assert architecture({"arch": "vessel-unet", "base": 8, "depth": 3, "act": "relu"}) == "U-Net (vessel-unet, base 8, depth 3)"
-    assert schedule(SimpleNamespace(schedule="cosine-restarts", cycles=4, iters=16100, warmup=100)) == "cosine-restarts (4 cycles of 4000 iterations)"
+    assert architecture(wnet) == (
+        "W-Net (two stacked U-Nets, the second reading the image and the first one's vessel probability; "
+        "widths 6/12/24, LeakyReLU, residual 1x1 shortcuts, conv bridges on the skips)"
+    )
+    assert (
+        architecture({"arch": "vessel-unet", "base": 8, "depth": 3, "act": "relu"})
+        == "U-Net (vessel-unet, base 8, depth 3)"
+    )
+    assert (
+        schedule(SimpleNamespace(schedule="cosine-restarts", cycles=4, iters=16100, warmup=100))
+        == "cosine-restarts (4 cycles of 4000 iterations)"
+    )
     assert schedule(SimpleNamespace(schedule="cosine", cycles=1, iters=3000, warmup=50)) == "cosine"
 
 
 def _row(variant, backend, precision, p50, f1, requested=None, status="ok"):
-    return {"variant": variant, "backend": backend, "precision": precision, "precision_requested": requested, "p50_ms": p50, "f1": f1, "status": status}
+    return {
+        "variant": variant,
+        "backend": backend,
+        "precision": precision,
+        "precision_requested": requested,
+        "p50_ms": p50,
+        "f1": f1,
+        "status": status,
+    }
 
 
 def test_bench_section_takes_the_models_own_rows_and_its_int8_variants_against_its_float_rows(tmp_path):
@@ -49,19 +83,44 @@ def test_bench_section_takes_the_models_own_rows_and_its_int8_variants_against_i
 
     from fundus_edge.modelcard import bench_section, family_rows
 
-    res = {"meta": {"date": "2026-12-03 16:46", "threads": 2, "machine": {"cpu": "Xeon", "isa_flags": ["avx2", "amx_int8"]}},
-           "results": [_row("small", "openvino", "fp32", 42.3, 0.8160), _row("wnet-small", "openvino", "fp32", 63.7, 0.8209),
-                       _row("wnet-small", "openvino", "bf16", 37.0, 0.8211, "bf16"), _row("wnet-small-int8-nncf", "openvino", "int8+bf16", 42.4, 0.8173),
-                       _row("wnet-small-int8-ort", "onnxruntime", None, None, None, status="run_failed"), _row("fp32", "openvino", "fp32", 91.3, 0.8223),
-                       _row("int8-nncf", "openvino", "int8+fp32", 21.2, 0.8206)]}
-    assert [r["variant"] for r in family_rows(res, "wnet-small")] == ["wnet-small", "wnet-small", "wnet-small-int8-nncf", "wnet-small-int8-ort"]
-    assert [r["variant"] for r in family_rows(res, "default")] == ["fp32", "int8-nncf"]  # the bench names the default's variants bare
+    res = {
+        "meta": {
+            "date": "2026-12-03 16:46",
+            "threads": 2,
+            "machine": {"cpu": "Xeon", "isa_flags": ["avx2", "amx_int8"]},
+        },
+        "results": [
+            _row("small", "openvino", "fp32", 42.3, 0.8160),
+            _row("wnet-small", "openvino", "fp32", 63.7, 0.8209),
+            _row("wnet-small", "openvino", "bf16", 37.0, 0.8211, "bf16"),
+            _row("wnet-small-int8-nncf", "openvino", "int8+bf16", 42.4, 0.8173),
+            _row("wnet-small-int8-ort", "onnxruntime", None, None, None, status="run_failed"),
+            _row("fp32", "openvino", "fp32", 91.3, 0.8223),
+            _row("int8-nncf", "openvino", "int8+fp32", 21.2, 0.8206),
+        ],
+    }
+    assert [r["variant"] for r in family_rows(res, "wnet-small")] == [
+        "wnet-small",
+        "wnet-small",
+        "wnet-small-int8-nncf",
+        "wnet-small-int8-ort",
+    ]
+    assert [r["variant"] for r in family_rows(res, "default")] == [
+        "fp32",
+        "int8-nncf",
+    ]  # the bench names the default's variants bare
     path = tmp_path / "results.json"
     path.write_text(json.dumps(res))
     text = "\n".join(bench_section(path, "wnet-small"))
-    assert "| wnet-small-int8-nncf | openvino | int8+bf16 | 42.4 | 0.8173 | -0.0036 | ok |" in text  # against the FP32 row, not the bf16 one
+    assert (
+        "| wnet-small-int8-nncf | openvino | int8+bf16 | 42.4 | 0.8173 | -0.0036 | ok |" in text
+    )  # against the FP32 row, not the bf16 one
     assert "| wnet-small-int8-ort | onnxruntime | n/a | n/a | n/a | n/a | run_failed |" in text
-    assert "2026-12-03 16:46" in text and "amx_int8" in text and "small |" not in text.replace("wnet-small |", "")
+    assert (
+        "2026-12-03 16:46" in text
+        and "amx_int8" in text
+        and "small |" not in text.replace("wnet-small |", "")
+    )
     with pytest.raises(SystemExit, match="no rows of model 'tiny'"):
         bench_section(path, "tiny")
     (tmp_path / "bad.json").write_text("{")
@@ -73,8 +132,9 @@ def test_refit_card_says_where_its_threshold_came_from(tmp_path, tiny_config):
     """A refit's card checks its threshold against the training images instead of assuming the
     validation run's: --threshold train is recognised, a fixed threshold is not called F1-optimal."""
     from fundus_edge.export.exporter import export_checkpoint
-    from fundus_edge.modelcard import main
     from fundus_edge.train.trainer import Trainer
+
+    from fundus_edge.modelcard import main
 
     texts = {}
     for thr in ("train", 0.37):
@@ -84,12 +144,21 @@ def test_refit_card_says_where_its_threshold_came_from(tmp_path, tiny_config):
         export_checkpoint(run / "best", model, formats=("onnx",))
         assert main(["--run", str(run), "--model", str(model), "--data", cfg.data.root]) == 0
         texts[thr] = (model / "MODEL_CARD.md").read_text()
-    assert "F1-optimal threshold on the" in texts["train"] and "the threshold on all training images" in texts["train"]
+    assert (
+        "F1-optimal threshold on the" in texts["train"]
+        and "the threshold on all training images" in texts["train"]
+    )
     # The card's own test read is a report: listed in the ledger, not counted.
     from fundus_edge.measure.ledger import count_lineage, ledger_path, read_ledger
 
-    c = count_lineage(read_ledger(ledger_path()), "model-train")  # a card's lineage is its model folder's name
-    assert (c.reads, c.reports) == (0, 1) and "DRIVE test reads: 0" in texts["train"] and "used once" not in texts["train"]
+    c = count_lineage(
+        read_ledger(ledger_path()), "model-train"
+    )  # a card's lineage is its model folder's name
+    assert (
+        (c.reads, c.reports) == (0, 1)
+        and "DRIVE test reads: 0" in texts["train"]
+        and "used once" not in texts["train"]
+    )
     assert "## Provenance" in texts["train"] and "model.pdparams` sha256" in texts["train"]
     assert "taken from the validation run" in texts[0.37] and "F1-optimal threshold on the" not in texts[0.37]
 
@@ -97,19 +166,37 @@ def test_refit_card_says_where_its_threshold_came_from(tmp_path, tiny_config):
 def test_update_reads_counts_the_ledger_and_drops_the_used_once_sentence(tmp_path, monkeypatch):
     from fundus_edge.measure.ledger import TestRead, append_read, ledger_path
 
-    card = ["# Model card", "", "## Training", "- Data: DRIVE training images only; the 20 test images were used once, for the figures below.",
-            "", "## DRIVE test (20 images)", "F1", "", "Reproduce: `x`"]
+    card = [
+        "# Model card",
+        "",
+        "## Training",
+        "- Data: DRIVE training images only; the 20 test images were used once, for the figures below.",
+        "",
+        "## DRIVE test (20 images)",
+        "F1",
+        "",
+        "Reproduce: `x`",
+    ]
     model = tmp_path / "m"
     model.mkdir()
     (model / "MODEL_CARD.md").write_text("\n".join(card) + "\n")
-    for why, f1, date in (("candidate", "0.8300", "2026-12-01 00:00"), ("gate", "0.8100", "2026-12-02 00:00"), ("shipped", "0.8200", "2026-12-03 00:00"),
-                          ("report", "0.8200", "2026-12-04 00:00")):
-        append_read(ledger_path(), TestRead(date, "m", "x", "", "", "cmd", "DRIVE test", f1, "", why, "yes", "src"))
+    for why, f1, date in (
+        ("candidate", "0.8300", "2026-12-01 00:00"),
+        ("gate", "0.8100", "2026-12-02 00:00"),
+        ("shipped", "0.8200", "2026-12-03 00:00"),
+        ("report", "0.8200", "2026-12-04 00:00"),
+    ):
+        append_read(
+            ledger_path(), TestRead(date, "m", "x", "", "", "cmd", "DRIVE test", f1, "", why, "yes", "src")
+        )
     _update_card(model, "unused", 1, ["reads"], "")
     text = (model / "MODEL_CARD.md").read_text()
     assert "used once" not in text and "how often they were read is under Test reads" in text
     assert "\nDRIVE test reads: 3\n" in text and text.index("## Test reads") < text.index("## DRIVE test")
-    assert "(2 candidate scores, 1 gate check before shipping); 1 re-scoring of models already fixed listed there and not counted" in text
+    assert (
+        "(2 candidate scores, 1 gate check before shipping); "
+        "re-scores of models already fixed (bench runs) are listed there and not counted" in text
+    )
     assert "the shipped figure (F1 0.8200) is the second best of the 2 candidate scores" in text
     _update_card(model, "unused", 1, ["reads"], "")  # idempotent: one section
     assert (model / "MODEL_CARD.md").read_text() == text

@@ -1,10 +1,10 @@
 """The OpenVINO INT8 check: Q/DQ surgery on ONNX graphs and the agreement measure."""
+
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
-
 from fundus_edge.quantize.openvino_guard import disagreement, float_weights, guard, quantized_convs
+from onnx import TensorProto, helper, numpy_helper
 
 
 def _qdq_convs(tmp_path, channels=(4, 8, 8)):
@@ -12,22 +12,35 @@ def _qdq_convs(tmp_path, channels=(4, 8, 8)):
     rng = np.random.default_rng(0)
     C = lambda n, a: helper.make_node("Constant", [], [n], value=numpy_helper.from_array(np.asarray(a), n))  # noqa: E731
     nodes, x, floats = [], "x", {}
-    for i, (ci, co) in enumerate(zip(channels[:-1], channels[1:])):
+    for i, (ci, co) in enumerate(zip(channels[:-1], channels[1:], strict=False)):
         w = rng.normal(0, 0.3, (co, ci, 3, 3)).astype(np.float32)
         floats[f"conv{i}"] = w
         sw = (np.abs(w).reshape(co, -1).max(1) / 127).astype(np.float32)
-        nodes += [C(f"w{i}", w), C(f"sw{i}", sw), C(f"zw{i}", np.zeros(co, np.int8)), C(f"sa{i}", np.float32(0.05)), C(f"za{i}", np.int8(0)),
-                  helper.make_node("QuantizeLinear", [x, f"sa{i}", f"za{i}"], [f"xq{i}"]),
-                  helper.make_node("DequantizeLinear", [f"xq{i}", f"sa{i}", f"za{i}"], [f"xd{i}"]),
-                  helper.make_node("QuantizeLinear", [f"w{i}", f"sw{i}", f"zw{i}"], [f"wq{i}"], axis=0),
-                  helper.make_node("DequantizeLinear", [f"wq{i}", f"sw{i}", f"zw{i}"], [f"wd{i}"], axis=0),
-                  helper.make_node("Conv", [f"xd{i}", f"wd{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
-                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        nodes += [
+            C(f"w{i}", w),
+            C(f"sw{i}", sw),
+            C(f"zw{i}", np.zeros(co, np.int8)),
+            C(f"sa{i}", np.float32(0.05)),
+            C(f"za{i}", np.int8(0)),
+            helper.make_node("QuantizeLinear", [x, f"sa{i}", f"za{i}"], [f"xq{i}"]),
+            helper.make_node("DequantizeLinear", [f"xq{i}", f"sa{i}", f"za{i}"], [f"xd{i}"]),
+            helper.make_node("QuantizeLinear", [f"w{i}", f"sw{i}", f"zw{i}"], [f"wq{i}"], axis=0),
+            helper.make_node("DequantizeLinear", [f"wq{i}", f"sw{i}", f"zw{i}"], [f"wd{i}"], axis=0),
+            helper.make_node("Conv", [f"xd{i}", f"wd{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"c{i}"], [f"r{i}"]),
+        ]
         x = f"r{i}"
-    nodes += [C("wh", rng.normal(0, 0.3, (2, channels[-1], 1, 1)).astype(np.float32)), helper.make_node("Conv", [x, "wh"], ["h"], name="head"),
-              helper.make_node("Softmax", ["h"], ["prob"], axis=1)]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels[0], "h", "w"])],
-                          [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 2, "h", "w"])])
+    nodes += [
+        C("wh", rng.normal(0, 0.3, (2, channels[-1], 1, 1)).astype(np.float32)),
+        helper.make_node("Conv", [x, "wh"], ["h"], name="head"),
+        helper.make_node("Softmax", ["h"], ["prob"], axis=1),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels[0], "h", "w"])],
+        [helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 2, "h", "w"])],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     path = tmp_path / "q.onnx"
@@ -36,7 +49,11 @@ def _qdq_convs(tmp_path, channels=(4, 8, 8)):
 
 
 def _run(model_or_path, x):
-    data = model_or_path.SerializeToString() if isinstance(model_or_path, onnx.ModelProto) else str(model_or_path)
+    data = (
+        model_or_path.SerializeToString()
+        if isinstance(model_or_path, onnx.ModelProto)
+        else str(model_or_path)
+    )
     s = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     return s.run(None, {"x": x})[0]
 
@@ -86,9 +103,23 @@ def test_guard_finds_and_mends_an_injected_openvino_fault(tmp_path, monkeypatch)
         if isinstance(model, (bytes, bytearray)):
             m = onnx.load_from_string(bytes(model))
             for n in m.graph.node:
-                if n.op_type == "DequantizeLinear" and n.input[0] == "wq0":  # conv0's weight DQ, if still there
-                    m.graph.node.insert(0, helper.make_node("Constant", [], ["sw0_bad"], value=numpy_helper.from_array(
-                        -numpy_helper.to_array(next(c for c in m.graph.node if c.output[0] == "sw0").attribute[0].t), "sw0_bad")))
+                if (
+                    n.op_type == "DequantizeLinear" and n.input[0] == "wq0"
+                ):  # conv0's weight DQ, if still there
+                    m.graph.node.insert(
+                        0,
+                        helper.make_node(
+                            "Constant",
+                            [],
+                            ["sw0_bad"],
+                            value=numpy_helper.from_array(
+                                -numpy_helper.to_array(
+                                    next(c for c in m.graph.node if c.output[0] == "sw0").attribute[0].t
+                                ),
+                                "sw0_bad",
+                            ),
+                        ),
+                    )
                     n.input[1] = "sw0_bad"
                     break
             model = m.SerializeToString()
@@ -98,5 +129,7 @@ def test_guard_finds_and_mends_an_injected_openvino_fault(tmp_path, monkeypatch)
     x = [np.random.default_rng(i).uniform(-1, 1, (4, 32, 32)).astype(np.float32) for i in range(2)]
     r = guard(path, x, threshold=0.5, min_tol=0.05)
     assert r.checked and r.disagreement_before > 0.3  # the fault is found ...
-    assert r.float_convs[0] == "conv0" and r.disagreement_after <= r.tolerance and r.note == "agrees"  # ... mended first where it is, and recorded
+    assert (
+        r.float_convs[0] == "conv0" and r.disagreement_after <= r.tolerance and r.note == "agrees"
+    )  # ... mended first where it is, and recorded
     assert "conv0" not in quantized_convs(onnx.load(str(path)))

@@ -1,7 +1,8 @@
-"""PaddleSeg interop: a real PaddleSeg export (paddleseg.models.UNet wrapped by WrappedModel, jit.save, and the
-deploy.yaml PaddleSeg writes; made in a child process by fundus_edge.export.paddleseg_unet) imported as one of our
-model folders and predicted through every engine that reads it, against PaddleSeg's own inference path
-(DeployConfig's transforms + Paddle Inference on the original program + argmax)."""
+"""PaddleSeg interop: a real PaddleSeg export (paddleseg.models.UNet wrapped by WrappedModel, jit.save, and
+the deploy.yaml PaddleSeg writes; made in a child process by fundus_edge.export.paddleseg_unet) imported as
+one of our model folders and predicted through every engine that reads it, against PaddleSeg's own
+inference path (DeployConfig's transforms + Paddle Inference on the original program + argmax)."""
+
 from __future__ import annotations
 
 import os
@@ -11,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from fundus_edge.runtime.engines import installed_engines
 from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.formats import formats_for
 from fundus_edge.runtime.manifest import read_manifest
+from PIL import Image
 
 from .conftest import synthetic_fundus
 
@@ -25,8 +25,13 @@ pytest.importorskip("paddleseg")
 
 def _export(out: Path, output_op: str, legacy: bool) -> Path:
     env = {**os.environ, "FLAGS_enable_pir_api": "0" if legacy else "1"}
-    r = subprocess.run([sys.executable, "-m", "fundus_edge.export.paddleseg_unet", str(out), output_op], env=env, capture_output=True, text=True,
-                       cwd=Path(__file__).resolve().parents[1])
+    r = subprocess.run(
+        [sys.executable, "-m", "fundus_edge.export.paddleseg_unet", str(out), output_op],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return out
 
@@ -34,8 +39,12 @@ def _export(out: Path, output_op: str, legacy: bool) -> Path:
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     root = tmp_path_factory.mktemp("paddleseg")
-    # Paddle 3.3's legacy mode cannot trace WrappedModel's argmax, so the legacy export is softmax; PIR takes argmax.
-    return {"softmax-legacy": _export(root / "softmax-legacy", "softmax", legacy=True), "argmax-pir": _export(root / "argmax-pir", "argmax", legacy=False)}
+    # Paddle 3.3's legacy mode cannot trace WrappedModel's argmax, so the legacy export is softmax; PIR
+    # takes argmax.
+    return {
+        "softmax-legacy": _export(root / "softmax-legacy", "softmax", legacy=True),
+        "argmax-pir": _export(root / "argmax-pir", "argmax", legacy=False),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +88,23 @@ def test_imported_paddleseg_export_agrees_with_paddleseg_on_every_engine(kind, e
     out = tmp_path / "imported"
     r = import_paddleseg(exports[kind], out)
     man = read_manifest(out)
-    assert man.variant == "imported" and man.source["output_op"] == kind.split("-")[0] and man.source["classes"] == 2
+    assert (
+        man.variant == "imported"
+        and man.source["output_op"] == kind.split("-")[0]
+        and man.source["classes"] == 2
+    )
     assert man.threshold == 0.5 and man.preprocess.channels == "rgb"
-    assert man.preprocess.scale == pytest.approx((1 / 127.5,) * 3) and man.preprocess.offset == pytest.approx((-1.0,) * 3)
+    assert man.preprocess.scale == pytest.approx((1 / 127.5,) * 3) and man.preprocess.offset == pytest.approx(
+        (-1.0,) * 3
+    )
     if kind == "softmax-legacy":
         assert r.formats == ("legacy", "onnx")
-        assert man.model["params"] > 13_000_000 and man.model["gmac"] > 100  # the seed tutorial's 13.4 M U-Net, counted from the graph
-    else:  # paddle2onnx reads no PIR program here: Paddle only, and without oneDNN (recorded, reported by the engine)
+        assert (
+            man.model["params"] > 13_000_000 and man.model["gmac"] > 100
+        )  # the seed tutorial's 13.4 M U-Net, counted from the graph
+    else:
+        # paddle2onnx reads no PIR program here: Paddle only, and without oneDNN (recorded, reported by the
+        # engine)
         assert r.formats == ("pir",) and "PIR" in man.source["onnx_not_made"]
         assert man.engines["paddle"]["onednn"] is False
     engines = [e for e in installed_engines() if formats_for(e, list(man.formats))]
@@ -95,7 +114,7 @@ def test_imported_paddleseg_export_agrees_with_paddleseg_on_every_engine(kind, e
         assert 0.01 < (ref == 1).mean() < 0.99  # a mask worth comparing, not a constant
     for engine in engines:
         p = Predictor.load(out, backend=engine, scale=ScaleOptions(rescale=False, crop_fov=False))
-        for im, ref in zip(images, refs):
+        for im, ref in zip(images, refs, strict=False):
             mask = p.predict(im, fov=None).mask
             agree = float((mask == (ref == 1)).mean())
             assert agree >= 0.999, (engine, im.name, agree)
@@ -108,7 +127,11 @@ def test_transforms_we_cannot_rebuild_are_refused_by_name(exports, tmp_path):
 
     bad = tmp_path / "bad"
     shutil.copytree(exports["softmax-legacy"], bad)
-    text = (bad / "deploy.yaml").read_text().replace("transforms:", "transforms:\n  - type: Resize\n    target_size: [512, 512]")
+    text = (
+        (bad / "deploy.yaml")
+        .read_text()
+        .replace("transforms:", "transforms:\n  - type: Resize\n    target_size: [512, 512]")
+    )
     (bad / "deploy.yaml").write_text(text)
     with pytest.raises(InputError, match=r"deploy.yaml: transform 'Resize' cannot be reproduced"):
         import_paddleseg(bad, tmp_path / "out")
@@ -121,15 +144,18 @@ def test_export_for_paddleseg_is_read_back_by_paddleseg(tiny_run, drive_synth, t
     """export --paddleseg: PaddleSeg's DeployConfig reads our deploy.yaml (with our transform registered), and
     PaddleSeg's path (transforms, Paddle Inference on paddleseg.json, reverse_transform's crop of the padding)
     gives the runtime's mask."""
-    from paddleseg.deploy.infer import DeployConfig
-
     import fundus_edge.export.paddleseg_transforms  # noqa: F401 - registers FundusEdgePreprocess with PaddleSeg
-    from fundus_edge.cli import main
     from fundus_edge.runtime.manifest import verify_files
     from fundus_edge.runtime.predictor import Predictor, ScaleOptions
+    from paddleseg.deploy.infer import DeployConfig
+
+    from fundus_edge.cli import main
 
     out = tmp_path / "m"
-    assert main(["export", str(tiny_run / "best"), "--out", str(out), "--formats", "pir,onnx", "--paddleseg"]) == 0
+    assert (
+        main(["export", str(tiny_run / "best"), "--out", str(out), "--formats", "pir,onnx", "--paddleseg"])
+        == 0
+    )
     man = read_manifest(out)
     verify_files(out, man, man.formats["paddleseg"])
     cfg = DeployConfig(str(out / "deploy.yaml"))
@@ -142,7 +168,9 @@ def test_export_for_paddleseg_is_read_back_by_paddleseg(tiny_run, drive_synth, t
     pred = inference.create_predictor(c)
     p = Predictor.load(out, backend="onnxruntime", scale=ScaleOptions(rescale=False, crop_fov=False))
     for img in sorted((drive_synth / "test" / "images").iterdir()):
-        data = cfg.transforms({"img": str(img)})  # 72x68 synthetic: padded to the multiple, trans_info says so
+        data = cfg.transforms(
+            {"img": str(img)}
+        )  # 72x68 synthetic: padded to the multiple, trans_info says so
         x = data["img"][None].astype(np.float32)
         assert x.shape[-2] % man.pad_multiple == 0 and ("padding", (72, 68)) in data["trans_info"]
         h = pred.get_input_handle(pred.get_input_names()[0])
@@ -161,10 +189,25 @@ def test_import_cli_chooses_the_threshold_on_training_images(exports, drive_synt
     from fundus_edge.cli import main
 
     out = tmp_path / "m"
-    assert main(["import-paddleseg", str(exports["softmax-legacy"]), "--out", str(out), "--data", str(drive_synth), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "import-paddleseg",
+                str(exports["softmax-legacy"]),
+                "--out",
+                str(out),
+                "--data",
+                str(drive_synth),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "softmax over 2 classes" in text and "training images" in text
     man = read_manifest(out)
     assert "F1-maximising on the 6 training images" in man.source["threshold_from"] and 0 < man.threshold < 1
-    assert main(["import-paddleseg", str(exports["softmax-legacy"]), "--out", str(out)]) == 2  # nothing overwritten without --force
+    assert (
+        main(["import-paddleseg", str(exports["softmax-legacy"]), "--out", str(out)]) == 2
+    )  # nothing overwritten without --force
     assert "--force" in capsys.readouterr().err

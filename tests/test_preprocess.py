@@ -1,6 +1,4 @@
 import numpy as np
-import pytest
-
 from fundus_edge.runtime.fov import estimate_fov
 from fundus_edge.runtime.images import to_rgb_uint8
 from fundus_edge.runtime.preprocess import PreprocessConfig, pad_to_multiple, preprocess
@@ -53,9 +51,7 @@ def test_fov_on_a_crop_without_frame_is_everything():
 
 def test_runtime_uses_training_preprocessing(tiny_model):
     """The Predictor prepares input with the very function training uses."""
-    from fundus_edge.runtime.predictor import Predictor
-
-    from fundus_edge.runtime.predictor import ScaleOptions
+    from fundus_edge.runtime.predictor import Predictor, ScaleOptions
 
     rgb, _, _ = synthetic_fundus(4)
     p = Predictor.load(tiny_model, backend="onnxruntime", scale=ScaleOptions(rescale=False, crop_fov=False))
@@ -67,7 +63,14 @@ def test_runtime_uses_training_preprocessing(tiny_model):
     # Cropped to the FOV's box, the input is a window of the same preprocessed image (CLAHE ran on all of it).
     rgb = synthetic_fundus(4, 72, 120)[0]  # a wide frame: the FOV's box is narrower
     whole = preprocess(rgb, p.manifest.preprocess)
-    crop, (h, w) = Predictor.load(tiny_model, backend="onnxruntime", scale=ScaleOptions(rescale=False)).prepare(rgb)
+    crop, (h, w) = Predictor.load(
+        tiny_model, backend="onnxruntime", scale=ScaleOptions(rescale=False)
+    ).prepare(rgb)
     assert w < rgb.shape[1]
-    hits = [(t, l) for t in range(rgb.shape[0] - h + 1) for l in range(rgb.shape[1] - w + 1) if np.array_equal(crop[:, :h, :w], whole[:, t:t + h, l:l + w])]
+    hits = [
+        (top, left)
+        for top in range(rgb.shape[0] - h + 1)
+        for left in range(rgb.shape[1] - w + 1)
+        if np.array_equal(crop[:, :h, :w], whole[:, top : top + h, left : left + w])
+    ]
     assert len(hits) == 1

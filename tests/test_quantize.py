@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from fundus_edge.quantize.pipeline import quantize
 from fundus_edge.runtime.errors import InputError, ModelError
 from fundus_edge.runtime.manifest import read_manifest
@@ -14,7 +13,9 @@ ENGINES = ["paddle", "onnxruntime", "openvino"]
 @pytest.fixture(scope="module")
 def pruned_int8(tiny_model, drive_synth, tmp_path_factory):
     out = tmp_path_factory.mktemp("q") / "pruned-int8"
-    r = quantize(tiny_model, out, drive_synth, prune=0.5, int8="ptq", finetune_iters=6, calib_images=2, progress=False)
+    r = quantize(
+        tiny_model, out, drive_synth, prune=0.5, int8="ptq", finetune_iters=6, calib_images=2, progress=False
+    )
     return out, r
 
 
@@ -24,10 +25,21 @@ def test_prune_and_int8_combine(pruned_int8, tiny_model):
     m = read_manifest(out)
     assert m.variant == "pruned-int8" and m.quantization["method"] == "ptq"
     assert set(m.formats) == {"legacy", "onnx"}
-    assert m.source["pruning"]["ratio"] == 0.5 and m.source["pruning"]["finetune_iters"] == 6 and m.source["pruning"]["params_before"] == r.params_before
-    assert m.quantization["built_on"]["vnni"] in (True, False, None) and "isa_flags" in m.quantization["built_on"]
+    assert (
+        m.source["pruning"]["ratio"] == 0.5
+        and m.source["pruning"]["finetune_iters"] == 6
+        and m.source["pruning"]["params_before"] == r.params_before
+    )
+    assert (
+        m.quantization["built_on"]["vnni"] in (True, False, None)
+        and "isa_flags" in m.quantization["built_on"]
+    )
     g = m.quantization["openvino_guard"]  # the OpenVINO agreement check ran and says what it did
-    assert g["checked"] and 0.0 <= g["disagreement_after"] <= g["disagreement_before"] and isinstance(g["float_convs"], list)
+    assert (
+        g["checked"]
+        and 0.0 <= g["disagreement_after"] <= g["disagreement_before"]
+        and isinstance(g["float_convs"], list)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +49,8 @@ def plain_int8(tiny_model, drive_synth, tmp_path_factory):
     return out
 
 
-# What each engine reports for PaddleSlim's INT8 file on the CPU (OpenVINO: int8 with its float layers' precision).
+# What each engine reports for PaddleSlim's INT8 file on the CPU (OpenVINO: int8 with its float layers'
+# precision).
 INT8_PRECISION = {"paddle": "int8", "onnxruntime": "int8", "openvino": "int8+fp32"}
 # Largest mean |INT8 - FP32| of the vessel probability on a synthetic image, inside the FOV. Measured
 # 0.004-0.02 on the tiny test model; a wrong kernel or a misplaced scale gives 0.1 and more.
@@ -95,7 +108,11 @@ def test_pruned_model_gets_a_card_from_its_manifest(tiny_model, drive_synth, tmp
     quantize(tiny_model, out, drive_synth, prune=0.5, finetune_iters=4, progress=False)
     assert card(["--model", str(out), "--data", str(drive_synth), "--threads", "1"]) == 0
     text = (out / "MODEL_CARD.md").read_text()
-    assert "# Model card: `small-pruned`" in text and "50% of the filters" in text and "Fine-tune: 4 iterations" in text
+    assert (
+        "# Model card: `small-pruned`" in text
+        and "50% of the filters" in text
+        and "Fine-tune: 4 iterations" in text
+    )
     assert "## DRIVE test" in text and "| onnxruntime | fp32 |" in text and "--prune 0.5" in text
     assert "CPU: " in text and "ISA flags" in text  # latency figures name the CPU they came from
 
@@ -108,7 +125,9 @@ def test_int8_of_a_pruned_model_folder_keeps_its_pruning_record(tiny_model, driv
     r = quantize(pruned, tmp_path / "pruned-int8", drive_synth, int8="ptq", calib_images=2, progress=False)
     m = read_manifest(tmp_path / "pruned-int8")
     assert r.variant == m.variant == "pruned-int8"
-    assert m.source["pruning"] == read_manifest(pruned).source["pruning"] and m.source["pruning"]["ratio"] == 0.5
+    assert (
+        m.source["pruning"] == read_manifest(pruned).source["pruning"] and m.source["pruning"]["ratio"] == 0.5
+    )
     plain = quantize(tiny_model, tmp_path / "int8", drive_synth, int8="ptq", calib_images=2, progress=False)
     assert plain.variant == "int8" and "pruning" not in read_manifest(tmp_path / "int8").source
 
@@ -128,13 +147,15 @@ def test_manifests_record_sources_without_machine_paths(pruned_int8, tiny_model)
     """A model folder built from another (as the bench builds its variants) names its source by name,
     variant and manifest sha256; no absolute path, no temporary work folder, no data root."""
     import yaml
-
     from fundus_edge.runtime.manifest import sha256
 
     out, _ = pruned_int8
     d = yaml.safe_load((out / "manifest.yaml").read_text())
     src = d["source"]["pruning"]["source"]
-    assert (src["name"], src["manifest_sha256"]) == (read_manifest(tiny_model).name, sha256(tiny_model / "manifest.yaml"))
+    assert (src["name"], src["manifest_sha256"]) == (
+        read_manifest(tiny_model).name,
+        sha256(tiny_model / "manifest.yaml"),
+    )
     assert src["path"] is None  # outside the working directory: not recorded
     assert "root" not in d["source"]["config"]["data"]
     bad = [s for s in _strings(d) if s.startswith("/") or ".work" in s]
@@ -145,14 +166,15 @@ def test_shipped_configs_and_models_carry_no_data_root():
     from pathlib import Path
 
     import yaml
-
     from fundus_edge.train.config import CONFIG_DIR
 
     for f in CONFIG_DIR.glob("*.yaml"):
         assert "root" not in (yaml.safe_load(f.read_text()).get("data") or {}), f
     for m in (Path(__file__).resolve().parents[1] / "models").glob("*/manifest.yaml"):
         d = yaml.safe_load(m.read_text())
-        assert "root" not in d["source"]["config"]["data"] and not [s for s in _strings(d) if s.startswith("/") or ".work" in s], m
+        assert "root" not in d["source"]["config"]["data"] and not [
+            s for s in _strings(d) if s.startswith("/") or ".work" in s
+        ], m
 
 
 def test_pruning_a_refit_keeps_the_threshold_it_shipped_with(tiny_config, tmp_path):

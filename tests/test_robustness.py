@@ -1,5 +1,6 @@
 """Real cameras: camera perturbations, scale normalisation, tiling of large inputs, FOV fallbacks,
 robustness training and perturbed evaluation, STARE and CHASE_DB1 layouts."""
+
 import json
 import tracemalloc
 import warnings
@@ -7,16 +8,16 @@ import warnings
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
-
-from fundus_edge.cli import main
+from fundus_edge.measure.camera import PERTURBATIONS, parse_perturbation, random_camera
 from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.fov import find_fov, fov_diameter
 from fundus_edge.runtime.manifest import read_manifest
 from fundus_edge.runtime.predictor import Predictor, ScaleOptions
 from fundus_edge.runtime.scale import run_tiled, scale_factor, tiles
-from fundus_edge.measure.camera import PERTURBATIONS, parse_perturbation, random_camera
 from fundus_edge.train.data import detect_layout, discover, load_sample
+from PIL import Image
+
+from fundus_edge.cli import main
 
 from .conftest import synthetic_fundus
 
@@ -75,7 +76,9 @@ def test_random_camera_jpeg_probability_and_quality_range():
 def test_camera_jpeg_quality_range_is_checked(tmp_path, tiny_config):
     from fundus_edge.train.trainer import Trainer
 
-    cfg = tiny_config.with_overrides(augment={"camera": 0.5, "camera_copies": 1, "camera_jpeg_quality": (60, 20)}, optim={"iters": 1})
+    cfg = tiny_config.with_overrides(
+        augment={"camera": 0.5, "camera_copies": 1, "camera_jpeg_quality": (60, 20)}, optim={"iters": 1}
+    )
     with pytest.raises(InputError, match="camera_jpeg_quality"):
         Trainer(cfg, tmp_path / "j", device="cpu", progress=False).fit()
 
@@ -88,7 +91,9 @@ def test_scale_factor():
     assert scale_factor(1000, None) == 1.0 and scale_factor(0, 540) == 1.0
 
 
-@pytest.mark.parametrize("length,tile,overlap", [(100, 100, 10), (300, 128, 32), (257, 64, 16), (1000, 768, 96)])
+@pytest.mark.parametrize(
+    "length,tile,overlap", [(100, 100, 10), (300, 128, 32), (257, 64, 16), (1000, 768, 96)]
+)
 def test_tiles_keep_every_pixel_once(length, tile, overlap):
     seen = np.zeros(length, int)
     for rs, re_, ks, ke in tiles(length, tile, overlap):
@@ -99,7 +104,7 @@ def test_tiles_keep_every_pixel_once(length, tile, overlap):
 
 def test_run_tiled_equals_whole_run_for_a_pixelwise_function():
     x = np.random.default_rng(0).normal(size=(2, 300, 257)).astype(np.float32)
-    run = lambda t: (t[:, :1] * 3.0 + t[:, 1:2])  # noqa: E731 - pixelwise, so tiling changes nothing
+    run = lambda t: t[:, :1] * 3.0 + t[:, 1:2]  # noqa: E731 - pixelwise, so tiling changes nothing
     assert np.array_equal(run_tiled(x, run, 64, 16), run(x[None])[0, 0])
 
 
@@ -120,7 +125,9 @@ def test_predictor_rescales_to_training_fov_and_maps_back(tiny_model):
     back = cv2.resize(r.prob, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA)
     # rescaled to the training scale, the big copy is segmented like the original
     assert np.abs(back - base.prob).mean() < 0.05
-    off = Predictor.load(tiny_model, backend="onnxruntime", threads=1, scale=ScaleOptions(rescale=False)).predict(big, fov=big_fov)
+    off = Predictor.load(
+        tiny_model, backend="onnxruntime", threads=1, scale=ScaleOptions(rescale=False)
+    ).predict(big, fov=big_fov)
     assert off.scale == 1.0 and off.prob.shape == big.shape[:2]
 
 
@@ -146,7 +153,18 @@ def test_fov_mask_of_another_size_is_a_one_line_error(tiny_model, tmp_path, caps
     img, mask = tmp_path / "a.png", tmp_path / "a_mask.png"
     cv2.imwrite(str(img), rgb[..., ::-1])
     cv2.imwrite(str(mask), np.zeros((10, 12), np.uint8))
-    rc = main(["predict", str(tiny_model), str(img), "--output", str(tmp_path / "out"), "--fov", str(mask), "--no-progress"])
+    rc = main(
+        [
+            "predict",
+            str(tiny_model),
+            str(img),
+            "--output",
+            str(tmp_path / "out"),
+            "--fov",
+            str(mask),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and str(img) in err and str(mask) in err and "12x10" in err and "Traceback" not in err
 
@@ -156,7 +174,12 @@ def test_large_input_runs_in_tiles_no_larger_than_the_tile(tiny_model):
     stitched result matches the whole-image run."""
     rgb, _, _ = synthetic_fundus(10, 300, 280)
     whole = Predictor.load(tiny_model, backend="onnxruntime", threads=1, scale=ScaleOptions(rescale=False))
-    tiled = Predictor.load(tiny_model, backend="onnxruntime", threads=1, scale=ScaleOptions(rescale=False, max_side=128, tile=96, overlap=32))
+    tiled = Predictor.load(
+        tiny_model,
+        backend="onnxruntime",
+        threads=1,
+        scale=ScaleOptions(rescale=False, max_side=128, tile=96, overlap=32),
+    )
     shapes = []
     run = tiled.engine.run
     tiled.engine.run = lambda x: shapes.append(x.shape) or run(x)
@@ -187,8 +210,10 @@ def test_camera_training_logs_perturbed_validation(tmp_path, tiny_config):
     from fundus_edge.train.checkpoint import read_checkpoint
     from fundus_edge.train.trainer import Trainer
 
-    cfg = tiny_config.with_overrides(augment={"camera": 0.5, "camera_copies": 2},
-                                     optim={"iters": 4, "val_every": 2, "val_perturb": ("jpeg30", "scale0.5"), "select": "robust"})
+    cfg = tiny_config.with_overrides(
+        augment={"camera": 0.5, "camera_copies": 2},
+        optim={"iters": 4, "val_every": 2, "val_perturb": ("jpeg30", "scale0.5"), "select": "robust"},
+    )
     Trainer(cfg, tmp_path / "r", device="cpu", progress=False).fit()
     info = read_checkpoint(tmp_path / "r" / "best")
     assert {"val_f1_jpeg30", "val_f1_scale0.5", "val_f1_perturbed"} <= set(info.metrics)
@@ -198,10 +223,28 @@ def test_camera_training_logs_perturbed_validation(tmp_path, tiny_config):
 
 
 def test_evaluate_perturb_prints_a_table(tiny_model, drive_synth, capsys):
-    rc = main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--perturb", "jpeg30,scale2,grey", "--backend", "onnxruntime", "--threads", "1", "--no-progress"])
+    rc = main(
+        [
+            "evaluate",
+            str(tiny_model),
+            "--data",
+            str(drive_synth),
+            "--perturb",
+            "jpeg30,scale2,grey",
+            "--backend",
+            "onnxruntime",
+            "--threads",
+            "1",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
-    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| perturbation") and "---" not in line]
+    rows = [
+        line
+        for line in out.splitlines()
+        if line.startswith("| ") and not line.startswith("| perturbation") and "---" not in line
+    ]
     assert [r.split("|")[1].strip() for r in rows] == ["clean", "jpeg30", "scale2", "grey"]
     assert rows[0].split("|")[3].strip() == "+0.0000"
 
@@ -210,7 +253,26 @@ def test_evaluate_perturb_honours_threshold_override(tiny_model, drive_synth, ca
     """--threshold changes the perturbed scores too (it was once ignored there)."""
     f1 = {}
     for thr in ("0.05", "0.95"):
-        assert main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--perturb", "grey", "--threshold", thr, "--backend", "onnxruntime", "--threads", "1", "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    str(tiny_model),
+                    "--data",
+                    str(drive_synth),
+                    "--perturb",
+                    "grey",
+                    "--threshold",
+                    thr,
+                    "--backend",
+                    "onnxruntime",
+                    "--threads",
+                    "1",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         out = capsys.readouterr().out
         assert f"threshold {float(thr):.3f}" in out
         f1[thr] = [line.split("|")[2].strip() for line in out.splitlines() if line.startswith("| grey")][0]
@@ -220,10 +282,25 @@ def test_evaluate_perturb_honours_threshold_override(tiny_model, drive_synth, ca
 def test_evaluate_perturb_best_threshold_per_perturbation(tiny_model, drive_synth, capsys):
     """--best-threshold under --perturb sweeps each perturbation's own pooled F1 (it was once ignored
     there); the swept F1 is never below the F1 at the stored threshold, and JSON carries it too."""
-    args = ["evaluate", str(tiny_model), "--data", str(drive_synth), "--perturb", "grey,scale0.5", "--best-threshold", "--backend", "onnxruntime", "--threads", "1", "--no-progress"]
+    args = [
+        "evaluate",
+        str(tiny_model),
+        "--data",
+        str(drive_synth),
+        "--perturb",
+        "grey,scale0.5",
+        "--best-threshold",
+        "--backend",
+        "onnxruntime",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
-    rows = [line.split("|") for line in out.splitlines() if line.startswith(("| clean", "| grey", "| scale0.5"))]
+    rows = [
+        line.split("|") for line in out.splitlines() if line.startswith(("| clean", "| grey", "| scale0.5"))
+    ]
     assert len(rows) == 3
     for r in rows:
         thr, best = r[6].strip().rstrip(")").split(" (")
@@ -232,6 +309,7 @@ def test_evaluate_perturb_best_threshold_per_perturbation(tiny_model, drive_synt
     assert main(args + ["--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert all(0.0 < row["best_threshold"]["threshold"] < 1.0 for row in rep["rows"])
+
 
 def test_perturbation_biomarker_change_is_measured_against_the_clean_masks():
     from types import SimpleNamespace
@@ -256,23 +334,42 @@ def test_perturbation_biomarker_change_is_measured_against_the_clean_masks():
 
 
 def test_evaluate_perturb_biomarkers_table_and_json(tiny_model, drive_synth, capsys):
-    args = ["evaluate", str(tiny_model), "--data", str(drive_synth), "--perturb", "grey", "--biomarkers", "--backend", "onnxruntime", "--threads", "1", "--no-progress"]
+    args = [
+        "evaluate",
+        str(tiny_model),
+        "--data",
+        str(drive_synth),
+        "--perturb",
+        "grey",
+        "--biomarkers",
+        "--backend",
+        "onnxruntime",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     from fundus_edge.measure.biomarkers import NAMES
 
     assert "biomarker change" in out and "| perturbation | " + " | ".join(NAMES) + " |" in out
     grey = [line for line in out.splitlines() if line.startswith("| grey")]
-    assert len(grey) == 2 and len(grey[1].strip("|").split("|")) == len(NAMES) + 1  # F1 row, then one value per biomarker
+    assert (
+        len(grey) == 2 and len(grey[1].strip("|").split("|")) == len(NAMES) + 1
+    )  # F1 row, then one value per biomarker
     assert main(args + ["--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert set(rows[1]["biomarker_change_pct"]) >= {"vessel_density", "fractal_dimension"}
-    assert main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--biomarkers", "--no-progress"]) == 2
+    assert (
+        main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--biomarkers", "--no-progress"]) == 2
+    )
     assert "--perturb" in capsys.readouterr().err
 
 
 def test_evaluate_perturb_bad_name(tiny_model, drive_synth, capsys):
-    rc = main(["evaluate", str(tiny_model), "--data", str(drive_synth), "--perturb", "jpeg30,fog", "--no-progress"])
+    rc = main(
+        ["evaluate", str(tiny_model), "--data", str(drive_synth), "--perturb", "jpeg30,fog", "--no-progress"]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "fog" in err and len(err.strip().splitlines()) == 1
 
@@ -306,7 +403,9 @@ def test_stare_layout(tmp_path):
     root = _stare(tmp_path / "STARE")
     assert detect_layout(root) == "stare"
     samples = discover(root)
-    assert [s.name for s in samples] == ["im0001", "im0002"] and all(s.label.name.endswith(".ah.ppm") for s in samples)
+    assert [s.name for s in samples] == ["im0001", "im0002"] and all(
+        s.label.name.endswith(".ah.ppm") for s in samples
+    )
     ls = load_sample(samples[0])
     assert ls.label.any() and ls.fov.any() and not ls.fov.all()  # FOV estimated from the image
 
@@ -333,5 +432,20 @@ def test_layout_errors_name_the_problem(tmp_path):
 
 def test_evaluate_on_stare_and_chase(tiny_model, tmp_path, capsys):
     for root in (_stare(tmp_path / "STARE"), _chase(tmp_path / "CHASE")):
-        assert main(["evaluate", str(tiny_model), "--data", str(root), "--backend", "onnxruntime", "--threads", "1", "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    str(tiny_model),
+                    "--data",
+                    str(root),
+                    "--backend",
+                    "onnxruntime",
+                    "--threads",
+                    "1",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         assert " F1 " in capsys.readouterr().out

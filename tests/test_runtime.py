@@ -4,7 +4,6 @@ import warnings
 import numpy as np
 import pytest
 import yaml
-
 from fundus_edge.runtime.engines import installed_engines
 from fundus_edge.runtime.errors import EngineUnavailable, InputError, IntegrityError, ModelError
 from fundus_edge.runtime.manifest import read_manifest, write_manifest
@@ -19,7 +18,9 @@ def test_manifest_round_trip(tiny_model):
     m = read_manifest(tiny_model)
     assert m.variant == "fp32" and set(m.formats) == {"pir", "legacy", "onnx"}
     assert m.model["params"] > 0 and m.model["gmac"] > 0 and m.pad_multiple == 4
-    assert all(len(h) == 64 for h in m.files.values()) and set(m.files) == {f for fs in m.formats.values() for f in fs}
+    assert all(len(h) == 64 for h in m.files.values()) and set(m.files) == {
+        f for fs in m.formats.values() for f in fs
+    }
     write_manifest(tiny_model, m)
     assert read_manifest(tiny_model) == m
 
@@ -45,7 +46,11 @@ def test_engines_agree_with_each_other_and_training(tiny_model, tiny_run):
         ref = predict_prob(net, rgb, info.config.preprocess, net.pad_multiple)
         for e in ENGINES:
             # the graph itself against training: no rescaling (tested in test_robustness), no FOV crop
-            p = Predictor.load(tiny_model, backend=e, scale=ScaleOptions(rescale=False, crop_fov=False)).predict(rgb).prob
+            p = (
+                Predictor.load(tiny_model, backend=e, scale=ScaleOptions(rescale=False, crop_fov=False))
+                .predict(rgb)
+                .prob
+            )
             probs.setdefault(e, []).append(p)
             assert np.abs(p - ref).max() < 1e-3, e
             thr = info.threshold
@@ -72,7 +77,7 @@ def test_batch_equals_single(tiny_model):
     p = Predictor.load(tiny_model, backend="onnxruntime")
     imgs = [synthetic_fundus(s)[0] for s in (1, 2)] + [synthetic_fundus(3, 40, 50)[0]]
     batch = p.predict_batch(imgs)
-    for img, b in zip(imgs, batch):
+    for img, b in zip(imgs, batch, strict=False):
         np.testing.assert_allclose(b.prob, p.predict(img).prob, atol=1e-5)
 
 
@@ -124,17 +129,28 @@ def test_network_runs_on_the_fov_box_only(tiny_model, rescale):
     """The FOV crop shrinks the network input, leaves the prediction inside the FOV as it was (the
     whole frame is preprocessed before cropping) and is background outside its box."""
     rgb, fov = _wide_frame()
-    full = Predictor.load(tiny_model, backend="onnxruntime", scale=ScaleOptions(rescale=rescale, crop_fov=False)).predict(rgb, fov=fov)
-    crop = Predictor.load(tiny_model, backend="onnxruntime", scale=ScaleOptions(rescale=rescale)).predict(rgb, fov=fov)
+    full = Predictor.load(
+        tiny_model, backend="onnxruntime", scale=ScaleOptions(rescale=rescale, crop_fov=False)
+    ).predict(rgb, fov=fov)
+    crop = Predictor.load(tiny_model, backend="onnxruntime", scale=ScaleOptions(rescale=rescale)).predict(
+        rgb, fov=fov
+    )
     assert crop.prob.shape == full.prob.shape == rgb.shape[:2]
     assert crop.input_hw[1] < full.input_hw[1] and crop.input_hw[1] % 16 == 0
     assert (crop.mask == full.mask)[fov].mean() > 0.99
     assert np.corrcoef(crop.prob[fov], full.prob[fov])[0, 1] > 0.99
     if not rescale:  # the box: FOV columns plus 8 px, its left edge on the network's multiple
-        k, cols = Predictor.load(tiny_model, backend="onnxruntime").manifest.pad_multiple, np.flatnonzero(fov.any(axis=0))
+        k, cols = (
+            Predictor.load(tiny_model, backend="onnxruntime").manifest.pad_multiple,
+            np.flatnonzero(fov.any(axis=0)),
+        )
         left = (cols[0] - 8) // k * k
         assert left + crop.input_hw[1] >= cols[-1] + 8
-        assert not crop.prob[:, :left].any() and not crop.prob[:, left + crop.input_hw[1]:].any() and crop.prob[:, left:left + 4].any()
+        assert (
+            not crop.prob[:, :left].any()
+            and not crop.prob[:, left + crop.input_hw[1] :].any()
+            and crop.prob[:, left : left + 4].any()
+        )
 
 
 def test_batch_of_fov_crops_shares_one_box(tiny_model):
@@ -149,13 +165,15 @@ def test_batch_of_fov_crops_shares_one_box(tiny_model):
     batch = p.predict_batch([a, b], fovs=[fa, fb])
     assert len(calls) == 1 and calls[0][0] == 2 and batch[0].input_hw == batch[1].input_hw
     assert batch[0].input_hw[1] < 136  # still narrower than the frame
-    for s, r, f in zip(singles, batch, (fa, fb)):
+    for s, r, f in zip(singles, batch, (fa, fb), strict=False):
         assert (s.mask == r.mask)[f].mean() > 0.99
 
 
 def test_fov_crop_without_a_findable_fov_runs_the_whole_frame(tiny_model):
     p = Predictor.load(tiny_model, backend="onnxruntime", scale=ScaleOptions(rescale=False))
-    flat = np.full((40, 56, 3), 120, np.uint8)  # no dark frame: nothing to crop, and no warning with rescale off
+    flat = np.full(
+        (40, 56, 3), 120, np.uint8
+    )  # no dark frame: nothing to crop, and no warning with rescale off
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         r = p.predict(flat)
@@ -198,7 +216,9 @@ def test_unknown_schema_and_pickles_are_refused(tiny_model, tmp_path):
 
 def test_missing_engine_is_a_clear_error(tiny_model, monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a)
+    )
     with pytest.raises(EngineUnavailable, match="not installed.*installed engines: onnxruntime, paddle"):
         Predictor.load(tiny_model, backend="openvino")
     assert "openvino" not in installed_engines()
@@ -225,7 +245,9 @@ def test_gpu_provider_that_falls_back_to_cpu_fails(tiny_model, monkeypatch):
         def __init__(self, path, sess_options=None, providers=None, **kw):
             super().__init__(path, sess_options=sess_options, providers=["CPUExecutionProvider"], **kw)
 
-    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
     monkeypatch.setattr(ort, "InferenceSession", FallsBack)
     with pytest.raises(EngineUnavailable, match="runs on CPUExecutionProvider"):
         Predictor.load(tiny_model, backend="onnxruntime", device="gpu")
@@ -252,7 +274,8 @@ def test_runtime_imports_no_training_stack():
         "import sys\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('paddle', 'paddleseg', 'paddleslim', 'paddle2onnx', 'onnx', 'onnxruntime', 'openvino', 'sklearn'):\n"
+        "        if name.split('.')[0] in ('paddle', 'paddleseg', 'paddleslim', 'paddle2onnx', 'onnx',\n"
+        "                                  'onnxruntime', 'openvino', 'sklearn'):\n"
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "import fundus_edge.runtime.predictor, fundus_edge.runtime.batch, fundus_edge.runtime.manifest\n"
@@ -267,7 +290,12 @@ def test_export_subset_of_formats(tiny_run, tmp_path):
 
     r = export_checkpoint(tiny_run / "best", tmp_path / "m", formats=("pir", "onnx"))
     assert r.formats == ("pir", "onnx")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["manifest.yaml", "model.json", "model.onnx", "model.pdiparams"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "manifest.yaml",
+        "model.json",
+        "model.onnx",
+        "model.pdiparams",
+    ]
     # a shipped-style folder (no legacy) still rebuilds every format, legacy included
     r2 = export_checkpoint(tmp_path / "m", tmp_path / "m2")
     assert r2.formats == ("pir", "legacy", "onnx")
@@ -279,6 +307,9 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path):
     core = "processor\t: {}\nmodel name\t: Test CPU {}\nflags\t\t: fpu avx2 fma {}\n\n"
     (tmp_path / "vnni").write_text(core.format(0, "A", "avx512_vnni") + core.format(1, "B", ""))
     (tmp_path / "plain").write_text(core.format(0, "A", ""))
-    assert cpu_model_and_flags(str(tmp_path / "vnni")) == ("Test CPU A", frozenset({"fpu", "avx2", "fma", "avx512_vnni"}))
+    assert cpu_model_and_flags(str(tmp_path / "vnni")) == (
+        "Test CPU A",
+        frozenset({"fpu", "avx2", "fma", "avx512_vnni"}),
+    )
     assert has_vnni(str(tmp_path / "vnni")) is True and has_vnni(str(tmp_path / "plain")) is False
     assert has_vnni(str(tmp_path / "missing")) is None

@@ -1,5 +1,6 @@
 """fundus-edge serve over FastAPI's TestClient (no socket): the served mask is predict's file byte for byte,
 a bad image gets predict's one-line error as 400, an oversized body 413, a full queue 429."""
+
 from __future__ import annotations
 
 import base64
@@ -18,7 +19,6 @@ pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installe
 pytest.importorskip("multipart", reason="the serve extra (python-multipart) is not installed")
 
 from fastapi.testclient import TestClient  # noqa: E402
-
 from fundus_edge.runtime.batch import predict_files  # noqa: E402
 from fundus_edge.runtime.manifest import sha256  # noqa: E402
 from fundus_edge.runtime.predictor import Predictor  # noqa: E402
@@ -58,10 +58,16 @@ def predict_mask(predictor, image: Path, out: Path) -> bytes:
 
 def test_served_mask_is_predicts_file(client, predictor, fundus_tif, tmp_path):
     expected = predict_mask(predictor, fundus_tif, tmp_path)
-    raw = client.post("/v1/segment/mask.png", content=fundus_tif.read_bytes(), params={"name": fundus_tif.name})
+    raw = client.post(
+        "/v1/segment/mask.png", content=fundus_tif.read_bytes(), params={"name": fundus_tif.name}
+    )
     assert raw.status_code == 200 and raw.headers["content-type"] == "image/png"
     assert raw.content == expected
-    form = client.post("/v1/segment", files={"image": (fundus_tif.name, fundus_tif.read_bytes(), "image/tiff")}, params={"include": "mask,prob,overlay"})
+    form = client.post(
+        "/v1/segment",
+        files={"image": (fundus_tif.name, fundus_tif.read_bytes(), "image/tiff")},
+        params={"include": "mask,prob,overlay"},
+    )
     assert form.status_code == 200, form.text
     j = form.json()
     assert base64.b64decode(j["mask_png"]) == expected
@@ -70,7 +76,8 @@ def test_served_mask_is_predicts_file(client, predictor, fundus_tif, tmp_path):
     over = cv2.imdecode(np.frombuffer(base64.b64decode(j["overlay_png"]), np.uint8), cv2.IMREAD_UNCHANGED)
     assert prob.shape == m.shape == (200, 190) and over.shape == (200, 190, 3)
     assert m.any(), "the synthetic photo's vessels should give some vessel pixels"
-    # vessel share: vessel pixels over FOV pixels; the FOV is the disc, so the share is above the whole-image share
+    # vessel share: vessel pixels over FOV pixels; the FOV is the disc, so the share is above the whole-image
+    # share
     assert j["fov_found"] is True and j["vessel_share"] > m.mean()
     assert j["width"] == 190 and j["height"] == 200 and j["image"] == "eye.tif"
     assert j["engine"] == "onnxruntime" and j["precision"] == predictor.precision
@@ -92,7 +99,9 @@ def test_bad_image_gets_predicts_one_line_error(client, predictor, tmp_path, mon
     Path("garbage.png").write_bytes(b"\x89PNG not really" + bytes(range(256)) * 4)
     [o] = predict_files(predictor, [Path("garbage.png")], tmp_path / "out", progress=False)
     assert o.error and "\n" not in o.error
-    r = client.post("/v1/segment", files={"image": ("garbage.png", Path("garbage.png").read_bytes(), "image/png")})
+    r = client.post(
+        "/v1/segment", files={"image": ("garbage.png", Path("garbage.png").read_bytes(), "image/png")}
+    )
     assert r.status_code == 400
     assert r.json() == {"error": o.error}
     assert client.post("/v1/segment", content=b"").json()["error"] == "upload: empty file"
@@ -134,7 +143,10 @@ def test_full_queue_answers_429_with_retry_after(predictor, fundus_tif):
         assert c.get("/health").json()["capacity"] == 2
         body = fundus_tif.read_bytes()
         codes = []
-        held = [threading.Thread(target=lambda: codes.append(c.post("/v1/segment", content=body).status_code)) for _ in range(2)]
+        held = [
+            threading.Thread(target=lambda: codes.append(c.post("/v1/segment", content=body).status_code))
+            for _ in range(2)
+        ]
         for t in held:
             t.start()
         deadline = time.monotonic() + 60
@@ -153,7 +165,12 @@ def test_health_model_and_page(client):
     h = client.get("/health").json()
     assert h["status"] == "ok" and h["model_sha256"] == sha256(MODEL / "manifest.yaml")
     m = client.get("/v1/model").json()
-    assert m["name"] == "small" and m["threshold"] > 0 and m["engine"] == "onnxruntime" and "onnx" in m["formats"]
+    assert (
+        m["name"] == "small"
+        and m["threshold"] > 0
+        and m["engine"] == "onnxruntime"
+        and "onnx" in m["formats"]
+    )
     page = client.get("/")
     assert page.status_code == 200 and 'type="file"' in page.text and "/v1/segment" in page.text
 
@@ -173,7 +190,8 @@ def test_served_drive_mask_is_predicts_file(client, predictor, drive_root, tmp_p
 
 
 def test_loadtest_counts_statuses_and_compares_masks_with_predict(tmp_path):
-    """The load test end to end on loopback, tiny: a real server process, a 1-slot queue flooded by 3 clients."""
+    """The load test end to end on loopback, tiny: a real server process, a 1-slot queue flooded by 3
+    clients."""
     import json
 
     from fundus_edge.serve.loadtest import main
@@ -183,29 +201,58 @@ def test_loadtest_counts_statuses_and_compares_masks_with_predict(tmp_path):
     for k in (1, 2):
         Image.fromarray(synthetic_fundus(k, 160, 150)[0]).save(imgs / f"eye{k}.png")
     out = tmp_path / "load.json"
-    rc = main([str(MODEL), "--images", str(imgs), "--requests", "4", "--concurrency", "1,3", "--queue", "0", "--threads", "1",
-               "--backend", "onnxruntime", "--max-seconds", "60", "--json", str(out)])
+    rc = main(
+        [
+            str(MODEL),
+            "--images",
+            str(imgs),
+            "--requests",
+            "4",
+            "--concurrency",
+            "1,3",
+            "--queue",
+            "0",
+            "--threads",
+            "1",
+            "--backend",
+            "onnxruntime",
+            "--max-seconds",
+            "60",
+            "--json",
+            str(out),
+        ]
+    )
     levels = json.loads(out.read_text())["levels"]
     assert rc == 0
     one, three = levels
     assert (one["requests"], one["ok"], one["too_many"], one["masks_equal"]) == (4, 4, 0, 4)
-    assert three["requests"] == 4 and three["ok"] + three["too_many"] == 4 and three["server_errors"] == three["other"] == 0
+    assert (
+        three["requests"] == 4
+        and three["ok"] + three["too_many"] == 4
+        and three["server_errors"] == three["other"] == 0
+    )
     assert three["masks_equal"] == three["ok"] >= 1 and one["peak_rss_mb"] > 0
 
 
 def test_biomarkers_when_asked_are_the_served_masks(client, predictor, fundus_tif):
-    """?biomarkers=1 adds the mask's vessel biomarkers (inside the FOV the predictor used); absent otherwise."""
+    """?biomarkers=1 adds the mask's vessel biomarkers (inside the FOV the predictor used); absent
+    otherwise."""
     import io
 
     import numpy as np
-
     from fundus_edge.measure.biomarkers import NAMES, biomarker_dict
     from fundus_edge.runtime.images import read_image
 
     assert "biomarkers" not in client.post("/v1/segment", content=fundus_tif.read_bytes()).json()
-    r = client.post("/v1/segment", content=fundus_tif.read_bytes(), params={"biomarkers": "1", "include": "mask"})
+    r = client.post(
+        "/v1/segment", content=fundus_tif.read_bytes(), params={"biomarkers": "1", "include": "mask"}
+    )
     body = r.json()
-    assert r.status_code == 200 and set(NAMES) <= set(body["biomarkers"]) and body["timings_ms"]["biomarkers"] > 0
+    assert (
+        r.status_code == 200
+        and set(NAMES) <= set(body["biomarkers"])
+        and body["timings_ms"]["biomarkers"] > 0
+    )
     mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["mask_png"])))) > 0
     res = predictor.predict(read_image(fundus_tif), fov="auto")
     assert np.array_equal(mask, res.mask)

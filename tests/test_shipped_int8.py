@@ -1,6 +1,7 @@
 """The shipped INT8 folders (models/<float>-int8-nncf, -int8-ort): small, intact, validated on training
 images against the shipped float model they were made from, run at their own precision by auto; the bench
 uses them instead of rebuilding only when they match the float model and the quantizer's settings."""
+
 from __future__ import annotations
 
 import shutil
@@ -28,8 +29,13 @@ def test_shipped_int8_is_small_intact_validated_and_runs_its_own_precision(name)
     man = read_manifest(d)
     engine = man.quantization["engine"]
     src = man.source["float_model"]
-    assert sha256(MODELS / Path(src["path"]).name / "manifest.yaml") == src["manifest_sha256"]  # made from the float model shipped now
-    assert passed(man.validated[engine]["int8"], man) and man.validated[engine]["int8"]["images"] == "DRIVE training (20)"
+    assert (
+        sha256(MODELS / Path(src["path"]).name / "manifest.yaml") == src["manifest_sha256"]
+    )  # made from the float model shipped now
+    assert (
+        passed(man.validated[engine]["int8"], man)
+        and man.validated[engine]["int8"]["images"] == "DRIVE training (20)"
+    )
     assert set(man.validated) == {engine}  # the float model's own checks are not carried over
     if engine not in installed_engines():
         pytest.skip(f"{engine} not installed")
@@ -40,7 +46,18 @@ def test_shipped_int8_is_small_intact_validated_and_runs_its_own_precision(name)
 def _int8_folder(tiny_model, root: Path, quant: dict, float_sha: str) -> Path:
     d = shutil.copytree(tiny_model, root / "default-int8-nncf")
     man = read_manifest(d)
-    write_manifest(d, replace(man, variant="int8-nncf", quantization=quant, source={**man.source, "float_model": {"name": "default", "manifest_sha256": float_sha, "path": "models/default"}}))
+    write_manifest(
+        d,
+        replace(
+            man,
+            variant="int8-nncf",
+            quantization=quant,
+            source={
+                **man.source,
+                "float_model": {"name": "default", "manifest_sha256": float_sha, "path": "models/default"},
+            },
+        ),
+    )
     return d
 
 

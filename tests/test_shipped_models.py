@@ -1,8 +1,8 @@
 """The shipped models still segment vessels (a broken export cannot ship silently)."""
+
 from pathlib import Path
 
 import pytest
-
 from fundus_edge.measure.metrics import MetricAccumulator
 from fundus_edge.runtime.manifest import read_manifest
 from fundus_edge.runtime.predictor import Predictor
@@ -46,7 +46,10 @@ def test_engines_agree_on_drive(drive_root):
     d = MODELS / "default"
     if not (d / "manifest.yaml").is_file():
         pytest.fail("models/default is not shipped")
-    preds = {e: Predictor.load(d, backend=e, threads=2, precision="fp32") for e in ("paddle", "onnxruntime", "openvino")}
+    preds = {
+        e: Predictor.load(d, backend=e, threads=2, precision="fp32")
+        for e in ("paddle", "onnxruntime", "openvino")
+    }
     for s in discover(drive_root, "test")[:2]:
         rgb = load_sample(s).rgb
         out = {e: p.predict(rgb) for e, p in preds.items()}

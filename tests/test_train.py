@@ -2,7 +2,6 @@ import csv
 
 import pytest
 import yaml
-
 from fundus_edge.runtime.errors import InputError
 from fundus_edge.train.checkpoint import read_checkpoint
 from fundus_edge.train.config import dump_config, load_config
@@ -37,7 +36,11 @@ def test_training_writes_checkpoints_and_log(tiny_run, tiny_config):
     # pixel a vessel, whose F1 is 2p / (1 + p) for a vessel share p (computed from the validation labels).
     from fundus_edge.train.data import discover, load_sample, split_train_val
 
-    _, val = split_train_val(discover(tiny_config.data.root, split="train"), tiny_config.data.val_count, tiny_config.data.split_seed)
+    _, val = split_train_val(
+        discover(tiny_config.data.root, split="train"),
+        tiny_config.data.val_count,
+        tiny_config.data.split_seed,
+    )
     vessels = sum(int(load_sample(s).label[load_sample(s).fov].sum()) for s in val)
     share = vessels / sum(int(load_sample(s).fov.sum()) for s in val)
     everywhere = 2 * share / (1 + share)
@@ -101,26 +104,38 @@ def test_refit_threshold_train_is_chosen_on_the_training_images(tmp_path, tiny_c
     assert best.metrics["train_f1"] == pytest.approx(rep.best_threshold[1], abs=1e-3)
     assert "val_f1" not in best.metrics
     with pytest.raises(InputError, match="optim.threshold 'trian'"):
-        Trainer(cfg.with_overrides(optim={"threshold": "trian"}), tmp_path / "bad", device="cpu", progress=False).fit()
+        Trainer(
+            cfg.with_overrides(optim={"threshold": "trian"}), tmp_path / "bad", device="cpu", progress=False
+        ).fit()
 
 
 def test_distillation_trains_from_a_teacher_and_refuses_a_mismatched_one(tmp_path, tiny_run, tiny_config):
     import numpy as np
     import paddle
-
     from fundus_edge.train.losses import distill_loss
 
     t = paddle.to_tensor(np.random.default_rng(0).normal(size=(2, 2, 8, 8)).astype("float32"))
-    assert float(distill_loss(t, t)) == pytest.approx(0.0, abs=1e-6)  # a student equal to its teacher pays nothing
+    assert float(distill_loss(t, t)) == pytest.approx(
+        0.0, abs=1e-6
+    )  # a student equal to its teacher pays nothing
     assert float(distill_loss(-t, t)) > 0.1
-    cfg = tiny_config.with_overrides(optim={"iters": 6, "teacher": str(tiny_run / "best"), "distill_weight": 1.0})
+    cfg = tiny_config.with_overrides(
+        optim={"iters": 6, "teacher": str(tiny_run / "best"), "distill_weight": 1.0}
+    )
     r = Trainer(cfg, tmp_path / "d", device="cpu", progress=False).fit()
-    assert r.iterations == 6 and read_checkpoint(tmp_path / "d" / "last").config.optim.teacher == str(tiny_run / "best")
+    assert r.iterations == 6 and read_checkpoint(tmp_path / "d" / "last").config.optim.teacher == str(
+        tiny_run / "best"
+    )
     other = cfg.with_overrides(preprocess={"channels": "rgb"})
     with pytest.raises(InputError, match="preprocessing"):
         Trainer(other, tmp_path / "e", device="cpu", progress=False).fit()
     with pytest.raises(InputError, match="teacher"):
-        Trainer(tiny_config.with_overrides(optim={"distill_weight": 1.0}), tmp_path / "f", device="cpu", progress=False).fit()
+        Trainer(
+            tiny_config.with_overrides(optim={"distill_weight": 1.0}),
+            tmp_path / "f",
+            device="cpu",
+            progress=False,
+        ).fit()
 
 
 def test_image_teacher_maps_follow_the_crop_and_keep_the_data_order(tmp_path, tiny_run, tiny_config):
@@ -130,30 +145,41 @@ def test_image_teacher_maps_follow_the_crop_and_keep_the_data_order(tmp_path, ti
     import numpy as np
 
     tr = Trainer(tiny_config, tmp_path / "x", device="cpu", progress=False)
-    train, _ = tr._load_data()
-    x0, y0, t0 = tr._batch(train, 3)
+    train, _ = tr.load_data()
+    x0, y0, t0 = tr.batch(train, 3)
     assert t0 is None
     tr._teacher_maps = [s.label.astype(np.float32) for s in train]
-    x1, y1, t1 = tr._batch(train, 3)
+    x1, y1, t1 = tr.batch(train, 3)
     np.testing.assert_array_equal(x0, x1)
     np.testing.assert_array_equal(y0, y1)
     assert t1.shape == y1.shape and t1.dtype == np.float32
     assert np.mean(np.abs(t1 - y1)) < 0.05 and np.mean((t1 > 0.5) == (y1 == 1)) > 0.97
     teachers = f"{tiny_run / 'best'},{tiny_run / 'last'}"
-    cfg = tiny_config.with_overrides(optim={"iters": 4, "val_every": 4, "teacher": teachers, "distill_weight": 1.0, "teacher_mode": "image"})
+    cfg = tiny_config.with_overrides(
+        optim={
+            "iters": 4,
+            "val_every": 4,
+            "teacher": teachers,
+            "distill_weight": 1.0,
+            "teacher_mode": "image",
+        }
+    )
     t = Trainer(cfg, tmp_path / "d", device="cpu", progress=False)
     assert t.fit().iterations == 4
     maps = t._teacher_maps
-    assert len(maps) == len(train) and all(m.shape == s.label.shape and 0 <= m.min() and m.max() <= 1 for m, s in zip(maps, train))
+    assert len(maps) == len(train) and all(
+        m.shape == s.label.shape and 0 <= m.min() and m.max() <= 1 for m, s in zip(maps, train, strict=False)
+    )
     with pytest.raises(InputError, match="teacher_mode"):
-        Trainer(cfg.with_overrides(optim={"teacher_mode": "whole"}), tmp_path / "e", device="cpu", progress=False).fit()
+        Trainer(
+            cfg.with_overrides(optim={"teacher_mode": "whole"}), tmp_path / "e", device="cpu", progress=False
+        ).fit()
 
 
 def test_logits_of_probability_round_trips_through_softmax():
     import numpy as np
     import paddle
     import paddle.nn.functional as F
-
     from fundus_edge.train.losses import distill_loss, logits_of_probability
 
     p = np.random.default_rng(1).uniform(0.01, 0.99, size=(2, 5, 5)).astype("float32")
@@ -168,7 +194,6 @@ def test_logits_of_probability_round_trips_through_softmax():
 def test_batchnorm_recomputed_as_the_mean_over_batches():
     import numpy as np
     import paddle.nn as nn
-
     from fundus_edge.train.average import recompute_batchnorm
 
     net = nn.Sequential(nn.BatchNorm2D(2))
@@ -183,11 +208,12 @@ def test_batchnorm_recomputed_as_the_mean_over_batches():
 def test_average_checkpoints_writes_a_validated_checkpoint(tmp_path, tiny_run, tiny_config):
     import numpy as np
     import paddle
-
     from fundus_edge.train.average import average_checkpoints
 
     out = tmp_path / "avg"
-    r = average_checkpoints([tiny_run / "best", tiny_run / "last"], out, tiny_config.data.root, bn_batches=3, progress=False)
+    r = average_checkpoints(
+        [tiny_run / "best", tiny_run / "last"], out, tiny_config.data.root, bn_batches=3, progress=False
+    )
     info = read_checkpoint(out)
     assert r.bn_batches == 3 and len(info.extra["averaged_from"]) == 2 and 0 <= r.val_f1 <= 1
     assert info.threshold == pytest.approx(r.threshold) and info.metrics["val_f1"] == pytest.approx(r.val_f1)
@@ -195,7 +221,9 @@ def test_average_checkpoints_writes_a_validated_checkpoint(tmp_path, tiny_run, t
     k = next(k for k in c if "weight" in k and len(c[k].shape) == 4)
     np.testing.assert_allclose(c[k].numpy(), (a[k].numpy() + b[k].numpy()) / 2, rtol=1e-5, atol=1e-7)
     with pytest.raises(InputError, match="exists"):
-        average_checkpoints([tiny_run / "best", tiny_run / "last"], out, tiny_config.data.root, bn_batches=1, progress=False)
+        average_checkpoints(
+            [tiny_run / "best", tiny_run / "last"], out, tiny_config.data.root, bn_batches=1, progress=False
+        )
     with pytest.raises(InputError, match="at least two"):
         average_checkpoints([tiny_run / "best"], tmp_path / "one", tiny_config.data.root, progress=False)
 
@@ -217,34 +245,41 @@ def test_wnet_shape_and_cost():
 def test_wnet_trains_both_outputs_and_exports_one(tmp_path, tiny_config):
     import numpy as np
     import paddle
-
     from fundus_edge.export.exporter import export_checkpoint
     from fundus_edge.runtime.manifest import read_manifest
     from fundus_edge.runtime.predictor import Predictor
 
     from .conftest import synthetic_fundus
 
-    cfg = tiny_config.with_overrides(model={"arch": "wnet", "base": 4, "depth": 2, "act": "leaky", "residual": True, "bridge": True}, optim={"iters": 4, "val_every": 4})
+    cfg = tiny_config.with_overrides(
+        model={"arch": "wnet", "base": 4, "depth": 2, "act": "leaky", "residual": True, "bridge": True},
+        optim={"iters": 4, "val_every": 4},
+    )
     tr = Trainer(cfg, tmp_path / "w", device="cpu", progress=False)
     tr.fit()
     a, b = tr.net.forward_all(paddle.zeros([1, 4, 32, 32]))
     assert a.shape == b.shape == [1, 2, 32, 32]
     # The loss includes the first U-Net's output: with aux_weight 0 it is smaller on the same batch.
-    x, y, _ = tr._batch(tr._load_data()[0], 0)
+    x, y, _ = tr.batch(tr.load_data()[0], 0)
     from fundus_edge.train.losses import build_loss
 
     loss_fn = build_loss(cfg.optim.dice_weight)
     tr.net.eval()
     from fundus_edge.train.model import Outputs
 
-    both = float(tr._loss(Outputs(tr.net), None, loss_fn, paddle.to_tensor(x), paddle.to_tensor(y)))
+    both = float(tr.loss(Outputs(tr.net), None, loss_fn, paddle.to_tensor(x), paddle.to_tensor(y)))
     tr.cfg = cfg.with_overrides(optim={"aux_weight": 0.0})
-    one = float(tr._loss(Outputs(tr.net), None, loss_fn, paddle.to_tensor(x), paddle.to_tensor(y)))
+    one = float(tr.loss(Outputs(tr.net), None, loss_fn, paddle.to_tensor(x), paddle.to_tensor(y)))
     assert both > one > 0
     out = tmp_path / "m"
     export_checkpoint(tmp_path / "w" / "best", out)
     m = read_manifest(out)
-    assert m.model["arch"] == "wnet" and m.model["act"] == "leaky" and m.model["gmac"] > 0 and m.pad_multiple == 4
+    assert (
+        m.model["arch"] == "wnet"
+        and m.model["act"] == "leaky"
+        and m.model["gmac"] > 0
+        and m.pad_multiple == 4
+    )
     import onnx
 
     g = onnx.load(str(out / "model.onnx")).graph
@@ -262,12 +297,17 @@ def test_leaky_relu_model_runs_on_paddle_inference(tmp_path, tiny_config):
 
     from fundus_edge.export.exporter import export_checkpoint
 
-    cfg = tiny_config.with_overrides(model={"arch": "vessel-unet", "base": 4, "depth": 2, "act": "leaky"}, optim={"iters": 2, "val_every": 2})
+    cfg = tiny_config.with_overrides(
+        model={"arch": "vessel-unet", "base": 4, "depth": 2, "act": "leaky"},
+        optim={"iters": 2, "val_every": 2},
+    )
     Trainer(cfg, tmp_path / "l", device="cpu", progress=False).fit()
     export_checkpoint(tmp_path / "l" / "best", tmp_path / "m", formats=("pir",))
-    code = ("import numpy as np; from fundus_edge.runtime.predictor import Predictor; "
-            f"p = Predictor.load({str(tmp_path / 'm')!r}, backend='paddle'); "
-            "r = p.predict(np.full((48, 44, 3), 120, np.uint8), fov='none'); print('ran', p.format, r.prob.shape)")
+    code = (
+        "import numpy as np; from fundus_edge.runtime.predictor import Predictor; "
+        f"p = Predictor.load({str(tmp_path / 'm')!r}, backend='paddle'); "
+        "r = p.predict(np.full((48, 44, 3), 120, np.uint8), fov='none'); print('ran', p.format, r.prob.shape)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "ran pir (48, 44)" in r.stdout, (r.stderr or "")[-600:]
 
@@ -277,10 +317,10 @@ class _KilledAt(Trainer):
 
     kill_at = 4
 
-    def _batch(self, train, it):
+    def batch(self, train, it):
         if it == self.kill_at:
             raise KeyboardInterrupt
-        return super()._batch(train, it)
+        return super().batch(train, it)
 
 
 def test_timed_checkpoints_resume_exactly(tmp_path, tiny_config):
@@ -289,7 +329,9 @@ def test_timed_checkpoints_resume_exactly(tmp_path, tiny_config):
     import numpy as np
     import paddle
 
-    cfg = tiny_config.with_overrides(optim={"iters": 6, "val_every": 6, "schedule": "cosine-restarts", "cycles": 2})
+    cfg = tiny_config.with_overrides(
+        optim={"iters": 6, "val_every": 6, "schedule": "cosine-restarts", "cycles": 2}
+    )
     Trainer(cfg, tmp_path / "whole", device="cpu", progress=False).fit()
     with pytest.raises(KeyboardInterrupt):
         _KilledAt(cfg, tmp_path / "killed", device="cpu", progress=False, checkpoint_minutes=1e-9).fit()
@@ -297,11 +339,12 @@ def test_timed_checkpoints_resume_exactly(tmp_path, tiny_config):
     assert last.iteration == 4 and last.extra.get("timed")
     status = yaml.safe_load((tmp_path / "killed" / "status.yaml").read_text())
     assert status["iteration"] == 4 and status["of"] == 6 and status["event"] == "saved (timed)"
+
     class Peek(Trainer):  # what status.yaml says once the resumed run is going
-        def _batch(self, train, it):
+        def batch(self, train, it):
             if it == 4:
                 self.seen = yaml.safe_load((self.out / "status.yaml").read_text())
-            return super()._batch(train, it)
+            return super().batch(train, it)
 
     resumed = Peek(cfg, tmp_path / "killed", device="cpu", progress=False)
     resumed.fit(resume=True)
@@ -317,7 +360,8 @@ def test_timed_checkpoints_resume_exactly(tmp_path, tiny_config):
 
 # Run in a fresh interpreter, as `fundus-edge train` runs: in the full suite's process a SIGTERM sent to
 # itself crashed it (Segmentation fault at this test, 2026-12-03; alone it passed), where real runs stopped
-# cleanly three times that day. A run sent SIGTERM during iteration 2, as a scheduler or a session's end sends it.
+# cleanly three times that day. A run sent SIGTERM during iteration 2, as a scheduler or a session's end
+# sends it.
 _TERM_AT = """
 import os, signal, sys
 from pathlib import Path
@@ -325,13 +369,15 @@ from fundus_edge.train.config import load_config
 from fundus_edge.train.trainer import Trainer
 
 class TermAt(Trainer):
-    def _batch(self, train, it):
+    def batch(self, train, it):
         if it == 2:
             os.kill(os.getpid(), signal.SIGTERM)
-        return super()._batch(train, it)
+        return super().batch(train, it)
 
 before = signal.getsignal(signal.SIGTERM)
-res = TermAt(load_config(sys.argv[1]), Path(sys.argv[2]), device="cpu", progress=False, checkpoint_minutes=0).fit()
+res = TermAt(
+    load_config(sys.argv[1]), Path(sys.argv[2]), device="cpu", progress=False, checkpoint_minutes=0
+).fit()
 print("stopped_at", res.stopped_at, "handler put back", signal.getsignal(signal.SIGTERM) == before)
 """
 
@@ -346,11 +392,18 @@ def test_sigterm_stops_after_the_step_with_last_saved_and_resumes_exactly(tmp_pa
     cfg = tiny_config.with_overrides(optim={"iters": 5, "val_every": 5})
     Trainer(cfg, tmp_path / "whole", device="cpu", progress=False).fit()
     (tmp_path / "cfg.yaml").write_text(dump_config(cfg))
-    r = subprocess.run([sys.executable, "-c", _TERM_AT, str(tmp_path / "cfg.yaml"), str(tmp_path / "term")], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-c", _TERM_AT, str(tmp_path / "cfg.yaml"), str(tmp_path / "term")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and "stopped_at 3 handler put back True" in r.stdout, r.stderr[-2000:]
     last = read_checkpoint(tmp_path / "term" / "last")
     assert last.iteration == 3 and last.extra.get("stopped") == "SIGTERM"
-    assert yaml.safe_load((tmp_path / "term" / "status.yaml").read_text())["event"] == "stopped (SIGTERM) at 3"
+    assert (
+        yaml.safe_load((tmp_path / "term" / "status.yaml").read_text())["event"] == "stopped (SIGTERM) at 3"
+    )
     Trainer(cfg, tmp_path / "term", device="cpu", progress=False).fit(resume=True)
     a = paddle.load(str(tmp_path / "whole" / "last" / "model.pdparams"))
     b = paddle.load(str(tmp_path / "term" / "last" / "model.pdparams"))
@@ -363,7 +416,10 @@ def test_static_graph_training_step_matches_dygraph(tmp_path, tiny_config):
     import numpy as np
     import paddle
 
-    cfg = tiny_config.with_overrides(model={"arch": "wnet", "base": 4, "depth": 2, "residual": True, "bridge": True}, optim={"iters": 3, "val_every": 3})
+    cfg = tiny_config.with_overrides(
+        model={"arch": "wnet", "base": 4, "depth": 2, "residual": True, "bridge": True},
+        optim={"iters": 3, "val_every": 3},
+    )
     Trainer(cfg, tmp_path / "d", device="cpu", progress=False).fit()
     Trainer(cfg, tmp_path / "s", device="cpu", progress=False, to_static=True).fit()
     a = paddle.load(str(tmp_path / "d" / "last" / "model.pdparams"))
@@ -379,7 +435,6 @@ def test_space_to_depth_unet_folds_like_pixel_unshuffle_and_exports(tmp_path, ti
     import numpy as np
     import paddle
     import paddle.nn.functional as F
-
     from fundus_edge.export.exporter import export_checkpoint
     from fundus_edge.runtime.manifest import read_manifest
     from fundus_edge.runtime.predictor import Predictor
@@ -412,7 +467,9 @@ def test_space_to_depth_unet_folds_like_pixel_unshuffle_and_exports(tmp_path, ti
     # Fewer MACs than the full-resolution network of the same widths.
     assert count_macs(net, 4, 64, 64) < count_macs(build_model(base=8, depth=2), 4, 64, 64) / 2
 
-    cfg = tiny_config.with_overrides(model={"base": 8, "depth": 2, "s2d": 2, "refine": 4}, optim={"iters": 2, "val_every": 2})
+    cfg = tiny_config.with_overrides(
+        model={"base": 8, "depth": 2, "s2d": 2, "refine": 4}, optim={"iters": 2, "val_every": 2}
+    )
     Trainer(cfg, tmp_path / "r", device="cpu", progress=False).fit()
     out = tmp_path / "m"
     export_checkpoint(tmp_path / "r" / "best", out)
@@ -420,4 +477,6 @@ def test_space_to_depth_unet_folds_like_pixel_unshuffle_and_exports(tmp_path, ti
     rgb, _, _ = synthetic_fundus(3)
     a = Predictor.load(out, backend="onnxruntime").predict(rgb).prob
     assert a.shape == rgb.shape[:2]
-    assert np.allclose(Predictor.load(out, backend="openvino", precision="fp32").predict(rgb).prob, a, atol=1e-4)
+    assert np.allclose(
+        Predictor.load(out, backend="openvino", precision="fp32").predict(rgb).prob, a, atol=1e-4
+    )

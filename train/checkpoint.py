@@ -1,6 +1,7 @@
 """Training checkpoints: a folder with the weights (Paddle's own format) and ``checkpoint.yaml``
 (config, iteration, threshold, preprocessing, validation metrics). Used by train, export and
 quantize; the runtime never reads these (they are pickles) - it reads exported model folders."""
+
 from __future__ import annotations
 
 import time
@@ -8,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
 from fundus_edge.runtime.errors import ModelError
 
 from .config import TrainConfig, config_from_dict, dump_config
@@ -34,7 +34,17 @@ def is_checkpoint(path: Path) -> bool:
     return (Path(path) / META).is_file() and (Path(path) / WEIGHTS).is_file()
 
 
-def save_checkpoint(path: Path, net, optimizer, cfg: TrainConfig, iteration: int, threshold: float, metrics: dict, elapsed_s: float, extra: dict | None = None) -> None:
+def save_checkpoint(
+    path: Path,
+    net,
+    optimizer,
+    cfg: TrainConfig,
+    iteration: int,
+    threshold: float,
+    metrics: dict,
+    elapsed_s: float,
+    extra: dict | None = None,
+) -> None:
     import paddle
 
     path = Path(path)
@@ -77,7 +87,10 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
     except yaml.YAMLError:
         raise ModelError(f"{path / META}: not valid YAML") from None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise ModelError(f"{path / META}: unknown checkpoint format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+        raise ModelError(
+            f"{path / META}: unknown checkpoint format "
+            f"{meta.get('format') if isinstance(meta, dict) else meta!r}"
+        )
     return CheckpointInfo(
         path=path,
         config=config_from_dict(meta["config"], str(path / META)),
@@ -133,9 +146,14 @@ def load_source(path: str | Path):
     man = read_manifest(path)  # raises a clear error when it is neither
     order = man.source.get("param_order")
     if man.quantization:
-        raise ModelError(f"{path}: already quantized ({man.quantization.get('method')}); give an FP32 model or checkpoint")
+        raise ModelError(
+            f"{path}: already quantized ({man.quantization.get('method')}); give an FP32 model or checkpoint"
+        )
     if "pir" not in man.formats or not order or "config" not in man.source:
-        raise ModelError(f"{path}: model folder has no PIR weights with a recorded parameter order; give the training checkpoint instead")
+        raise ModelError(
+            f"{path}: model folder has no PIR weights with a recorded parameter order; "
+            "give the training checkpoint instead"
+        )
     verify_files(path, man, man.formats["pir"])
     import paddle
 
@@ -148,8 +166,15 @@ def load_source(path: str | Path):
     tensors = [loaded[k] for k in sorted(loaded, key=lambda k: int(k.rsplit("_", 1)[-1]))]
     if len(tensors) != len(order):
         raise ModelError(f"{path}: {len(tensors)} saved tensors but {len(order)} recorded names")
-    load_state_reshaping(net, dict(zip(order, tensors)))
+    load_state_reshaping(net, dict(zip(order, tensors, strict=False)))
     net.eval()
-    info = CheckpointInfo(path, cfg, int(man.source.get("iteration", 0)), float(man.threshold), man.source.get("validation") or {}, 0.0,
-                          {"from_model_dir": True, "scale": man.scale, "variant": man.variant})
+    info = CheckpointInfo(
+        path,
+        cfg,
+        int(man.source.get("iteration", 0)),
+        float(man.threshold),
+        man.source.get("validation") or {},
+        0.0,
+        {"from_model_dir": True, "scale": man.scale, "variant": man.variant},
+    )
     return net, info

@@ -1,11 +1,11 @@
 """Training configuration: a frozen dataclass tree read from and written to YAML."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
-
 from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.preprocess import PreprocessConfig
 
@@ -85,7 +85,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def with_overrides(self, **sections) -> "TrainConfig":
+    def with_overrides(self, **sections) -> TrainConfig:
         """``with_overrides(optim={"iters": 50})`` -> a new config."""
         cfg = self
         for sec, values in sections.items():
@@ -105,7 +105,13 @@ def _build(cls, data: dict, where: str):
         raise InputError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
     kwargs = {}
     for k, v in data.items():
-        sub = {"model": ModelConfig, "preprocess": PreprocessConfig, "augment": AugmentConfig, "data": DataConfig, "optim": OptimConfig}
+        sub = {
+            "model": ModelConfig,
+            "preprocess": PreprocessConfig,
+            "augment": AugmentConfig,
+            "data": DataConfig,
+            "optim": OptimConfig,
+        }
         if cls is TrainConfig and k in sub:
             kwargs[k] = _build(sub[k], v, f"{where}.{k}")
         elif isinstance(v, list):

@@ -2,6 +2,7 @@
 
 Each reader yields ``Sample`` records (paths only); ``load_sample`` reads and checks one.
 """
+
 from __future__ import annotations
 
 import random
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.fov import estimate_fov
 from fundus_edge.runtime.images import IMAGE_SUFFIXES, read_binary, read_image
@@ -111,7 +111,9 @@ def _folders(root: Path) -> list[Sample]:
 
 
 def _files(root: Path, pattern: re.Pattern) -> list[Path]:
-    return sorted((p for p in root.rglob("*") if p.is_file() and pattern.search(p.name)), key=lambda p: p.name)
+    return sorted(
+        (p for p in root.rglob("*") if p.is_file() and pattern.search(p.name)), key=lambda p: p.name
+    )
 
 
 def _stare(root: Path) -> list[Sample]:
@@ -159,10 +161,14 @@ def detect_layout(path: Path) -> str:
         return "stare"
     if any(CHASE_IMAGE.search(n) for n in names):
         return "chase"
-    raise InputError(f"{path}: not a DRIVE, STARE or CHASE_DB1 folder, a file list or an images/ + labels/ folder")
+    raise InputError(
+        f"{path}: not a DRIVE, STARE or CHASE_DB1 folder, a file list or an images/ + labels/ folder"
+    )
 
 
-def discover(path: str | Path, split: str = "train", layout: str = "auto", root: str | Path | None = None) -> list[Sample]:
+def discover(
+    path: str | Path, split: str = "train", layout: str = "auto", root: str | Path | None = None
+) -> list[Sample]:
     """List the samples of a data set. ``split`` only matters for DRIVE (train or test); STARE and
     CHASE_DB1 have no official split, so every image is returned."""
     path = Path(path)
@@ -186,20 +192,30 @@ def load_sample(s: Sample) -> LoadedSample:
     rgb = read_image(s.image)
     label = read_binary(s.label, "label") if s.label else None
     if label is not None and label.shape != rgb.shape[:2]:
-        raise InputError(f"{s.label}: label is {label.shape[1]}x{label.shape[0]} but image {s.image} is {rgb.shape[1]}x{rgb.shape[0]}")
+        raise InputError(
+            f"{s.label}: label is {label.shape[1]}x{label.shape[0]} "
+            f"but image {s.image} is {rgb.shape[1]}x{rgb.shape[0]}"
+        )
     if s.fov is not None:
         fov = read_binary(s.fov, "FOV mask")
         if fov.shape != rgb.shape[:2]:
-            raise InputError(f"{s.fov}: FOV mask is {fov.shape[1]}x{fov.shape[0]} but image {s.image} is {rgb.shape[1]}x{rgb.shape[0]}")
+            raise InputError(
+                f"{s.fov}: FOV mask is {fov.shape[1]}x{fov.shape[0]} "
+                f"but image {s.image} is {rgb.shape[1]}x{rgb.shape[0]}"
+            )
     else:
         fov = estimate_fov(rgb)
     return LoadedSample(s.name, rgb, label, fov)
 
 
-def split_train_val(samples: list[Sample], val_count: int = 4, seed: int = 0) -> tuple[list[Sample], list[Sample]]:
+def split_train_val(
+    samples: list[Sample], val_count: int = 4, seed: int = 0
+) -> tuple[list[Sample], list[Sample]]:
     """Fixed-seed split of the training images; the test split is never touched here."""
     if val_count < 0 or val_count >= len(samples):
-        raise InputError(f"validation count {val_count} must be in [0, {len(samples) - 1}] for {len(samples)} images")
+        raise InputError(
+            f"validation count {val_count} must be in [0, {len(samples) - 1}] for {len(samples)} images"
+        )
     order = sorted(samples, key=lambda s: s.name)
     random.Random(seed).shuffle(order)
     val = sorted(order[:val_count], key=lambda s: s.name)

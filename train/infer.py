@@ -1,10 +1,10 @@
 """Full-image inference with a dygraph network (validation and checkpoint evaluation)."""
+
 from __future__ import annotations
 
 import numpy as np
 import paddle
 import paddle.nn.functional as F
-
 from fundus_edge.runtime.preprocess import PreprocessConfig, pad_to_multiple, preprocess
 
 

@@ -4,6 +4,7 @@ Dice comes from ``paddleseg.models.losses``. PaddleSeg 2.8's CrossEntropyLoss fa
 without class weights (it multiplies a float32 mask by ``ones_like`` of the int64 label, which
 Paddle 3's type promotion rejects), so cross-entropy is Paddle's own ``nn.CrossEntropyLoss``.
 """
+
 from __future__ import annotations
 
 
@@ -31,7 +32,11 @@ def distill_loss(student_logits, teacher_logits):
     import paddle.nn.functional as F
 
     p_t = F.softmax(teacher_logits, axis=1)
-    return (p_t * (F.log_softmax(teacher_logits, axis=1) - F.log_softmax(student_logits, axis=1))).sum(axis=1).mean()
+    return (
+        (p_t * (F.log_softmax(teacher_logits, axis=1) - F.log_softmax(student_logits, axis=1)))
+        .sum(axis=1)
+        .mean()
+    )
 
 
 def logits_of_probability(p, eps: float = 1e-6):

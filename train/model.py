@@ -9,6 +9,7 @@ The W-Net follows Little W-Net (Galdran et al. 2022): blocks with a 1x1 residual
 probability. Training supervises both outputs (``forward_all``); ``forward`` - what export traces - gives
 the second output only, so the exported graph keeps one input and one probability output.
 """
+
 from __future__ import annotations
 
 import paddle
@@ -33,7 +34,11 @@ class ConvBNReLU(nn.Sequential):
 
     def __init__(self, cin: int, cout: int, act: str = "relu", stride: int = 1):
         k = 3 * stride
-        super().__init__(nn.Conv2D(cin, cout, k, stride=stride, padding=(k - stride) // 2, bias_attr=False), nn.BatchNorm2D(cout), _act(act))
+        super().__init__(
+            nn.Conv2D(cin, cout, k, stride=stride, padding=(k - stride) // 2, bias_attr=False),
+            nn.BatchNorm2D(cout),
+            _act(act),
+        )
 
 
 class Block(nn.Sequential):
@@ -43,7 +48,11 @@ class Block(nn.Sequential):
 
     def __init__(self, cin: int, cout: int, act: str = "relu", residual: bool = False, stride: int = 1):
         super().__init__(ConvBNReLU(cin, cout, act, stride), ConvBNReLU(cout, cout, act))
-        self.shortcut = nn.Sequential(nn.Conv2D(cin, cout, stride, stride=stride, bias_attr=False), nn.BatchNorm2D(cout)) if residual else None
+        self.shortcut = (
+            nn.Sequential(nn.Conv2D(cin, cout, stride, stride=stride, bias_attr=False), nn.BatchNorm2D(cout))
+            if residual
+            else None
+        )
 
     def forward(self, x):
         y = self[1](self[0](x))
@@ -61,13 +70,25 @@ class VesselUNet(nn.Layer):
     pixel_unshuffle in a legacy program, which ONNX export needs. ``refine`` adds one 3x3 conv at full
     resolution after the unfold."""
 
-    def __init__(self, in_channels: int = 4, num_classes: int = 2, base: int = 16, depth: int = 3, act: str = "relu",
-                 residual: bool = False, bridge: bool = False, s2d: int = 1, refine: int = 0):
+    def __init__(
+        self,
+        in_channels: int = 4,
+        num_classes: int = 2,
+        base: int = 16,
+        depth: int = 3,
+        act: str = "relu",
+        residual: bool = False,
+        bridge: bool = False,
+        s2d: int = 1,
+        refine: int = 0,
+    ):
         super().__init__()
         if depth < 1 or base < 1 or s2d < 1 or refine < 0:
             raise ValueError("depth, base and s2d must be positive, refine not negative")
         if refine and s2d == 1:
-            raise ValueError("refine needs s2d > 1 (it is the one full-resolution layer after depth-to-space)")
+            raise ValueError(
+                "refine needs s2d > 1 (it is the one full-resolution layer after depth-to-space)"
+            )
         widths = [base * 2**i for i in range(depth + 1)]
         self.down = nn.LayerList()
         cin = in_channels
@@ -78,13 +99,23 @@ class VesselUNet(nn.Layer):
         self.up = nn.LayerList()
         self.dec = nn.LayerList()
         # A 3x3 conv on each skip before it meets the up-sampled path (Little W-Net's "bridge").
-        self.bridge = nn.LayerList([ConvBNReLU(widths[i - 1], widths[i - 1], act) for i in range(depth, 0, -1)]) if bridge else None
+        self.bridge = (
+            nn.LayerList([ConvBNReLU(widths[i - 1], widths[i - 1], act) for i in range(depth, 0, -1)])
+            if bridge
+            else None
+        )
         for i in range(depth, 0, -1):
             self.up.append(nn.Conv2DTranspose(widths[i], widths[i - 1], 2, stride=2))
             self.dec.append(Block(widths[i - 1] * 2, widths[i - 1], act, residual))
         out = refine or num_classes
-        self.head = nn.Conv2DTranspose(widths[0], out, s2d, stride=s2d) if s2d > 1 else nn.Conv2D(widths[0], out, 1)
-        self.refine = nn.Sequential(ConvBNReLU(refine, refine, act), nn.Conv2D(refine, num_classes, 1)) if refine else None
+        self.head = (
+            nn.Conv2DTranspose(widths[0], out, s2d, stride=s2d) if s2d > 1 else nn.Conv2D(widths[0], out, 1)
+        )
+        self.refine = (
+            nn.Sequential(ConvBNReLU(refine, refine, act), nn.Conv2D(refine, num_classes, 1))
+            if refine
+            else None
+        )
         self.pad_multiple = s2d * 2**depth
 
     def forward(self, x):
@@ -94,7 +125,8 @@ class VesselUNet(nn.Layer):
             skips.append(x)
             x = F.max_pool2d(x, 2)
         x = self.bottom(x)
-        for i, (up, dec, skip) in enumerate(zip(self.up, self.dec, reversed(skips))):
+        # No strict=: Paddle's dygraph-to-static tracing turns zip into convert_zip, which refuses it.
+        for i, (up, dec, skip) in enumerate(zip(self.up, self.dec, reversed(skips))):  # noqa: B905
             if self.bridge is not None:
                 skip = self.bridge[i](skip)
             x = dec(paddle.concat([up(x), skip], axis=1))
@@ -112,8 +144,16 @@ def vessel_probability(logits):
 class WNet(nn.Layer):
     """Two stacked U-Nets: the second reads the image and the first one's vessel probability."""
 
-    def __init__(self, in_channels: int = 4, num_classes: int = 2, base: int = 8, depth: int = 2, act: str = "leaky",
-                 residual: bool = True, bridge: bool = True):
+    def __init__(
+        self,
+        in_channels: int = 4,
+        num_classes: int = 2,
+        base: int = 8,
+        depth: int = 2,
+        act: str = "leaky",
+        residual: bool = True,
+        bridge: bool = True,
+    ):
         super().__init__()
         self.first = VesselUNet(in_channels, num_classes, base, depth, act, residual, bridge)
         self.second = VesselUNet(in_channels + 1, num_classes, base, depth, act, residual, bridge)
@@ -166,8 +206,18 @@ class VesselProbability(nn.Layer):
         return vessel_probability(self.net(x))
 
 
-def build_model(arch: str = "vessel-unet", in_channels: int = 4, base: int = 16, depth: int = 3, num_classes: int = 2,
-                act: str = "relu", residual: bool = False, bridge: bool = False, s2d: int = 1, refine: int = 0) -> nn.Layer:
+def build_model(
+    arch: str = "vessel-unet",
+    in_channels: int = 4,
+    base: int = 16,
+    depth: int = 3,
+    num_classes: int = 2,
+    act: str = "relu",
+    residual: bool = False,
+    bridge: bool = False,
+    s2d: int = 1,
+    refine: int = 0,
+) -> nn.Layer:
     if act not in ACTIVATIONS:
         raise ValueError(f"unknown activation {act!r}; choose from {', '.join(ACTIVATIONS)}")
     if arch == "vessel-unet":
@@ -184,8 +234,17 @@ def build_model(arch: str = "vessel-unet", in_channels: int = 4, base: int = 16,
 def network_from_config(model_cfg, in_channels: int) -> nn.Layer:
     """The network a ``ModelConfig`` describes (one place for every caller that rebuilds one)."""
     m = model_cfg
-    return build_model(m.arch, in_channels, m.base, m.depth, act=m.act, residual=m.residual, bridge=m.bridge,
-                       s2d=m.s2d, refine=m.refine)
+    return build_model(
+        m.arch,
+        in_channels,
+        m.base,
+        m.depth,
+        act=m.act,
+        residual=m.residual,
+        bridge=m.bridge,
+        s2d=m.s2d,
+        refine=m.refine,
+    )
 
 
 def count_params(net: nn.Layer) -> int:
@@ -202,7 +261,9 @@ def count_macs(net: nn.Layer, in_channels: int, height: int, width: int) -> int:
 
     def conv_hook(layer, inputs, output):
         k = int(layer.weight.shape[2] * layer.weight.shape[3])
-        cin_per_group = int(layer.weight.shape[1]) if isinstance(layer, nn.Conv2D) else int(layer.weight.shape[1])
+        cin_per_group = (
+            int(layer.weight.shape[1]) if isinstance(layer, nn.Conv2D) else int(layer.weight.shape[1])
+        )
         if isinstance(layer, nn.Conv2DTranspose):
             # Each input pixel scatters Cin x Cout_per_group x k products.
             n_in = int(inputs[0].shape[2] * inputs[0].shape[3])
@@ -211,7 +272,11 @@ def count_macs(net: nn.Layer, in_channels: int, height: int, width: int) -> int:
             n_out = int(output.shape[1] * output.shape[2] * output.shape[3])
             total[0] += n_out * cin_per_group * k
 
-    hooks = [l.register_forward_post_hook(conv_hook) for l in net.sublayers() if isinstance(l, (nn.Conv2D, nn.Conv2DTranspose))]
+    hooks = [
+        conv.register_forward_post_hook(conv_hook)
+        for conv in net.sublayers()
+        if isinstance(conv, (nn.Conv2D, nn.Conv2DTranspose))
+    ]
     was_training = net.training
     net.eval()
     with paddle.no_grad():

@@ -6,6 +6,7 @@ pixels per second. Run it before a long run to pick threads and batch shape:
 
 Set threads here (not OMP_NUM_THREADS outside): Paddle reads the thread count when it starts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ def measure(cfg, steps: int = 10, warmup: int = 2, to_static: bool = False) -> d
     from .trainer import Trainer
 
     tr = Trainer(cfg, "unused", device="cpu", progress=False)
-    train, _ = tr._load_data()
+    train, _ = tr.load_data()
     net = tr.build_network()
     net.train()
     from .model import Outputs
@@ -35,10 +36,10 @@ def measure(cfg, steps: int = 10, warmup: int = 2, to_static: bool = False) -> d
     data_s, step_s = [], []
     for it in range(warmup + steps):
         t0 = time.perf_counter()
-        x, y, _ = tr._batch(train, it)
+        x, y, _ = tr.batch(train, it)
         t1 = time.perf_counter()
         xt, yt = paddle.to_tensor(x), paddle.to_tensor(y)
-        loss = tr._loss(step_net, None, loss_fn, xt, yt)
+        loss = tr.loss(step_net, None, loss_fn, xt, yt)
         loss.backward()
         opt.step()
         opt.clear_grad()
@@ -49,7 +50,13 @@ def measure(cfg, steps: int = 10, warmup: int = 2, to_static: bool = False) -> d
     o = cfg.optim
     px = o.batch_size * o.crop * o.crop
     d, s = float(np.median(data_s)), float(np.median(step_s))
-    return {"batch": f"{o.batch_size} x {o.crop}^2", "data_ms": d * 1e3, "step_ms": s * 1e3, "pixels_per_s": px / (d + s), "compute_pixels_per_s": px / s}
+    return {
+        "batch": f"{o.batch_size} x {o.crop}^2",
+        "data_ms": d * 1e3,
+        "step_ms": s * 1e3,
+        "pixels_per_s": px / (d + s),
+        "compute_pixels_per_s": px / s,
+    }
 
 
 def main(argv=None) -> int:
@@ -67,11 +74,17 @@ def main(argv=None) -> int:
 
     from .config import resolve_config
 
-    cfg = resolve_config(a.config).with_overrides(data={"root": a.data}, optim={k: v for k, v in (("batch_size", a.batch_size), ("crop", a.crop)) if v})
+    cfg = resolve_config(a.config).with_overrides(
+        data={"root": a.data}, optim={k: v for k, v in (("batch_size", a.batch_size), ("crop", a.crop)) if v}
+    )
     r = measure(cfg, a.steps, to_static=a.to_static)
-    print(f"{a.config} ({cfg.model.arch} base {cfg.model.base}), {r['batch']}, {a.threads} thread(s){', to_static' if a.to_static else ''}: "
-          f"data {r['data_ms']:.0f} ms, step {r['step_ms']:.0f} ms, {r['pixels_per_s'] / 1e3:.0f} k px/s "
-          f"(compute alone {r['compute_pixels_per_s'] / 1e3:.0f} k); CPU {cpu_model_and_flags()[0]}, ISA flags {', '.join(isa_flags())}")
+    print(
+        f"{a.config} ({cfg.model.arch} base {cfg.model.base}), {r['batch']}, "
+        f"{a.threads} thread(s){', to_static' if a.to_static else ''}: "
+        f"data {r['data_ms']:.0f} ms, step {r['step_ms']:.0f} ms, {r['pixels_per_s'] / 1e3:.0f} k px/s "
+        f"(compute alone {r['compute_pixels_per_s'] / 1e3:.0f} k); "
+        f"CPU {cpu_model_and_flags()[0]}, ISA flags {', '.join(isa_flags())}"
+    )
     return 0
 
 

@@ -1,5 +1,6 @@
 """The trainer: crop batches, CE + Dice, Adam with warm-up and cosine/poly decay, full-image
 validation, best/last checkpoints, resume, CSV log, tqdm progress."""
+
 from __future__ import annotations
 
 import csv
@@ -9,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from fundus_edge.measure.metrics import MetricAccumulator, best_threshold
 from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.fov import fov_diameter
@@ -64,7 +64,9 @@ def select_device(device: str = "auto") -> str:
 
     has_cuda = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     if device == "gpu" and not has_cuda:
-        raise InputError("--device gpu asked, but this Paddle build has no CUDA device (install the gpu extra)")
+        raise InputError(
+            "--device gpu asked, but this Paddle build has no CUDA device (install the gpu extra)"
+        )
     if device not in ("auto", "cpu", "gpu"):
         raise InputError(f"unknown device {device!r}; choose auto, cpu or gpu")
     used = "gpu" if (device == "gpu" or (device == "auto" and has_cuda)) else "cpu"
@@ -79,7 +81,10 @@ def prepare_out_dir(out: Path, resume: bool, force: bool) -> None:
                 raise InputError(f"{out}: --resume given but no checkpoint in {out / 'last'}")
             return
         if not force:
-            raise InputError(f"{out}: output folder exists and is not empty (use --resume to continue or --force to overwrite)")
+            raise InputError(
+                f"{out}: output folder exists and is not empty "
+                "(use --resume to continue or --force to overwrite)"
+            )
         shutil.rmtree(out)
     elif resume:
         raise InputError(f"{out}: --resume given but the folder does not exist")
@@ -97,13 +102,17 @@ def _scheduler(cfg: TrainConfig):
         # `cycles` equal cosine cycles, each from lr down to min_lr (Little W-Net's cyclical schedule).
         if o.cycles < 1:
             raise InputError(f"optim.cycles {o.cycles}: give at least 1")
-        base = paddle.optimizer.lr.CosineAnnealingWarmRestarts(o.lr, T_0=max(1, -(-decay_steps // o.cycles)), eta_min=o.min_lr)
+        base = paddle.optimizer.lr.CosineAnnealingWarmRestarts(
+            o.lr, T_0=max(1, -(-decay_steps // o.cycles)), eta_min=o.min_lr
+        )
     elif o.schedule == "poly":
         base = paddle.optimizer.lr.PolynomialDecay(o.lr, decay_steps=decay_steps, end_lr=o.min_lr, power=0.9)
     else:
         raise InputError(f"unknown schedule {o.schedule!r}; choose cosine, cosine-restarts or poly")
     if o.warmup > 0:
-        return paddle.optimizer.lr.LinearWarmup(base, warmup_steps=o.warmup, start_lr=o.lr * 0.01, end_lr=o.lr)
+        return paddle.optimizer.lr.LinearWarmup(
+            base, warmup_steps=o.warmup, start_lr=o.lr * 0.01, end_lr=o.lr
+        )
     return base
 
 
@@ -125,18 +134,25 @@ class RunStatus:
     def __init__(self, path: Path, name: str, total: int):
         self.path, self.name, self.total = path, name, total
 
-    def write(self, done: int, elapsed: float, start: int, t0: float, loss, best_f1: float, best_it: int, event: str) -> None:
+    def write(
+        self, done: int, elapsed: float, start: int, t0: float, loss, best_f1: float, best_it: int, event: str
+    ) -> None:
         import yaml
 
         run_s = time.perf_counter() - t0
         rate = (done - start) / run_s if run_s > 0 and done > start else 0.0
         st = {
-            "run": self.name, "event": event, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "iteration": int(done), "of": int(self.total), "elapsed_min": round(elapsed / 60, 1),
+            "run": self.name,
+            "event": event,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "iteration": int(done),
+            "of": int(self.total),
+            "elapsed_min": round(elapsed / 60, 1),
             "this_process_it_per_s": round(rate, 4),
             "eta_min": round((self.total - done) / rate / 60, 1) if rate > 0 else None,
             "loss_ema": None if loss is None else round(float(loss), 5),
-            "best_val_f1": round(float(best_f1), 5) if best_f1 >= 0 else None, "best_iteration": int(best_it) or None,
+            "best_val_f1": round(float(best_f1), 5) if best_f1 >= 0 else None,
+            "best_iteration": int(best_it) or None,
             "resume": "fundus-edge train ... --out <this folder> --resume",
         }
         tmp = self.path.with_suffix(".tmp")
@@ -152,8 +168,17 @@ def _check_threshold(thr) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, out_dir: str | Path, device: str = "auto", progress: bool = True, init_weights: str | Path | None = None, net=None,
-                 checkpoint_minutes: float = 10.0, to_static: bool = False):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        out_dir: str | Path,
+        device: str = "auto",
+        progress: bool = True,
+        init_weights: str | Path | None = None,
+        net=None,
+        checkpoint_minutes: float = 10.0,
+        to_static: bool = False,
+    ):
         self.cfg = cfg
         # Trace the training step's forward with paddle.jit.to_static: +12 % pixels/s for the W-Net at one
         # thread on an AVX2 CPU (docs/findings/training.md); slower on STACK.md's AVX-512 CPU at two threads.
@@ -170,7 +195,7 @@ class Trainer:
         self._teacher_maps = None  # teacher_mode image: one HxW map per training image, made by fit()
 
     # -- data ---------------------------------------------------------------------------------
-    def _load_data(self):
+    def load_data(self):
         d = self.cfg.data
         if not d.root:
             raise InputError("no training data given (--data DIR)")
@@ -195,11 +220,18 @@ class Trainer:
         rng = np.random.default_rng([self.cfg.optim.seed, 7919])
         q = tuple(int(v) for v in a.camera_jpeg_quality)
         if len(q) != 2 or not 1 <= q[0] <= q[1] <= 100:
-            raise InputError(f"augment.camera_jpeg_quality {a.camera_jpeg_quality!r}: give [low, high] within 1-100")
-        return [[preprocess(random_camera(s.rgb, rng, a.camera_jpeg, q), self.cfg.preprocess) for _ in range(a.camera_copies)]
-                for s in train]
+            raise InputError(
+                f"augment.camera_jpeg_quality {a.camera_jpeg_quality!r}: give [low, high] within 1-100"
+            )
+        return [
+            [
+                preprocess(random_camera(s.rgb, rng, a.camera_jpeg, q), self.cfg.preprocess)
+                for _ in range(a.camera_copies)
+            ]
+            for s in train
+        ]
 
-    def _batch(self, train, it: int):
+    def batch(self, train, it: int):
         """Batch ``it`` of the run's seeded sequence: (crops, labels, teacher maps or None). The teacher
         maps (teacher_mode image) are warped with their crops; the random draws - the data order - and
         the crops are the same with and without them."""
@@ -213,7 +245,9 @@ class Trainer:
             planes = self._planes[i]
             if self._camera[i] and rng.random() < self.cfg.augment.camera:
                 planes = self._camera[i][int(rng.integers(len(self._camera[i])))]
-            x, y, t = random_crop(planes, s.label, s.fov, o.crop, self.cfg.augment, rng, None if maps is None else maps[i])
+            x, y, t = random_crop(
+                planes, s.label, s.fov, o.crop, self.cfg.augment, rng, None if maps is None else maps[i]
+            )
             ts.append(t)
             if rng.random() < 0.8:
                 x = photometric_planes(x, pre.channels, self.cfg.augment, rng, pre.scale, pre.offset)
@@ -229,12 +263,24 @@ class Trainer:
         net.eval()
         probs = [predict_prob(net, s.rgb, self.cfg.preprocess, net.pad_multiple) for s in val]
         net.train()
-        thr, _ = best_threshold([p[s.fov] for p, s in zip(probs, val)], [s.label[s.fov] for s in val])
+        thr, _ = best_threshold(
+            [p[s.fov] for p, s in zip(probs, val, strict=False)], [s.label[s.fov] for s in val]
+        )
         acc = MetricAccumulator(threshold=thr, per_image_auc=False)
-        for p, s in zip(probs, val):
+        for p, s in zip(probs, val, strict=False):
             acc.add(p, s.label, s.fov, s.name)
         m = acc.pooled()
-        out = {f"{prefix}_{k}": v for k, v in (("f1", m.f1), ("auc", m.auc), ("iou", m.iou), ("acc", m.acc), ("se", m.se), ("sp", m.sp))}
+        out = {
+            f"{prefix}_{k}": v
+            for k, v in (
+                ("f1", m.f1),
+                ("auc", m.auc),
+                ("iou", m.iou),
+                ("acc", m.acc),
+                ("se", m.se),
+                ("sp", m.sp),
+            )
+        }
         if perturb and self.cfg.optim.val_perturb:
             out.update(self._validate_perturbed(net, val, thr))
         return thr, out
@@ -303,13 +349,19 @@ class Trainer:
         for src in sources:
             teacher, info = load_source(src)
             if info.config.preprocess != self.cfg.preprocess:
-                raise InputError(f"{src}: the teacher's preprocessing ({info.config.preprocess.channels}) differs from the student's "
-                                 f"({self.cfg.preprocess.channels}); distillation needs the same input")
+                raise InputError(
+                    f"{src}: the teacher's preprocessing ({info.config.preprocess.channels}) differs from "
+                    f"the student's ({self.cfg.preprocess.channels}); distillation needs the same input"
+                )
             teacher.eval()
             for p in teacher.parameters():
                 p.stop_gradient = True
             teachers.append(teacher)
-        print(f"distilling from {', '.join(sources)} (weight {o.distill_weight}, teacher on each {o.teacher_mode})", flush=True)
+        print(
+            f"distilling from {', '.join(sources)} (weight {o.distill_weight}, "
+            f"teacher on each {o.teacher_mode})",
+            flush=True,
+        )
         return teachers
 
     def _image_teacher_maps(self, teachers, train) -> list[np.ndarray]:
@@ -324,11 +376,13 @@ class Trainer:
             probs = []
             for t in teachers:
                 probs.append(predict_prob(t, s.rgb, pre, t.pad_multiple))
-                probs.append(predict_prob(t, np.ascontiguousarray(s.rgb[:, ::-1]), pre, t.pad_multiple)[:, ::-1])
+                probs.append(
+                    predict_prob(t, np.ascontiguousarray(s.rgb[:, ::-1]), pre, t.pad_multiple)[:, ::-1]
+                )
             maps.append(np.mean(probs, axis=0).astype(np.float32))
         return maps
 
-    def _loss(self, step, teachers, loss_fn, xt, yt, tt=None):
+    def loss(self, step, teachers, loss_fn, xt, yt, tt=None):
         """``step``: the network's ``Outputs`` (traced or not); a W-Net's first output is supervised too,
         weighted by ``optim.aux_weight``; the last is the model's output. The distillation target is
         ``tt`` (teacher maps cropped with the batch) or the teachers' mean probability on ``xt``."""
@@ -358,7 +412,117 @@ class Trainer:
         with paddle.utils.unique_name.guard():
             return self._fit(resume, force)
 
+    def _announce_refit(self, train) -> None:
+        """Without a validation split (a refit) say which threshold the checkpoints will carry."""
+        o = self.cfg.optim
+        how = (
+            "the threshold that maximises F1 on the training images"
+            if o.threshold == "train"
+            else f"the configured threshold {o.threshold:.3f}"
+        )
+        print(
+            f"no validation split: training on all {len(train)} images; checkpoints keep the latest "
+            f"weights with {how}",
+            flush=True,
+        )
+
+    def _resume(self, net, opt) -> tuple[int, float, float | None, float, int, float]:
+        """Load ``last/`` into ``net`` and ``opt``; (start, elapsed_s, loss EMA, best score, best
+        iteration, best threshold) of the run so far."""
+        import paddle
+
+        best_f1, best_it, best_thr = -1.0, 0, 0.5
+        last = read_checkpoint(self.out / "last")
+        net.set_state_dict(paddle.load(str(last.path / WEIGHTS)))
+        opt.set_state_dict(paddle.load(str(last.path / OPTIMIZER)))
+        start, elapsed0 = last.iteration, last.elapsed_s
+        loss_ema0 = last.extra.get("loss_ema")
+        if (self.out / "best").exists():
+            b = read_checkpoint(self.out / "best")
+            best_f1, best_it, best_thr = (
+                self._score(b.metrics) if "val_f1" in b.metrics else -1.0,
+                b.iteration,
+                b.threshold,
+            )
+        print(
+            f"resuming at iteration {start}"
+            + (f" (best val F1 {best_f1:.4f} at {best_it})" if best_f1 >= 0 else ""),
+            flush=True,
+        )
+        return start, elapsed0, loss_ema0, best_f1, best_it, best_thr
+
+    def _open_log(self, resume: bool, start: int):
+        """``log.csv`` opened for appending (rows past ``start`` dropped on resume): (file, csv writer)."""
+        log_path = self.out / "log.csv"
+        if resume:
+            _truncate_log(log_path, start)  # rows written after the checkpoint we resume from
+        new_log = not log_path.exists()
+        logf = open(log_path, "a", newline="")
+        log = csv.writer(logf)
+        if new_log:
+            log.writerow(
+                ["iteration", "loss", "lr", "val_f1", "val_auc", "threshold", "elapsed_s", "val_f1_perturbed"]
+            )
+        return logf, log
+
+    def _train_step(self, step, teachers, loss_fn, opt, sched, scaler, batch) -> float:
+        """One optimizer step on ``batch`` (crops, labels, teacher maps or None); the loss as a float.
+        ``scaler`` (a GradScaler) is given on the GPU, where the step runs in mixed precision."""
+        import paddle
+
+        x, y, t = batch
+        xt, yt = paddle.to_tensor(x), paddle.to_tensor(y)
+        tt = None if t is None else paddle.to_tensor(t)
+        if scaler is not None:
+            with paddle.amp.auto_cast():
+                loss = self.loss(step, teachers, loss_fn, xt, yt, tt)
+            scaler.scale(loss).backward()
+            scaler.minimize(opt, loss)
+        else:
+            loss = self.loss(step, teachers, loss_fn, xt, yt, tt)
+            loss.backward()
+            opt.step()
+        opt.clear_grad()
+        sched.step()
+        return float(loss.item())
+
+    def _extra(self, loss_ema: float, refit: bool, **more) -> dict:
+        """The ``extra`` record of a checkpoint: the training scale, the loss EMA and ``more``."""
+        return {"scale": self.scale_info, "loss_ema": loss_ema, **more, **({"refit": True} if refit else {})}
+
+    @staticmethod
+    def _log_row(done: int, loss_ema: float, lr: float, thr: float, elapsed: float, vm: dict) -> list:
+        def fmt(k: str) -> str:
+            return f"{vm[k]:.5f}" if k in vm else ""
+
+        return [
+            done,
+            f"{loss_ema:.5f}",
+            f"{lr:.3e}",
+            fmt("val_f1"),
+            fmt("val_auc"),
+            f"{thr:.3f}",
+            f"{elapsed:.1f}",
+            fmt("val_f1_perturbed"),
+        ]
+
+    @staticmethod
+    def _validated_line(
+        done: int, loss_ema: float, thr: float, vm: dict, val: bool, best_f1: float, best_it: int
+    ) -> str:
+        if val:
+            pert = f"  perturbed F1 {vm['val_f1_perturbed']:.4f}" if "val_f1_perturbed" in vm else ""
+            return (
+                f"iter {done}: loss {loss_ema:.4f}  val F1 {vm['val_f1']:.4f}  "
+                f"AUC {vm['val_auc']:.4f}{pert}  thr {thr:.2f}  (best {best_f1:.4f} @ {best_it})"
+            )
+        fit = f", threshold {thr:.3f} (training-image F1 {vm['train_f1']:.4f})" if vm else ""
+        return f"iter {done}: loss {loss_ema:.4f}  (no validation{fit}; saved)"
+
     def _fit(self, resume: bool, force: bool) -> TrainResult:
+        """The run. The loop below stays one piece: the best/last/timed/SIGTERM saves, the status file and
+        the resume state (start, best score, loss EMA, time of the last save) are locals it updates
+        together, in the order an exact --resume relies on."""
         import paddle
         from tqdm import tqdm
 
@@ -370,16 +534,15 @@ class Trainer:
         device = select_device(self.device_request)
         print(f"device: {device} (paddle {paddle.__version__})", flush=True)
         _check_threshold(o.threshold)
-        train, val = self._load_data()
+        train, val = self.load_data()
         if not val:
-            how = ("the threshold that maximises F1 on the training images" if o.threshold == "train"
-                   else f"the configured threshold {o.threshold:.3f}")
-            print(f"no validation split: training on all {len(train)} images; checkpoints keep the latest "
-                  f"weights with {how}", flush=True)
+            self._announce_refit(train)
         paddle.seed(o.seed)
         net = self.build_network()
         sched = _scheduler(cfg)
-        opt = paddle.optimizer.Adam(learning_rate=sched, parameters=net.parameters(), weight_decay=o.weight_decay)
+        opt = paddle.optimizer.Adam(
+            learning_rate=sched, parameters=net.parameters(), weight_decay=o.weight_decay
+        )
         loss_fn = build_loss(o.dice_weight)
         self._teacher_maps = None
         teachers = self._teachers()
@@ -388,31 +551,26 @@ class Trainer:
             teachers = []  # their maps are all the run needs
         start, best_f1, best_it, best_thr, elapsed0, loss_ema0 = 0, -1.0, 0, 0.5, 0.0, None
         if resume:
-            last = read_checkpoint(self.out / "last")
-            net.set_state_dict(paddle.load(str(last.path / WEIGHTS)))
-            opt.set_state_dict(paddle.load(str(last.path / OPTIMIZER)))
-            start, elapsed0 = last.iteration, last.elapsed_s
-            loss_ema0 = last.extra.get("loss_ema")
-            if (self.out / "best").exists():
-                b = read_checkpoint(self.out / "best")
-                best_f1, best_it, best_thr = self._score(b.metrics) if "val_f1" in b.metrics else -1.0, b.iteration, b.threshold
-            print(f"resuming at iteration {start}" + (f" (best val F1 {best_f1:.4f} at {best_it})" if best_f1 >= 0 else ""), flush=True)
+            start, elapsed0, loss_ema0, best_f1, best_it, best_thr = self._resume(net, opt)
         (self.out / "config.yaml").write_text(dump_config(cfg))
-        print(f"model: {cfg.model.arch} base {cfg.model.base} depth {cfg.model.depth}, {count_params(net):,} parameters; "
-              f"{len(train)} training / {len(val)} validation images", flush=True)
+        print(
+            f"model: {cfg.model.arch} base {cfg.model.base} depth {cfg.model.depth}, "
+            f"{count_params(net):,} parameters; {len(train)} training / {len(val)} validation images",
+            flush=True,
+        )
         amp = device == "gpu"
         scaler = paddle.amp.GradScaler() if amp else None
-        log_path = self.out / "log.csv"
-        if resume:
-            _truncate_log(log_path, start)  # rows written after the checkpoint we resume from
-        new_log = not log_path.exists()
-        logf = open(log_path, "a", newline="")
-        log = csv.writer(logf)
-        if new_log:
-            log.writerow(["iteration", "loss", "lr", "val_f1", "val_auc", "threshold", "elapsed_s", "val_f1_perturbed"])
+        logf, log = self._open_log(resume, start)
         t0 = time.perf_counter()
         net.train()
-        bar = tqdm(range(start, o.iters), initial=start, total=o.iters, disable=not self.progress, desc=cfg.name, unit="it")
+        bar = tqdm(
+            range(start, o.iters),
+            initial=start,
+            total=o.iters,
+            disable=not self.progress,
+            desc=cfg.name,
+            unit="it",
+        )
         from .model import Outputs
 
         step = Outputs(net)
@@ -421,27 +579,22 @@ class Trainer:
         loss_ema = loss_ema0
         last_save = time.perf_counter()
         status = RunStatus(self.out / "status.yaml", cfg.name, o.iters)
-        status.write(start, elapsed0, start, t0, loss_ema, best_f1, best_it, f"resumed at {start}" if resume else "started")
+        status.write(
+            start,
+            elapsed0,
+            start,
+            t0,
+            loss_ema,
+            best_f1,
+            best_it,
+            f"resumed at {start}" if resume else "started",
+        )
         thr_now = best_thr
         it = start
         stop, stopped_at = StopRequest(), None
         try:
             for it in bar:
-                x, y, t = self._batch(train, it)
-                xt, yt = paddle.to_tensor(x), paddle.to_tensor(y)
-                tt = None if t is None else paddle.to_tensor(t)
-                if amp:
-                    with paddle.amp.auto_cast():
-                        loss = self._loss(step, teachers, loss_fn, xt, yt, tt)
-                    scaler.scale(loss).backward()
-                    scaler.minimize(opt, loss)
-                else:
-                    loss = self._loss(step, teachers, loss_fn, xt, yt, tt)
-                    loss.backward()
-                    opt.step()
-                opt.clear_grad()
-                sched.step()
-                lv = float(loss.item())
+                lv = self._train_step(step, teachers, loss_fn, opt, sched, scaler, self.batch(train, it))
                 loss_ema = lv if loss_ema is None else 0.98 * loss_ema + 0.02 * lv
                 bar.set_postfix(loss=f"{loss_ema:.4f}", best=f"{max(best_f1, 0):.4f}")
                 done = it + 1
@@ -449,35 +602,33 @@ class Trainer:
                     # Without a validation split (a refit) every checkpoint is the latest and "best".
                     thr, vm = self.validate(net, val) if val else self._refit_threshold(net, train)
                     elapsed = elapsed0 + time.perf_counter() - t0
-                    fmt = lambda k: f"{vm[k]:.5f}" if k in vm else ""  # noqa: E731
-                    log.writerow([done, f"{loss_ema:.5f}", f"{sched.get_lr():.3e}", fmt("val_f1"), fmt("val_auc"), f"{thr:.3f}", f"{elapsed:.1f}", fmt("val_f1_perturbed")])
+                    log.writerow(self._log_row(done, loss_ema, sched.get_lr(), thr, elapsed, vm))
                     logf.flush()
-                    extra = {"scale": self.scale_info, "loss_ema": loss_ema, **({} if val else {"refit": True})}
+                    extra = self._extra(loss_ema, not val)
                     if not val or self._score(vm) > best_f1:
                         best_f1, best_it, best_thr = (self._score(vm) if val else best_f1), done, thr
                         save_checkpoint(self.out / "best", net, None, cfg, done, thr, vm, elapsed, extra)
                     save_checkpoint(self.out / "last", net, opt, cfg, done, thr, vm, elapsed, extra)
                     last_save, thr_now = time.perf_counter(), thr
                     status.write(done, elapsed, start, t0, loss_ema, best_f1, best_it, "validated and saved")
-                    if val:
-                        pert = f"  perturbed F1 {vm['val_f1_perturbed']:.4f}" if "val_f1_perturbed" in vm else ""
-                        bar.write(f"iter {done}: loss {loss_ema:.4f}  val F1 {vm['val_f1']:.4f}  AUC {vm['val_auc']:.4f}{pert}  thr {thr:.2f}  (best {best_f1:.4f} @ {best_it})")
-                    else:
-                        fit = f", threshold {thr:.3f} (training-image F1 {vm['train_f1']:.4f})" if vm else ""
-                        bar.write(f"iter {done}: loss {loss_ema:.4f}  (no validation{fit}; saved)")
+                    bar.write(self._validated_line(done, loss_ema, thr, vm, bool(val), best_f1, best_it))
                 elif self.checkpoint_s and time.perf_counter() - last_save >= self.checkpoint_s:
                     elapsed = elapsed0 + time.perf_counter() - t0
-                    extra = {"scale": self.scale_info, "loss_ema": loss_ema, "timed": True, **({} if val else {"refit": True})}
+                    extra = self._extra(loss_ema, not val, timed=True)
                     save_checkpoint(self.out / "last", net, opt, cfg, done, thr_now, {}, elapsed, extra)
                     last_save = time.perf_counter()
                     status.write(done, elapsed, start, t0, loss_ema, best_f1, best_it, "saved (timed)")
                 if stop.asked and done < o.iters:
                     elapsed = elapsed0 + time.perf_counter() - t0
-                    extra = {"scale": self.scale_info, "loss_ema": loss_ema, "stopped": "SIGTERM", **({} if val else {"refit": True})}
+                    extra = self._extra(loss_ema, not val, stopped="SIGTERM")
                     if done % o.val_every:  # (a validation has just saved last/ at `done` otherwise)
                         save_checkpoint(self.out / "last", net, opt, cfg, done, thr_now, {}, elapsed, extra)
-                    status.write(done, elapsed, start, t0, loss_ema, best_f1, best_it, f"stopped (SIGTERM) at {done}")
-                    bar.write(f"stopped by SIGTERM at iteration {done}; last/ saved there: resume with --resume")
+                    status.write(
+                        done, elapsed, start, t0, loss_ema, best_f1, best_it, f"stopped (SIGTERM) at {done}"
+                    )
+                    bar.write(
+                        f"stopped by SIGTERM at iteration {done}; last/ saved there: resume with --resume"
+                    )
                     stopped_at = done
                     break
         finally:
@@ -491,4 +642,14 @@ class Trainer:
         if stopped_at is None:
             status.write(end, elapsed, start, t0, loss_ema, best_f1, best_it, "finished")
         ran = max(0, end - start)
-        return TrainResult(self.out, end, best_f1, best_it, best_thr, elapsed, device, ran / run_s if run_s > 0 else 0.0, stopped_at=stopped_at)
+        return TrainResult(
+            self.out,
+            end,
+            best_f1,
+            best_it,
+            best_thr,
+            elapsed,
+            device,
+            ran / run_s if run_s > 0 else 0.0,
+            stopped_at=stopped_at,
+        )

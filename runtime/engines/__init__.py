@@ -3,6 +3,7 @@
 Each engine module is imported only when that engine is asked for, so a device that has only ONNX
 Runtime never imports Paddle or OpenVINO.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -45,8 +46,18 @@ def engine_class(name: str) -> type[Engine]:
     module, pkg = ENGINES[name]
     if importlib.util.find_spec(pkg) is None:
         have = ", ".join(installed_engines()) or "none"
-        raise EngineUnavailable(f"engine {name!r} is not installed (pip install {pkg}); installed engines: {have}")
+        raise EngineUnavailable(
+            f"engine {name!r} is not installed (pip install {pkg}); installed engines: {have}"
+        )
     return importlib.import_module(f"{__name__}.{module}").ENGINE
 
 
-__all__ = ["ENGINES", "AUTO_ORDER", "Engine", "EngineOptions", "engine_class", "gpu_engines", "installed_engines"]
+__all__ = [
+    "ENGINES",
+    "AUTO_ORDER",
+    "Engine",
+    "EngineOptions",
+    "engine_class",
+    "gpu_engines",
+    "installed_engines",
+]

@@ -1,4 +1,5 @@
 """What every engine offers: load a model folder's format, run a NCHW float32 batch."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,10 +15,10 @@ class EngineOptions:
     device: str = "cpu"  # cpu | gpu
     threads: int | None = None  # None: the engine's default
     precision: str | None = None  # None: the model's own precision; "fp32", "bf16", "fp16"
-    # Input shapes (the bench's static-against-dynamic rows). static_hw: the engine is built for one network
-    # input, 1 x C x H x W; a smaller input is padded to it (as the Predictor pads, bottom/right) and its output
-    # cropped back, a larger one refused. dynamic_shape: one compiled model for every input size (OpenVINO; the
-    # others run dynamic shapes unless static_hw is given).
+    # Input shapes (the bench's static-against-dynamic rows). static_hw: the engine is built for one
+    # network input, 1 x C x H x W; a smaller input is padded to it (as the Predictor pads, bottom/right)
+    # and its output cropped back, a larger one refused. dynamic_shape: one compiled model for every input
+    # size (OpenVINO; the others run dynamic shapes unless static_hw is given).
     static_hw: tuple[int, int] | None = None
     dynamic_shape: bool = False
 
@@ -33,7 +34,8 @@ class Engine:
         self.quantized = quantized
         self.device = "cpu"  # what was actually used, set by load()
         self.precision = "fp32"  # what actually runs, read back from the engine where it can say
-        self.shape = "dynamic"  # the input shapes it was built for: "dynamic", "static per input size", "static HxW (batch 1)"
+        # the input shapes it was built for: "dynamic", "static per input size", "static HxW (batch 1)"
+        self.shape = "dynamic"
 
     @staticmethod
     def has_gpu() -> bool:
@@ -57,7 +59,10 @@ class Engine:
         h, w = self.options.static_hw
         n, _, xh, xw = x.shape
         if n != 1 or xh > h or xw > w:
-            raise InputError(f"{self.name}: built for a static 1x{x.shape[1]}x{h}x{w} input, got {'x'.join(map(str, x.shape))}")
+            raise InputError(
+                f"{self.name}: built for a static 1x{x.shape[1]}x{h}x{w} input, "
+                f"got {'x'.join(map(str, x.shape))}"
+            )
         if (xh, xw) == (h, w):
             return x
         mode = "reflect" if (h - xh < xh and w - xw < xw) else "edge"

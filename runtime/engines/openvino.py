@@ -3,9 +3,11 @@
 Its CPU plugin runs FP32 models in bf16 by default on CPUs with AVX-512 BF16 (STACK.md), so we
 always set INFERENCE_PRECISION_HINT (fp32 unless another precision is asked) and read back what the
 compiled model actually uses. Asked for bf16 or fp16 on a device without it, the plugin would quietly run
-f32, so such a request is refused, as ONNX Runtime and Paddle refuse what they cannot honour. Models are compiled per input shape (static shapes run faster than a
-dynamic compile here); the last two shapes are kept.
+f32, so such a request is refused, as ONNX Runtime and Paddle refuse what they cannot honour. Models are
+compiled per input shape (static shapes run faster than a dynamic compile here); the last two shapes are
+kept.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +33,13 @@ def _precision_name(t) -> str:
     """OpenVINO element type (prints as <type: 'float32'>, 'bf16', ...) -> fp32 / bf16 / fp16."""
     s = getattr(t, "type_name", None) or str(t)
     s = s.lower()
-    for key, name in (("bf16", "bf16"), ("f16", "fp16"), ("float16", "fp16"), ("f32", "fp32"), ("float32", "fp32")):
+    for key, name in (
+        ("bf16", "bf16"),
+        ("f16", "fp16"),
+        ("float16", "fp16"),
+        ("f32", "fp32"),
+        ("float32", "fp32"),
+    ):
         if key in s:
             return name
     return s
@@ -52,14 +60,18 @@ class OpenVinoEngine(Engine):
         self._core = ov.Core()
         want = "GPU" if self.options.device == "gpu" else "CPU"
         if want not in self._core.available_devices:
-            raise EngineUnavailable(f"openvino: device {want} not available ({', '.join(self._core.available_devices)})")
+            raise EngineUnavailable(
+                f"openvino: device {want} not available ({', '.join(self._core.available_devices)})"
+            )
         self._device = want
         precision = self.options.precision or "fp32"
         if precision not in _HINTS:
             raise EngineUnavailable(f"openvino: precision {precision!r} not one of {', '.join(_HINTS)}")
         if precision in _NEEDS and _NEEDS[precision] not in (have := capabilities(self._core, want)):
-            raise EngineUnavailable(f"openvino: precision {precision} cannot be honoured: {want} lacks {_NEEDS[precision]} "
-                                    f"(its capabilities: {', '.join(sorted(have))})")
+            raise EngineUnavailable(
+                f"openvino: precision {precision} cannot be honoured: {want} lacks {_NEEDS[precision]} "
+                f"(its capabilities: {', '.join(sorted(have))})"
+            )
         self._model = self._core.read_model(str(self.model_dir / self.files[0]))
         self._config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if self.options.threads and want == "CPU":
@@ -79,8 +91,12 @@ class OpenVinoEngine(Engine):
             self._compile((1, channels, 64, 64))
             self.shape = "static per input size"
         ran = self.precision.removeprefix("int8+")
-        if self.options.precision and ran != precision:  # the capability said yes, the compiled model says otherwise
-            raise EngineUnavailable(f"openvino: precision {precision} asked, but {want} compiled the model in {ran}")
+        if (
+            self.options.precision and ran != precision
+        ):  # the capability said yes, the compiled model says otherwise
+            raise EngineUnavailable(
+                f"openvino: precision {precision} asked, but {want} compiled the model in {ran}"
+            )
 
     def _compile(self, shape: tuple):
         """The compiled model and infer request for one input shape, most recently used kept last."""
