@@ -57,6 +57,9 @@ class BenchRecord:
     unsteady: bool | None = (
         None  # spread above fundus_edge.measure.timing.SPREAD_LIMIT: the p50 is not a steady figure
     )
+    # the model folder the cell ran and its manifest's sha256 (which pins every file): what `pack` bundles
+    model_dir: str | None = None
+    model_sha256: str | None = None
     # the engine's input shapes: "dynamic", "static per input size" (OpenVINO), "static 560x568 (batch 1)"
     shape: str | None = None
     shape_requested: str | None = (

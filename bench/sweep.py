@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fundus_edge.runtime.manifest import read_manifest
+from fundus_edge.runtime.manifest import read_manifest, sha256
 
 from . import report
 from .biomarker_drift import add_drift
@@ -77,6 +77,8 @@ def finalize(raw: list[dict], dirs: dict, errors: dict, peak: dict) -> list[Benc
         gflops = 2.0 * man.model.get("gmac", 0.0)
         d = {k: v for k, v in d.items() if not k.startswith("_")}
         d.update(
+            model_dir=str(dirs[d["variant"]]),
+            model_sha256=sha256(Path(dirs[d["variant"]]) / "manifest.yaml"),
             params=man.model.get("params"),
             gflops=round(gflops, 3),
             size_mb=round(

@@ -104,6 +104,15 @@ def resolve(choice: str, record: Record, opts: PackOptions) -> tuple[Path, Bench
             f"{record.path}: row {key} has no validated figures"
             f" (status {row.status}{': ' + row.error if row.error else ''})"
         )
+    if folder is None and row.model_dir:
+        # The record names the folder it measured, pinned by its manifest sha256: bundle that very model.
+        folder = Path(row.model_dir)
+        if not (folder / MANIFEST).is_file():
+            raise InputError(f"{record.path}: row {key} measured {folder}, which is not a model folder here")
+        if row.model_sha256 and sha256(folder / MANIFEST) != row.model_sha256:
+            raise InputError(
+                f"{folder}: its manifest changed since the bench measured it (run the bench again)"
+            )
     if folder is None:
         found = [
             d for d in (opts.models_dir / row.variant, opts.shipped / row.variant) if (d / MANIFEST).is_file()

@@ -235,6 +235,38 @@ def test_pack_a_model_folder_choice(tmp_path, tiny_model, record):
     assert r.bundle.validated.f1 == 0.85 and selftest(r.folder, runs=1).passed
 
 
+def test_pack_takes_the_folder_the_record_measured_and_refuses_a_changed_one(
+    tmp_path, tiny_model, drive_synth
+):
+    """A row names the model folder it ran and its manifest's sha256 (a shipped INT8 folder is not under
+    build/models): pack bundles that folder, and refuses it once its manifest changed."""
+    import shutil
+
+    from fundus_edge.runtime.manifest import sha256
+
+    moved = tmp_path / "elsewhere" / "tiny-int8"
+    shutil.copytree(tiny_model, moved)
+    rec = write_record(
+        tmp_path / "r.json",
+        [
+            row(
+                "onnxruntime",
+                40.0,
+                0.85,
+                variant="tiny-int8",
+                model_dir=str(moved),
+                model_sha256=sha256(moved / "manifest.yaml"),
+            )
+        ],
+        drive_synth,
+    )
+    o = opts(tmp_path, tiny_model, out=tmp_path / "b1")
+    assert pack("tiny-int8/onnxruntime", read_record(rec), o).bundle.validated.f1 == 0.85
+    (moved / "manifest.yaml").write_text((moved / "manifest.yaml").read_text() + "\n")
+    with pytest.raises(InputError, match="manifest changed since the bench measured it"):
+        pack("tiny-int8/onnxruntime", read_record(rec), opts(tmp_path, tiny_model, out=tmp_path / "b2"))
+
+
 @pytest.mark.skipif("openvino" not in installed_engines(), reason="OpenVINO not installed")
 def test_pack_openvino_bf16_row(tmp_path, tiny_model, record):
     from fundus_edge.runtime.cpu import has_bf16
