@@ -129,20 +129,7 @@ def _prune_and_finetune(
         0.0,
         {"pruned_ratio": ratio},
     )
-    cfg = info.config.with_overrides(
-        optim={
-            "iters": finetune_iters,
-            "lr": PRUNE_FINETUNE_LR,
-            "crop": min(info.config.optim.crop, FINETUNE_CROP_MAX),
-            "warmup": 0,
-            "val_every": max(50, finetune_iters // 4),
-            "val_perturb": (),
-            "select": "clean",
-            # a refit source has no validation split: keep its threshold (one set at export included)
-            "threshold": info.threshold,
-        },
-        data={"root": str(data)},
-    )
+    cfg = _finetune_config(info, data, finetune_iters, PRUNE_FINETUNE_LR, validations=4)
     res = Trainer(cfg, work / "finetune", device="cpu", progress=progress, init_weights=work / "pruned").fit(
         force=True
     )
@@ -196,19 +183,7 @@ def _paddle_qat(net, qinfo, data, work: Path, out: Path, ops, finetune_iters: in
     qat_dir = work / "qat"
     qat_dir.mkdir()
     np.savez(qat_dir / "weights.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
-    qcfg = qinfo.config.with_overrides(
-        optim={
-            "iters": finetune_iters,
-            "lr": QAT_LR,
-            "crop": min(qinfo.config.optim.crop, FINETUNE_CROP_MAX),
-            "warmup": 0,
-            "val_every": max(50, finetune_iters // 2),
-            "val_perturb": (),
-            "select": "clean",
-            "threshold": qinfo.threshold,
-        },
-        data={"root": str(data)},
-    )
+    qcfg = _finetune_config(qinfo, data, finetune_iters, QAT_LR, validations=2)
     (qat_dir / "config.yaml").write_text(dump_config(qcfg))
     print(
         f"QAT: {finetune_iters} fine-tuning iterations with fake-quantized {', '.join(ops)}",
@@ -302,6 +277,25 @@ def _fresh_work_dir(out: Path, work: str | Path | None) -> Path:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     return work
+
+
+def _finetune_config(info, data, iters: int, lr: float, validations: int):
+    """The source's training config for a short fine-tune (after pruning, or QAT): no warm-up, clean
+    selection, crops capped; a refit source has no validation split, so its threshold (one set at export
+    included) is kept."""
+    return info.config.with_overrides(
+        optim={
+            "iters": iters,
+            "lr": lr,
+            "crop": min(info.config.optim.crop, FINETUNE_CROP_MAX),
+            "warmup": 0,
+            "val_every": max(50, iters // validations),
+            "val_perturb": (),
+            "select": "clean",
+            "threshold": info.threshold,
+        },
+        data={"root": str(data)},
+    )
 
 
 def quantize(
