@@ -92,6 +92,22 @@ def choose_engine(manifest: Manifest, backend: str) -> tuple[str, str]:
     return cls.name, fmts[0]
 
 
+def crop_step(k: int) -> int:
+    """FOV crops' sizes are a multiple of this: _CROP_STEP rounded up to the network's multiple ``k``."""
+    return -(-max(_CROP_STEP, k) // k) * k
+
+
+def expected_hw(manifest: Manifest, scale: ScaleOptions) -> tuple[int, int] | None:
+    """The network input a FOV-cropped, rescaled image most likely gives (the training diameter plus the
+    margins, rounded up to the crop step): what an engine that builds per shape builds at load."""
+    d = manifest.scale.get("fov_diameter_px") if manifest.scale else None
+    if not (d and scale.rescale and scale.crop_fov):
+        return None
+    step = crop_step(manifest.pad_multiple)
+    side = -(-int(np.ceil(d + 2 * scale.crop_margin)) // step) * step
+    return side, side
+
+
 class Predictor:
     def __init__(self, model_dir: Path, manifest: Manifest, engine, scale: ScaleOptions | None = None):
         self.model_dir = model_dir
@@ -131,13 +147,16 @@ class Predictor:
         files = list(manifest.formats[chosen])
         verify_files(model_dir, manifest, files)
         choice = choose_precision(manifest, name, device, precision)
+        shapes = dict(shapes or {})
+        if not shapes:
+            shapes["first_hw"] = expected_hw(manifest, scale or ScaleOptions())
         try:
             engine = cls._load_engine(
                 model_dir,
                 name,
                 chosen,
                 files,
-                EngineOptions(device, threads, choice.precision, **(shapes or {})),
+                EngineOptions(device, threads, choice.precision, **shapes),
                 manifest,
             )
         except EngineUnavailable as exc:
@@ -155,7 +174,7 @@ class Predictor:
                 name,
                 chosen,
                 files,
-                EngineOptions(device, threads, "fp32", **(shapes or {})),
+                EngineOptions(device, threads, "fp32", **shapes),
                 manifest,
             )
         p = cls(model_dir, manifest, engine, scale)
@@ -254,16 +273,27 @@ class Predictor:
         rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
         k, pad = self.manifest.pad_multiple, self.scale.crop_margin
         h, w = hw
-        top = max(0, int(rows[0] * factor) - pad) // k * k
-        left = max(0, int(cols[0] * factor) - pad) // k * k
-        # Sizes rounded up to a step, so images of one camera share a network shape (OpenVINO
-        # compiles once per shape).
-        step = max(_CROP_STEP, k)
-        bottom = min(h, top + -(-(int(np.ceil((rows[-1] + 1) * factor)) + pad - top) // step) * step)
-        right = min(w, left + -(-(int(np.ceil((cols[-1] + 1) * factor)) + pad - left) // step) * step)
+        # Sizes rounded up to a step (a multiple of k), and a box that would cross the image's edge slides
+        # back inside rather than shrinking: images of one camera then share one network shape, and
+        # OpenVINO compiles once per shape (a new shape costs several inferences' time).
+        step = crop_step(k)
+        top, bottom = self._span(rows, factor, pad, k, step, h)
+        left, right = self._span(cols, factor, pad, k, step, w)
         if (bottom - top) * (right - left) >= 0.98 * h * w:
             return None  # nothing worth cutting
         return top, bottom, left, right
+
+    @staticmethod
+    def _span(idx: np.ndarray, factor: float, pad: int, k: int, step: int, n: int) -> tuple[int, int]:
+        """[start, end) along one axis of length ``n``: the FOV's extent plus the margin, its start on the
+        grid of ``k``, its length a multiple of ``step``. The end may pass ``n`` up to the next multiple of
+        ``k``: that strip is the reflect padding the uncropped image would get too."""
+        n_pad = -(-n // k) * k
+        start = max(0, int(idx[0] * factor) - pad) // k * k
+        need = min(n, int(np.ceil((idx[-1] + 1) * factor)) + pad) - start
+        size = min(n_pad, -(-need // step) * step)
+        start = min(start, (n_pad - size) // k * k)
+        return start, start + size
 
     def prepare(self, image, fov=None, order: str = "rgb") -> tuple[np.ndarray, tuple[int, int]]:
         """The padded CxHxW network input ``predict`` builds for this image (rescaled, cropped to the

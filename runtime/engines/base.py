@@ -21,6 +21,9 @@ class EngineOptions:
     # size (OpenVINO; the others run dynamic shapes unless static_hw is given).
     static_hw: tuple[int, int] | None = None
     dynamic_shape: bool = False
+    # The input size to build for at load, where an engine builds per shape (OpenVINO): the one the
+    # Predictor expects first, so the first image does not pay for a compile. None: a small probe shape.
+    first_hw: tuple[int, int] | None = None
 
 
 class Engine:

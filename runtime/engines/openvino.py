@@ -88,7 +88,7 @@ class OpenVinoEngine(Engine):
             self._compile((1, channels, *self.options.static_hw))
             self.shape = f"static {self.options.static_hw[0]}x{self.options.static_hw[1]} (batch 1)"
         else:
-            self._compile((1, channels, 64, 64))
+            self._compile((1, channels, *(self.options.first_hw or (64, 64))))
             self.shape = "static per input size"
         ran = self.precision.removeprefix("int8+")
         if (
