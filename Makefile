@@ -53,7 +53,7 @@ bench-quick: install
 	$(BIN)/fundus-edge bench --data $(DATA) --threads $(THREADS) --out build/bench-quick --quick $(BENCH_ARGS)
 
 bench-pytest: install
-	$(BIN)/python -m pytest -q -m "slow or not slow" bench/test_latency.py --benchmark-only
+	$(BIN)/python -m pytest -q -m "slow or not slow" tests/test_latency_bench.py --benchmark-only
 
 # How the shipped models were made (hours on 2 CPU cores; not part of `make bench`). The recipes are
 # chosen on a 16 / 4 validation split (runs/default, runs/small, runs/small-robust); each is then refit

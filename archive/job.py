@@ -345,6 +345,53 @@ def _reachable(address: str, timeout_s: float = 10.0) -> None:
         raise FundusEdgeError(f"ray cluster {address}: nothing answers there ({reason})") from None
 
 
+def _pipeline(todo: list[Path], out: Storage, options: SegmentOptions, ray_opts: RayOptions):
+    """The Ray Data dataset over ``todo``: read (tasks) -> segment (the actor pool) -> write (tasks)."""
+    import ray
+    from ray.data import ActorPoolStrategy, TaskPoolStrategy
+
+    io = TaskPoolStrategy(size=ray_opts.io_tasks)
+    # Reading and writing reserve no CPU: the actors hold the cores; these tasks wait on disk and
+    # codecs.
+    ds = ray.data.from_items([{"path": str(f.resolve())} for f in todo], override_num_blocks=len(todo))
+    ds = ds.map(_read, compute=io, num_cpus=0)
+    ds = ds.map(
+        _Segmenter,
+        fn_constructor_kwargs={"options": options, "threads": ray_opts.threads_per_worker},
+        compute=ActorPoolStrategy(size=ray_opts.workers),
+        num_cpus=ray_opts.threads_per_worker,
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": str(ray_opts.threads_per_worker)}},
+    )
+    return ds.map(
+        _write,
+        fn_kwargs={"out": out, "save_prob": options.save_prob, "save_overlay": options.save_overlay},
+        compute=io,
+        num_cpus=0,
+    )
+
+
+def _segment_todo(
+    todo: list[Path], out: Storage, options: SegmentOptions, ray_opts: RayOptions, progress: bool
+) -> list[dict]:
+    """Run the pipeline over ``todo`` (Ray started or joined): each image's written row, in finish order."""
+    from tqdm import tqdm
+
+    results: list[dict] = []
+    ds = _pipeline(todo, out, options, ray_opts)
+    with (
+        tqdm(total=len(todo), desc="segment (ray)", unit="img", disable=not progress) as bar,
+        warnings.catch_warnings(),
+    ):
+        # Ray Data's advice that a short list cannot fill every actor: true, and nothing to act on.
+        warnings.filterwarnings("ignore", message="The (maximum|minimum) number of concurrent")
+        for row in ds.iter_rows():
+            results.append(row)
+            if row["status"] != "ok":
+                tqdm.write(f"error: {row['error']}", file=sys.stderr)
+            bar.update(1)
+    return results
+
+
 def run_archive(
     files: list[Path],
     out_dir: str | Path,
@@ -358,7 +405,6 @@ def run_archive(
         import ray.data  # noqa: F401
     except ImportError:
         raise FundusEdgeError("--ray needs Ray Data: pip install 'fundus-edge[ray]' (ray[data])") from None
-    from tqdm import tqdm
 
     if ray_opts.workers < 1 or ray_opts.threads_per_worker < 1:
         raise InputError("--workers and --threads-per-worker must be at least 1")
@@ -382,42 +428,10 @@ def run_archive(
     results: list[dict] = []
     if todo:
         import ray
-        from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
         started = _start_ray(ray_opts)
-
         try:
-            io = TaskPoolStrategy(size=ray_opts.io_tasks)
-            # Reading and writing reserve no CPU: the actors hold the cores; these tasks wait on disk and
-            # codecs.
-            ds = ray.data.from_items(
-                [{"path": str(f.resolve())} for f in todo], override_num_blocks=len(todo)
-            )
-            ds = ds.map(_read, compute=io, num_cpus=0)
-            ds = ds.map(
-                _Segmenter,
-                fn_constructor_kwargs={"options": options, "threads": ray_opts.threads_per_worker},
-                compute=ActorPoolStrategy(size=ray_opts.workers),
-                num_cpus=ray_opts.threads_per_worker,
-                runtime_env={"env_vars": {"OMP_NUM_THREADS": str(ray_opts.threads_per_worker)}},
-            )
-            ds = ds.map(
-                _write,
-                fn_kwargs={"out": out, "save_prob": options.save_prob, "save_overlay": options.save_overlay},
-                compute=io,
-                num_cpus=0,
-            )
-            with (
-                tqdm(total=len(todo), desc="segment (ray)", unit="img", disable=not progress) as bar,
-                warnings.catch_warnings(),
-            ):
-                # Ray Data's advice that a short list cannot fill every actor: true, and nothing to act on.
-                warnings.filterwarnings("ignore", message="The (maximum|minimum) number of concurrent")
-                for row in ds.iter_rows():
-                    results.append(row)
-                    if row["status"] != "ok":
-                        tqdm.write(f"error: {row['error']}", file=sys.stderr)
-                    bar.update(1)
+            results = _segment_todo(todo, out, options, ray_opts, progress)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - an actor that cannot load the model ends the job in one line

@@ -46,7 +46,7 @@ def _image(data: str | None):
     return synthetic_fundus(np.random.default_rng(0))
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="wnet", help="a config name or YAML file")
     ap.add_argument(
@@ -68,14 +68,65 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5, help="timed runs per network and engine in each round")
     ap.add_argument("--rounds", type=int, default=3)
-    a = ap.parse_args(argv)
+    return ap
 
+
+def _networks(a: argparse.Namespace, cfg, engines: list[tuple[str, str, str]], tmp: Path) -> list[tuple]:
+    """(row name, export result, one Predictor per engine) for the config and each --try: the untrained
+    network exported to ONNX in ``tmp`` (and quantized by each INT8 backend's quantizer)."""
     from fundus_edge.export.exporter import export_checkpoint
-    from fundus_edge.measure.timing import Timing, TimingPolicy, time_calls
     from fundus_edge.runtime.predictor import Predictor
     from fundus_edge.train.checkpoint import save_checkpoint
-    from fundus_edge.train.config import resolve_config
     from fundus_edge.train.model import network_from_config
+
+    rows = []
+    for i, change in enumerate([""] + a.tries):
+        c = cfg.with_overrides(model=_overrides(change)) if change else cfg
+        net = network_from_config(c.model, c.preprocess.in_channels)
+        ck, out = tmp / f"{i}" / "ckpt", tmp / f"{i}" / "model"
+        save_checkpoint(ck, net, None, c, 0, 0.5, {}, 0.0)
+        r = export_checkpoint(ck, out, formats=("onnx",), force=True)
+        folders = {"": out}
+        for q in sorted({q for _, _, q in engines if q}):
+            from fundus_edge.quantize.engine_ptq import engine_int8
+
+            folders[q] = engine_int8(out, tmp / f"{i}" / f"int8-{q}", a.data, q, calib_images=4, force=True)
+        rows.append(
+            (
+                f"{a.config}{' ' + change if change else ''}",
+                r,
+                [
+                    Predictor.load(folders[q], backend=b, threads=a.threads, precision=pr or None)
+                    for b, pr, q in engines
+                ],
+            )
+        )
+    return rows
+
+
+def _time_round_robin(rows: list[tuple], img, n_backends: int, a: argparse.Namespace) -> dict:
+    """(row, engine) -> engine ms of every timed run."""
+    from fundus_edge.measure.timing import TimingPolicy, time_calls
+
+    # Round-robin: every network is timed in every round, so a drift of the machine's speed (a shared
+    # VM's neighbours, clocks) spreads over all rows instead of landing on the ones timed last.
+    samples = {(i, j): [] for i in range(len(rows)) for j in range(n_backends)}
+    for _ in range(a.rounds):
+        for i, (_, _, preds) in enumerate(rows):
+            for j, p in enumerate(preds):
+                t = time_calls(
+                    lambda p=p: p.predict(img).engine_ms,
+                    TimingPolicy(warmup=2, runs=a.runs, min_runs=a.runs, budget_s=0.0),
+                )
+                samples[i, j] += t.samples_ms
+    return samples
+
+
+def main(argv=None) -> int:
+    a = _parser().parse_args(argv)
+
+    from fundus_edge.measure.timing import Timing
+    from fundus_edge.train.config import resolve_config
 
     from .machine import cpu_info
 
@@ -97,41 +148,8 @@ def main(argv=None) -> int:
     print("| network | GMAC | params | " + " | ".join(f"{b} ms" for b in backends) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in backends) + " |")
     with tempfile.TemporaryDirectory() as tmp:
-        rows = []
-        for i, change in enumerate([""] + a.tries):
-            c = cfg.with_overrides(model=_overrides(change)) if change else cfg
-            net = network_from_config(c.model, c.preprocess.in_channels)
-            ck, out = Path(tmp) / f"{i}" / "ckpt", Path(tmp) / f"{i}" / "model"
-            save_checkpoint(ck, net, None, c, 0, 0.5, {}, 0.0)
-            r = export_checkpoint(ck, out, formats=("onnx",), force=True)
-            folders = {"": out}
-            for q in sorted({q for _, _, q in engines if q}):
-                from fundus_edge.quantize.engine_ptq import engine_int8
-
-                folders[q] = engine_int8(
-                    out, Path(tmp) / f"{i}" / f"int8-{q}", a.data, q, calib_images=4, force=True
-                )
-            rows.append(
-                (
-                    f"{a.config}{' ' + change if change else ''}",
-                    r,
-                    [
-                        Predictor.load(folders[q], backend=b, threads=a.threads, precision=pr or None)
-                        for b, pr, q in engines
-                    ],
-                )
-            )
-        # Round-robin: every network is timed in every round, so a drift of the machine's speed (a shared
-        # VM's neighbours, clocks) spreads over all rows instead of landing on the ones timed last.
-        samples = {(i, j): [] for i in range(len(rows)) for j in range(len(backends))}
-        for _ in range(a.rounds):
-            for i, (_, _, preds) in enumerate(rows):
-                for j, p in enumerate(preds):
-                    t = time_calls(
-                        lambda p=p: p.predict(img).engine_ms,
-                        TimingPolicy(warmup=2, runs=a.runs, min_runs=a.runs, budget_s=0.0),
-                    )
-                    samples[i, j] += t.samples_ms
+        rows = _networks(a, cfg, engines, Path(tmp))
+        samples = _time_round_robin(rows, img, len(backends), a)
         for i, (name, r, _) in enumerate(rows):
             cells = [f"{Timing(tuple(samples[i, j])).p50:.1f}" for j in range(len(backends))]
             print(f"| {name} | {r.gmac:.2f} | {r.params:,} | " + " | ".join(cells) + " |", flush=True)

@@ -126,77 +126,66 @@ def _table(rows: list[dict], front: set[int]) -> str:
     return f'<table id="results"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _chart(rows: list[dict], front_idx: list[int], meta: dict) -> str:
-    """Plotly scatter (p50, log) against F1: hover names the row; the Pareto front drawn; the seed U-Net at
-    its measured latency and the F1 its tutorial reported, marked as not measured."""
+def _symbol(r: dict) -> str:
+    """The engine's marker, hollow for a reduced precision (int8, bf16, fp16)."""
+    return _SYMBOLS.get(r.get("backend"), "diamond") + (
+        "-open" if any(p in (r.get("precision") or "") for p in ("int8", "bf16", "fp16")) else ""
+    )
+
+
+def _variant_traces(scored: list[dict]) -> list:
+    """One trace of markers per variant; hover names the row."""
     import plotly.graph_objects as go
 
-    fig = go.Figure()
-    scored = [
-        r
-        for r in rows
-        if r.get("status") == "ok"
-        and r.get("p50_ms")
-        and r.get("f1") is not None
-        and r.get("variant") != "seed-unet"
-    ]
+    traces = []
     for variant in dict.fromkeys(r["variant"] for r in scored):
         rs = [r for r in scored if r["variant"] == variant]
-        fig.add_trace(
+        traces.append(
             go.Scatter(
                 x=[r["p50_ms"] for r in rs],
                 y=[r["f1"] for r in rs],
                 mode="markers",
                 name=variant,
-                marker={
-                    "size": 11,
-                    "symbol": [
-                        _SYMBOLS.get(r.get("backend"), "diamond")
-                        + (
-                            "-open"
-                            if any(p in (r.get("precision") or "") for p in ("int8", "bf16", "fp16"))
-                            else ""
-                        )
-                        for r in rs
-                    ],
-                    "line": {"width": 2},
-                },
+                marker={"size": 11, "symbol": [_symbol(r) for r in rs], "line": {"width": 2}},
                 text=[_row_name(r) for r in rs],
                 hovertemplate="%{text}<br>p50 %{x:.1f} ms<br>F1 %{y:.4f}<extra></extra>",
             )
         )
-    front = [rows[i] for i in front_idx]
-    if front:
-        fig.add_trace(
-            go.Scatter(
-                x=[r["p50_ms"] for r in front],
-                y=[r["f1"] for r in front],
-                mode="lines+markers",
-                name="Pareto front",
-                line={"dash": "dash", "color": "black", "width": 1},
-                marker={"symbol": "circle-open", "size": 20, "color": "black"},
-                hoverinfo="skip",
-            )
-        )
-    seeds = sorted(
-        (r for r in rows if r.get("variant") == "seed-unet" and r.get("status") == "ok" and r.get("p50_ms")),
-        key=lambda r: r["p50_ms"],
+    return traces
+
+
+def _front_trace(front: list[dict]):
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=[r["p50_ms"] for r in front],
+        y=[r["f1"] for r in front],
+        mode="lines+markers",
+        name="Pareto front",
+        line={"dash": "dash", "color": "black", "width": 1},
+        marker={"symbol": "circle-open", "size": 20, "color": "black"},
+        hoverinfo="skip",
     )
-    if seeds:
-        s = seeds[0]
-        fig.add_trace(
-            go.Scatter(
-                x=[s["p50_ms"]],
-                y=[SEED_REPORTED_F1],
-                mode="markers+text",
-                name="seed U-Net (F1 reported, not measured)",
-                marker={"symbol": "star", "size": 16, "color": "grey"},
-                text=["seed U-Net: F1 reported, not measured"],
-                textposition="top left",
-                hovertemplate=f"{_esc(_row_name(s))}<br>p50 %{{x:.1f}} ms (measured)"
-                "<br>F1 %{y:.3f} as its tutorial reported (not measured)<extra></extra>",
-            )
-        )
+
+
+def _seed_trace(s: dict):
+    """The seed U-Net at its measured latency and the F1 its tutorial reported, marked as not measured."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=[s["p50_ms"]],
+        y=[SEED_REPORTED_F1],
+        mode="markers+text",
+        name="seed U-Net (F1 reported, not measured)",
+        marker={"symbol": "star", "size": 16, "color": "grey"},
+        text=["seed U-Net: F1 reported, not measured"],
+        textposition="top left",
+        hovertemplate=f"{_esc(_row_name(s))}<br>p50 %{{x:.1f}} ms (measured)"
+        "<br>F1 %{y:.3f} as its tutorial reported (not measured)<extra></extra>",
+    )
+
+
+def _chart_layout(fig, meta: dict) -> None:
     m = meta.get("machine") or {}
     fig.update_layout(
         title={
@@ -213,6 +202,34 @@ def _chart(rows: list[dict], front_idx: list[int], meta: dict) -> str:
         margin={"l": 70, "r": 20, "t": 60, "b": 60},
         template="plotly_white",
     )
+
+
+def _chart(rows: list[dict], front_idx: list[int], meta: dict) -> str:
+    """Plotly scatter (p50, log) against F1: hover names the row; the Pareto front drawn; the seed U-Net at
+    its measured latency and the F1 its tutorial reported, marked as not measured."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    scored = [
+        r
+        for r in rows
+        if r.get("status") == "ok"
+        and r.get("p50_ms")
+        and r.get("f1") is not None
+        and r.get("variant") != "seed-unet"
+    ]
+    for trace in _variant_traces(scored):
+        fig.add_trace(trace)
+    front = [rows[i] for i in front_idx]
+    if front:
+        fig.add_trace(_front_trace(front))
+    seeds = sorted(
+        (r for r in rows if r.get("variant") == "seed-unet" and r.get("status") == "ok" and r.get("p50_ms")),
+        key=lambda r: r["p50_ms"],
+    )
+    if seeds:
+        fig.add_trace(_seed_trace(seeds[0]))
+    _chart_layout(fig, meta)
     if not scored and not seeds:
         fig.add_annotation(
             text="no scored rows (no labels, or every cell failed)",

@@ -46,33 +46,28 @@ def _fmt(v, f):
     return f.format(v) if f else str(v)
 
 
-def markdown(records: list[BenchRecord], meta: dict) -> str:
-    head = "| " + " | ".join(h for _, h, _ in MD_COLUMNS) + " |"
-    sep = "|" + "|".join(" --- " for _ in MD_COLUMNS) + "|"
-    rows = []
-    for r in records:
-        cells = []
-        for k, _, f in MD_COLUMNS:
-            v = getattr(r, k)
-            if k == "precision" and r.precision_requested and r.precision_requested != v:
-                cells.append(f"{v} (asked {r.precision_requested})")
-            elif k == "p50_ms" and v is not None and r.unsteady:
-                cells.append(f"{v:.1f} (unsteady)")
-            elif k == "spread_pct" and v is not None:
-                cells.append(f"{v:.0f} %")
-            elif k == "throughput_ips" and v is not None:
-                cells.append(f"{v:.2f} (b{r.batch_size})")
-            elif k == "backend" and r.shape_requested:
-                cells.append(f"{v} ({r.shape or r.shape_requested})")
-            elif k == "biomarker_worst" and v is not None:
-                cells.append(
-                    f"{v} {r.biomarker_worst_pct:.1f} %" + (" **beyond tol.**" if r.biomarker_flag else "")
-                )
-            else:
-                cells.append(_fmt(v, f))
-        rows.append("| " + " | ".join(cells) + " |")
+def _md_cell(r: BenchRecord, k: str, f: str | None) -> str:
+    """One table cell: the column's format, or a form that carries what the row adds to the value."""
+    v = getattr(r, k)
+    if k == "precision" and r.precision_requested and r.precision_requested != v:
+        return f"{v} (asked {r.precision_requested})"
+    if k == "p50_ms" and v is not None and r.unsteady:
+        return f"{v:.1f} (unsteady)"
+    if k == "spread_pct" and v is not None:
+        return f"{v:.0f} %"
+    if k == "throughput_ips" and v is not None:
+        return f"{v:.2f} (b{r.batch_size})"
+    if k == "backend" and r.shape_requested:
+        return f"{v} ({r.shape or r.shape_requested})"
+    if k == "biomarker_worst" and v is not None:
+        return f"{v} {r.biomarker_worst_pct:.1f} %" + (" **beyond tol.**" if r.biomarker_flag else "")
+    return _fmt(v, f)
+
+
+def _md_preamble(meta: dict) -> list[str]:
+    """The machine, the measured peaks and what the columns mean, before the table."""
     peak = meta.get("peak", {})
-    lines = [
+    return [
         f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores,"
         f" ISA flags {', '.join(meta['machine']['isa_flags']) or 'none of interest'}; "
         f"{meta['threads']} threads; {meta['images']}; image {meta['image_size']}; {meta['date']}.",
@@ -103,11 +98,14 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
         "difference, measure/tolerance.py); beyond tol.: the Notes name every biomarker past it.",
         *([_wall_line(meta)] if meta.get("wall_s") else []),
         *([_shape_line(meta["shape_rows"])] if meta.get("shape_rows") else []),
-        "",
-        head,
-        sep,
-        *rows,
     ]
+
+
+def _md_after_table(records: list[BenchRecord]) -> list[str]:
+    """The targets' figures, the cells not ok and the rows' notes, after the table."""
+    from .biomarker_drift import flag_note
+
+    lines: list[str] = []
     summary = headline(records)
     if summary:
         lines += ["", "Against the project's targets (computed from the rows above; ok rows only):", *summary]
@@ -116,8 +114,6 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
         lines += ["", "Cells not ok:"] + [
             f"- {r.variant} / {r.backend}: {r.status}: {r.error}" for r in failed
         ]
-    from .biomarker_drift import flag_note
-
     noted = [
         (r, "; ".join(t for t in (r.note, flag_note(r)) if t)) for r in records if r.note or r.biomarker_flag
     ]
@@ -126,6 +122,14 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
             f"- {r.variant} / {r.backend}" + (f" {r.precision}" if r.biomarker_flag else "") + f": {t}"
             for r, t in noted
         ]
+    return lines
+
+
+def markdown(records: list[BenchRecord], meta: dict) -> str:
+    head = "| " + " | ".join(h for _, h, _ in MD_COLUMNS) + " |"
+    sep = "|" + "|".join(" --- " for _ in MD_COLUMNS) + "|"
+    rows = ["| " + " | ".join(_md_cell(r, k, f) for k, _, f in MD_COLUMNS) + " |" for r in records]
+    lines = [*_md_preamble(meta), "", head, sep, *rows, *_md_after_table(records)]
     return "\n".join(lines) + "\n"
 
 
@@ -133,30 +137,25 @@ def markdown(records: list[BenchRecord], meta: dict) -> str:
 F1_TARGET = 0.82
 
 
-def headline(records: list[BenchRecord]) -> list[str]:
-    """The figures the targets are stated in, from the records alone: the fastest row at F1 >= 0.82 and
-    the fastest scored row, each against the seed U-Net on its fastest engine, and each INT8 variant's
-    fastest row against the fastest float row of its model on the same engine. A wrong_output row never
-    counts: it is fast and wrong."""
-    from .runner import float_counterpart
+def _fastest(rs: list[BenchRecord]) -> BenchRecord:
+    return min(rs, key=lambda r: r.p50_ms)
 
-    shaped = [r for r in records if r.status == "ok" and r.p50_ms and r.shape_requested]
-    ok = [
-        r for r in records if r.status == "ok" and r.p50_ms and not r.shape_requested
-    ]  # shape rows: their own line below
-    fastest = lambda rs: min(rs, key=lambda r: r.p50_ms)  # noqa: E731
 
-    def name(r: BenchRecord) -> str:
-        dev = f", {r.device}" if r.device and r.device != "cpu" else ""
-        return f"{r.variant} on {r.backend} ({r.precision}{dev})"
+def _row_name(r: BenchRecord) -> str:
+    dev = f", {r.device}" if r.device and r.device != "cpu" else ""
+    return f"{r.variant} on {r.backend} ({r.precision}{dev})"
 
+
+def _target_lines(ok: list[BenchRecord]) -> list[str]:
+    """The fastest row at F1 >= 0.82 (or the best F1 short of it) and the fastest scored row, each against
+    the seed U-Net on its fastest engine."""
     seeds = [r for r in ok if r.variant == "seed-unet"]
-    seed = fastest(seeds) if seeds else None
+    seed = _fastest(seeds) if seeds else None
 
     def vs_seed(r: BenchRecord) -> str:
         return (
             f"; {ratio(seed, r):.1f}x the seed U-Net on its fastest engine"
-            f" ({name(seed)}, {seed.p50_ms:.1f} ms)"
+            f" ({_row_name(seed)}, {seed.p50_ms:.1f} ms)"
             if seed
             else ""
         )
@@ -165,16 +164,23 @@ def headline(records: list[BenchRecord]) -> list[str]:
     scored = [r for r in ok if r.f1 is not None]
     good = [r for r in scored if r.f1 >= F1_TARGET]
     if good:
-        r = fastest(good)
+        r = _fastest(good)
         out.append(
-            f"- Fastest row with F1 >= {F1_TARGET}: {name(r)}, p50 {r.p50_ms:.1f} ms,"
+            f"- Fastest row with F1 >= {F1_TARGET}: {_row_name(r)}, p50 {r.p50_ms:.1f} ms,"
             f" F1 {r.f1:.4f}{vs_seed(r)}."
         )
     elif scored:
         out.append(f"- No row reaches F1 >= {F1_TARGET} (best {max(r.f1 for r in scored):.4f}).")
     if scored:
-        r = fastest(scored)
-        out.append(f"- Fastest scored row: {name(r)}, p50 {r.p50_ms:.1f} ms, F1 {r.f1:.4f}{vs_seed(r)}.")
+        r = _fastest(scored)
+        out.append(f"- Fastest scored row: {_row_name(r)}, p50 {r.p50_ms:.1f} ms, F1 {r.f1:.4f}{vs_seed(r)}.")
+    return out
+
+
+def _int8_pairs(ok: list[BenchRecord]) -> list[str]:
+    """Per float model and engine: its fastest INT8 row against its fastest float row."""
+    from .runner import float_counterpart
+
     pairs = []
     for base in dict.fromkeys(float_counterpart(r.variant) for r in ok):
         for engine in dict.fromkeys(r.backend for r in ok):
@@ -187,17 +193,18 @@ def headline(records: list[BenchRecord]) -> list[str]:
             ]
             f = [r for r in ok if r.backend == engine and r.variant == base]
             if base and q and f:
-                qi, fl = fastest(q), fastest(f)
+                qi, fl = _fastest(q), _fastest(f)
                 df = "" if qi.f1 is None or fl.f1 is None else f", F1 {qi.f1 - fl.f1:+.4f}"
                 pairs.append(
                     f"{base} on {engine}: {qi.variant} ({qi.precision}) {qi.p50_ms:.1f} ms"
                     f" vs {fl.precision} {fl.p50_ms:.1f} ms = "
                     f"{ratio(fl, qi):.2f}x{df}"
                 )
-    if pairs:
-        out.append(
-            "- INT8 against the fastest float row of its model on the same engine: " + "; ".join(pairs) + "."
-        )
+    return pairs
+
+
+def _shape_pairs(shaped: list[BenchRecord], ok: list[BenchRecord]) -> list[str]:
+    """Each static- or dynamic-shape row against the row of its own shapes (same variant, engine, device)."""
     shapes = []
     for s in shaped:
         own = [
@@ -218,6 +225,25 @@ def headline(records: list[BenchRecord]) -> list[str]:
                     else ""
                 )
             )
+    return shapes
+
+
+def headline(records: list[BenchRecord]) -> list[str]:
+    """The figures the targets are stated in, from the records alone: the fastest row at F1 >= 0.82 and
+    the fastest scored row, each against the seed U-Net on its fastest engine, and each INT8 variant's
+    fastest row against the fastest float row of its model on the same engine. A wrong_output row never
+    counts: it is fast and wrong."""
+    shaped = [r for r in records if r.status == "ok" and r.p50_ms and r.shape_requested]
+    ok = [
+        r for r in records if r.status == "ok" and r.p50_ms and not r.shape_requested
+    ]  # shape rows: their own line below
+    out = _target_lines(ok)
+    pairs = _int8_pairs(ok)
+    if pairs:
+        out.append(
+            "- INT8 against the fastest float row of its model on the same engine: " + "; ".join(pairs) + "."
+        )
+    shapes = _shape_pairs(shaped, ok)
     if shapes:
         out.append(
             "- Static against dynamic input shapes (above 1: static is faster): " + "; ".join(shapes) + "."
@@ -301,28 +327,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 SEED_REPORTED_F1 = 0.717
 
 
-def plot_pareto(path: Path, records: list[BenchRecord], meta: dict) -> bool:
-    """p50 (log) against F1: colour = variant, marker = engine, hollow = a reduced precision (bf16, int8);
-    the Pareto front is drawn and its points named; the seed U-Net sits at its measured latency and the F1
-    its tutorial reported, marked as reported."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-    pts = [r for r in records if r.status == "ok" and r.p50_ms and r.f1 is not None]
-    seed = sorted(
-        (r for r in records if r.variant == "seed-unet" and r.status == "ok" and r.p50_ms),
-        key=lambda r: r.p50_ms,
-    )
-    if not pts:
-        return False
-    fig, ax = plt.subplots(figsize=(10, 6.5))
-    variants = list(dict.fromkeys(r.variant for r in pts))
-    cmap = plt.get_cmap("tab20" if len(variants) > 10 else "tab10")
-    colour = {v: cmap(i % cmap.N) for i, v in enumerate(variants)}
-    markers = {"onnxruntime": "o", "openvino": "s", "paddle": "^"}
+def _draw_rows(ax, pts: list[BenchRecord], colour: dict, markers: dict[str, str]) -> None:
+    """Each row a point (hollow for a reduced precision); the Pareto front a dashed line, its points named."""
     for r in pts:
         reduced = any(k in (r.precision or "") for k in ("int8", "bf16", "fp16"))
         ax.scatter(
@@ -347,17 +353,27 @@ def plot_pareto(path: Path, records: list[BenchRecord], meta: dict) -> bool:
             textcoords="offset points",
             bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
         )
-    if seed:
-        ax.scatter(seed[0].p50_ms, SEED_REPORTED_F1, marker="*", s=160, c="grey", zorder=3)
-        ax.annotate(
-            f"seed U-Net ({seed[0].backend}): measured latency,\n"
-            f"F1 {SEED_REPORTED_F1} as its tutorial reported (not measured)",
-            (seed[0].p50_ms, SEED_REPORTED_F1),
-            fontsize=7,
-            xytext=(-8, 8),
-            textcoords="offset points",
-            ha="right",
-        )
+
+
+def _draw_seed(ax, seed: BenchRecord) -> None:
+    """The seed U-Net at its measured latency and the F1 its tutorial reported, marked as reported."""
+    ax.scatter(seed.p50_ms, SEED_REPORTED_F1, marker="*", s=160, c="grey", zorder=3)
+    ax.annotate(
+        f"seed U-Net ({seed.backend}): measured latency,\n"
+        f"F1 {SEED_REPORTED_F1} as its tutorial reported (not measured)",
+        (seed.p50_ms, SEED_REPORTED_F1),
+        fontsize=7,
+        xytext=(-8, 8),
+        textcoords="offset points",
+        ha="right",
+    )
+
+
+def _legend_handles(
+    pts: list[BenchRecord], variants: list[str], colour: dict, markers: dict[str, str], seed: bool
+) -> list:
+    from matplotlib.lines import Line2D
+
     handles = [Line2D([], [], ls="", marker="o", mfc=colour[v], mec=colour[v], label=v) for v in variants]
     handles += [
         Line2D([], [], ls="", marker=m, mfc="white", mec="black", label=e)
@@ -370,6 +386,34 @@ def plot_pareto(path: Path, records: list[BenchRecord], meta: dict) -> bool:
     ]
     if seed:
         handles.append(Line2D([], [], ls="", marker="*", c="grey", ms=10, label="seed U-Net (F1 reported)"))
+    return handles
+
+
+def plot_pareto(path: Path, records: list[BenchRecord], meta: dict) -> bool:
+    """p50 (log) against F1: colour = variant, marker = engine, hollow = a reduced precision (bf16, int8);
+    the Pareto front is drawn and its points named; the seed U-Net sits at its measured latency and the F1
+    its tutorial reported, marked as reported."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [r for r in records if r.status == "ok" and r.p50_ms and r.f1 is not None]
+    seed = sorted(
+        (r for r in records if r.variant == "seed-unet" and r.status == "ok" and r.p50_ms),
+        key=lambda r: r.p50_ms,
+    )
+    if not pts:
+        return False
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    variants = list(dict.fromkeys(r.variant for r in pts))
+    cmap = plt.get_cmap("tab20" if len(variants) > 10 else "tab10")
+    colour = {v: cmap(i % cmap.N) for i, v in enumerate(variants)}
+    markers = {"onnxruntime": "o", "openvino": "s", "paddle": "^"}
+    _draw_rows(ax, pts, colour, markers)
+    if seed:
+        _draw_seed(ax, seed[0])
+    handles = _legend_handles(pts, variants, colour, markers, bool(seed))
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     ax.set_xscale("log")
     ax.set_xlabel(f"p50 latency per {meta['image_size']} image, ms ({meta['threads']} threads, log scale)")

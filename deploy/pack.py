@@ -264,6 +264,56 @@ def pack(choice: str, record: Record, opts: PackOptions) -> Packed:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _fix_static_shape(
+    tmp: Path, man, names: list[str], shapes: list[list[int]], opts: PackOptions
+) -> list[int]:
+    """--input-size for ONNX Runtime: the model's input fixed to the goldens' one network shape (returned)."""
+    if len({tuple(s) for s in shapes}) != 1:
+        raise InputError(
+            f"--input-size {opts.input_size[0]}x{opts.input_size[1]}:"
+            f" the goldens give network inputs {shapes}, not one static shape"
+        )
+    _fix_onnx_dims(tmp / names[0], tuple(shapes[0]))
+    write_manifest(tmp, replace(read_manifest(tmp), input={**man.input, "dynamic": []}), written=names[:1])
+    return shapes[0]
+
+
+def _write_goldens(
+    gdir: Path, sources: list[Path], images: list[np.ndarray], pred: Predictor
+) -> list[Golden]:
+    """Each golden image as a PNG with this engine's probability and mask for it, hashed."""
+    gdir.mkdir()
+    goldens = []
+    for i, (src, rgb) in enumerate(zip(sources, images, strict=False)):
+        stem = f"{i + 1:02d}_{src.stem}"
+        g = Golden(f"{stem}.png", f"{stem}.prob.png", f"{stem}.mask.png", {})
+        write_png(gdir / g.image, rgb)
+        p = pred.predict(read_image(gdir / g.image), fov="auto")  # the file as the device will read it
+        write_prob(gdir / g.prob, p.prob)
+        write_png(gdir / g.mask, p.mask.astype(np.uint8) * 255)
+        goldens.append(replace(g, sha256={n: sha256(gdir / n) for n in (g.image, g.prob, g.mask)}))
+    return goldens
+
+
+def _validated(row: BenchRecord, record: Record) -> Validated:
+    """The row's figures and the machine and data the record measured them on."""
+    meta = record.meta
+    return Validated(
+        f1=row.f1,
+        auc=row.auc,
+        iou=row.iou,
+        p50_ms=row.p50_ms,
+        e2e_p50_ms=row.e2e_p50_ms,
+        threads=row.threads,
+        images=str(meta.get("images", "")),
+        cpu=record.cpu,
+        isa_flags=record.isa_flags,
+        date=str(meta.get("date", "")),
+        record=str(record.path),
+        unsteady=row.unsteady,
+    )
+
+
 def _write(
     tmp: Path,
     model_dir: Path,
@@ -279,63 +329,27 @@ def _write(
     for n in names:
         shutil.copyfile(confined(model_dir, n, str(model_dir / MANIFEST)), tmp / n)
     write_manifest(tmp, replace(man, formats={fmt: names}, files={}), written=names)
-    pred = Predictor.load(
-        tmp, backend=engine, threads=opts.threads, precision=row.precision_requested, fmt=fmt
-    )
-    static: dict = {}
-    shapes = []
-    images = [_golden_image(s, opts.input_size) for s in sources]
-    for rgb in images:
-        x, _ = pred.prepare(rgb, fov="auto")
-        shapes.append([1, *x.shape])
-    if opts.input_size and engine == "onnxruntime":
-        if len({tuple(s) for s in shapes}) != 1:
-            raise InputError(
-                f"--input-size {opts.input_size[0]}x{opts.input_size[1]}:"
-                f" the goldens give network inputs {shapes}, not one static shape"
-            )
-        _fix_onnx_dims(tmp / names[0], tuple(shapes[0]))
-        write_manifest(
-            tmp, replace(read_manifest(tmp), input={**man.input, "dynamic": []}), written=names[:1]
-        )
-        static = {"onnx": shapes[0]}
-        pred = Predictor.load(
+
+    def load() -> Predictor:
+        return Predictor.load(
             tmp, backend=engine, threads=opts.threads, precision=row.precision_requested, fmt=fmt
         )
+
+    pred = load()
+    images = [_golden_image(s, opts.input_size) for s in sources]
+    shapes = [[1, *pred.prepare(rgb, fov="auto")[0].shape] for rgb in images]
+    static: dict = {}
+    if opts.input_size and engine == "onnxruntime":
+        static = {"onnx": _fix_static_shape(tmp, man, names, shapes, opts)}
+        pred = load()
     if pred.precision != (row.precision or pred.precision):
         raise ModelError(
             f"{tmp}: {engine} runs {pred.precision} here,"
             f" the record's row {choice_key(row)} ran {row.precision}"
         )
-
-    gdir = tmp / GOLDENS
-    gdir.mkdir()
-    goldens = []
-    for i, (src, rgb) in enumerate(zip(sources, images, strict=False)):
-        stem = f"{i + 1:02d}_{src.stem}"
-        g = Golden(f"{stem}.png", f"{stem}.prob.png", f"{stem}.mask.png", {})
-        write_png(gdir / g.image, rgb)
-        p = pred.predict(read_image(gdir / g.image), fov="auto")  # the file as the device will read it
-        write_prob(gdir / g.prob, p.prob)
-        write_png(gdir / g.mask, p.mask.astype(np.uint8) * 255)
-        goldens.append(replace(g, sha256={n: sha256(gdir / n) for n in (g.image, g.prob, g.mask)}))
+    goldens = _write_goldens(tmp / GOLDENS, sources, images, pred)
 
     (tmp / "requirements.txt").write_text(_requirements(engine))
-    meta = record.meta
-    validated = Validated(
-        f1=row.f1,
-        auc=row.auc,
-        iou=row.iou,
-        p50_ms=row.p50_ms,
-        e2e_p50_ms=row.e2e_p50_ms,
-        threads=row.threads,
-        images=str(meta.get("images", "")),
-        cpu=record.cpu,
-        isa_flags=record.isa_flags,
-        date=str(meta.get("date", "")),
-        record=str(record.path),
-        unsteady=row.unsteady,
-    )
     b = Bundle(
         variant=row.variant,
         engine=engine,
@@ -343,7 +357,7 @@ def _write(
         precision=pred.precision,
         precision_request=row.precision_requested,
         threads=row.threads,
-        validated=validated,
+        validated=_validated(row, record),
         goldens=tuple(goldens),
         files={},
         input_size=opts.input_size,

@@ -190,35 +190,25 @@ def write_tolerance(path: Path, inter: dict[str, float | None], command: str) ->
     path.write_text("\n".join(lines))
 
 
-def run(
-    data: Path, models: list[str], pred: str, out: Path, tolerance_out: Path, pvbm: Path | None, command: str
-) -> None:
-    cases = _drive_test(data)
-    m1, m2, fovs = [], [], []
-    for _, p1, p2, pf in cases:
-        m1.append(read_binary(p1, "label"))
-        m2.append(read_binary(p2, "label"))
-        fovs.append(read_binary(pf, "FOV mask"))
-    b1 = [compute_biomarkers(m, f) for m, f in zip(m1, fovs, strict=False)]
-    b2 = [compute_biomarkers(m, f) for m, f in zip(m2, fovs, strict=False)]
-    inter = agreement(b2, b1)
-    per_model = {}
-    for name in models:
-        folder = Path(pred.format(name=name))
-        masks = []
-        for stem, *_ in cases:
-            f = folder / f"{stem}_mask.png"
-            if not f.is_file():
-                raise InputError(
-                    f"{f}: missing: make it with `fundus-edge predict models/{name} {data}/test/images"
-                    f" -o {folder} --fov {data}/test/mask`"
-                )
-            masks.append(read_binary(f, "vessel mask"))
-        per_model[name] = agreement([compute_biomarkers(m, f) for m, f in zip(masks, fovs, strict=False)], b1)
-    big = [compute_biomarkers(*_resize2(m, f)) for m, f in zip(m1, fovs, strict=False)]
-    resize = compare_biomarkers(big, b1)
-    inter_mard = {n: inter[n]["mard"] for n in NAMES}
+def _model_agreement(
+    name: str, cases: list, data: Path, pred: str, fovs: list[np.ndarray], b1: list[Biomarkers]
+) -> dict[str, dict]:
+    """One model's masks (the files ``predict`` wrote under ``pred``) against the 1st manual's biomarkers."""
+    folder = Path(pred.format(name=name))
+    masks = []
+    for stem, *_ in cases:
+        f = folder / f"{stem}_mask.png"
+        if not f.is_file():
+            raise InputError(
+                f"{f}: missing: make it with `fundus-edge predict models/{name} {data}/test/images"
+                f" -o {folder} --fov {data}/test/mask`"
+            )
+        masks.append(read_binary(f, "vessel mask"))
+    return agreement([compute_biomarkers(m, f) for m, f in zip(masks, fovs, strict=False)], b1)
 
+
+def _intro_lines(data: Path, models: list[str], pred: str, command: str) -> list[str]:
+    """The page's head: what the biomarkers are, where to get them and the commands that made the page."""
     L = [
         "# Vessel biomarkers: definitions and validation on DRIVE test",
         "",
@@ -259,14 +249,13 @@ def run(
         " (bias +- 1.96 SD of the differences),",
         "MARD = 100 sum|source - 1st| / sum|1st| (measure.biomarkers.compare_biomarkers).",
         "",
-        "## Human reference: 2nd observer against the 1st",
-        "",
     ]
-    L += _table("2nd manual vs 1st manual", inter)
-    L += ["## Shipped models against the 1st manual", ""]
-    for name, st in per_model.items():
-        L += _table(f"models/{name}", st)
-    L += [
+    return L
+
+
+def _resize_lines(resize: dict[str, float | None], inter_mard: dict[str, float | None]) -> list[str]:
+    """The 2x-resizing section: each biomarker's MARD next to the inter-observer one; the unstable ones."""
+    L = [
         "## Stability under 2x resizing",
         "",
         "Each 1st-manual label resized 2x (bilinear, then >= 0.5; the FOV nearest), biomarkers recomputed:"
@@ -302,7 +291,11 @@ def run(
         "those only between images of one resolution.",
         "",
     ]
-    L += [
+    return L
+
+
+def _tolerance_lines() -> list[str]:
+    return [
         "",
         "## Tolerance for the bench",
         "",
@@ -314,55 +307,91 @@ def run(
         " a model's total disagreement with a reader grows by at most 3 %.",
         "",
     ]
+
+
+# (title, key of ``ours`` in _pvbm_lines, key of a _pvbm_rows row, note)
+_PVBM_PAIRS = [
+    ("end points (pixels of one neighbour)", "end_points", "end_points", "same definition"),
+    (
+        "skeleton length (ours) vs PVBM's length, px",
+        "length",
+        "length",
+        "PVBM's length is the sum of its segments' chords (segments over 10 px), not arcs",
+    ),
+    (
+        "branch points vs PVBM intersection pixels",
+        "branch_points",
+        "intersection_pixels",
+        "we count junction clusters, PVBM junction pixels",
+    ),
+    (
+        "tortuosity: ours (length-weighted, smoothed arc) vs PVBM median arc/chord",
+        "tortuosity_distance",
+        "median_tortuosity",
+        "different summaries",
+    ),
+]
+
+
+def _pvbm_lines(pvbm: Path, m1: list[np.ndarray], fovs: list[np.ndarray], b1: list[Biomarkers]) -> list[str]:
+    """The section comparing ours with PVBM's on the 1st manual labels."""
+    rows = _pvbm_rows(pvbm, m1, fovs)
+    ours = {
+        "end_points": [b.end_points for b in b1],
+        "length": [b.skeleton_length_px for b in b1],
+        "branch_points": [b.branch_points for b in b1],
+        "tortuosity_distance": [b.tortuosity_distance for b in b1],
+    }
+    L = [
+        "## Against PVBM on the 1st manual labels",
+        "",
+        "PVBM 3.0.1.8 (`pip download --no-deps pvbm==3.0.1.8`,"
+        " its `PVBM.GeometricalAnalysis` on sys.path, not installed:",
+        "it pulls torchvision and opencv-python), on the same scikit-image skeletons."
+        " Its fractal analysis is multifractal",
+        "(D0, D1, D2 over rotations), not comparable with our single box count, so it is left out.",
+        "",
+        "| quantity | ours, mean | PVBM, mean | Pearson r | MARD % of PVBM | note |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for title, a, b, note in _PVBM_PAIRS:
+        x, y = np.array(ours[a], float), np.array([r[b] for r in rows], float)
+        r = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else float("nan")
+        L.append(
+            f"| {title} | {x.mean():.4g} | {y.mean():.4g} | {_f(r, '.3f')}"
+            f" | {100 * np.abs(x - y).sum() / np.abs(y).sum():.1f} | {note} |"
+        )
+    L.append("")
+    return L
+
+
+def run(
+    data: Path, models: list[str], pred: str, out: Path, tolerance_out: Path, pvbm: Path | None, command: str
+) -> None:
+    cases = _drive_test(data)
+    m1, m2, fovs = [], [], []
+    for _, p1, p2, pf in cases:
+        m1.append(read_binary(p1, "label"))
+        m2.append(read_binary(p2, "label"))
+        fovs.append(read_binary(pf, "FOV mask"))
+    b1 = [compute_biomarkers(m, f) for m, f in zip(m1, fovs, strict=False)]
+    b2 = [compute_biomarkers(m, f) for m, f in zip(m2, fovs, strict=False)]
+    inter = agreement(b2, b1)
+    per_model = {name: _model_agreement(name, cases, data, pred, fovs, b1) for name in models}
+    big = [compute_biomarkers(*_resize2(m, f)) for m, f in zip(m1, fovs, strict=False)]
+    resize = compare_biomarkers(big, b1)
+    inter_mard = {n: inter[n]["mard"] for n in NAMES}
+
+    L = _intro_lines(data, models, pred, command)
+    L += ["## Human reference: 2nd observer against the 1st", ""]
+    L += _table("2nd manual vs 1st manual", inter)
+    L += ["## Shipped models against the 1st manual", ""]
+    for name, st in per_model.items():
+        L += _table(f"models/{name}", st)
+    L += _resize_lines(resize, inter_mard)
+    L += _tolerance_lines()
     if pvbm is not None:
-        rows = _pvbm_rows(pvbm, m1, fovs)
-        ours = {
-            "end_points": [b.end_points for b in b1],
-            "length": [b.skeleton_length_px for b in b1],
-            "branch_points": [b.branch_points for b in b1],
-            "tortuosity_distance": [b.tortuosity_distance for b in b1],
-        }
-        pairs = [
-            ("end points (pixels of one neighbour)", "end_points", "end_points", "same definition"),
-            (
-                "skeleton length (ours) vs PVBM's length, px",
-                "length",
-                "length",
-                "PVBM's length is the sum of its segments' chords (segments over 10 px), not arcs",
-            ),
-            (
-                "branch points vs PVBM intersection pixels",
-                "branch_points",
-                "intersection_pixels",
-                "we count junction clusters, PVBM junction pixels",
-            ),
-            (
-                "tortuosity: ours (length-weighted, smoothed arc) vs PVBM median arc/chord",
-                "tortuosity_distance",
-                "median_tortuosity",
-                "different summaries",
-            ),
-        ]
-        L += [
-            "## Against PVBM on the 1st manual labels",
-            "",
-            "PVBM 3.0.1.8 (`pip download --no-deps pvbm==3.0.1.8`,"
-            " its `PVBM.GeometricalAnalysis` on sys.path, not installed:",
-            "it pulls torchvision and opencv-python), on the same scikit-image skeletons."
-            " Its fractal analysis is multifractal",
-            "(D0, D1, D2 over rotations), not comparable with our single box count, so it is left out.",
-            "",
-            "| quantity | ours, mean | PVBM, mean | Pearson r | MARD % of PVBM | note |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for title, a, b, note in pairs:
-            x, y = np.array(ours[a], float), np.array([r[b] for r in rows], float)
-            r = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else float("nan")
-            L.append(
-                f"| {title} | {x.mean():.4g} | {y.mean():.4g} | {_f(r, '.3f')}"
-                f" | {100 * np.abs(x - y).sum() / np.abs(y).sum():.1f} | {note} |"
-            )
-        L.append("")
+        L += _pvbm_lines(pvbm, m1, fovs, b1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(L))
     write_tolerance(tolerance_out, inter_mard, command)

@@ -193,97 +193,86 @@ def _page() -> str:
     return resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
 
 
-def create_app(predictor, options: ServeOptions | None = None):
-    """The ASGI app over an already loaded Predictor (the model loads once, before the first request)."""
-    svc = Service(predictor, options)
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    size, chunks = 0, []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _image_of(request: Request, body: bytes) -> tuple[bytes, str]:
+    """(file bytes, file name): the form's ``image`` (or ``file``) part, or the raw body."""
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/form-data"):
+        return body, _safe_name(request.query_params.get("name"))
+
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=8)
+    except Exception as exc:  # noqa: BLE001 - any parser complaint is the client's malformed form
+        raise InputError(f"malformed multipart body ({exc.__class__.__name__})") from None
+    part = form.get("image") or form.get("file")
+    if part is None or not hasattr(part, "read"):
+        raise InputError("multipart body has no file part named 'image' (or 'file')")
+    return await part.read(), _safe_name(part.filename)
+
+
+async def _handle(svc: Service, request: Request, kinds: tuple[str, ...], biomarkers: bool = False):
+    """413 / 429 / 400 or the segmentation; the admission slot is held from before the body is read
+    until the engine is done."""
     limit = svc.options.max_body_bytes
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app):
-        yield
-        svc.queue.close()
-
-    app = FastAPI(
-        title="fundus-edge",
-        summary="retinal-vessel segmentation over one Predictor",
-        docs_url="/docs",
-        redoc_url=None,
-        lifespan=lifespan,
-    )
-    app.state.service = svc
-
-    def error(status: int, message: str, headers: dict | None = None):
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-    async def read_body(request: Request) -> bytes:
-        size, chunks = 0, []
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def image_of(request: Request, body: bytes) -> tuple[bytes, str]:
-        """(file bytes, file name): the form's ``image`` (or ``file``) part, or the raw body."""
-        ctype = request.headers.get("content-type", "")
-        if not ctype.startswith("multipart/form-data"):
-            return body, _safe_name(request.query_params.get("name"))
-
-        async def replay():
-            return {"type": "http.request", "body": body, "more_body": False}
-
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return _error(413, f"request body of {int(declared)} bytes is over the limit of {limit} bytes")
+    if not svc.queue.try_enter():
+        wait = svc.queue.retry_after_s()
+        return _error(
+            429,
+            f"busy: {svc.queue.capacity} requests in flight; retry after {wait} s",
+            {"Retry-After": str(wait)},
+        )
+    submitted = False
+    try:
         try:
-            form = await Request(request.scope, replay).form(max_files=1, max_fields=8)
-        except Exception as exc:  # noqa: BLE001 - any parser complaint is the client's malformed form
-            raise InputError(f"malformed multipart body ({exc.__class__.__name__})") from None
-        part = form.get("image") or form.get("file")
-        if part is None or not hasattr(part, "read"):
-            raise InputError("multipart body has no file part named 'image' (or 'file')")
-        return await part.read(), _safe_name(part.filename)
+            body = await _read_body(request, limit)
+        except _TooLarge:
+            return _error(413, f"request body is over the limit of {limit} bytes")
+        t0 = time.perf_counter()
+        data, name = await _image_of(request, body)
+        if not data:
+            raise InputError(f"{name}: empty file")
+        submitted = True  # from here the job gives its slot back when it ends
+        out = await svc.queue.run(svc.segment, data, name, kinds, biomarkers)
+        out.info["timings_ms"]["total"] = round((time.perf_counter() - t0) * 1e3, 2)
+        return out
+    except InputError as exc:
+        return _error(400, str(exc))
+    except FundusEdgeError as exc:  # the engine failed on a readable image: ours, not the client's
+        return _error(500, str(exc))
+    finally:
+        if not submitted:
+            svc.queue.leave()
 
-    async def handle(request: Request, kinds: tuple[str, ...], biomarkers: bool = False):
-        """413 / 429 / 400 or the segmentation; the admission slot is held from before the body is read
-        until the engine is done."""
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            return error(413, f"request body of {int(declared)} bytes is over the limit of {limit} bytes")
-        if not svc.queue.try_enter():
-            wait = svc.queue.retry_after_s()
-            return error(
-                429,
-                f"busy: {svc.queue.capacity} requests in flight; retry after {wait} s",
-                {"Retry-After": str(wait)},
-            )
-        submitted = False
-        try:
-            try:
-                body = await read_body(request)
-            except _TooLarge:
-                return error(413, f"request body is over the limit of {limit} bytes")
-            t0 = time.perf_counter()
-            data, name = await image_of(request, body)
-            if not data:
-                raise InputError(f"{name}: empty file")
-            submitted = True  # from here the job gives its slot back when it ends
-            out = await svc.queue.run(svc.segment, data, name, kinds, biomarkers)
-            out.info["timings_ms"]["total"] = round((time.perf_counter() - t0) * 1e3, 2)
-            return out
-        except InputError as exc:
-            return error(400, str(exc))
-        except FundusEdgeError as exc:  # the engine failed on a readable image: ours, not the client's
-            return error(500, str(exc))
-        finally:
-            if not submitted:
-                svc.queue.leave()
 
-    def kinds_of(include: str | None) -> tuple[str, ...]:
-        asked = tuple(k.strip() for k in (include or "").split(",") if k.strip())
-        bad = [k for k in asked if k not in PNG_KINDS]
-        if bad:
-            raise InputError(f"include: unknown output {bad[0]!r}; choose from {', '.join(PNG_KINDS)}")
-        return asked
+def _kinds_of(include: str | None) -> tuple[str, ...]:
+    asked = tuple(k.strip() for k in (include or "").split(",") if k.strip())
+    bad = [k for k in asked if k not in PNG_KINDS]
+    if bad:
+        raise InputError(f"include: unknown output {bad[0]!r}; choose from {', '.join(PNG_KINDS)}")
+    return asked
 
+
+def _add_segment_routes(app: FastAPI, svc: Service) -> None:
+    # ``name`` is read from the query by _image_of; the parameters declare it in the OpenAPI page.
     @app.post(
         "/v1/segment",
         summary="segment one image (multipart field 'image', or the raw body);"
@@ -293,10 +282,10 @@ def create_app(predictor, options: ServeOptions | None = None):
         request: Request, include: str | None = None, name: str | None = None, biomarkers: bool = False
     ):
         try:
-            kinds = kinds_of(include)
+            kinds = _kinds_of(include)
         except InputError as exc:
-            return error(400, str(exc))
-        out = await handle(request, kinds, biomarkers)
+            return _error(400, str(exc))
+        out = await _handle(svc, request, kinds, biomarkers)
         if not isinstance(out, Segmented):
             return out
         body = dict(out.info)
@@ -307,8 +296,8 @@ def create_app(predictor, options: ServeOptions | None = None):
     @app.post("/v1/segment/{kind}.png", summary="segment one image and answer one PNG: mask, prob or overlay")
     async def segment_png(kind: str, request: Request, name: str | None = None):
         if kind not in PNG_KINDS:
-            return error(404, f"no output {kind!r}; choose from {', '.join(PNG_KINDS)}")
-        out = await handle(request, (kind,))
+            return _error(404, f"no output {kind!r}; choose from {', '.join(PNG_KINDS)}")
+        out = await _handle(svc, request, (kind,))
         if not isinstance(out, Segmented):
             return out
         return Response(
@@ -317,6 +306,8 @@ def create_app(predictor, options: ServeOptions | None = None):
             headers={"X-Vessel-Share": f"{out.info['vessel_share']:.6f}"},
         )
 
+
+def _add_info_routes(app: FastAPI, svc: Service) -> None:
     @app.get("/health")
     async def health():
         return {
@@ -334,4 +325,24 @@ def create_app(predictor, options: ServeOptions | None = None):
     async def page():
         return HTMLResponse(_page())
 
+
+def create_app(predictor, options: ServeOptions | None = None):
+    """The ASGI app over an already loaded Predictor (the model loads once, before the first request)."""
+    svc = Service(predictor, options)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        svc.queue.close()
+
+    app = FastAPI(
+        title="fundus-edge",
+        summary="retinal-vessel segmentation over one Predictor",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.service = svc
+    _add_segment_routes(app, svc)
+    _add_info_routes(app, svc)
     return app

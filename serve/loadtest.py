@@ -185,10 +185,7 @@ def markdown(results: list[LevelResult], info: dict) -> str:
     return "\n".join([info["header"], "", head, "|" + "---|" * 12, *rows]) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    from fundus_edge.runtime.batch import expand_inputs
-    from fundus_edge.runtime.cpu import cpu_model_and_flags, isa_flags
-
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fundus_edge.serve.loadtest", description=__doc__.split("\n\n")[0]
     )
@@ -203,59 +200,78 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue", type=int, default=4, help="the server's --queue (default 4)")
     p.add_argument("--backend", default="auto")
     p.add_argument("--json", help="also write the results here")
-    a = p.parse_args(argv)
+    return p
 
-    images = expand_inputs(a.images)
+
+def _serve_cmd(a: argparse.Namespace, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "fundus_edge.cli",
+        "serve",
+        a.model,
+        "--port",
+        str(port),
+        "--threads",
+        str(a.threads),
+        "--queue",
+        str(a.queue),
+        "--backend",
+        a.backend,
+    ]
+
+
+def _run_levels(
+    a: argparse.Namespace, images: list[Path], base: str, expected: dict[str, bytes], proc: subprocess.Popen
+) -> tuple[str, list[LevelResult]]:
+    """(the served engine and precision, one result per concurrency level) against the running server."""
+    import httpx
+
+    served = httpx.get(f"{base}/v1/model", timeout=10).json()
+    engine = f"{served.get('engine')} {served.get('precision')}"
+    bodies = [(f.name, f.read_bytes()) for f in images]
+    results = []
+    for c in (int(x) for x in a.concurrency.split(",")):
+        r = asyncio.run(_level(base, bodies, expected, c, a.requests, a.max_seconds, proc.pid))
+        results.append(r)
+        print(
+            f"clients {c}: {r.ok} ok, {r.too_many} x 429, {r.server_errors} x 5xx"
+            f" in {r.wall_s:.1f} s ({r.throughput_ips:.2f} img/s), "
+            f"p50 {r.p50_ms} ms, p99 {r.p99_ms} ms, peak RSS {r.peak_rss_mb} MB,"
+            f" masks equal {r.masks_equal} of {r.ok}",
+            file=sys.stderr,
+        )
+    return engine, results
+
+
+def _serve_and_load(a: argparse.Namespace, images: list[Path]) -> tuple[str, list[LevelResult]]:
+    """predict's masks first, then the server as its own process for every level; stopped in any case."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads)}
     with tempfile.TemporaryDirectory() as tmp:
         expected = predict_masks(a.model, images, a.backend, a.threads, Path(tmp))
-        cmd = [
-            sys.executable,
-            "-m",
-            "fundus_edge.cli",
-            "serve",
-            a.model,
-            "--port",
-            str(port),
-            "--threads",
-            str(a.threads),
-            "--queue",
-            str(a.queue),
-            "--backend",
-            a.backend,
-        ]
         log = Path(tmp) / "serve.log"
         with open(log, "w") as logf:
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=logf)
+            proc = subprocess.Popen(_serve_cmd(a, port), env=env, stdout=subprocess.DEVNULL, stderr=logf)
         try:
             try:
                 _wait_healthy(base, proc)
             except SystemExit as exc:
                 raise SystemExit(f"{exc}: {log.read_text().strip().splitlines()[-1:] or ''}") from None
-            import httpx
-
-            served = httpx.get(f"{base}/v1/model", timeout=10).json()
-            engine = f"{served.get('engine')} {served.get('precision')}"
-            bodies = [(f.name, f.read_bytes()) for f in images]
-            results = []
-            for c in (int(x) for x in a.concurrency.split(",")):
-                r = asyncio.run(_level(base, bodies, expected, c, a.requests, a.max_seconds, proc.pid))
-                results.append(r)
-                print(
-                    f"clients {c}: {r.ok} ok, {r.too_many} x 429, {r.server_errors} x 5xx"
-                    f" in {r.wall_s:.1f} s ({r.throughput_ips:.2f} img/s), "
-                    f"p50 {r.p50_ms} ms, p99 {r.p99_ms} ms, peak RSS {r.peak_rss_mb} MB,"
-                    f" masks equal {r.masks_equal} of {r.ok}",
-                    file=sys.stderr,
-                )
+            return _run_levels(a, images, base, expected, proc)
         finally:
             proc.terminate()
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _run_info(a: argparse.Namespace, n_images: int, engine: str) -> dict:
+    """The machine and the settings of the run, and the header line the table starts with."""
+    from fundus_edge.runtime.cpu import cpu_model_and_flags, isa_flags
+
     cpu, _ = cpu_model_and_flags()
     info = {
         "cpu": cpu,
@@ -265,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": a.threads,
         "queue": a.queue,
         "engine": engine,
-        "images": len(images),
+        "images": n_images,
         "requests_per_level": a.requests,
         "max_seconds": a.max_seconds,
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -274,9 +290,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{cpu}, {info['cores']} cores ({', '.join(info['isa_flags']) or 'no flags of interest'}),"
         " client and server on the same cores; "
         f"`serve {a.model} --threads {a.threads} --queue {a.queue} --backend {a.backend}` ({engine});"
-        f" {len(images)} images in turn, up to {a.requests} requests "
+        f" {n_images} images in turn, up to {a.requests} requests "
         f"per level, each level capped at {a.max_seconds:.0f} s; {info['date']}."
     )
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    from fundus_edge.runtime.batch import expand_inputs
+
+    a = _parser().parse_args(argv)
+    images = expand_inputs(a.images)
+    engine, results = _serve_and_load(a, images)
+    info = _run_info(a, len(images), engine)
     print(markdown(results, info))
     if a.json:
         Path(a.json).write_text(json.dumps({"info": info, "levels": [asdict(r) for r in results]}, indent=2))

@@ -520,7 +520,9 @@ class Trainer:
         return f"iter {done}: loss {loss_ema:.4f}  (no validation{fit}; saved)"
 
     def _fit(self, resume: bool, force: bool) -> TrainResult:
-        """The run. The loop below stays one piece: the best/last/timed/SIGTERM saves, the status file and
+        """The run.
+
+        Long because: the loop below stays one piece: the best/last/timed/SIGTERM saves, the status file and
         the resume state (start, best score, loss EMA, time of the last save) are locals it updates
         together, in the order an exact --resume relies on."""
         import paddle

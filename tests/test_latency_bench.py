@@ -1,4 +1,5 @@
-"""Per-engine predictor latency with pytest-benchmark: `make bench-pytest` (not part of `make test`).
+"""Per-engine predictor latency with pytest-benchmark: `make bench-pytest` (not part of `make test` or
+`make test-all`: marked slow, and skipped unless pytest runs with --benchmark-only).
 
 Runs the shipped models on one 584x565 input (a DRIVE test image when FUNDUS_EDGE_DRIVE is set,
 otherwise a synthetic fundus-sized image) through each installed engine, engine call only and end
@@ -16,6 +17,15 @@ from fundus_edge.runtime.predictor import Predictor
 TIMING = TimingPolicy()  # the bench's warm-up and run count
 MODELS = Path(__file__).resolve().parents[1] / "models"
 THREADS = int(os.environ.get("OMP_NUM_THREADS", "2"))
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _benchmarks_on_purpose(request):
+    # test-all selects slow tests too; minutes of timing belong to `make bench-pytest` alone.
+    if not request.config.getoption("benchmark_only", default=False):
+        pytest.skip("latency benchmark: run it with `make bench-pytest` (--benchmark-only)")
 
 
 def _image() -> np.ndarray:
