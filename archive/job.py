@@ -224,7 +224,7 @@ def _names(image: Path, save_prob: bool, save_overlay: bool) -> list[str]:
     return [p.name for p in output_paths(Path(image), Path("."), save_prob, save_overlay)]
 
 
-def _write(row: dict, out: Storage, save_prob: bool, save_overlay: bool) -> dict:
+def write_row_outputs(row: dict, out: Storage, save_prob: bool, save_overlay: bool) -> dict:
     """Task: write one image's outputs, then its row ("writing" first, so a resumed run knows a half-written
     output is its own)."""
     keys = ImageRow.__dataclass_fields__
@@ -363,7 +363,7 @@ def _pipeline(todo: list[Path], out: Storage, options: SegmentOptions, ray_opts:
         runtime_env={"env_vars": {"OMP_NUM_THREADS": str(ray_opts.threads_per_worker)}},
     )
     return ds.map(
-        _write,
+        write_row_outputs,
         fn_kwargs={"out": out, "save_prob": options.save_prob, "save_overlay": options.save_overlay},
         compute=io,
         num_cpus=0,

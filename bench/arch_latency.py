@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 
-def _overrides(text: str) -> dict:
+def parse_overrides(text: str) -> dict:
     """'residual=false,base=8' -> {'residual': False, 'base': 8} (values read as YAML)."""
     out = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
@@ -81,7 +81,7 @@ def _networks(a: argparse.Namespace, cfg, engines: list[tuple[str, str, str]], t
 
     rows = []
     for i, change in enumerate([""] + a.tries):
-        c = cfg.with_overrides(model=_overrides(change)) if change else cfg
+        c = cfg.with_overrides(model=parse_overrides(change)) if change else cfg
         net = network_from_config(c.model, c.preprocess.in_channels)
         ck, out = tmp / f"{i}" / "ckpt", tmp / f"{i}" / "model"
         save_checkpoint(ck, net, None, c, 0, 0.5, {}, 0.0)

@@ -1,11 +1,15 @@
 import pytest
-from fundus_edge.bench.arch_latency import _overrides, main
+from fundus_edge.bench.arch_latency import main, parse_overrides
 
 
 def test_overrides_read_yaml_values():
-    assert _overrides("residual=false, base=8,act=leaky") == {"residual": False, "base": 8, "act": "leaky"}
+    assert parse_overrides("residual=false, base=8,act=leaky") == {
+        "residual": False,
+        "base": 8,
+        "act": "leaky",
+    }
     with pytest.raises(SystemExit, match="key=value"):
-        _overrides("residual")
+        parse_overrides("residual")
 
 
 def test_times_the_config_and_each_change(capsys):

@@ -143,7 +143,7 @@ def test_outputs_rows_and_table_through_a_pyarrow_file_system_uri(tmp_path):
     """An output location given as a URI (here file://; s3://, gs:// go through the same pyarrow calls):
     the write task's outputs and row, resume planning and the table all use it."""
     import pyarrow.parquet as pq
-    from fundus_edge.archive.job import SegmentOptions, _write, plan
+    from fundus_edge.archive.job import SegmentOptions, plan, write_row_outputs
 
     inp = _images(tmp_path / "in", 2, corrupt=False)
     files = expand_inputs([inp])
@@ -160,7 +160,7 @@ def test_outputs_rows_and_table_through_a_pyarrow_file_system_uri(tmp_path):
         "width": 84,
         "height": 90,
     }
-    rec = _write(row, store, save_prob=True, save_overlay=False)
+    rec = write_row_outputs(row, store, save_prob=True, save_overlay=False)
     assert rec["status"] == "ok" and rec["outputs"] == "eye0_mask.png;eye0_prob.png"
     got = np.array(Image.open(tmp_path / "remote" / "job" / "eye0_mask.png"))
     assert got.shape == (90, 84) and set(np.unique(got)) == {0, 255} and (got[45] == 255).all()
