@@ -39,7 +39,7 @@ def _key(i: int, mask: np.ndarray) -> str:
 
 def reference_of(variant: str, refs: dict[str, dict]) -> dict | None:
     """The cell a variant's rows are compared with: its float model's fp32 reference-engine record."""
-    from .runner import float_counterpart
+    from fundus_edge.quantize.variants import float_counterpart
 
     ref = refs.get(float_counterpart(variant) or variant)
     return ref if ref is not None and ref.get("precision") == "fp32" else None

@@ -14,9 +14,89 @@ import sys
 import time
 import traceback
 from collections import Counter
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+
+
+class _JsonCrossing:
+    """to_json / from_json for a spec that crosses into the cell process; an unknown or missing key is
+    refused (a TypeError), so the sweep and the cell cannot drift apart silently."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class CellSpec(_JsonCrossing):
+    """One cell of the accuracy pass (the first timing round), as the sweep sends it to the cell process."""
+
+    variant: str
+    backend: str
+    model_dir: str
+    images: str  # the .npz of test images (+ labels and FOV masks with DRIVE)
+    threads: int
+    batch: int  # the throughput run's batch
+    warmup: int
+    runs: int
+    min_runs: int
+    budget_s: float
+    precision: str | None = None  # an explicit precision request (OpenVINO bf16 row)
+    device: str = "cpu"
+    accuracy: bool = False  # score the masks against the labels
+    reference_mask: str | None = None  # the variant's reference cell's masks: the agreement
+    save_mask: str | None = None  # where this cell's masks go
+    float_reference_mask: str | None = None  # the float model's reference masks: agreement_float
+    save_prob: str | None = None  # where the first image's probability map goes (the overlays)
+    shape: str | None = None  # "static" / "dynamic": a shape row
+    shapes: dict | None = None  # the engine's shape options (static_hw / dynamic_shape)
+    slow_ms: float = 2000.0  # a model slower than this per image is timed as a slow one
+
+    def round_spec(self, key: str, fmt: str | None, slow: bool, scored: bool) -> RoundSpec:
+        """A later round's spec of this cell, with what the accuracy pass found (the format that ran,
+        whether the model is slow, whether it was scored), so every round times the cell the same way."""
+        keep = {f.name for f in fields(RoundSpec)}
+        return RoundSpec(
+            key=key,
+            format=fmt,
+            slow=slow,
+            scored=scored,
+            **{k: v for k, v in self.to_dict().items() if k in keep},
+        )
+
+
+@dataclass(frozen=True)
+class RoundSpec(_JsonCrossing):
+    """One cell of a later timing round (``--round``): load the format that ran, time as round 1 did."""
+
+    key: str
+    variant: str
+    backend: str
+    model_dir: str
+    images: str
+    threads: int
+    warmup: int
+    runs: int
+    min_runs: int
+    budget_s: float
+    format: str | None
+    slow: bool
+    scored: bool
+    precision: str | None = None
+    device: str = "cpu"
+    shapes: dict | None = None
 
 
 def _test_images(path: str):
@@ -29,7 +109,7 @@ def _test_images(path: str):
     return names, imgs, labels, fovs
 
 
-def _load_predictor(spec: dict, shapes: dict | None, imgs: list):
+def _load_predictor(spec: CellSpec, shapes: dict | None, imgs: list):
     """The engine on the first format it both loads and runs the first image on: (predictor or None,
     the first call's ms, [(format, error)] of the formats that failed before it)."""
     from fundus_edge.runtime.errors import EngineUnavailable, FundusEdgeError, IntegrityError, one_line
@@ -38,7 +118,7 @@ def _load_predictor(spec: dict, shapes: dict | None, imgs: list):
     from fundus_edge.runtime.predictor import Predictor
 
     try:
-        fmts = formats_for(spec["backend"], list(read_manifest(spec["model_dir"]).formats)) or [None]
+        fmts = formats_for(spec.backend, list(read_manifest(spec.model_dir).formats)) or [None]
     except (FundusEdgeError, Exception):  # noqa: BLE001 - Predictor.load below reports it
         fmts = [None]
     # An engine that fails on its preferred format gets the next one it reads (Paddle: PIR, then the
@@ -47,11 +127,11 @@ def _load_predictor(spec: dict, shapes: dict | None, imgs: list):
     for fmt in fmts:
         try:
             p = Predictor.load(
-                spec["model_dir"],
-                backend=spec["backend"],
-                device=spec.get("device", "cpu"),
-                threads=spec["threads"],
-                precision=spec.get("precision"),
+                spec.model_dir,
+                backend=spec.backend,
+                device=spec.device,
+                threads=spec.threads,
+                precision=spec.precision,
                 fmt=fmt,
                 shapes=shapes,
             )
@@ -72,7 +152,7 @@ def _load_predictor(spec: dict, shapes: dict | None, imgs: list):
     return p, first_ms, failed
 
 
-def _timed_pass(p, spec: dict, images, policy, keep: int, acc):
+def _timed_pass(p, spec: CellSpec, images, policy, keep: int, acc):
     """The accuracy pass, which is also the first timing round: ``images`` (names, images, labels, FOVs)
     in turn under ``policy``; the first ``keep`` images' masks kept (and scored into ``acc``). Returns
     (timing, end-to-end ms, masks, their FOVs, input sizes)."""
@@ -97,23 +177,23 @@ def _timed_pass(p, spec: dict, images, policy, keep: int, acc):
                 masked_fovs.append(fovs[i])
                 if acc is not None:
                     acc.add(r.prob, labels[i], fovs[i], names[i])
-                if k == 0 and spec.get("save_prob"):
-                    np.save(spec["save_prob"], r.prob)
+                if k == 0 and spec.save_prob:
+                    np.save(spec.save_prob, r.prob)
         return r.engine_ms
 
     t = time_calls(one, policy)
     return t, e2e, masks, masked_fovs, in_shapes
 
 
-def _throughput(p, spec: dict, imgs: list, shapes: dict | None, slow: bool, e2e: list[float]) -> dict:
+def _throughput(p, spec: CellSpec, imgs: list, shapes: dict | None, slow: bool, e2e: list[float]) -> dict:
     """The cell's images/s (and batch size, for a slow model) as record fields; {} when it has none."""
     if slow:
         # Seconds per image: a batch of 4 would only repeat the single-image figure at 8 more runs of
         # about 2 s in each of the seed U-Net's cells, so its rate is taken one image at a time.
         return {"throughput_ips": 1000.0 / statistics.fmean(e2e), "batch_size": 1}
     # A static engine takes batch 1 only.
-    if spec["batch"] > 1 and len(imgs) >= 1 and not (shapes or {}).get("static_hw"):
-        batch = [imgs[i % len(imgs)] for i in range(spec["batch"])]
+    if spec.batch > 1 and len(imgs) >= 1 and not (shapes or {}).get("static_hw"):
+        batch = [imgs[i % len(imgs)] for i in range(spec.batch)]
         if len({b.shape for b in batch}) == 1:
             p.predict_batch(batch)
             t0 = time.perf_counter()
@@ -123,43 +203,41 @@ def _throughput(p, spec: dict, imgs: list, shapes: dict | None, slow: bool, e2e:
     return {}
 
 
-def _agreements(rec: dict, spec: dict, masks: list, masked_fovs: list, scored: bool) -> None:
+def _agreements(rec: dict, spec: CellSpec, masks: list, masked_fovs: list, scored: bool) -> None:
     """Into ``rec``: the cell's masks' agreement with the reference cells' (and save its own masks)."""
-    if spec.get("reference_mask"):
-        rec["agreement"] = vessel_dice(
-            *_common(load_masks(spec["reference_mask"]), masks, scored), masked_fovs
-        )
+    if spec.reference_mask:
+        rec["agreement"] = vessel_dice(*_common(load_masks(spec.reference_mask), masks, scored), masked_fovs)
     # Every cell's masks: the reference's for the agreement checks, all for the biomarker drift.
-    if spec.get("save_mask"):
-        save_masks(spec["save_mask"], masks)
-    if spec.get("float_reference_mask"):
+    if spec.save_mask:
+        save_masks(spec.save_mask, masks)
+    if spec.float_reference_mask:
         rec["agreement_float"] = vessel_dice(
-            *_common(load_masks(spec["float_reference_mask"]), masks, scored), masked_fovs
+            *_common(load_masks(spec.float_reference_mask), masks, scored), masked_fovs
         )
 
 
-def run_cell(spec: dict) -> dict:
+def run_cell(spec: CellSpec) -> dict:
     from fundus_edge.measure.metrics import MetricAccumulator
     from fundus_edge.measure.timing import Timing
     from fundus_edge.runtime.errors import one_line
 
     rec = {
-        "variant": spec["variant"],
-        "backend": spec["backend"],
-        "threads": spec["threads"],
-        "batch_size": spec["batch"],
-        "precision_requested": spec.get("precision"),
-        "shape_requested": spec.get("shape"),
+        "variant": spec.variant,
+        "backend": spec.backend,
+        "threads": spec.threads,
+        "batch_size": spec.batch,
+        "precision_requested": spec.precision,
+        "shape_requested": spec.shape,
     }
     shapes = shape_options(spec)
-    if spec.get("shape") == "static" and not (shapes or {}).get("static_hw"):
+    if spec.shape == "static" and not (shapes or {}).get("static_hw"):
         return {
             **rec,
             "status": "run_failed",
             "error": "no static input size: the variant's reference cell did not run",
         }
 
-    names, imgs, labels, fovs = _test_images(spec["images"])
+    names, imgs, labels, fovs = _test_images(spec.images)
     p, first_ms, failed = _load_predictor(spec, shapes, imgs)
     if p is None:
         return {**rec, "status": "run_failed", "error": "; ".join(f"{f}: {e}" if f else e for f, e in failed)}
@@ -179,8 +257,8 @@ def run_cell(spec: dict) -> dict:
         # in turn within the time budget. A model slower than 2 s per image (the 13.4 M seed U-Net) gets one
         # warm-up run and at least 3 timed; with nothing to score it keeps only its first image's mask (every
         # image would add over a minute to each of its cells).
-        slow = rec["first_ms"] >= spec.get("slow_ms", 2000)
-        scored = bool(spec.get("accuracy")) and labels[0] is not None
+        slow = rec["first_ms"] >= spec.slow_ms
+        scored = spec.accuracy and labels[0] is not None
         keep = len(imgs) if scored or not slow else 1  # images whose masks the agreement checks compare
         policy = timing_policy(spec, slow, scored, len(imgs))
         rec["_slow"] = slow  # the later rounds time this cell the same way
@@ -216,29 +294,29 @@ def run_cell(spec: dict) -> dict:
     return rec
 
 
-def shape_options(spec: dict) -> dict | None:
+def shape_options(spec: CellSpec | RoundSpec) -> dict | None:
     """The spec's engine shape options (EngineOptions static_hw / dynamic_shape), the size a tuple again."""
-    shapes = spec.get("shapes")
+    shapes = spec.shapes
     return (
         {**shapes, "static_hw": tuple(shapes["static_hw"])} if shapes and shapes.get("static_hw") else shapes
     )
 
 
-def timing_policy(spec: dict, slow: bool, scored: bool, n_images: int):
+def timing_policy(spec: CellSpec | RoundSpec, slow: bool, scored: bool, n_images: int):
     """How a cell is timed, the same in every round. Scored: every test image once after warm-up on the
     first. Unscored: the images in turn within the time budget. A model slower than ``slow_ms`` per image
     gets one warm-up run and at least 3 timed."""
     from fundus_edge.measure.timing import TimingPolicy
 
-    warmup = 1 if slow else spec["warmup"]
+    warmup = 1 if slow else spec.warmup
     if scored:
         return TimingPolicy(warmup=warmup, runs=n_images, min_runs=n_images, budget_s=0.0)
     keep = 1 if slow else n_images
     return TimingPolicy(
         warmup=warmup,
-        runs=spec["runs"],
-        min_runs=max(keep, 3 if slow else spec["min_runs"]),
-        budget_s=spec["budget_s"],
+        runs=spec.runs,
+        min_runs=max(keep, 3 if slow else spec.min_runs),
+        budget_s=spec.budget_s,
     )
 
 
@@ -254,7 +332,7 @@ def round_result(t, e2e: list[float]) -> dict:
     }
 
 
-def time_round(spec: dict, images: dict) -> dict:
+def time_round(spec: RoundSpec, images: dict) -> dict:
     """A later timing round of one cell: load the format that ran in the accuracy pass, warm up, time the
     images as that pass did; no scoring, masks or batch run. ``images``: the test images (array list)."""
     from fundus_edge.measure.timing import time_calls
@@ -264,15 +342,15 @@ def time_round(spec: dict, images: dict) -> dict:
     imgs = images["imgs"]
     try:
         p = Predictor.load(
-            spec["model_dir"],
-            backend=spec["backend"],
-            device=spec.get("device", "cpu"),
-            threads=spec["threads"],
-            precision=spec.get("precision"),
-            fmt=spec.get("format"),
+            spec.model_dir,
+            backend=spec.backend,
+            device=spec.device,
+            threads=spec.threads,
+            precision=spec.precision,
+            fmt=spec.format,
             shapes=shape_options(spec),
         )
-        policy = timing_policy(spec, spec["slow"], spec["scored"], len(imgs))
+        policy = timing_policy(spec, spec.slow, spec.scored, len(imgs))
         e2e: list[float] = []
         calls = itertools.count(-policy.warmup)
 
@@ -285,26 +363,26 @@ def time_round(spec: dict, images: dict) -> dict:
 
         t = time_calls(one, policy)
         p = None  # the engine goes before the next cell loads
-        return {"key": spec["key"], "status": "ok", **round_result(t, e2e)}
+        return {"key": spec.key, "status": "ok", **round_result(t, e2e)}
     except Exception as exc:  # noqa: BLE001 - one failed round is that round's gap, the others stand
         traceback.print_exc()
-        return {"key": spec["key"], "status": "run_failed", "error": one_line(exc)}
+        return {"key": spec.key, "status": "run_failed", "error": one_line(exc)}
 
 
 def run_round(specs_path: str, out_path: str) -> None:
     """Time the listed cells in turn, appending one JSON line per cell as it finishes."""
     import gc
 
-    specs = json.loads(Path(specs_path).read_text())
+    specs = [RoundSpec.from_dict(d) for d in json.loads(Path(specs_path).read_text())]
     cache: dict[str, dict] = {}
     with open(out_path, "a") as out:
         for spec in specs:
-            if spec["images"] not in cache:
-                with np.load(spec["images"], allow_pickle=False) as z:
-                    cache[spec["images"]] = {
+            if spec.images not in cache:
+                with np.load(spec.images, allow_pickle=False) as z:
+                    cache[spec.images] = {
                         "imgs": [z[k] for k in sorted(k for k in z.files if k.startswith("img_"))]
                     }
-            out.write(json.dumps(time_round(spec, cache[spec["images"]])) + "\n")
+            out.write(json.dumps(time_round(spec, cache[spec.images])) + "\n")
             out.flush()
             gc.collect()  # the last cell's engine goes before the next loads
 
@@ -360,7 +438,7 @@ def peak_rss_mb() -> float | None:
 
 
 def main(spec_path: str, out_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
+    spec = CellSpec.from_json(Path(spec_path).read_text())
     Path(out_path).write_text(json.dumps(run_cell(spec)))
 
 

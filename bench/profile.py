@@ -94,60 +94,25 @@ def profile_onnxruntime(model: Path, x: np.ndarray, threads: int, runs: int) -> 
     return agg
 
 
-_PADDLE_CHILD = """
-import ctypes, os, sys
-import numpy as np
-from pathlib import Path
-from fundus_edge.runtime.engines import EngineOptions
-from fundus_edge.runtime.engines.paddle import PaddleEngine
-from fundus_edge.runtime.formats import formats_for
-from fundus_edge.runtime.manifest import read_manifest
-m, threads, runs, xfile = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-man = read_manifest(m)
-fmt = formats_for("paddle", list(man.formats))[0]
-opts = EngineOptions("cpu", threads, None)
-e = PaddleEngine(m, fmt, list(man.formats[fmt]), opts, man.quantization is not None)
-e.load()
-x = np.load(xfile)
-for _ in range(3):
-    e.run(x)
-libc = ctypes.CDLL(None)
-libc.fflush(None)
-os.write(1, b"==timed==\\n")
-for _ in range(runs):
-    e.run(x)
-libc.fflush(None)
-"""
-
-
 def profile_paddle(model: Path, x: np.ndarray, threads: int, runs: int) -> dict:
     """Paddle Inference through our own engine (oneDNN, INT8 where the model is), in a child process with
     ONEDNN_VERBOSE=1: oneDNN logs every primitive it runs with its implementation (e.g. brg_conv_fwd:avx2 for
     f32, an int8 one for u8 sources) and time; Paddle's own profiler names ops, not kernels."""
-    import os
-    import subprocess
-    import sys
     import tempfile
+
+    from fundus_edge.export.child import failure_line, run_child
 
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "x.npy", x)
-        env = {**os.environ, "ONEDNN_VERBOSE": "1", "OMP_NUM_THREADS": str(threads)}
-        r = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                _PADDLE_CHILD,
-                str(model),
-                str(threads),
-                str(runs),
-                str(Path(tmp) / "x.npy"),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
+        r = run_child(
+            "fundus_edge.bench.profile_child",
+            (model, threads, runs, Path(tmp) / "x.npy"),
+            env={"ONEDNN_VERBOSE": "1", "OMP_NUM_THREADS": str(threads)},
+            check=False,
         )
+    # The timed runs' log is what counts: a child that wrote it and then failed on exit still profiled.
     if "==timed==" not in r.stdout:
-        raise RuntimeError(f"paddle profile child failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+        raise RuntimeError(f"paddle profile child failed: {failure_line(r)}")
     agg: dict = collections.defaultdict(float)
     for line in r.stdout.split("==timed==", 1)[1].splitlines():
         f = line.split(",")

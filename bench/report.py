@@ -179,7 +179,7 @@ def _target_lines(ok: list[BenchRecord]) -> list[str]:
 
 def _int8_pairs(ok: list[BenchRecord]) -> list[str]:
     """Per float model and engine: its fastest INT8 row against its fastest float row."""
-    from .runner import float_counterpart
+    from fundus_edge.quantize.variants import float_counterpart
 
     pairs = []
     for base in dict.fromkeys(float_counterpart(r.variant) for r in ok):

@@ -28,18 +28,20 @@ timed in the same rounds, so a slow stretch that lands on one round divides out.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from fundus_edge.export.child import failure_line, run_child
 from fundus_edge.measure.timing import Rounds, Timing
+from fundus_edge.quantize.variants import DEFAULT_BENCH, float_counterpart
 from fundus_edge.runtime.cpu import has_bf16
 from fundus_edge.runtime.engines import gpu_engines, installed_engines
 from fundus_edge.runtime.formats import formats_for
 from fundus_edge.runtime.manifest import read_manifest
+
+from .cell import CellSpec, RoundSpec
 
 DRIVE_SIZE = (584, 565)
 
@@ -52,26 +54,7 @@ class BenchConfig:
     quick: bool = False
     models_dir: Path = Path("build/models")
     shipped: Path = Path("models")  # the shipped models (the CLI resolves --models)
-    variants: tuple[str, ...] = (
-        "fp32",
-        "pruned",
-        "int8",
-        "pruned-int8",
-        "int8-nncf",
-        "int8-ort",
-        "small",
-        "small-int8",
-        "small-int8-nncf",
-        "small-int8-ort",
-        "small-pruned",
-        "wnet",
-        "wnet-int8-nncf",
-        "wnet-int8-ort",
-        "wnet-small",
-        "wnet-small-int8-nncf",
-        "wnet-small-int8-ort",
-        "seed-unet",
-    )
+    variants: tuple[str, ...] = DEFAULT_BENCH  # the variant table's rows marked default_bench
     engines: tuple[str, ...] | None = None
     # model folders benchmarked beside the variants (ours or imported), each a variant named after its folder
     extra: tuple[Path, ...] = ()
@@ -196,15 +179,6 @@ def plan_cells(dirs: dict, cfg: BenchConfig) -> list[Cell]:
     return cells
 
 
-def float_counterpart(variant: str) -> str | None:
-    """The float variant a quantized one was made from (int8-nncf -> fp32, pruned-int8 -> pruned,
-    small-int8-ort -> small); None for a float variant."""
-    if "int8" not in variant.split("-"):
-        return None
-    base = variant[: variant.index("int8")].rstrip("-")
-    return base or "fp32"
-
-
 def run_cells(
     cells: list[Cell],
     cfg: BenchConfig,
@@ -220,7 +194,7 @@ def run_cells(
     out = []
     refs: dict[str, Path] = {}
     ref_recs: dict[str, dict] = {}
-    specs: dict[str, dict] = {}
+    specs: dict[str, CellSpec] = {}
     # Float variants first, so a quantized variant's cells can be checked against the float model too;
     # the records come back in the planned order.
     planned = {c.key: i for i, c in enumerate(cells)}
@@ -228,56 +202,14 @@ def run_cells(
     for cell in tqdm(first, desc=f"bench round 1/{cfg.rounds}", unit="cell", disable=not progress):
         ref = refs.get(cell.variant)
         fref = refs.get(float_counterpart(cell.variant) or "")
-        spec = {
-            "variant": cell.variant,
-            "backend": cell.backend,
-            "model_dir": str(cell.model_dir),
-            "precision": cell.precision,
-            "device": cell.device,
-            "threads": cfg.threads,
-            "batch": cfg.batch,
-            "warmup": cfg.warmup,
-            "runs": cfg.runs,
-            "min_runs": cfg.min_runs,
-            "budget_s": cfg.budget_s,
-            "images": str(images),
-            "accuracy": has_labels and read_manifest(cell.model_dir).variant != "untrained",
-            "reference_mask": str(ref) if ref else None,
-            "save_mask": str(tmp / f"{cell.key.replace('/', '_')}.masks.npz"),
-            "float_reference_mask": str(fref) if fref else None,
-            "save_prob": str(tmp / f"{cell.key.replace('/', '_')}.prob.npy"),
-            "shape": cell.shape,
-            "shapes": _shape_options(cell, ref_recs.get(cell.variant)),
-        }
+        spec = _cell_spec(cell, cfg, images, has_labels, tmp, ref, fref, ref_recs.get(cell.variant))
         specs[cell.key] = spec
-        sp, rp = tmp / "spec.json", tmp / "rec.json"
-        sp.write_text(json.dumps(spec))
-        if rp.exists():
-            rp.unlink()
-        t0 = time.perf_counter()
-        r = subprocess.run(
-            [sys.executable, "-m", "fundus_edge.bench.cell", str(sp), str(rp)], capture_output=True, text=True
-        )
-        if r.returncode != 0 or not rp.exists():
-            rec = {
-                "variant": cell.variant,
-                "backend": cell.backend,
-                "threads": cfg.threads,
-                "status": "run_failed",
-                "device": cell.device,
-                "error": f"cell process exited {r.returncode}: {_last_line(r.stderr)}",
-            }
-        else:
-            rec = json.loads(rp.read_text())
-            if rec.get("status") == "ok":
-                rec["_masks"] = spec["save_mask"]
-            if ref is None and rec.get("status") == "ok":
-                refs[cell.variant] = Path(spec["save_mask"])
-                ref_recs[cell.variant] = rec
-                # the variant's reference engine: the others' agreement and biomarkers are taken against it
-                rec["_is_ref"] = True
-        rec["_key"] = cell.key
-        rec["_wall_s"] = round(time.perf_counter() - t0, 1)
+        rec = _accuracy_pass(cell, spec, cfg.threads, tmp)
+        if ref is None and rec.get("status") == "ok":
+            refs[cell.variant] = Path(spec.save_mask)
+            ref_recs[cell.variant] = rec
+            # the variant's reference engine: the others' agreement and biomarkers are taken against it
+            rec["_is_ref"] = True
         out.append(rec)
     # The later rounds time the cells that came through the accuracy pass.
     timed = {r["_key"]: r for r in out if r.get("status") == "ok" and "_round" in r}
@@ -303,6 +235,69 @@ def run_cells(
     return sorted(out, key=lambda r: planned[r["_key"]]), round_s
 
 
+def _cell_spec(
+    cell: Cell,
+    cfg: BenchConfig,
+    images: Path,
+    has_labels: bool,
+    tmp: Path,
+    ref: Path | None,
+    fref: Path | None,
+    ref_rec: dict | None,
+) -> CellSpec:
+    """The accuracy pass's spec of ``cell``: ``ref`` / ``fref`` the masks of its variant's and its float
+    model's reference cells (None: this cell is the first to run), ``ref_rec`` the former's record."""
+    stem = cell.key.replace("/", "_")
+    return CellSpec(
+        variant=cell.variant,
+        backend=cell.backend,
+        model_dir=str(cell.model_dir),
+        precision=cell.precision,
+        device=cell.device,
+        threads=cfg.threads,
+        batch=cfg.batch,
+        warmup=cfg.warmup,
+        runs=cfg.runs,
+        min_runs=cfg.min_runs,
+        budget_s=cfg.budget_s,
+        images=str(images),
+        accuracy=has_labels and read_manifest(cell.model_dir).variant != "untrained",
+        reference_mask=str(ref) if ref else None,
+        save_mask=str(tmp / f"{stem}.masks.npz"),
+        float_reference_mask=str(fref) if fref else None,
+        save_prob=str(tmp / f"{stem}.prob.npy"),
+        shape=cell.shape,
+        shapes=_shape_options(cell, ref_rec),
+    )
+
+
+def _accuracy_pass(cell: Cell, spec: CellSpec, threads: int, tmp: Path) -> dict:
+    """Run ``spec`` in its own cell process: its record (a crash is a run_failed record) with the sweep's
+    own keys (_key, _wall_s, _masks)."""
+    sp, rp = tmp / "spec.json", tmp / "rec.json"
+    sp.write_text(spec.to_json())
+    if rp.exists():
+        rp.unlink()
+    t0 = time.perf_counter()
+    r = run_child("fundus_edge.bench.cell", (sp, rp), check=False)
+    if r.returncode != 0 or not rp.exists():
+        rec = {
+            "variant": cell.variant,
+            "backend": cell.backend,
+            "threads": threads,
+            "status": "run_failed",
+            "device": cell.device,
+            "error": f"cell process exited {r.returncode}: {failure_line(r)}",
+        }
+    else:
+        rec = json.loads(rp.read_text())
+        if rec.get("status") == "ok":
+            rec["_masks"] = spec.save_mask
+    rec["_key"] = cell.key
+    rec["_wall_s"] = round(time.perf_counter() - t0, 1)
+    return rec
+
+
 def _shape_options(cell: Cell, ref: dict | None) -> dict | None:
     """The engine's shape options for a SHAPE_ROWS cell: static at the largest network input the variant's
     reference cell ran (every test image fits), or dynamic."""
@@ -313,35 +308,9 @@ def _shape_options(cell: Cell, ref: dict | None) -> dict | None:
     return None
 
 
-def _last_line(stderr: str | None) -> str:
-    lines = [line for line in (stderr or "").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
-
-
-def _round_spec(spec: dict, rec: dict, key: str, has_labels: bool) -> dict:
-    """A later round's spec of one cell: the accuracy pass's, with what that pass found (the format that
-    ran, whether the model is slow, whether it was scored), so every round times the cell the same way."""
-    keep = (
-        "variant",
-        "backend",
-        "model_dir",
-        "precision",
-        "device",
-        "threads",
-        "warmup",
-        "runs",
-        "min_runs",
-        "budget_s",
-        "images",
-        "shapes",
-    )
-    return {
-        **{k: spec[k] for k in keep},
-        "key": key,
-        "format": rec.get("format"),
-        "slow": bool(rec.get("_slow")),
-        "scored": bool(spec.get("accuracy")) and has_labels,
-    }
+def _round_spec(spec: CellSpec, rec: dict, key: str, has_labels: bool) -> RoundSpec:
+    """A later round's spec of one cell, from the accuracy pass's spec and record ``rec``."""
+    return spec.round_spec(key, rec.get("format"), bool(rec.get("_slow")), spec.accuracy and has_labels)
 
 
 def timing_order(cells: list[Cell], k: int) -> list[list[Cell]]:
@@ -363,7 +332,7 @@ def timing_order(cells: list[Cell], k: int) -> list[list[Cell]]:
     return out
 
 
-def run_round_group(specs: list[dict], tmp: Path, advance=lambda n: None) -> dict[str, dict]:
+def run_round_group(specs: list[RoundSpec], tmp: Path, advance=lambda n: None) -> dict[str, dict]:
     """Time ``specs`` (one engine's cells) in one process; a crash costs the cell that crashed its round,
     and a new process times the rest. Returns key -> that round's result."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -371,13 +340,9 @@ def run_round_group(specs: list[dict], tmp: Path, advance=lambda n: None) -> dic
     rest = list(specs)
     while rest:
         sp, rp = tmp / "specs.json", tmp / "round.jsonl"
-        sp.write_text(json.dumps(rest))
+        sp.write_text(json.dumps([s.to_dict() for s in rest]))
         rp.write_text("")
-        r = subprocess.run(
-            [sys.executable, "-m", "fundus_edge.bench.cell", "--round", str(sp), str(rp)],
-            capture_output=True,
-            text=True,
-        )
+        r = run_child("fundus_edge.bench.cell", ("--round", sp, rp), check=False)
         done = [json.loads(line) for line in rp.read_text().splitlines() if line.strip()]
         for d in done:
             got[d["key"]] = d
@@ -385,10 +350,10 @@ def run_round_group(specs: list[dict], tmp: Path, advance=lambda n: None) -> dic
         rest = rest[len(done) :]
         if rest:  # the process ended before the next cell's line: that cell crashed it
             crashed = rest.pop(0)
-            got[crashed["key"]] = {
-                "key": crashed["key"],
+            got[crashed.key] = {
+                "key": crashed.key,
                 "status": "run_failed",
-                "error": f"round process exited {r.returncode}: {_last_line(r.stderr)}",
+                "error": f"round process exited {r.returncode}: {failure_line(r)}",
             }
             advance(1)
     return got

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from fundus_edge.quantize.variants import float_counterpart
 from fundus_edge.runtime.manifest import read_manifest, sha256
 
 from . import report
@@ -22,7 +24,6 @@ from .runner import (
     SHAPE_SKIPPED,
     BenchConfig,
     cell_key,
-    float_counterpart,
     plan_cells,
     prepare_images,
     run_cells,
@@ -43,7 +44,7 @@ MIN_AGREEMENT_FLOAT = 0.98
 MAX_F1_DROP_FLOAT = 0.005
 
 
-def _pixel_ratio(input_hw: str | None, model: dict) -> float:
+def pixel_ratio(input_hw: str | None, model: dict) -> float:
     """Pixels of the network input that ran over those the model's GMAC figure was counted at
     ("584x565 (padded to 584x568)"); convolution work scales with pixels."""
     run = re.fullmatch(r"(\d+)x(\d+)", input_hw or "")
@@ -66,55 +67,62 @@ def peak_for(precision: str, peak: dict) -> float | None:
     return peak.get("bf16_gflops") if "bf16" in precision else peak.get("fp32_gflops")
 
 
+def _with_model(rec: BenchRecord, model_dir, peak: dict) -> BenchRecord:
+    """``rec`` with the columns its model folder gives: the folder and its manifest's sha256, parameters,
+    GFLOPs, the size of the files the engine read, and (a row that ran) the work rate and roofline share."""
+    man = read_manifest(model_dir)
+    gflops = 2.0 * man.model.get("gmac", 0.0)
+    rec = replace(
+        rec,
+        model_dir=str(model_dir),
+        model_sha256=sha256(Path(model_dir) / "manifest.yaml"),
+        params=man.model.get("params"),
+        gflops=round(gflops, 3),
+        size_mb=round(sum(Path(model_dir, f).stat().st_size for f in _read_files(man, rec.format)) / 1e6, 3),
+    )
+    if rec.status != "ok" or not rec.p50_ms:
+        return rec
+    # The work actually done: the network ran on the FOV's box, not the whole padded frame.
+    per_s = gflops * pixel_ratio(rec.input_hw, man.model) / (rec.p50_ms / 1e3)
+    pk = peak_for(rec.precision or "fp32", peak)
+    # The measured peak is the CPU's: a GPU row gets no roofline fraction.
+    on_gpu = str(rec.device or "").startswith("gpu")
+    return replace(rec, gflops_per_s=per_s, roofline_frac=per_s / pk if pk and not on_gpu else None)
+
+
+def _judged(rec: BenchRecord, ref_f1: dict) -> BenchRecord:
+    """``rec``, or it marked wrong_output (saying why) when it ran "fast and wrong": masks or F1 too far
+    from its variant's reference engine, or an INT8 row's from its float model's."""
+    if rec.status != "ok":
+        return rec
+    wrong = []
+    if rec.agreement is not None and rec.agreement < MIN_AGREEMENT:
+        wrong.append(f"vessel Dice {rec.agreement:.3f} with the reference engine's masks")
+    if rec.agreement_float is not None and rec.agreement_float < MIN_AGREEMENT_FLOAT:
+        wrong.append(
+            f"vessel Dice {rec.agreement_float:.4f} with the float model's masks"
+            f" (inside the FOV; at least {MIN_AGREEMENT_FLOAT})"
+        )
+    rf = ref_f1.get(rec.variant)
+    if rf is not None and rec.f1 is not None and rec.f1 < rf - MAX_F1_DROP:
+        wrong.append(f"F1 {rec.f1:.4f} vs {rf:.4f} on the reference engine")
+    ff = ref_f1.get(float_counterpart(rec.variant) or "")
+    if ff is not None and rec.f1 is not None and rec.f1 < ff - MAX_F1_DROP_FLOAT:
+        wrong.append(
+            f"F1 {rec.f1:.4f} vs {ff:.4f} for the float model"
+            f" ({rec.f1 - ff:+.4f}; at most {MAX_F1_DROP_FLOAT} below)"
+        )
+    return replace(rec, status="wrong_output", error="; ".join(wrong)) if wrong else rec
+
+
 def finalize(raw: list[dict], dirs: dict, errors: dict, peak: dict) -> list[BenchRecord]:
-    recs = []
+    """The cells' raw results (their private ``_`` keys dropped) as records with the model's columns and
+    the accuracy checks applied, then one export_failed record per variant that could not be built."""
     ref_f1 = {}
     for d in raw:
         if d.get("status") == "ok" and d["variant"] not in ref_f1:
             ref_f1[d["variant"]] = d.get("f1")
-    for d in raw:
-        man = read_manifest(dirs[d["variant"]])
-        gflops = 2.0 * man.model.get("gmac", 0.0)
-        d = {k: v for k, v in d.items() if not k.startswith("_")}
-        d.update(
-            model_dir=str(dirs[d["variant"]]),
-            model_sha256=sha256(Path(dirs[d["variant"]]) / "manifest.yaml"),
-            params=man.model.get("params"),
-            gflops=round(gflops, 3),
-            size_mb=round(
-                sum(Path(dirs[d["variant"]], f).stat().st_size for f in _read_files(man, d.get("format")))
-                / 1e6,
-                3,
-            ),
-        )
-        if d.get("status") == "ok":
-            if d.get("p50_ms"):
-                # The work actually done: the network ran on the FOV's box, not the whole padded frame.
-                d["gflops_per_s"] = gflops * _pixel_ratio(d.get("input_hw"), man.model) / (d["p50_ms"] / 1e3)
-                pk = peak_for(d.get("precision") or "fp32", peak)
-                # The measured peak is the CPU's: a GPU row gets no roofline fraction.
-                on_gpu = str(d.get("device") or "").startswith("gpu")
-                d["roofline_frac"] = d["gflops_per_s"] / pk if pk and not on_gpu else None
-            wrong = []
-            if d.get("agreement") is not None and d["agreement"] < MIN_AGREEMENT:
-                wrong.append(f"vessel Dice {d['agreement']:.3f} with the reference engine's masks")
-            if d.get("agreement_float") is not None and d["agreement_float"] < MIN_AGREEMENT_FLOAT:
-                wrong.append(
-                    f"vessel Dice {d['agreement_float']:.4f} with the float model's masks"
-                    f" (inside the FOV; at least {MIN_AGREEMENT_FLOAT})"
-                )
-            rf = ref_f1.get(d["variant"])
-            if rf is not None and d.get("f1") is not None and d["f1"] < rf - MAX_F1_DROP:
-                wrong.append(f"F1 {d['f1']:.4f} vs {rf:.4f} on the reference engine")
-            ff = ref_f1.get(float_counterpart(d["variant"]) or "")
-            if ff is not None and d.get("f1") is not None and d["f1"] < ff - MAX_F1_DROP_FLOAT:
-                wrong.append(
-                    f"F1 {d['f1']:.4f} vs {ff:.4f} for the float model"
-                    f" ({d['f1'] - ff:+.4f}; at most {MAX_F1_DROP_FLOAT} below)"
-                )
-            if wrong:
-                d.update(status="wrong_output", error="; ".join(wrong))
-        recs.append(BenchRecord.from_dict(d))
+    recs = [_judged(_with_model(BenchRecord.from_dict(d), dirs[d["variant"]], peak), ref_f1) for d in raw]
     for name, err in errors.items():
         recs.append(BenchRecord(variant=name, backend="*", status="export_failed", error=err))
     return recs

@@ -10,13 +10,19 @@ builds (150 s) would save by running beside it.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from fundus_edge.quantize.variants import (
+    DEFAULT_MODEL,
+    ENGINE_QUANTIZERS,
+    ROWS,
+    SEED_UNET,
+    Variant,
+    derive,
+    derived,
+)
 from fundus_edge.runtime.errors import FundusEdgeError, InputError, one_line
 
 
@@ -26,38 +32,35 @@ def seed_unet_dir(target: Path, force: bool = False) -> Path:
     that paddle2onnx can convert it) and imported with ``import_paddleseg``."""
     if (target / "manifest.yaml").is_file() and not force:
         return target
+    from fundus_edge.export.child import run_child
     from fundus_edge.export.paddleseg import import_paddleseg
 
     export = target.with_name(target.name + ".paddleseg")
     shutil.rmtree(export, ignore_errors=True)
     export.mkdir(parents=True)
-    env = {**os.environ, "FLAGS_enable_pir_api": "0"}
-    r = subprocess.run(
-        [sys.executable, "-m", "fundus_edge.export.paddleseg_unet", str(export), "softmax"],
-        env=env,
-        capture_output=True,
-        text=True,
+    run_child(
+        "fundus_edge.export.paddleseg_unet",
+        (export, "softmax"),
+        pir=False,
+        what="PaddleSeg export of the seed U-Net failed",
+        error=InputError,
     )
-    if r.returncode != 0:
-        raise InputError(
-            f"PaddleSeg export of the seed U-Net failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}"
-        )
     import_paddleseg(
-        export, target, name="seed-unet", force=True, variant="untrained"
+        export, target, name=SEED_UNET.name, force=True, variant="untrained"
     )  # untrained: speed only, no F1
     shutil.rmtree(export, ignore_errors=True)
     return target
 
 
-def derived_variant(shipped: Path, name: str) -> tuple[Path, str] | None:
-    """(shipped model folder, variant kind) for a name such as small-int8 or small-pruned-int8."""
-    from fundus_edge.quantize.pipeline import VARIANTS
+def derived_variant(shipped: Path, name: str) -> Variant | None:
+    """The row of a name such as small-int8 or small-pruned-int8 whose model is a folder of ``shipped``."""
+    return derived(name, lambda model: (shipped / model / "manifest.yaml").is_file())
 
-    for kind in sorted((k for k in VARIANTS if k != "fp32"), key=len, reverse=True):
-        base = shipped / name[: -len(kind) - 1]
-        if name.endswith("-" + kind) and (base / "manifest.yaml").is_file():
-            return base, kind
-    return None
+
+def recipe_row(name: str) -> Variant | None:
+    """The row of one of the default's own variants (fp32, int8, ...: built by ``build_variants``)."""
+    row = ROWS.get(name)
+    return row if row is not None and row.source == DEFAULT_MODEL and row.recipe == name else None
 
 
 def extra_variants(extra) -> dict[str, Path]:
@@ -76,13 +79,11 @@ def extra_variants(extra) -> dict[str, Path]:
 
 def _kind(cfg, name: str, extra: dict) -> str:
     """How ``name`` is found: 'variant' (built from the default), 'extra', 'seed', 'shipped', 'derived'."""
-    from fundus_edge.quantize.pipeline import VARIANTS
-
-    if name in VARIANTS:
+    if recipe_row(name) is not None:
         return "variant"
     if name in extra:
         return "extra"
-    if name == "seed-unet":
+    if name == SEED_UNET.name:
         return "seed"
     if (cfg.shipped / name / "manifest.yaml").is_file():  # shipped as is (small, small-pruned)
         return "shipped"
@@ -93,14 +94,15 @@ def _kind(cfg, name: str, extra: dict) -> str:
 
 def build_one(cfg, name: str, kind: str) -> Path:
     """Build build/models/<name> (``kind`` as ``_kind`` says)."""
-    from fundus_edge.quantize.pipeline import VARIANTS, build_variants, quantize
+    from fundus_edge.quantize.pipeline import build_variants, quantize
 
     if kind == "seed":
-        return seed_unet_dir(cfg.models_dir / "seed-unet")
-    if not cfg.data and name != "fp32":
+        return seed_unet_dir(cfg.models_dir / name)
+    row = recipe_row(name) if kind == "variant" else derived_variant(cfg.shipped, name)
+    if not cfg.data and (row.prune is not None or row.int8 is not None):
         raise InputError(f"building {name} needs DATA (training images for fine-tuning and calibration)")
     if kind == "variant":
-        default = cfg.shipped / "default"
+        default = cfg.shipped / row.source
         if not (default / "manifest.yaml").is_file():
             raise InputError(f"{default}: no shipped default model")
         build_variants(
@@ -109,15 +111,14 @@ def build_one(cfg, name: str, kind: str) -> Path:
     else:
         # <shipped model>-<variant>: that shipped model compressed like the default's variant of that
         # name, e.g. small-int8 (PTQ), small-pruned (same ratio and fine-tune as `pruned`).
-        base, what = derived_variant(cfg.shipped, name)
         quantize(
-            base,
+            cfg.shipped / row.source,
             cfg.models_dir / name,
             cfg.data,
             finetune_iters=cfg.finetune_iters,
             force=True,
             progress=False,
-            **VARIANTS[what],
+            **row.quantize_args(),
         )
     return cfg.models_dir / name
 
@@ -143,9 +144,9 @@ def stale_build(cfg, name: str, kind: str) -> str:
     from fundus_edge.runtime.manifest import read_manifest, sha256
 
     if kind == "variant":
-        base = cfg.shipped / "default"
+        base = cfg.shipped / DEFAULT_MODEL
     elif kind == "derived":
-        base = derived_variant(cfg.shipped, name)[0]
+        base = cfg.shipped / derived_variant(cfg.shipped, name).source
     else:
         return ""
     if not (base / "manifest.yaml").is_file():
@@ -161,7 +162,7 @@ def stale_build(cfg, name: str, kind: str) -> str:
     return ""
 
 
-def _quantizer_settings(quantizer: str) -> dict:
+def quantizer_settings(quantizer: str) -> dict:
     """The quantization record's settings a bench build by ``quantizer`` (quantize's defaults) would write."""
     from fundus_edge.quantize.engine_ptq import NncfOptions, OrtOptions
     from fundus_edge.runtime.cpu import has_vnni
@@ -190,20 +191,19 @@ def shipped_int8(cfg, name: str, kind: str) -> tuple[Path | None, str]:
     (None, why not: '' when none is shipped). It must come from the shipped float model as it is now (its
     manifest's sha256) by the settings a build here would use, so the bench measures what it would otherwise
     build."""
-    from fundus_edge.quantize.pipeline import VARIANTS
     from fundus_edge.runtime.manifest import read_manifest, sha256
 
-    found = (
-        (cfg.shipped / "default", name)
+    row = (
+        recipe_row(name)
         if kind == "variant"
         else derived_variant(cfg.shipped, name)
         if kind in ("derived", "shipped")
         else None
     )
-    if found is None or VARIANTS.get(found[1], {}).get("int8") not in ("nncf", "ort"):
+    if row is None or row.int8 not in ENGINE_QUANTIZERS:
         return None, ""
-    base, what = found
-    folder = cfg.shipped / f"{base.name}-{what}"
+    base = cfg.shipped / row.source
+    folder = cfg.shipped / derive(row.source, row.recipe).name  # the default's too: default-int8-nncf
     if not (folder / "manifest.yaml").is_file() or not (base / "manifest.yaml").is_file():
         return None, ""
     man = read_manifest(folder)
@@ -214,7 +214,7 @@ def shipped_int8(cfg, name: str, kind: str) -> tuple[Path | None, str]:
             f"{folder} was quantized from another {base}"
             f" (manifest sha256 {str((rec or {}).get('manifest_sha256'))[:12]})",
         )
-    want = _quantizer_settings(VARIANTS[what]["int8"])
+    want = quantizer_settings(row.int8)
     got = {k: (man.quantization or {}).get(k) for k in want}
     if got != want:
         return (

@@ -8,9 +8,6 @@ paddle2onnx 1.3.1, which also converts PaddleSlim's quantised programs (2.1.0 do
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from fundus_edge.runtime.errors import ModelError
@@ -46,16 +43,18 @@ def save_legacy(net, cfg, out_dir: Path, opset: int = 13) -> None:
     import numpy as np
     from fundus_edge.train.config import dump_config
 
+    from .child import run_child
+
     stem = Path(FORMATS["legacy"].files[0]).stem
-    env = {**os.environ, "FLAGS_enable_pir_api": "0"}
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "weights.npz", **{k: v.numpy() for k, v in net.state_dict().items()})
         (Path(tmp) / "config.yaml").write_text(dump_config(cfg))
-        cmd = [sys.executable, "-m", "fundus_edge.export.legacy_child", tmp, str(out_dir / stem)]
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise ModelError(f"{out_dir}: legacy export failed: {tail[0]}")
+        run_child(
+            "fundus_edge.export.legacy_child",
+            (tmp, out_dir / stem),
+            pir=False,
+            what=f"{out_dir}: legacy export failed",
+        )
     info = out_dir / f"{stem}.pdiparams.info"
     if info.exists():
         info.unlink()  # a pickle that no engine needs

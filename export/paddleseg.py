@@ -11,10 +11,7 @@ beside our own, for PaddleSeg's ``deploy/python/infer.py`` and FastDeploy's Padd
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +24,7 @@ from fundus_edge.runtime.preprocess import PreprocessConfig
 
 from fundus_edge import __version__
 
+from .child import run_child
 from .exporter import GMAC_AT, ExportResult, dir_size_mb, portable_path, prepare_out
 
 DEPLOY = "deploy.yaml"
@@ -117,26 +115,21 @@ def preprocess_from_transforms(transforms: tuple[dict, ...], where: str) -> Prep
     )
 
 
-def _run_child(ps: PaddleSegExport, out_prefix: Path, vessel_class: int) -> dict:
-    env = {**os.environ, "FLAGS_enable_pir_api": "1" if ps.fmt == "pir" else "0"}
-    cmd = [
-        sys.executable,
-        "-m",
+def _json_lines(text: str) -> list[str]:
+    return [ln for ln in text.strip().splitlines() if ln.startswith("{")]
+
+
+def _convert_program(ps: PaddleSegExport, out_prefix: Path, vessel_class: int) -> dict:
+    """The export's program with a vessel-probability output, saved at ``out_prefix`` by ``paddleseg_child``
+    (PIR on for a PIR program, off for a legacy one): the facts it found (its JSON line)."""
+    r = run_child(
         "fundus_edge.export.paddleseg_child",
-        str(ps.program.with_suffix("")),
-        str(out_prefix),
-        str(vessel_class),
-    ]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    lines = [ln for ln in r.stdout.strip().splitlines() if ln.startswith("{")]
-    if r.returncode != 0 or not lines:
-        err = (
-            [ln for ln in (r.stdout + r.stderr).strip().splitlines() if ln.startswith("error:")]
-            or (r.stderr or r.stdout).strip().splitlines()[-1:]
-            or ["no output"]
-        )
-        raise ModelError(f"{ps.program}: {err[-1].removeprefix('error: ')}")
-    return json.loads(lines[-1])
+        (ps.program.with_suffix(""), out_prefix, vessel_class),
+        pir=ps.fmt == "pir",
+        what=str(ps.program),
+        ok=lambda r: bool(_json_lines(r.stdout)),
+    )
+    return json.loads(_json_lines(r.stdout)[-1])
 
 
 def onnx_facts(path: Path, in_channels: int, multiple: int) -> dict:
@@ -211,15 +204,7 @@ def _to_onnx(model: Path, params: Path, target: Path, opset: int) -> str | None:
             "paddle2onnx 1.3.1 cannot read PIR programs (Paddle 3.3, PIR v4);"
             " export the PaddleSeg model as a legacy .pdmodel for ONNX Runtime and OpenVINO"
         )
-    code = (
-        "import sys; from pathlib import Path; from fundus_edge.export.builders import program_to_onnx; "
-        "program_to_onnx(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))"
-    )
-    r = subprocess.run(
-        [sys.executable, "-c", code, str(model), str(params), str(target), str(opset)],
-        capture_output=True,
-        text=True,
-    )
+    r = run_child("fundus_edge.export.onnx_child", (model, params, target, opset), check=False)
     if r.returncode == 0 and target.is_file() and target.stat().st_size:
         return None
     target.unlink(missing_ok=True)
@@ -230,6 +215,86 @@ def _to_onnx(model: Path, params: Path, target: Path, opset: int) -> str | None:
         if "not supported yet" in ln or "ModelError" in ln or "[ERROR]" in ln
     ]
     return f"paddle2onnx failed: {why[0][:300] if why else 'exit ' + str(r.returncode)}"
+
+
+def _check_program(ps: PaddleSegExport, info: dict, pre: PreprocessConfig) -> None:
+    """Refuse a converted program that does not fit its deploy.yaml (channels, output) or ran at no size."""
+    if info["in_channels"] != pre.in_channels:
+        raise ModelError(
+            f"{ps.program}: takes {info['in_channels']} input channels;"
+            f" PaddleSeg's transforms give {pre.in_channels} (RGB)"
+        )
+    if info["pad_multiple"] is None:
+        raise ModelError(f"{ps.program}: ran at no input size tried ({'; '.join(info['tried'])})")
+    if ps.output_op and ps.output_op != "none" and not info["output"].startswith(ps.output_op):
+        raise ModelError(
+            f"{ps.folder / DEPLOY}: says output_op {ps.output_op},"
+            f" but the program's output is {info['output']}"
+        )
+
+
+def _import_source(
+    ps: PaddleSegExport, info: dict, vessel_class: int, threshold: float | None, onnx_error: str | None
+) -> dict:
+    """The manifest's source record of an imported export: the files it came from (sha256) and what the
+    import found and chose."""
+    return {
+        "paddleseg_export": {
+            "path": portable_path(ps.folder),
+            "deploy_sha256": sha256(ps.folder / DEPLOY),
+            "program_sha256": sha256(ps.program),
+            "params_sha256": sha256(ps.params),
+            "format": ps.fmt,
+        },
+        "output_op": info["output"],
+        "classes": info["classes"],
+        "vessel_class": vessel_class,
+        "transforms": [dict(t) for t in ps.transforms],
+        "threshold_from": "given" if threshold is not None else "0.5 (two-class argmax)",
+        **({"onnx_not_made": onnx_error} if onnx_error else {}),
+    }
+
+
+def _import_manifest(
+    name: str,
+    variant: str,
+    pre: PreprocessConfig,
+    threshold: float,
+    info: dict,
+    formats: dict,
+    facts: dict,
+    source: dict,
+) -> Manifest:
+    return Manifest(
+        name=name,
+        variant=variant,
+        preprocess=pre,
+        threshold=threshold,
+        pad_multiple=int(info["pad_multiple"]),
+        formats=formats,
+        files={},
+        input={
+            "name": info["input_name"],
+            "layout": "NCHW",
+            "dtype": "float32",
+            "channel_order": "RGB",
+            "dynamic": ["batch", "height", "width"],
+        },
+        model=facts,
+        source=source,
+        engines=(
+            {
+                "paddle": {
+                    "onednn": False,
+                    "why": f"Paddle Inference with oneDNN fails on this program: {info['onednn_error']}",
+                }
+            }
+            if info.get("onednn_error")
+            else {}
+        ),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        fundus_edge_version=__version__,
+    )
 
 
 def import_paddleseg(
@@ -254,19 +319,8 @@ def import_paddleseg(
     try:
         ours = "pir" if ps.fmt == "pir" else "legacy"
         stem = Path(FORMATS[ours].files[0]).stem
-        info = _run_child(ps, out / stem, vessel_class)
-        if info["in_channels"] != pre.in_channels:
-            raise ModelError(
-                f"{ps.program}: takes {info['in_channels']} input channels;"
-                f" PaddleSeg's transforms give {pre.in_channels} (RGB)"
-            )
-        if info["pad_multiple"] is None:
-            raise ModelError(f"{ps.program}: ran at no input size tried ({'; '.join(info['tried'])})")
-        if ps.output_op and ps.output_op != "none" and not info["output"].startswith(ps.output_op):
-            raise ModelError(
-                f"{ps.folder / DEPLOY}: says output_op {ps.output_op},"
-                f" but the program's output is {info['output']}"
-            )
+        info = _convert_program(ps, out / stem, vessel_class)
+        _check_program(ps, info, pre)
         formats = {ours: list(FORMATS[ours].files)}
         onnx_error = _to_onnx(
             out / FORMATS[ours].files[0], out / FORMATS[ours].files[1], out / FORMATS["onnx"].files[0], opset
@@ -285,50 +339,16 @@ def import_paddleseg(
                 else {"params": None, "gmac": None}
             ),
         }
-        source = {
-            "paddleseg_export": {
-                "path": portable_path(ps.folder),
-                "deploy_sha256": sha256(ps.folder / DEPLOY),
-                "program_sha256": sha256(ps.program),
-                "params_sha256": sha256(ps.params),
-                "format": ps.fmt,
-            },
-            "output_op": info["output"],
-            "classes": info["classes"],
-            "vessel_class": vessel_class,
-            "transforms": [dict(t) for t in ps.transforms],
-            "threshold_from": "given" if threshold is not None else "0.5 (two-class argmax)",
-            **({"onnx_not_made": onnx_error} if onnx_error else {}),
-        }
-        man = Manifest(
-            name=name or out.name,
-            variant=variant,
-            preprocess=pre,
-            threshold=float(threshold if threshold is not None else 0.5),
-            pad_multiple=int(info["pad_multiple"]),
-            formats=formats,
-            files={},
-            input={
-                "name": info["input_name"],
-                "layout": "NCHW",
-                "dtype": "float32",
-                "channel_order": "RGB",
-                "dynamic": ["batch", "height", "width"],
-            },
-            model=facts,
-            source=source,
-            engines=(
-                {
-                    "paddle": {
-                        "onednn": False,
-                        "why": f"Paddle Inference with oneDNN fails on this program: {info['onednn_error']}",
-                    }
-                }
-                if info.get("onednn_error")
-                else {}
-            ),
-            created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-            fundus_edge_version=__version__,
+        source = _import_source(ps, info, vessel_class, threshold, onnx_error)
+        man = _import_manifest(
+            name or out.name,
+            variant,
+            pre,
+            float(threshold if threshold is not None else 0.5),
+            info,
+            formats,
+            facts,
+            source,
         )
         write_manifest(out, man)
     except BaseException:
@@ -361,21 +381,13 @@ def write_paddleseg_deploy(model_dir: str | Path) -> Path:
         )
     files = FORMATS["paddleseg"].files
     src = model_dir / Path(FORMATS["pir"].files[0]).stem
-    cmd = [
-        sys.executable,
-        "-m",
+    run_child(
         "fundus_edge.export.paddleseg_child",
-        "--labels",
-        str(src),
-        str(model_dir / Path(files[0]).stem),
-        repr(float(man.threshold)),
-    ]
-    r = subprocess.run(cmd, env={**os.environ, "FLAGS_enable_pir_api": "1"}, capture_output=True, text=True)
-    if r.returncode != 0 or not all((model_dir / f).is_file() for f in files[:2]):
-        raise ModelError(
-            f"{model_dir}: PaddleSeg program not written:"
-            f" {(r.stderr or r.stdout).strip().splitlines()[-1:] or 'no output'}"
-        )
+        ("--labels", src, model_dir / Path(files[0]).stem, repr(float(man.threshold))),
+        pir=True,
+        what=f"{model_dir}: PaddleSeg program not written",
+        ok=lambda r: all((model_dir / f).is_file() for f in files[:2]),
+    )
     transform = {
         "type": "FundusEdgePreprocess",
         **man.preprocess.to_dict(),

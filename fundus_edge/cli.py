@@ -988,6 +988,8 @@ def _add_validate(sub) -> None:
 
 
 def _add_quantize(sub) -> None:
+    from fundus_edge.quantize.variants import INT8_METHODS, RECIPE_NAMES
+
     q = sub.add_parser(
         "quantize",
         help="prune (PaddleSlim L1-norm filters + fine-tune) and/or INT8 (PaddleSlim PTQ/QAT, NNCF, "
@@ -995,16 +997,15 @@ def _add_quantize(sub) -> None:
     )
     q.add_argument("source", help="FP32 model folder or training checkpoint")
     q.add_argument("--out", help="output model folder")
-    q.add_argument("--variants", metavar="DIR", help="build DIR/{fp32,pruned,int8,pruned-int8} instead")
+    q.add_argument("--variants", metavar="DIR", help=f"build DIR/{{{','.join(RECIPE_NAMES)}}} instead")
     q.add_argument(
         "--data", required=True, help="training data (fine-tuning and calibration use training images only)"
     )
     q.add_argument("--prune", type=float, metavar="RATIO", help="share of 3x3 filters to remove, in (0, 1)")
     q.add_argument(
         "--int8",
-        choices=["ptq", "qat", "nncf", "ort"],
-        help="ptq / qat: PaddleSlim (legacy program + QDQ ONNX for every engine); "
-        "nncf: OpenVINO's NNCF (OpenVINO IR); ort: ONNX Runtime's quantize_static (QDQ ONNX)",
+        choices=list(INT8_METHODS),
+        help="; ".join(f"{m}: {tool} ({out})" for m, (tool, out) in INT8_METHODS.items()),
     )
     q.add_argument("--algo", default="avg", help="PaddleSlim PTQ algorithm: avg, hist, KL, mse, abs_max")
     _add_quantizer_options(q)
@@ -1089,6 +1090,19 @@ def _add_import_paddleseg(sub) -> None:
     i.set_defaults(func=cmd_import_paddleseg)
 
 
+def _variants_help() -> str:
+    """bench --variants: the table's default list, the recipes that derive a shipped model's variants, the
+    quantizer each INT8 recipe names."""
+    from fundus_edge.quantize.variants import DEFAULT_BENCH, DERIVABLE, INT8_METHODS
+
+    names = [r.name for r in DERIVABLE]
+    tools = ", ".join(f"{r.name} = {INT8_METHODS[r.int8][0]}" for r in DERIVABLE if r.int8 and not r.prune)
+    return (
+        f"comma list (default {','.join(DEFAULT_BENCH)}; <shipped model>-{', -'.join(names[:-1])} or"
+        f" -{names[-1]} compresses that shipped model like the default's variant of that name; {tools})"
+    )
+
+
 def _add_bench(sub) -> None:
     b = sub.add_parser(
         "bench", help="every variant x engine: latency, throughput, memory, accuracy on DRIVE test"
@@ -1104,13 +1118,7 @@ def _add_bench(sub) -> None:
         "`import-paddleseg`), each a variant named after its folder; a folder without manifest.yaml is the "
         "shipped models' folder (default ./models, else the source checkout's)",
     )
-    b.add_argument(
-        "--variants",
-        help="comma list (default fp32,pruned,int8,pruned-int8,int8-nncf,int8-ort,small,small-int8,"
-        "small-int8-nncf,small-int8-ort,small-pruned,seed-unet; <shipped model>-int8, -int8-nncf, -int8-ort, "
-        "-pruned or -pruned-int8 compresses that shipped model like the default's variant of that name; "
-        "int8 = PaddleSlim, int8-nncf = OpenVINO's NNCF, int8-ort = ONNX Runtime's quantizer)",
-    )
+    b.add_argument("--variants", help=_variants_help())
     b.add_argument("--engines", help="comma list (default: every installed engine)")
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--quick", action="store_true", help="smoke run: 3 images, few timed runs")

@@ -44,9 +44,9 @@ def latency(
 def family_rows(results: dict, name: str) -> list[dict]:
     """The bench rows of model ``name`` and of the variants built from it (``<name>-int8-nncf``, ...;
     for the default model the bench names them fp32, int8, ...), in the bench's order."""
-    from fundus_edge.quantize.pipeline import VARIANTS
+    from fundus_edge.quantize.variants import family
 
-    own = set(VARIANTS) if name == "default" else {name} | {f"{name}-{k}" for k in VARIANTS if k != "fp32"}
+    own = set(family(name))
     return [r for r in results["results"] if r["variant"] in own]
 
 
@@ -54,6 +54,8 @@ def bench_section(bench_json: Path, name: str) -> list[str]:
     """Every engine and INT8 variant of this model as one ``make bench`` run measured them: latency
     and F1 through that engine, ΔF1 against the float model's FP32 row on the same engine."""
     import json
+
+    from fundus_edge.quantize.variants import float_name
 
     try:
         results = json.loads(Path(bench_json).read_text())
@@ -63,11 +65,10 @@ def bench_section(bench_json: Path, name: str) -> list[str]:
     rows = family_rows(results, name)
     if not rows:
         raise SystemExit(f"{bench_json}: no rows of model {name!r} or its variants; run make bench with them")
-    float_name = "fp32" if name == "default" else name
     float_f1 = {
         r["backend"]: r["f1"]
         for r in rows
-        if r["variant"] == float_name and r.get("f1") is not None and not r.get("precision_requested")
+        if r["variant"] == float_name(name) and r.get("f1") is not None and not r.get("precision_requested")
     }
     m = meta.get("machine", {})
     out = [
@@ -374,7 +375,7 @@ def _record_report(rep, model: Path, command: str) -> None:
     )
 
 
-def _replace_section(lines: list[str], head: str, new: list[str], before: str = "Reproduce:") -> list[str]:
+def replace_section(lines: list[str], head: str, new: list[str], before: str = "Reproduce:") -> list[str]:
     """``lines`` with the section starting with ``head`` replaced by ``new`` (added before the
     ``before`` line, Reproduce by default, when the card has none). A section ends at the next heading or
     Reproduce line."""
@@ -395,7 +396,7 @@ def _replace_section(lines: list[str], head: str, new: list[str], before: str = 
     return lines
 
 
-def _update_card(
+def update_card(
     model: Path, data: str, threads: int, sections: list[str], notes: str, bench: str = "", run: str = ""
 ) -> int:
     """Rewrite some sections of an existing card: for a shipped model whose training run folder is no
@@ -404,28 +405,26 @@ def _update_card(
     lines = card.read_text().splitlines()
     for sec in sections:
         if sec == "perturb":
-            lines = _replace_section(lines, "## Camera perturbations", _robustness(model, data, threads))
+            lines = replace_section(lines, "## Camera perturbations", _robustness(model, data, threads))
         elif sec == "latency":
-            lines = _replace_section(lines, "## Latency", _latency_section(model, data, threads))
+            lines = replace_section(lines, "## Latency", _latency_section(model, data, threads))
         elif sec == "bench":
             if not bench:
                 raise SystemExit("--update bench needs --bench RESULTS_JSON")
-            lines = _replace_section(
-                lines, "## Every engine and INT8", bench_section(Path(bench), model.name)
-            )
+            lines = replace_section(lines, "## Every engine and INT8", bench_section(Path(bench), model.name))
         elif sec == "notes":
             if not (notes and Path(notes).is_file()):
                 raise SystemExit("--update notes needs --notes FILE")
             k = next((k for k, x in enumerate(lines) if x.startswith("Reproduce:")), len(lines) - 1)
             lines = lines[: k + 1] + ["", *notes_section(notes, model)]
         elif sec == "reads":
-            lines = _replace_section(lines, READS_HEAD, reads_section(model.name), before="## DRIVE test")
+            lines = replace_section(lines, READS_HEAD, reads_section(model.name), before="## DRIVE test")
             lines = [
                 x.replace("the 20 test images were used once, for the figures below", TEST_DATA_NOTE)
                 for x in lines
             ]
         elif sec == "provenance":
-            lines = _replace_section(
+            lines = replace_section(
                 lines, "## Provenance", provenance_section(model, Path(run) if run else None)
             )
         else:
@@ -657,7 +656,7 @@ def main(argv=None) -> int:
     ap = _parser()
     a = ap.parse_args(argv)
     if a.update:
-        return _update_card(
+        return update_card(
             Path(a.model),
             a.data,
             a.threads,

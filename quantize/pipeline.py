@@ -3,18 +3,17 @@ and INT8 post-training quantisation, each giving a model folder like any other."
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from fundus_edge.runtime.cpu import has_vnni
-from fundus_edge.runtime.errors import InputError, ModelError
+from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.formats import FORMATS
+
+from .variants import ENGINE_QUANTIZERS, INT8_METHODS, RECIPE_NAMES, RECIPES
 
 PTQ_ALGOS = ("avg", "hist", "KL", "mse", "abs_max")
 # conv2d_transpose stays float: OpenVINO ran PaddleSlim's quantised transposed convolutions with
@@ -42,16 +41,9 @@ QAT_LR = 2e-4
 
 
 def _slim(*args: str) -> None:
-    env = {**os.environ, "FLAGS_enable_pir_api": "0"}
-    r = subprocess.run(
-        [sys.executable, "-m", "fundus_edge.quantize.slim_child", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        lines = [line for line in (r.stderr or r.stdout).strip().splitlines() if line.strip()]
-        raise ModelError(f"PaddleSlim {args[0]} failed: {lines[-1] if lines else 'no output'}")
+    from fundus_edge.export.child import run_child
+
+    run_child("fundus_edge.quantize.slim_child", args, pir=False, what=f"PaddleSlim {args[0]} failed")
 
 
 def prune_network(net, cfg, ratio: float):
@@ -81,14 +73,6 @@ def calibration_set(data: str | Path, cfg, pad_multiple: int, count: int) -> dic
         f"{i:03d}": pad_to_multiple(preprocess(load_sample(s).rgb, cfg.preprocess), pad_multiple)[0]
         for i, s in enumerate(train[:count])
     }
-
-
-INT8_METHODS = (
-    "ptq",
-    "qat",
-    "nncf",
-    "ort",
-)  # PaddleSlim PTQ / QAT; NNCF (OpenVINO IR); ONNX Runtime quantize_static
 
 
 def _check_request(prune: float | None, int8: str | None, algo: str) -> None:
@@ -317,13 +301,13 @@ def quantize(
     """Prune (``prune``: the share of 3x3 filters, then a fine-tune) and/or quantize (``int8``: ptq, qat,
     nncf or ort) the checkpoint or model folder ``source`` into the model folder ``out``, calibrating and
     fine-tuning on the training images of ``data`` only."""
-    from fundus_edge.export.exporter import export_checkpoint, model_facts, prepare_out
+    from fundus_edge.export.exporter import model_facts, prepare_out
     from fundus_edge.train.checkpoint import load_source
 
     _check_request(prune, int8, algo)
     # PaddleSlim's PTQ on 8 images (its own tests); the engines' quantizers on 20 (STACK.md's measurement)
     if calib_images is None:
-        calib_images = 20 if int8 in ("nncf", "ort") else 8
+        calib_images = 20 if int8 in ENGINE_QUANTIZERS else 8
     source, out = Path(source), Path(out)
     if not source.exists():
         raise InputError(f"{source}: no such checkpoint or model folder")
@@ -331,26 +315,18 @@ def quantize(
     before = model_facts(net, info)
     prepare_out(out, force)
     work = _fresh_work_dir(out, work)
-    variant = []
     try:
-        ckpt = source
         if prune is not None:
             ckpt, pruning = _prune_and_finetune(
                 net, info, source, prune, data, work, finetune_iters, before, progress
             )
-            variant.append("pruned")
         else:
-            pruning = _inherited_pruning(source)  # an INT8 build of a pruned model folder keeps its record
-            if pruning:
-                variant.append("pruned")
+            # an INT8 build of a pruned model folder keeps its record
+            ckpt, pruning = source, _inherited_pruning(source)
+        variant = ["pruned"] if pruning else []
         if int8 is None:
-            r = export_checkpoint(
-                ckpt, out, name=info.config.name, variant="-".join(variant), force=True, pruning=pruning
-            )
-            return QuantizeResult(
-                out, "-".join(variant), before["params"], r.params, before["gmac"], r.gmac, r.size_mb
-            )
-        if int8 in ("nncf", "ort"):
+            return _float_build(ckpt, out, info, before, "-".join(variant), pruning)
+        if int8 in ENGINE_QUANTIZERS:
             return _engine_int8(
                 source,
                 ckpt,
@@ -386,6 +362,14 @@ def quantize(
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _float_build(ckpt: Path, out: Path, info, before: dict, variant: str, pruning) -> QuantizeResult:
+    """The pruned float model (no INT8): exported like any checkpoint, with its pruning record."""
+    from fundus_edge.export.exporter import export_checkpoint
+
+    r = export_checkpoint(ckpt, out, name=info.config.name, variant=variant, force=True, pruning=pruning)
+    return QuantizeResult(out, variant, before["params"], r.params, before["gmac"], r.gmac, r.size_mb)
 
 
 def _engine_int8(
@@ -496,20 +480,6 @@ def _openvino_guard(out: Path, data, info, pad_multiple: int) -> dict:
     return {**r.as_dict(), "cpu_vnni": has_vnni()}
 
 
-# Variant name -> how it is made from a float model. The suffix names the quantizer: int8 (PaddleSlim PTQ,
-# the cross-engine QDQ file), int8-nncf (OpenVINO's NNCF, OpenVINO IR), int8-ort (ONNX Runtime's
-# quantize_static).
-VARIANTS = {
-    "fp32": {},
-    "pruned": {"prune": 0.5},
-    "int8": {"int8": "ptq"},
-    "pruned-int8": {"prune": 0.5, "int8": "ptq"},
-    "int8-nncf": {"int8": "nncf"},
-    "int8-ort": {"int8": "ort"},
-    "pruned-int8-nncf": {"prune": 0.5, "int8": "nncf"},
-}
-
-
 def build_variants(
     source,
     out_root,
@@ -520,29 +490,32 @@ def build_variants(
     only: tuple[str, ...] | None = None,
     progress: bool = True,
 ) -> dict:
-    """build/models/{fp32,pruned,int8,pruned-int8} from one FP32 model; existing ones are kept
-    unless ``force``. pruned-int8 quantises the pruned model (no second fine-tune)."""
+    """build/models/<recipe> for every row of ``variants.RECIPES`` (or ``only`` those) from one FP32
+    model; existing ones are kept unless ``force``. A pruned INT8 recipe quantises the pruned model when it
+    is built (no second fine-tune)."""
     from fundus_edge.export.exporter import export_checkpoint
 
     out_root = Path(out_root)
+    recipes = {r.name: r for r in RECIPES}
     done = {}
-    for name in only or tuple(VARIANTS):
-        target = out_root / name
+    for name in only or RECIPE_NAMES:
+        row, target = recipes[name], out_root / name
         if (target / "manifest.yaml").is_file() and not force:
             print(f"{target}: exists, kept (--force rebuilds)", flush=True)
             done[name] = target
             continue
         print(f"building {target}", flush=True)
-        if name == "fp32":
-            export_checkpoint(source, target, variant="fp32", force=True)
-        elif name.startswith("pruned-int8") and (out_root / "pruned" / "manifest.yaml").is_file():
+        pruned = out_root / row.float_counterpart if row.prune and row.float_counterpart else None
+        if row.prune is None and row.int8 is None:
+            export_checkpoint(source, target, variant=name, force=True)
+        elif pruned is not None and (pruned / "manifest.yaml").is_file():
             # INT8 of the pruned model already built (no second fine-tune); the variant name comes from its
             # record.
             quantize(
-                out_root / "pruned",
+                pruned,
                 target,
                 data,
-                int8=VARIANTS[name]["int8"],
+                int8=row.int8,
                 algo=algo,
                 force=True,
                 progress=progress,
@@ -556,7 +529,7 @@ def build_variants(
                 algo=algo,
                 force=True,
                 progress=progress,
-                **VARIANTS[name],
+                **row.quantize_args(),
             )
         done[name] = target
     return done

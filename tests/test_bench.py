@@ -14,12 +14,12 @@ def test_pareto_front():
 
 
 def test_roofline_counts_the_pixels_the_network_ran():
-    from fundus_edge.bench.sweep import _pixel_ratio
+    from fundus_edge.bench.sweep import pixel_ratio
 
     model = {"gmac_at": "584x565 (padded to 584x568)"}
-    assert _pixel_ratio("560x560", model) == pytest.approx(560 * 560 / (584 * 568))
-    assert _pixel_ratio("584x568", model) == 1.0
-    assert _pixel_ratio(None, model) == 1.0 and _pixel_ratio("560x560", {}) == 1.0
+    assert pixel_ratio("560x560", model) == pytest.approx(560 * 560 / (584 * 568))
+    assert pixel_ratio("584x568", model) == 1.0
+    assert pixel_ratio(None, model) == 1.0 and pixel_ratio("560x560", {}) == 1.0
 
 
 def test_markdown_reports_failures_and_requested_precision():
@@ -251,10 +251,10 @@ def test_finalize_marks_disagreeing_cells_wrong(tiny_model):
         {**base, "variant": "fp32", "backend": "onnxruntime", "f1": 0.80},
         {**base, "variant": "fp32", "f1": 0.80, "agreement": 0.90},  # engines disagree
         {**base, "variant": "int8-nncf", "f1": 0.797, "agreement_float": 0.99},  # fine
-        {**base, "variant": "int8-x", "f1": 0.70, "agreement_float": 0.99},  # F1 far below its float model's
-        {**base, "variant": "int8-y", "f1": 0.795, "agreement_float": 0.80},
+        {**base, "variant": "int8-ort", "f1": 0.70, "agreement_float": 0.99},  # F1 far below fp32's
+        {**base, "variant": "int8", "f1": 0.795, "agreement_float": 0.80},
     ]  # masks far from the float model's
-    dirs = {v: tiny_model for v in ("fp32", "int8-nncf", "int8-x", "int8-y")}
+    dirs = {v: tiny_model for v in ("fp32", "int8-nncf", "int8-ort", "int8")}
     st = [r.status for r in finalize(raw, dirs, {}, {"fp32_gflops": 100.0})]
     assert st == ["ok", "wrong_output", "ok", "wrong_output", "wrong_output"]
 
@@ -267,30 +267,36 @@ def test_int8_rows_are_held_to_their_float_model_as_the_project_ships_them(tiny_
     base = {"backend": "openvino", "status": "ok", "p50_ms": 5.0, "input_hw": "64x64"}
     raw = [
         {**base, "variant": "small", "f1": 0.8160},
+        {**base, "variant": "wnet", "f1": 0.8160},
         {
             **base,
-            "variant": "small-int8-a",
+            "variant": "small-int8",
             "f1": 0.8115,
             "agreement_float": 0.985,
         },  # -0.0045, Dice 0.985: ok
-        {**base, "variant": "small-int8-b", "f1": 0.8105, "agreement_float": 0.985},  # -0.0055: too far below
         {
             **base,
-            "variant": "small-int8-c",
+            "variant": "small-int8-nncf",
+            "f1": 0.8105,
+            "agreement_float": 0.985,
+        },  # -0.0055: too far below
+        {
+            **base,
+            "variant": "small-int8-ort",
             "f1": 0.8158,
             "agreement_float": 0.979,
         },  # masks too far from the float model's
-        {**base, "variant": "small-int8-d", "f1": 0.8100, "agreement_float": 0.970},
+        {**base, "variant": "wnet-int8-nncf", "f1": 0.8100, "agreement_float": 0.970},
     ]  # both, both reasons
-    dirs = {v: tiny_model for v in ("small", "small-int8-a", "small-int8-b", "small-int8-c", "small-int8-d")}
+    dirs = {v["variant"]: tiny_model for v in raw}
     recs = finalize(raw, dirs, {}, {})
-    assert [r.status for r in recs] == ["ok", "ok", "wrong_output", "wrong_output", "wrong_output"]
-    assert "F1 0.8105 vs 0.8160 for the float model (-0.0055" in recs[2].error and "Dice" not in recs[2].error
+    assert [r.status for r in recs] == ["ok", "ok", "ok", "wrong_output", "wrong_output", "wrong_output"]
+    assert "F1 0.8105 vs 0.8160 for the float model (-0.0055" in recs[3].error and "Dice" not in recs[3].error
     assert (
-        "vessel Dice 0.9790 with the float model's masks (inside the FOV" in recs[3].error
-        and "F1" not in recs[3].error
+        "vessel Dice 0.9790 with the float model's masks (inside the FOV" in recs[4].error
+        and "F1" not in recs[4].error
     )
-    assert "Dice 0.9700" in recs[4].error and "F1 0.8100" in recs[4].error
+    assert "Dice 0.9700" in recs[5].error and "F1 0.8100" in recs[5].error
 
 
 def test_agreement_overlay_colours_tp_fp_fn():
@@ -308,7 +314,6 @@ def test_agreement_overlay_colours_tp_fp_fn():
 
 def test_gpu_rows_planned_only_where_an_engine_has_a_gpu(tiny_model, monkeypatch, tmp_path):
     from fundus_edge.bench import runner
-    from fundus_edge.bench.cell import run_cell
 
     cfg = BenchConfig(data=None, out=tmp_path, engines=("onnxruntime", "openvino"), bf16_rows=False)
     monkeypatch.setattr(runner, "gpu_engines", lambda names: ["onnxruntime"])
@@ -321,7 +326,7 @@ def test_gpu_rows_planned_only_where_an_engine_has_a_gpu(tiny_model, monkeypatch
     from fundus_edge.runtime.engines import gpu_engines
 
     np.savez(tmp_path / "one.npz", img_000=np.zeros((32, 32, 3), np.uint8))
-    rec = run_cell(
+    rec = _run_cell(
         {
             "variant": "fp32",
             "backend": "onnxruntime",
@@ -360,6 +365,13 @@ def test_gpu_probe_that_fails_leaves_the_engine_out(monkeypatch):
     assert engines.gpu_engines(["paddle", "onnxruntime"]) == ["onnxruntime"]
 
 
+def _run_cell(spec: dict) -> dict:
+    """run_cell on a spec written as a dict: the fields a test sets, CellSpec's defaults for the rest."""
+    from fundus_edge.bench.cell import CellSpec, run_cell
+
+    return run_cell(CellSpec.from_dict(spec))
+
+
 def _cell_spec(model, tmp_path, backend: str, **kw) -> dict:
     """A one-image cell spec for run_cell on the tiny model (a synthetic fundus with label and FOV)."""
     import numpy as np
@@ -387,7 +399,6 @@ def _cell_spec(model, tmp_path, backend: str, **kw) -> dict:
 def test_cell_falls_back_to_the_next_format_and_says_so(tiny_model, tmp_path, monkeypatch):
     """Paddle Inference fails on some PIR programs (the seed U-Net's bilinear up-sampling): the cell
     then runs the legacy program and the row names the format that ran and why."""
-    from fundus_edge.bench.cell import run_cell
     from fundus_edge.runtime.engines.paddle import PaddleEngine
 
     real_run = PaddleEngine.run
@@ -399,12 +410,12 @@ def test_cell_falls_back_to_the_next_format_and_says_so(tiny_model, tmp_path, mo
 
     monkeypatch.setattr(PaddleEngine, "run", run)
     spec = _cell_spec(tiny_model, tmp_path, "paddle", batch=1, runs=2, min_runs=1, accuracy=True)
-    rec = run_cell(spec)
+    rec = _run_cell(spec)
     assert rec["status"] == "ok" and rec["format"] == "legacy" and rec["p50_ms"] > 0 and rec["f1"] is not None
     assert "pir failed" in rec["note"] and "ConvertPirAttribute" in rec["note"]
     # an engine failing on every format it reads is run_failed, with each format's error
     monkeypatch.setattr(PaddleEngine, "run", lambda self, x: (_ for _ in ()).throw(RuntimeError("boom")))
-    rec = run_cell(spec)
+    rec = _run_cell(spec)
     assert (
         rec["status"] == "run_failed"
         and rec["error"].startswith("pir: ")
@@ -415,11 +426,9 @@ def test_cell_falls_back_to_the_next_format_and_says_so(tiny_model, tmp_path, mo
 
 def test_slow_model_rate_is_one_image_at_a_time(tiny_model, tmp_path):
     """Models slower than ``slow_ms`` per image skip the batch run; their rate is 1 / end-to-end time."""
-    from fundus_edge.bench.cell import run_cell
-
     spec = _cell_spec(tiny_model, tmp_path, "onnxruntime", batch=4, runs=3, min_runs=3, accuracy=False)
-    fast = run_cell(spec)
-    slow = run_cell({**spec, "slow_ms": 0.0})
+    fast = _run_cell(spec)
+    slow = _run_cell({**spec, "slow_ms": 0.0})
     assert fast["status"] == slow["status"] == "ok" and fast["batch_size"] == 4 and slow["batch_size"] == 1
     assert slow["throughput_ips"] <= 1000.0 / slow["p50_ms"] * 1.5  # one image at a time, pre/post included
 
@@ -443,7 +452,7 @@ def test_frame_timing_compares_crop_on_and_off(tiny_model):
 
 def test_slow_unscored_model_compares_its_first_image_only(tiny_model, tmp_path):
     import numpy as np
-    from fundus_edge.bench.cell import load_masks, run_cell
+    from fundus_edge.bench.cell import load_masks
 
     from .conftest import synthetic_fundus
 
@@ -459,23 +468,23 @@ def test_slow_unscored_model_compares_its_first_image_only(tiny_model, tmp_path)
     }
     for accuracy, n in ((False, 1), (True, 3)):
         out = tmp_path / f"m{accuracy}.npz"
-        rec = run_cell({**spec, "accuracy": accuracy, "save_mask": str(out)})
+        rec = _run_cell({**spec, "accuracy": accuracy, "save_mask": str(out)})
         assert rec["status"] == "ok" and len(load_masks(str(out))) == n
         assert (rec.get("f1") is not None) == accuracy
     # A reference cell fast enough to keep all three masks, then a slow cell that keeps one: they are
     # compared on the image both kept (the seed U-Net on an AVX-512 CPU: ONNX Runtime under 2 s, Paddle over).
     ref = tmp_path / "ref.npz"
     assert (
-        run_cell(
+        _run_cell(
             {**spec, "accuracy": False, "slow_ms": 1e9, "runs": 3, "min_runs": 3, "save_mask": str(ref)}
         )["status"]
         == "ok"
         and len(load_masks(str(ref))) == 3
     )
-    rec = run_cell({**spec, "accuracy": False, "reference_mask": str(ref)})
+    rec = _run_cell({**spec, "accuracy": False, "reference_mask": str(ref)})
     assert rec["status"] == "ok" and rec["agreement"] == 1.0
     # a scored cell whose reference holds other images is still an error
-    rec = run_cell(
+    rec = _run_cell(
         {
             **spec,
             "images": _cell_spec(tiny_model, tmp_path, "onnxruntime")["images"],
@@ -697,8 +706,11 @@ def test_a_crash_in_a_timing_round_costs_that_cell_its_round_only(tmp_path, monk
     import subprocess
 
     from fundus_edge.bench import runner
+    from fundus_edge.bench.cell import RoundSpec
 
-    specs = [{"key": k} for k in ("a", "b", "c", "d")]
+    common = {"variant": "fp32", "backend": "onnxruntime", "model_dir": "m", "images": "i.npz", "threads": 1}
+    timing = {"warmup": 0, "runs": 1, "min_runs": 1, "budget_s": 0.0, "format": "onnx"}
+    specs = [RoundSpec(key=k, **common, **timing, slow=False, scored=False) for k in ("a", "b", "c", "d")]
     calls = []
 
     def fake_run(cmd, **kw):
@@ -713,7 +725,7 @@ def test_a_crash_in_a_timing_round_costs_that_cell_its_round_only(tmp_path, monk
                 out.write(json.dumps({"key": s["key"], "status": "ok", "p50_ms": 1.0}) + "\n")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(runner.subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_run)
     seen = []
     got = runner.run_round_group(specs, tmp_path, seen.append)
     assert calls == [["a", "b", "c", "d"], ["c", "d"]] and sum(seen) == 4
@@ -798,7 +810,7 @@ def test_biomarker_drift_flags_a_changed_mask_and_reuses_identical_ones(tmp_path
             "small/openvino", "small", masks, "fp32"
         ),  # the same masks: nothing moves, nothing computed twice
         cell(
-            "small-int8-x/onnxruntime", "small-int8-x", fat, "int8", _is_ref=True
+            "small-int8/onnxruntime", "small-int8", fat, "int8", _is_ref=True
         ),  # compared with its float model, not itself
         cell("other/onnxruntime", "other", fat, "fp32", _is_ref=True),
     ]  # its own reference: no row to compare

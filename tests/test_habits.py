@@ -59,3 +59,23 @@ def test_no_test_module_inside_a_package():
         if p.name.startswith("test_") or p.name.endswith("_test.py") or p.name == "conftest.py"
     ]
     assert not inside, f"test modules outside tests/: {inside}"
+
+
+def _test_files() -> list[Path]:
+    return sorted((ROOT / "tests").glob("*.py"))
+
+
+def test_no_private_name_imported_from_another_module():
+    """A name with a leading underscore is its module's own: code elsewhere (tests included) uses a public
+    name, so a module can change its insides without breaking a caller it cannot see."""
+    found = []
+    for path in _source_files() + _test_files():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module != "__future__":
+                found += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+    assert not found, "private names imported across modules:\n" + "\n".join(found)

@@ -1,6 +1,6 @@
 import pytest
 
-from fundus_edge.modelcard import _replace_section, _update_card
+from fundus_edge.modelcard import replace_section, update_card
 
 CARD = [
     "# Model card",
@@ -19,9 +19,9 @@ CARD = [
 
 
 def test_replace_section_swaps_one_section_and_adds_missing_ones_before_reproduce():
-    out = _replace_section(list(CARD), "## Latency", ["## Latency (new)", "| b |", ""])
+    out = replace_section(list(CARD), "## Latency", ["## Latency (new)", "| b |", ""])
     assert out[2:5] == ["## Latency (new)", "| b |", ""] and "| a |" not in out and "## DRIVE test" in out
-    out = _replace_section(list(CARD), "## Camera perturbations", ["## Camera perturbations", "rows", ""])
+    out = replace_section(list(CARD), "## Camera perturbations", ["## Camera perturbations", "rows", ""])
     assert out.index("## Camera perturbations") < out.index("Reproduce: `x`") and out.index(
         "## DRIVE test"
     ) < out.index("## Camera perturbations")
@@ -32,7 +32,7 @@ def test_update_card_rewrites_notes_and_refuses_unknown_sections(tmp_path):
     notes = tmp_path / "docs" / "experiments-x.md"
     notes.parent.mkdir()
     notes.write_text("## Diary of x\nnew row\n### 2026-12-04 09:40: a refit (rules first)\nmore\n")
-    _update_card(tmp_path, "unused", 1, ["notes"], str(notes))
+    update_card(tmp_path, "unused", 1, ["notes"], str(notes))
     text = (tmp_path / "MODEL_CARD.md").read_text()
     # the card links to the diary and its headings instead of copying it
     assert "stale row" not in text and "new row" not in text and "## Latency (old)" in text
@@ -42,7 +42,7 @@ def test_update_card_rewrites_notes_and_refuses_unknown_sections(tmp_path):
         "(docs/experiments-x.md#2026-12-04-0940-a-refit-rules-first)\n"
     )
     with pytest.raises(SystemExit, match="unknown section"):
-        _update_card(tmp_path, "unused", 1, ["bogus"], "")
+        update_card(tmp_path, "unused", 1, ["bogus"], "")
 
 
 def test_card_names_the_architecture_and_schedule():
@@ -189,7 +189,7 @@ def test_update_reads_counts_the_ledger_and_drops_the_used_once_sentence(tmp_pat
         append_read(
             ledger_path(), TestRead(date, "m", "x", "", "", "cmd", "DRIVE test", f1, "", why, "yes", "src")
         )
-    _update_card(model, "unused", 1, ["reads"], "")
+    update_card(model, "unused", 1, ["reads"], "")
     text = (model / "MODEL_CARD.md").read_text()
     assert "used once" not in text and "how often they were read is under Test reads" in text
     assert "\nDRIVE test reads: 3\n" in text and text.index("## Test reads") < text.index("## DRIVE test")
@@ -198,5 +198,5 @@ def test_update_reads_counts_the_ledger_and_drops_the_used_once_sentence(tmp_pat
         "re-scores of models already fixed (bench runs) are listed there and not counted" in text
     )
     assert "the shipped figure (F1 0.8200) is the second best of the 2 candidate scores" in text
-    _update_card(model, "unused", 1, ["reads"], "")  # idempotent: one section
+    update_card(model, "unused", 1, ["reads"], "")  # idempotent: one section
     assert (model / "MODEL_CARD.md").read_text() == text

@@ -62,13 +62,13 @@ def _int8_folder(tiny_model, root: Path, quant: dict, float_sha: str) -> Path:
 
 
 def test_the_bench_uses_a_shipped_int8_folder_only_when_it_matches(tiny_model, tmp_path):
-    from fundus_edge.bench.variants import _quantizer_settings, shipped_int8
+    from fundus_edge.bench.variants import quantizer_settings, shipped_int8
 
     shipped = tmp_path / "models"
     shipped.mkdir()
     base = shutil.copytree(tiny_model, shipped / "default")
     cfg = SimpleNamespace(shipped=shipped, models_dir=tmp_path / "build")
-    settings = {"method": "ptq", **_quantizer_settings("nncf")}
+    settings = {"method": "ptq", **quantizer_settings("nncf")}
     folder = _int8_folder(tiny_model, shipped, settings, sha256(base / "manifest.yaml"))
     assert shipped_int8(cfg, "int8-nncf", "variant") == (folder, "")
     assert shipped_int8(cfg, "int8-ort", "variant") == (None, "")  # none shipped
