@@ -46,7 +46,9 @@ def card_test_metrics(card: Path) -> dict[str, float]:
 
 def bench_variant(model: str) -> str:
     """The bench names the default's own variants bare (fp32, int8, ...), every other model by its name."""
-    return "fp32" if model == "default" else model
+    from fundus_edge.quantize.variants import DEFAULT_MODEL, FP32
+
+    return FP32 if model == DEFAULT_MODEL else model
 
 
 def _ms(records: list[BenchRecord], variant: str, engine: str, precision: str) -> str:
