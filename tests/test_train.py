@@ -480,3 +480,20 @@ def test_space_to_depth_unet_folds_like_pixel_unshuffle_and_exports(tmp_path, ti
     assert np.allclose(
         Predictor.load(out, backend="openvino", precision="fp32").predict(rgb).prob, a, atol=1e-4
     )
+
+
+def test_cycle_ends_keep_best(tmp_path):
+    """A cosine-restarts run keeps best/ as it stands at each cycle's end (not the last: that is last/)."""
+    from fundus_edge.train.config import resolve_config
+    from fundus_edge.train.trainer import cycle_end, keep_cycle_best
+
+    cfg = resolve_config("s2d-b16")  # 16100 iterations: 100 warm-up, 4 cycles of 4000
+    assert [d for d in range(1, 16101) if cycle_end(cfg, d) is not None] == [4100, 8100, 12100]
+    assert cycle_end(resolve_config("s2d-fast-refit20"), 2100) is None  # one cosine: no restarts
+    assert keep_cycle_best(tmp_path, 2) is None  # no best/ yet
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "model.pdparams").write_bytes(b"w8000")
+    assert keep_cycle_best(tmp_path, 2) == tmp_path / "cand-cycle2"
+    (tmp_path / "best" / "model.pdparams").write_bytes(b"w8500")
+    assert keep_cycle_best(tmp_path, 2) is None  # a resumed run passing 8100 again keeps the first copy
+    assert (tmp_path / "cand-cycle2" / "model.pdparams").read_bytes() == b"w8000"

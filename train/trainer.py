@@ -116,6 +116,27 @@ def _scheduler(cfg: TrainConfig):
     return base
 
 
+def cycle_end(cfg: TrainConfig, done: int) -> int | None:
+    """k when iteration ``done`` ends cycle k of a cosine-restarts schedule, short of the last (which
+    ends the run: last/); None otherwise."""
+    o = cfg.optim
+    if o.schedule != "cosine-restarts" or o.cycles < 2:
+        return None
+    period = max(1, -(-max(1, o.iters - o.warmup) // o.cycles))
+    k, rest = divmod(done - o.warmup, period)
+    return k if rest == 0 and 1 <= k < o.cycles else None
+
+
+def keep_cycle_best(out: Path, k: int) -> Path | None:
+    """best/ as it stands at the end of cycle k, copied to cand-cycle<k>/ (the weight average's members,
+    docs/experiments-wnet.md); an existing copy is kept (a resumed run passes the same end once)."""
+    src, dst = out / "best", out / f"cand-cycle{k}"
+    if not src.is_dir() or dst.exists():
+        return None
+    shutil.copytree(src, dst)
+    return dst
+
+
 def _truncate_log(path: Path, iteration: int) -> None:
     """Drop log rows past ``iteration``: after a kill, the run resumes from its last checkpoint and
     would log those iterations again."""
@@ -620,6 +641,8 @@ class Trainer:
                     save_checkpoint(self.out / "last", net, opt, cfg, done, thr_now, {}, elapsed, extra)
                     last_save = time.perf_counter()
                     status.write(done, elapsed, start, t0, loss_ema, best_f1, best_it, "saved (timed)")
+                if (k := cycle_end(cfg, done)) is not None and keep_cycle_best(self.out, k):
+                    bar.write(f"cycle {k} ends at {done}: best/ kept as cand-cycle{k}/")
                 if stop.asked and done < o.iters:
                     elapsed = elapsed0 + time.perf_counter() - t0
                     extra = self._extra(loss_ema, not val, stopped="SIGTERM")
