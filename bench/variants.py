@@ -2,8 +2,9 @@
 as they are, the imported seed U-Net and --models folders.
 
 Missing ones are built one after another at the bench's thread count, the pruned fine-tune (the one long
-build, 644 s of 794 on 2 AVX2 cores) included. Two lanes of one thread would not finish sooner there: the
-fine-tune's step takes 1405 ms at one thread against 1111 ms at two (`python -m
+build, 644 s of 794 on 2 AVX2 cores) included unless the shipped models/default-pruned matches
+(``shipped_build``, as for the shipped INT8 folders). Two lanes of one thread would not finish sooner there:
+the fine-tune's step takes 1405 ms at one thread against 1111 ms at two (`python -m
 fundus_edge.train.throughput --config default --crop 96 --batch-size 8`), +170 s, about what the other
 builds (150 s) would save by running beside it.
 """
@@ -105,8 +106,18 @@ def build_one(cfg, name: str, kind: str) -> Path:
         default = cfg.shipped / row.source
         if not (default / "manifest.yaml").is_file():
             raise InputError(f"{default}: no shipped default model")
+        # A pruned INT8 recipe quantizes the pruned model the bench measures: the shipped build when it
+        # matches (no fine-tune here), else build/models/pruned.
+        flt = row.float_counterpart
+        ship = shipped_build(cfg, flt, "variant")[0] if row.prune is not None and recipe_row(flt) else None
         build_variants(
-            default, cfg.models_dir, cfg.data, finetune_iters=cfg.finetune_iters, only=(name,), progress=False
+            default,
+            cfg.models_dir,
+            cfg.data,
+            finetune_iters=cfg.finetune_iters,
+            only=(name,),
+            progress=False,
+            prebuilt={flt: ship} if ship is not None else None,
         )
     else:
         # <shipped model>-<variant>: that shipped model compressed like the default's variant of that
@@ -186,10 +197,28 @@ def quantizer_settings(quantizer: str) -> dict:
     }
 
 
-def shipped_int8(cfg, name: str, kind: str) -> tuple[Path | None, str]:
-    """The shipped folder <model>-int8-nncf / -int8-ort that is this variant's build: (folder, ''); else
-    (None, why not: '' when none is shipped). It must come from the shipped float model as it is now (its
-    manifest's sha256) by the settings a build here would use, so the bench measures what it would otherwise
+def pruning_settings(cfg, row: Variant, base: Path) -> dict:
+    """The pruning record's settings a bench build of ``row`` from the float model folder ``base`` would
+    write (quantize's fine-tune: ratio, iterations, fixed rate, the source's crop capped)."""
+    from fundus_edge.quantize.pipeline import PRUNE_FINETUNE_LR, finetune_crop
+    from fundus_edge.runtime.manifest import read_manifest
+    from fundus_edge.train.config import config_from_dict
+
+    conf = read_manifest(base).source.get("config")
+    crop = config_from_dict(conf, str(base / "manifest.yaml")).optim.crop if isinstance(conf, dict) else None
+    return {
+        "ratio": row.prune,
+        "finetune_iters": cfg.finetune_iters,
+        "finetune_lr": PRUNE_FINETUNE_LR,
+        "finetune_crop": finetune_crop(crop) if crop is not None else None,
+    }
+
+
+def shipped_build(cfg, name: str, kind: str) -> tuple[Path | None, str]:
+    """The shipped folder that is this variant's build, <model>-int8-nncf / -int8-ort or the default's
+    default-pruned: (folder, ''); else (None, why not: '' when none is shipped). It must come from the
+    shipped float model as it is now (its manifest's sha256) by the settings a build here would use
+    (quantizer settings; pruning ratio and fine-tune), so the bench measures what it would otherwise
     build."""
     from fundus_edge.runtime.manifest import read_manifest, sha256
 
@@ -200,26 +229,34 @@ def shipped_int8(cfg, name: str, kind: str) -> tuple[Path | None, str]:
         if kind in ("derived", "shipped")
         else None
     )
-    if row is None or row.int8 not in ENGINE_QUANTIZERS:
+    if row is None:
+        return None, ""
+    engine_int8 = row.int8 in ENGINE_QUANTIZERS
+    # Pruned: the default's own recipe only. A shipped pruned model asked for by its name (small-pruned) is
+    # a model of its own (its card, its DRIVE test figure), benchmarked as shipped.
+    if not engine_int8 and not (row.prune is not None and row.int8 is None and kind == "variant"):
         return None, ""
     base = cfg.shipped / row.source
     folder = cfg.shipped / derive(row.source, row.recipe).name  # the default's too: default-int8-nncf
     if not (folder / "manifest.yaml").is_file() or not (base / "manifest.yaml").is_file():
         return None, ""
     man = read_manifest(folder)
-    rec = man.source.get("float_model") if isinstance(man.source, dict) else None
-    if not isinstance(rec, dict) or rec.get("manifest_sha256") != sha256(base / "manifest.yaml"):
-        return (
-            None,
-            f"{folder} was quantized from another {base}"
-            f" (manifest sha256 {str((rec or {}).get('manifest_sha256'))[:12]})",
-        )
-    want = quantizer_settings(row.int8)
-    got = {k: (man.quantization or {}).get(k) for k in want}
+    source = man.source if isinstance(man.source, dict) else {}
+    if engine_int8:
+        verb, src = "quantized", source.get("float_model")
+        want, record = quantizer_settings(row.int8), man.quantization or {}
+    else:
+        record = source.get("pruning") if isinstance(source.get("pruning"), dict) else {}
+        verb, src = "pruned", record.get("source")
+        want = pruning_settings(cfg, row, base)
+    sha = src.get("manifest_sha256") if isinstance(src, dict) else None
+    if sha != sha256(base / "manifest.yaml"):
+        return None, f"{folder} was {verb} from another {base} (manifest sha256 {str(sha)[:12]})"
+    got = {k: record.get(k) for k in want}
     if got != want:
         return (
             None,
-            f"{folder} was quantized with other settings"
+            f"{folder} was {verb} with other settings"
             f" ({', '.join(f'{k} {got[k]}' for k in want if got[k] != want[k])})",
         )
     return folder, ""
@@ -236,14 +273,16 @@ def prepare_variants(cfg, progress: bool = True) -> tuple[dict, dict, dict]:
         except FundusEdgeError as exc:
             errors[name] = one_line(exc)
             continue
-        ship, why = shipped_int8(cfg, name, kind)
+        ship, why = shipped_build(cfg, name, kind)
         if ship is None and why and kind == "shipped":
             print(f"variant {name}: {why}; built into {cfg.models_dir / name} instead", flush=True)
             kind = "derived"
+        elif ship is None and why:  # say why, e.g. the pruned fine-tune (minutes) is run after all
+            print(f"variant {name}: {why}; {cfg.models_dir / name} instead", flush=True)
         if kind == "extra":
             dirs[name] = extra[name]
         elif ship is not None:
-            dirs[name] = ship  # the shipped INT8 files: no quantizer needed, nothing rebuilt
+            dirs[name] = ship  # the shipped INT8 or pruned files: no quantizer or fine-tune, nothing rebuilt
         elif kind == "shipped":
             dirs[name] = cfg.shipped / name
         else:

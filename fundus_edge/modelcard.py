@@ -511,11 +511,90 @@ def _pruned_card(
     ]
 
 
+def _float_clause(float_dir: Path, lineage: str, ledger: Path | None) -> tuple[str, str]:
+    """The pruned build's float model in the card: its manifest's validation F1 (same split) and its
+    lineage's DRIVE test reads, each as a clause ('' when the folder is not at hand)."""
+    path = ledger or ledger_path()
+    reads = count_lineage(read_ledger(path) if path else [], lineage).reads
+    reads_clause = f"; its lineage `{lineage}` has {reads} DRIVE test reads (its card's Test reads)"
+    if not (float_dir / "manifest.yaml").is_file():
+        return reads_clause, ""
+    f1 = (read_manifest(float_dir).source or {}).get("validation", {}).get("val_f1")
+    return reads_clause, (f"; `{float_dir.name}` on the same images: {f1:.4f} (its manifest)" if f1 else "")
+
+
+def pruned_build_card(model: Path, ledger: Path | None = None) -> list[str]:
+    """A card for a shipped build of the bench's pruned recipe (models/default-pruned), like the INT8
+    folders' cards: every figure from its manifest, its float model's manifest and the test-read ledger; no
+    DRIVE read and no timing (the bench measures it)."""
+    from fundus_edge.quantize.variants import DEFAULT_MODEL, derived
+
+    model = Path(model)
+    man = read_manifest(model)
+    pr = (man.source or {}).get("pruning")
+    if not isinstance(pr, dict) or not isinstance(pr.get("source"), dict):
+        raise SystemExit(f"{model}: its manifest records no pruning of a model folder (source.pruning)")
+    s, cfg, val = pr["source"], man.source.get("config", {}), man.source.get("validation") or {}
+    float_dir = model.parent / Path(s.get("path") or s["name"]).name
+    row = derived(model.name, lambda m: m == float_dir.name)
+    bench = row.recipe if row is not None and row.source == DEFAULT_MODEL else model.name
+    reads_clause, float_f1 = _float_clause(float_dir, s["name"], ledger)
+    n_val, seed = int(cfg.get("data", {}).get("val_count", 0)), cfg.get("data", {}).get("split_seed")
+    size = sum((model / f).stat().st_size for f in man.files) / 1e6
+    here, flt = f"{model.parent.name}/{model.name}", f"{model.parent.name}/{float_dir.name}"
+    left_out = (
+        "; the build's legacy program is left out, as in every shipped model: the engines read the PIR and "
+        "ONNX files first, PaddleSlim PTQ exports its own"
+        if "legacy" not in man.formats
+        else ""
+    )
+    return [
+        f"# Model card: `{model.name}`",
+        "",
+        f"The shipped [`{float_dir.name}`](../{float_dir.name}/MODEL_CARD.md) pruned {pr['ratio']:.0%} (the "
+        f"3x3 convolutions' filters of smallest L1 norm removed) and fine-tuned {pr['finetune_iters']} "
+        f"iterations on the DRIVE training images: {man.model['params']:,} parameters (from "
+        f"{pr['params_before']:,}), {man.model['gmac']:.2f} GMAC at {man.model['gmac_at']} (from "
+        f"{pr['gmac_before']:.2f}), {size:.2f} MB of model files; threshold {man.threshold:.3f} (F1-optimal "
+        f"on the fine-tune's validation images). The bench's `{bench}` variant, shipped so that `make bench` "
+        f"measures it without the fine-tune: it builds `build/models/{bench}` only when this folder no "
+        f"longer matches `{flt}` or the bench's pruning settings.",
+        "",
+        "## How it was made",
+        f"- Command: `fundus-edge quantize {flt} --out build/models/{bench} "
+        f"--prune {pr['ratio']} --data DRIVE` (the bench's `{bench}` recipe), the folder copied here"
+        f" ({', '.join(f'`{f}`' for f in man.formats)}{left_out}).",
+        f"- Pruning: {pr['tool']} (PaddleSlim, dygraph): the {pr['ratio']:.0%} of each 3x3 convolution's "
+        "filters with the smallest L1 norm removed.",
+        f"- Fine-tune: {pr['finetune_iters']} iterations at a fixed learning rate {pr['finetune_lr']} on "
+        f"{pr['finetune_crop']}x{pr['finetune_crop']} crops with the source's augmentation, DRIVE training "
+        f"images only ({20 - n_val} for fine-tuning, the checkpoint best on the other {n_val} kept: "
+        f"iteration {man.source.get('iteration')}); wall time {pr['finetune_s'] / 60:.1f} min.",
+        f"- Float model: `{flt}`, manifest sha256 `{s['manifest_sha256']}`{reads_clause}.",
+        "",
+        "## Validation (training images)",
+        f"Pooled FOV F1 on the {n_val} validation images (DRIVE training images held out of the fine-tune, "
+        f"split seed {seed}) at the threshold {man.threshold:.3f}: **{val.get('val_f1', float('nan')):.4f}** "
+        f"(AUC {val.get('val_auc', float('nan')):.4f}, IoU {val.get('val_iou', float('nan')):.4f}; "
+        f"`source.validation` in `manifest.yaml`){float_f1}. These files have no DRIVE test figure of their "
+        "own here: the bench re-scores them in every run (`docs/results/`), reads the ledger lists as "
+        "reports and does not count.",
+        "",
+        "## Use",
+        f"`fundus-edge predict {here} IMAGES -o OUT`; `fundus-edge bench` measures "
+        f"it as `{bench}` and quantizes it for `{bench}-int8` (no second fine-tune).",
+        "",
+        *reads_section(model.name, ledger),
+        *provenance_section(model),
+        f"Reproduce: `python -m fundus_edge.modelcard --model {here} --pruned-build`.",
+    ]
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", help="training run folder (log.csv, best/); required unless --update")
     ap.add_argument("--model", required=True)
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", help="DRIVE (required but with --pruned-build)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-command", default="")
     ap.add_argument(
@@ -533,6 +612,12 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="a make bench results.json: add the latency and F1 of this model and its INT8 variants "
         "on every engine",
+    )
+    ap.add_argument(
+        "--pruned-build",
+        action="store_true",
+        help="the card of a shipped build of the bench's pruned recipe (models/default-pruned) from its "
+        "manifest and the test-read ledger alone: no DRIVE read, no timing, no --data",
     )
     ap.add_argument(
         "--update",
@@ -655,6 +740,13 @@ def _trained_card(a, argv_line: str) -> list[str]:
 def main(argv=None) -> int:
     ap = _parser()
     a = ap.parse_args(argv)
+    if a.pruned_build:
+        model = Path(a.model)
+        (model / "MODEL_CARD.md").write_text("\n".join(pruned_build_card(model)) + "\n")
+        print((model / "MODEL_CARD.md").read_text())
+        return 0
+    if not a.data:
+        ap.error("the following arguments are required: --data")
     if a.update:
         return update_card(
             Path(a.model),

@@ -65,16 +65,27 @@ def _ms(records: list[BenchRecord], variant: str, engine: str, precision: str) -
     return f"{min(r.p50_ms for r in rows):.1f} ms" if rows else "–"
 
 
-def shipped_models(models_dir: Path, record: Path, ledger: Path = REPO_LEDGER) -> list[str]:
-    records, meta = load_record(record)
-    reads = read_ledger(ledger)
+def table_folders(models_dir: Path) -> tuple[list[str], list[str], list[str]]:
+    """The shipped folders with a card: (the table's, INT8 folders, other builds of the bench's variants).
+    INT8 folders and builds such as default-pruned are listed under the table: their cards hold a validation
+    on training images, not a DRIVE test read of their own (their test rows are the bench's)."""
     folders = sorted(
         (p.parent.name for p in models_dir.glob("*/MODEL_CARD.md")), key=lambda n: (n not in ORDER, n)
     )
-    # INT8 folders of a shipped float model are listed under the table: their cards hold a validation on
-    # training images, not a DRIVE test read of their own (their test rows are the bench's).
     int8 = [n for n in folders if read_manifest(models_dir / n).quantization]
-    names = [n for n in folders if n not in int8]
+    builds = [
+        n
+        for n in folders
+        if n not in int8
+        and not re.search(r"^## DRIVE test", (models_dir / n / "MODEL_CARD.md").read_text(), re.M)
+    ]
+    return [n for n in folders if n not in int8 + builds], int8, builds
+
+
+def shipped_models(models_dir: Path, record: Path, ledger: Path = REPO_LEDGER) -> list[str]:
+    records, meta = load_record(record)
+    reads = read_ledger(ledger)
+    names, int8, builds = table_folders(models_dir)
     out = [
         "| model | params | GMAC at 584×565 | DRIVE test F1 | AUC | test reads | IoU | "
         + " | ".join(h for h, _, _ in LATENCY_COLUMNS)
@@ -102,6 +113,14 @@ def shipped_models(models_dir: Path, record: Path, ledger: Path = REPO_LEDGER) -
             "INT8 folders shipped beside them (made by the engines' own quantizers, "
             "validated on the training images, run by a device without a quantizer): "
             + ", ".join(f"[`{n}`](models/{n}/MODEL_CARD.md)" for n in int8)
+            + ".",
+        ]
+    if builds:
+        out += [
+            "",
+            "Pruned builds of the bench's variants shipped beside them (fine-tuned and validated on the "
+            "training images; the bench measures them instead of repeating the fine-tune): "
+            + ", ".join(f"[`{n}`](models/{n}/MODEL_CARD.md)" for n in builds)
             + ".",
         ]
     return out

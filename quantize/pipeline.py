@@ -40,6 +40,11 @@ FINETUNE_CROP_MAX = 96
 QAT_LR = 2e-4
 
 
+def finetune_crop(crop: int) -> int:
+    """The crop a fine-tune (after pruning, or QAT) of a source trained on ``crop``-px crops uses."""
+    return min(crop, FINETUNE_CROP_MAX)
+
+
 def _slim(*args: str) -> None:
     from fundus_edge.export.child import run_child
 
@@ -271,7 +276,7 @@ def _finetune_config(info, data, iters: int, lr: float, validations: int):
         optim={
             "iters": iters,
             "lr": lr,
-            "crop": min(info.config.optim.crop, FINETUNE_CROP_MAX),
+            "crop": finetune_crop(info.config.optim.crop),
             "warmup": 0,
             "val_every": max(50, iters // validations),
             "val_perturb": (),
@@ -489,10 +494,12 @@ def build_variants(
     force: bool = False,
     only: tuple[str, ...] | None = None,
     progress: bool = True,
+    prebuilt: dict[str, Path] | None = None,
 ) -> dict:
     """build/models/<recipe> for every row of ``variants.RECIPES`` (or ``only`` those) from one FP32
     model; existing ones are kept unless ``force``. A pruned INT8 recipe quantises the pruned model when it
-    is built (no second fine-tune)."""
+    is built (no second fine-tune): ``prebuilt``'s folder for that recipe when given (the bench's shipped
+    models/default-pruned), else out_root/<recipe>."""
     from fundus_edge.export.exporter import export_checkpoint
 
     out_root = Path(out_root)
@@ -505,7 +512,9 @@ def build_variants(
             done[name] = target
             continue
         print(f"building {target}", flush=True)
-        pruned = out_root / row.float_counterpart if row.prune and row.float_counterpart else None
+        pruned = None
+        if row.prune and row.float_counterpart:
+            pruned = (prebuilt or {}).get(row.float_counterpart) or out_root / row.float_counterpart
         if row.prune is None and row.int8 is None:
             export_checkpoint(source, target, variant=name, force=True)
         elif pruned is not None and (pruned / "manifest.yaml").is_file():

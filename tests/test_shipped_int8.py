@@ -62,7 +62,7 @@ def _int8_folder(tiny_model, root: Path, quant: dict, float_sha: str) -> Path:
 
 
 def test_the_bench_uses_a_shipped_int8_folder_only_when_it_matches(tiny_model, tmp_path):
-    from fundus_edge.bench.variants import quantizer_settings, shipped_int8
+    from fundus_edge.bench.variants import quantizer_settings, shipped_build
 
     shipped = tmp_path / "models"
     shipped.mkdir()
@@ -70,13 +70,13 @@ def test_the_bench_uses_a_shipped_int8_folder_only_when_it_matches(tiny_model, t
     cfg = SimpleNamespace(shipped=shipped, models_dir=tmp_path / "build")
     settings = {"method": "ptq", **quantizer_settings("nncf")}
     folder = _int8_folder(tiny_model, shipped, settings, sha256(base / "manifest.yaml"))
-    assert shipped_int8(cfg, "int8-nncf", "variant") == (folder, "")
-    assert shipped_int8(cfg, "int8-ort", "variant") == (None, "")  # none shipped
+    assert shipped_build(cfg, "int8-nncf", "variant") == (folder, "")
+    assert shipped_build(cfg, "int8-ort", "variant") == (None, "")  # none shipped
     shutil.rmtree(folder)
     _int8_folder(tiny_model, shipped, {**settings, "preset": "mixed"}, sha256(base / "manifest.yaml"))
-    got, why = shipped_int8(cfg, "int8-nncf", "variant")
+    got, why = shipped_build(cfg, "int8-nncf", "variant")
     assert got is None and "other settings (preset mixed)" in why
     shutil.rmtree(shipped / "default-int8-nncf")
     _int8_folder(tiny_model, shipped, settings, "f" * 64)
-    got, why = shipped_int8(cfg, "int8-nncf", "variant")
+    got, why = shipped_build(cfg, "int8-nncf", "variant")
     assert got is None and "quantized from another" in why and "ffffffffffff" in why
