@@ -240,6 +240,9 @@ def reads_section(lineage: str, ledger: Path | None = None) -> list[str]:
         how = "no read of this lineage in the ledger is marked as the shipped one."
     elif c.reads == 1:
         how = f"the shipped figure is that one read ({rule})."
+    elif c.candidates == 1:
+        # One pre-registered score; the other reads checked the model already fixed (perturbations, INT8).
+        how = f"the shipped figure (F1 {s.f1}) is its one candidate score, {rule}."
     else:
         how = (
             f"the shipped figure (F1 {s.f1}) is the {_ordinal(c.rank)} of the "

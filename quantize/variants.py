@@ -96,6 +96,9 @@ TABLE: tuple[Variant, ...] = (
     shipped("wnet-small"),
     derive("wnet-small", "int8-nncf", default_bench=True),
     derive("wnet-small", "int8-ort", default_bench=True),
+    shipped("s2d-fast"),
+    derive("s2d-fast", "int8-nncf", default_bench=True),
+    derive("s2d-fast", "int8-ort", default_bench=True),
     SEED_UNET,
 )
 ROWS = {v.name: v for v in TABLE}

@@ -28,10 +28,10 @@ from fundus_edge.quantize.variants import (
 from fundus_edge.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED_FLOAT = ("default", "small", "wnet", "wnet-small")
+SHIPPED_FLOAT = ("default", "small", "wnet", "wnet-small", "s2d-fast")
 
-# What the bench ran before the table (BenchConfig.variants) and how quantize built the recipes (its
-# VARIANTS dict): the table must keep both.
+# What the bench ran before the table (BenchConfig.variants; models added since marked) and how quantize
+# built the recipes (its VARIANTS dict): the table must keep both.
 BENCH_BEFORE = (
     "fp32",
     "pruned",
@@ -50,6 +50,9 @@ BENCH_BEFORE = (
     "wnet-small",
     "wnet-small-int8-nncf",
     "wnet-small-int8-ort",
+    "s2d-fast",  # added with the model (issue #34)
+    "s2d-fast-int8-nncf",
+    "s2d-fast-int8-ort",
     "seed-unet",
 )
 RECIPES_BEFORE = {
