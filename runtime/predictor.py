@@ -179,8 +179,25 @@ class Predictor:
             )
         p = cls(model_dir, manifest, engine, scale)
         p.precision_choice = choice
+        p.prime()
         p.load_ms = (time.perf_counter() - t0) * 1e3
         return p
+
+    def prime(self) -> None:
+        """Predict once on a synthetic retina, at load: OpenCV's and NumPy's first calls (CLAHE, the FOV
+        search, resizing back) cost as much as a small model's inference, and would otherwise land on the
+        first image."""
+        side = int(self.train_diameter or 224) + 32
+        yy, xx = np.mgrid[:side, :side]
+        disc = (yy - side // 2) ** 2 + (xx - side // 2) ** 2 <= (side // 2 - 16) ** 2
+        rgb = np.zeros((side, side, 3), np.uint8)
+        rgb[disc] = (150, 70, 40)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                self.predict(rgb)  # a FOV at the training diameter: the shape the engine was built for at load
+            except EngineRunError:
+                pass  # a model fixed to another input size (pack --input-size): its first image primes it
 
     @staticmethod
     def _load_engine(
@@ -277,21 +294,28 @@ class Predictor:
         # back inside rather than shrinking: images of one camera then share one network shape, and
         # OpenVINO compiles once per shape (a new shape costs several inferences' time).
         step = crop_step(k)
-        top, bottom = self._span(rows, factor, pad, k, step, h)
-        left, right = self._span(cols, factor, pad, k, step, w)
+        want = expected_hw(self.manifest, self.scale)
+        top, bottom = self._span(rows, factor, pad, k, step, h, want and want[0])
+        left, right = self._span(cols, factor, pad, k, step, w, want and want[1])
         if (bottom - top) * (right - left) >= 0.98 * h * w:
             return None  # nothing worth cutting
         return top, bottom, left, right
 
     @staticmethod
-    def _span(idx: np.ndarray, factor: float, pad: int, k: int, step: int, n: int) -> tuple[int, int]:
+    def _span(
+        idx: np.ndarray, factor: float, pad: int, k: int, step: int, n: int, target: int | None = None
+    ) -> tuple[int, int]:
         """[start, end) along one axis of length ``n``: the FOV's extent plus the margin, its start on the
         grid of ``k``, its length a multiple of ``step``. The end may pass ``n`` up to the next multiple of
-        ``k``: that strip is the reflect padding the uncropped image would get too."""
+        ``k``: that strip is the reflect padding the uncropped image would get too. ``target``: the size the
+        engine was built for at load (``expected_hw``); a FOV a little wider than that keeps it, with a
+        narrower margin, rather than bringing a new shape (a build costs several inferences)."""
         n_pad = -(-n // k) * k
-        start = max(0, int(idx[0] * factor) - pad) // k * k
-        need = min(n, int(np.ceil((idx[-1] + 1) * factor)) + pad) - start
-        size = min(n_pad, -(-need // step) * step)
+        lo, hi = int(idx[0] * factor), min(n, int(np.ceil((idx[-1] + 1) * factor)))
+        start = max(0, lo - pad) // k * k
+        size = min(n_pad, -(-(min(n, hi + pad) - start) // step) * step)
+        if target and size > target and hi - lo + 2 * (k - 1) <= target <= n_pad:
+            size, start = target, max(0, lo - (target - (hi - lo)) // 2) // k * k
         start = min(start, (n_pad - size) // k * k)
         return start, start + size
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -221,3 +223,15 @@ def test_best_threshold_found_on_training_images_can_be_stored_at_export(
     assert f"threshold {best:.3f}" in capsys.readouterr().out
     assert main(["export", str(tiny_run / "best"), "--out", str(tmp_path / "bad"), "--threshold", "1.5"]) == 2
     assert "(0, 1)" in capsys.readouterr().err
+
+
+def test_predict_without_a_model_runs_the_predict_model(tmp_path, tiny_model):
+    """No model folder: PREDICT_MODEL of the shipped models, ``default`` in a folder that predates it."""
+    from fundus_edge.cli import PREDICT_MODEL, default_model_dir
+
+    (tmp_path / "default").symlink_to(tiny_model)
+    assert default_model_dir(str(tmp_path)) == tmp_path / "default"
+    (tmp_path / PREDICT_MODEL).symlink_to(tiny_model)
+    assert default_model_dir(str(tmp_path)) == tmp_path / PREDICT_MODEL
+    shipped = Path(__file__).resolve().parents[1] / "models"
+    assert (shipped / PREDICT_MODEL / "manifest.yaml").is_file()

@@ -66,3 +66,17 @@ def test_selftest_times_each_golden_in_one_stretch():
     assert t.runs == 10
     # one untimed call then 4 timed ones per golden, goldens never interleaved
     assert seen == [0] * 5 + [1] * 5 + [2] * 5
+
+
+def test_a_fov_a_little_wider_keeps_the_shape_built_at_load(tiny_model):
+    """A FOV whose margins, aligned to the network's grid, would spill past the built size keeps that size
+    with a narrower margin (the image would otherwise bring a second shape, and a build)."""
+    p = Predictor.load(tiny_model, backend="onnxruntime")
+    hw = expected_hw(p.manifest, p.scale)
+    r, k, margin = int(p.train_diameter - 1) // 2, p.manifest.pad_multiple, p.scale.crop_margin
+    side = r + margin + 20
+    side += (-(side - r - margin) - 1) % k  # the box's corner one pixel past the grid: k - 1 of slop
+    x = p.prepare(_disc(2 * side, 2 * side, side, side, r))[0]
+    assert tuple(x.shape[-2:]) == hw
+    r = p.predict(_disc(2 * side, 2 * side, side, side, r))
+    assert r.input_hw == hw
