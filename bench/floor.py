@@ -129,15 +129,18 @@ def main(argv=None) -> int:
         help="'FOLDER:PRECISION=MS,...' measured p50s to set beside the floors (e.g. from the bench)",
     )
     a = ap.parse_args(argv)
+    measured = {}
+    for part in filter(None, (p.strip() for p in a.measured.split(","))):
+        key, _, ms = part.partition("=")
+        try:
+            measured[key] = float(ms)
+        except ValueError:
+            ap.error(f"--measured: {part!r} is not FOLDER:PRECISION=MS")
     from .machine import cpu_info, measure_peak
 
     peak = measure_peak(a.threads)
     bw = memory_bandwidth(a.threads)
     info = cpu_info()
-    measured = {}
-    for part in filter(None, (p.strip() for p in a.measured.split(","))):
-        key, _, ms = part.partition("=")
-        measured[key] = float(ms)
     peaks = {"fp32": peak.get("fp32_gflops"), "bf16": peak.get("bf16_gflops"), "int8": peak.get("int8_gops")}
     print(
         f"CPU {info['cpu']}, flags {', '.join(info['isa_flags'])}; {a.threads} threads;"
