@@ -195,7 +195,7 @@ class Predictor:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                self.predict(rgb)  # a FOV at the training diameter: the shape the engine was built for at load
+                self.predict(rgb)  # a FOV at the training diameter: the shape built at load
             except EngineRunError:
                 pass  # a model fixed to another input size (pack --input-size): its first image primes it
 

@@ -101,7 +101,7 @@ def test_openvino_keeps_recent_shapes_compiled(tiny_model):
     assert np.array_equal(outs[0], outs[2]) and np.array_equal(outs[1], outs[3])
     for w in (48, 56, 64, 72):
         eng.run(np.zeros((1, 4, 32, w), np.float32))
-    assert len(eng._compiled) == 2 and (1, 4, 32, 40) not in eng._compiled
+    assert len(eng.built_shapes) == 2 and (1, 4, 32, 40) not in eng.built_shapes
     eng.run(a)
     assert len(compiled) == 7
 

@@ -49,7 +49,7 @@ def test_openvino_builds_the_expected_shape_at_load(tiny_model):
     p = Predictor.load(tiny_model, backend="openvino")
     c = p.manifest
     hw = expected_hw(c, p.scale)
-    assert [s[-2:] for s in p.engine._compiled] == [hw]
+    assert [s[-2:] for s in p.engine.built_shapes] == [hw]
 
 
 def test_selftest_times_each_golden_in_one_stretch():

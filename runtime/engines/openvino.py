@@ -102,6 +102,11 @@ class OpenVinoEngine(Engine):
                 f"openvino: precision {precision} asked, but {want} compiled the model in {ran}"
             )
 
+    @property
+    def built_shapes(self) -> list[tuple | None]:
+        """The input shapes compiled and kept (None: the dynamic build), oldest first."""
+        return list(self._compiled)
+
     def _compile(self, shape: tuple):
         """The compiled model and infer request for one input shape, most recently used kept last."""
         hit = self._compiled.pop(shape, None)
