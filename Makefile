@@ -87,6 +87,19 @@ models: install
 		--train-command "fundus-edge train --config small --data DRIVE --iters 4000 --val-count 0 --threshold 0.571 --threads 1 --out runs/small-refit; fundus-edge train --config small-robust --init runs/small-refit/best --data DRIVE --val-count 0 --threshold 0.571 --threads 1 --out runs/small-robust-refit; fundus-edge export runs/small-robust-refit/best --out models/small --formats pir,onnx"
 	$(BIN)/fundus-edge quantize models/small --out models/small-pruned --prune 0.5 --data $(DATA) --force
 	$(BIN)/python -m fundus_edge.modelcard --model models/small-pruned --data $(DATA) --perturb
+	# s2d-fast (docs/experiments-s2d.md: rules fixed before the run ended); the run keeps cand-cycle<k>/ itself
+	$(TRAIN) --config s2d-b16-d2 --to-static --out runs/s2d-b16-d2
+	$(BIN)/fundus-edge average runs/s2d-b16-d2/cand-cycle2 runs/s2d-b16-d2/cand-cycle3 runs/s2d-b16-d2/last --data $(DATA) --out runs/s2d-b16-d2-swa3
+	$(TRAIN) --config s2d-fast-refit20 --init runs/s2d-b16-d2-swa3 --to-static --out runs/s2d-fast-refit20
+	$(BIN)/fundus-edge export runs/s2d-fast-refit20/best --out models/s2d-fast --formats pir,onnx --force
+	$(BIN)/fundus-edge validate models/s2d-fast --data $(DATA)
+	$(BIN)/fundus-edge quantize models/s2d-fast --out models/s2d-fast-int8-nncf --int8 nncf --data $(DATA) --force
+	$(BIN)/fundus-edge quantize models/s2d-fast --out models/s2d-fast-int8-ort --int8 ort --data $(DATA) --force
+	$(BIN)/fundus-edge validate models/s2d-fast-int8-nncf models/s2d-fast-int8-ort --data $(DATA)
+	$(BIN)/python -m fundus_edge.modelcard --run runs/s2d-fast-refit20 --model models/s2d-fast --data $(DATA) --perturb --notes docs/experiments-s2d.md
+	# the default's pruned recipe as the bench builds it, shipped so make bench need not fine-tune
+	$(BIN)/fundus-edge quantize models/default --out models/default-pruned --prune 0.5 --finetune-iters 800 --data $(DATA) --force
+	$(BIN)/python -m fundus_edge.modelcard --model models/default-pruned --pruned-build
 
 # Long training runs outlive a session but not a new machine (runs/ is outside git). The resumable state of
 # the runs IN PROGRESS (last/ with the optimizer, best/, cand-*/, log, status, config: about 1 MB a run) is kept in
