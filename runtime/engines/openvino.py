@@ -88,11 +88,9 @@ class OpenVinoEngine(Engine):
             self._compile((1, channels, *self.options.static_hw))
             self.shape = f"static {self.options.static_hw[0]}x{self.options.static_hw[1]} (batch 1)"
         else:
-            _, req = self._compile((1, channels, *(self.options.first_hw or (64, 64))))
-            if self.options.first_hw:
-                # The first inference of a compiled model allocates and primes its buffers (on the default
-                # model, 60 ms more than the next): done at load, so the first image is timed like the rest.
-                req.infer({0: np.zeros((1, channels, *self.options.first_hw), np.float32)})
+            # first_hw: the Predictor's expected shape, built now; its first inference (which allocates the
+            # buffers) is Predictor.prime's, also at load.
+            self._compile((1, channels, *(self.options.first_hw or (64, 64))))
             self.shape = "static per input size"
         ran = self.precision.removeprefix("int8+")
         if (
