@@ -80,6 +80,16 @@ def report(rows: list[RowPair]) -> list[str]:
     return lines
 
 
+def probe_line(a: dict | None, b: dict | None) -> str:
+    """The two runs' machine speed probes (bench/machine.speed_probe), where both have one."""
+    if not a or not b:
+        return "speed probe: not in both runs (runs before 2026-12-04 22:00 have none)"
+    return (
+        f"speed probe: A median {a['median_ms']:.1f} ms (range {a['spread_pct']} %),"
+        f" B {b['median_ms']:.1f} ms (range {b['spread_pct']} %): B / A {b['median_ms'] / a['median_ms']:.3f}"
+    )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("a", help="a bench results.json")
@@ -89,6 +99,7 @@ def main(argv=None) -> int:
     (ra, ma), (rb, mb) = load_record(args.a), load_record(args.b)
     engine = None if args.engine == "all" else args.engine
     print(f"A {ma['date']} ({ma['machine']['cpu']}), B {mb['date']} ({mb['machine']['cpu']})")
+    print(probe_line(ma.get("speed_probe"), mb.get("speed_probe")))
     print("\n".join(report(pairs(ra, rb, engine))))
     return 0
 

@@ -52,6 +52,27 @@ def _best_rate(fn, flop: float, reps: int = 5) -> float:
     return flop / best / 1e9
 
 
+PROBE_N = 1536  # a 1536^2 FP32 product: ~35 ms a call at 2 threads here, 9 calls ~0.3 s
+
+
+def speed_probe(threads: int, reps: int = 9, n: int = PROBE_N) -> float:
+    """The machine's speed now: median ms of an n x n FP32 matrix product through numpy's BLAS on
+    ``threads`` threads. Taken between the bench's rounds, its range over a run is how far the VM's own
+    speed moved while the rows were timed (the start-of-run peak, a best of 5, does not see that: a VM
+    that slows for minutes still has fast moments)."""
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    with threadpool_limits(threads):
+        a @ a
+        ts = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            a @ a
+            ts.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(ts))
+
+
 def measure_peak(threads: int, n: int = 2048) -> dict:
     """GFLOP/s of an n x n matrix product on ``threads`` threads: FP32 through numpy's BLAS and
     FP32 / BF16 / INT8 through OpenVINO (the engine that can use AVX-512 BF16, VNNI and AMX). Best of 5.

@@ -53,9 +53,11 @@ class BenchRecord:
     round_p50_ms: tuple[float | None, ...] | None = (
         None  # each round's p50 in round order (None: that round failed)
     )
-    spread_pct: float | None = None  # (slowest - fastest round's p50) / p50, in %
+    # the reported spread, %: the larger of round_spread_pct and the machine's speed range over the run
+    spread_pct: float | None = None
+    round_spread_pct: float | None = None  # (slowest - fastest round's p50) / p50, in %
     unsteady: bool | None = (
-        None  # spread above fundus_edge.measure.timing.SPREAD_LIMIT: the p50 is not a steady figure
+        None  # round spread above fundus_edge.measure.timing.SPREAD_LIMIT: the p50 is not a steady figure
     )
     # the model folder the cell ran and its manifest's sha256 (which pins every file): what `pack` bundles
     model_dir: str | None = None

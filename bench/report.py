@@ -79,7 +79,8 @@ def _md_preamble(meta: dict) -> list[str]:
         + (
             f", in each of {meta['rounds']} rounds spread over the run (the accuracy pass the first);"
             " p50 and p90 the median of the rounds', "
-            "spread the range of the rounds' p50s over the p50 (over 20 %: unsteady, the machine drifted);"
+            "spread the range of the rounds' p50s over the p50, or the machine's speed range over the run"
+            " (speed probe below) where that is wider (rounds over 20 % apart: unsteady);"
             " ratios the median of per-round ratios"
             if meta.get("rounds", 1) > 1
             else ""
@@ -97,6 +98,7 @@ def _md_preamble(meta: dict) -> list[str]:
         "(a quarter of DRIVE's inter-observer "
         "difference, measure/tolerance.py); beyond tol.: the Notes name every biomarker past it.",
         *([_wall_line(meta)] if meta.get("wall_s") else []),
+        *([_probe_line(meta["speed_probe"])] if meta.get("speed_probe") else []),
         *([_shape_line(meta["shape_rows"])] if meta.get("shape_rows") else []),
     ]
 
@@ -267,6 +269,14 @@ def _shape_line(rows: dict) -> str:
     return (
         f"Input shapes: {rows.get('variant')} also runs {got} beside each engine's own shapes"
         " (the engine column names them)" + (f"; {skipped}" if skipped else "") + "."
+    )
+
+
+def _probe_line(probe: dict) -> str:
+    ms = ", ".join(f"{v:.1f}" for v in probe["ms"])
+    return (
+        f"Machine speed ({probe['method']}): {ms} ms; median {probe['median_ms']:.1f} ms,"
+        f" range {probe['spread_pct']} % of it: no row's spread is reported narrower."
     )
 
 

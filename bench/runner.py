@@ -67,7 +67,8 @@ class BenchConfig:
     batch: int = 4
     finetune_iters: int = 800
     build: bool = True
-    rounds: int = 3  # timing rounds per cell, the accuracy pass the first (see the module's docstring)
+    rounds: int = 4  # timing rounds per cell, the accuracy pass the first (see the module's docstring)
+    window_s: float = 1.0  # each round times a scored cell for at least this long (cell.timing_policy)
     shape_variant: str | None = (
         "small"  # the model whose static-against-dynamic rows are timed (SHAPE_ROWS); None: none
     )
@@ -75,7 +76,14 @@ class BenchConfig:
     def effective(self) -> BenchConfig:
         if self.quick:
             return replace(
-                self, warmup=1, runs=5, min_runs=3, budget_s=3.0, batch=2, rounds=min(self.rounds, 2)
+                self,
+                warmup=1,
+                runs=5,
+                min_runs=3,
+                budget_s=3.0,
+                batch=2,
+                rounds=min(self.rounds, 2),
+                window_s=min(self.window_s, 0.2),
             )
         return self
 
@@ -89,6 +97,9 @@ SHAPE_SKIPPED = {
     "paddle": "no static input shape on the CPU: Paddle Inference reshapes its input per call and oneDNN "
     "caches its primitives per shape already; fixed shapes pay off only in its TensorRT engine on a GPU"
 }
+
+
+PROBE_EVERY = 15  # cells of the accuracy pass (round 1, most of the run) between two speed probes
 
 
 @dataclass(frozen=True)
@@ -187,8 +198,11 @@ def run_cells(
     has_labels: bool,
     tmp: Path,
     progress: bool = True,
-) -> tuple[list[dict], list[float]]:
-    """Every cell's record (planned order) and the wall seconds of each timing round after the first."""
+    probe=None,
+) -> tuple[list[dict], list[float], list[float]]:
+    """Every cell's record (planned order), the wall seconds of each timing round after the first and the
+    machine's speed (``probe()``, ms) before round 1, every ``PROBE_EVERY`` cells of it and after each round:
+    its range over the run widens every row's spread (``apply_rounds``)."""
     from tqdm import tqdm
 
     out = []
@@ -199,7 +213,11 @@ def run_cells(
     # the records come back in the planned order.
     planned = {c.key: i for i, c in enumerate(cells)}
     first = sorted(cells, key=lambda c: float_counterpart(c.variant) is not None)
-    for cell in tqdm(first, desc=f"bench round 1/{cfg.rounds}", unit="cell", disable=not progress):
+    probes = [probe()] if probe else []
+    bar = tqdm(first, desc=f"bench round 1/{cfg.rounds}", unit="cell", disable=not progress)
+    for i, cell in enumerate(bar):
+        if probe and i and i % PROBE_EVERY == 0:
+            probes.append(probe())
         ref = refs.get(cell.variant)
         fref = refs.get(float_counterpart(cell.variant) or "")
         spec = _cell_spec(cell, cfg, images, has_labels, tmp, ref, fref, ref_recs.get(cell.variant))
@@ -211,6 +229,8 @@ def run_cells(
             # the variant's reference engine: the others' agreement and biomarkers are taken against it
             rec["_is_ref"] = True
         out.append(rec)
+    if probe:
+        probes.append(probe())
     # The later rounds time the cells that came through the accuracy pass.
     timed = {r["_key"]: r for r in out if r.get("status") == "ok" and "_round" in r}
     results: dict[str, list[dict]] = {k: [r["_round"]] for k, r in timed.items()}
@@ -230,9 +250,12 @@ def run_cells(
                 for c in group:
                     results[c.key].append(got[c.key])
         round_s.append(round(time.perf_counter() - t0, 1))
+        if probe:
+            probes.append(probe())
+    machine = Rounds(tuple(probes)).spread
     for key, rec in timed.items():
-        apply_rounds(rec, results[key])
-    return sorted(out, key=lambda r: planned[r["_key"]]), round_s
+        apply_rounds(rec, results[key], None if machine is None else 100.0 * machine)
+    return sorted(out, key=lambda r: planned[r["_key"]]), round_s, probes
 
 
 def _cell_spec(
@@ -260,6 +283,7 @@ def _cell_spec(
         runs=cfg.runs,
         min_runs=cfg.min_runs,
         budget_s=cfg.budget_s,
+        window_s=cfg.window_s,
         images=str(images),
         accuracy=has_labels and read_manifest(cell.model_dir).variant != "untrained",
         reference_mask=str(ref) if ref else None,
@@ -359,9 +383,13 @@ def run_round_group(specs: list[RoundSpec], tmp: Path, advance=lambda n: None) -
     return got
 
 
-def apply_rounds(rec: dict, results: list[dict]) -> None:
+def apply_rounds(rec: dict, results: list[dict], machine_pct: float | None = None) -> None:
     """The record's timing from its rounds (the accuracy pass first): p50, p90 and e2e p50 the median of
-    the rounds' own, mean / std / p99 over the pooled runs, the rounds' p50s, their spread and the flag."""
+    the rounds' own, mean / std / p99 over the pooled runs, the rounds' p50s, their spread and the flag.
+    ``machine_pct``: the range of the machine's speed probe over the run, in %: the reported spread is
+    the larger of it and the rounds' own range (a row is known no closer than the machine held its
+    speed; a VM 10 % slower for the whole run moves every row 10 %, which its rounds alone cannot see);
+    ``unsteady`` is the rounds' own range."""
     import statistics
 
     from fundus_edge.measure.timing import SPREAD_LIMIT
@@ -369,6 +397,7 @@ def apply_rounds(rec: dict, results: list[dict]) -> None:
     ok = [r for r in results if r.get("status", "ok") == "ok"]
     rounds = Rounds(tuple(r["p50_ms"] if r.get("status", "ok") == "ok" else None for r in results))
     pooled = Timing(tuple(v for r in ok for v in r["samples_ms"]))
+    own = None if rounds.spread is None else 100.0 * rounds.spread
     rec.update(
         p50_ms=rounds.median,
         p90_ms=statistics.median(r["p90_ms"] for r in ok),
@@ -379,7 +408,8 @@ def apply_rounds(rec: dict, results: list[dict]) -> None:
         timed_runs=pooled.runs,
         rounds=len(ok),
         round_p50_ms=list(rounds.p50s),
-        spread_pct=None if rounds.spread is None else 100.0 * rounds.spread,
+        round_spread_pct=own,
+        spread_pct=own if own is None or machine_pct is None else max(own, machine_pct),
         unsteady=None if rounds.spread is None else rounds.unsteady,
     )
     notes = [

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import statistics
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from fundus_edge.measure.timing import Rounds
 from fundus_edge.quantize.variants import float_counterpart
 from fundus_edge.runtime.manifest import read_manifest, sha256
 
@@ -16,7 +18,7 @@ from . import report
 from .biomarker_drift import add_drift
 from .html_report import write_report
 from .ledger_rows import record_test_reads
-from .machine import cpu_info, measure_peak, versions
+from .machine import PROBE_N, cpu_info, measure_peak, speed_probe, versions
 from .records import BenchRecord
 from .runner import (
     DRIVE_SIZE,
@@ -57,6 +59,20 @@ def pixel_ratio(input_hw: str | None, model: dict) -> float:
 def _read_files(man, fmt: str | None) -> list[str]:
     """The files the engine read (one format), or every file when the cell never loaded one."""
     return list(man.formats.get(fmt) or man.files)
+
+
+def speed_meta(probes: list[float]) -> dict | None:
+    """The run's speed probes (``machine.speed_probe``) as results.json keeps them."""
+    if not probes:
+        return None
+    spread = Rounds(tuple(probes)).spread
+    return {
+        "method": f"{PROBE_N}x{PROBE_N} FP32 matrix product through numpy, median of 9 calls, before round 1,"
+        " during it and after each round",
+        "ms": [round(v, 2) for v in probes],
+        "median_ms": round(statistics.median(probes), 2),
+        "spread_pct": None if spread is None else round(100.0 * spread, 1),
+    }
 
 
 def peak_for(precision: str, peak: dict) -> float | None:
@@ -144,7 +160,9 @@ def run_bench(
         has_labels = desc.startswith("DRIVE")
         peak = measure_peak(cfg.threads)
         cells = plan_cells(dirs, cfg)
-        raw, round_s = run_cells(cells, cfg, tmp / "images.npz", n, has_labels, tmp, progress)
+        raw, round_s, probes = run_cells(
+            cells, cfg, tmp / "images.npz", n, has_labels, tmp, progress, lambda: speed_probe(cfg.threads)
+        )
         t_drift = (
             time.perf_counter()
         )  # after every timing round: the biomarkers never run beside a timed cell
@@ -159,9 +177,12 @@ def run_bench(
             "image_size": f"{DRIVE_SIZE[0]}x{DRIVE_SIZE[1]}",
             "images": desc,
             "peak": peak,
+            "speed_probe": speed_meta(probes),
             "quick": cfg.quick,
             "timing": (
                 f"{cfg.warmup} warm-up runs, then each test image once (the accuracy pass is the first round)"
+                f" and the images again in turn until {cfg.window_s:g} s have passed (later rounds: at least"
+                f" 5 calls and {cfg.window_s:g} s)"
                 if has_labels
                 else f"{cfg.warmup} warm-up runs, then the images in turn, up to {cfg.runs} timed runs"
                 f" (at least {cfg.min_runs}) within {cfg.budget_s:.0f} s"

@@ -27,3 +27,11 @@ def test_failed_or_untimed_rows_are_not_compared():
     a = [_rec("x", 10.0, 5.0), _rec("y", 10.0, 5.0, status="run_failed")]
     b = [_rec("x", 10.0, 5.0), _rec("y", 10.0, 5.0)]
     assert [p.key[0] for p in pairs(a, b)] == ["x"]
+
+
+def test_the_speed_probes_are_compared_when_both_runs_have_one():
+    from fundus_edge.bench.compare import probe_line
+
+    a, b = {"median_ms": 30.0, "spread_pct": 4.0}, {"median_ms": 33.0, "spread_pct": 6.0}
+    assert probe_line(a, b).endswith("B / A 1.100") and "range 6.0 %" in probe_line(a, b)
+    assert probe_line(None, b).startswith("speed probe: not in both runs")

@@ -462,8 +462,13 @@ def test_space_to_depth_unet_folds_like_pixel_unshuffle_and_exports(tmp_path, ti
     assert net(paddle.zeros([1, 4, 40, 32])).shape == [1, 2, 40, 32]
     with pytest.raises(ValueError, match="refine needs s2d"):
         build_model(base=8, refine=4)
-    with pytest.raises(ValueError, match="vessel-unet"):
-        build_model("wnet", base=8, s2d=2)
+    with pytest.raises(ValueError, match="vessel-unet and wnet"):
+        build_model("seed-unet", s2d=2)
+    # A folded W-Net (issue 34's s2d-wnet): both U-Nets fold, the second reads the image and the first's map.
+    wnet = build_model("wnet", base=8, depth=2, s2d=s)
+    assert wnet.first.down[0][0][0]._stride == [2, 2] and wnet.second.down[0][0][0]._stride == [2, 2]
+    assert list(wnet.second.down[0][0][0].weight.shape) == [8, 5, 6, 6]
+    assert wnet(paddle.zeros([1, 4, 40, 32])).shape == [1, 2, 40, 32]
     # Fewer MACs than the full-resolution network of the same widths.
     assert count_macs(net, 4, 64, 64) < count_macs(build_model(base=8, depth=2), 4, 64, 64) / 2
 

@@ -153,10 +153,15 @@ class WNet(nn.Layer):
         act: str = "leaky",
         residual: bool = True,
         bridge: bool = True,
+        s2d: int = 1,
+        refine: int = 0,
     ):
         super().__init__()
-        self.first = VesselUNet(in_channels, num_classes, base, depth, act, residual, bridge)
-        self.second = VesselUNet(in_channels + 1, num_classes, base, depth, act, residual, bridge)
+        # With s2d both U-Nets fold the image (issue 34); refine (one full-resolution conv) ends the second.
+        self.first = VesselUNet(in_channels, num_classes, base, depth, act, residual, bridge, s2d)
+        self.second = VesselUNet(
+            in_channels + 1, num_classes, base, depth, act, residual, bridge, s2d, refine
+        )
         self.pad_multiple = self.first.pad_multiple
 
     def forward_all(self, x):
@@ -222,10 +227,10 @@ def build_model(
         raise ValueError(f"unknown activation {act!r}; choose from {', '.join(ACTIVATIONS)}")
     if arch == "vessel-unet":
         return VesselUNet(in_channels, num_classes, base, depth, act, residual, bridge, s2d, refine)
-    if s2d != 1 or refine:
-        raise ValueError(f"s2d and refine are settings of the vessel-unet architecture, not of {arch!r}")
     if arch == "wnet":
-        return WNet(in_channels, num_classes, base, depth, act, residual, bridge)
+        return WNet(in_channels, num_classes, base, depth, act, residual, bridge, s2d, refine)
+    if s2d != 1 or refine:
+        raise ValueError(f"s2d and refine are settings of the vessel-unet and wnet architectures, not {arch}")
     if arch == "seed-unet":
         return SeedUNet(in_channels, num_classes)
     raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
