@@ -135,6 +135,23 @@ def write_index(out_dir: str | Path = RESULTS_DIR) -> Path:
     return index
 
 
+def probe_history(machine: dict, method: str, out_dir: str | Path = RESULTS_DIR) -> list[float]:
+    """The median speed-probe ms of every earlier run in ``out_dir`` on this machine (same CPU name and ISA
+    flags) taken by the same probe ``method``: the machine's usual speed, which a run is compared with."""
+    out = []
+    for path in sorted(Path(out_dir).glob("*.json")):
+        try:
+            meta = json.loads(path.read_text())["meta"]
+            probe = meta.get("speed_probe") or {}
+            m = meta["machine"]
+            same = m["cpu"] == machine["cpu"] and m["isa_flags"] == machine["isa_flags"]
+        except (ValueError, KeyError, TypeError):
+            continue  # not a bench record: no history
+        if same and probe.get("method") == method and probe.get("median_ms"):
+            out.append(float(probe["median_ms"]))
+    return out
+
+
 def latest_record(out_dir: str | Path = RESULTS_DIR) -> Path | None:
     """The newest results.json copy under docs/results (names sort by date)."""
     found = sorted(Path(out_dir).glob("*.json"))

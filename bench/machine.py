@@ -52,25 +52,51 @@ def _best_rate(fn, flop: float, reps: int = 5) -> float:
     return flop / best / 1e9
 
 
-PROBE_N = 1536  # a 1536^2 FP32 product: ~35 ms a call at 2 threads here, 9 calls ~0.3 s
+PROBE_SHAPE = (1, 16, 256, 256)  # the probe network's input: a folded retina's first level, smaller
+PROBE_METHOD = (
+    "a fixed 3-conv network (16-32-32-16 channels, 3x3, 1x16x256x256 input) through OpenVINO FP32,"
+    " median of 31 calls"
+)
 
 
-def speed_probe(threads: int, reps: int = 9, n: int = PROBE_N) -> float:
-    """The machine's speed now: median ms of an n x n FP32 matrix product through numpy's BLAS on
-    ``threads`` threads. Taken between the bench's rounds, its range over a run is how far the VM's own
-    speed moved while the rows were timed (the start-of-run peak, a best of 5, does not see that: a VM
-    that slows for minutes still has fast moments)."""
-    from threadpoolctl import threadpool_limits
+class SpeedProbe:
+    """The machine's speed now, in ms: a fixed small convolutional network through OpenVINO (the engine and
+    kernels most rows use; a numpy matrix product tracked the VM's drift between two runs at 6 % where the
+    rows moved 10 %), median of ``reps`` calls on ``threads`` threads. Compiled once; a probe ~0.25 s.
+    Taken between the bench's rounds, its range over a run is how far the VM's speed moved while the rows
+    were timed; against the machine's earlier runs, how far this run's machine was from its usual speed
+    (the start-of-run peak, a best of 5, sees neither: a VM that slows for minutes still has fast moments)."""
 
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    with threadpool_limits(threads):
-        a @ a
+    def __init__(self, threads: int, reps: int = 31):
+        import openvino as ov
+
+        try:
+            from openvino import opset13 as ops
+        except ImportError:  # older layouts
+            import openvino.runtime.opset13 as ops  # type: ignore[no-redef]
+
+        rng = np.random.default_rng(0)
+        x = ops.parameter(list(PROBE_SHAPE), np.float32, name="x")
+        y = x
+        for cin, cout in ((16, 32), (32, 32), (32, 16)):
+            w = ops.constant((rng.standard_normal((cout, cin, 3, 3)) * 0.1).astype(np.float32))
+            y = ops.relu(ops.convolution(y, w, [1, 1], [1, 1], [1, 1], [1, 1]))
+        model = ov.Model([y], [x])
+        compiled = ov.Core().compile_model(
+            model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads}
+        )
+        self._req = compiled.create_infer_request()
+        self._x = rng.standard_normal(PROBE_SHAPE).astype(np.float32)
+        self.reps = reps
+
+    def __call__(self) -> float:
+        self._req.infer({0: self._x})
         ts = []
-        for _ in range(reps):
+        for _ in range(self.reps):
             t = time.perf_counter()
-            a @ a
+            self._req.infer({0: self._x})
             ts.append((time.perf_counter() - t) * 1e3)
-    return float(np.median(ts))
+        return float(np.median(ts))
 
 
 def measure_peak(threads: int, n: int = 2048) -> dict:

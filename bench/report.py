@@ -80,7 +80,8 @@ def _md_preamble(meta: dict) -> list[str]:
             f", in each of {meta['rounds']} rounds spread over the run (the accuracy pass the first);"
             " p50 and p90 the median of the rounds', "
             "spread the range of the rounds' p50s over the p50, or the machine's speed range over the run"
-            " (speed probe below) where that is wider (rounds over 20 % apart: unsteady);"
+            " (speed probe below) where that is wider, plus how far the machine ran from its usual speed"
+            " (rounds over 20 % apart: unsteady);"
             " ratios the median of per-round ratios"
             if meta.get("rounds", 1) > 1
             else ""
@@ -274,9 +275,15 @@ def _shape_line(rows: dict) -> str:
 
 def _probe_line(probe: dict) -> str:
     ms = ", ".join(f"{v:.1f}" for v in probe["ms"])
+    usual = (
+        f"; this machine's usual speed {probe['reference_ms']:.1f} ms (median of {probe['reference_runs']}"
+        f" earlier runs' probes), {probe['offset_pct']} % away, added to every spread"
+        if probe.get("reference_ms")
+        else "; no earlier run of this machine with this probe to compare with"
+    )
     return (
         f"Machine speed ({probe['method']}): {ms} ms; median {probe['median_ms']:.1f} ms,"
-        f" range {probe['spread_pct']} % of it: no row's spread is reported narrower."
+        f" range {probe['spread_pct']} % of it (no row's spread is reported narrower){usual}."
     )
 
 

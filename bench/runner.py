@@ -199,10 +199,12 @@ def run_cells(
     tmp: Path,
     progress: bool = True,
     probe=None,
+    reference: list[float] | tuple = (),
 ) -> tuple[list[dict], list[float], list[float]]:
     """Every cell's record (planned order), the wall seconds of each timing round after the first and the
     machine's speed (``probe()``, ms) before round 1, every ``PROBE_EVERY`` cells of it and after each round:
-    its range over the run widens every row's spread (``apply_rounds``)."""
+    its range over the run and its offset from ``reference`` (earlier runs' probes) widen every row's spread
+    (``apply_rounds``)."""
     from tqdm import tqdm
 
     out = []
@@ -252,9 +254,9 @@ def run_cells(
         round_s.append(round(time.perf_counter() - t0, 1))
         if probe:
             probes.append(probe())
-    machine = Rounds(tuple(probes)).spread
+    rng, offset = machine_terms(probes, reference)
     for key, rec in timed.items():
-        apply_rounds(rec, results[key], None if machine is None else 100.0 * machine)
+        apply_rounds(rec, results[key], rng, offset)
     return sorted(out, key=lambda r: planned[r["_key"]]), round_s, probes
 
 
@@ -383,13 +385,27 @@ def run_round_group(specs: list[RoundSpec], tmp: Path, advance=lambda n: None) -
     return got
 
 
-def apply_rounds(rec: dict, results: list[dict], machine_pct: float | None = None) -> None:
+def machine_terms(probes: list[float], reference) -> tuple[float | None, float | None]:
+    """(range of the run's speed probes over their median, % ; how far their median is from the median of
+    ``reference``, the machine's earlier runs, %), None where there is nothing to take it from."""
+    import statistics
+
+    rng = Rounds(tuple(probes)).spread if probes else None
+    if not probes or not reference:
+        return (None if rng is None else 100.0 * rng), None
+    ref = statistics.median(reference)
+    return (None if rng is None else 100.0 * rng), 100.0 * abs(statistics.median(probes) - ref) / ref
+
+
+def apply_rounds(
+    rec: dict, results: list[dict], machine_pct: float | None = None, offset_pct: float | None = None
+) -> None:
     """The record's timing from its rounds (the accuracy pass first): p50, p90 and e2e p50 the median of
     the rounds' own, mean / std / p99 over the pooled runs, the rounds' p50s, their spread and the flag.
-    ``machine_pct``: the range of the machine's speed probe over the run, in %: the reported spread is
-    the larger of it and the rounds' own range (a row is known no closer than the machine held its
-    speed; a VM 10 % slower for the whole run moves every row 10 %, which its rounds alone cannot see);
-    ``unsteady`` is the rounds' own range."""
+    The reported spread is the larger of the rounds' own range and ``machine_pct`` (the machine's speed
+    range over the run), plus ``offset_pct`` (how far the machine ran from its usual speed, its earlier
+    runs): a row is known no closer than the machine held its speed, and a VM 10 % slower for the whole
+    run moves every row 10 %, which the rounds alone cannot see. ``unsteady`` is the rounds' own range."""
     import statistics
 
     from fundus_edge.measure.timing import SPREAD_LIMIT
@@ -409,7 +425,7 @@ def apply_rounds(rec: dict, results: list[dict], machine_pct: float | None = Non
         rounds=len(ok),
         round_p50_ms=list(rounds.p50s),
         round_spread_pct=own,
-        spread_pct=own if own is None or machine_pct is None else max(own, machine_pct),
+        spread_pct=None if own is None else max(own, machine_pct or 0.0) + (offset_pct or 0.0),
         unsteady=None if rounds.spread is None else rounds.unsteady,
     )
     notes = [

@@ -10,15 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from fundus_edge.measure.timing import Rounds
 from fundus_edge.quantize.variants import float_counterpart
 from fundus_edge.runtime.manifest import read_manifest, sha256
 
 from . import report
 from .biomarker_drift import add_drift
+from .history import probe_history
 from .html_report import write_report
 from .ledger_rows import record_test_reads
-from .machine import PROBE_N, cpu_info, measure_peak, speed_probe, versions
+from .machine import PROBE_METHOD, SpeedProbe, cpu_info, measure_peak, versions
 from .records import BenchRecord
 from .runner import (
     DRIVE_SIZE,
@@ -26,6 +26,7 @@ from .runner import (
     SHAPE_SKIPPED,
     BenchConfig,
     cell_key,
+    machine_terms,
     plan_cells,
     prepare_images,
     run_cells,
@@ -61,18 +62,34 @@ def _read_files(man, fmt: str | None) -> list[str]:
     return list(man.formats.get(fmt) or man.files)
 
 
-def speed_meta(probes: list[float]) -> dict | None:
-    """The run's speed probes (``machine.speed_probe``) as results.json keeps them."""
+PROBE_WHEN = "; before round 1, every 15 cells of it and after each round"
+
+
+def speed_meta(probes: list[float], reference: list[float]) -> dict | None:
+    """The run's speed probes (``machine.SpeedProbe``) as results.json keeps them, with the machine's usual
+    speed (the median of its earlier runs' probes, ``reference``) and how far this run was from it."""
     if not probes:
         return None
-    spread = Rounds(tuple(probes)).spread
+    rng, offset = machine_terms(probes, reference)
     return {
-        "method": f"{PROBE_N}x{PROBE_N} FP32 matrix product through numpy, median of 9 calls, before round 1,"
-        " during it and after each round",
+        "method": PROBE_METHOD + PROBE_WHEN,
         "ms": [round(v, 2) for v in probes],
         "median_ms": round(statistics.median(probes), 2),
-        "spread_pct": None if spread is None else round(100.0 * spread, 1),
+        "spread_pct": None if rng is None else round(rng, 1),
+        "reference_ms": round(statistics.median(reference), 2) if reference else None,
+        "reference_runs": len(reference),
+        "offset_pct": None if offset is None else round(offset, 1),
     }
+
+
+def _probe(threads: int):
+    """The speed probe, or None where OpenVINO cannot build it (no machine term in the spreads then)."""
+    try:
+        return SpeedProbe(threads)
+    except Exception as exc:  # noqa: BLE001 - the bench runs without it and says so in meta
+        why = f"{exc.__class__.__name__}: {str(exc)[:200]}"
+        print(f"speed probe unavailable ({why}); the spreads are the rounds' own")
+        return None
 
 
 def peak_for(precision: str, peak: dict) -> float | None:
@@ -160,8 +177,10 @@ def run_bench(
         has_labels = desc.startswith("DRIVE")
         peak = measure_peak(cfg.threads)
         cells = plan_cells(dirs, cfg)
+        machine = cpu_info()
+        reference = probe_history(machine, PROBE_METHOD + PROBE_WHEN)
         raw, round_s, probes = run_cells(
-            cells, cfg, tmp / "images.npz", n, has_labels, tmp, progress, lambda: speed_probe(cfg.threads)
+            cells, cfg, tmp / "images.npz", n, has_labels, tmp, progress, _probe(cfg.threads), reference
         )
         t_drift = (
             time.perf_counter()
@@ -171,13 +190,13 @@ def run_bench(
         records = finalize(raw, dirs, errors, peak)
         meta = {
             "date": time.strftime("%Y-%m-%d %H:%M"),
-            "machine": cpu_info(),
+            "machine": machine,
             "versions": versions(),
             "threads": cfg.threads,
             "image_size": f"{DRIVE_SIZE[0]}x{DRIVE_SIZE[1]}",
             "images": desc,
             "peak": peak,
-            "speed_probe": speed_meta(probes),
+            "speed_probe": speed_meta(probes, reference),
             "quick": cfg.quick,
             "timing": (
                 f"{cfg.warmup} warm-up runs, then each test image once (the accuracy pass is the first round)"

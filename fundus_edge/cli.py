@@ -453,6 +453,10 @@ def cmd_bench(a) -> int:
         if a.rounds < 1:
             raise FundusEdgeError(f"--rounds {a.rounds}: at least 1 (the accuracy pass is the first round)")
         kw["rounds"] = a.rounds
+    if a.window is not None:
+        if a.window <= 0:
+            raise FundusEdgeError(f"--window {a.window}: must be above 0 seconds")
+        kw["window_s"] = a.window
     given = list(a.models or [])
     extra = tuple(Path(d) for d in given if (Path(d) / "manifest.yaml").is_file())
     folders = [d for d in given if not (Path(d) / "manifest.yaml").is_file()]
@@ -1137,7 +1141,13 @@ def _add_bench(sub) -> None:
         "--rounds",
         type=int,
         help="timing rounds per cell, interleaved over the run; p50 is the median of the rounds' "
-        "(default 3; --quick 2)",
+        "(default 4; --quick 2)",
+    )
+    b.add_argument(
+        "--window",
+        type=float,
+        help="seconds each round times a scored cell at least: the test images once, then again in turn "
+        "(default 1; --quick 0.2)",
     )
     b.add_argument("--no-build", action="store_true", help="do not build missing variants")
     b.add_argument("--no-bf16", action="store_true", help="skip the OpenVINO bf16 rows")

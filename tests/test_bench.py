@@ -145,6 +145,7 @@ def test_sweep_records_every_cell(tiny_bench):
     # The machine's speed was probed before round 1, after it and after round 2; no spread is narrower.
     probe = meta["speed_probe"]
     assert len(probe["ms"]) >= 3 and all(v > 0 for v in probe["ms"]) and probe["spread_pct"] is not None
+    assert "OpenVINO" in probe["method"] and probe["reference_runs"] >= 0
     # --quick times in two rounds, the accuracy pass the first: every ok row has both rounds' p50s.
     assert meta["rounds"] == 2 and len(meta["round_s"]) == 1
     for r in (r for r in recs if r.status == "ok"):
@@ -655,11 +656,15 @@ def test_apply_rounds_sets_the_median_spread_and_flag():
         and rec["unsteady"] is False
     )
     assert rec["note"] == "round 2 failed: boom"
-    # The machine's speed moved 8 % over the run: a row whose rounds agree within 5 % reports 8 %.
+    # The machine's speed moved 8 % over the run: a row whose rounds agree within 5 % reports 8 %; the
+    # run 3 % away from the machine's usual speed adds 3 %.
     steady = {}
     apply_rounds(steady, [rnd(10.0, 11.0, 14.0), rnd(10.5, 11.0, 14.0)], machine_pct=8.0)
     assert steady["round_spread_pct"] == pytest.approx(100 * 0.5 / 10.25) and steady["spread_pct"] == 8.0
     assert steady["unsteady"] is False
+    apply_rounds(steady, [rnd(10.0, 11.0, 14.0), rnd(10.5, 11.0, 14.0)], machine_pct=8.0, offset_pct=3.0)
+    assert steady["spread_pct"] == 11.0
+
     from fundus_edge.bench.report import markdown
 
     r = BenchRecord.from_dict(
@@ -1063,3 +1068,26 @@ def test_each_round_times_a_cell_for_its_window_not_a_count():
     fast = time_calls(lambda: time.sleep(0.001), first)
     slow = time_calls(lambda: time.sleep(0.03), first)
     assert fast.runs > 30 and slow.runs == 20
+
+
+def test_machine_terms_range_over_the_run_and_offset_from_earlier_runs(tmp_path):
+    from fundus_edge.bench.history import probe_history
+    from fundus_edge.bench.runner import machine_terms
+
+    rng, offset = machine_terms([10.0, 11.0, 10.5], [10.0, 9.0, 9.5, 20.0])
+    assert rng == pytest.approx(100 / 10.5) and offset == pytest.approx(100 * 0.75 / 9.75)
+    assert machine_terms([10.0, 11.0], []) == (pytest.approx(100 / 10.5), None)
+    assert machine_terms([], [10.0]) == (None, None)
+    # The history: earlier runs on the same CPU and flags, by the same probe; anything else is skipped.
+    me = {"cpu": "AMD EPYC", "isa_flags": ["avx2", "avx512f"]}
+
+    def run(name, machine, method, median):
+        meta = {"machine": machine, "speed_probe": {"method": method, "median_ms": median}}
+        (tmp_path / name).write_text(json.dumps({"meta": meta, "results": []}))
+
+    run("a.json", me, "conv", 30.0)
+    run("b.json", me, "conv", 33.0)
+    run("c.json", me, "numpy", 50.0)  # another probe
+    run("d.json", {**me, "isa_flags": ["avx2"]}, "conv", 80.0)  # another flavour
+    (tmp_path / "e.json").write_text("not json")
+    assert probe_history(me, "conv", tmp_path) == [30.0, 33.0]
