@@ -35,8 +35,14 @@ class RowPair:
     def spread_pct(self) -> float:
         return max(self.a.spread_pct or 0.0, self.b.spread_pct or 0.0)
 
-    def agrees(self, factor: float = 1.0) -> bool:
-        return self.diff_pct(factor) <= self.spread_pct
+    @property
+    def own_spread_pct(self) -> float:
+        """The larger of the two rows' own round ranges, without the machine's terms (older runs: spread)."""
+        own = (r.spread_pct if r.round_spread_pct is None else r.round_spread_pct for r in (self.a, self.b))
+        return max(v or 0.0 for v in own)
+
+    def agrees(self, factor: float = 1.0, own: bool = False) -> bool:
+        return self.diff_pct(factor) <= (self.own_spread_pct if own else self.spread_pct)
 
 
 def _key(r: BenchRecord) -> tuple:
@@ -64,7 +70,8 @@ def report(rows: list[RowPair]) -> list[str]:
     lines = [
         f"{sum(p.agrees() for p in rows)} of {len(rows)} rows agree within their spread;"
         f" machine factor {f:.3f} (B / A, median over rows); divided by it,"
-        f" {sum(p.agrees(f) for p in rows)} of {len(rows)} agree",
+        f" {sum(p.agrees(f) for p in rows)} of {len(rows)} agree; within the rounds' own ranges alone"
+        f" (no machine terms) {sum(p.agrees(own=True) for p in rows)} of {len(rows)}",
         "",
         "| variant | engine | precision asked | A p50 ms | B p50 ms | differ % | spread % | differ % / factor"
         " |",
@@ -84,6 +91,8 @@ def probe_line(a: dict | None, b: dict | None) -> str:
     """The two runs' machine speed probes (bench/machine.speed_probe), where both have one."""
     if not a or not b:
         return "speed probe: not in both runs (runs before 2026-12-04 22:00 have none)"
+    if a.get("method") != b.get("method"):
+        return "speed probe: the two runs used different probes (not comparable)"
     return (
         f"speed probe: A median {a['median_ms']:.1f} ms (range {a['spread_pct']} %),"
         f" B {b['median_ms']:.1f} ms (range {b['spread_pct']} %): B / A {b['median_ms'] / a['median_ms']:.3f}"

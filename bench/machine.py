@@ -55,19 +55,20 @@ def _best_rate(fn, flop: float, reps: int = 5) -> float:
 PROBE_SHAPE = (1, 16, 256, 256)  # the probe network's input: a folded retina's first level, smaller
 PROBE_METHOD = (
     "a fixed 3-conv network (16-32-32-16 channels, 3x3, 1x16x256x256 input) through OpenVINO FP32,"
-    " median of 31 calls"
+    " median of its calls over the rows' window"
 )
 
 
 class SpeedProbe:
     """The machine's speed now, in ms: a fixed small convolutional network through OpenVINO (the engine and
     kernels most rows use; a numpy matrix product tracked the VM's drift between two runs at 6 % where the
-    rows moved 10 %), median of ``reps`` calls on ``threads`` threads. Compiled once; a probe ~0.25 s.
+    rows moved 10 %), median of its calls over ``window_s`` (the rows' own window: a 0.25 s probe ranged
+    36 % over a run where the rows' rounds ranged 10-25 %) on ``threads`` threads. Compiled once.
     Taken between the bench's rounds, its range over a run is how far the VM's speed moved while the rows
     were timed; against the machine's earlier runs, how far this run's machine was from its usual speed
     (the start-of-run peak, a best of 5, sees neither: a VM that slows for minutes still has fast moments)."""
 
-    def __init__(self, threads: int, reps: int = 31):
+    def __init__(self, threads: int, window_s: float = 1.0):
         import openvino as ov
 
         try:
@@ -87,12 +88,13 @@ class SpeedProbe:
         )
         self._req = compiled.create_infer_request()
         self._x = rng.standard_normal(PROBE_SHAPE).astype(np.float32)
-        self.reps = reps
+        self.window_s = window_s
 
     def __call__(self) -> float:
         self._req.infer({0: self._x})
-        ts = []
-        for _ in range(self.reps):
+        ts: list[float] = []
+        end = time.perf_counter() + self.window_s
+        while time.perf_counter() < end or len(ts) < 5:
             t = time.perf_counter()
             self._req.infer({0: self._x})
             ts.append((time.perf_counter() - t) * 1e3)

@@ -79,9 +79,8 @@ def _md_preamble(meta: dict) -> list[str]:
         + (
             f", in each of {meta['rounds']} rounds spread over the run (the accuracy pass the first);"
             " p50 and p90 the median of the rounds', "
-            "spread the range of the rounds' p50s over the p50, or the machine's speed range over the run"
-            " (speed probe below) where that is wider, plus how far the machine ran from its usual speed"
-            " (rounds over 20 % apart: unsteady);"
+            "spread the range of the rounds' p50s over the p50 plus how far the machine ran from its usual"
+            " speed (speed probe below; rounds over 20 % apart: unsteady);"
             " ratios the median of per-round ratios"
             if meta.get("rounds", 1) > 1
             else ""
@@ -283,7 +282,7 @@ def _probe_line(probe: dict) -> str:
     )
     return (
         f"Machine speed ({probe['method']}): {ms} ms; median {probe['median_ms']:.1f} ms,"
-        f" range {probe['spread_pct']} % of it (no row's spread is reported narrower){usual}."
+        f" range {probe['spread_pct']} % of it{usual}."
     )
 
 

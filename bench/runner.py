@@ -203,8 +203,7 @@ def run_cells(
 ) -> tuple[list[dict], list[float], list[float]]:
     """Every cell's record (planned order), the wall seconds of each timing round after the first and the
     machine's speed (``probe()``, ms) before round 1, every ``PROBE_EVERY`` cells of it and after each round:
-    its range over the run and its offset from ``reference`` (earlier runs' probes) widen every row's spread
-    (``apply_rounds``)."""
+    its offset from ``reference`` (earlier runs' probes) widens every row's spread (``apply_rounds``)."""
     from tqdm import tqdm
 
     out = []
@@ -254,9 +253,9 @@ def run_cells(
         round_s.append(round(time.perf_counter() - t0, 1))
         if probe:
             probes.append(probe())
-    rng, offset = machine_terms(probes, reference)
+    _, offset = machine_terms(probes, reference)
     for key, rec in timed.items():
-        apply_rounds(rec, results[key], rng, offset)
+        apply_rounds(rec, results[key], offset)
     return sorted(out, key=lambda r: planned[r["_key"]]), round_s, probes
 
 
@@ -397,15 +396,14 @@ def machine_terms(probes: list[float], reference) -> tuple[float | None, float |
     return (None if rng is None else 100.0 * rng), 100.0 * abs(statistics.median(probes) - ref) / ref
 
 
-def apply_rounds(
-    rec: dict, results: list[dict], machine_pct: float | None = None, offset_pct: float | None = None
-) -> None:
+def apply_rounds(rec: dict, results: list[dict], offset_pct: float | None = None) -> None:
     """The record's timing from its rounds (the accuracy pass first): p50, p90 and e2e p50 the median of
     the rounds' own, mean / std / p99 over the pooled runs, the rounds' p50s, their spread and the flag.
-    The reported spread is the larger of the rounds' own range and ``machine_pct`` (the machine's speed
-    range over the run), plus ``offset_pct`` (how far the machine ran from its usual speed, its earlier
-    runs): a row is known no closer than the machine held its speed, and a VM 10 % slower for the whole
-    run moves every row 10 %, which the rounds alone cannot see. ``unsteady`` is the rounds' own range."""
+    The reported spread is the rounds' own range plus ``offset_pct``, how far the machine ran from its
+    usual speed (its earlier runs' speed probes): a VM 10 % slower for the whole run moves every row 10 %,
+    which the rounds alone cannot see. The probe's range over the run is not added: the rounds, spread
+    over the run, already meet the machine's slow spells (taking the wider of the two, first tried, made
+    every row of a run as wide as the probe's noisiest moment). ``unsteady``: the own range."""
     import statistics
 
     from fundus_edge.measure.timing import SPREAD_LIMIT
@@ -425,7 +423,7 @@ def apply_rounds(
         rounds=len(ok),
         round_p50_ms=list(rounds.p50s),
         round_spread_pct=own,
-        spread_pct=None if own is None else max(own, machine_pct or 0.0) + (offset_pct or 0.0),
+        spread_pct=None if own is None else own + (offset_pct or 0.0),
         unsteady=None if rounds.spread is None else rounds.unsteady,
     )
     notes = [

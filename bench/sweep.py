@@ -82,10 +82,10 @@ def speed_meta(probes: list[float], reference: list[float]) -> dict | None:
     }
 
 
-def _probe(threads: int):
+def _probe(threads: int, window_s: float):
     """The speed probe, or None where OpenVINO cannot build it (no machine term in the spreads then)."""
     try:
-        return SpeedProbe(threads)
+        return SpeedProbe(threads, window_s)
     except Exception as exc:  # noqa: BLE001 - the bench runs without it and says so in meta
         why = f"{exc.__class__.__name__}: {str(exc)[:200]}"
         print(f"speed probe unavailable ({why}); the spreads are the rounds' own")
@@ -179,8 +179,9 @@ def run_bench(
         cells = plan_cells(dirs, cfg)
         machine = cpu_info()
         reference = probe_history(machine, PROBE_METHOD + PROBE_WHEN)
+        probe = _probe(cfg.threads, cfg.window_s)
         raw, round_s, probes = run_cells(
-            cells, cfg, tmp / "images.npz", n, has_labels, tmp, progress, _probe(cfg.threads), reference
+            cells, cfg, tmp / "images.npz", n, has_labels, tmp, progress, probe, reference
         )
         t_drift = (
             time.perf_counter()

@@ -20,6 +20,13 @@ def test_rows_agree_within_the_larger_spread_and_the_factor_is_the_median_ratio(
     assert [p.agrees(machine_factor(rows)) for p in rows] == [False, True, True]
     text = report(rows)
     assert text[0].startswith("1 of 3 rows agree") and "divided by it, 2 of 3 agree" in text[0]
+    assert text[0].endswith("(no machine terms) 1 of 3")
+    # A run whose spreads carry the machine's terms: the rounds' own range is kept apart.
+    wide = BenchRecord(
+        variant="x", backend="openvino", status="ok", p50_ms=12.0, spread_pct=25.0, round_spread_pct=5.0
+    )
+    (pair,) = pairs([_rec("x", 10.0, 5.0)], [wide])
+    assert pair.agrees() and not pair.agrees(own=True)
     assert sum(line.startswith("| y |") or line.startswith("| z |") for line in text) == 2
 
 
@@ -35,3 +42,4 @@ def test_the_speed_probes_are_compared_when_both_runs_have_one():
     a, b = {"median_ms": 30.0, "spread_pct": 4.0}, {"median_ms": 33.0, "spread_pct": 6.0}
     assert probe_line(a, b).endswith("B / A 1.100") and "range 6.0 %" in probe_line(a, b)
     assert probe_line(None, b).startswith("speed probe: not in both runs")
+    assert "different probes" in probe_line({**a, "method": "numpy"}, {**b, "method": "conv"})
