@@ -88,7 +88,7 @@ def report(rows: list[RowPair]) -> list[str]:
 
 
 def probe_line(a: dict | None, b: dict | None) -> str:
-    """The two runs' machine speed probes (bench/machine.speed_probe), where both have one."""
+    """The two runs' speed probes (``meta.speed_probe``, bench/machine.SpeedProbe), where both have one."""
     if not a or not b:
         return "speed probe: not in both runs (runs before 2026-12-04 22:00 have none)"
     if a.get("method") != b.get("method"):

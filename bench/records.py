@@ -53,7 +53,7 @@ class BenchRecord:
     round_p50_ms: tuple[float | None, ...] | None = (
         None  # each round's p50 in round order (None: that round failed)
     )
-    # the reported spread, %: the larger of round_spread_pct and the machine's speed range over the run
+    # the reported spread, %: round_spread_pct plus the run's offset from the machine's usual speed
     spread_pct: float | None = None
     round_spread_pct: float | None = None  # (slowest - fastest round's p50) / p50, in %
     unsteady: bool | None = (

@@ -18,7 +18,8 @@ visits every cell:
   whole order backwards, so no cell always sits at a round's start or end.
 
 A row's p50 is the median of its rounds' p50s (p90 and e2e p50 likewise; mean, std and p99 over the pooled
-runs); ``spread_pct`` is the range of the rounds' p50s over that median, and a row above
+runs); ``round_spread_pct`` is the range of the rounds' p50s over that median, ``spread_pct`` that plus the
+run's offset from the machine's usual speed (``apply_rounds``), and a row whose rounds range above
 ``fundus_edge.measure.timing.SPREAD_LIMIT`` (20 %) is flagged ``unsteady`` with a note. It is flagged, not
 re-timed: more rounds cannot narrow a range already seen, and dropping the rounds that disagree would be
 choosing the answer. Ratios between rows (reports) are the median of the per-round ratios: every ok row was
@@ -389,11 +390,12 @@ def machine_terms(probes: list[float], reference) -> tuple[float | None, float |
     ``reference``, the machine's earlier runs, %), None where there is nothing to take it from."""
     import statistics
 
-    rng = Rounds(tuple(probes)).spread if probes else None
+    spread = Rounds(tuple(probes)).spread if probes else None
+    rng = None if spread is None else 100.0 * spread
     if not probes or not reference:
-        return (None if rng is None else 100.0 * rng), None
+        return rng, None
     ref = statistics.median(reference)
-    return (None if rng is None else 100.0 * rng), 100.0 * abs(statistics.median(probes) - ref) / ref
+    return rng, 100.0 * abs(statistics.median(probes) - ref) / ref
 
 
 def apply_rounds(rec: dict, results: list[dict], offset_pct: float | None = None) -> None:

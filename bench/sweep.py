@@ -15,6 +15,7 @@ from fundus_edge.runtime.manifest import read_manifest, sha256
 
 from . import report
 from .biomarker_drift import add_drift
+from .cell import LATER_MIN_RUNS
 from .history import probe_history
 from .html_report import write_report
 from .ledger_rows import record_test_reads
@@ -22,6 +23,7 @@ from .machine import PROBE_METHOD, SpeedProbe, cpu_info, measure_peak, versions
 from .records import BenchRecord
 from .runner import (
     DRIVE_SIZE,
+    PROBE_EVERY,
     SHAPE_ROWS,
     SHAPE_SKIPPED,
     BenchConfig,
@@ -62,7 +64,7 @@ def _read_files(man, fmt: str | None) -> list[str]:
     return list(man.formats.get(fmt) or man.files)
 
 
-PROBE_WHEN = "; before round 1, every 15 cells of it and after each round"
+PROBE_WHEN = f"; before round 1, every {PROBE_EVERY} cells of it and after each round"
 
 
 def speed_meta(probes: list[float], reference: list[float]) -> dict | None:
@@ -202,7 +204,7 @@ def run_bench(
             "timing": (
                 f"{cfg.warmup} warm-up runs, then each test image once (the accuracy pass is the first round)"
                 f" and the images again in turn until {cfg.window_s:g} s have passed (later rounds: at least"
-                f" 5 calls and {cfg.window_s:g} s)"
+                f" {LATER_MIN_RUNS} calls and {cfg.window_s:g} s)"
                 if has_labels
                 else f"{cfg.warmup} warm-up runs, then the images in turn, up to {cfg.runs} timed runs"
                 f" (at least {cfg.min_runs}) within {cfg.budget_s:.0f} s"
