@@ -97,6 +97,16 @@ models: install
 	$(BIN)/fundus-edge quantize models/s2d-fast --out models/s2d-fast-int8-ort --int8 ort --data $(DATA) --force
 	$(BIN)/fundus-edge validate models/s2d-fast-int8-nncf models/s2d-fast-int8-ort --data $(DATA)
 	$(BIN)/python -m fundus_edge.modelcard --run runs/s2d-fast-refit20 --model models/s2d-fast --data $(DATA) --perturb --notes docs/experiments-s2d.md
+	# s2d-wnet: the same pipeline for the folded W-Net (docs/experiments-s2d.md, its own rules)
+	$(TRAIN) --config s2d-wnet --to-static --out runs/s2d-wnet
+	$(BIN)/fundus-edge average runs/s2d-wnet/cand-cycle2 runs/s2d-wnet/cand-cycle3 runs/s2d-wnet/last --data $(DATA) --out runs/s2d-wnet-swa3
+	$(TRAIN) --config s2d-wnet-refit20 --init runs/s2d-wnet-swa3 --to-static --out runs/s2d-wnet-refit20
+	$(BIN)/fundus-edge export runs/s2d-wnet-refit20/best --out models/s2d-wnet --name s2d-wnet --formats pir,onnx --force
+	$(BIN)/fundus-edge validate models/s2d-wnet --data $(DATA)
+	$(BIN)/fundus-edge quantize models/s2d-wnet --out models/s2d-wnet-int8-nncf --int8 nncf --data $(DATA) --force
+	$(BIN)/fundus-edge quantize models/s2d-wnet --out models/s2d-wnet-int8-ort --int8 ort --data $(DATA) --force
+	$(BIN)/fundus-edge validate models/s2d-wnet-int8-nncf models/s2d-wnet-int8-ort --data $(DATA)
+	$(BIN)/python -m fundus_edge.modelcard --run runs/s2d-wnet-refit20 --model models/s2d-wnet --data $(DATA) --perturb --notes docs/experiments-s2d.md
 	# the default's pruned recipe as the bench builds it, shipped so make bench need not fine-tune
 	$(BIN)/fundus-edge quantize models/default --out models/default-pruned --prune 0.5 --finetune-iters 800 --data $(DATA) --force
 	$(BIN)/python -m fundus_edge.modelcard --model models/default-pruned --pruned-build

@@ -105,6 +105,10 @@ def architecture(model: dict) -> str:
             ("LeakyReLU", model.get("act") == "leaky"),
             ("residual 1x1 shortcuts", model.get("residual")),
             ("conv bridges on the skips", model.get("bridge")),
+            (
+                f"space-to-depth by {model.get('s2d')} in, depth-to-space out (no full-resolution layer)",
+                (model.get("s2d") or 1) > 1,
+            ),
         )
         if on
     ]

@@ -99,6 +99,9 @@ TABLE: tuple[Variant, ...] = (
     shipped("s2d-fast"),
     derive("s2d-fast", "int8-nncf", default_bench=True),
     derive("s2d-fast", "int8-ort", default_bench=True),
+    shipped("s2d-wnet"),
+    derive("s2d-wnet", "int8-nncf", default_bench=True),
+    derive("s2d-wnet", "int8-ort", default_bench=True),
     SEED_UNET,
 )
 ROWS = {v.name: v for v in TABLE}

@@ -59,6 +59,10 @@ def test_card_names_the_architecture_and_schedule():
         architecture({"arch": "vessel-unet", "base": 8, "depth": 3, "act": "relu"})
         == "U-Net (vessel-unet, base 8, depth 3)"
     )
+    assert architecture({"arch": "wnet", "base": 16, "depth": 2, "act": "relu", "s2d": 2}) == (
+        "W-Net (two stacked U-Nets, the second reading the image and the first one's vessel probability; "
+        "widths 16/32/64, space-to-depth by 2 in, depth-to-space out (no full-resolution layer))"
+    )
     assert (
         schedule(SimpleNamespace(schedule="cosine-restarts", cycles=4, iters=16100, warmup=100))
         == "cosine-restarts (4 cycles of 4000 iterations)"

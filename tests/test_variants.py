@@ -28,7 +28,7 @@ from fundus_edge.quantize.variants import (
 from fundus_edge.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED_FLOAT = ("default", "small", "wnet", "wnet-small", "s2d-fast")
+SHIPPED_FLOAT = ("default", "small", "wnet", "wnet-small", "s2d-fast", "s2d-wnet")
 
 # What the bench ran before the table (BenchConfig.variants; models added since marked) and how quantize
 # built the recipes (its VARIANTS dict): the table must keep both.
@@ -53,6 +53,9 @@ BENCH_BEFORE = (
     "s2d-fast",  # added with the model (issue #34)
     "s2d-fast-int8-nncf",
     "s2d-fast-int8-ort",
+    "s2d-wnet",  # added with the model (issue #34)
+    "s2d-wnet-int8-nncf",
+    "s2d-wnet-int8-ort",
     "seed-unet",
 )
 RECIPES_BEFORE = {
