@@ -530,17 +530,21 @@ def test_headline_states_the_targets_from_ok_rows_only():
     lines = headline(recs)
     assert lines[0].startswith(
         "- Fastest row with F1 >= 0.82: int8-nncf on openvino (int8+fp32), p50 20.0 ms"
+        " (target <= 8 ms: not met)"
     )
     assert "10.0x the seed U-Net on its fastest engine (seed-unet on openvino (bf16), 200.0 ms)" in lines[0]
+    assert lines[1] == "- No row reaches F1 >= 0.826 (best 0.8222)."
     assert (
-        lines[1].startswith("- Fastest scored row: small on openvino (bf16), p50 15.0 ms")
-        and "13.3x" in lines[1]
+        lines[2].startswith("- Fastest scored row: small on openvino (bf16), p50 15.0 ms")
+        and "13.3x" in lines[2]
     )
-    assert "fp32 on openvino: int8-nncf (int8+fp32) 20.0 ms vs bf16 30.0 ms = 1.50x, F1 -0.0016" in lines[2]
-    assert (
-        headline([BenchRecord("small", "openvino", precision="bf16", p50_ms=15.0, f1=0.8160)])[0]
-        == "- No row reaches F1 >= 0.82 (best 0.8160)."
-    )
+    assert "fp32 on openvino: int8-nncf (int8+fp32) 20.0 ms vs bf16 30.0 ms = 1.50x, F1 -0.0016" in lines[3]
+    assert headline([BenchRecord("small", "openvino", precision="bf16", p50_ms=15.0, f1=0.8160)])[:2] == [
+        "- No row reaches F1 >= 0.82 (best 0.8160).",
+        "- No row reaches F1 >= 0.826 (best 0.8160).",
+    ]
+    fast = [BenchRecord("w", "openvino", precision="int8+fp32", p50_ms=11.9, f1=0.8260)]
+    assert "(target <= 12 ms: met)" in headline(fast)[1] and "(target <= 8 ms: not met)" in headline(fast)[0]
     meta = {
         "machine": {"cpu": "X", "cores": 2, "isa_flags": ["avx2"]},
         "threads": 2,
