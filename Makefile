@@ -133,7 +133,7 @@ runs-save:
 	  echo "saved $$n at iteration $$(sed -n 's/^iteration: //p' $(STATE)/$$n/last/checkpoint.yaml)"; done
 
 runs-restore:
-	@for s in $(STATE)/*/; do n=$$(basename $$s); \
+	@for s in $(STATE)/*/; do [ -d "$$s" ] || { echo "nothing saved in $(STATE)/"; continue; }; n=$$(basename $$s); \
 	  if [ -e runs/$$n ]; then echo "runs/$$n exists: kept (remove it to restore the saved state)"; \
 	  else mkdir -p runs && cp -r $$s runs/$$n && echo "restored runs/$$n at iteration $$(sed -n 's/^iteration: //p' $$(ls runs/$$n/last/checkpoint.yaml runs/$$n/checkpoint.yaml 2>/dev/null | head -1))"; fi; done
 

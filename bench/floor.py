@@ -136,6 +136,9 @@ def main(argv=None) -> int:
             measured[key] = float(ms)
         except ValueError:
             ap.error(f"--measured: {part!r} is not FOLDER:PRECISION=MS")
+    for folder in a.models:
+        if not (Path(folder) / "model.onnx").is_file():
+            ap.error(f"{folder}: no model.onnx (the floor reads the float ONNX graph)")
     from .machine import cpu_info, measure_peak
 
     peak = measure_peak(a.threads)

@@ -1095,3 +1095,14 @@ def test_machine_terms_range_over_the_run_and_offset_from_earlier_runs(tmp_path)
     run("d.json", {**me, "isa_flags": ["avx2"]}, "conv", 80.0)  # another flavour
     (tmp_path / "e.json").write_text("not json")
     assert probe_history(me, "conv", tmp_path) == [30.0, 33.0]
+
+
+def test_floor_names_a_folder_without_onnx(tmp_path, capsys):
+    from fundus_edge.bench.floor import main
+
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and err[-1].endswith(
+        f"{tmp_path}: no model.onnx (the floor reads the float ONNX graph)"
+    )
