@@ -1,0 +1,220 @@
+"""``fundus-edge adapt MODEL --data SITE --folds K``: a site's cross-validated estimate, its learning curve,
+and the model fine-tuned on all its images, exported with a manifest and a card.
+
+The order of work, and what each step may read (train/adapt.py holds the fold mechanics):
+1. Zero-shot: the shipped model at its own threshold on every site image (nothing is chosen).
+2. K folds: fine-tune on K-1 folds from the shipped weights, threshold on those folds, score the held-out
+   fold. The held-out folds pooled are the site's estimate, with a 95 % bootstrap interval over images.
+3. Learning curve: the same folds, fine-tuning on the first n images of each fold's training images
+   (nested, seeded); n = 0 is the zero-shot model, n = all is step 2.
+4. The model fine-tuned on every site image (threshold on them), exported beside its manifest with a card
+   that records the site's file hashes, the cross-validated figures and the recipe.
+Nothing here reads a held-out fold before its fine-tune and threshold are fixed; every fold's result is saved
+as it finishes, so a killed run resumes from the folds it had done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fundus_edge.measure.intervals import ImageStats, Interval, bootstrap, point
+from fundus_edge.runtime.errors import InputError
+
+CURVE = (0, 2, 5, 10, 15)
+RESULTS = "adapt.json"
+
+
+@dataclass
+class CurvePoint:
+    n_images: int  # labelled site images each fold's fine-tune saw (0: zero-shot)
+    f1: dict  # Interval.to_dict()
+    auc: dict | None
+    folds: list = field(default_factory=list)  # per fold: n_train, threshold, seconds
+
+
+@dataclass
+class AdaptReport:
+    model: str
+    site: str
+    images: int
+    folds: int
+    fov: str
+    recipe: dict
+    zero_shot: dict  # metric -> Interval dict
+    cross_validated: dict  # metric -> Interval dict
+    curve: list  # CurvePoint dicts
+    cv_seconds: float
+    final: dict | None = None  # the exported model: folder, threshold, seconds
+    site_files: dict = field(default_factory=dict)  # file name -> sha256
+    cpu: str = ""
+
+
+def site_hashes(site) -> dict:
+    """sha256 of every file of the site that the adapted model learned from (images, labels, FOV masks)."""
+    out = {}
+    for s in site.images:
+        for p in (s.image, s.label, s.fov):
+            if p is not None:
+                out[f"{p.parent.name}/{p.name}"] = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+    return out
+
+
+def intervals(stats: ImageStats) -> dict:
+    return {k: v.to_dict() for k, v in bootstrap(stats).items()}
+
+
+def _fold_file(out: Path, n: int | str, k: int) -> Path:
+    return out / "folds" / f"n{n}-fold{k}.json"
+
+
+def _saved_fold(path: Path):
+    from fundus_edge.train.adapt import FoldResult
+
+    if not path.is_file():
+        return None
+    d = json.loads(path.read_text())
+    return FoldResult(
+        d["fold"], d["n_train"], d["held_out"], d["threshold"], d["seconds"], ImageStats.from_dict(d["stats"])
+    )
+
+
+def _save_fold(path: Path, r) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    d = {
+        "fold": r.fold,
+        "n_train": r.n_train,
+        "train": r.train_names,
+        "held_out": r.held_out,
+        "threshold": r.threshold,
+        "seconds": round(r.seconds, 1),
+        "stats": r.stats.to_dict(),
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(d))
+    tmp.replace(path)  # a killed run never leaves half a fold
+
+
+def _curve_point(n: int, results: list) -> CurvePoint:
+    from fundus_edge.train.adapt import pooled
+
+    iv = intervals(pooled(results))
+    return CurvePoint(
+        n,
+        iv["f1"],
+        iv.get("auc"),
+        [
+            {
+                "fold": r.fold,
+                "n_train": r.n_train,
+                "threshold": round(r.threshold, 4),
+                "seconds": round(r.seconds, 1),
+            }
+            for r in results
+        ],
+    )
+
+
+def run_adapt(
+    model_dir: str | Path,
+    data: str | Path,
+    out: str | Path,
+    folds: int = 4,
+    curve: tuple[int, ...] = CURVE,
+    recipe=None,
+    final: bool = True,
+    progress: bool = True,
+    log=print,
+) -> AdaptReport:
+    """See the module's docstring. ``out`` is created (resumed when it holds this run's folds)."""
+    from fundus_edge.bench.machine import cpu_info
+    from fundus_edge.runtime.manifest import read_manifest
+    from fundus_edge.train import adapt as A
+    from fundus_edge.train.config import config_from_dict
+
+    model_dir, out = Path(model_dir), Path(out)
+    man = read_manifest(model_dir)
+    if man.quantization:
+        raise InputError(f"{model_dir}: an INT8 model; adapt its float model (INT8 is recalibrated after)")
+    if "config" not in (man.source or {}):
+        raise InputError(f"{model_dir}: its manifest records no training config to fine-tune with")
+    cfg = config_from_dict(man.source["config"], f"{model_dir}/manifest.yaml")
+    recipe = recipe or A.AdaptRecipe()
+    site = A.read_labelled_site(data)
+    out.mkdir(parents=True, exist_ok=True)
+    samples = A.load_site(site, man.scale.get("fov_diameter_px"))
+    names = [s.native.name for s in samples]
+    split = A.folds(names, folds)
+    log(f"adapt {model_dir} on {site.root}: {len(samples)} images, {folds} folds, FOV {site.fov_source}")
+    t_cv = time.perf_counter()
+
+    def fold_run(n, k, train_idx, test_idx):
+        path = _fold_file(out, n, k)
+        r = _saved_fold(path)
+        if r is None:
+            r = A.run_fold(model_dir, cfg, recipe, samples, train_idx, test_idx, out / "work", k, progress)
+            _save_fold(path, r)
+            f1 = point(r.stats)["f1"]
+            log(f"  n={n} fold {k + 1}/{folds}: threshold {r.threshold:.3f}, F1 {f1:.4f} ({r.seconds:.0f} s)")
+        return r
+
+    zero = fold_run(0, 0, [], list(range(len(samples))))
+    cv = []
+    for k, test_idx in enumerate(split):
+        train_idx = [i for j, f in enumerate(split) if j != k for i in f]
+        cv.append(fold_run("all", k, train_idx, test_idx))
+    cv_s = time.perf_counter() - t_cv
+    points = []
+    for n in sorted(set(curve)):
+        if n == 0:
+            points.append(_curve_point(0, [zero]))
+            continue
+        runs = []
+        for k, test_idx in enumerate(split):
+            train_idx = [i for j, f in enumerate(split) if j != k for i in f]
+            if n >= len(train_idx):
+                runs.append(cv[k])
+            else:
+                runs.append(fold_run(n, k, A.subset(train_idx, n, recipe.seed, k), test_idx))
+        points.append(_curve_point(n, runs))
+        log(f"  curve n={n}: F1 {Interval(**points[-1].f1).text()}")
+    report = AdaptReport(
+        model=str(model_dir),
+        site=str(site.root),
+        images=len(samples),
+        folds=folds,
+        fov=site.fov_source,
+        recipe=asdict(recipe),
+        zero_shot=intervals(A.pooled([zero])),
+        cross_validated=intervals(A.pooled(cv)),
+        curve=[asdict(p) for p in points],
+        cv_seconds=round(cv_s, 1),
+        site_files=site_hashes(site),
+        cpu=cpu_info().get("cpu", ""),
+    )
+    if final:
+        report.final = final_model(model_dir, cfg, recipe, samples, out, progress)
+    (out / RESULTS).write_text(json.dumps(asdict(report), indent=1))
+    return report
+
+
+def final_model(model_dir: Path, cfg, recipe, samples, out: Path, progress: bool) -> dict:
+    """Fine-tune on every site image (threshold on them) and export it to ``out/model``."""
+    from fundus_edge.export.exporter import export_checkpoint
+    from fundus_edge.train.adapt import fine_tune
+    from fundus_edge.train.checkpoint import read_checkpoint
+
+    t0 = time.perf_counter()
+    run = out / "final-run"
+    fine_tune(model_dir, cfg, recipe, samples, run, progress)
+    res = export_checkpoint(
+        run / "best", out / "model", name=f"{cfg.name}-site", formats=("pir", "onnx"), force=True
+    )
+    return {
+        "folder": str(res.model_dir),
+        "threshold": round(float(read_checkpoint(run / "best").threshold), 4),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }

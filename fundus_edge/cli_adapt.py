@@ -1,0 +1,62 @@
+"""``fundus-edge adapt``: its options and its command (the work is fundus_edge.adapt.run_adapt)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_adapt(sub) -> None:
+    a = sub.add_parser(
+        "adapt",
+        help="fine-tune a shipped model on a site's labelled images: K-fold estimate, learning curve, "
+        "and the model trained on all of them",
+    )
+    a.add_argument("model", help="the shipped float model folder to start from (e.g. models/s2d-fast)")
+    a.add_argument(
+        "--data", required=True, help="the site folder: images/ and labels (DRIVE and STARE as distributed)"
+    )
+    a.add_argument("--folds", type=int, default=4, help="cross-validation folds (default 4)")
+    a.add_argument(
+        "--curve",
+        default="0,2,5,10,15",
+        help="learning-curve points: labelled images per fine-tune (default 0,2,5,10,15; '' for none)",
+    )
+    a.add_argument(
+        "--iters", type=int, default=None, help="fine-tuning iterations per fold (default: the recipe's 600)"
+    )
+    a.add_argument("--out", required=True, help="folder for the folds, the report and the adapted model")
+    a.add_argument("--no-final", action="store_true", help="stop after the estimate (no model on all images)")
+    a.add_argument(
+        "--threads", type=int, default=1, help="CPU threads (default 1: two runs at one thread train more)"
+    )
+    a.add_argument("--no-progress", action="store_true", help="no progress bars")
+    a.set_defaults(func=cmd_adapt)
+
+
+def cmd_adapt(a) -> int:
+    from fundus_edge.runtime.errors import InputError
+
+    from .cli import _set_threads
+
+    _set_threads(a.threads)
+    from fundus_edge.measure.intervals import Interval
+    from fundus_edge.train.adapt import AdaptRecipe
+
+    from .adapt import run_adapt
+
+    try:
+        curve = tuple(int(x) for x in a.curve.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--curve {a.curve!r}: give numbers of images, comma-separated") from None
+    recipe = AdaptRecipe() if a.iters is None else AdaptRecipe(iters=a.iters)
+    r = run_adapt(a.model, a.data, Path(a.out), a.folds, curve, recipe, not a.no_final, not a.no_progress)
+    zs, cv = Interval(**r.zero_shot["f1"]), Interval(**r.cross_validated["f1"])
+    minutes = r.cv_seconds / 60
+    print(f"zero-shot F1 {zs.text()}; {r.folds}-fold cross-validated F1 {cv.text()} ({minutes:.1f} min)")
+    for p in r.curve:
+        print(f"  {p['n_images']:>3} labelled images: F1 {Interval(**p['f1']).text()}")
+    if r.final:
+        f = r.final
+        print(f"adapted model: {f['folder']} (threshold {f['threshold']}, {f['seconds'] / 60:.1f} min)")
+    print(f"report: {Path(a.out) / 'adapt.json'}")
+    return 0
