@@ -76,7 +76,8 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _role_folder(root: Path, role: str) -> Path | None:
-    subs = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
+    """The sub-folder that holds ``role``'s files (an empty one counts as absent)."""
+    subs = {p.name.lower(): p for p in root.iterdir() if p.is_dir() and _image_files(p)}
     return next((subs[n] for n in ROLE_FOLDERS[role] if n in subs), None)
 
 
@@ -109,7 +110,8 @@ def _match(images: list[Path], folder: Path, role: str, unmatched: list[str]) ->
             # The longest stem is the most specific claim (im0001 and im00012 both prefix im00012.ah).
             hits = [max(hits, key=len)]
         if not hits or hits[0] in out:
-            unmatched.append(f"{role} {f.name}" + ("" if not hits else f" (a second file for {hits[0]})"))
+            why = "without an image" if not hits else f"a second file for {hits[0]}"
+            unmatched.append(f"{role} {f.name} ({why})")
             continue
         out[hits[0]] = f
     return out
@@ -158,7 +160,7 @@ def read_site(path: str | Path, split: str | None = None, require_labels: bool =
     for role in ("labels", "fov", "second"):
         if folders[role] is None:
             continue
-        missing = [_stem(p) for p in images if _stem(p) not in found[role]]
+        missing = [p.name for p in images if _stem(p) not in found[role]]
         if missing and (role != "labels" or require_labels):
             unmatched.append(
                 f"no {role} file for {', '.join(missing[:8])}" + (" ..." if len(missing) > 8 else "")

@@ -17,7 +17,7 @@ from fundus_edge.runtime.images import IMAGE_SUFFIXES, read_binary, read_image
 
 LAYOUTS = ("auto", "drive", "filelist", "folders", "stare", "chase")
 STARE_IMAGE = re.compile(r"im\d{4}\.ppm$", re.I)
-STARE_LABEL = re.compile(r"(im\d{4})\.(ah|vk)\.ppm$", re.I)
+STARE_LABEL = re.compile(r"(im\d{4})\.(ah|vk)\.p[pg]m$", re.I)  # the distribution has both
 CHASE_IMAGE = re.compile(r"Image_\d{2}[LR]\.jpg$", re.I)
 
 
@@ -86,28 +86,11 @@ def _filelist(listfile: Path, root: Path | None) -> list[Sample]:
 
 
 def _folders(root: Path) -> list[Sample]:
-    img_dir = root / "images"
-    lab_dir = next((root / d for d in ("labels", "annotations", "masks_vessel") if (root / d).is_dir()), None)
-    fov_dir = next((root / d for d in ("fov", "mask", "masks") if (root / d).is_dir()), None)
-    if not img_dir.is_dir() or lab_dir is None:
-        raise InputError(f"{root}: expected images/ and labels/ folders")
-    images = _images_in(img_dir)
-    if not images:
-        raise InputError(f"{img_dir}: no images")
-    labels = {p.stem: p for p in _images_in(lab_dir)}
-    fovs = {p.stem: p for p in _images_in(fov_dir)} if fov_dir else {}
-    samples, unpaired = [], []
-    for img in images:
-        lab = labels.pop(img.stem, None)
-        if lab is None:
-            unpaired.append(img.name)
-            continue
-        samples.append(Sample(img.stem, img, lab, fovs.get(img.stem)))
-    if unpaired:
-        raise InputError(f"{img_dir}: no label in {lab_dir} for {', '.join(unpaired[:5])}")
-    if labels:
-        raise InputError(f"{lab_dir}: labels without an image: {', '.join(sorted(labels)[:5])}")
-    return samples
+    """A site folder (images/ plus labels, optional FOV masks): read by measure.site, the one reader of
+    site data, so STARE and DRIVE's split folders read as distributed."""
+    from fundus_edge.measure.site import read_site
+
+    return [Sample(s.name, s.image, s.label, s.fov) for s in read_site(root).images]
 
 
 def _files(root: Path, pattern: re.Pattern) -> list[Path]:
@@ -117,8 +100,8 @@ def _files(root: Path, pattern: re.Pattern) -> list[Path]:
 
 
 def _stare(root: Path) -> list[Sample]:
-    """STARE as distributed (once un-gzipped): im0001.ppm images and im0001.ah.ppm (Hoover, the first
-    observer, used here) / im0001.vk.ppm labels, in one folder or in sub-folders. No FOV masks: the
+    """STARE as distributed (once un-gzipped): im0001.ppm images and im0001.ah.pgm (Hoover, the first
+    observer, used here) / im0001.vk.pgm or .ppm labels, in one folder or in sub-folders. No FOV masks: the
     FOV is estimated from each image."""
     labels = {}
     for p in _files(root, STARE_LABEL):
@@ -130,7 +113,7 @@ def _stare(root: Path) -> list[Sample]:
         raise InputError(f"{root}: no STARE images (im0001.ppm ...)")
     missing = [p.name for p in images if p.stem.lower() not in labels]
     if missing:
-        raise InputError(f"{root}: no .ah.ppm label for {', '.join(missing[:5])}")
+        raise InputError(f"{root}: no .ah.pgm / .ah.ppm label for {', '.join(missing[:5])}")
     return [Sample(p.stem, p, labels[p.stem.lower()]) for p in images]
 
 

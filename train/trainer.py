@@ -199,8 +199,12 @@ class Trainer:
         net=None,
         checkpoint_minutes: float = 10.0,
         to_static: bool = False,
+        data: tuple[list, list] | None = None,
     ):
         self.cfg = cfg
+        # (training, validation) LoadedSample lists given by the caller (adapt's folds, a site's images at
+        # the model's scale) instead of cfg.data's folder.
+        self.given_data = data
         # Trace the training step's forward with paddle.jit.to_static: +12 % pixels/s for the W-Net at one
         # thread on an AVX2 CPU (docs/findings/training.md); slower on STACK.md's AVX-512 CPU at two threads.
         self.to_static = to_static
@@ -217,13 +221,18 @@ class Trainer:
 
     # -- data ---------------------------------------------------------------------------------
     def load_data(self):
-        d = self.cfg.data
-        if not d.root:
-            raise InputError("no training data given (--data DIR)")
-        samples = discover(d.root, split="train", layout=d.layout)
-        train_s, val_s = split_train_val(samples, d.val_count, d.split_seed)
-        load = lambda ss: [load_sample(s) for s in ss]  # noqa: E731
-        train, val = load(train_s), load(val_s)
+        if self.given_data is not None:
+            train, val = (list(x) for x in self.given_data)
+        else:
+            d = self.cfg.data
+            if not d.root:
+                raise InputError("no training data given (--data DIR)")
+            samples = discover(d.root, split="train", layout=d.layout)
+            train_s, val_s = split_train_val(samples, d.val_count, d.split_seed)
+            load = lambda ss: [load_sample(s) for s in ss]  # noqa: E731
+            train, val = load(train_s), load(val_s)
+        if not train:
+            raise InputError("no training images")
         self._planes = [preprocess(s.rgb, self.cfg.preprocess) for s in train]
         self._camera = self._camera_copies(train)
         # The scale the model learns: the runtime resizes inputs so their FOV has this diameter.
