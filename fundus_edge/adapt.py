@@ -128,8 +128,11 @@ def run_adapt(
     final: bool = True,
     progress: bool = True,
     log=print,
+    keep: str | Path | None = None,
 ) -> AdaptReport:
-    """See the module's docstring. ``out`` is created (resumed when it holds this run's folds)."""
+    """See the module's docstring. ``out`` is created (resumed when it holds this run's folds). ``keep``:
+    a data set whose *training* images every fine-tune also learns from (DRIVE for a two-camera model:
+    the model keeps its first camera); its test images are never read here."""
     from fundus_edge.bench.machine import cpu_info
     from fundus_edge.runtime.manifest import read_manifest
     from fundus_edge.train import adapt as A
@@ -146,6 +149,10 @@ def run_adapt(
     site = A.read_labelled_site(data)
     out.mkdir(parents=True, exist_ok=True)
     samples = A.load_site(site, man.scale.get("fov_diameter_px"))
+    extra = []
+    if keep is not None:
+        extra = A.load_site(A.read_labelled_site(keep, "train"), man.scale.get("fov_diameter_px"))
+        log(f"every fine-tune also trains on {len(extra)} training images of {keep}")
     names = [s.native.name for s in samples]
     split = A.folds(names, folds)
     log(f"adapt {model_dir} on {site.root}: {len(samples)} images, {folds} folds, FOV {site.fov_source}")
@@ -155,7 +162,9 @@ def run_adapt(
         path = _fold_file(out, n, k)
         r = _saved_fold(path)
         if r is None:
-            r = A.run_fold(model_dir, cfg, recipe, samples, train_idx, test_idx, out / "work", k, progress)
+            r = A.run_fold(
+                model_dir, cfg, recipe, samples, train_idx, test_idx, out / "work", k, progress, extra
+            )
             _save_fold(path, r)
             f1 = point(r.stats)["f1"]
             log(f"  n={n} fold {k + 1}/{folds}: threshold {r.threshold:.3f}, F1 {f1:.4f} ({r.seconds:.0f} s)")
@@ -196,7 +205,8 @@ def run_adapt(
         cpu=cpu_info().get("cpu", ""),
     )
     if final:
-        report.final = final_model(model_dir, cfg, recipe, samples, out, progress)
+        report.final = final_model(model_dir, cfg, recipe, [*samples, *extra], out, progress)
+        report.final["kept"] = str(keep) if keep else None
     (out / RESULTS).write_text(json.dumps(asdict(report), indent=1))
     return report
 

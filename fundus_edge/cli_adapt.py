@@ -24,6 +24,12 @@ def add_adapt(sub) -> None:
     a.add_argument(
         "--iters", type=int, default=None, help="fine-tuning iterations per fold (default: the recipe's 600)"
     )
+    a.add_argument(
+        "--keep",
+        metavar="DATA",
+        help="also train every fine-tune on this data set's training images (e.g. DRIVE: a two-camera model "
+        "that keeps its first camera); its test images are never read",
+    )
     a.add_argument("--out", required=True, help="folder for the folds, the report and the adapted model")
     a.add_argument("--no-final", action="store_true", help="stop after the estimate (no model on all images)")
     a.add_argument(
@@ -49,7 +55,9 @@ def cmd_adapt(a) -> int:
     except ValueError:
         raise InputError(f"--curve {a.curve!r}: give numbers of images, comma-separated") from None
     recipe = AdaptRecipe() if a.iters is None else AdaptRecipe(iters=a.iters)
-    r = run_adapt(a.model, a.data, Path(a.out), a.folds, curve, recipe, not a.no_final, not a.no_progress)
+    r = run_adapt(
+        a.model, a.data, Path(a.out), a.folds, curve, recipe, not a.no_final, not a.no_progress, keep=a.keep
+    )
     zs, cv = Interval(**r.zero_shot["f1"]), Interval(**r.cross_validated["f1"])
     minutes = r.cv_seconds / 60
     print(f"zero-shot F1 {zs.text()}; {r.folds}-fold cross-validated F1 {cv.text()} ({minutes:.1f} min)")

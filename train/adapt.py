@@ -180,10 +180,15 @@ def run_fold(
     out: Path,
     fold: int,
     progress: bool = False,
+    extra: list[SiteSample] | tuple = (),
 ) -> FoldResult:
-    """Fine-tune on ``train_idx`` (none: the shipped model at its own threshold), score ``test_idx``."""
+    """Fine-tune on ``train_idx`` (none: the shipped model at its own threshold), score ``test_idx``.
+    ``extra``: images every fine-tune also trains on and picks its threshold on (a two-camera model keeps
+    the original camera's training images in the mix); never scored here."""
     t0 = time.perf_counter()
     train = [samples[i] for i in train_idx]
+    if train and extra:
+        train = [*train, *extra]
     test = [samples[i] for i in test_idx]
     if train:
         net = fine_tune(model_dir, cfg, recipe, train, out, progress)
@@ -198,12 +203,12 @@ def run_fold(
     acc = score(fn, test, thr)
     return FoldResult(
         fold,
-        len(train),
+        len(train_idx),
         [s.native.name for s in test],
         thr,
         time.perf_counter() - t0,
         acc.image_stats(),
-        [s.native.name for s in train],
+        [samples[i].native.name for i in train_idx],
     )
 
 
