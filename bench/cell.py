@@ -287,6 +287,7 @@ def run_cell(spec: CellSpec) -> dict:
         if acc is not None:
             m = acc.pooled()
             rec.update(f1=m.f1, iou=m.iou, auc=m.auc, acc=m.acc, se=m.se, sp=m.sp)
+            rec.update(accuracy_intervals(acc, m))
         _agreements(rec, spec, masks, masked_fovs, scored)
         rec["status"] = "ok"
     except Exception as exc:  # noqa: BLE001
@@ -294,6 +295,19 @@ def run_cell(spec: CellSpec) -> dict:
         traceback.print_exc()
     rec["peak_rss_mb"] = peak_rss_mb()
     return rec
+
+
+def accuracy_intervals(acc, pooled) -> dict:
+    """Record fields of a scored cell: each test image's confusion counts (so rows can be compared by a
+    paired bootstrap later without the images) and the 95 % bootstrap interval over images of F1, IoU and AUC
+    (measure/intervals.py); no interval from a single image."""
+    out = {"per_image_counts": [list(map(int, c)) for c in acc.per_image_counts]}
+    if len(acc.per_image_counts) >= 2:
+        iv = acc.intervals(pooled)
+        for k in ("f1", "iou", "auc"):
+            if k in iv and getattr(pooled, k) is not None:
+                out.update({f"{k}_low": iv[k].low, f"{k}_high": iv[k].high})
+    return out
 
 
 def shape_options(spec: CellSpec | RoundSpec) -> dict | None:

@@ -42,6 +42,16 @@ class BenchRecord:
     acc: float | None = None
     se: float | None = None
     sp: float | None = None
+    # 95 % bootstrap intervals over the test images (measure/intervals.py: 2000 resamples, percentile)
+    f1_low: float | None = None
+    f1_high: float | None = None
+    iou_low: float | None = None
+    iou_high: float | None = None
+    auc_low: float | None = None
+    auc_high: float | None = None
+    # each scored image's (TP, FP, FN, TN) inside its FOV, in image-name order: what a paired comparison of
+    # two rows of one run resamples (bench/compare.py accuracy)
+    per_image_counts: tuple[tuple[int, int, int, int], ...] | None = None
     agreement: float | None = (
         None  # vessel Dice of this cell's masks and the reference engine's, every test image pooled
     )
@@ -87,6 +97,8 @@ class BenchRecord:
         d = {k: v for k, v in d.items() if k in names}
         if d.get("round_p50_ms") is not None:  # a list once through JSON
             d["round_p50_ms"] = tuple(d["round_p50_ms"])
+        if d.get("per_image_counts") is not None:
+            d["per_image_counts"] = tuple(tuple(c) for c in d["per_image_counts"])
         if d.get("biomarker_flag") is not None:
             d["biomarker_flag"] = tuple(d["biomarker_flag"])
         return cls(**d)

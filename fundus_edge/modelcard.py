@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from fundus_edge.measure.ledger import count_lineage, ledger_path, read_ledger, record
+from fundus_edge.measure.ledger import count_lineage, identify, ledger_path, read_ledger, record
 from fundus_edge.measure.timing import TimingPolicy, time_calls
 from fundus_edge.runtime.manifest import read_manifest
 
@@ -258,15 +258,66 @@ def reads_section(lineage: str, ledger: Path | None = None) -> list[str]:
         if c.reads > 1
         else ""
     )
+    where = "in this model's lineage"
+    if c.search:
+        where = (
+            f"in the recipe search `{c.search}` this model came from, counted as one lineage (lineages "
+            + ", ".join(f"`{m}`" for m in c.members)
+            + ")"
+        )
     # Re-scores of fixed models (bench runs, cards) are listed in the ledger but not counted, and not numbered
     # here either: every `make bench` adds some, and a card must not go stale because a bench ran.
     later = "; re-scores of models already fixed (bench runs) are listed there and not counted"
     return [
         f"{READS_HEAD} (`docs/test-reads.csv`, lineage `{lineage}`)",
         f"DRIVE test reads: {c.reads}",
-        f"The 20 DRIVE test images were read {times} in this model's lineage{detail}{later}; {how}",
+        f"The 20 DRIVE test images were read {times} {where}{detail}{later}; {how}",
+        *search_lines(c, path),
         "",
     ]
+
+
+_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
+
+
+def search_lines(c, path: Path | None) -> list[str]:
+    """For a lineage of a recipe search: the search's candidate scores, each with the bar it was read
+    against, and for every bar read more than once which candidate was the better one (so a figure that
+    met a bar as the best of several reads says so)."""
+    if not c.search:
+        return []
+    from fundus_edge.measure.ledger import bar_of
+
+    rows = read_ledger(path) if path else []
+    cand = sorted(
+        (r for r in rows if r.lineage in c.members and r.why in ("candidate", "shipped")),
+        key=lambda r: r.date,
+    )
+    listed = "; ".join(
+        f"`{r.lineage}` {r.f1 or 'n/a'}"
+        + (f" (bar {bar_of(r)}, {'shipped' if r.why == 'shipped' else 'not shipped'})" if bar_of(r) else "")
+        for r in cand
+    )
+    k = len(cand)
+    out = [
+        "",
+        f"The search read test {_WORDS.get(k, str(k)) + ' times' if k != 1 else 'once'} for its candidates,"
+        f" in order: {listed}.",
+    ]
+    by_bar: dict[str, list] = {}
+    for r in cand:
+        if bar_of(r) and r.f1:
+            by_bar.setdefault(bar_of(r), []).append(r)
+    for bar, rs in by_bar.items():
+        if len(rs) > 1:
+            best = max(rs, key=lambda r: float(r.f1))
+            out.append(
+                f"For the {bar} bar, `{best.lineage}` was the better of "
+                f"{_WORDS.get(len(rs), len(rs))} candidates"
+                f" on their test reads ({', '.join(f'`{r.lineage}` {r.f1}' for r in rs)}): a figure that met"
+                " the bar as the best of several reads is a selected figure, not a one-shot one."
+            )
+    return out
 
 
 NOTES_HEAD = "## Experiments"
@@ -403,8 +454,45 @@ def replace_section(lines: list[str], head: str, new: list[str], before: str = "
     return lines
 
 
+# Per-image statistics of each shipped model's DRIVE test read (evaluate --per-image-out), for the intervals.
+STATS_DIR = Path(__file__).resolve().parents[1] / "docs" / "test-stats"
+
+
+def _with_intervals(lines: list[str], model: Path, stats: str = "") -> list[str]:
+    """The card's DRIVE test headline rewritten with 95 % intervals from its per-image statistics file
+    (``evaluate --per-image-out``; default docs/test-stats/NAME.json): no second read of the test images. The
+    file must hold the card's own figures (F1, AUC, IoU to 4 places), else it is another read's."""
+    from fundus_edge.measure.intervals import load_stats, record_intervals
+
+    path = Path(stats) if stats else STATS_DIR / f"{model.name}.json"
+    st, rec = load_stats(path)
+    pooled = rec["pooled"]
+    i = next((k for k, x in enumerate(lines) if x.startswith("## DRIVE test")), None)
+    if i is None or not lines[i + 1].startswith("F1 **"):
+        raise SystemExit(f"{model / 'MODEL_CARD.md'}: no '## DRIVE test' section with an 'F1 **x**' line")
+    stated = re.match(r"F1 \*\*([\d.]+)\*\*.*AUC \*\*([\d.]+)\*\*.*IoU ([\d.]+)", lines[i + 1])
+    if stated is None or stated.groups() != tuple(f"{pooled[k]:.4f}" for k in ("f1", "auc", "iou")):
+        raise SystemExit(
+            f"{path}: its F1 / AUC / IoU are not the card's ({model.name}): another read's statistics"
+        )
+    root = STATS_DIR.parents[1]
+    shown = path.resolve().relative_to(root).as_posix() if path.resolve().is_relative_to(root) else str(path)
+    j = i + 2  # the headline, and the intervals line after it when an earlier update wrote one
+    if j + 1 < len(lines) and lines[j] == "" and lines[j + 1].startswith("Intervals: 95 % bootstrap"):
+        j += 2
+    lines[i + 1 : j] = test_headline(pooled, record_intervals(rec, st), shown)
+    return lines
+
+
 def update_card(
-    model: Path, data: str, threads: int, sections: list[str], notes: str, bench: str = "", run: str = ""
+    model: Path,
+    data: str,
+    threads: int,
+    sections: list[str],
+    notes: str,
+    bench: str = "",
+    run: str = "",
+    stats: str = "",
 ) -> int:
     """Rewrite some sections of an existing card: for a shipped model whose training run folder is no
     longer at hand (its training and validation sections stay as they were written)."""
@@ -425,30 +513,63 @@ def update_card(
             k = next((k for k, x in enumerate(lines) if x.startswith("Reproduce:")), len(lines) - 1)
             lines = lines[: k + 1] + ["", *notes_section(notes, model)]
         elif sec == "reads":
-            lines = replace_section(lines, READS_HEAD, reads_section(model.name), before="## DRIVE test")
+            # an INT8 folder counts its float model's lineage (identify: the manifest's name)
+            lineage = identify(model)[0] if (model / "manifest.yaml").is_file() else model.name
+            lines = replace_section(
+                lines, READS_HEAD, reads_section(lineage or model.name), before="## DRIVE test"
+            )
             lines = [
                 x.replace("the 20 test images were used once, for the figures below", TEST_DATA_NOTE)
                 for x in lines
             ]
+        elif sec == "intended-use":
+            lines = with_intended_use(lines, model)
+        elif sec == "intervals":
+            lines = _with_intervals(lines, model, stats)
         elif sec == "provenance":
             lines = replace_section(
                 lines, "## Provenance", provenance_section(model, Path(run) if run else None)
             )
         else:
             raise SystemExit(
-                f"unknown section {sec!r}: choose from perturb, latency, bench, notes, reads, provenance"
+                f"unknown section {sec!r}: choose from perturb, latency, bench, notes, reads, provenance, "
+                "intended-use, intervals"
             )
     card.write_text("\n".join(lines) + "\n")
     print(f"rewrote {', '.join(sections)} in {card}")
     return 0
 
 
-def _test_section(rep) -> list[str]:
+def test_headline(pooled: dict, intervals: dict, stats_file: str = "") -> list[str]:
+    """The DRIVE test section's first lines: the pooled figures, each of F1 / AUC / IoU / Se / Sp with its
+    95 % bootstrap interval over the images, and where the per-image statistics are."""
+
+    def fig(k: str, label: str, bold: bool = False) -> str:
+        v = f"**{pooled[k]:.4f}**" if bold else f"{pooled[k]:.4f}"
+        return f"{label} {v}" + (f" ({intervals[k].ci()})" if k in intervals else "")
+
+    iv = next(iter(intervals.values()), None)
+    how = (
+        f"Intervals: 95 % bootstrap over the {iv.n_images} images ({iv.resamples} resamples, percentile; "
+        "measure/intervals.py)"
+        + (f", from the per-image statistics in `{stats_file}`" if stats_file else "")
+        + ". A difference between two models is claimed only when its paired interval excludes 0 "
+        "(`python -m fundus_edge.measure.intervals A.json B.json`)."
+        if iv is not None
+        else ""
+    )
+    return [
+        f"{fig('f1', 'F1', True)}, {fig('auc', 'AUC', True)}, {fig('iou', 'IoU')}, "
+        f"accuracy {pooled['acc']:.4f}, {fig('se', 'Se')}, {fig('sp', 'Sp')}, kappa {pooled['kappa']:.4f}.",
+        *(["", how] if how else []),
+    ]
+
+
+def _test_section(rep, stats_file: str = "") -> list[str]:
     m = rep.pooled
     return [
         "## DRIVE test (20 images, 1st_manual, FOV pixels pooled, through ONNX Runtime)",
-        f"F1 **{m.f1:.4f}**, AUC **{m.auc:.4f}**, IoU {m.iou:.4f}, accuracy {m.acc:.4f}, Se {m.se:.4f}, "
-        f"Sp {m.sp:.4f}, kappa {m.kappa:.4f}.",
+        *test_headline(m.to_dict(), rep.intervals, stats_file),
         "",
         "| image | F1 | IoU | Acc | AUC |",
         "| --- | --- | --- | --- | --- |",
@@ -555,7 +676,7 @@ def pruned_build_card(model: Path, ledger: Path | None = None) -> list[str]:
         if "legacy" not in man.formats
         else ""
     )
-    return [
+    card = [
         f"# Model card: `{model.name}`",
         "",
         f"The shipped [`{float_dir.name}`](../{float_dir.name}/MODEL_CARD.md) pruned {pr['ratio']:.0%} (the "
@@ -595,6 +716,133 @@ def pruned_build_card(model: Path, ledger: Path | None = None) -> list[str]:
         *provenance_section(model),
         f"Reproduce: `python -m fundus_edge.modelcard --model {here} --pruned-build`.",
     ]
+    return with_intended_use(card, model)
+
+
+INTENDED_HEAD = "## Intended use and limits"
+# Scores of shipped models on images outside DRIVE, one row each (docs/intended-use.md says what they are).
+OUTSIDE_DRIVE = Path(__file__).resolve().parents[1] / "docs" / "outside-drive.csv"
+# DRIVE as its authors describe it (Staal et al. 2004; the data set's README): who and which camera.
+DRIVE_POPULATION = (
+    "DRIVE: 40 colour fundus photographs (20 training, 20 test) from a Dutch diabetic-retinopathy screening "
+    "programme, one camera (Canon CR5 non-mydriatic 3CCD, 45° field of view), 768x584 frames cropped to "
+    "565x584 around a FOV about 540 px across. No age, sex or ethnicity breakdown comes with the copy used "
+    "here, so behaviour across them is unmeasured."
+)
+
+
+def _card_f1(lines: list[str]) -> float | None:
+    """The pooled DRIVE test F1 a card states (its ``F1 **x**`` line), None when it states none."""
+    m = next((re.search(r"^F1 \*\*([0-9.]+)\*\*", x) for x in lines if x.startswith("F1 **")), None)
+    return float(m.group(1)) if m else None
+
+
+def _card_drops(lines: list[str]) -> dict[str, float]:
+    """ΔF1 per perturbation from a card's Camera perturbations table (the ONNX Runtime column)."""
+    rows = (x.split("|") for x in lines if re.match(r"^\| (jpeg|scale|gamma|grey)\S* \|", x))
+    return {r[1].strip(): float(r[3]) for r in rows}
+
+
+def _card_lines(models_dir: Path, name: str | None) -> list[str]:
+    """Model ``name``'s card beside this one, less its intended-use section ([] when it is not at hand)."""
+    card = models_dir / name / "MODEL_CARD.md" if name else None
+    return _without_intended(card.read_text().splitlines()) if card and card.is_file() else []
+
+
+def _source_name(model: Path) -> str | None:
+    """The shipped model this folder was derived from (INT8 or pruned build), None for a trained one."""
+    src = read_manifest(model).source or {}
+    if isinstance(src.get("float_model"), dict):
+        return src["float_model"]["name"]
+    s = (src.get("pruning") or {}).get("source")
+    return s.get("name") if isinstance(s, dict) else None
+
+
+def _outside_lines(name: str, source: str | None, models_dir: Path, rows: list[dict]) -> list[str]:
+    # One bullet per card (the longest cards are at the 200-line limit); the rows' details stay in the CSV.
+    def scored(n: str) -> str:
+        f1 = _card_f1(_card_lines(models_dir, n))
+        return "; ".join(
+            f"{r['data']}, {r['population and camera']}: F1 {r['f1']}"
+            + (f" ({float(r['f1']) - f1:+.3f})" if f1 else "")
+            + f", {r['date'] or 'undated'}, by {r['measured by']}, reproducible here: "
+            + r["reproducible here"].split(":")[0]
+            for r in rows
+            if r["model"] == n
+        ) + (f"; against DRIVE test {f1:.4f}" if f1 else "")
+
+    for n, who in ((name, "this model"), (source, f"its source `{source}`, not these files")):
+        if n and any(r["model"] == n for r in rows):
+            return [f"- Measured outside DRIVE ({who}; `docs/outside-drive.csv`): {scored(n)}."]
+    # One line, not the rows: the figures are another model's, and the card stays under 200 lines.
+    others = "; ".join(
+        f"`{m}` (DRIVE test {_card_f1(_card_lines(models_dir, m)) or 'n/a'}): "
+        + ", ".join(f"{r['data']} {r['f1']}" for r in rows if r["model"] == m)
+        for m in sorted({r["model"] for r in rows})
+    )
+    return [
+        f"- Measured outside DRIVE: never, for `{name}`"
+        + (f" or its source `{source}`" if source else "")
+        + (
+            f". Models that were: {others} (`docs/outside-drive.csv`); another model's figures say nothing "
+            "certain about this one."
+            if others
+            else "."
+        )
+    ]
+
+
+def intended_use_section(model: Path, lines: list[str], outside: Path = OUTSIDE_DRIVE) -> list[str]:
+    """What the model is for and not for, what it was trained on, where it was measured outside DRIVE
+    and its known failure modes, each figure from this card, its source model's card or ``outside``."""
+    model = Path(model)
+    source = _source_name(model)
+    lines = _without_intended(lines)
+    src_lines = _card_lines(model.parent, source)
+    if not any("DRIVE training images" in x for x in lines + src_lines):
+        raise SystemExit(
+            f"{model}: its card states no DRIVE training data; the intended-use text knows DRIVE only"
+        )
+    drops, whose = _card_drops(lines), "this model"
+    if not drops and source:
+        drops, whose = _card_drops(src_lines), f"its source `{source}`, not measured for these files"
+    rows = list(csv.DictReader(open(outside, newline=""))) if Path(outside).is_file() else []
+    jpeg = ", ".join(f"quality {k[4:]} {v:+.4f}" for k, v in drops.items() if k.startswith("jpeg"))
+    fails = (
+        [
+            # one bullet: the longest cards are at the 200-line limit
+            f"- Known failure modes ({whose}, DRIVE test, ΔF1; docs/cameras.md): heavy JPEG, {jpeg} "
+            "(blocking erases the 1-2 px capillaries; a camera storing JPEG at a higher resolution loses "
+            f"less); small FOVs, half DRIVE's scale {drops['scale0.5']:+.4f}, smaller not measured. An image "
+            "whose FOV is not found is not rescaled (a one-line warning), and a large image run without the "
+            "rescaling (`--no-rescale`) misses most vessels.",
+        ]
+        if jpeg and "scale0.5" in drops
+        else ["- Failure modes: not measured for this model or its source."]
+    )
+    where = f"the card of `{source}`" if source else "Training"
+    return [
+        INTENDED_HEAD,
+        "- For: research on retinal-vessel segmentation and the engineering of screening software "
+        "(benchmarks, devices, pipelines). Not a medical device, not cleared by any regulator, not for "
+        "diagnosis, screening decisions or treatment of anyone (NOTICE).",
+        f"- Trained on: the DRIVE training images only (see {where}). " + DRIVE_POPULATION,
+        *_outside_lines(model.name, source, model.parent, rows),
+        *fails,
+        "",
+    ]
+
+
+def _without_intended(lines: list[str]) -> list[str]:
+    """A card's lines less its intended-use section (which quotes the rest, so must not be read back)."""
+    return replace_section(list(lines), INTENDED_HEAD, []) if INTENDED_HEAD in lines else list(lines)
+
+
+def with_intended_use(lines: list[str], model: Path) -> list[str]:
+    """``lines`` (a card) with its intended-use section replaced, or added before its first section."""
+    base = _without_intended(lines)
+    first = next((x for x in base if x.startswith("## ")), "Reproduce:")
+    return replace_section(base, INTENDED_HEAD, intended_use_section(model, base), before=first)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -629,8 +877,14 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--update",
         help="only rewrite these sections of an existing card (comma list of perturb, latency, bench, "
-        "notes, reads, provenance); --run is then read only by provenance (its best/, config.yaml and "
-        "log.csv)",
+        "notes, reads, provenance, intended-use, intervals); --run is then read only by provenance "
+        "(its best/, config.yaml and log.csv)",
+    )
+    ap.add_argument(
+        "--stats",
+        default="",
+        help="with --update intervals: the per-image statistics of the card's DRIVE test read "
+        "(evaluate --per-image-out; default docs/test-stats/NAME.json)",
     )
     return ap
 
@@ -752,7 +1006,8 @@ def main(argv=None) -> int:
         (model / "MODEL_CARD.md").write_text("\n".join(pruned_build_card(model)) + "\n")
         print((model / "MODEL_CARD.md").read_text())
         return 0
-    if not a.data:
+    offline = {"intervals", "reads"}  # sections rewritten from files in the repository alone
+    if not a.data and not (a.update and {x.strip() for x in a.update.split(",") if x.strip()} <= offline):
         ap.error("the following arguments are required: --data")
     if a.update:
         return update_card(
@@ -763,17 +1018,21 @@ def main(argv=None) -> int:
             a.notes,
             a.bench,
             a.run or "",
+            a.stats,
         )
     line = " ".join(argv if argv is not None else sys.argv[1:])
     if a.run:
         model = Path(a.model)
-        (model / "MODEL_CARD.md").write_text("\n".join(_trained_card(a, line)) + "\n")
+        (model / "MODEL_CARD.md").write_text(
+            "\n".join(with_intended_use(_trained_card(a, line), model)) + "\n"
+        )
         print((model / "MODEL_CARD.md").read_text())
         return 0
     if "pruning" in read_manifest(Path(a.model)).source:
         lines = _pruned_card(
             Path(a.model), a.data, a.threads, a.train_command, a.perturb, a.notes, line, a.bench
         )
+        lines = with_intended_use(lines, Path(a.model))
         (Path(a.model) / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
         return 0

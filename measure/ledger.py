@@ -10,7 +10,9 @@ validation split carved out of the training images is training data and is never
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -47,9 +49,13 @@ class TestRead:
     rule_before: str  # yes / no / unknown: was the use of this score fixed in writing before the read?
     source: str
     note: str = ""
+    # A recipe search that tried several lineages against the same test set (e.g. ``s2d-search``: s2d-fast,
+    # s2d-b16, s2d-wnet): its lineages' reads are counted together (count_lineage).
+    search: str = ""
 
 
 COLUMNS = tuple(f.name for f in fields(TestRead))
+OPTIONAL_COLUMNS = ("search",)  # a ledger written before the column existed is still read
 
 
 def is_held_out(split: str) -> bool:
@@ -72,15 +78,13 @@ def read_ledger(path: str | Path) -> list[TestRead]:
         return []
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    if rows and set(COLUMNS) - set(rows[0]):
-        raise InputError(
-            f"{path}: not a test-read ledger"
-            f" (missing columns {', '.join(sorted(set(COLUMNS) - set(rows[0])))})"
-        )
+    missing = set(COLUMNS) - set(OPTIONAL_COLUMNS) - set(rows[0]) if rows else set()
+    if missing:
+        raise InputError(f"{path}: not a test-read ledger (missing columns {', '.join(sorted(missing))})")
     bad = [r["why"] for r in rows if r["why"] not in WHY]
     if bad:
         raise InputError(f"{path}: unknown why {bad[0]!r} (choose from {', '.join(WHY)})")
-    return [TestRead(**{k: r[k] or "" for k in COLUMNS}) for r in rows]
+    return [TestRead(**{k: r.get(k) or "" for k in COLUMNS}) for r in rows]
 
 
 def append_read(path: str | Path, row: TestRead) -> None:
@@ -88,19 +92,43 @@ def append_read(path: str | Path, row: TestRead) -> None:
         raise InputError(f"unknown why {row.why!r}: choose from {', '.join(WHY)}")
     path = Path(path)
     new = not path.is_file() or path.stat().st_size == 0
+    names = COLUMNS
+    if not new:
+        with open(path, newline="") as f:
+            names = tuple(next(csv.reader(f), COLUMNS))  # an older ledger keeps its own columns
+        if set(COLUMNS) - set(OPTIONAL_COLUMNS) - set(names):
+            raise InputError(f"{path}: not a test-read ledger (its header lacks {', '.join(COLUMNS)})")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        w = csv.DictWriter(f, fieldnames=names, lineterminator="\n", extrasaction="ignore")
         if new:
             w.writeheader()
         w.writerow(asdict(row))
 
 
+def weights_digest(files: dict[str, str]) -> str:
+    """One sha256 for a model's weight files: the sha256 of the lines ``NAME<Tab>SHA256<LF>`` of every file,
+    sorted by name (docs/test-reads.md). Stable across manifest rewrites (``validate`` adds its records to
+    manifest.yaml; the weights stay the same)."""
+    text = "".join(f"{name}\t{files[name]}\n" for name in sorted(files))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def model_weights_sha256(model_dir: str | Path) -> str:
+    """The weights digest of a model folder: every file its manifest pins (each format's graph and weights),
+    each hashed from disk, not copied from the manifest."""
+    from fundus_edge.runtime.manifest import read_manifest
+
+    model_dir = Path(model_dir)
+    return weights_digest({name: sha256(model_dir / name) for name in read_manifest(model_dir).files})
+
+
 def identify(source: str | Path) -> tuple[str, str, str]:
     """(lineage, weights sha256, run) of what ``evaluate`` scored. A checkpoint: its config's name,
     the sha256 of model.pdparams, its run folder. A model folder: its manifest's name (``-pruned``
-    for a pruned variant, whose card is its own), the sha256 of manifest.yaml (which pins every weight
-    file by sha256), the checkpoint or model it was made from. Predict outputs: unknown."""
+    for a pruned variant, whose card is its own), the digest of the model files the manifest pins
+    (model_weights_sha256; not manifest.yaml's own hash, which ``validate`` changes), the checkpoint or
+    model it was made from. Predict outputs: unknown."""
     source = Path(source)
     if (source / "manifest.yaml").is_file():
         from fundus_edge.runtime.manifest import read_manifest
@@ -112,7 +140,7 @@ def identify(source: str | Path) -> tuple[str, str, str]:
         if not origin and isinstance(src.get("pruning"), dict):
             s = src["pruning"].get("source")
             origin = (s.get("path") or s.get("name") or "") if isinstance(s, dict) else str(s or "")
-        return lineage, sha256(source / "manifest.yaml"), str(origin)
+        return lineage, model_weights_sha256(source), str(origin)
     if (source / "checkpoint.yaml").is_file() and (source / "model.pdparams").is_file():
         import yaml
 
@@ -131,6 +159,7 @@ def record(
     rule_before: str = "unknown",
     note: str = "",
     source: str = "fundus-edge evaluate",
+    search: str = "",
 ) -> TestRead | None:
     """Append one row for ``report`` (an EvalReport or PerturbReport) when its split is held out and
     a ledger is at hand; returns the row (None when nothing was written)."""
@@ -164,6 +193,7 @@ def record(
         rule_before=rule_before,
         source=source,
         note=note,
+        search=search,
     )
     append_read(path, row)
     return row
@@ -171,23 +201,52 @@ def record(
 
 @dataclass(frozen=True)
 class LineageCount:
-    """What a model card says about its lineage's test reads."""
+    """What a model card says about its lineage's test reads. A lineage that is part of a recipe search
+    (column ``search``) is counted with the search's other lineages: the search read the test set for all of
+    them, and a bar met by the best of several candidates is a selected figure."""
 
     lineage: str
-    reads: int  # every row but reports
+    reads: int  # every row but reports (of the search, when the lineage is part of one)
     candidates: int  # candidate and shipped rows: scores that could choose a model
     gates: int
     reports: int
-    shipped: TestRead | None  # the latest shipped read
+    shipped: TestRead | None  # the lineage's own latest shipped read
     rank: int | None  # the shipped F1's place among the candidate scores (1 = best)
+    search: str = ""  # the recipe search the lineage belongs to ('' when none)
+    members: tuple[str, ...] = ()  # the search's lineages, in order of their first read
+
+
+def search_of(rows: list[TestRead], lineage: str) -> str:
+    """The recipe search a lineage belongs to: the ``search`` of any of its rows ('' when none)."""
+    return next((r.search for r in rows if r.lineage == lineage and r.search), "")
+
+
+def search_members(rows: list[TestRead], search: str) -> tuple[str, ...]:
+    """The lineages of a search: every lineage with a row naming it, in order of their first read."""
+    first: dict[str, str] = {}
+    for r in rows:
+        if r.search == search:
+            first[r.lineage] = min(first.get(r.lineage, r.date), r.date)
+    return tuple(sorted(first, key=lambda k: (first[k], k)))
+
+
+BAR = re.compile(r"F1 >= (0\.\d+)")
+
+
+def bar_of(row: TestRead) -> str:
+    """The F1 bar a candidate read was judged against, as its note wrote it (``F1 >= 0.826``); '' if none."""
+    m = BAR.search(row.note)
+    return m.group(1) if m else ""
 
 
 def count_lineage(rows: list[TestRead], lineage: str) -> LineageCount:
-    own = [r for r in rows if r.lineage == lineage]
+    search = search_of(rows, lineage)
+    members = search_members(rows, search) if search else (lineage,)
+    own = [r for r in rows if r.lineage in members]
     cand = [r for r in own if r.why in ("candidate", "shipped")]
-    shipped = ([None] + sorted((r for r in own if r.why == "shipped"), key=lambda r: r.date))[
-        -1
-    ]  # the latest; ties: the later row
+    shipped = (
+        [None] + sorted((r for r in own if r.why == "shipped" and r.lineage == lineage), key=lambda r: r.date)
+    )[-1]  # the latest; ties: the later row
     rank = None
     if shipped is not None and shipped.f1:
         rank = 1 + sum(1 for r in cand if r.f1 and float(r.f1) > float(shipped.f1))
@@ -199,4 +258,6 @@ def count_lineage(rows: list[TestRead], lineage: str) -> LineageCount:
         sum(r.why == "report" for r in own),
         shipped,
         rank,
+        search,
+        members if search else (),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from fundus_edge.measure.intervals import ImageStats, Interval, bootstrap, histograms
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,10 @@ class MetricAccumulator:
     per_image_auc: bool = True
     counts: list = field(default_factory=lambda: [0, 0, 0, 0])
     per_image: list = field(default_factory=list)
+    # Per-image sufficient statistics for the bootstrap intervals (measure/intervals.py): each image's
+    # confusion counts and, with probabilities, its vessel / background probability histograms.
+    per_image_counts: list = field(default_factory=list)
+    _hists: list = field(default_factory=list)
     _probs: list = field(default_factory=list)
     _truths: list = field(default_factory=list)
 
@@ -110,12 +115,14 @@ class MetricAccumulator:
         c = confusion(pred, truth, fov)
         for i in range(4):
             self.counts[i] += c[i]
+        self.per_image_counts.append(c)
         sel = np.asarray(fov, bool) if fov is not None else np.ones(prob.shape, bool)
         auc = None
         if self.with_auc and prob.dtype != bool:
             p, t = prob[sel].astype(np.float32), np.asarray(truth, bool)[sel]
             self._probs.append(p)
             self._truths.append(t)
+            self._hists.append(histograms(p, t))
             auc = roc_auc(p, t) if self.per_image_auc else None
         m = metrics_from_counts(*c, auc=auc)
         self.per_image.append((name, m))
@@ -130,6 +137,25 @@ class MetricAccumulator:
         if self._probs:
             auc = roc_auc(np.concatenate(self._probs), np.concatenate(self._truths))
         return metrics_from_counts(*self.counts, auc=auc)
+
+    def image_stats(self) -> ImageStats:
+        """The images added so far as per-image statistics (histograms only when every image had
+        probabilities)."""
+        names = tuple(n for n, _ in self.per_image)
+        counts = np.asarray(self.per_image_counts, np.int64).reshape(-1, 4)
+        if self._hists and len(self._hists) == len(names):
+            pos = np.stack([h[0] for h in self._hists])
+            neg = np.stack([h[1] for h in self._hists])
+            return ImageStats(names, counts, pos, neg)
+        return ImageStats(names, counts)
+
+    def intervals(self, pooled: VesselMetrics | None = None, **kw) -> dict[str, Interval]:
+        """95 % bootstrap intervals over the images of F1, IoU, Se, Sp (and AUC), around the exact pooled
+        figures (``pooled``, computed when not given)."""
+        m = pooled or self.pooled()
+        return bootstrap(
+            self.image_stats(), {k: getattr(m, k) for k in ("f1", "iou", "se", "sp", "auc")}, **kw
+        )
 
 
 def best_threshold(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -28,6 +29,19 @@ from .biomarkers import BIOMARKERS, NAMES, Biomarkers, compare_biomarkers, compu
 # the inter-observer difference. Differences adding in quadrature, that raises a model's total
 # disagreement with a reader by at most sqrt(1 + 1/16) - 1 = 3 %.
 TOLERANCE_SHARE = 0.25
+
+# The generated page and tolerance.py are committed, so the command they quote must not carry one machine's
+# folders (issue 42): a path option's absolute value outside the checkout is shown as this placeholder.
+# --pred is the scratch folder the page's own predict lines write, so a value under the temp folder, which
+# every machine has, is shown as given.
+PATH_PLACEHOLDERS = {
+    "--data": "DRIVE",
+    "--pvbm": "PVBM_DIR",
+    "--pred": "PRED-{name}",
+    "--out": "OUT.md",
+    "--tolerance-out": "TOLERANCE.py",
+}
+SCRATCH_OPTIONS = ("--pred",)
 
 
 def icc_a1(x: np.ndarray, y: np.ndarray) -> float:
@@ -149,6 +163,35 @@ def _table(title: str, stats: dict[str, dict]) -> list[str]:
     return lines + [""]
 
 
+def portable_path(value: str, option: str, cwd: Path | None = None) -> str:
+    """``value`` of the path option ``option`` as the committed pages show it: relative paths as given,
+    an absolute path inside ``cwd`` (the checkout) relative to it, a scratch output under the temp folder as
+    given, anything else as the option's placeholder."""
+    path = Path(value)
+    if not path.is_absolute():
+        return value
+    here = (cwd or Path.cwd()).absolute()
+    if path.is_relative_to(here):
+        return path.relative_to(here).as_posix()
+    if option in SCRATCH_OPTIONS and path.is_relative_to(Path(tempfile.gettempdir()).absolute()):
+        return value
+    return PATH_PLACEHOLDERS[option]
+
+
+def portable_command(argv: list[str], cwd: Path | None = None) -> str:
+    """The command line quoted in the generated pages, every path option's value made portable."""
+    out, it = [], iter(argv)
+    for arg in it:
+        opt, eq, val = arg.partition("=")
+        if opt in PATH_PLACEHOLDERS and eq:
+            out.append(f"{opt}={portable_path(val, opt, cwd)}")
+        elif arg in PATH_PLACEHOLDERS:
+            out += [arg, *(portable_path(v, arg, cwd) for v in [next(it, "")] if v)]
+        else:
+            out.append(arg)
+    return " ".join(["python -m fundus_edge.measure.validate_biomarkers", *out])
+
+
 def _command_lines(command: str, width: int = 98) -> list[str]:
     """``command`` cut before its options into lines of at most ``width`` characters where it can (an option
     stays on the line of its value), so the generated tolerance.py keeps to the project's line length."""
@@ -207,7 +250,7 @@ def _model_agreement(
     return agreement([compute_biomarkers(m, f) for m, f in zip(masks, fovs, strict=False)], b1)
 
 
-def _intro_lines(data: Path, models: list[str], pred: str, command: str) -> list[str]:
+def _intro_lines(data: str, models: list[str], pred: str, command: str) -> list[str]:
     """The page's head: what the biomarkers are, where to get them and the commands that made the page."""
     L = [
         "# Vessel biomarkers: definitions and validation on DRIVE test",
@@ -366,7 +409,14 @@ def _pvbm_lines(pvbm: Path, m1: list[np.ndarray], fovs: list[np.ndarray], b1: li
 
 
 def run(
-    data: Path, models: list[str], pred: str, out: Path, tolerance_out: Path, pvbm: Path | None, command: str
+    data: Path,
+    models: list[str],
+    pred: str,
+    out: Path,
+    tolerance_out: Path,
+    pvbm: Path | None,
+    command: str,
+    cwd: Path | None = None,
 ) -> None:
     cases = _drive_test(data)
     m1, m2, fovs = [], [], []
@@ -382,7 +432,8 @@ def run(
     resize = compare_biomarkers(big, b1)
     inter_mard = {n: inter[n]["mard"] for n in NAMES}
 
-    L = _intro_lines(data, models, pred, command)
+    shown_data, shown_pred = portable_path(str(data), "--data", cwd), portable_path(pred, "--pred", cwd)
+    L = _intro_lines(shown_data, models, shown_pred, command)
     L += ["## Human reference: 2nd observer against the 1st", ""]
     L += _table("2nd manual vs 1st manual", inter)
     L += ["## Shipped models against the 1st manual", ""]
@@ -416,9 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="overwrite --out")
     a = p.parse_args(argv)
     models = [m.strip() for m in a.models.split(",") if m.strip()]
-    command = "python -m fundus_edge.measure.validate_biomarkers " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = portable_command(argv if argv is not None else sys.argv[1:])
     try:
         if Path(a.out).exists() and not a.force:
             raise InputError(f"{a.out}: exists (use --force to regenerate)")

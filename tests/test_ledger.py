@@ -16,7 +16,9 @@ from fundus_edge.measure.ledger import (
     count_lineage,
     identify,
     ledger_path,
+    model_weights_sha256,
     read_ledger,
+    weights_digest,
 )
 from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.manifest import read_manifest
@@ -94,7 +96,12 @@ def test_evaluate_records_a_test_read_and_no_training_read(tiny_run, tiny_model,
         and model_row.lineage == "tiny"
         and model_row.data.endswith(" test")
     )
-    assert model_row.weights_sha256 == hashlib.sha256((tiny_model / "manifest.yaml").read_bytes()).hexdigest()
+    # the weight files' digest, not manifest.yaml's hash (validate rewrites the manifest)
+    pins = {
+        n: hashlib.sha256((tiny_model / n).read_bytes()).hexdigest() for n in read_manifest(tiny_model).files
+    }
+    assert model_row.weights_sha256 == weights_digest(pins) == model_weights_sha256(tiny_model)
+    assert model_row.weights_sha256 != hashlib.sha256((tiny_model / "manifest.yaml").read_bytes()).hexdigest()
     f1 = re.search(r"F1 (\d\.\d{4})", out).group(1)
     assert model_row.f1 == f1 and model_row.command.startswith("fundus-edge evaluate")
     assert ckpt_row.why == "candidate" and ckpt_row.rule_before == "no" and ckpt_row.lineage == "other"
@@ -186,3 +193,154 @@ def test_readme_shipped_table_counts_match_the_ledger():
         == {c.parent.name for c in CARDS if "\n## DRIVE test" in c.read_text()}
     )
     assert seen == {name: count_lineage(rows, name).reads for name in seen}
+
+
+def test_weights_digest_is_stable_across_manifest_rewrites_and_follows_the_weights(tiny_model, tmp_path):
+    import shutil
+
+    m = tmp_path / "m"
+    shutil.copytree(tiny_model, m)
+    before = model_weights_sha256(m)
+    # what validate does: more records in manifest.yaml, the same weight files
+    (m / "manifest.yaml").write_text((m / "manifest.yaml").read_text() + "# validated\n")
+    assert model_weights_sha256(m) == before == identify(m)[1]
+    # the digest is of the files on disk, not the pins copied from the manifest
+    f = next(iter(read_manifest(m).files))
+    (m / f).write_bytes((m / f).read_bytes() + b"\0")
+    assert model_weights_sha256(m) != before
+    # sorted (name, sha256) pairs: the order of the manifest's mapping does not matter
+    assert (
+        weights_digest({"b": "2", "a": "1"})
+        == weights_digest({"a": "1", "b": "2"})
+        == hashlib.sha256(b"a\t1\nb\t2\n").hexdigest()
+    )
+
+
+def test_a_recipe_search_is_counted_as_one_lineage(tmp_path):
+    path = tmp_path / "reads.csv"
+    rows = [
+        TestRead(
+            "2026-12-04 19:19",
+            "fast",
+            "x",
+            "",
+            "",
+            "c",
+            "DRIVE test",
+            "0.8232",
+            "",
+            "shipped",
+            "yes",
+            "s",
+            "ships if F1 >= 0.820",
+            "search-1",
+        ),
+        TestRead(
+            "2026-12-04 19:20",
+            "fast",
+            "x",
+            "",
+            "",
+            "c",
+            "DRIVE test",
+            "0.8232",
+            "",
+            "gate",
+            "yes",
+            "s",
+            "",
+            "search-1",
+        ),
+        TestRead(
+            "2026-12-04 21:28",
+            "b16",
+            "x",
+            "",
+            "",
+            "c",
+            "DRIVE test",
+            "0.8227",
+            "",
+            "candidate",
+            "yes",
+            "s",
+            "ships if F1 >= 0.826",
+            "search-1",
+        ),
+        TestRead(
+            "2026-12-05 01:50",
+            "wnet",
+            "x",
+            "",
+            "",
+            "c",
+            "DRIVE test",
+            "0.8262",
+            "",
+            "shipped",
+            "yes",
+            "s",
+            "ships if F1 >= 0.826",
+            "search-1",
+        ),
+        # a later bench report of a search member carries no search name: still the member's
+        TestRead(
+            "2026-12-05 02:36", "fast", "x", "", "", "c", "DRIVE test", "0.8232", "", "report", "yes", "s"
+        ),
+        _row("other", "shipped", "0.9000"),
+    ]
+    for r in rows:
+        append_read(path, r)
+    got = read_ledger(path)
+    fast, wnet, other = (count_lineage(got, k) for k in ("fast", "wnet", "other"))
+    assert (fast.reads, fast.candidates, fast.gates, fast.reports) == (4, 3, 1, 1)
+    assert (wnet.reads, wnet.search, wnet.members) == (4, "search-1", ("fast", "b16", "wnet"))
+    assert (fast.shipped.f1, fast.rank, wnet.shipped.f1, wnet.rank) == ("0.8232", 2, "0.8262", 1)
+    assert (other.reads, other.search, other.members) == (1, "", ())
+
+    from fundus_edge.modelcard import reads_section
+
+    text = "\n".join(reads_section("wnet", path))
+    assert "DRIVE test reads: 4" in text and "recipe search `search-1`" in text
+    assert "The search read test three times for its candidates" in text
+    assert "For the 0.826 bar, `wnet` was the better of two candidates" in text
+    assert "0.820 bar" not in text  # one candidate at that bar: nothing chosen among reads
+
+
+def test_a_ledger_without_the_search_column_is_still_read_and_appended(tmp_path):
+    old = tmp_path / "old.csv"
+    head = [c for c in COLUMNS if c != "search"]
+    old.write_text(
+        ",".join(head) + "\n" + ",".join(_row("m", "candidate", "0.8").__dict__[c] for c in head) + "\n"
+    )
+    append_read(old, _row("m", "shipped", "0.81"))
+    rows = read_ledger(old)
+    assert [r.why for r in rows] == ["candidate", "shipped"] and old.read_text().splitlines()[0] == ",".join(
+        head
+    )
+
+
+def test_committed_ledger_hashes_are_the_weights_and_the_s2d_search_is_one_lineage():
+    rows = read_ledger(REPO_LEDGER)
+    manifests = {
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in (ROOT / "models").glob("*/manifest.yaml")
+    }
+    assert not [r for r in rows if r.weights_sha256 in manifests]  # no row carries a manifest's hash
+    # every hashed shipped read of a model folder still in models/ carries that folder's weights digest now
+    # (backfilled rows whose files were not kept stay empty, with a note)
+    checked = set()
+    for r in rows:
+        folder = ROOT / r.scored
+        if r.why == "shipped" and r.weights_sha256 and (folder / "manifest.yaml").is_file():
+            assert r.weights_sha256 == model_weights_sha256(folder), r
+            checked.add(r.scored)
+    assert {"models/s2d-fast", "models/s2d-wnet"} <= checked
+    b16 = [r for r in rows if r.lineage == "s2d-b16"]
+    assert [r.why for r in b16] == ["candidate"] and b16[0].f1 == "0.8227"
+    for name in ("s2d-fast", "s2d-wnet"):
+        c = count_lineage(rows, name)
+        assert c.search == "s2d-search" and set(c.members) == {"s2d-fast", "s2d-b16", "s2d-wnet"}
+        assert c.candidates == 3
+        text = (ROOT / "models" / name / "MODEL_CARD.md").read_text()
+        assert "The search read test three times" in text
+        assert "For the 0.826 bar, `s2d-wnet` was the better of two candidates" in text

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from fundus_edge.modelcard import replace_section, update_card
@@ -204,3 +206,55 @@ def test_update_reads_counts_the_ledger_and_drops_the_used_once_sentence(tmp_pat
     assert "the shipped figure (F1 0.8200) is the second best of the 2 candidate scores" in text
     update_card(model, "unused", 1, ["reads"], "")  # idempotent: one section
     assert (model / "MODEL_CARD.md").read_text() == text
+
+
+def test_update_intervals_adds_the_bootstrap_interval_from_the_per_image_statistics(
+    tiny_model, drive_synth, tmp_path
+):
+    import json
+
+    from fundus_edge.evaluate import evaluate_source
+    from fundus_edge.modelcard import main as card_main
+    from fundus_edge.readme_tables import card_test_metrics
+
+    rep = evaluate_source(tiny_model, drive_synth, progress=False)
+    stats = tmp_path / "tiny.json"
+    stats.write_text(json.dumps(rep.to_dict(with_stats=True)))
+    m = rep.pooled
+    model = tmp_path / "m"
+    model.mkdir()
+    head = (
+        f"F1 **{m.f1:.4f}**, AUC **{m.auc:.4f}**, IoU {m.iou:.4f}, accuracy {m.acc:.4f}, Se {m.se:.4f}, "
+        f"Sp {m.sp:.4f}, kappa {m.kappa:.4f}."
+    )
+    card = ["# Model card", "", "## DRIVE test (2 images)", head, "", "| image | F1 |", "", "Reproduce: `x`"]
+    (model / "MODEL_CARD.md").write_text("\n".join(card) + "\n")
+    for _ in range(2):  # a second update replaces its own lines
+        assert card_main(["--model", str(model), "--update", "intervals", "--stats", str(stats)]) == 0
+    text = (model / "MODEL_CARD.md").read_text()
+    iv = rep.intervals["f1"]
+    assert f"F1 **{m.f1:.4f}** (95 % CI {iv.low:.3f}-{iv.high:.3f})" in text
+    assert text.count("Intervals: 95 % bootstrap over the 2 images") == 1 and "| image | F1 |" in text
+    got = card_test_metrics(model / "MODEL_CARD.md")
+    assert got["f1"] == float(f"{m.f1:.4f}") and got["f1_ci"] == (f"{iv.low:.3f}", f"{iv.high:.3f}")
+    # statistics of another read are refused
+    (model / "MODEL_CARD.md").write_text(
+        "\n".join(card).replace(f"F1 **{m.f1:.4f}**", "F1 **0.1234**") + "\n"
+    )
+    with pytest.raises(SystemExit, match="not the card's"):
+        card_main(["--model", str(model), "--update", "intervals", "--stats", str(stats)])
+
+
+def test_shipped_cards_state_every_accuracy_figure_with_its_interval():
+    from fundus_edge.measure.intervals import load_stats, record_intervals
+
+    from fundus_edge.readme_tables import card_test_metrics, table_folders
+
+    root = Path(__file__).resolve().parents[1]
+    for name in table_folders(root / "models")[0]:
+        got = card_test_metrics(root / "models" / name / "MODEL_CARD.md")
+        st, rec = load_stats(root / "docs" / "test-stats" / f"{name}.json")
+        iv = record_intervals(rec, st)
+        for k in ("f1", "auc", "iou"):
+            assert got[f"{k}_ci"] == (f"{iv[k].low:.3f}", f"{iv[k].high:.3f}"), (name, k)
+            assert f"{rec['pooled'][k]:.4f}" == f"{got[k]:.4f}", (name, k)
