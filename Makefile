@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 DATA ?= data/DRIVE
 THREADS ?= 2
 BENCH_ARGS ?=
+BENCH_OUT ?= build/bench
 export OMP_NUM_THREADS ?= $(THREADS)
 
-.PHONY: install lint test test-all bench bench-quick bench-pytest variants models runs-save runs-restore clean
+.PHONY: install lint test test-all bench publish bench-quick bench-pytest variants models runs-save runs-restore clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -43,10 +44,16 @@ test-all: install
 variants: install
 	$(BIN)/fundus-edge quantize models/default --variants build/models --data $(DATA) $(if $(FORCE),--force,)
 
-# Each run also becomes a page of docs/results/ (its results.json beside it) and README's generated tables follow.
+# A run writes only under build/ (issue 42: the checkout stays clean, `git pull` still works): its record and
+# reports, its own test reads (test-reads.csv) and the page it would publish (page/, named by the CPU identity).
 bench: install
-	$(BIN)/fundus-edge bench --data $(DATA) --threads $(THREADS) --out build/bench $(BENCH_ARGS)
-	$(BIN)/python -m fundus_edge.bench.history build/bench/results.json
+	$(BIN)/fundus-edge bench --data $(DATA) --threads $(THREADS) --out $(BENCH_OUT) $(BENCH_ARGS)
+	$(BIN)/python -m fundus_edge.bench.history $(BENCH_OUT)/results.json --out $(BENCH_OUT)/page --no-index
+
+# The maintainers' step after a bench: the run's page and record into docs/results/, its test reads appended
+# to docs/test-reads.csv (those not there yet), README's generated tables from the newest record.
+publish: install
+	$(BIN)/python -m fundus_edge.bench.history $(BENCH_OUT)/results.json $(if $(wildcard $(BENCH_OUT)/test-reads.csv),--reads $(BENCH_OUT)/test-reads.csv,)
 	$(BIN)/python -m fundus_edge.readme_tables
 
 bench-quick: install

@@ -12,6 +12,7 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
+from fundus_edge.runtime.cpu import identity_of
 from fundus_edge.runtime.errors import InputError
 
 from .records import BenchRecord
@@ -34,8 +35,14 @@ COLUMNS = [
     ("peak_rss_mb", "peak RSS MB", 0),
     ("size_mb", "MB", 2),
     ("f1", "F1", 4),
+    ("f1_low", "F1 95 % CI low", 3),
+    ("f1_high", "F1 95 % CI high", 3),
     ("iou", "IoU", 4),
+    ("iou_low", "IoU 95 % CI low", 3),
+    ("iou_high", "IoU 95 % CI high", 3),
     ("auc", "AUC", 4),
+    ("auc_low", "AUC 95 % CI low", 3),
+    ("auc_high", "AUC 95 % CI high", 3),
     ("agreement", "Dice vs ref", 4),
     ("agreement_float", "Dice vs float", 4),
     ("biomarker_worst", "biomarker farthest out", None),
@@ -189,7 +196,7 @@ def _chart_layout(fig, meta: dict) -> None:
     m = meta.get("machine") or {}
     fig.update_layout(
         title={
-            "text": f"speed vs accuracy: {_esc(m.get('cpu', '?'))}, {meta.get('threads', '?')} threads",
+            "text": f"speed vs accuracy: {_esc(identity_of(m).short)}, {meta.get('threads', '?')} threads",
             "x": 0.01,
         },
         xaxis={
@@ -315,7 +322,7 @@ def _header(meta: dict) -> str:
     peak = meta.get("peak") or {}
     flags = ", ".join(m.get("isa_flags") or []) or "none of interest"
     facts = [
-        ("CPU", f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores"),
+        ("CPU", f"{identity_of(m).title}, {m.get('cores', '?')} cores"),
         ("ISA flags", flags),
         ("threads", meta.get("threads")),
         (
@@ -405,7 +412,7 @@ def render(record: dict, folder: Path) -> str:
         and r.get("variant") != "seed-unet"
     ]
     front_idx = [pts[k] for k in pareto_front([(rows[i]["p50_ms"], rows[i]["f1"]) for i in pts])]
-    title = f"fundus-edge bench, {meta.get('date', '')}"
+    title = f"fundus-edge bench, {meta.get('date', '')}, {identity_of(meta.get('machine') or {}).short}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

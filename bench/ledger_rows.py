@@ -3,6 +3,10 @@
 Every bench run with labels scores each variant on the test images, so each run adds one ``report`` row per
 variant (model folder): a re-score of a model already fixed, not counted in the cards, nothing chosen by
 it. The row carries the variant's reference-engine F1 and AUC (its first ok row) and names the engines.
+
+The bench writes these rows to a ledger of the run's own (``<out>/test-reads.csv``, build/bench/ under `make
+bench`), replaced by each run, so a benchmark leaves the checkout as it found it (issue 42); `make publish`
+appends them to the committed docs/test-reads.csv with the run's page (``publish_reads``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import time
 from pathlib import Path
 
 from .records import BenchRecord
+
+RUN_LEDGER = "test-reads.csv"  # the run's own reads, in the bench's output folder
 
 
 def rows_for(records: list[BenchRecord], dirs: dict, data: str, command: str, quick: bool = False):
@@ -68,11 +74,16 @@ def record_test_reads(
     command: str | None = None,
     quick: bool = False,
     path: Path | None = None,
+    run_dir: Path | None = None,
 ) -> list:
-    """Append the run's rows to the ledger (``path``, else ledger_path()) when the bench scored DRIVE test;
-    returns the rows written (none without labels or without a ledger)."""
+    """Write the run's rows when the bench scored DRIVE test: to ``run_dir``/test-reads.csv (the run's own
+    ledger, replaced: the bench's way), else append to ``path``, else to ledger_path(). Returns the rows
+    written (none without labels or without a ledger)."""
     from fundus_edge.measure.ledger import append_read, ledger_path
 
+    if run_dir is not None:
+        path = Path(run_dir) / RUN_LEDGER
+        path.unlink(missing_ok=True)  # an earlier run's reads were its own
     if not (data and has_labels):
         return []
     path = path or ledger_path()
@@ -93,3 +104,25 @@ def record_test_reads(
     for row in rows:
         append_read(path, row)
     return rows
+
+
+def publish_reads(run_ledger: str | Path, to: str | Path | None = None) -> tuple[int, Path]:
+    """Append the rows of a run's own ledger that ``to`` (default ledger_path(): $FUNDUS_EDGE_LEDGER, else
+    the committed docs/test-reads.csv) does not hold yet: publishing a run twice adds its reads once.
+    Returns (rows appended, the ledger written)."""
+    from fundus_edge.measure.ledger import append_read, ledger_path, read_ledger
+    from fundus_edge.runtime.errors import InputError
+
+    src = Path(run_ledger)
+    if not src.is_file():
+        raise InputError(
+            f"{src}: no test-read ledger of the run here (a bench without DRIVE labels reads none)"
+        )
+    dst = Path(to) if to else ledger_path()
+    if dst is None:
+        raise InputError("no test-read ledger to publish into (set FUNDUS_EDGE_LEDGER)")
+    have = set(read_ledger(dst))
+    new = [r for r in read_ledger(src) if r not in have]
+    for row in new:
+        append_read(dst, row)
+    return len(new), dst

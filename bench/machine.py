@@ -8,15 +8,18 @@ import time
 from importlib import metadata
 
 import numpy as np
-from fundus_edge.runtime.cpu import cpu_model_and_flags, isa_flags
+from fundus_edge.runtime.cpu import cpu_identity, cpu_model_and_flags, isa_flags
 
 
 def cpu_info() -> dict:
-    model, flags = cpu_model_and_flags()
+    """The record's ``machine``: the CPU's name and flags, and what tells two CPUs of one name apart (vendor,
+    family / model / stepping, generation; runtime.cpu.CpuIdentity)."""
+    model, _ = cpu_model_and_flags()
     return {
         "cpu": model,
         "cores": os.cpu_count(),
         "isa_flags": isa_flags(),
+        **cpu_identity().record_fields(),
         "machine": platform.machine(),
         "python": platform.python_version(),
     }

@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
+from fundus_edge.runtime.cpu import identity_of
 
 from .records import BenchRecord
 
@@ -61,6 +62,9 @@ def _md_cell(r: BenchRecord, k: str, f: str | None) -> str:
         return f"{v} ({r.shape or r.shape_requested})"
     if k == "biomarker_worst" and v is not None:
         return f"{v} {r.biomarker_worst_pct:.1f} %" + (" **beyond tol.**" if r.biomarker_flag else "")
+    if k in ("f1", "iou", "auc") and v is not None and getattr(r, f"{k}_low") is not None:
+        # the 95 % bootstrap interval over the test images (measure/intervals.py)
+        return f"{v:.4f} ({getattr(r, f'{k}_low'):.3f}-{getattr(r, f'{k}_high'):.3f})"
     return _fmt(v, f)
 
 
@@ -68,8 +72,7 @@ def _md_preamble(meta: dict) -> list[str]:
     """The machine, the measured peaks and what the columns mean, before the table."""
     peak = meta.get("peak", {})
     return [
-        f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores,"
-        f" ISA flags {', '.join(meta['machine']['isa_flags']) or 'none of interest'}; "
+        f"Machine: {identity_of(meta['machine']).title}, {meta['machine']['cores']} cores; "
         f"{meta['threads']} threads; {meta['images']}; image {meta['image_size']}; {meta['date']}.",
         f"Peak ({peak.get('method', 'n/a')}): FP32 {peak.get('fp32_gflops')} GFLOP/s (OpenVINO),"
         f" {peak.get('numpy_fp32_gflops')} (numpy), BF16 {peak.get('bf16_gflops')} GFLOP/s,"
@@ -96,9 +99,12 @@ def _md_preamble(meta: dict) -> list[str]:
         "reference-engine row's| over the test "
         "images, % of the reference; shown: the biomarker farthest out relative to its tolerance "
         "(a quarter of DRIVE's inter-observer "
-        "difference, measure/tolerance.py); beyond tol.: the Notes name every biomarker past it.",
+        "difference, measure/tolerance.py); beyond tol.: the Notes name every biomarker past it. "
+        "F1 / IoU / AUC (low-high): the 95 % bootstrap interval over the test images (2000 resamples, "
+        "percentile; measure/intervals.py): two rows whose F1s differ by less than their intervals' width "
+        "are not shown apart by 20 images.",
         *([_wall_line(meta)] if meta.get("wall_s") else []),
-        *([_probe_line(meta["speed_probe"])] if meta.get("speed_probe") else []),
+        *([_probe_line(meta["speed_probe"], meta["machine"])] if meta.get("speed_probe") else []),
         *([_shape_line(meta["shape_rows"])] if meta.get("shape_rows") else []),
     ]
 
@@ -274,13 +280,15 @@ def _shape_line(rows: dict) -> str:
     )
 
 
-def _probe_line(probe: dict) -> str:
+def _probe_line(probe: dict, machine: dict) -> str:
     ms = ", ".join(f"{v:.1f}" for v in probe["ms"])
+    # The baseline is the earlier runs of this record's CPU identity (bench.history.probe_history).
+    who = identity_of(machine).short
     usual = (
-        f"; this machine's usual speed {probe['reference_ms']:.1f} ms (median of {probe['reference_runs']}"
-        f" earlier runs' probes), {probe['offset_pct']} % away, added to every spread"
+        f"; the usual speed of {who} {probe['reference_ms']:.1f} ms (median of {probe['reference_runs']}"
+        f" earlier runs' probes on this CPU identity), {probe['offset_pct']} % away, added to every spread"
         if probe.get("reference_ms")
-        else "; no earlier run of this machine with this probe to compare with"
+        else f"; no earlier run of {who} with this probe to compare with"
     )
     return (
         f"Machine speed ({probe['method']}): {ms} ms; median {probe['median_ms']:.1f} ms,"
@@ -436,9 +444,8 @@ def plot_pareto(path: Path, records: list[BenchRecord], meta: dict) -> bool:
     ax.set_xscale("log")
     ax.set_xlabel(f"p50 latency per {meta['image_size']} image, ms ({meta['threads']} threads, log scale)")
     ax.set_ylabel("F1 on DRIVE test (FOV, pooled)")
-    flags = ", ".join(meta["machine"].get("isa_flags", [])) or "no AVX flags"
     ax.set_title(
-        f"fundus-edge: speed vs accuracy — {meta['machine']['cpu']} ({flags}), {meta['date']}", fontsize=10
+        f"fundus-edge: speed vs accuracy — {identity_of(meta['machine']).short}, {meta['date']}", fontsize=10
     )
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()

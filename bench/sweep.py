@@ -238,7 +238,7 @@ def run_bench(
     (out / "results.md").write_text(report.markdown(records, meta))
     report.plot_pareto(out / "pareto.png", records, meta)
     write_report(out / "results.json")
-    record_test_reads(records, dirs, cfg.data, has_labels, command, cfg.quick)
+    record_test_reads(records, dirs, cfg.data, has_labels, command, cfg.quick, run_dir=out)  # not docs/
     return records, meta
 
 

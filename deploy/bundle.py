@@ -2,8 +2,9 @@
 
 A bundle is a model folder the runtime loads as it is (``manifest.yaml`` listing one format: only the
 files that engine reads) plus ``bundle.yaml``: the engine and precision it was validated with, the
-validated figures and the CPU flags they were measured on, the golden inputs with the outputs this exact
-engine + precision gave for them, and the sha256 of every other file. It imports the runtime only: the
+validated figures and the CPU identity (name, generation, family / model, flags) they were measured on,
+the golden inputs with the outputs this exact engine + precision gave for them, and the sha256 of every
+other file. It imports the runtime only: the
 device that runs ``selftest`` has no Paddle, no quantizer and no bench.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
+from fundus_edge.runtime.cpu import CpuIdentity, identity_of
 from fundus_edge.runtime.errors import IntegrityError, ModelError
 from fundus_edge.runtime.manifest import confined, sha256
 
@@ -50,6 +52,12 @@ class Validated:
     date: str
     record: str  # the results.json they come from
     unsteady: bool | None = None
+    # runtime.cpu.CpuIdentity.to_dict() of the record's machine; None in bundles packed before issue 42
+    cpu_identity: dict | None = None
+
+    def identity(self) -> CpuIdentity:
+        """The CPU the figures were measured on (a bundle without ``cpu_identity``: its name and flags)."""
+        return identity_of(self.cpu_identity or {"cpu": self.cpu, "isa_flags": self.isa_flags})
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,9 @@ def read_bundle(folder: str | Path) -> Bundle:
         )
     try:
         d = {k: v for k, v in d.items() if k in Bundle.__dataclass_fields__}
-        d["validated"] = Validated(**d["validated"])
+        d["validated"] = Validated(
+            **{k: v for k, v in d["validated"].items() if k in Validated.__dataclass_fields__}
+        )
         d["goldens"] = tuple(Golden(**g) for g in d["goldens"])
         if d.get("input_size"):
             d["input_size"] = tuple(d["input_size"])

@@ -206,7 +206,7 @@ def _readme(b: Bundle, model: str, files: list[str]) -> str:
     # Named pieces keep the template's source lines within the line length.
     scores = f"F1 {f(v.f1, '{:.4f}')}, AUC {f(v.auc, '{:.4f}')}, IoU {f(v.iou, '{:.4f}')}"
     p50 = f(v.p50_ms, "{:.1f}")
-    flags = ", ".join(v.isa_flags) or "no flags of interest"
+    cpu = v.identity().title
     ver, prec, n_goldens = b.fundus_edge_version, b.precision, len(b.goldens)
     predict = f"fundus-edge predict . IMAGES -o OUT --backend {b.engine}" + (
         " --precision " + b.precision_request if b.precision_request else ""
@@ -214,7 +214,7 @@ def _readme(b: Bundle, model: str, files: list[str]) -> str:
     return f"""# {model}: {b.engine} {b.precision} deploy bundle
 
 Validated ({v.images}; {v.date}): {scores}; engine p50 {p50} ms
-({v.threads} threads) on {v.cpu} with {flags}.
+({v.threads} threads) on {cpu}.
 
 Install (no Paddle, no quantizer): `pip install -r requirements.txt`, then fundus-edge {ver} with `--no-deps`.
 
@@ -308,6 +308,7 @@ def _validated(row: BenchRecord, record: Record) -> Validated:
         images=str(meta.get("images", "")),
         cpu=record.cpu,
         isa_flags=record.isa_flags,
+        cpu_identity=record.identity.to_dict(),
         date=str(meta.get("date", "")),
         record=str(record.path),
         unsteady=row.unsteady,

@@ -1,5 +1,7 @@
 """``pick``: from a bench record, the fastest variant x engine x precision that meets the accuracy (and
-optional latency and size) bounds, on the CPU the record was measured on."""
+optional latency and size) bounds, on the CPU the record was measured on: the same identity (vendor, family /
+model and flags, runtime.cpu.CpuIdentity), not the same name, since one name ("AMD EPYC") covers a Zen 4
+and a Zen 5 whose INT8 rows differ 1.8x."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fundus_edge.bench.records import BenchRecord
-from fundus_edge.runtime.cpu import isa_flags
+from fundus_edge.runtime.cpu import CpuIdentity, cpu_identity, identity_of
 from fundus_edge.runtime.errors import InputError
 
 DEFAULT_RECORD = Path("build/bench/results.json")
@@ -35,8 +37,13 @@ class Record:
         return list(self.meta.get("machine", {}).get("isa_flags") or [])
 
     @property
+    def identity(self) -> CpuIdentity:
+        return identity_of(self.meta.get("machine") or {})
+
+    @property
     def cpu(self) -> str:
-        return str(self.meta.get("machine", {}).get("cpu") or "unknown")
+        """The CPU by name and generation ("AMD EPYC Zen 4"), as pick and bundles print it."""
+        return self.identity.short
 
 
 def choice_key(r: BenchRecord) -> str:
@@ -68,19 +75,24 @@ def read_record(path: str | Path) -> Record:
     return Record(path, rows, d["meta"])
 
 
-def cpu_mismatch(record: Record, here: list[str] | None = None) -> str | None:
-    """Why the record's figures do not describe this CPU (its flags of interest differ), or None."""
-    here = isa_flags() if here is None else here
-    there = record.isa_flags
-    if set(here) == set(there):
+def cpu_mismatch(record: Record, here: CpuIdentity | None = None) -> str | None:
+    """Why the record's figures do not describe this CPU (its flags of interest, or its vendor, family or
+    model differ; a record without family / model cannot show it is this CPU), or None."""
+    here = cpu_identity() if here is None else here
+    there = record.identity
+    if there.key == here.key:
         return None
-    only_there = sorted(set(there) - set(here))
-    only_here = sorted(set(here) - set(there))
+    only_there = sorted(set(there.flags) - set(here.flags))
+    only_here = sorted(set(here.flags) - set(there.flags))
     parts = ([f"it had {', '.join(only_there)}, which this CPU lacks"] if only_there else []) + (
         [f"this CPU has {', '.join(only_here)}, which it lacked"] if only_here else []
     )
+    if not parts:
+        parts = [f"this CPU is {here.title}"] + (
+            ["the record kept no family / model to show it was this one"] if there.family is None else []
+        )
     return (
-        f"{record.path}: measured on another CPU ({record.cpu}): {'; '.join(parts)}"
+        f"{record.path}: measured on another CPU ({there.title}): {'; '.join(parts)}"
         " (--any-cpu to pick from it anyway)"
     )
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from fundus_edge.measure.timing import Timing, TimingPolicy, time_calls
-from fundus_edge.runtime.cpu import has_bf16, has_vnni, isa_flags
+from fundus_edge.runtime.cpu import cpu_identity, has_bf16, has_vnni, isa_flags
 from fundus_edge.runtime.errors import FundusEdgeError, one_line
 from fundus_edge.runtime.images import read_binary, read_image
 from fundus_edge.runtime.manifest import read_manifest
@@ -85,6 +85,13 @@ def cpu_refusal(b: Bundle, quantization: dict | None = None) -> tuple[str | None
             f"the validated figures come from a CPU with {', '.join(missing)}, which this one lacks:"
             " its latency will differ"
         )
+    elif (there := b.validated.identity()).key != (here := cpu_identity()).key:
+        # Same flags, another design (a Zen 4 and a Zen 5 share AVX-512 VNNI/BF16): the outputs still
+        # decide PASS, but the validated latency is another CPU's.
+        warn.append(
+            f"the validated figures come from {there.title}; this CPU is {here.title}:"
+            " its latency will differ"
+        )
     return None, warn
 
 
@@ -148,7 +155,14 @@ def selftest(folder: str | Path, runs: int = 10, threads: int | None = None) -> 
             )
         t = time_goldens(pred, images, runs)
         v = b.validated
-        vs = f" (validated {v.p50_ms:.1f} ms on {v.cpu})" if v.p50_ms is not None else ""
+        there, here = v.identity(), cpu_identity()
+        vs = (
+            f" (validated {v.p50_ms:.1f} ms on {there.short}"
+            + ("" if there.key == here.key else f"; this CPU: {here.short}")
+            + ")"
+            if v.p50_ms is not None
+            else ""
+        )
         return SelftestResult(
             True,
             f"{len(b.goldens)} goldens on {b.engine} {pred.precision}: vessel Dice >= {worst_dice:.4f},"

@@ -1,6 +1,8 @@
 """The README's generated blocks, rewritten from what the repository records, so no figure there is typed by
 hand: the shipped-models table (manifests, model cards, the test-read ledger and the latest bench record) and
-the bench summary (that record's Pareto front).
+the bench summary (that record's Pareto front). Both name the CPU identity their latencies hold on
+(generation, family / model, flags: a latency is that CPU's, not the model's), and the summary links the
+newest page of each CPU identity measured.
 
 A block is the text between ``<!-- generated: NAME -->`` and ``<!-- /generated -->``.
 
@@ -15,9 +17,16 @@ import re
 import sys
 from pathlib import Path
 
-from fundus_edge.bench.history import RESULTS_DIR, front_table, latest_record, load_record
+from fundus_edge.bench.history import (
+    RESULTS_DIR,
+    front_table,
+    latest_per_identity,
+    latest_record,
+    load_record,
+)
 from fundus_edge.bench.records import BenchRecord
 from fundus_edge.measure.ledger import REPO_LEDGER, count_lineage, read_ledger
+from fundus_edge.runtime.cpu import identity_of
 from fundus_edge.runtime.errors import FundusEdgeError, InputError
 from fundus_edge.runtime.manifest import read_manifest
 
@@ -38,10 +47,23 @@ def card_test_metrics(card: Path) -> dict[str, float]:
     """F1, AUC and IoU of the card's DRIVE test section (written by fundus_edge.modelcard from one
     evaluation)."""
     text = card.read_text()
-    m = re.search(r"^## DRIVE test.*\n(F1 \*\*([\d.]+)\*\*, AUC \*\*([\d.]+)\*\*, IoU ([\d.]+))", text, re.M)
+    ci = r"(?: \(95 % CI ([\d.]+)-([\d.]+)\))?"  # each figure's bootstrap interval (measure/intervals.py)
+    m = re.search(
+        rf"^## DRIVE test.*\nF1 \*\*([\d.]+)\*\*{ci}, AUC \*\*([\d.]+)\*\*{ci}, IoU ([\d.]+){ci}", text, re.M
+    )
     if not m:
         raise InputError(f"{card}: no '## DRIVE test' section with 'F1 **x**, AUC **y**, IoU z'")
-    return {"f1": float(m.group(2)), "auc": float(m.group(3)), "iou": float(m.group(4))}
+    g = m.groups()
+    keys = ("f1", "auc", "iou")
+    return {k: float(g[3 * i]) for i, k in enumerate(keys)} | {
+        f"{k}_ci": (g[3 * i + 1], g[3 * i + 2]) if g[3 * i + 1] else None for i, k in enumerate(keys)
+    }
+
+
+def _with_ci(m: dict, k: str, bold: bool = False) -> str:
+    """``**0.8232** (0.817-0.830)``: the card's figure and its 95 % interval when the card states one."""
+    v = f"**{m[k]:.4f}**" if bold else f"{m[k]:.4f}"
+    return v + (f" ({m[k + '_ci'][0]}-{m[k + '_ci'][1]})" if m.get(k + "_ci") else "")
 
 
 def bench_variant(model: str) -> str:
@@ -98,12 +120,13 @@ def shipped_models(models_dir: Path, record: Path, ledger: Path = REPO_LEDGER) -
         lat = [_ms(records, bench_variant(name), e, p) for _, e, p in LATENCY_COLUMNS]
         out.append(
             f"| `{name}` | {man.model['params']:,} | {man.model['gmac']:.2f} "
-            f"| **{m['f1']:.4f}** | **{m['auc']:.4f}** | "
-            f"{count_lineage(reads, name).reads} | {m['iou']:.4f} | " + " | ".join(lat) + " |"
+            f"| {_with_ci(m, 'f1', True)} | {_with_ci(m, 'auc', True)} | "
+            f"{count_lineage(reads, name).reads} | {_with_ci(m, 'iou')} | " + " | ".join(lat) + " |"
         )
     out += [
         "",
-        "F1 / AUC / IoU: each card's DRIVE test section; test reads: `docs/test-reads.csv`; "
+        "F1 / AUC / IoU: each card's DRIVE test section, with its 95 % bootstrap interval over the 20 images "
+        "(in brackets); test reads: `docs/test-reads.csv`; "
         f"latency: engine p50 over the 20 DRIVE test images, {meta.get('threads', '?')} threads, "
         f"{_run_link(record, meta)}.",
     ]
@@ -126,24 +149,35 @@ def shipped_models(models_dir: Path, record: Path, ledger: Path = REPO_LEDGER) -
     return out
 
 
-def _run_link(record: Path, meta: dict) -> str:
-    page = record.with_suffix(".md")
+def _rel(page: Path) -> str:
     try:
-        rel = page.resolve().relative_to(ROOT).as_posix()
+        return page.resolve().relative_to(ROOT).as_posix()
     except ValueError:
-        rel = page.as_posix()
-    label = f"bench run {meta['date']} on {meta['machine']['cpu']} ({_isa(meta)})"
-    return f"[{label}]({rel})" + (
+        return page.as_posix()
+
+
+def _run_link(record: Path, meta: dict) -> str:
+    """The record's page, labelled by its date and the CPU identity its latencies hold on."""
+    ident = identity_of(meta["machine"])
+    label = f"bench run {meta['date']} on {ident.short}"
+    return f"[{label}]({_rel(record.with_suffix('.md'))})" + (
         " (rows reconstructed from its report)" if meta.get("reconstructed") else ""
     )
 
 
-def _isa(meta: dict) -> str:
-    flags = meta["machine"].get("isa_flags", [])
-    keep = [f for f in flags if f.startswith(("avx512_bf16", "avx512_vnni", "amx_"))] or [
-        f for f in flags if f in ("avx512f", "avx2")
-    ][:1]
-    return ", ".join(keep) or "no AVX flags"
+def identity_line(record: Path) -> str:
+    """The identity the tables hold on, and the newest page of every CPU identity in the record's history."""
+    meta = load_record(record)[1]
+    here = identity_of(meta["machine"])
+    pages = latest_per_identity(record.parent)
+    links = "; ".join(
+        f"[{p.label}]({_rel(p.page)}) {p.date}" + ("" if p.identity else " (a page without a record)")
+        for p in pages
+    )
+    return (
+        f"Latencies hold on {here.title}; another CPU, even of the same name, runs them at its own speed."
+        + (f" Newest run of each CPU measured: {links}." if links else "")
+    )
 
 
 def bench_summary(record: Path) -> list[str]:
@@ -155,6 +189,8 @@ def bench_summary(record: Path) -> list[str]:
         "Compare latencies within one run only.",
         "",
         *front_table(records),
+        "",
+        identity_line(record),
     ]
 
 

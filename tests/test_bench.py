@@ -70,7 +70,8 @@ def tiny_bench(tiny_model, drive_synth, tmp_path_factory):
     assert (REPO_LEDGER.read_bytes() if REPO_LEDGER.is_file() else None) == committed, (
         "the bench wrote the committed ledger"
     )
-    meta["_ledger"] = root / "test-reads.csv"
+    assert not (root / "test-reads.csv").exists(), "the bench wrote the ledger $FUNDUS_EDGE_LEDGER names"
+    meta["_ledger"] = root / "out" / "test-reads.csv"  # the run's own reads, beside its record (issue 42)
     return root / "out", recs, meta
 
 

@@ -19,7 +19,7 @@ from fundus_edge.deploy import selftest as selftest_mod
 from fundus_edge.deploy.pack import PackOptions, pack
 from fundus_edge.deploy.pick import Bounds, choice_key, pick, read_record
 from fundus_edge.deploy.selftest import selftest
-from fundus_edge.runtime.cpu import isa_flags
+from fundus_edge.runtime.cpu import cpu_identity, isa_flags
 from fundus_edge.runtime.engines import installed_engines
 from fundus_edge.runtime.errors import InputError
 
@@ -50,10 +50,16 @@ def row(engine: str, p50: float, f1: float, precision: str = "fp32", asked: str 
     }
 
 
-def write_record(path: Path, rows: list[dict], data: Path, flags: list[str] | None = None) -> Path:
+def write_record(
+    path: Path, rows: list[dict], data: Path, flags: list[str] | None = None, machine: dict | None = None
+) -> Path:
+    """A bench record measured on this CPU (its whole identity, as the bench records it), or on a "test CPU"
+    with ``flags``, or on ``machine``."""
+    if machine is None:
+        machine = cpu_identity().to_dict() if flags is None else {"cpu": "test CPU", "isa_flags": flags}
     meta = {
         "date": "2026-12-04 12:00",
-        "machine": {"cpu": "test CPU", "cores": 2, "isa_flags": isa_flags() if flags is None else flags},
+        "machine": {"cores": 2, **machine},
         "images": f"DRIVE test (2 images, 1st_manual, FOV pixels pooled) from {data}",
         "threads": 1,
     }
@@ -195,7 +201,8 @@ def test_selftest_refuses_bf16_on_a_cpu_without_it(packed, monkeypatch):
 def test_int8_without_vnni_refused_or_warned(monkeypatch):
     from fundus_edge.deploy.bundle import Bundle, Validated
 
-    v = Validated(None, None, None, None, None, 1, "", "cpu", list(isa_flags()), "", "")
+    here = cpu_identity().to_dict()
+    v = Validated(None, None, None, None, None, 1, "", "cpu", list(isa_flags()), "", "", cpu_identity=here)
     b = Bundle("v", "onnxruntime", "onnx", "int8", None, 1, v, (), {})
     monkeypatch.setattr(selftest_mod, "has_vnni", lambda: False)
     why, _ = selftest_mod.cpu_refusal(b, {"engine_ptq": {"reduce_range": False}})
@@ -329,7 +336,7 @@ rc = main(['selftest', sys.argv[1], '--runs', '1'])
 # The timing harness (numpy only) is the one module of the ground floor selftest uses; the variant table
 # (standard library only, tests/test_variants.py) is read by the CLI's help and choices.
 above = sorted(m for m in sys.modules if m.startswith('fundus_edge.')
-               and m.split('.')[1] not in ('runtime', 'cli', 'deploy')
+               and m.split('.')[1] not in ('runtime', 'cli', 'cli_adapt', 'deploy')
                and m not in ('fundus_edge.measure', 'fundus_edge.measure.timing',
                              'fundus_edge.quantize', 'fundus_edge.quantize.variants'))
 print('above the runtime:', above)
