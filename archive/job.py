@@ -1,10 +1,12 @@
-"""The archive job as a Ray Data pipeline: list the inputs (driver) -> read and decode (tasks) ->
-segment (an actor pool: one Predictor per actor, the model loaded once) -> write outputs and the image's
-row (tasks). Inputs already done are skipped; a bad file becomes a row with its error, never a failed job.
-A run resumes only what the same model and output-changing options made (``resume.py``).
+"""The archive job as a Ray Data pipeline: list the inputs and plan (driver) -> read, segment and write
+(an actor pool: one Predictor per actor, the model loaded once; each actor reads its input, writes its
+outputs and the image's row itself, so no decoded image crosses processes). Inputs already done are
+skipped; a bad file becomes a row with its error, never a failed job. A run resumes only what the same
+model and output-changing options made (``resume.py``). An input is known by its own path (absolute, links
+not resolved: ``runtime.batch.input_key``), so a link's outputs and row are its own.
 
-Ray Data does what a hand-made queue would: streaming between stages with back-pressure, actor pools,
-task placement over a cluster's nodes, retries of lost workers."""
+Ray Data does what a hand-made queue would: streaming inputs to free actors with back-pressure, actor
+pools, placement over a cluster's nodes, retries of lost workers."""
 
 from __future__ import annotations
 
@@ -22,13 +24,28 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtime.batch import encode_outputs, file_error, output_paths, prob_to_uint8, resolve_fov
+from ..runtime.batch import (
+    check_unique_stems,
+    encode_outputs,
+    file_error,
+    input_key,
+    output_paths,
+    prob_to_uint8,
+    resolve_fov,
+)
 from ..runtime.errors import FundusEdgeError, InputError, one_line
+from ..runtime.images import DEFAULT_MAX_PIXELS
 from .resume import JobKey, claim
 from .storage import Storage
 from .table import BIOMARKER_NAMES, ImageRow, delete_row, is_done, read_rows, write_row, write_table
 
 _EMPTY_RGB = np.zeros((0, 0, 3), np.uint8)
+# Said once per run when Ray has a single node: there, Ray adds its start-up and its hand-over of images
+# between processes to the same cores plain predict uses alone (figures: docs/archive.md).
+ONE_NODE_NOTE = (
+    "note: Ray has one node here; on one machine plain predict (without --ray) is faster (docs/archive.md):"
+    " --ray pays off across nodes, or for its results table and resume"
+)
 _EMPTY_2D = np.zeros((0, 0), np.uint8)
 
 
@@ -46,6 +63,9 @@ class SegmentOptions:
     save_prob: bool = False
     save_overlay: bool = False
     biomarkers: bool = False  # each row also carries measure.biomarkers' values of its mask
+    # The decoded-pixel cap of each input (None: none). Not part of the resume key: it changes no output,
+    # only which inputs are refused.
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
 
 
 def job_key(options: SegmentOptions) -> JobKey:
@@ -94,18 +114,23 @@ class RayOptions:
     )
     workers: int = 2  # Predictor actors
     threads_per_worker: int = 1  # engine threads of each (and the CPUs each actor reserves)
-    io_tasks: int = 2  # read / write tasks in flight per stage
 
 
 @dataclass(frozen=True)
 class ArchiveSummary:
+    """Counts read back from the row files the table is made of, not from what the pipeline handed back:
+    an input whose row is missing or not ok is not counted as written."""
+
     inputs: int
     done_before: int  # skipped: row ok and outputs present
-    ok: int
+    ok: int  # inputs of this run whose row says ok
     failed: int
     seconds: float  # wall time of the pipeline (Ray start included)
     nodes: dict[str, int] = field(default_factory=dict)  # node id -> images segmented there this run
     tables: tuple[str, ...] = ()
+    rows: int = 0  # rows in the table (every input this location has seen)
+    rows_ok: int = 0
+    ray_nodes: int = 0  # alive nodes of the Ray this run used (0: Ray not started, nothing to do)
 
     @property
     def processed(self) -> int:
@@ -121,14 +146,14 @@ def _now() -> str:
 
 
 # -- stages (run in Ray workers) ------------------------------------------------------------------
-def _read(row: dict) -> dict:
-    """Task: read and decode one input."""
+def _read(row: dict, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict:
+    """Task: read and decode one input (its header first: one over ``max_pixels`` is refused undecoded)."""
     from ..runtime.images import read_image
 
     t0 = time.perf_counter()
     out = {"path": row["path"], "rgb": _EMPTY_RGB, "error": "", "read_ms": math.nan}
     try:
-        out["rgb"] = read_image(row["path"])
+        out["rgb"] = read_image(row["path"], max_pixels)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's row, not the job's
         out["error"] = file_error(row["path"], exc)
     out["read_ms"] = (time.perf_counter() - t0) * 1e3
@@ -136,15 +161,20 @@ def _read(row: dict) -> dict:
 
 
 class _Segmenter:
-    """Actor: one Predictor, loaded once, segments one image per call."""
+    """Actor: one Predictor, loaded once. Each call reads one input, segments it and writes its outputs and
+    row, and hands back the row's status alone: decoded images and masks never leave the actor's process.
+    (Reading and writing in tasks of their own, as before, shipped each decoded image and mask between
+    processes through Ray's object store: 3.3 images/s against plain predict's 9.2 on the 2-core machine,
+    docs/archive.md.)"""
 
-    def __init__(self, options: SegmentOptions, threads: int):
+    def __init__(self, options: SegmentOptions, threads: int, out: Storage | None = None):
         import ray
 
         from ..runtime.manifest import sha256
         from ..runtime.predictor import Predictor, ScaleOptions
 
         self.options = options
+        self.out = out
         self.pred = Predictor.load(
             options.model_dir,
             backend=options.backend,
@@ -164,6 +194,13 @@ class _Segmenter:
         }
 
     def __call__(self, row: dict) -> dict:
+        """Read, segment and write one input (``row["path"]``): its row's path, status, error and node."""
+        seg = self.segment(_read(row, self.options.max_pixels))
+        rec = write_row_outputs(seg, self.out, self.options.save_prob, self.options.save_overlay)
+        return {k: rec[k] for k in ("path", "status", "error", "node")}
+
+    def segment(self, row: dict) -> dict:
+        """One decoded input (``_read``'s row) -> the row with its mask, probability and numbers."""
         from ..runtime.fov import fov_diameter
 
         out = {
@@ -268,7 +305,7 @@ def plan(files: list[Path], out: Storage, options: SegmentOptions, force: bool) 
     todo, done, refused = [], [], []
     claimed: dict[str, str] = {}  # output name -> the todo input that will write it
     for f in files:
-        key = str(f.resolve())
+        key = input_key(f)  # the input's own path: a link is not its target
         row = rows.get(key)
         names = _names(f, options.save_prob, options.save_overlay)
         if not force and is_done(row, out, names) and (row.biomarkers or not options.biomarkers):
@@ -346,27 +383,18 @@ def _reachable(address: str, timeout_s: float = 10.0) -> None:
 
 
 def _pipeline(todo: list[Path], out: Storage, options: SegmentOptions, ray_opts: RayOptions):
-    """The Ray Data dataset over ``todo``: read (tasks) -> segment (the actor pool) -> write (tasks)."""
+    """The Ray Data dataset over ``todo``: one block per input, each read, segmented and written by one of
+    the actor pool's Predictors (Ray Data streams the blocks to free actors, with back-pressure)."""
     import ray
-    from ray.data import ActorPoolStrategy, TaskPoolStrategy
+    from ray.data import ActorPoolStrategy
 
-    io = TaskPoolStrategy(size=ray_opts.io_tasks)
-    # Reading and writing reserve no CPU: the actors hold the cores; these tasks wait on disk and
-    # codecs.
-    ds = ray.data.from_items([{"path": str(f.resolve())} for f in todo], override_num_blocks=len(todo))
-    ds = ds.map(_read, compute=io, num_cpus=0)
-    ds = ds.map(
+    ds = ray.data.from_items([{"path": input_key(f)} for f in todo], override_num_blocks=len(todo))
+    return ds.map(
         _Segmenter,
-        fn_constructor_kwargs={"options": options, "threads": ray_opts.threads_per_worker},
+        fn_constructor_kwargs={"options": options, "threads": ray_opts.threads_per_worker, "out": out},
         compute=ActorPoolStrategy(size=ray_opts.workers),
         num_cpus=ray_opts.threads_per_worker,
         runtime_env={"env_vars": {"OMP_NUM_THREADS": str(ray_opts.threads_per_worker)}},
-    )
-    return ds.map(
-        write_row_outputs,
-        fn_kwargs={"out": out, "save_prob": options.save_prob, "save_overlay": options.save_overlay},
-        compute=io,
-        num_cpus=0,
     )
 
 
@@ -409,6 +437,7 @@ def run_archive(
     if ray_opts.workers < 1 or ray_opts.threads_per_worker < 1:
         raise InputError("--workers and --threads-per-worker must be at least 1")
     t0 = time.perf_counter()
+    files = check_unique_stems(files)  # two inputs of one output name: refused before anything runs
     if ray_opts.address is not None:
         _reachable(ray_opts.address)  # before anything is written
     out = Storage(out_dir)  # a folder, or an object store / file system URI (s3://bucket/prefix, ...)
@@ -426,32 +455,41 @@ def run_archive(
         write_row(out, r)
         print(f"error: {r.error}", file=sys.stderr)
     results: list[dict] = []
+    n_nodes = 0
     if todo:
         import ray
 
         started = _start_ray(ray_opts)
         try:
+            n_nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+            if n_nodes == 1:
+                print(ONE_NODE_NOTE, file=sys.stderr)
             results = _segment_todo(todo, out, options, ray_opts, progress)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - an actor that cannot load the model ends the job in one line
             raise FundusEdgeError(f"ray pipeline failed: {_root_cause(exc)}") from None
         finally:
-            tables = write_table(out, list(read_rows(out).values()), key.to_json())
+            rows = read_rows(out)
+            tables = write_table(out, list(rows.values()), key.to_json())
             if started:
                 ray.shutdown()
     else:
-        tables = write_table(out, list(read_rows(out).values()), key.to_json())
-    ok = sum(r["status"] == "ok" for r in results)
+        rows = read_rows(out)
+        tables = write_table(out, list(rows.values()), key.to_json())
+    ok = sum(1 for f in todo if (r := rows.get(input_key(f))) is not None and r.status == "ok")
     nodes = Counter(r["node"] for r in results if r.get("node"))
     return ArchiveSummary(
         len(files),
         len(done),
         ok,
-        len(results) - ok + len(refused),
+        len(todo) - ok + len(refused),
         time.perf_counter() - t0,
         dict(nodes),
         tuple(tables),
+        rows=len(rows),
+        rows_ok=sum(r.status == "ok" for r in rows.values()),
+        ray_nodes=n_nodes,
     )
 
 

@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m fundus_edge.archive.throughput", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--data", required=True, help="DRIVE folder")
-    p.add_argument("--model", default="models/default")
+    p.add_argument("--model", default="models/s2d-fast", help="model folder (default: predict's own)")
     p.add_argument("--backend", default="openvino")
     p.add_argument("--copies", type=int, default=10)
     p.add_argument(
@@ -59,7 +59,8 @@ def _time_plain(a: argparse.Namespace, files: list[Path], out: Path) -> tuple[fl
     from ..runtime.predictor import Predictor
 
     t0 = time.perf_counter()
-    pred = Predictor.load(a.model, backend=a.backend, threads=a.threads, precision=None)
+    # precision "auto", as predict and the Ray path (SegmentOptions) choose it
+    pred = Predictor.load(a.model, backend=a.backend, threads=a.threads, precision="auto")
     load_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     outs = predict_files(pred, files, out, progress=False)

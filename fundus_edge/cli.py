@@ -134,6 +134,7 @@ def _record_read(a, report) -> None:
         ("--layout", a.layout, "auto"),
         ("--threshold", a.threshold, None),
         ("--backend", a.backend, "auto"),
+        ("--precision", getattr(a, "precision", None), None),
         ("--perturb", a.perturb, None),
     ]
     command = " ".join(
@@ -153,6 +154,7 @@ def _record_read(a, report) -> None:
         lineage=a.lineage,
         rule_before="yes" if a.rule_before else "no",
         note=a.note,
+        search=a.search,
     )
 
 
@@ -167,6 +169,10 @@ def cmd_evaluate(a) -> int:
         )
     if a.perturb is not None:
         return _evaluate_perturbed(a)
+    from .cli_site import evaluate_site_cmd, wants_site_report
+
+    if wants_site_report(a):  # a model folder or bundle on a site folder: the site report
+        return evaluate_site_cmd(a, _record_read)
 
     report = evaluate_source(
         a.source,
@@ -177,8 +183,17 @@ def cmd_evaluate(a) -> int:
         backend=a.backend,
         threads=a.threads,
         progress=not a.no_progress,
+        precision=a.precision,
     )
     _record_read(a, report)
+    if a.per_image_out:
+        # Per-image statistics (counts, probability histograms): intervals and paired comparisons are
+        # recomputed from them without reading the images again (python -m fundus_edge.measure.intervals).
+        out = Path(a.per_image_out)
+        if out.exists() and not a.force:
+            raise FundusEdgeError(f"{out}: exists (pass --force to overwrite)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report.to_dict(with_stats=True), separators=(",", ":")) + "\n")
     if a.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
@@ -188,6 +203,10 @@ def cmd_evaluate(a) -> int:
         f"threshold {report.threshold:.3f}, via {report.via})"
     )
     auc = "n/a" if m.auc is None else f"{m.auc:.4f}"
+    print(f"  {report.interval_line()}")
+    if report.intervals:
+        iv = next(iter(report.intervals.values()))
+        print(f"  (bootstrap over the {iv.n_images} images, {iv.resamples} resamples, percentile interval)")
     print(
         f"  F1 {m.f1:.4f}  IoU {m.iou:.4f}  mIoU {m.miou:.4f}  Acc {m.acc:.4f}  Se {m.se:.4f}  "
         f"Sp {m.sp:.4f}  AUC {auc}  kappa {m.kappa:.4f}"
@@ -212,6 +231,7 @@ def _evaluate_perturbed(a) -> int:
     """evaluate --perturb: the model folder's scores under camera perturbations, one table row each."""
     from fundus_edge.evaluate import evaluate_perturbed
     from fundus_edge.measure.camera import PERTURBATIONS
+    from fundus_edge.measure.robustness import perturbed_cells
 
     names = (
         PERTURBATIONS if a.perturb == "all" else tuple(n.strip() for n in a.perturb.split(",") if n.strip())
@@ -231,6 +251,14 @@ def _evaluate_perturbed(a) -> int:
         biomarkers=a.biomarkers,
     )
     _record_read(a, rep)
+    if a.per_image_out:
+        # each row's per-image counts: F1 intervals and paired drops recomputed later (modelcard --update
+        # perturbations) without reading the images again
+        out = Path(a.per_image_out)
+        if out.exists() and not a.force:
+            raise FundusEdgeError(f"{out}: exists (pass --force to overwrite)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rep.to_dict(with_stats=True), separators=(",", ":")) + "\n")
     if a.json:
         print(json.dumps(rep.to_dict(), indent=2))
         return 0
@@ -240,13 +268,13 @@ def _evaluate_perturbed(a) -> int:
     )
     extra = " best threshold (F1) |" if a.best_threshold else ""
     print(
-        "| perturbation | F1 | ΔF1 | AUC | IoU |"
+        "| perturbation | F1 (95 % CI) | ΔF1 (paired 95 % CI) | AUC (95 % CI) | IoU |"
         + extra
         + "\n| --- | --- | --- | --- | --- |"
         + (" --- |" if extra else "")
     )
     for r in rep.rows:
-        auc = "n/a" if r.metrics.auc is None else f"{r.metrics.auc:.4f}"
+        f1, delta, auc = perturbed_cells(r)
         best = ""
         if a.best_threshold:
             best = (
@@ -254,9 +282,11 @@ def _evaluate_perturbed(a) -> int:
                 if r.best_threshold is None
                 else f" {r.best_threshold[0]:.3f} ({r.best_threshold[1]:.4f}) |"
             )
+        print(f"| {r.perturbation} | {f1} | {delta} | {auc} | {r.metrics.iou:.4f} |{best}")
+    if rep.images >= 2:
         print(
-            f"| {r.perturbation} | {r.metrics.f1:.4f} | {r.delta_f1:+.4f} | {auc} | {r.metrics.iou:.4f} "
-            f"|{best}"
+            f"(95 % bootstrap intervals over the {rep.images} images; ΔF1's is paired: the same image draws "
+            "for the perturbed and the clean scores)"
         )
     if a.best_threshold and rep.split == "test":
         print("(best thresholds on a test split: report them, never ship them)")
@@ -593,7 +623,7 @@ def cmd_selftest(a) -> int:
 
 def cmd_predict(a) -> int:
     _set_threads(a.threads)
-    from fundus_edge.runtime.batch import expand_inputs, predict_files
+    from fundus_edge.runtime.batch import expand_inputs, predict_files, refuse_oversized
     from fundus_edge.runtime.predictor import Predictor, ScaleOptions
 
     paths = list(a.paths)
@@ -604,6 +634,9 @@ def cmd_predict(a) -> int:
     if not paths:
         raise FundusEdgeError("no input images given")
     files = expand_inputs(paths)
+    if a.max_pixels < 1:
+        raise FundusEdgeError(f"--max-pixels must be at least 1 (got {a.max_pixels})")
+    refuse_oversized(files, a.max_pixels)  # headers only, before a model loads or an output is written
     if a.ray is not None:
         return _predict_ray(a, model, files)
     if a.workers is not None or a.threads_per_worker is not None:
@@ -637,6 +670,7 @@ def cmd_predict(a) -> int:
         force=a.force,
         progress=not a.no_progress,
         after=after,
+        max_pixels=a.max_pixels,
     )
     wall = time.perf_counter() - t0
     if after is not None and after.rows:
@@ -699,6 +733,7 @@ def _predict_ray(a, model: Path, files: list) -> int:
         save_prob=a.save_prob,
         save_overlay=a.overlay,
         biomarkers=a.biomarkers,
+        max_pixels=a.max_pixels,
     )
     print(
         f"model {model}: {len(files)} inputs, Ray {'local' if address is None else address}, "
@@ -712,7 +747,7 @@ def _predict_ray(a, model: Path, files: list) -> int:
     print(
         f"{s.ok} written, {s.failed} failed, {s.done_before} done before (skipped) of {s.inputs} inputs "
         f"in {s.seconds:.1f} s ({s.images_per_s:.2f} images/s); images per node: {nodes}; "
-        f"table: {', '.join(s.tables)}",
+        f"table: {s.rows} rows ({s.rows_ok} ok) in {', '.join(s.tables)}",
         file=sys.stderr,
     )
     return 1 if s.failed else 0
@@ -723,17 +758,28 @@ def cmd_serve(a) -> int:
     try:
         import uvicorn
 
-        from fundus_edge.serve.app import ServeOptions, create_app
+        from fundus_edge.serve.app import ServeOptions, create_app, worst_case
     except ImportError as exc:
         raise FundusEdgeError(
             f"serve needs the serve extra ({exc.name} is missing): pip install 'fundus-edge[serve]'"
         ) from None
     from fundus_edge.runtime.predictor import Predictor, ScaleOptions
 
-    if a.queue < 0 or a.max_body_mb <= 0:
+    if a.queue < 0 or a.max_body_mb <= 0 or a.max_pixels < 1:
         raise FundusEdgeError(
-            f"--queue must be 0 or more and --max-body-mb above 0 (got {a.queue} and {a.max_body_mb:g})"
+            "--queue must be 0 or more, --max-body-mb above 0 and --max-pixels at least 1"
+            f" (got {a.queue}, {a.max_body_mb:g} and {a.max_pixels})"
         )
+    options = ServeOptions(
+        max_body_bytes=int(a.max_body_mb * (1 << 20)), queue=a.queue, max_pixels=a.max_pixels
+    )
+    worst = worst_case(options)
+    if not worst.fits and not a.overcommit:
+        raise FundusEdgeError(
+            f"{worst.line(options)}: over this machine's memory; lower --queue, --max-body-mb or"
+            " --max-pixels, or start anyway with --overcommit"
+        )
+    print(worst.line(options), file=sys.stderr)
     model = Path(a.model) if a.model else default_model_dir(a.models)
     pred = Predictor.load(
         model,
@@ -743,7 +789,7 @@ def cmd_serve(a) -> int:
         precision=a.precision,
         scale=ScaleOptions(rescale=not a.no_rescale, crop_fov=not a.no_fov_crop),
     )
-    app = create_app(pred, ServeOptions(max_body_bytes=int(a.max_body_mb * (1 << 20)), queue=a.queue))
+    app = create_app(pred, options)
     print(
         f"serving {model} ({pred.manifest.name}, {pred.manifest.variant}) on {pred.backend}, "
         f"{pred.precision_line()}, at http://{a.host}:{a.port}/ "
@@ -885,7 +931,7 @@ def _add_evaluate(sub) -> None:
     e = sub.add_parser(
         "evaluate", help="score a checkpoint or model folder on a data set (FOV pixels pooled)"
     )
-    e.add_argument("source", help="training checkpoint folder or exported model folder")
+    e.add_argument("source", help="training checkpoint folder, exported model folder or deploy bundle")
     e.add_argument("--data", required=True)
     e.add_argument("--split", default="test", help="DRIVE split: test (default) or train")
     e.add_argument("--layout", default="auto")
@@ -900,7 +946,16 @@ def _add_evaluate(sub) -> None:
         "--backend", default="auto", help="engine for a model folder (auto, paddle, onnxruntime, openvino)"
     )
     e.add_argument("--threads", type=int)
-    e.add_argument("--per-image", action="store_true")
+    e.add_argument("--per-image", action="store_true", help="print each image's figures")
+    e.add_argument(
+        "--per-image-out",
+        metavar="FILE",
+        help="write the report with per-image statistics (confusion counts, probability histograms) as JSON: "
+        "intervals and paired comparisons are recomputed from it without reading the images again "
+        "(python -m fundus_edge.measure.intervals FILE [FILE ...]); with --perturb, each row's confusion "
+        "counts (for python -m fundus_edge.modelcard --update perturbations)",
+    )
+    e.add_argument("--force", action="store_true", help="overwrite an existing --per-image-out file")
     e.add_argument(
         "--perturb",
         nargs="?",
@@ -921,6 +976,9 @@ def _add_evaluate(sub) -> None:
     )
     e.add_argument("--json", action="store_true")
     e.add_argument("--no-progress", action="store_true")
+    from .cli_site import add_site_options
+
+    add_site_options(e)  # --report, --precision, --worst (fundus_edge/cli_site.py)
     _add_ledger_options(e)
     e.set_defaults(func=cmd_evaluate)
 
@@ -948,6 +1006,12 @@ def _add_ledger_options(e) -> None:
         "manifest's name)",
     )
     e.add_argument("--note", default="", help="a note for the ledger row")
+    e.add_argument(
+        "--search",
+        default="",
+        help="the recipe search this read belongs to (ledger column search): the search's lineages are "
+        "counted together in their cards",
+    )
     e.add_argument(
         "--ledger",
         help="the ledger CSV (default: $FUNDUS_EDGE_LEDGER, else the repository's docs/test-reads.csv)",
@@ -1293,9 +1357,22 @@ def _add_predict(sub) -> None:
         "OUTPUT/biomarkers.csv; with --ray: one biomarker_* column each in the results table",
     )
     r.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    _add_max_pixels(r, "an input whose header declares more refuses the job before anything runs (exit 2)")
     _add_ray_options(r)
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=cmd_predict)
+
+
+def _add_max_pixels(p, what: str) -> None:
+    from fundus_edge.runtime.limits import DEFAULT_MAX_PIXELS
+
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"largest image in pixels, width x height (default {DEFAULT_MAX_PIXELS:,}: 40 MP, above any "
+        f"fundus camera); {what}",
+    )
 
 
 def _add_ray_options(r) -> None:
@@ -1371,6 +1448,13 @@ def _add_serve(sub) -> None:
         default=32.0,
         help="largest request body in MiB (default 32); larger get 413",
     )
+    _add_max_pixels(s, "an upload whose header declares more gets 413 before it is queued")
+    s.add_argument(
+        "--overcommit",
+        action="store_true",
+        help="start even when the worst-case memory (bodies of the queue, one image at --max-pixels) is over "
+        "this machine's",
+    )
     s.add_argument(
         "--log-level",
         default="warning",
@@ -1379,6 +1463,8 @@ def _add_serve(sub) -> None:
     )
     s.set_defaults(func=cmd_serve)
 
+
+from .cli_adapt import add_adapt  # noqa: E402 - a verb in its own module (issue #41's direction)
 
 # The subcommands in the order `fundus-edge --help` lists them.
 _SUBCOMMANDS = (
@@ -1396,6 +1482,7 @@ _SUBCOMMANDS = (
     _add_predict,
     _add_biomarkers,
     _add_serve,
+    add_adapt,
 )
 
 

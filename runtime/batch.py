@@ -2,11 +2,14 @@
 _overlay.png. The plain ``predict`` loop is here; the Ray path (``fundus_edge.archive``) reuses the same
 input listing, output names and writers, so both give the same files.
 
-A bad input is reported and skipped; the caller turns the failures into a non-zero exit."""
+A bad input is reported and skipped; the caller turns the failures into a non-zero exit. An input is known
+by its own path as given (made absolute, links not resolved): a symbolic link is an input of its own name,
+never its target's. Outputs are written whole or not at all (a temporary name, then a rename)."""
 
 from __future__ import annotations
 
 import glob
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FundusEdgeError, InputError
-from .images import IMAGE_SUFFIXES, encode_png
+from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageTooLarge, encode_png, header_size
 
 # A file with one of these suffixes is a list of inputs (one path per line, or PaddleSeg's
 # ``image_path label_path``: the first field), paths relative to the list's folder.
@@ -76,17 +79,46 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     return check_unique_stems(files)
 
 
+def input_key(f: str | os.PathLike) -> str:
+    """An input's identity: its path as given, made absolute, symbolic links not resolved (a link's outputs
+    and row are named after the link, not after its target, which may be another input)."""
+    return os.path.abspath(f)
+
+
 def check_unique_stems(files: list[Path]) -> list[Path]:
-    """Outputs are named after the input's stem in one folder: two inputs of one stem would collide."""
+    """Outputs are named after the input's stem in one folder: two inputs of one stem would collide. The
+    same input named twice (by equal absolute paths) is kept once."""
     seen: dict[str, Path] = {}
+    unique: dict[str, Path] = {}
     for f in files:
-        if f.stem in seen and seen[f.stem] != f:
+        if f.stem in seen and input_key(seen[f.stem]) != input_key(f):
             raise InputError(
                 f"{f}: same name as {seen[f.stem]}: outputs would collide (<stem>_mask.png); "
                 "predict them into different --output folders"
             )
         seen[f.stem] = f
-    return list(dict.fromkeys(files))
+        unique.setdefault(input_key(f), f)
+    return list(unique.values())
+
+
+def refuse_oversized(files: list[Path], max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+    """Before anything runs: every input's header (Pillow reads it without decoding); one that declares more
+    than ``max_pixels`` refuses the job in one line naming it, its size and how many more are over. A file
+    without a readable header is left to the reader, which fails it alone."""
+    if max_pixels is None:
+        return
+    over: list[str] = []
+    for f in files:
+        try:
+            if f.is_file():
+                header_size(f, str(f), max_pixels)
+        except ImageTooLarge as exc:
+            over.append(str(exc))
+        except OSError:
+            continue  # unreadable here: the reader reports it as that file's error
+    if over:
+        more = f" (and {len(over) - 1} more inputs over it)" if len(over) > 1 else ""
+        raise ImageTooLarge(f"{over[0]}{more}; nothing was run")
 
 
 def output_paths(
@@ -125,10 +157,20 @@ def write_outputs(
 ) -> None:
     """The mask, then (when given) the probability x 255 and the overlay, in ``targets``' order."""
     for path, data in zip(targets, encode_outputs(mask, prob_u8, rgb), strict=False):
-        try:
-            path.write_bytes(data)
-        except OSError as exc:
-            raise InputError(f"{path}: could not write image ({exc.strerror or exc})") from None
+        write_whole(path, data)
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Whole or not at all: a killed run leaves no truncated PNG under an output's name, only (at worst) a
+    hidden temporary file beside it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"{path}: could not write image ({exc.strerror or exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def overlay(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -164,10 +206,12 @@ def predict_files(
     force: bool = False,
     progress: bool = True,
     after=None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> list[FileOutcome]:
     """``after``: an optional writer of more outputs per image (``predict --biomarkers``), with
     ``targets(f, out_dir)`` (checked against --force with the images) and ``write(f, prediction, targets)``;
-    it lives above the runtime, so the runtime imports nothing of it."""
+    it lives above the runtime, so the runtime imports nothing of it. ``max_pixels``: the decoded-pixel cap
+    of each input (None: none)."""
     from tqdm import tqdm
 
     from .images import read_image
@@ -181,7 +225,7 @@ def predict_files(
             existing = [t for t in targets if t.exists()]
             if existing and not force:
                 raise InputError(f"{existing[0]}: exists (use --force to overwrite)")
-            rgb = read_image(f)
+            rgb = read_image(f, max_pixels)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # reported below, one line per file
                 res = predictor.predict(rgb, fov=resolve_fov(fov, f))

@@ -2,17 +2,24 @@
 
 OpenCV reads TIFF/PNG/JPEG/PPM but not GIF (DRIVE's labels and masks), so GIF and anything OpenCV
 refuses go through Pillow.
+
+What an image may cost is capped before it is decoded: Pillow reads the header alone (``Image.open`` is
+lazy), and an image that declares more than ``max_pixels`` is refused in one line (``ImageTooLarge``) before
+a byte of pixels is allocated. A file whose header Pillow cannot read is checked again after decoding.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .errors import InputError
+from .limits import DEFAULT_MAX_PIXELS
 
 try:  # our own one-line errors replace OpenCV's decoder chatter on broken files
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -22,34 +29,125 @@ except AttributeError:
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".webp")
 
 
-def read_raw(path: str | os.PathLike) -> np.ndarray:
+class ImageTooLarge(InputError):
+    """An image with more pixels than the cap: refused before decoding (``serve`` answers 413)."""
+
+
+def _megapixels(n: int) -> str:
+    return f"{n / 1e6:.1f} MP"
+
+
+def check_pixels(name: str, width: int, height: int, max_pixels: int | None, what: str = "declares") -> None:
+    """Raise ImageTooLarge naming the file and its size when width x height is over ``max_pixels``."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{name}: {what} {width} x {height} pixels ({_megapixels(width * height)}), over the cap of"
+            f" {_megapixels(max_pixels)} (--max-pixels)"
+        )
+
+
+def header_size(source, name: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int] | None:
+    """(width, height) from the header alone, checked against ``max_pixels``; None when Pillow cannot
+    identify the file (OpenCV may still decode it: ``read_raw`` checks its pixels after decoding).
+    ``source``: a path or a binary file object."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns from 89 MP on and raises from 179 MP on (its decompression-bomb guard); our cap
+            # is the limit that counts, so its warning is noise and its error becomes ours below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as im:
+                width, height = im.size
+    except Image.DecompressionBombError:
+        # Pillow refuses in Image.open itself, before telling the size. Our cap is the limit that counts:
+        # read the header again with Pillow's guard off (under a lock: it is a module global) to name the
+        # declared size; nothing is decoded.
+        width, height = _size_past_pillow_guard(source)
+    except Exception:  # noqa: BLE001 - an unidentified or broken header: the decoder gives the error
+        return None
+    check_pixels(name, width, height, max_pixels)
+    return width, height
+
+
+_PILLOW_GUARD = threading.Lock()
+
+
+def _size_past_pillow_guard(source) -> tuple[int, int]:
+    from PIL import Image
+
+    with _PILLOW_GUARD:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            if hasattr(source, "seek"):
+                source.seek(0)
+            with Image.open(source) as im:
+                return im.size
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+# Formats whose OpenCV decoder reads every valid file: when it refuses one, the file is broken, and
+# Pillow's more lenient reader is not asked.
+_OPENCV_COMPLETE = ("PNG", "JPEG")
+
+
+def _imdecode(path: Path) -> np.ndarray | None:
+    """OpenCV's decode, its own assertion (e.g. CV_IO_MAX_IMAGE_PIXELS) turned into our one-line error."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        reason = str(exc).strip().splitlines()[-1].split(") ", 1)[-1][:200]
+        raise InputError(f"{path}: not a readable image (OpenCV: {reason})") from None
+
+
+def read_raw(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The file's pixels as OpenCV gives them (BGR order); ``max_pixels`` caps width x height, checked on
+    the header before decoding (None: no cap)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
+    header_size(path, str(path), max_pixels)
     arr = None
     if path.suffix.lower() != ".gif":
-        data = np.fromfile(str(path), dtype=np.uint8)
-        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        arr = _imdecode(path)
     if arr is None:
         from PIL import Image, UnidentifiedImageError
 
         try:
             with Image.open(path) as im:
+                check_pixels(str(path), *im.size, max_pixels)
+                if arr is None and im.format in _OPENCV_COMPLETE:
+                    # OpenCV's libpng / libjpeg refused it; Pillow would pad a file cut short (one that lies
+                    # about its size) with black and call it an image.
+                    raise InputError(
+                        f"{path}: not a readable image ({im.format} declares {im.size[0]} x {im.size[1]}"
+                        " pixels, but its data is cut short or corrupt)"
+                    )
                 im.load()
                 if im.mode == "P":
                     im = im.convert("RGBA" if "transparency" in im.info else "RGB")
                 elif im.mode not in ("L", "RGB", "RGBA", "I;16", "I", "F"):
                     im = im.convert("RGB")
                 arr = np.array(im)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        except (
+            UnidentifiedImageError,
+            OSError,
+            SyntaxError,
+            ValueError,
+            Image.DecompressionBombError,
+        ) as exc:
             raise InputError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from None
         if arr.ndim == 3 and arr.shape[2] >= 3:
             # Pillow gives RGB(A); keep the OpenCV convention (BGR) for what we return.
             arr = np.ascontiguousarray(arr[..., [2, 1, 0] + ([3] if arr.shape[2] == 4 else [])])
     if arr.size == 0:
         raise InputError(f"{path}: image has no pixels")
+    # A header Pillow could not read was not checked before decoding: check what was decoded.
+    check_pixels(str(path), arr.shape[1], arr.shape[0], max_pixels, what="decodes to")
     return arr
 
 
@@ -87,9 +185,10 @@ def to_rgb_uint8(arr: np.ndarray, order: str = "rgb", source: str = "image") -> 
     return np.ascontiguousarray(arr)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a colour fundus image as HxWx3 uint8 RGB (grey, RGBA and 16-bit files handled)."""
-    return to_rgb_uint8(read_raw(path), order="bgr", source=str(path))
+def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read a colour fundus image as HxWx3 uint8 RGB (grey, RGBA and 16-bit files handled); one of more
+    than ``max_pixels`` pixels is refused before decoding (ImageTooLarge)."""
+    return to_rgb_uint8(read_raw(path, max_pixels), order="bgr", source=str(path))
 
 
 def read_binary(path: str | os.PathLike, what: str = "label") -> np.ndarray:

@@ -4,14 +4,18 @@ overlay}.png``, ``GET /health``, ``GET /v1/model`` and the page at ``/``.
 Every image goes through the runtime alone: its reader (so a bad upload gets ``predict``'s one-line
 error), the one Predictor (loaded once) and ``encode_outputs`` (so the mask PNG is ``predict``'s file).
 One engine thread runs the jobs in turn; a fixed number of admission slots sits in front of it, taken
-before the body is read, so a flood gets 429 and memory stays at most slots x body limit."""
+before the body is read, so a flood gets 429 and memory stays at most slots x body limit. What one image
+may cost is capped too: its header is read before it is queued, and one of more than ``max_pixels`` is a 413
+naming its size (``worst_case`` is what the service can ask for at most, printed at start)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextlib
+import io
 import math
+import os
 import tempfile
 import threading
 import time
@@ -26,10 +30,17 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fundus_edge.runtime.batch import encode_outputs, file_error, prob_to_uint8
 from fundus_edge.runtime.errors import FundusEdgeError, InputError
 from fundus_edge.runtime.fov import fov_diameter
-from fundus_edge.runtime.images import read_image
+from fundus_edge.runtime.images import DEFAULT_MAX_PIXELS, ImageTooLarge, header_size, read_image
 from fundus_edge.runtime.manifest import sha256
 
 PNG_KINDS = ("mask", "prob", "overlay")
+
+# Peak memory of one image on the engine, per input pixel: 29 B, measured as peak RSS over a tiny image's
+# (`/usr/bin/time -f %M fundus-edge predict`, models/s2d-fast on OpenVINO fp32, a black 4000 x 3000 PNG with
+# --save-prob --overlay: 525 MB against 187 MB; AMD EPYC Zen 3, 2026-12-07). A black image is the worst case:
+# no FOV is found, so it is not rescaled and the network runs at full size. Models with full-resolution
+# layers (default, small) cost more per pixel; the cap bounds it either way.
+BYTES_PER_PIXEL = 29
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,59 @@ class ServeOptions:
     )  # a 4000x3000 camera TIFF is ~36 MB uncompressed; JPEG/PNG uploads far less
     queue: int = 4  # requests that may wait for the engine besides the one it runs; beyond: 429
     fov: str = "auto"  # as predict's default
+    max_pixels: int = DEFAULT_MAX_PIXELS  # an image declaring more is refused with 413 before it is queued
+
+
+@dataclass(frozen=True)
+class WorstCase:
+    """What the service may ask for at most, beyond the loaded model: every slot's body (held, and parsed
+    once more when it is a form) and one image at the cap on the engine (which decodes one at a time)."""
+
+    bodies: int
+    image: int
+    machine: int | None  # this machine's memory (a cgroup's limit when lower); None when unknown
+
+    @property
+    def total(self) -> int:
+        return self.bodies + self.image
+
+    @property
+    def fits(self) -> bool:
+        return self.machine is None or self.total <= self.machine
+
+    def line(self, options: ServeOptions) -> str:
+        gib = 1 << 30
+        there = f" of this machine's {self.machine / gib:.1f} GiB" if self.machine else ""
+        slots, body_mib = options.queue + 1, options.max_body_bytes / (1 << 20)
+        return (
+            f"worst-case memory {self.total / gib:.1f} GiB{there} besides the model: {slots} bodies of up to"
+            f" {body_mib:g} MiB ({self.bodies / gib:.2f} GiB) and one image of up to"
+            f" {options.max_pixels / 1e6:g} MP on the engine ({self.image / gib:.2f} GiB)"
+        )
+
+
+def machine_memory() -> int | None:
+    """Physical memory, or the cgroup's limit when it is lower (a container's is what counts)."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        total = None
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and (total is None or int(text) < total):
+            total = int(text)
+    return total
+
+
+def worst_case(options: ServeOptions) -> WorstCase:
+    return WorstCase(
+        bodies=2 * (options.queue + 1) * options.max_body_bytes,
+        image=options.max_pixels * BYTES_PER_PIXEL,
+        machine=machine_memory(),
+    )
 
 
 @dataclass
@@ -136,7 +200,9 @@ class Service:
             path = Path(tmp) / name
             path.write_bytes(data)
             try:
-                rgb = read_image(path)
+                rgb = read_image(path, self.options.max_pixels)
+            except InputError as exc:  # ImageTooLarge stays itself: the client gets 413, not 400
+                raise type(exc)(file_error(name, type(exc)(str(exc).replace(str(path), name)))) from None
             except FundusEdgeError as exc:
                 raise InputError(file_error(name, InputError(str(exc).replace(str(path), name)))) from None
         t_read = time.perf_counter()
@@ -250,10 +316,14 @@ async def _handle(svc: Service, request: Request, kinds: tuple[str, ...], biomar
         data, name = await _image_of(request, body)
         if not data:
             raise InputError(f"{name}: empty file")
+        # The header alone, before the image waits for the engine: one too large never takes its turn.
+        header_size(io.BytesIO(data), name, svc.options.max_pixels)
         submitted = True  # from here the job gives its slot back when it ends
         out = await svc.queue.run(svc.segment, data, name, kinds, biomarkers)
         out.info["timings_ms"]["total"] = round((time.perf_counter() - t0) * 1e3, 2)
         return out
+    except ImageTooLarge as exc:
+        return _error(413, str(exc))
     except InputError as exc:
         return _error(400, str(exc))
     except FundusEdgeError as exc:  # the engine failed on a readable image: ours, not the client's

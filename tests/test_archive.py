@@ -422,3 +422,94 @@ def test_two_node_cluster_both_nodes_segment(tiny_model, tmp_path):
     finally:
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env, timeout=120)
         shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+def _linked(tmp_path: Path, targets: int = 2, links: int = 3) -> tuple[Path, list[Path]]:
+    """A deduplicated store's layout: each image once, and a folder of symbolic links to them."""
+    store = _images(tmp_path / "store", targets, corrupt=False)
+    inp = tmp_path / "links"
+    inp.mkdir()
+    for t in sorted(store.iterdir()):
+        for i in range(links):
+            (inp / f"{t.stem}_l{i}{t.suffix}").symlink_to(t)
+    return inp, expand_inputs([inp])
+
+
+def test_a_link_is_an_input_of_its_own_name_not_its_targets(tmp_path):
+    from fundus_edge.archive.job import SegmentOptions, plan
+
+    inp, files = _linked(tmp_path)
+    assert len(files) == 6 and all(f.is_symlink() for f in files)
+    p = plan(files, Storage(tmp_path / "out"), SegmentOptions(tmp_path), force=False)
+    assert p.todo == files  # six inputs, not the two targets
+    # a link and its target named together are two inputs; the same path twice is one
+    target = files[0].resolve()
+    assert expand_inputs([files[0], target, files[0]]) == [files[0], target]
+
+
+@pytest.mark.ray
+def test_ray_over_links_writes_every_input_like_plain_predict(tiny_model, tmp_path, local_ray, capsys):
+    """The issue's 300 links, small: 2 images x 3 links give 6 masks and 6 rows, each link's own, equal to
+    plain predict's files; the summary counts the table's rows."""
+    from fundus_edge.cli import main
+
+    inp, files = _linked(tmp_path)
+    common = ["--backend", "onnxruntime", "--no-progress"]
+    plain = ["predict", str(tiny_model), str(inp), "-o", str(tmp_path / "plain"), "--threads", "1"]
+    assert main(plain + common) == 0
+    ray = ["--ray", "--workers", "1", "--threads-per-worker", "1"]
+    assert main(["predict", str(tiny_model), str(inp), "-o", str(tmp_path / "ray"), *ray, *common]) == 0
+    err = capsys.readouterr().err
+    assert "6 written, 0 failed" in err and "table: 6 rows (6 ok)" in err and "Ray has one node here" in err
+    rows = read_rows(Storage(tmp_path / "ray"))
+    assert sorted(rows) == sorted(os.path.abspath(f) for f in files)
+    for f in files:
+        a, b = output_paths(f, tmp_path / "ray")[0], output_paths(f, tmp_path / "plain")[0]
+        assert np.array_equal(np.array(Image.open(a)), np.array(Image.open(b))), a.name
+        assert rows[os.path.abspath(f)].output_names() == [a.name]
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "ray" / "results.parquet").num_rows == 6
+
+
+@pytest.mark.ray
+def test_a_run_killed_midway_resumes_without_redoing_finished_work(tiny_model, tmp_path):
+    """SIGKILL to a running `predict --ray` (driver and the Ray it started): the rerun skips every input whose
+    row said ok at the kill, leaves their masks untouched, and finishes the rest."""
+    import signal
+    import time
+
+    from fundus_edge.cli import main
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i in range(40):
+        Image.fromarray(synthetic_fundus(i, 160, 150)[0]).save(inp / f"eye{i:02d}.png")
+    out = tmp_path / "out"
+    cmd = [str(Path(sys.executable).parent / "fundus-edge"), "predict", str(tiny_model), str(inp)]
+    cmd += ["-o", str(out), "--ray", "--workers", "1", "--threads-per-worker", "1"]
+    cmd += ["--backend", "onnxruntime", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        ok: dict = {}
+        while proc.poll() is None and time.monotonic() < deadline:
+            ok = {p: r for p, r in read_rows(Storage(out)).items() if r.status == "ok"}
+            if len(ok) >= 3:
+                break
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
+        proc.wait(timeout=60)
+    if proc.returncode == 0:
+        pytest.fail("the run finished before it could be killed midway")
+    ok = {p: r for p, r in read_rows(Storage(out)).items() if r.status == "ok"}
+    assert 3 <= len(ok) < 40
+    masks = {p: os.stat(out / r.output_names()[0]).st_mtime_ns for p, r in ok.items()}
+    assert not (out / "results.csv").exists()  # killed: the table was never gathered
+    s_rc = main(cmd[1:])
+    assert s_rc == 0
+    rows = read_rows(Storage(out))
+    assert len(rows) == 40 and all(r.status == "ok" for r in rows.values())
+    assert all(os.stat(out / rows[p].output_names()[0]).st_mtime_ns == t for p, t in masks.items())
+    assert len(list(out.glob("*_mask.png"))) == 40 and not list(out.glob(".*.tmp"))

@@ -258,3 +258,30 @@ def test_biomarkers_when_asked_are_the_served_masks(client, predictor, fundus_ti
     assert np.array_equal(mask, res.mask)
     assert body["biomarkers"] == biomarker_dict(res.mask, res.fov)
     assert body["biomarkers_within"] == ("fov" if res.fov is not None else "whole frame (no FOV found)")
+
+
+def test_an_image_over_the_pixel_cap_is_413_before_it_is_queued(client, predictor, tmp_path):
+    """The issue's two images (a header declaring 40000 x 40000, and 20000 x 12000) get 413 with the reason,
+    and never reach the engine; a file that lies about its size within the cap gets predict's 400."""
+    from tests.test_image_caps import lying_png
+
+    for w, h, mp in ((40000, 40000, "1600.0 MP"), (20000, 12000, "240.0 MP")):
+        f = lying_png(tmp_path / f"big{w}.png", w, h)
+        r = client.post("/v1/segment", files={"image": (f.name, f.read_bytes(), "image/png")})
+        assert r.status_code == 413 and r.json()["error"].startswith(
+            f"{f.name}: declares {w} x {h} pixels ({mp}), over the cap"
+        )
+        raw = client.post("/v1/segment/mask.png", content=f.read_bytes(), params={"name": f.name})
+        assert raw.status_code == 413 and "--max-pixels" in raw.json()["error"]
+    assert client.get("/health").json()["in_flight"] == 0  # their slots were given back
+    liar = lying_png(tmp_path / "liar.png", 400, 300, rows=3)
+    r = client.post("/v1/segment", files={"image": (liar.name, liar.read_bytes(), "image/png")})
+    assert r.status_code == 400 and r.json()["error"].startswith("liar.png: not a readable image")
+
+
+def test_the_pixel_cap_is_the_services_own(predictor, fundus_tif):
+    with TestClient(create_app(predictor, ServeOptions(max_pixels=190 * 200 - 1))) as c:
+        r = c.post("/v1/segment", content=fundus_tif.read_bytes(), params={"name": "eye.tif"})
+        assert r.status_code == 413 and "eye.tif: declares 190 x 200 pixels" in r.json()["error"]
+    with TestClient(create_app(predictor, ServeOptions(max_pixels=190 * 200))) as c:
+        assert c.post("/v1/segment", content=fundus_tif.read_bytes()).status_code == 200
