@@ -64,8 +64,14 @@ class CellSpec(_JsonCrossing):
     shapes: dict | None = None  # the engine's shape options (static_hw / dynamic_shape)
     slow_ms: float = 2000.0  # a model slower than this per image is timed as a slow one
     window_s: float = 1.0  # each round times a cell for at least this long (see timing_policy)
+    # A call at least this long is "heavy": one warm-up (the format check's call came before it), three
+    # calls at least in a later round (three fill the window already), one timed throughput batch. On an
+    # AVX2-only CPU two thirds of the cells are heavy, and the fixed counts made of the bench a 30-minute run.
+    heavy_ms: float = 100.0
 
-    def round_spec(self, key: str, fmt: str | None, slow: bool, scored: bool) -> RoundSpec:
+    def round_spec(
+        self, key: str, fmt: str | None, slow: bool, scored: bool, heavy: bool = False
+    ) -> RoundSpec:
         """A later round's spec of this cell, with what the accuracy pass found (the format that ran,
         whether the model is slow, whether it was scored), so every round times the cell the same way."""
         keep = {f.name for f in fields(RoundSpec)}
@@ -74,6 +80,7 @@ class CellSpec(_JsonCrossing):
             format=fmt,
             slow=slow,
             scored=scored,
+            heavy=heavy,
             **{k: v for k, v in self.to_dict().items() if k in keep},
         )
 
@@ -99,6 +106,7 @@ class RoundSpec(_JsonCrossing):
     device: str = "cpu"
     shapes: dict | None = None
     window_s: float = 1.0
+    heavy: bool = False  # the accuracy pass found the model heavy (CellSpec.heavy_ms)
 
 
 def _test_images(path: str):
@@ -187,7 +195,9 @@ def _timed_pass(p, spec: CellSpec, images, policy, keep: int, acc):
     return t, e2e, masks, masked_fovs, in_shapes
 
 
-def _throughput(p, spec: CellSpec, imgs: list, shapes: dict | None, slow: bool, e2e: list[float]) -> dict:
+def _throughput(
+    p, spec: CellSpec, imgs: list, shapes: dict | None, slow: bool, e2e: list[float], heavy: bool = False
+) -> dict:
     """The cell's images/s (and batch size, for a slow model) as record fields; {} when it has none."""
     if slow:
         # Seconds per image: a batch of 4 would only repeat the single-image figure at 8 more runs of
@@ -198,10 +208,11 @@ def _throughput(p, spec: CellSpec, imgs: list, shapes: dict | None, slow: bool, 
         batch = [imgs[i % len(imgs)] for i in range(spec.batch)]
         if len({b.shape for b in batch}) == 1:
             p.predict_batch(batch)
+            timed = 1 if heavy else 2  # a heavy model's one batch is already several tenths of a second
             t0 = time.perf_counter()
-            for _ in range(2):
+            for _ in range(timed):
                 p.predict_batch(batch)
-            return {"throughput_ips": 2 * len(batch) / (time.perf_counter() - t0)}
+            return {"throughput_ips": timed * len(batch) / (time.perf_counter() - t0)}
     return {}
 
 
@@ -260,10 +271,12 @@ def run_cell(spec: CellSpec) -> dict:
         # warm-up run and at least 3 timed; with nothing to score it keeps only its first image's mask (every
         # image would add over a minute to each of its cells).
         slow = rec["first_ms"] >= spec.slow_ms
+        heavy = rec["first_ms"] >= spec.heavy_ms
         scored = spec.accuracy and labels[0] is not None
         keep = len(imgs) if scored or not slow else 1  # images whose masks the agreement checks compare
-        policy = timing_policy(spec, slow, scored, len(imgs))
+        policy = timing_policy(spec, slow, scored, len(imgs), heavy=heavy)
         rec["_slow"] = slow  # the later rounds time this cell the same way
+        rec["_heavy"] = heavy
         acc = MetricAccumulator(threshold=p.threshold, per_image_auc=False) if scored else None
         t, e2e, masks, masked_fovs, in_shapes = _timed_pass(
             p, spec, (names, imgs, labels, fovs), policy, keep, acc
@@ -283,7 +296,7 @@ def run_cell(spec: CellSpec) -> dict:
             timed_runs=t.runs,
         )
         rec["_round"] = round_result(t, e2e)
-        rec.update(_throughput(p, spec, imgs, shapes, slow, e2e))
+        rec.update(_throughput(p, spec, imgs, shapes, slow, e2e, heavy))
         if acc is not None:
             m = acc.pooled()
             rec.update(f1=m.f1, iou=m.iou, auc=m.auc, acc=m.acc, se=m.se, sp=m.sp)
@@ -322,7 +335,14 @@ MAX_RUNS = 500  # the most timed calls of one cell in one round (a 2 ms model in
 LATER_MIN_RUNS = 5  # the fewest a later round times a scored cell (the seed U-Net: 5 x 0.7 s, not 20)
 
 
-def timing_policy(spec: CellSpec | RoundSpec, slow: bool, scored: bool, n_images: int, first: bool = True):
+def timing_policy(
+    spec: CellSpec | RoundSpec,
+    slow: bool,
+    scored: bool,
+    n_images: int,
+    first: bool = True,
+    heavy: bool = False,
+):
     """How a cell is timed in a round. Scored, round 1 (the accuracy pass): every test image once after
     warm-up on the first, then the images again in turn until ``window_s`` has passed; later rounds: the
     images in turn for ``window_s``, at least 5 calls. A window, not a count, because a 10 ms model's 20
@@ -331,9 +351,9 @@ def timing_policy(spec: CellSpec | RoundSpec, slow: bool, scored: bool, n_images
     one warm-up run and at least 3 timed."""
     from fundus_edge.measure.timing import TimingPolicy
 
-    warmup = 1 if slow else spec.warmup
+    warmup = 1 if slow or heavy else spec.warmup
     if scored:
-        least = n_images if first else min(n_images, 3 if slow else LATER_MIN_RUNS)
+        least = n_images if first else min(n_images, 3 if slow or heavy else LATER_MIN_RUNS)
         return TimingPolicy(warmup=warmup, runs=max(least, MAX_RUNS), min_runs=least, budget_s=spec.window_s)
     keep = 1 if slow else n_images
     return TimingPolicy(
@@ -374,7 +394,7 @@ def time_round(spec: RoundSpec, images: dict) -> dict:
             fmt=spec.format,
             shapes=shape_options(spec),
         )
-        policy = timing_policy(spec, spec.slow, spec.scored, len(imgs), first=False)
+        policy = timing_policy(spec, spec.slow, spec.scored, len(imgs), first=False, heavy=spec.heavy)
         e2e: list[float] = []
         calls = itertools.count(-policy.warmup)
 

@@ -336,7 +336,9 @@ def _shape_options(cell: Cell, ref: dict | None) -> dict | None:
 
 def _round_spec(spec: CellSpec, rec: dict, key: str, has_labels: bool) -> RoundSpec:
     """A later round's spec of one cell, from the accuracy pass's spec and record ``rec``."""
-    return spec.round_spec(key, rec.get("format"), bool(rec.get("_slow")), spec.accuracy and has_labels)
+    return spec.round_spec(
+        key, rec.get("format"), bool(rec.get("_slow")), spec.accuracy and has_labels, bool(rec.get("_heavy"))
+    )
 
 
 def timing_order(cells: list[Cell], k: int) -> list[list[Cell]]:

@@ -82,20 +82,23 @@ def shipped(model: str, default_bench: bool = True) -> Variant:
 
 SEED_UNET = Variant("seed-unet", None, None)  # PaddleSeg's U-Net of the seed tutorial, untrained: speed only
 
-# Every named variant, in the bench's default order (default_bench marks that list).
+# Every named variant, in the bench's default order (default_bench marks that list). The INT8 builds of
+# `small` and `wnet-small` stay in the table (`--variants` runs them) but not in the default sweep: on every
+# CPU measured (docs/results) the space-to-depth models' INT8 rows beat them on both latency and F1, and on
+# an AVX2-only CPU their five variants (11 cells, 3 builds) were a fifth of a 30-minute `make bench`.
 TABLE: tuple[Variant, ...] = (
     *RECIPES,
     shipped("small"),
-    derive("small", "int8", default_bench=True),
-    derive("small", "int8-nncf", default_bench=True),
-    derive("small", "int8-ort", default_bench=True),
+    derive("small", "int8"),
+    derive("small", "int8-nncf"),
+    derive("small", "int8-ort"),
     derive("small", "pruned", default_bench=True),
     shipped("wnet"),
     derive("wnet", "int8-nncf", default_bench=True),
     derive("wnet", "int8-ort", default_bench=True),
     shipped("wnet-small"),
-    derive("wnet-small", "int8-nncf", default_bench=True),
-    derive("wnet-small", "int8-ort", default_bench=True),
+    derive("wnet-small", "int8-nncf"),
+    derive("wnet-small", "int8-ort"),
     shipped("s2d-fast"),
     derive("s2d-fast", "int8-nncf", default_bench=True),
     derive("s2d-fast", "int8-ort", default_bench=True),

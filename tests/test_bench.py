@@ -1069,6 +1069,12 @@ def test_each_round_times_a_cell_for_its_window_not_a_count():
     later = timing_policy(spec, slow=False, scored=True, n_images=20, first=False)
     assert later.min_runs == LATER_MIN_RUNS and later.budget_s == 0.1
     assert timing_policy(spec, slow=True, scored=True, n_images=20, first=False).min_runs == 3
+    # A heavy model (>= 100 ms a call): one warm-up, every image once in the accuracy pass, three calls later
+    heavy_first = timing_policy(spec, slow=False, scored=True, n_images=20, heavy=True)
+    heavy_later = timing_policy(spec, slow=False, scored=True, n_images=20, first=False, heavy=True)
+    assert (heavy_first.warmup, heavy_first.min_runs, first.warmup) == (1, 20, 3)
+    assert (heavy_later.warmup, heavy_later.min_runs) == (1, 3)
+    assert spec.round_spec("k", "onnx", slow=False, scored=True, heavy=True).heavy
     # A 1 ms call is timed for the whole window (~90 calls), not 20 times; a 30 ms one 20 times.
     fast = time_calls(lambda: time.sleep(0.001), first)
     slow = time_calls(lambda: time.sleep(0.03), first)

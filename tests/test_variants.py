@@ -40,16 +40,13 @@ BENCH_BEFORE = (
     "int8-nncf",
     "int8-ort",
     "small",
-    "small-int8",
-    "small-int8-nncf",
-    "small-int8-ort",
+    # small-int8(-nncf, -ort) and wnet-small-int8-(nncf, ort) left the default sweep (issue #42: the bench in
+    # 25 minutes on an AVX2-only CPU); they stay in the table
     "small-pruned",
     "wnet",
     "wnet-int8-nncf",
     "wnet-int8-ort",
     "wnet-small",
-    "wnet-small-int8-nncf",
-    "wnet-small-int8-ort",
     "s2d-fast",  # added with the model (issue #34)
     "s2d-fast-int8-nncf",
     "s2d-fast-int8-ort",
@@ -71,6 +68,7 @@ RECIPES_BEFORE = {
 
 def test_the_table_keeps_the_bench_default_and_the_recipes():
     assert len(ROWS) == len(TABLE) and DEFAULT_BENCH == BENCH_BEFORE
+    assert {"small-int8", "small-int8-nncf", "small-int8-ort", "wnet-small-int8-nncf"} <= set(ROWS)
     assert BenchConfig(data=None, out=Path("x")).variants == DEFAULT_BENCH
     got = {r.name: {k: v for k, v in r.quantize_args().items() if v is not None} for r in RECIPES}
     assert got == RECIPES_BEFORE and tuple(got) == RECIPE_NAMES
