@@ -47,7 +47,8 @@ class AdaptReport:
     zero_shot: dict  # metric -> Interval dict
     cross_validated: dict  # metric -> Interval dict
     curve: list  # CurvePoint dicts
-    cv_seconds: float
+    cv_seconds: float  # wall time of the zero-shot pass and the K folds
+    cv_cpu_seconds: float = 0.0  # their CPU time (this process; the figure that does not move with load)
     final: dict | None = None  # the exported model: folder, threshold, seconds
     site_files: dict = field(default_factory=dict)  # file name -> sha256
     cpu: str = ""
@@ -78,7 +79,14 @@ def _saved_fold(path: Path):
         return None
     d = json.loads(path.read_text())
     return FoldResult(
-        d["fold"], d["n_train"], d["held_out"], d["threshold"], d["seconds"], ImageStats.from_dict(d["stats"])
+        fold=d["fold"],
+        n_train=d["n_train"],
+        held_out=d["held_out"],
+        threshold=d["threshold"],
+        seconds=d["seconds"],
+        stats=ImageStats.from_dict(d["stats"]),
+        cpu_seconds=d.get("cpu_seconds", 0.0),
+        train_names=d.get("train", []),
     )
 
 
@@ -91,6 +99,7 @@ def _save_fold(path: Path, r) -> None:
         "held_out": r.held_out,
         "threshold": r.threshold,
         "seconds": round(r.seconds, 1),
+        "cpu_seconds": round(r.cpu_seconds, 1),
         "stats": r.stats.to_dict(),
     }
     tmp = path.with_suffix(".tmp")
@@ -201,6 +210,7 @@ def run_adapt(
         cross_validated=intervals(A.pooled(cv)),
         curve=[asdict(p) for p in points],
         cv_seconds=round(cv_s, 1),
+        cv_cpu_seconds=round(zero.cpu_seconds + sum(r.cpu_seconds for r in cv), 1),
         site_files=site_hashes(site),
         cpu=cpu_info().get("cpu", ""),
     )

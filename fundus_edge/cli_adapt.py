@@ -59,8 +59,8 @@ def cmd_adapt(a) -> int:
         a.model, a.data, Path(a.out), a.folds, curve, recipe, not a.no_final, not a.no_progress, keep=a.keep
     )
     zs, cv = Interval(**r.zero_shot["f1"]), Interval(**r.cross_validated["f1"])
-    minutes = r.cv_seconds / 60
-    print(f"zero-shot F1 {zs.text()}; {r.folds}-fold cross-validated F1 {cv.text()} ({minutes:.1f} min)")
+    took = f"{r.cv_seconds / 60:.1f} min wall, {r.cv_cpu_seconds / 60:.1f} min CPU"
+    print(f"zero-shot F1 {zs.text()}; {r.folds}-fold cross-validated F1 {cv.text()} ({took})")
     for p in r.curve:
         print(f"  {p['n_images']:>3} labelled images: F1 {Interval(**p['f1']).text()}")
     if r.final:

@@ -150,6 +150,7 @@ class FoldResult:
     threshold: float
     seconds: float
     stats: ImageStats
+    cpu_seconds: float = 0.0  # this process's CPU time (wall time varies with the machine's load)
     train_names: list[str] = field(default_factory=list)
 
 
@@ -185,7 +186,7 @@ def run_fold(
     """Fine-tune on ``train_idx`` (none: the shipped model at its own threshold), score ``test_idx``.
     ``extra``: images every fine-tune also trains on and picks its threshold on (a two-camera model keeps
     the original camera's training images in the mix); never scored here."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     train = [samples[i] for i in train_idx]
     if train and extra:
         train = [*train, *extra]
@@ -202,13 +203,14 @@ def run_fold(
         thr = float(info.threshold)
     acc = score(fn, test, thr)
     return FoldResult(
-        fold,
-        len(train_idx),
-        [s.native.name for s in test],
-        thr,
-        time.perf_counter() - t0,
-        acc.image_stats(),
-        [samples[i].native.name for i in train_idx],
+        fold=fold,
+        n_train=len(train_idx),
+        held_out=[s.native.name for s in test],
+        threshold=thr,
+        seconds=time.perf_counter() - t0,
+        stats=acc.image_stats(),
+        cpu_seconds=time.process_time() - c0,
+        train_names=[samples[i].native.name for i in train_idx],
     )
 
 
