@@ -456,3 +456,8 @@ def write_report(results_json: str | Path, out: str | Path | None = None) -> Pat
     except OSError as exc:
         raise InputError(f"{target}: could not write ({exc.strerror or exc})") from None
     return target
+
+
+# The page's parts another page reuses (the site report, fundus_edge/site_pages.py): its style, the sortable
+# table's script (a table id="results" and an input id="filter"), HTML escaping and inlined PNGs.
+STYLE, TABLE_SCRIPT, esc, png_data = _STYLE, _SCRIPT, _esc, _png_data

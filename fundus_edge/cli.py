@@ -183,7 +183,6 @@ def cmd_evaluate(a) -> int:
         backend=a.backend,
         threads=a.threads,
         progress=not a.no_progress,
-        precision=a.precision,
     )
     _record_read(a, report)
     if a.per_image_out:
