@@ -127,6 +127,28 @@ def _curve_point(n: int, results: list) -> CurvePoint:
     )
 
 
+def _curve(curve, split, zero, cv, fold_run, seed: int, log) -> list[CurvePoint]:
+    """The learning curve's points: n = 0 is the zero-shot pass, n = a fold's whole training set is the
+    cross-validation itself, other n fine-tune on the first n (nested, seeded) of a fold's training images."""
+    from fundus_edge.train import adapt as A
+
+    points = []
+    for n in sorted(set(curve)):
+        if n == 0:
+            points.append(_curve_point(0, [zero]))
+            continue
+        runs = []
+        for k, test_idx in enumerate(split):
+            train_idx = [i for j, f in enumerate(split) if j != k for i in f]
+            if n >= len(train_idx):
+                runs.append(cv[k])
+            else:
+                runs.append(fold_run(n, k, A.subset(train_idx, n, seed, k), test_idx))
+        points.append(_curve_point(n, runs))
+        log(f"  curve n={n}: F1 {Interval(**points[-1].f1).text()}")
+    return points
+
+
 def run_adapt(
     model_dir: str | Path,
     data: str | Path,
@@ -185,20 +207,7 @@ def run_adapt(
         train_idx = [i for j, f in enumerate(split) if j != k for i in f]
         cv.append(fold_run("all", k, train_idx, test_idx))
     cv_s = time.perf_counter() - t_cv
-    points = []
-    for n in sorted(set(curve)):
-        if n == 0:
-            points.append(_curve_point(0, [zero]))
-            continue
-        runs = []
-        for k, test_idx in enumerate(split):
-            train_idx = [i for j, f in enumerate(split) if j != k for i in f]
-            if n >= len(train_idx):
-                runs.append(cv[k])
-            else:
-                runs.append(fold_run(n, k, A.subset(train_idx, n, recipe.seed, k), test_idx))
-        points.append(_curve_point(n, runs))
-        log(f"  curve n={n}: F1 {Interval(**points[-1].f1).text()}")
+    points = _curve(curve, split, zero, cv, fold_run, recipe.seed, log)
     report = AdaptReport(
         model=str(model_dir),
         site=str(site.root),

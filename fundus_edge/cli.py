@@ -13,7 +13,7 @@ from pathlib import Path
 from fundus_edge.runtime.errors import FundusEdgeError
 
 
-def _set_threads(n: int | None) -> None:
+def set_threads(n: int | None) -> None:
     # Paddle/oneDNN read the OpenMP thread count when they first start, so set it before import.
     if n:
         os.environ["OMP_NUM_THREADS"] = str(n)
@@ -39,7 +39,7 @@ def _resolve_config(name_or_path: str):
 
 
 def cmd_train(a) -> int:
-    _set_threads(a.threads)
+    set_threads(a.threads)
     from fundus_edge.train.trainer import Trainer
 
     cfg = _resolve_config(a.config)
@@ -104,7 +104,7 @@ def cmd_train(a) -> int:
 
 
 def cmd_average(a) -> int:
-    _set_threads(a.threads)
+    set_threads(a.threads)
     from fundus_edge.train.average import average_checkpoints
 
     r = average_checkpoints(
@@ -159,7 +159,7 @@ def _record_read(a, report) -> None:
 
 
 def cmd_evaluate(a) -> int:
-    _set_threads(a.threads)
+    set_threads(a.threads)
     from fundus_edge.evaluate import evaluate_source
 
     if a.biomarkers and a.perturb is None:
@@ -337,7 +337,7 @@ def cmd_export(a) -> int:
 
 
 def cmd_import_paddleseg(a) -> int:
-    _set_threads(a.threads)
+    set_threads(a.threads)
     from fundus_edge.export.paddleseg import import_paddleseg, set_threshold
 
     if a.threshold is not None and a.data:
@@ -391,7 +391,7 @@ def cmd_import_paddleseg(a) -> int:
 
 
 def cmd_validate(a) -> int:
-    _set_threads(a.threads)
+    set_threads(a.threads)
     from fundus_edge.export.validate import validate
 
     engines = [e.strip() for e in a.engines.split(",") if e.strip()] if a.engines else None
@@ -405,7 +405,7 @@ def cmd_validate(a) -> int:
 
 
 def cmd_quantize(a) -> int:
-    _set_threads(a.threads)
+    set_threads(a.threads)
     from fundus_edge.quantize.pipeline import build_variants, quantize
 
     if a.variants:
@@ -463,7 +463,7 @@ def cmd_bench(a) -> int:
 
         print(f"wrote {write_report(a.report)}")
         return 0
-    _set_threads(a.threads)
+    set_threads(a.threads)
     from fundus_edge.bench.runner import BenchConfig
     from fundus_edge.bench.sweep import run_bench
 
@@ -579,7 +579,7 @@ def _shipped_or_here() -> Path:
 
 
 def cmd_pack(a) -> int:
-    _set_threads(a.threads)
+    set_threads(a.threads)
     from fundus_edge.deploy.pack import PackOptions, pack, parse_size
     from fundus_edge.deploy.pick import read_record
 
@@ -609,7 +609,7 @@ def cmd_pack(a) -> int:
 
 
 def cmd_selftest(a) -> int:
-    _set_threads(a.threads)
+    set_threads(a.threads)
     from fundus_edge.deploy.selftest import selftest
 
     r = selftest(a.bundle, runs=a.runs, threads=a.threads)
@@ -621,7 +621,7 @@ def cmd_selftest(a) -> int:
 
 
 def cmd_predict(a) -> int:
-    _set_threads(a.threads)
+    set_threads(a.threads)
     from fundus_edge.runtime.batch import expand_inputs, predict_files, refuse_oversized
     from fundus_edge.runtime.predictor import Predictor, ScaleOptions
 
@@ -753,7 +753,7 @@ def _predict_ray(a, model: Path, files: list) -> int:
 
 
 def cmd_serve(a) -> int:
-    _set_threads(a.threads)
+    set_threads(a.threads)
     try:
         import uvicorn
 

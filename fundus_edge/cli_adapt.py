@@ -42,9 +42,9 @@ def add_adapt(sub) -> None:
 def cmd_adapt(a) -> int:
     from fundus_edge.runtime.errors import InputError
 
-    from .cli import _set_threads
+    from .cli import set_threads
 
-    _set_threads(a.threads)
+    set_threads(a.threads)
     from fundus_edge.measure.intervals import Interval
     from fundus_edge.train.adapt import AdaptRecipe
 

@@ -239,10 +239,19 @@ def bar_of(row: TestRead) -> str:
     return m.group(1) if m else ""
 
 
+_DRIVE_TEST = re.compile(r"drive\b.*\btest\b", re.I)
+
+
+def reads_drive_test(row: TestRead) -> bool:
+    """Did the read score DRIVE's test images ("DRIVE test", "../DRIVE/test all")? A card's "DRIVE test
+    reads" counts these only: a read of another camera's images (a site, STARE) chooses nothing on DRIVE."""
+    return bool(_DRIVE_TEST.search(row.data))
+
+
 def count_lineage(rows: list[TestRead], lineage: str) -> LineageCount:
     search = search_of(rows, lineage)
     members = search_members(rows, search) if search else (lineage,)
-    own = [r for r in rows if r.lineage in members]
+    own = [r for r in rows if r.lineage in members and reads_drive_test(r)]
     cand = [r for r in own if r.why in ("candidate", "shipped")]
     shipped = (
         [None] + sorted((r for r in own if r.why == "shipped" and r.lineage == lineage), key=lambda r: r.date)

@@ -303,7 +303,7 @@ def test_a_recipe_search_is_counted_as_one_lineage(tmp_path):
     text = "\n".join(reads_section("wnet", path))
     assert "DRIVE test reads: 4" in text and "recipe search `search-1`" in text
     assert "The search read test three times for its candidates" in text
-    assert "For the 0.826 bar, `wnet` was the better of two candidates" in text
+    assert "For the 0.826 bar, `wnet` had the higher point figure of two candidates" in text
     assert "0.820 bar" not in text  # one candidate at that bar: nothing chosen among reads
 
 
@@ -343,4 +343,16 @@ def test_committed_ledger_hashes_are_the_weights_and_the_s2d_search_is_one_linea
         assert c.candidates == 3
         text = (ROOT / "models" / name / "MODEL_CARD.md").read_text()
         assert "The search read test three times" in text
-        assert "For the 0.826 bar, `s2d-wnet` was the better of two candidates" in text
+        assert "For the 0.826 bar, `s2d-wnet` had the higher point figure of two candidates" in text
+
+
+def test_a_card_counts_drive_test_reads_only():
+    from fundus_edge.measure.ledger import TestRead, count_lineage, reads_drive_test
+
+    def row(data, why="candidate"):
+        return TestRead("2026-12-07 00:00", "m", "models/m", "", "", "cmd", data, "0.8", "", why, "yes", "x")
+
+    assert reads_drive_test(row("DRIVE test")) and reads_drive_test(row("../shared/data/DRIVE/test all"))
+    assert not reads_drive_test(row("../shared/data/STARE all"))
+    rows = [row("DRIVE test"), row("../shared/data/STARE all"), row("site all", "gate")]
+    assert count_lineage(rows, "m").reads == 1
