@@ -22,6 +22,27 @@ def input_spec(in_channels: int):
     return [InputSpec([None, in_channels, None, None], "float32", INPUT_NAME)]
 
 
+def strip_callstacks(pdmodel: Path) -> int:
+    """Drop the Python call stacks Paddle records in a legacy program's ops (its feed and fetch ops carry
+    the exporting machine's absolute paths: /work/.../legacy_child.py, the venv's site-packages). They are
+    debugging text only; the program runs the same without them. Returns the ops stripped."""
+    from paddle.base.proto import framework_pb2
+
+    desc = framework_pb2.ProgramDesc()
+    desc.ParseFromString(Path(pdmodel).read_bytes())
+    stripped = 0
+    for block in desc.blocks:
+        for op in block.ops:
+            keep = [a for a in op.attrs if a.name != "op_callstack"]
+            if len(keep) != len(op.attrs):
+                del op.attrs[:]
+                op.attrs.extend(keep)
+                stripped += 1
+    if stripped:
+        Path(pdmodel).write_bytes(desc.SerializeToString())
+    return stripped
+
+
 def save_pir(net, cfg, out_dir: Path, opset: int = 13) -> None:
     import paddle
     from fundus_edge.train.model import VesselProbability

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import paddle
-from fundus_edge.export.builders import input_spec
+from fundus_edge.export.builders import input_spec, strip_callstacks
 from fundus_edge.train.checkpoint import load_state_reshaping
 from fundus_edge.train.config import load_config
 from fundus_edge.train.model import VesselProbability, network_from_config
@@ -21,6 +21,7 @@ def main(src: str, prefix: str) -> None:
     wrapped = VesselProbability(net)
     wrapped.eval()
     paddle.jit.save(wrapped, prefix, input_spec=input_spec(cfg.preprocess.in_channels))
+    strip_callstacks(Path(prefix + ".pdmodel"))  # no machine paths in a shipped file
 
 
 if __name__ == "__main__":

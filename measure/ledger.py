@@ -114,13 +114,33 @@ def weights_digest(files: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# Formats whose files carry a model's own weights: made from its checkpoint (export) or by an engine's INT8
+# quantizer. A conversion of those files (LiteRT's .tflite from the ONNX file) adds no weights of its own, so
+# adding one to a folder leaves the folder's digest, and the ledger rows that name it, as they were.
+WEIGHT_SOURCES = ("export", "quantize")
+
+
+def weight_files(man) -> list[str]:
+    """The files a model folder's weights digest covers: those of its formats made by export or an INT8
+    quantizer; in a folder holding conversions only (a LiteRT INT8 folder), every file."""
+    from fundus_edge.runtime.formats import FORMATS
+
+    own = [
+        f
+        for fmt, names in man.formats.items()
+        if fmt in FORMATS and FORMATS[fmt].made_by in WEIGHT_SOURCES
+        for f in names
+    ]
+    return sorted(set(own)) if own else sorted(man.files)
+
+
 def model_weights_sha256(model_dir: str | Path) -> str:
-    """The weights digest of a model folder: every file its manifest pins (each format's graph and weights),
-    each hashed from disk, not copied from the manifest."""
+    """The weights digest of a model folder (docs/test-reads.md): the files ``weight_files`` names, each
+    hashed from disk, not copied from the manifest."""
     from fundus_edge.runtime.manifest import read_manifest
 
     model_dir = Path(model_dir)
-    return weights_digest({name: sha256(model_dir / name) for name in read_manifest(model_dir).files})
+    return weights_digest({name: sha256(model_dir / name) for name in weight_files(read_manifest(model_dir))})
 
 
 def identify(source: str | Path) -> tuple[str, str, str]:

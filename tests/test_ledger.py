@@ -356,3 +356,24 @@ def test_a_card_counts_drive_test_reads_only():
     assert not reads_drive_test(row("../shared/data/STARE all"))
     rows = [row("DRIVE test"), row("../shared/data/STARE all"), row("site all", "gate")]
     assert count_lineage(rows, "m").reads == 1
+
+
+def test_a_conversion_added_to_a_folder_leaves_its_weights_digest(tmp_path, tiny_model):
+    import shutil
+    from dataclasses import replace
+
+    from fundus_edge.measure.ledger import model_weights_sha256
+    from fundus_edge.runtime.manifest import read_manifest, write_manifest
+
+    m = tmp_path / "m"
+    shutil.copytree(tiny_model, m)
+    before = model_weights_sha256(m)
+    (m / "model.tflite").write_bytes(b"converted")
+    man = read_manifest(m)
+    write_manifest(
+        m, replace(man, formats={**man.formats, "tflite": ["model.tflite"]}), written=("model.tflite",)
+    )
+    assert "model.tflite" in read_manifest(m).files
+    assert model_weights_sha256(m) == before
+    (m / "model.onnx").write_bytes((m / "model.onnx").read_bytes() + b" ")
+    assert model_weights_sha256(m) != before  # the weights' own files still count
