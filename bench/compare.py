@@ -8,6 +8,11 @@ median).
 The machine factor is the median of B's p50 over A's across those rows: on a VM whose speed moves between runs
 most of a disagreement is that one factor, so the rows are also compared with B divided by it. Issue #32 asks
 two runs on one machine to agree on every OpenVINO row; this prints how far they are from that.
+
+Accuracy: where both rows carry their test images' confusion counts (``per_image_counts``, recorded from
+2026-12-07 on) for the same number of images, their F1s are compared by a paired bootstrap over the images
+(measure/intervals.py): B - A and its 95 % interval, and the accuracy agrees when that interval includes 0.
+Rows without counts say so; their F1s are not compared (a difference without an interval says nothing).
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import argparse
 import statistics
 from dataclasses import dataclass
 
+import numpy as np
 from fundus_edge.bench.history import load_record
 from fundus_edge.bench.records import BenchRecord
+from fundus_edge.measure.intervals import ImageStats, Interval, paired
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,42 @@ class RowPair:
         return self.diff_pct(factor) <= (self.own_spread_pct if own else self.spread_pct)
 
 
+def f1_diff(a_counts, b_counts) -> Interval | None:
+    """B's F1 - A's from two rows' per-image counts (image-name order), with its paired 95 % bootstrap
+    interval; None when either has none or they are of different numbers of images (not the same images)."""
+    if not a_counts or not b_counts or len(a_counts) != len(b_counts) or len(a_counts) < 2:
+        return None
+    names = tuple(str(i) for i in range(len(a_counts)))
+    a = ImageStats(names, np.asarray(a_counts, np.int64).reshape(-1, 4))
+    b = ImageStats(names, np.asarray(b_counts, np.int64).reshape(-1, 4))
+    return paired(a, b, ("f1",))["f1"].diff
+
+
+def accuracy_report(rows: list[RowPair]) -> list[str]:
+    """Each row pair's F1 compared by a paired bootstrap where both have per-image counts."""
+    diffs = [(p, f1_diff(p.a.per_image_counts, p.b.per_image_counts)) for p in rows]
+    have = [(p, d) for p, d in diffs if d is not None]
+    if not have:
+        return [
+            f"accuracy: none of the {len(rows)} rows has per-image counts in both runs (records before "
+            "2026-12-07 have none): F1 not compared"
+        ]
+    agree = sum(d.low <= 0 <= d.high for _, d in have)
+    lines = [
+        f"accuracy: {agree} of {len(have)} rows with per-image counts in both runs agree on F1 (the paired "
+        f"95 % interval of B - A includes 0); {len(rows) - len(have)} rows without counts not compared",
+        "",
+        "| variant | engine | precision asked | A F1 | B F1 | B - A (paired 95 % CI) | agrees |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for p, d in have:
+        lines.append(
+            f"| {p.key[0]} | {p.key[1]} | {p.key[2] or '-'} | {p.a.f1:.4f} | {p.b.f1:.4f} "
+            f"| {d.value:+.4f} ({d.low:+.4f} to {d.high:+.4f}) | {'yes' if d.low <= 0 <= d.high else 'no'} |"
+        )
+    return lines
+
+
 def _key(r: BenchRecord) -> tuple:
     return (r.variant, r.backend, r.precision_requested, r.shape_requested, r.device)
 
@@ -58,6 +101,17 @@ def pairs(a: list[BenchRecord], b: list[BenchRecord], engine: str | None = None)
 
     ta, tb = timed(a), timed(b)
     return [RowPair(k, ta[k], tb[k]) for k in ta if k in tb]
+
+
+def scored_pairs(a: list[BenchRecord], b: list[BenchRecord], engine: str | None = None) -> list[RowPair]:
+    """The rows scored in both runs (ok, with an F1), optionally of one engine only."""
+
+    def scored(rs):
+        ok = (r for r in rs if r.status == "ok" and r.f1 is not None)
+        return {_key(r): r for r in ok if engine is None or r.backend == engine}
+
+    sa, sb = scored(a), scored(b)
+    return [RowPair(k, sa[k], sb[k]) for k in sa if k in sb]
 
 
 def machine_factor(rows: list[RowPair]) -> float:
@@ -110,6 +164,8 @@ def main(argv=None) -> int:
     print(f"A {ma['date']} ({ma['machine']['cpu']}), B {mb['date']} ({mb['machine']['cpu']})")
     print(probe_line(ma.get("speed_probe"), mb.get("speed_probe")))
     print("\n".join(report(pairs(ra, rb, engine))))
+    print()
+    print("\n".join(accuracy_report(scored_pairs(ra, rb, engine))))
     return 0
 
 

@@ -24,7 +24,7 @@ def input_spec(in_channels: int):
 
 def strip_callstacks(pdmodel: Path) -> int:
     """Drop the Python call stacks Paddle records in a legacy program's ops (its feed and fetch ops carry
-    the exporting machine's absolute paths: /work/.../legacy_child.py, the venv's site-packages). They are
+    the exporting machine's absolute paths to legacy_child.py and the venv's site-packages). They are
     debugging text only; the program runs the same without them. Returns the ops stripped."""
     from paddle.base.proto import framework_pb2
 

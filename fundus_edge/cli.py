@@ -554,9 +554,13 @@ def default_model_dir(models: str | None = None) -> Path:
 
 def cmd_pick(a) -> int:
     from fundus_edge.deploy.pick import Bounds, choice_key, pick, read_record, table
+    from fundus_edge.deploy.platforms import get_platform
 
     rec = read_record(a.record)
-    rows = pick(rec, Bounds(a.min_f1, a.max_ms, a.max_mb), any_cpu=a.any_cpu)
+    target = get_platform(a.platform)
+    rows = pick(
+        rec, Bounds(a.min_f1, a.max_ms, a.max_mb), any_cpu=a.any_cpu, target=target, any_arch=a.any_arch
+    )
     print(
         f"from {rec.path} ({rec.cpu}; {rec.meta.get('images', '')}): {len(rows)} rows meet the bounds, "
         "fastest first"
@@ -565,6 +569,8 @@ def cmd_pick(a) -> int:
     print(
         f"picked {choice_key(rows[0])}: "
         f"fundus-edge pack {choice_key(rows[0])} --record {rec.path} --out bundle"
+        + (f" --platform {a.platform}" if a.platform else "")
+        + (" --any-arch" if a.any_arch else "")
     )
     return 0
 
@@ -596,6 +602,8 @@ def cmd_pack(a) -> int:
         threads=a.threads,
         any_cpu=a.any_cpu,
         force=a.force,
+        platform=a.platform,
+        any_arch=a.any_arch,
     )
     r = pack(a.choice, rec, opts)
     b = r.bundle
@@ -1248,7 +1256,20 @@ def _add_pick(sub) -> None:
         action="store_true",
         help="pick from a record measured on a CPU whose flags differ from this one's",
     )
+    _add_platform_args(k)
     k.set_defaults(func=cmd_pick)
+
+
+def _add_platform_args(p) -> None:
+    p.add_argument(
+        "--platform",
+        help="the device's platform: linux-x86_64 or linux-aarch64 (default: this machine's)",
+    )
+    p.add_argument(
+        "--any-arch",
+        action="store_true",
+        help="use a record measured on another architecture than the device's",
+    )
 
 
 def _add_pack(sub) -> None:
@@ -1295,6 +1316,7 @@ def _add_pack(sub) -> None:
     )
     pk.add_argument("--threads", type=int)
     pk.add_argument("--any-cpu", action="store_true", help="pack from a record measured on another CPU")
+    _add_platform_args(pk)
     pk.add_argument("--force", action="store_true", help="replace an existing bundle")
     pk.set_defaults(func=cmd_pack)
 

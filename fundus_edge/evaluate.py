@@ -157,7 +157,9 @@ class PerturbReport(ReportHead):
     rescale: bool
     rows: tuple  # PerturbedScore, clean first
 
-    def to_dict(self) -> dict:
+    def to_dict(self, with_stats: bool = False) -> dict:
+        """The report as JSON: each row with its intervals and paired drop against clean; ``with_stats``
+        adds each row's per-image confusion counts (``--per-image-out``)."""
         return {
             "source": self.source,
             "data": self.data,
@@ -172,6 +174,7 @@ class PerturbReport(ReportHead):
                     "delta_f1": r.delta_f1,
                     **r.metrics.to_dict(),
                     "best_threshold": _threshold_dict(r.best_threshold),
+                    **r.interval_fields(with_stats),
                     **(
                         {"biomarker_change_pct": r.biomarker_change} if r.biomarker_change is not None else {}
                     ),

@@ -50,9 +50,42 @@ def family_rows(results: dict, name: str) -> list[dict]:
     return [r for r in results["results"] if r["variant"] in own]
 
 
+def _bench_f1_cells(r: dict, ref: dict | None) -> tuple[str, str]:
+    """A bench row's F1 with its 95 % interval over the test images, and its ΔF1 against ``ref`` (the float
+    model's FP32 row on the same engine) with the paired interval: from the rows' ``per_image_counts``.
+    Without counts (records before 2026-12-07) the figures alone."""
+    import numpy as np
+
+    from fundus_edge.bench.compare import f1_diff
+    from fundus_edge.measure.intervals import ImageStats, bootstrap
+
+    f1 = r.get("f1")
+    if f1 is None:
+        return "n/a", "n/a"
+    counts = r.get("per_image_counts")
+    f1_text = f"{f1:.4f}"
+    if counts and len(counts) >= 2:
+        lo, hi = r.get("f1_low"), r.get("f1_high")
+        if lo is None or hi is None:
+            names = tuple(str(i) for i in range(len(counts)))
+            iv = bootstrap(ImageStats(names, np.asarray(counts, np.int64).reshape(-1, 4)), {"f1": f1})["f1"]
+            lo, hi = iv.low, iv.high
+        f1_text += f" ({lo:.3f}-{hi:.3f})"
+    if ref is None or ref.get("f1") is None:
+        return f1_text, "n/a"
+    if ref is r:
+        return f1_text, "reference"
+    d = f1_diff(ref.get("per_image_counts"), counts)
+    return f1_text, f"{f1 - ref['f1']:+.4f}" + (f" ({d.low:+.4f} to {d.high:+.4f})" if d else "")
+
+
+NO_BENCH_INTERVAL = "no interval: record predates per-image counts"
+
+
 def bench_section(bench_json: Path, name: str) -> list[str]:
     """Every engine and INT8 variant of this model as one ``make bench`` run measured them: latency
-    and F1 through that engine, ΔF1 against the float model's FP32 row on the same engine."""
+    and F1 through that engine (with its 95 % interval), ΔF1 against the float model's FP32 row on the same
+    engine (with its paired interval), where the record has per-image counts."""
     import json
 
     from fundus_edge.quantize.variants import float_name
@@ -65,26 +98,33 @@ def bench_section(bench_json: Path, name: str) -> list[str]:
     rows = family_rows(results, name)
     if not rows:
         raise SystemExit(f"{bench_json}: no rows of model {name!r} or its variants; run make bench with them")
-    float_f1 = {
-        r["backend"]: r["f1"]
+    float_row = {
+        r["backend"]: r
         for r in rows
         if r["variant"] == float_name(name) and r.get("f1") is not None and not r.get("precision_requested")
     }
+    counted = all(r.get("per_image_counts") for r in rows if r.get("f1") is not None)
     m = meta.get("machine", {})
     out = [
         f"## Every engine and INT8 variant in the bench ({meta.get('date')}, {meta.get('threads')} threads, "
         "engine p50 on a 584x565 DRIVE image)",
         f"CPU: {m.get('cpu')}, ISA flags {', '.join(m.get('isa_flags') or []) or 'none of interest'}. "
-        "F1 is DRIVE test through that engine; ΔF1 against the float model on the same engine (FP32).",
+        "F1 is DRIVE test through that engine; ΔF1 against the float model on the same engine (FP32). "
+        + (
+            "In brackets: F1's 95 % bootstrap interval over the test images, ΔF1's paired one (the same "
+            "image draws for both rows; a difference is claimed only when it excludes 0)."
+            if counted
+            else f"F1 and ΔF1: {NO_BENCH_INTERVAL} (the bench records them from 2026-12-07)."
+        ),
         "",
-        "| variant | engine | precision | p50 ms | F1 | ΔF1 | status |",
+        "| variant | engine | precision | p50 ms | "
+        + ("F1 (95 % CI) | ΔF1 (paired 95 % CI)" if counted else "F1 | ΔF1")
+        + " | status |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        f1, ref = r.get("f1"), float_f1.get(r["backend"])
-        d = f"{f1 - ref:+.4f}" if f1 is not None and ref is not None else "n/a"
+        f1_text, d = _bench_f1_cells(r, float_row.get(r["backend"]))
         p50 = f"{r['p50_ms']:.1f}" if r.get("p50_ms") is not None else "n/a"
-        f1_text = f"{f1:.4f}" if f1 is not None else "n/a"
         out.append(
             f"| {r['variant']} | {r['backend']} | {r.get('precision') or 'n/a'} | {p50} | {f1_text} | {d} "
             f"| {r['status']} |"
@@ -166,36 +206,111 @@ def _log_table(log: list[dict], perturbed: tuple, refit: bool = False, select: s
     ]
 
 
-def _robustness(model: Path, data: str, threads: int) -> list[str]:
+# Each shipped model's DRIVE test scores under camera perturbations with every row's per-image counts
+# (evaluate --perturb --per-image-out): the card's table is rewritten from them without reading the images.
+PERTURB_DIR = Path(__file__).resolve().parents[1] / "docs" / "test-stats" / "perturbations"
+PERTURB_HEAD = "## Camera perturbations"
+
+
+def _perturb_command(model: Path, data: str, out: str) -> str:
+    return (
+        f"fundus-edge evaluate {model} --data {data} --perturb --backend onnxruntime --threads 1 "
+        f"--why report --rule-before --per-image-out {out}"
+    )
+
+
+def _robustness(model: Path, data: str, threads: int, force: bool = False) -> list[str]:
+    """Score the model under every perturbation through ONNX Runtime, keep the per-image counts in
+    docs/test-stats/perturbations/NAME.json and return the card's section written from them."""
+    import json
+
     from fundus_edge.evaluate import evaluate_perturbed
     from fundus_edge.measure.camera import PERTURBATIONS
 
-    reps = [
-        evaluate_perturbed(model, data, PERTURBATIONS, backend=b, threads=threads, progress=False)
-        for b in ("onnxruntime", "openvino")
-    ]
-    for b, rep in zip(("onnxruntime", "openvino"), reps, strict=False):
-        _record_report(rep, model, f"fundus-edge evaluate {model} --data {data} --perturb --backend {b}")
-    lines = [
-        "## Camera perturbations (DRIVE test, FOV pooled; the runtime rescales each input to the "
-        "training FOV)",
-        "| perturbation | F1 (ONNX Runtime) | ΔF1 | AUC | F1 (OpenVINO) | ΔF1 |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for a, b in zip(*(r.rows for r in reps), strict=False):
-        lines.append(
-            f"| {a.perturbation} | {a.metrics.f1:.4f} | {a.delta_f1:+.4f} | {a.metrics.auc:.4f} "
-            f"| {b.metrics.f1:.4f} | {b.delta_f1:+.4f} |"
+    out = PERTURB_DIR / f"{model.name}.json"
+    if out.exists() and not force:
+        raise SystemExit(
+            f"{out}: exists (pass --force to measure again, or --update perturbations to reuse it)"
         )
-    worst = min((r for rep in reps for r in rep.rows), key=lambda r: r.delta_f1)
-    lines += [
+    rep = evaluate_perturbed(
+        model, data, PERTURBATIONS, backend="onnxruntime", threads=threads, progress=False
+    )
+    _record_report(rep, model, f"fundus-edge evaluate {model} --data {data} --perturb --backend onnxruntime")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rep.to_dict(with_stats=True), separators=(",", ":")) + "\n")
+    return perturbation_section(out, model)
+
+
+def _short(iv, signed: bool = False) -> str:
+    """``0.7767 (0.768-0.786)``; a difference ``-0.0465 (-0.0510 to -0.0421)``."""
+    if signed:
+        return f"{iv.value:+.4f} ({iv.low:+.4f} to {iv.high:+.4f})"
+    return f"{iv.value:.4f} ({iv.low:.3f}-{iv.high:.3f})"
+
+
+def perturbation_rows(rec: dict, where: str) -> list[tuple[str, object, object, object]]:
+    """(name, F1 interval, paired ΔF1 interval or None for clean, AUC interval or None) per row of a
+    perturbed evaluation's per-image file: F1 and ΔF1 recomputed from its counts (the same resample draws for
+    every row, so ΔF1's is the paired interval against clean), AUC's as evaluated (from the probability
+    histograms, which the file does not keep)."""
+    from fundus_edge.measure.intervals import ImageStats, Interval, bootstrap, paired, point
+
+    rows = rec.get("rows") or []
+    if not rows or rows[0].get("perturbation") != "clean" or any("image_stats" not in r for r in rows):
+        raise SystemExit(
+            f"{where}: not an `evaluate --perturb --per-image-out` file (clean first, with counts)"
+        )
+    stats = [ImageStats.from_dict(r["image_stats"], where) for r in rows]
+    out = []
+    for r, st in zip(rows, stats, strict=True):
+        if abs(point(st)["f1"] - r["f1"]) > 1e-9:
+            raise SystemExit(f"{where}: {r['perturbation']}'s counts do not give its F1 {r['f1']:.4f}")
+        f1 = bootstrap(st, {"f1": r["f1"]})["f1"]
+        drop = None if st is stats[0] else paired(stats[0], st, ("f1",))["f1"].diff
+        auc = (r.get("intervals") or {}).get("auc")
+        out.append((r["perturbation"], f1, drop, Interval(**auc) if auc else None))
+    return out
+
+
+def perturbation_section(path: Path, model: Path) -> list[str]:
+    """The card's Camera perturbations section from a per-image file (no read of the images)."""
+    import json
+
+    try:
+        rec = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{path}: cannot read the perturbed evaluation ({e})") from None
+    root = STATS_DIR.parents[1]
+    p = Path(path).resolve()
+    shown = p.relative_to(root).as_posix() if p.is_relative_to(root) else str(path)
+    rows = perturbation_rows(rec, shown)
+    lines = [
+        f"{PERTURB_HEAD} (DRIVE test, FOV pooled, through ONNX Runtime; the runtime rescales each input to "
+        "the training FOV)",
+        "| perturbation | F1 (95 % CI) | ΔF1 (paired 95 % CI) | AUC (95 % CI) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, f1, drop, auc in rows:
+        lines.append(
+            f"| {name} | {_short(f1)} | {'reference' if drop is None else _short(drop, True)} "
+            f"| {'n/a' if auc is None else _short(auc)} |"
+        )
+    worst = min(rows[1:], key=lambda r: r[2].value)
+    lost = [r[0] for r in rows[1:] if r[2].high < 0]
+    iv = rows[0][1]
+    return lines + [
         "",
-        f"Largest loss: {worst.perturbation} ({worst.delta_f1:+.4f} F1). "
-        f"Command: `fundus-edge evaluate {model} --data {data} --perturb --backend onnxruntime` "
-        "(and `--backend openvino`).",
+        f"Largest loss: {worst[0]}, {worst[2].value:+.4f} F1 (paired 95 % CI {worst[2].low:+.4f} to "
+        f"{worst[2].high:+.4f}). A loss is claimed only where its paired "
+        "interval excludes 0: "
+        + (", ".join(lost) if lost else "none")
+        + f"; the other rows are not distinguishable from clean on {iv.n_images} images. Intervals: 95 % "
+        f"bootstrap over the images ({iv.resamples} resamples, percentile); ΔF1's is paired (one draw of "
+        "images for the row and for clean). Figures through ONNX Runtime (fp32) alone: OpenVINO's, measured "
+        "beside them before, were identical to 4 places and are not re-measured. Per-image counts: "
+        f"`{shown}`; command: `{_perturb_command(model, rec.get('data', 'DRIVE'), shown)}`.",
         "",
     ]
-    return lines
 
 
 def _latency_section(model: Path, data: str, threads: int) -> list[str]:
@@ -225,6 +340,28 @@ def _ordinal(n: int) -> str:
     return {1: "best", 2: "second best", 3: "third best"}.get(n, f"{n}th best")
 
 
+def _read_stats(lineage: str, f1: str):
+    """The per-image statistics of a ledger read (docs/test-stats/LINEAGE.json, when its pooled F1 is the
+    read's to 4 places), None when they were not kept (a candidate that did not ship, an older read)."""
+    from fundus_edge.measure.intervals import load_stats
+
+    path = STATS_DIR / f"{lineage}.json"
+    if not f1 or not path.is_file():
+        return None
+    st, rec = load_stats(path)
+    return (st, rec) if f"{rec['pooled']['f1']:.4f}" == f"{float(f1):.4f}" else None
+
+
+def _read_ci(lineage: str, f1: str) -> str:
+    """``95 % CI 0.817-0.830`` for a ledger read's F1, or says that read kept no per-image statistics."""
+    from fundus_edge.measure.intervals import record_intervals
+
+    got = _read_stats(lineage, f1)
+    return (
+        record_intervals(got[1], got[0])["f1"].ci() if got else "no interval: per-image statistics not kept"
+    )
+
+
 def reads_section(lineage: str, ledger: Path | None = None) -> list[str]:
     """``DRIVE test reads: N`` for this model's lineage and how its shipped figure was chosen, both
     counted from the test-read ledger (docs/test-reads.md), never typed by hand."""
@@ -246,10 +383,10 @@ def reads_section(lineage: str, ledger: Path | None = None) -> list[str]:
         how = f"the shipped figure is that one read ({rule})."
     elif c.candidates == 1:
         # One pre-registered score; the other reads checked the model already fixed (perturbations, INT8).
-        how = f"the shipped figure (F1 {s.f1}) is its one candidate score, {rule}."
+        how = f"the shipped figure (F1 {s.f1}, {_read_ci(lineage, s.f1)}) is its one candidate score, {rule}."
     else:
         how = (
-            f"the shipped figure (F1 {s.f1}) is the {_ordinal(c.rank)} of the "
+            f"the shipped figure (F1 {s.f1}, {_read_ci(lineage, s.f1)}) is the {_ordinal(c.rank)} of the "
             f"{n(c.candidates, 'candidate score')}, from {rule}."
         )
     times = "once" if c.reads == 1 else f"{c.reads} times"
@@ -294,8 +431,9 @@ def search_lines(c, path: Path | None) -> list[str]:
         key=lambda r: r.date,
     )
     listed = "; ".join(
-        f"`{r.lineage}` {r.f1 or 'n/a'}"
-        + (f" (bar {bar_of(r)}, {'shipped' if r.why == 'shipped' else 'not shipped'})" if bar_of(r) else "")
+        f"`{r.lineage}` {r.f1 or 'n/a'} ({_read_ci(r.lineage, r.f1)}"
+        + (f"; bar {bar_of(r)}, {'shipped' if r.why == 'shipped' else 'not shipped'}" if bar_of(r) else "")
+        + ")"
         for r in cand
     )
     k = len(cand)
@@ -312,12 +450,30 @@ def search_lines(c, path: Path | None) -> list[str]:
         if len(rs) > 1:
             best = max(rs, key=lambda r: float(r.f1))
             out.append(
-                f"For the {bar} bar, `{best.lineage}` was the better of "
+                f"For the {bar} bar, `{best.lineage}` had the higher point figure of "
                 f"{_WORDS.get(len(rs), len(rs))} candidates"
-                f" on their test reads ({', '.join(f'`{r.lineage}` {r.f1}' for r in rs)}): a figure that met"
+                f" on their test reads ({', '.join(f'`{r.lineage}` {r.f1}' for r in rs)}; "
+                f"{_paired_reads(best, [r for r in rs if r is not best])}): a figure that met"
                 " the bar as the best of several reads is a selected figure, not a one-shot one."
             )
     return out
+
+
+def _paired_reads(best, others) -> str:
+    """The paired comparison of the best read with each other one where both kept per-image statistics, or
+    why there is none (a read whose statistics were not kept has only its point figure)."""
+    from fundus_edge.measure.intervals import paired
+
+    b = _read_stats(best.lineage, best.f1)
+    parts = []
+    for r in others:
+        o = _read_stats(r.lineage, r.f1)
+        if b is None or o is None:
+            parts.append(f"against `{r.lineage}` no paired interval: its per-image statistics were not kept")
+            continue
+        c = paired(o[0], b[0], ("f1",))["f1"]
+        parts.append(f"against `{r.lineage}` {c.diff.value:+.4f} ({c.diff.ci()}): {c.verdict}")
+    return "; ".join(parts)
 
 
 NOTES_HEAD = "## Experiments"
@@ -493,6 +649,7 @@ def update_card(
     bench: str = "",
     run: str = "",
     stats: str = "",
+    force: bool = False,
 ) -> int:
     """Rewrite some sections of an existing card: for a shipped model whose training run folder is no
     longer at hand (its training and validation sections stay as they were written)."""
@@ -500,7 +657,10 @@ def update_card(
     lines = card.read_text().splitlines()
     for sec in sections:
         if sec == "perturb":
-            lines = replace_section(lines, "## Camera perturbations", _robustness(model, data, threads))
+            lines = replace_section(lines, PERTURB_HEAD, _robustness(model, data, threads, force))
+        elif sec == "perturbations":
+            path = Path(stats) if stats else PERTURB_DIR / f"{model.name}.json"
+            lines = replace_section(lines, PERTURB_HEAD, perturbation_section(path, model))
         elif sec == "latency":
             lines = replace_section(lines, "## Latency", _latency_section(model, data, threads))
         elif sec == "bench":
@@ -532,8 +692,8 @@ def update_card(
             )
         else:
             raise SystemExit(
-                f"unknown section {sec!r}: choose from perturb, latency, bench, notes, reads, provenance, "
-                "intended-use, intervals"
+                f"unknown section {sec!r}: choose from perturb, perturbations, latency, bench, notes, reads, "
+                "provenance, intended-use, intervals"
             )
     card.write_text("\n".join(lines) + "\n")
     print(f"rewrote {', '.join(sections)} in {card}")
@@ -737,10 +897,25 @@ def _card_f1(lines: list[str]) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def _card_drops(lines: list[str]) -> dict[str, float]:
-    """ΔF1 per perturbation from a card's Camera perturbations table (the ONNX Runtime column)."""
+def _card_f1_text(lines: list[str]) -> str | None:
+    """The card's DRIVE test F1 with its interval as the headline states it (``0.8232 (95 % CI
+    0.817-0.830)``; the figure alone on a card without intervals), None when it states none."""
+    head = r"^F1 \*\*([0-9.]+)\*\*( \(95 % CI [0-9.-]+\))?"
+    m = next((re.search(head, x) for x in lines if x.startswith("F1 **")), None)
+    return m.group(1) + (m.group(2) or "") if m else None
+
+
+def _outside_f1(r: dict) -> str:
+    """A row of docs/outside-drive.csv as ``F1 0.7934 (95 % CI 0.781-0.805)``, or says it has no interval."""
+    ci = (r.get("f1 95 % CI") or "").strip()
+    return f"F1 {r['f1']} " + (f"(95 % CI {ci})" if ci else "(no interval: no per-image figures)")
+
+
+def _card_drops(lines: list[str]) -> dict[str, str]:
+    """ΔF1 per perturbation as the card's Camera perturbations table states it (``-0.0465 (-0.0510 to
+    -0.0421)``: the figure and its paired interval; the ONNX Runtime column of an older table)."""
     rows = (x.split("|") for x in lines if re.match(r"^\| (jpeg|scale|gamma|grey)\S* \|", x))
-    return {r[1].strip(): float(r[3]) for r in rows}
+    return {r[1].strip(): r[3].strip() for r in rows}
 
 
 def _card_lines(models_dir: Path, name: str | None) -> list[str]:
@@ -760,24 +935,24 @@ def _source_name(model: Path) -> str | None:
 
 def _outside_lines(name: str, source: str | None, models_dir: Path, rows: list[dict]) -> list[str]:
     # One bullet per card (the longest cards are at the 200-line limit); the rows' details stay in the CSV.
+    # No difference from DRIVE test is printed: the two figures are of different images (no paired interval).
     def scored(n: str) -> str:
-        f1 = _card_f1(_card_lines(models_dir, n))
+        f1 = _card_f1_text(_card_lines(models_dir, n))
         return "; ".join(
-            f"{r['data']}, {r['population and camera']}: F1 {r['f1']}"
-            + (f" ({float(r['f1']) - f1:+.3f})" if f1 else "")
+            f"{r['data']}, {r['population and camera']}: {_outside_f1(r)}"
             + f", {r['date'] or 'undated'}, by {r['measured by']}, reproducible here: "
             + r["reproducible here"].split(":")[0]
             for r in rows
             if r["model"] == n
-        ) + (f"; against DRIVE test {f1:.4f}" if f1 else "")
+        ) + (f"; against DRIVE test F1 {f1}" if f1 else "")
 
     for n, who in ((name, "this model"), (source, f"its source `{source}`, not these files")):
         if n and any(r["model"] == n for r in rows):
             return [f"- Measured outside DRIVE ({who}; `docs/outside-drive.csv`): {scored(n)}."]
     # One line, not the rows: the figures are another model's, and the card stays under 200 lines.
     others = "; ".join(
-        f"`{m}` (DRIVE test {_card_f1(_card_lines(models_dir, m)) or 'n/a'}): "
-        + ", ".join(f"{r['data']} {r['f1']}" for r in rows if r["model"] == m)
+        f"`{m}` (DRIVE test F1 {_card_f1_text(_card_lines(models_dir, m)) or 'n/a'}): "
+        + ", ".join(f"{r['data']} {_outside_f1(r)}" for r in rows if r["model"] == m)
         for m in sorted({r["model"] for r in rows})
     )
     return [
@@ -807,15 +982,15 @@ def intended_use_section(model: Path, lines: list[str], outside: Path = OUTSIDE_
     if not drops and source:
         drops, whose = _card_drops(src_lines), f"its source `{source}`, not measured for these files"
     rows = list(csv.DictReader(open(outside, newline=""))) if Path(outside).is_file() else []
-    jpeg = ", ".join(f"quality {k[4:]} {v:+.4f}" for k, v in drops.items() if k.startswith("jpeg"))
+    jpeg = ", ".join(f"quality {k[4:]} {v}" for k, v in drops.items() if k.startswith("jpeg"))
     fails = (
         [
             # one bullet: the longest cards are at the 200-line limit
-            f"- Known failure modes ({whose}, DRIVE test, ΔF1; docs/cameras.md): heavy JPEG, {jpeg} "
-            "(blocking erases the 1-2 px capillaries; a camera storing JPEG at a higher resolution loses "
-            f"less); small FOVs, half DRIVE's scale {drops['scale0.5']:+.4f}, smaller not measured. An image "
-            "whose FOV is not found is not rescaled (a one-line warning), and a large image run without the "
-            "rescaling (`--no-rescale`) misses most vessels.",
+            f"- Known failure modes ({whose}, DRIVE test, ΔF1 with its paired 95 % CI; docs/cameras.md): "
+            f"heavy JPEG, {jpeg} (blocking erases the 1-2 px capillaries; a camera storing JPEG at a higher "
+            f"resolution loses less); small FOVs, half DRIVE's scale {drops['scale0.5']}, smaller not "
+            "measured. An image whose FOV is not found is not rescaled (a one-line warning), and a large "
+            "image run without the rescaling (`--no-rescale`) misses most vessels.",
         ]
         if jpeg and "scale0.5" in drops
         else ["- Failure modes: not measured for this model or its source."]
@@ -860,7 +1035,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--perturb",
         action="store_true",
-        help="add DRIVE-test F1 under camera perturbations (ONNX Runtime and OpenVINO)",
+        help="add DRIVE-test F1 under camera perturbations (ONNX Runtime; per-image counts kept in "
+        "docs/test-stats/perturbations/NAME.json)",
     )
     ap.add_argument(
         "--bench",
@@ -876,15 +1052,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--update",
-        help="only rewrite these sections of an existing card (comma list of perturb, latency, bench, "
-        "notes, reads, provenance, intended-use, intervals); --run is then read only by provenance "
-        "(its best/, config.yaml and log.csv)",
+        help="only rewrite these sections of an existing card (comma list of perturb, perturbations, "
+        "latency, bench, notes, reads, provenance, intended-use, intervals); --run is then read only by "
+        "provenance (its best/, config.yaml and log.csv); perturb measures again, perturbations rewrites "
+        "the table from docs/test-stats/perturbations/NAME.json",
     )
     ap.add_argument(
         "--stats",
         default="",
         help="with --update intervals: the per-image statistics of the card's DRIVE test read "
-        "(evaluate --per-image-out; default docs/test-stats/NAME.json)",
+        "(evaluate --per-image-out; default docs/test-stats/NAME.json); with --update perturbations: those "
+        "of its perturbed read (default docs/test-stats/perturbations/NAME.json)",
+    )
+    ap.add_argument(
+        "--force", action="store_true", help="overwrite the per-image file of a perturbed read (--perturb)"
     )
     return ap
 
@@ -986,7 +1167,7 @@ def _trained_card(a, argv_line: str) -> list[str]:
         *_test_section(rep),
         *_latency_section(model, a.data, a.threads),
         *(bench_section(Path(a.bench), model.name) if a.bench else []),
-        *(_robustness(model, a.data, a.threads) if a.perturb else []),
+        *(_robustness(model, a.data, a.threads, a.force) if a.perturb else []),
         *provenance_section(model, run),
         # last: the date is taken when the card is done, after the measurements above
         f"Reproduce: `python -m fundus_edge.modelcard --run {a.run} --model {a.model} --data {a.data}"
@@ -1006,7 +1187,8 @@ def main(argv=None) -> int:
         (model / "MODEL_CARD.md").write_text("\n".join(pruned_build_card(model)) + "\n")
         print((model / "MODEL_CARD.md").read_text())
         return 0
-    offline = {"intervals", "reads"}  # sections rewritten from files in the repository alone
+    # sections rewritten from files in the repository alone
+    offline = {"intervals", "reads", "perturbations", "intended-use", "bench"}
     if not a.data and not (a.update and {x.strip() for x in a.update.split(",") if x.strip()} <= offline):
         ap.error("the following arguments are required: --data")
     if a.update:
@@ -1019,6 +1201,7 @@ def main(argv=None) -> int:
             a.bench,
             a.run or "",
             a.stats,
+            a.force,
         )
     line = " ".join(argv if argv is not None else sys.argv[1:])
     if a.run:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fundus_edge.bench.history import (
     RESULTS_DIR,
+    front_records,
     front_table,
     latest_per_identity,
     latest_record,
@@ -180,6 +181,19 @@ def identity_line(record: Path) -> str:
     )
 
 
+def front_interval_line(records: list[BenchRecord]) -> str:
+    """What the front's brackets are, or that the record has none (bench records before 2026-12-07 keep no
+    per-image counts, so no interval can be given for their rows)."""
+    front = front_records(records)
+    if front and all(r.f1_low is not None for r in front):
+        n = len(front[0].per_image_counts or ()) or "the"
+        return f"F1 / AUC in brackets: their 95 % bootstrap interval over {n} test images."
+    return (
+        "F1 / AUC: no interval: record predates per-image counts (the bench keeps them from 2026-12-07); "
+        "the float models' intervals are in the shipped-models table above."
+    )
+
+
 def bench_summary(record: Path) -> list[str]:
     records, meta = load_record(record)
     ok = [r for r in records if r.status == "ok"]
@@ -189,6 +203,8 @@ def bench_summary(record: Path) -> list[str]:
         "Compare latencies within one run only.",
         "",
         *front_table(records),
+        "",
+        front_interval_line(records),
         "",
         identity_line(record),
     ]

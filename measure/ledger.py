@@ -170,6 +170,21 @@ def identify(source: str | Path) -> tuple[str, str, str]:
     return "", "", ""
 
 
+_ABSOLUTE = re.compile(r"(?<![\w.~/-])(/[^\s,;\"']+)")
+
+
+def portable(text: str, root: Path | None = None) -> str:
+    """``text`` with every absolute path beside or inside the checkout made relative to it (the committed
+    ledger names ../shared/data/DRIVE, never a machine's /work/...); other paths (/tmp/...) as given."""
+    root = (root or REPO_LEDGER.parents[1]).absolute()
+
+    def rel(m: re.Match) -> str:
+        p = Path(m.group(1))
+        return os.path.relpath(p, root) if p.is_relative_to(root.parent) else m.group(1)
+
+    return _ABSOLUTE.sub(rel, str(text))
+
+
 def record(
     report,
     why: str,
@@ -202,11 +217,11 @@ def record(
     row = TestRead(
         date=time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         lineage=lineage or lin,
-        scored=str(report.source),
+        scored=portable(report.source),
         weights_sha256=sha,
-        run=run,
-        command=command if command is not None else " ".join(["fundus-edge", *sys.argv[1:]]),
-        data=f"{report.data} {report.split}",
+        run=portable(run),
+        command=portable(command if command is not None else " ".join(["fundus-edge", *sys.argv[1:]])),
+        data=portable(f"{report.data} {report.split}"),
         f1="" if pooled is None else f"{pooled.f1:.4f}",
         auc="" if pooled is None or pooled.auc is None else f"{pooled.auc:.4f}",
         why=why,
@@ -259,7 +274,7 @@ def bar_of(row: TestRead) -> str:
     return m.group(1) if m else ""
 
 
-_DRIVE_TEST = re.compile(r"drive\b.*\btest\b", re.I)
+_DRIVE_TEST = re.compile(r"drive.*\btest\b", re.I)
 
 
 def reads_drive_test(row: TestRead) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from fundus_edge.bench.compare import machine_factor, pairs, report
 from fundus_edge.bench.records import BenchRecord
 
@@ -43,3 +44,33 @@ def test_the_speed_probes_are_compared_when_both_runs_have_one():
     assert probe_line(a, b).endswith("B / A 1.100") and "range 6.0 %" in probe_line(a, b)
     assert probe_line(None, b).startswith("speed probe: not in both runs")
     assert "different probes" in probe_line({**a, "method": "numpy"}, {**b, "method": "conv"})
+
+
+def test_accuracy_is_compared_by_a_paired_interval_when_both_rows_have_counts():
+    from fundus_edge.bench.compare import accuracy_report, f1_diff, scored_pairs
+
+    rng = np.random.default_rng(0)
+    base = [(int(tp), 100, 100, 5000) for tp in rng.integers(300, 600, 12)]
+    same = [
+        (tp + int(d), fp, fn, tn) for (tp, fp, fn, tn), d in zip(base, rng.integers(-3, 4, 12), strict=True)
+    ]
+    worse = [(tp - 60, fp + 30, fn + 60, tn) for tp, fp, fn, tn in base]
+
+    def rec(v, counts, f1):
+        return BenchRecord(variant=v, backend="openvino", status="ok", f1=f1, per_image_counts=counts)
+
+    d = f1_diff(base, worse)
+    assert d.high < 0 and f1_diff(base, same).low <= 0 <= f1_diff(base, same).high
+    assert f1_diff(base, None) is None and f1_diff(base, worse[:5]) is None  # not the same images
+    a = [rec("x", tuple(base), 0.8), rec("y", tuple(base), 0.8), rec("z", None, 0.8)]
+    b = [rec("x", tuple(same), 0.8), rec("y", tuple(worse), 0.7), rec("z", None, 0.8)]
+    text = accuracy_report(scored_pairs(a, b))
+    assert text[0].startswith("accuracy: 1 of 2 rows with per-image counts in both runs agree on F1")
+    assert text[0].endswith("1 rows without counts not compared")
+    assert any(x.startswith("| x |") and x.endswith("| yes |") for x in text)
+    assert any(x.startswith("| y |") and x.endswith("| no |") for x in text)
+    old = accuracy_report(scored_pairs(a[2:], b[2:]))
+    assert old == [
+        "accuracy: none of the 1 rows has per-image counts in both runs (records before 2026-12-07 have "
+        "none): F1 not compared"
+    ]

@@ -201,3 +201,102 @@ def test_a_bench_cell_keeps_per_image_counts_and_its_rows_show_the_interval():
     p, t = _images(n=1)[0]
     one.add(p, t, name="a")
     assert set(accuracy_intervals(one, one.pooled())) == {"per_image_counts"}
+
+
+def _perturb_samples(n=8, size=48, seed=3):
+    """n synthetic fundus-like samples: a label, a full FOV and an RGB image whose green channel carries the
+    vessels with noise of varying strength (so images differ in difficulty)."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        label = rng.random((size, size)) < 0.2
+        green = np.where(label, 170, 90) + rng.normal(0, 30 + 8 * i, (size, size))
+        rgb = np.stack([np.full((size, size), 120.0), green, np.full((size, size), 60.0)], -1)
+        rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+        out.append(SimpleNamespace(rgb=rgb, label=label, fov=np.ones((size, size), bool), name=f"{i:02d}"))
+    return out
+
+
+def test_a_perturbations_drop_is_a_paired_interval_against_clean():
+    from fundus_edge.measure.robustness import perturbed_cells, score_perturbations
+
+    samples = _perturb_samples()
+    rows = score_perturbations(lambda rgb, fov: rgb[..., 1] / 255.0, samples, ["jpeg30", "grey"], 0.5)
+    clean, jpeg, grey = rows
+    assert clean.drop is None and clean.intervals["f1"].value == clean.metrics.f1
+    for r in (jpeg, grey):
+        want = paired(clean.image_stats, r.image_stats, ("f1", "auc"))
+        d = r.drop["f1"].diff
+        assert (
+            d.value == pytest.approx(r.metrics.f1 - clean.metrics.f1, abs=1e-12) == pytest.approx(r.delta_f1)
+        )
+        assert (d.low, d.high) == (want["f1"].diff.low, want["f1"].diff.high)
+        assert r.intervals["f1"].low <= r.metrics.f1 <= r.intervals["f1"].high
+        # the pairing matters: images differ in difficulty, so independent draws for the two rows (what an
+        # unpaired comparison does) give a wider interval of the difference
+        wa, wb = resample_weights(8, seed=0), resample_weights(8, seed=1)
+        ind = from_counts(wb @ r.image_stats.counts)["f1"] - from_counts(wa @ clean.image_stats.counts)["f1"]
+        lo, hi = np.percentile(ind, [2.5, 97.5])
+        assert d.high - d.low < hi - lo
+    # JPEG at quality 30 blurs the noisy green channel: a change, and the cells carry both intervals
+    f1, delta, auc = perturbed_cells(jpeg)
+    assert re.fullmatch(r"0\.\d{4} \(95 % CI 0\.\d{3}-[01]\.\d{3}\)", f1)
+    assert re.fullmatch(r"[+-]0\.\d{4} \(95 % CI [+-]0\.\d{4} to [+-]0\.\d{4}\)", delta)
+    assert perturbed_cells(clean)[1] == "+0.0000 (reference)"
+    # a model that ignores the image loses nothing under any perturbation: a zero-width paired interval
+    same = score_perturbations(lambda rgb, fov: samples[0].label * 0.9 + 0.05, samples, ["grey"], 0.5)
+    assert (same[1].drop["f1"].diff.low, same[1].drop["f1"].diff.high) == (0.0, 0.0)
+
+
+def test_a_perturbed_report_keeps_counts_only_and_they_give_the_same_intervals():
+    from fundus_edge.measure.robustness import score_perturbations
+
+    from fundus_edge.evaluate import PerturbReport
+
+    rows = score_perturbations(lambda rgb, fov: rgb[..., 1] / 255.0, _perturb_samples(), ["jpeg30"], 0.5)
+    d = PerturbReport("m", "d", "test", 8, 0.5, "x", True, tuple(rows)).to_dict(with_stats=True)
+    row = d["rows"][1]
+    assert set(row["image_stats"]) == {"names", "counts"}  # no histograms: kept small
+    st = ImageStats.from_dict(row["image_stats"])
+    again = paired(ImageStats.from_dict(d["rows"][0]["image_stats"]), st, ("f1",))["f1"].diff
+    assert (row["drop"]["f1"]["low"], row["drop"]["f1"]["high"]) == (again.low, again.high)
+    assert (
+        "image_stats"
+        not in PerturbReport("m", "d", "test", 8, 0.5, "x", True, tuple(rows)).to_dict()["rows"][0]
+    )
+
+
+def test_two_models_are_compared_under_each_perturbation_on_the_same_images(tmp_path, capsys):
+    from fundus_edge.measure.robustness import main as robustness_main
+    from fundus_edge.measure.robustness import score_perturbations
+
+    from fundus_edge.evaluate import PerturbReport
+
+    samples = _perturb_samples()
+    files, scored = [], []
+    for name, fn in (
+        ("a", lambda rgb, fov: rgb[..., 1] / 255.0),
+        ("b", lambda rgb, fov: rgb[..., 1] / 230.0),
+    ):
+        rows = score_perturbations(fn, samples, ["grey"], 0.5)
+        rec = PerturbReport(name, "d", "test", 8, 0.5, "x", True, tuple(rows)).to_dict(with_stats=True)
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps(rec))
+        scored.append(rows)
+    assert robustness_main([str(f) for f in files]) == 0
+    out = capsys.readouterr().out.splitlines()
+    c = paired(scored[0][1].image_stats, scored[1][1].image_stats, ("f1",))["f1"]
+    assert out[1].startswith(f"grey: {c.text()}; drop B - drop A ") and out[0].startswith("clean: f1 ")
+    from fundus_edge.measure.robustness import compare_drops
+
+    d = compare_drops(*({r.perturbation: r.image_stats for r in rows} for rows in scored))["grey"]
+    want = (scored[1][1].metrics.f1 - scored[1][0].metrics.f1) - (
+        scored[0][1].metrics.f1 - scored[0][0].metrics.f1
+    )
+    assert d.value == pytest.approx(want) and d.low <= d.value <= d.high
+    assert c.verdict in ("better", "worse")  # a brighter reading moves F1 on every image: the pair tells it
+    files[0].write_text(json.dumps({"rows": [{"perturbation": "clean"}]}))
+    assert robustness_main([str(f) for f in files]) == 2
+    assert "not an `evaluate --perturb --per-image-out` file" in capsys.readouterr().err

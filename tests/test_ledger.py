@@ -377,3 +377,15 @@ def test_a_conversion_added_to_a_folder_leaves_its_weights_digest(tmp_path, tiny
     assert model_weights_sha256(m) == before
     (m / "model.onnx").write_bytes((m / "model.onnx").read_bytes() + b" ")
     assert model_weights_sha256(m) != before  # the weights' own files still count
+
+
+def test_ledger_rows_name_no_machine_path(tmp_path):
+    from fundus_edge.measure.ledger import portable
+
+    root = tmp_path / "main"
+    root.mkdir()
+    got = portable(
+        f"fundus-edge evaluate {root}/models/x --data {tmp_path}/shared/DRIVE -o /elsewhere/o", root
+    )
+    assert got == "fundus-edge evaluate models/x --data ../shared/DRIVE -o /elsewhere/o"
+    assert portable("DRIVE test", root) == "DRIVE test"

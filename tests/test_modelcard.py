@@ -1,5 +1,7 @@
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fundus_edge.modelcard import replace_section, update_card
@@ -203,7 +205,11 @@ def test_update_reads_counts_the_ledger_and_drops_the_used_once_sentence(tmp_pat
         "(2 candidate scores, 1 gate check before shipping); "
         "re-scores of models already fixed (bench runs) are listed there and not counted" in text
     )
-    assert "the shipped figure (F1 0.8200) is the second best of the 2 candidate scores" in text
+    assert (
+        "the shipped figure (F1 0.8200, no interval: per-image statistics not kept) is the second best of "
+        "the 2 "
+        "candidate scores" in text
+    )
     update_card(model, "unused", 1, ["reads"], "")  # idempotent: one section
     assert (model / "MODEL_CARD.md").read_text() == text
 
@@ -258,3 +264,171 @@ def test_shipped_cards_state_every_accuracy_figure_with_its_interval():
         for k in ("f1", "auc", "iou"):
             assert got[f"{k}_ci"] == (f"{iv[k].low:.3f}", f"{iv[k].high:.3f}"), (name, k)
             assert f"{rec['pooled'][k]:.4f}" == f"{got[k]:.4f}", (name, k)
+
+
+def _counts(n=12, seed=0, loss=0):
+    """n images' (TP, FP, FN, TN), varying in difficulty; ``loss`` vessel pixels moved from TP to FN each."""
+    rng = np.random.default_rng(seed)
+    return [[int(tp) - loss, 120, 120 + loss, 6000] for tp in rng.integers(300, 700, n)]
+
+
+def test_bench_section_gives_intervals_from_per_image_counts_and_says_when_a_record_has_none(tmp_path):
+    import json
+
+    from fundus_edge.bench.compare import f1_diff
+    from fundus_edge.measure.intervals import ImageStats, bootstrap, point
+
+    from fundus_edge.modelcard import NO_BENCH_INTERVAL, bench_section
+
+    base, lossy = _counts(), _counts(loss=40)
+    f1 = point(ImageStats(tuple("abcdefghijkl"), np.asarray(base)))["f1"]
+    f1q = point(ImageStats(tuple("abcdefghijkl"), np.asarray(lossy)))["f1"]
+    rows = [
+        {**_row("m", "openvino", "fp32", 10.0, f1), "per_image_counts": base},
+        {**_row("m-int8-nncf", "openvino", "int8+fp32", 5.0, f1q), "per_image_counts": lossy},
+    ]
+    meta = {"date": "2026-12-08 10:00", "threads": 2, "machine": {"cpu": "EPYC", "isa_flags": ["avx2"]}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"meta": meta, "results": rows}))
+    text = "\n".join(bench_section(path, "m"))
+    iv = bootstrap(ImageStats(tuple("abcdefghijkl"), np.asarray(base)), {"f1": f1})["f1"]
+    d = f1_diff(base, lossy)
+    assert f"| m | openvino | fp32 | 10.0 | {f1:.4f} ({iv.low:.3f}-{iv.high:.3f}) | reference | ok |" in text
+    assert (
+        f"| m-int8-nncf | openvino | int8+fp32 | 5.0 | {f1q:.4f} (" in text
+        and f"| {f1q - f1:+.4f} ({d.low:+.4f} to {d.high:+.4f}) | ok |" in text
+    )
+    assert d.high < 0 and "ΔF1 (paired 95 % CI)" in text and NO_BENCH_INTERVAL not in text
+    # today's records: the figures alone, and the section says why
+    for r in rows:
+        del r["per_image_counts"]
+    path.write_text(json.dumps({"meta": meta, "results": rows}))
+    text = "\n".join(bench_section(path, "m"))
+    assert NO_BENCH_INTERVAL in text and "| F1 | ΔF1 |" in text
+    assert f"| {f1q:.4f} | {f1q - f1:+.4f} | ok |" in text
+
+
+def _perturbed_file(tmp_path):
+    """A perturbed evaluation of synthetic images as `evaluate --perturb --per-image-out` writes it."""
+    import json
+    from types import SimpleNamespace
+
+    from fundus_edge.measure.robustness import score_perturbations
+
+    from fundus_edge.evaluate import PerturbReport
+
+    rng = np.random.default_rng(3)
+    samples = []
+    for i in range(8):
+        label = rng.random((48, 48)) < 0.2
+        green = np.clip(np.where(label, 170, 90) + rng.normal(0, 30 + 8 * i, (48, 48)), 0, 255)
+        rgb = np.stack([np.full((48, 48), 120.0), green, np.full((48, 48), 60.0)], -1).astype(np.uint8)
+        samples.append(SimpleNamespace(rgb=rgb, label=label, fov=np.ones((48, 48), bool), name=f"{i:02d}"))
+    rows = score_perturbations(lambda rgb, fov: rgb[..., 1] / 255.0, samples, ["jpeg30", "scale0.5"], 0.5)
+    rep = PerturbReport("models/m", "DRIVE", "test", 8, 0.5, "onnxruntime (cpu, fp32)", True, tuple(rows))
+    path = tmp_path / "m-perturb.json"
+    path.write_text(json.dumps(rep.to_dict(with_stats=True)))
+    return path, rows
+
+
+def test_update_perturbations_writes_the_table_with_intervals_from_the_per_image_file(tmp_path):
+    import json
+
+    from fundus_edge.modelcard import main as card_main
+
+    path, rows = _perturbed_file(tmp_path)
+    model = tmp_path / "m"
+    model.mkdir()
+    card = ["# Model card", "", "## Camera perturbations (old)", "| clean | 0.8 |", "", "Reproduce: `x`"]
+    (model / "MODEL_CARD.md").write_text("\n".join(card) + "\n")
+    for _ in range(2):  # idempotent
+        assert card_main(["--model", str(model), "--update", "perturbations", "--stats", str(path)]) == 0
+    text = (model / "MODEL_CARD.md").read_text()
+    assert "| clean | 0.8 |" not in text and text.count("## Camera perturbations") == 1
+    assert "| perturbation | F1 (95 % CI) | ΔF1 (paired 95 % CI) | AUC (95 % CI) |" in text
+    clean, jpeg = rows[0], rows[1]
+    f1, d, auc = jpeg.intervals["f1"], jpeg.drop["f1"].diff, jpeg.intervals["auc"]
+    assert (
+        f"| jpeg30 | {f1.value:.4f} ({f1.low:.3f}-{f1.high:.3f}) | {d.value:+.4f} ({d.low:+.4f} to "
+        f"{d.high:+.4f}) | {auc.value:.4f} ({auc.low:.3f}-{auc.high:.3f}) |" in text
+    )
+    assert f"| clean | {clean.metrics.f1:.4f} (" in text and "| reference |" in text
+    assert "OpenVINO" in text and "not re-measured" in text  # the dropped column is explained
+    # counts that do not give the row's F1 are another read's: refused in one line
+    rec = json.loads(path.read_text())
+    rec["rows"][1]["image_stats"]["counts"][0][0] += 50
+    path.write_text(json.dumps(rec))
+    with pytest.raises(SystemExit, match="jpeg30's counts do not give its F1"):
+        card_main(["--model", str(model), "--update", "perturbations", "--stats", str(path)])
+    del rec["rows"][0]["image_stats"]
+    path.write_text(json.dumps(rec))
+    with pytest.raises(SystemExit, match="not an `evaluate --perturb --per-image-out` file"):
+        card_main(["--model", str(model), "--update", "perturbations", "--stats", str(path)])
+
+
+def _tables(lines: list[str]):
+    """(section heading, header cells, body rows' cells) of each Markdown table of a card."""
+    section = ""
+    for i, x in enumerate(lines):
+        if x.startswith("## "):
+            section = x
+        if x.startswith("| ") and i + 1 < len(lines) and lines[i + 1].startswith("| --- |"):
+            body = []
+            for y in lines[i + 2 :]:
+                if not y.startswith("|"):
+                    break
+                body.append([c.strip() for c in y.strip("|").split("|")])
+            yield section, [c.strip() for c in x.strip("|").split("|")], body
+
+
+def test_every_accuracy_figure_in_the_shipped_cards_tables_carries_an_interval():
+    """F1 / ΔF1 / AUC / IoU cells of the shipped cards' tables are ``figure (low-high)``; a bench table from a
+    record without per-image counts must say so. Not checked: the per-image table (one image has no interval
+    over images) and a training log's validation curve (written while training, no per-image figures)."""
+    from fundus_edge.modelcard import NO_BENCH_INTERVAL
+
+    root = Path(__file__).resolve().parents[1]
+    with_ci = re.compile(r"[+-]?\d\.\d{4} \([+-]?\d\.\d{3,4}(-| to [+-])\d\.\d{3,4}\)")
+    checked = 0
+    for card in sorted((root / "models").glob("*/MODEL_CARD.md")):
+        lines = card.read_text().splitlines()
+        for section, head, body in _tables(lines):
+            if head[0] in ("image", "iteration"):
+                continue
+            cols = [i for i, h in enumerate(head) if re.search(r"(^|\W)(ΔF1|F1|AUC|IoU)(\W|$)", h)]
+            if section.startswith("## Every engine and INT8") and not all("95 % CI" in head[i] for i in cols):
+                sec = "\n".join(lines[lines.index(section) :])
+                assert NO_BENCH_INTERVAL in sec.split("\n## ", 1)[0], (card, section)
+                continue
+            for row in body:
+                for i in cols:
+                    assert row[i] in ("n/a", "reference") or with_ci.fullmatch(row[i]), (card, head[i], row)
+                    checked += 1
+    assert checked > 100  # the perturbation tables of seven cards at least
+
+
+def test_update_perturb_measures_keeps_the_counts_and_refuses_to_overwrite_them(
+    tiny_model, drive_synth, tmp_path, monkeypatch
+):
+    import fundus_edge.measure.camera as camera
+
+    import fundus_edge.modelcard as mc
+
+    monkeypatch.setattr(camera, "PERTURBATIONS", ("jpeg30", "grey"))
+    monkeypatch.setattr(mc, "PERTURB_DIR", tmp_path / "perturbations")
+    model = tmp_path / "tiny"
+    model.mkdir()
+    for f in tiny_model.iterdir():
+        (model / f.name).write_bytes(f.read_bytes())
+    (model / "MODEL_CARD.md").write_text("# Model card\n\nReproduce: `x`\n")
+    assert mc.update_card(model, str(drive_synth), 1, ["perturb"], "") == 0
+    text = (model / "MODEL_CARD.md").read_text()
+    kept = tmp_path / "perturbations" / "tiny.json"
+    assert kept.is_file() and f"Per-image counts: `{kept}`" in text
+    assert re.search(
+        r"\| grey \| 0\.\d{4} \(0\.\d{3}-[01]\.\d{3}\) \| [+-]0\.\d{4} \([+-]0\.\d{4} to [+-]", text
+    )
+    with pytest.raises(SystemExit, match="exists \\(pass --force"):
+        mc.update_card(model, str(drive_synth), 1, ["perturb"], "")
+    assert mc.update_card(model, str(drive_synth), 1, ["perturbations"], "") == 0  # from the kept counts
+    assert (model / "MODEL_CARD.md").read_text() == text

@@ -246,7 +246,13 @@ def test_evaluate_perturb_prints_a_table(tiny_model, drive_synth, capsys):
         if line.startswith("| ") and not line.startswith("| perturbation") and "---" not in line
     ]
     assert [r.split("|")[1].strip() for r in rows] == ["clean", "jpeg30", "scale2", "grey"]
-    assert rows[0].split("|")[3].strip() == "+0.0000"
+    import re
+
+    assert rows[0].split("|")[3].strip() == "+0.0000 (reference)"  # the others: a paired interval each
+    assert all(
+        re.fullmatch(r"[+-]0\.\d{4} \(95 % CI [+-]0\.\d{4} to [+-]0\.\d{4}\)", r.split("|")[3].strip())
+        for r in rows[1:]
+    )
 
 
 def test_evaluate_perturb_honours_threshold_override(tiny_model, drive_synth, capsys):
@@ -304,7 +310,7 @@ def test_evaluate_perturb_best_threshold_per_perturbation(tiny_model, drive_synt
     assert len(rows) == 3
     for r in rows:
         thr, best = r[6].strip().rstrip(")").split(" (")
-        assert 0.0 < float(thr) < 1.0 and float(best) >= float(r[2]) - 1e-4
+        assert 0.0 < float(thr) < 1.0 and float(best) >= float(r[2].split()[0]) - 1e-4
     assert "never ship them" in out  # the synthetic folder's default split is test
     assert main(args + ["--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
