@@ -14,7 +14,8 @@ class ModelFormat:
     files: tuple[str, ...]  # relative to the model folder; the first is the graph
     engines: tuple[str, ...]  # engines that read it
     description: str
-    made_by: str = "export"  # export (fundus-edge export) | quantize (an engine's own INT8 quantizer)
+    # export (fundus-edge export) | quantize (an engine's own INT8 quantizer) | export.litert (its converter)
+    made_by: str = "export"
     needs: tuple[str, ...] = ()  # formats export builds first (ONNX is converted from the legacy program)
     # The graph may keep tensors in files it names itself (ONNX external data); a manifest lists them after
     # ``files`` so they are confined and hashed like the rest (runtime.manifest checks the two agree).
@@ -46,6 +47,30 @@ FORMATS: dict[str, ModelFormat] = {
             ("legacy.pdmodel", "legacy.pdiparams"),
             ("paddle", "openvino"),
             "Paddle legacy program (PaddleSlim PTQ, OpenVINO's Paddle front end)",
+        ),
+        # LiteRT files converted from the ONNX file (python -m fundus_edge.export.litert, in a converter venv
+        # of its own): NHWC, converted at one input size (the engine resizes). fp32 and fp16 weights sit in
+        # the float model's folder; full-integer INT8 is a folder of its own (own weights and quantization).
+        ModelFormat(
+            "tflite",
+            ("model.tflite",),
+            ("litert",),
+            "LiteRT fp32 (onnx2tf from the ONNX file)",
+            made_by="export.litert",
+        ),
+        ModelFormat(
+            "tflite-int8",
+            ("model_int8.tflite",),
+            ("litert",),
+            "LiteRT full-integer INT8: int8 input and output, calibrated on training images",
+            made_by="export.litert",
+        ),
+        ModelFormat(
+            "tflite-fp16",
+            ("model_fp16.tflite",),
+            ("litert",),
+            "LiteRT fp16 weights (half the file; XNNPACK computes them in fp32)",
+            made_by="export.litert",
         ),
         # For PaddleSeg's deploy path, not our engines: a label-map program and its deploy.yaml
         # (export --paddleseg).

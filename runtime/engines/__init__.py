@@ -18,9 +18,11 @@ ENGINES: dict[str, tuple[str, str]] = {
     "onnxruntime": ("onnxruntime", "onnxruntime"),
     "openvino": ("openvino", "openvino"),
     "paddle": ("paddle", "paddle"),
+    # LiteRT (ai-edge-litert): .tflite files made by fundus_edge.export.litert; a device needs it and numpy.
+    "litert": ("litert", "ai_edge_litert"),
 }
 # "auto" picks the first installed engine that reads a format of the model, in this order.
-AUTO_ORDER = ("openvino", "onnxruntime", "paddle")
+AUTO_ORDER = ("openvino", "onnxruntime", "paddle", "litert")
 
 
 def installed_engines() -> list[str]:
