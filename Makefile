@@ -8,7 +8,7 @@ BENCH_ARGS ?=
 BENCH_OUT ?= build/bench
 export OMP_NUM_THREADS ?= $(THREADS)
 
-.PHONY: install lint test test-all bench publish bench-quick bench-pytest variants models runs-save runs-restore clean
+.PHONY: install lint test test-all test-arm bench publish bench-quick bench-pytest variants models runs-save runs-restore clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,14 @@ test: install
 # Heavy checks too (tests/test_slow.py: a real DRIVE training run and a benchmark sweep on DRIVE): run on purpose.
 test-all: install
 	$(DRIVE_ENV) $(BIN)/python -m pytest -q -m "slow or not slow"
+
+# ARM64 bundles checked on ARM under qemu-aarch64-static (docs/deploy.md, "ARM64"): an aarch64 Python unpacked
+# from Debian's arm64 packages into build/arm (root for apt-get; nothing of the host replaced), the s2d-fast
+# bundles for ONNX Runtime, OpenVINO and LiteRT packed for linux-aarch64 and selftested there. About 15 minutes
+# from scratch on 2 cores (ARM_ARGS=--fresh); downloads are kept under build/arm for a rerun.
+ARM_ARGS ?=
+test-arm: install
+	$(DRIVE_ENV) $(BIN)/python -m fundus_edge.deploy.arm_check $(if $(wildcard $(DATA)/test/images),--data $(DATA),) $(ARM_ARGS)
 
 variants: install
 	$(BIN)/fundus-edge quantize models/default --variants build/models --data $(DATA) $(if $(FORCE),--force,)

@@ -78,6 +78,11 @@ class Bundle:
     )  # what pack fixed for the camera's size, e.g. {"onnx": [1, 3, 576, 576]}
     created: str = ""
     fundus_edge_version: str = ""
+    # The device's platform and architecture (deploy.platforms; pack --platform), and the architecture the
+    # validated figures were measured on; "" in bundles packed before issue 40 (x86-64 ones).
+    platform: str = ""
+    machine: str = ""
+    validated_machine: str = ""
 
     def to_dict(self) -> dict:
         d = asdict(self)

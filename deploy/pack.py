@@ -34,12 +34,13 @@ from fundus_edge.runtime.predictor import Predictor, choose_engine
 from fundus_edge import __version__
 
 from .bundle import BUNDLE, GOLDENS, MAX_BYTES, Bundle, Golden, Validated, write_bundle, write_prob
-from .pick import Record, choice_key, cpu_mismatch
+from .pick import Record, choice_key, record_refusal
+from .platforms import Platform, arm_refusal, get_platform, is_arm
 
 # What a device installs besides fundus-edge itself: the runtime's own dependencies (pyproject's
 # ``dependencies``) and the one engine, each pinned to the version the goldens were made with.
 RUNTIME_PACKAGES = ("numpy", "opencv-python-headless", "pyyaml", "pillow", "tqdm")
-ENGINE_PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
+ENGINE_PACKAGES = {"openvino": "openvino", "onnxruntime": "onnxruntime", "litert": "ai-edge-litert"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class PackOptions:
     threads: int | None = None
     any_cpu: bool = False
     force: bool = False
+    # the device's platform (deploy.platforms: linux-x86_64, linux-aarch64); None: this machine's
+    platform: str | None = None
+    any_arch: bool = False  # pack from a record of another architecture than the device's
 
 
 @dataclass(frozen=True)
@@ -169,10 +173,13 @@ def _fix_onnx_dims(path: Path, shape: tuple[int, ...]) -> None:
     onnx.save_model(m, str(path))
 
 
-def _requirements(engine: str) -> str:
+def requirements_text(engine: str, target: Platform) -> str:
+    """The bundle's requirements.txt: the runtime and the engine pinned to the versions installed here."""
     lines = [
         "# The runtime a device needs for this bundle (no Paddle, no quantizer),"
         " pinned to the versions its goldens were made with.",
+        f"# For {target.name}: every pin has a wheel there for Python 3.11"
+        " (pip download --only-binary=:all: --platform ...; tests/test_arm.py).",
         f"# fundus-edge {__version__} itself:"
         " pip install --no-deps the project's wheel (or source) after these.",
     ]
@@ -216,7 +223,8 @@ def _readme(b: Bundle, model: str, files: list[str]) -> str:
 Validated ({v.images}; {v.date}): {scores}; engine p50 {p50} ms
 ({v.threads} threads) on {cpu}.
 
-Install (no Paddle, no quantizer): `pip install -r requirements.txt`, then fundus-edge {ver} with `--no-deps`.
+Install on {b.platform or "linux-x86_64"} (no Paddle, no quantizer): `pip install -r requirements.txt`, then
+fundus-edge {ver} with `--no-deps`.
 
 Before screening anyone: `fundus-edge selftest .` checks every file's sha256, that this CPU can run {prec},
 runs the {n_goldens} golden images ({GOLDENS}/) against this engine's own outputs (vessel Dice >= 0.99) and
@@ -229,7 +237,8 @@ Files: {", ".join(files)}, {BUNDLE} (the sha256 of every other file), {GOLDENS}/
 
 
 def pack(choice: str, record: Record, opts: PackOptions) -> Packed:
-    if not opts.any_cpu and (why := cpu_mismatch(record)):
+    target = get_platform(opts.platform)
+    if why := record_refusal(record, target, opts.any_cpu, opts.any_arch):
         raise InputError(why)
     out = Path(opts.out)
     if out.exists() and not opts.force:
@@ -237,6 +246,8 @@ def pack(choice: str, record: Record, opts: PackOptions) -> Packed:
     if out.exists() and not (out / BUNDLE).is_file():
         raise InputError(f"{out}: exists and is not a bundle (no {BUNDLE}); not replaced, even with --force")
     model_dir, row = resolve(choice, record, opts)
+    if is_arm(target) and (why := arm_refusal(row.backend, row.precision or "fp32")):
+        raise InputError(f"{choice_key(row)} for {target.name}: {why}")
     data = opts.data or data_of(record)
     if data is None:
         raise InputError(
@@ -254,7 +265,7 @@ def pack(choice: str, record: Record, opts: PackOptions) -> Packed:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        packed = _write(tmp, model_dir, man, engine, fmt, names, row, record, sources, opts)
+        packed = _write(tmp, model_dir, man, engine, fmt, names, row, record, sources, opts, target)
         if out.exists():
             shutil.rmtree(out)
         tmp.chmod(0o755)  # mkdtemp's 0700 would keep the device's user out
@@ -326,15 +337,18 @@ def _write(
     record: Record,
     sources: list[Path],
     opts: PackOptions,
+    target: Platform,
 ) -> Packed:
     for n in names:
         shutil.copyfile(confined(model_dir, n, str(model_dir / MANIFEST)), tmp / n)
     write_manifest(tmp, replace(man, formats={fmt: names}, files={}), written=names)
 
+    # An ARM64 bundle tells its engine the precision it validated, never the engine's default: OpenVINO
+    # runs f16 by default on ARM CPUs that have it, which the goldens were not made with.
+    request = row.precision_requested or ((row.precision or "fp32") if is_arm(target) else None)
+
     def load() -> Predictor:
-        return Predictor.load(
-            tmp, backend=engine, threads=opts.threads, precision=row.precision_requested, fmt=fmt
-        )
+        return Predictor.load(tmp, backend=engine, threads=opts.threads, precision=request, fmt=fmt)
 
     pred = load()
     images = [_golden_image(s, opts.input_size) for s in sources]
@@ -348,15 +362,17 @@ def _write(
             f"{tmp}: {engine} runs {pred.precision} here,"
             f" the record's row {choice_key(row)} ran {row.precision}"
         )
+    if is_arm(target) and (why := arm_refusal(engine, pred.precision)):
+        raise InputError(f"{choice_key(row)} for {target.name}: {why}")
     goldens = _write_goldens(tmp / GOLDENS, sources, images, pred)
 
-    (tmp / "requirements.txt").write_text(_requirements(engine))
+    (tmp / "requirements.txt").write_text(requirements_text(engine, target))
     b = Bundle(
         variant=row.variant,
         engine=engine,
         format=fmt,
         precision=pred.precision,
-        precision_request=row.precision_requested,
+        precision_request=request,
         threads=row.threads,
         validated=_validated(row, record),
         goldens=tuple(goldens),
@@ -366,6 +382,9 @@ def _write(
         static=static,
         created=time.strftime("%Y-%m-%d %H:%M"),
         fundus_edge_version=__version__,
+        platform=target.name,
+        machine=target.machine,
+        validated_machine=record.machine or "x86_64",
     )
     top = [MANIFEST, *names, "requirements.txt", "README.md"]
     (tmp / "README.md").write_text(_readme(b, man.name, top))

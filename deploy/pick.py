@@ -13,6 +13,8 @@ from fundus_edge.bench.records import BenchRecord
 from fundus_edge.runtime.cpu import CpuIdentity, cpu_identity, identity_of
 from fundus_edge.runtime.errors import InputError
 
+from .platforms import Platform, arch_mismatch, arm_refusal, here, is_arm
+
 DEFAULT_RECORD = Path("build/bench/results.json")
 MIN_F1 = 0.82  # the project's accuracy target
 
@@ -39,6 +41,11 @@ class Record:
     @property
     def identity(self) -> CpuIdentity:
         return identity_of(self.meta.get("machine") or {})
+
+    @property
+    def machine(self) -> str | None:
+        """The architecture the record was measured on (bench/machine.py's ``machine``; None before it)."""
+        return (self.meta.get("machine") or {}).get("machine")
 
     @property
     def cpu(self) -> str:
@@ -138,12 +145,38 @@ def candidates(record: Record, bounds: Bounds) -> tuple[list[BenchRecord], str]:
     ), f"{len(rows)} CPU rows that ran ({not_ok} other rows: failed, GPU or untimed); by the bounds: {why}"
 
 
-def pick(record: Record, bounds: Bounds, any_cpu: bool = False) -> list[BenchRecord]:
+def record_refusal(
+    record: Record, target: Platform | None = None, any_cpu: bool = False, any_arch: bool = False
+) -> str | None:
+    """Why the record's figures cannot stand for the device (``target``, default this machine), or None.
+    For another architecture the CPU identity is not compared (the device is not this CPU): the record must
+    be that architecture's (unless ``any_arch``)."""
+    target = target or here()
+    if why := arch_mismatch(record.machine, target, str(record.path)):
+        return None if any_arch else why
+    if target.machine != here().machine:
+        return None  # a record of the device's architecture, read elsewhere: no CPU here to compare
+    return None if any_cpu else cpu_mismatch(record)
+
+
+def pick(
+    record: Record,
+    bounds: Bounds,
+    any_cpu: bool = False,
+    target: Platform | None = None,
+    any_arch: bool = False,
+) -> list[BenchRecord]:
     """The rows meeting ``bounds``, fastest first (the first is the choice); refused in one line when the
-    record is another CPU's (unless ``any_cpu``) or no row qualifies."""
-    if not any_cpu and (why := cpu_mismatch(record)):
+    record is another CPU's (unless ``any_cpu``) or another architecture's than ``target`` (unless
+    ``any_arch``), or no row qualifies. For an ARM64 target, rows whose precision ARM cannot be assumed to
+    run are left out."""
+    if why := record_refusal(record, target, any_cpu, any_arch):
         raise InputError(why)
     rows, summary = candidates(record, bounds)
+    if is_arm(target or here()):
+        kept = [r for r in rows if not arm_refusal(r.backend, r.precision or "fp32")]
+        summary += f"; {len(rows) - len(kept)} rows left out for ARM64 (precision)"
+        rows = kept
     if not rows:
         raise InputError(
             f"{record.path}: no row meets F1 >= {bounds.min_f1}"

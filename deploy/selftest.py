@@ -19,6 +19,8 @@ from fundus_edge.runtime.manifest import read_manifest
 from fundus_edge.runtime.predictor import Predictor
 
 from .bundle import GOLDENS, Bundle, read_bundle, read_prob, verify_bundle
+from .platforms import emulated, norm_machine
+from .platforms import here as here_platform
 
 MIN_DICE = 0.99
 
@@ -114,6 +116,13 @@ def selftest(folder: str | Path, runs: int = 10, threads: int | None = None) -> 
         b = read_bundle(folder)
         n = verify_bundle(folder, b)
         notes.append(f"{n} files match their sha256")
+        if b.machine and norm_machine(b.machine) != here_platform().machine:
+            return SelftestResult(
+                False,
+                f"{folder}: packed for {b.platform or b.machine}; this machine is {here_platform().name}",
+                notes,
+            )
+        emu = emulated()
         why, warn = cpu_refusal(b, read_manifest(folder).quantization)
         notes += [f"warning: {w}" for w in warn]
         if why:
@@ -153,6 +162,13 @@ def selftest(folder: str | Path, runs: int = 10, threads: int | None = None) -> 
                 f" (largest probability difference {worst_diff:.2e})",
                 notes,
             )
+        summary = (
+            f"{len(b.goldens)} goldens on {b.engine} {pred.precision}: vessel Dice >= {worst_dice:.4f},"
+            f" largest probability difference {worst_diff:.2e}"
+        )
+        if emu:
+            # An emulator runs an inference 500x slower than the CPU it imitates: no speed verdict.
+            return SelftestResult(True, f"{summary}; emulated ({emu}): correctness only", notes)
         t = time_goldens(pred, images, runs)
         v = b.validated
         there, here = v.identity(), cpu_identity()
@@ -163,13 +179,7 @@ def selftest(folder: str | Path, runs: int = 10, threads: int | None = None) -> 
             if v.p50_ms is not None
             else ""
         )
-        return SelftestResult(
-            True,
-            f"{len(b.goldens)} goldens on {b.engine} {pred.precision}: vessel Dice >= {worst_dice:.4f},"
-            f" largest probability difference {worst_diff:.2e};"
-            f" engine p50 {t.p50:.1f} ms over {t.runs} runs{vs}",
-            notes,
-        )
+        return SelftestResult(True, f"{summary}; engine p50 {t.p50:.1f} ms over {t.runs} runs{vs}", notes)
     except FundusEdgeError as exc:
         return SelftestResult(False, str(exc).splitlines()[0], notes)
     except Exception as exc:  # noqa: BLE001 - an engine's own failure is a FAIL with its one line, not a traceback

@@ -225,10 +225,11 @@ def predict_files(
             existing = [t for t in targets if t.exists()]
             if existing and not force:
                 raise InputError(f"{existing[0]}: exists (use --force to overwrite)")
-            rgb = read_image(f, max_pixels)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # reported below, one line per file
-                res = predictor.predict(rgb, fov=resolve_fov(fov, f))
+                # The path, not its pixels: a large JPEG is decoded reduced (runtime/images.read_decoded).
+                res = predictor.predict(f, fov=resolve_fov(fov, f), max_pixels=max_pixels)
+            rgb = read_image(f, max_pixels) if save_overlay else None
             if res.warning:
                 tqdm.write(f"warning: {f}: {res.warning}", file=sys.stderr)
             write_outputs(

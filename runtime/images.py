@@ -6,6 +6,9 @@ refuses go through Pillow.
 What an image may cost is capped before it is decoded: Pillow reads the header alone (``Image.open`` is
 lazy), and an image that declares more than ``max_pixels`` is refused in one line (``ImageTooLarge``) before
 a byte of pixels is allocated. A file whose header Pillow cannot read is checked again after decoding.
+
+A JPEG much larger than the network needs is decoded reduced in its DCT (``read_decoded``): the cap still
+applies to the size its header declares.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -50,15 +54,23 @@ def header_size(source, name: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
     """(width, height) from the header alone, checked against ``max_pixels``; None when Pillow cannot
     identify the file (OpenCV may still decode it: ``read_raw`` checks its pixels after decoding).
     ``source``: a path or a binary file object."""
+    head = header(source, name, max_pixels)
+    return None if head is None else head[:2]
+
+
+def header(source, name: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int, str] | None:
+    """(width, height, Pillow's format name) from the header alone, checked against ``max_pixels``; None
+    when Pillow cannot identify the file."""
     from PIL import Image
 
+    fmt = ""
     try:
         with warnings.catch_warnings():
             # Pillow warns from 89 MP on and raises from 179 MP on (its decompression-bomb guard); our cap
             # is the limit that counts, so its warning is noise and its error becomes ours below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(source) as im:
-                width, height = im.size
+                (width, height), fmt = im.size, im.format or ""
     except Image.DecompressionBombError:
         # Pillow refuses in Image.open itself, before telling the size. Our cap is the limit that counts:
         # read the header again with Pillow's guard off (under a lock: it is a module global) to name the
@@ -67,7 +79,7 @@ def header_size(source, name: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) 
     except Exception:  # noqa: BLE001 - an unidentified or broken header: the decoder gives the error
         return None
     check_pixels(name, width, height, max_pixels)
-    return width, height
+    return width, height, fmt
 
 
 _PILLOW_GUARD = threading.Lock()
@@ -92,11 +104,11 @@ def _size_past_pillow_guard(source) -> tuple[int, int]:
 _OPENCV_COMPLETE = ("PNG", "JPEG")
 
 
-def _imdecode(path: Path) -> np.ndarray | None:
+def _imdecode(path: Path, flags: int = cv2.IMREAD_UNCHANGED) -> np.ndarray | None:
     """OpenCV's decode, its own assertion (e.g. CV_IO_MAX_IMAGE_PIXELS) turned into our one-line error."""
     data = np.fromfile(str(path), dtype=np.uint8)
     try:
-        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        return cv2.imdecode(data, flags)
     except cv2.error as exc:
         reason = str(exc).strip().splitlines()[-1].split(") ", 1)[-1][:200]
         raise InputError(f"{path}: not a readable image (OpenCV: {reason})") from None
@@ -189,6 +201,61 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
     """Read a colour fundus image as HxWx3 uint8 RGB (grey, RGBA and 16-bit files handled); one of more
     than ``max_pixels`` pixels is refused before decoding (ImageTooLarge)."""
     return to_rgb_uint8(read_raw(path, max_pixels), order="bgr", source=str(path))
+
+
+# JPEG's DCT lets libjpeg decode at 1/2, 1/4 or 1/8 of the size for a fraction of the work (an 8 x 8 block
+# becomes 4 x 4, 2 x 2 or one pixel without the inverse transform at full size): OpenCV's IMREAD_REDUCED_*.
+# IGNORE_ORIENTATION: the full-size reader (IMREAD_UNCHANGED) ignores EXIF orientation too, so both sizes
+# of one file have the same geometry.
+_REDUCED = {
+    2: cv2.IMREAD_REDUCED_COLOR_2 | cv2.IMREAD_IGNORE_ORIENTATION,
+    4: cv2.IMREAD_REDUCED_COLOR_4 | cv2.IMREAD_IGNORE_ORIENTATION,
+    8: cv2.IMREAD_REDUCED_COLOR_8 | cv2.IMREAD_IGNORE_ORIENTATION,
+}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An image as read for the network: ``rgb`` is the file's pixels at 1/``reduction`` of its size
+    (``full_hw``, the size the outputs are given at)."""
+
+    rgb: np.ndarray
+    reduction: int
+    full_hw: tuple[int, int]
+
+
+def _whole(rgb: np.ndarray) -> Decoded:
+    return Decoded(rgb, 1, rgb.shape[:2])
+
+
+def jpeg_reduction(side: float, need: float | None) -> int:
+    """The largest DCT reduction (8, 4, 2; else 1) that keeps ``side`` pixels at or above ``need``."""
+    if not need or need <= 0:
+        return 1
+    return next((k for k in sorted(_REDUCED, reverse=True) if side / k >= need), 1)
+
+
+def read_decoded(
+    path: str | os.PathLike,
+    need: float | None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    side: float | None = None,
+) -> Decoded:
+    """Read an image for a network that needs its FOV ``need`` pixels across: a JPEG whose ``side``
+    (the FOV's diameter when known, else the frame's shorter side: fundus cameras fill the frame's height
+    with the retina) leaves room for it is decoded reduced in the DCT; any other file is read whole. The
+    cap ``max_pixels`` applies to the declared (full) size, as in ``read_image``."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return _whole(read_image(path, max_pixels))
+    head = header(path, str(path), max_pixels)
+    k = 1 if head is None or head[2] != "JPEG" else jpeg_reduction(side or min(head[:2]), need)
+    if k == 1:
+        return _whole(read_image(path, max_pixels))
+    arr = _imdecode(path, _REDUCED[k])
+    if arr is None or arr.size == 0:  # a broken file: the full reader gives its one-line error
+        return _whole(read_image(path, max_pixels))
+    return Decoded(cv2.cvtColor(arr, cv2.COLOR_BGR2RGB), k, (head[1], head[0]))
 
 
 def read_binary(path: str | os.PathLike, what: str = "label") -> np.ndarray:

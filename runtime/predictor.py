@@ -12,17 +12,27 @@ import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .engines import AUTO_ORDER, EngineOptions, engine_class, installed_engines
 from .errors import EngineRunError, EngineUnavailable, InputError, one_line
 from .formats import formats_for
-from .fov import find_fov
-from .images import read_binary, read_image, to_rgb_uint8
+from .fov import find_fov, fov_diameter
+from .images import Decoded, read_binary, read_decoded, to_rgb_uint8
+from .limits import DEFAULT_MAX_PIXELS
 from .manifest import Manifest, read_manifest, verify_files
 from .precision import AUTO, PrecisionChoice, choose_precision
 from .preprocess import pad_to_multiple, preprocess
-from .scale import fov_scale, resize_image, resize_prob, run_tiled
+from .scale import (
+    DEFAULT_UPSAMPLE,
+    UPSAMPLERS,
+    fov_scale,
+    resize_image,
+    run_tiled,
+    upsample_box,
+    upsample_prob,
+)
 
 _CROP_STEP = 16  # FOV crops are a multiple of this many pixels
 
@@ -56,6 +66,8 @@ class _Started:
     scaled_hw: tuple[int, int] = (0, 0)  # the rescaled image's size
     x: np.ndarray | None = None  # CxHxW network input: the box, padded
     hw: tuple[int, int] = (0, 0)  # its size before padding
+    full_hw: tuple[int, int] = (0, 0)  # the input's own size (rgb is smaller after a reduced decode)
+    fov_full: np.ndarray | None = None  # a FOV given at the input's size, when rgb is smaller
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,18 @@ class ScaleOptions:
     max_side: int = 1600  # network inputs larger than this on either side run in tiles
     tile: int = 768
     overlap: int = 96
+    # How the network-scale probability is brought back to a larger input (runtime/scale.py UPSAMPLERS).
+    upsample: str = DEFAULT_UPSAMPLE
+    # The FOV diameter the network runs at, in training diameters (1.0: the training scale). Above 1 it
+    # predicts at a higher scale than it was trained at (measured as an alternative; docs/cameras.md).
+    net_scale: float = 1.0
+    # A JPEG file whose FOV is over twice the training diameter is decoded at 1/2, 1/4 or 1/8 in its DCT
+    # (runtime/images.py read_decoded): an 8 MP frame costs a fraction of its full decode.
+    reduced_decode: bool = True
+
+    def __post_init__(self):
+        if self.upsample not in UPSAMPLERS:
+            raise InputError(f"unknown upsampling {self.upsample!r}; choose from {', '.join(UPSAMPLERS)}")
 
 
 def choose_engine(manifest: Manifest, backend: str) -> tuple[str, str]:
@@ -117,6 +141,8 @@ class Predictor:
         self.load_ms = 0.0
         self.scale = scale or ScaleOptions()
         self.train_diameter = manifest.scale.get("fov_diameter_px") if manifest.scale else None
+        if self.train_diameter and self.scale.net_scale != 1.0:
+            self.train_diameter = float(self.train_diameter) * self.scale.net_scale
         self.precision_choice = PrecisionChoice(None, None, "")  # set by load()
 
     @classmethod
@@ -237,28 +263,35 @@ class Predictor:
         return self.engine.precision
 
     # -- pre / post ----------------------------------------------------------------------------
-    def _rgb(self, image, order: str) -> np.ndarray:
+    def _read(self, image, order: str, max_pixels: int | None, side: float | None = None) -> Decoded:
+        """The image as the network needs it: a large JPEG file decoded reduced in its DCT (never below
+        the training diameter; ``side``: the FOV's diameter at full size when known), anything else whole."""
         if isinstance(image, (str, os.PathLike)):
-            return read_image(image)
-        return to_rgb_uint8(image, order)
+            need = self.train_diameter if self.scale.rescale and self.scale.reduced_decode else None
+            return read_decoded(image, need, max_pixels, side)
+        rgb = to_rgb_uint8(image, order)
+        return Decoded(rgb, 1, rgb.shape[:2])
 
-    def _fov(self, fov, rgb: np.ndarray) -> np.ndarray | None:
+    def _fov(self, fov, dec: Decoded) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(the FOV at the decoded size, the FOV at the input's full size when it was given at that size
+        and differs from the first; None: derived from the first when needed)."""
         if fov is None or (isinstance(fov, str) and fov == "none"):
-            return None
+            return None, None
         if isinstance(fov, str) and fov == "auto":
-            return find_fov(rgb)  # None when there is no FOV to find: nothing is masked
+            return find_fov(dec.rgb), None  # None when there is no FOV to find: nothing is masked
         if isinstance(fov, (str, os.PathLike)):
             m = read_binary(fov, "FOV mask")
             where = str(fov)
         else:
             m = np.asarray(fov).astype(bool)
             where = "FOV mask"
-        if m.shape != rgb.shape[:2]:
-            raise InputError(
-                f"{where}: FOV mask is {m.shape[1]}x{m.shape[0]} "
-                f"but the image is {rgb.shape[1]}x{rgb.shape[0]}"
-            )
-        return m
+        h, w = dec.full_hw
+        if m.shape != (h, w):
+            raise InputError(f"{where}: FOV mask is {m.shape[1]}x{m.shape[0]} but the image is {w}x{h}")
+        if dec.reduction == 1:
+            return m, None
+        small = cv2.resize(m.view(np.uint8), dec.rgb.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        return small.view(bool), m
 
     def _factor(
         self, rgb: np.ndarray, fmask: np.ndarray | None, fov: object
@@ -344,21 +377,26 @@ class Predictor:
             return run_tiled(x, self._run, tile, self.scale.overlap)
         return self._run(x[None])[0, 0]
 
-    def _start(self, image, fov, order: str) -> _Started:
+    def _start(self, image, fov, order: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> _Started:
         """Read, find the FOV, rescale and preprocess one image."""
         t0 = time.perf_counter()
-        rgb = self._rgb(image, order)
-        fmask = self._fov(fov, rgb)
-        factor, warning, m = self._factor(rgb, fmask, fov)
+        dec = self._read(image, order, max_pixels)
+        fmask, fov_full = self._fov(fov, dec)
+        factor, warning, m = self._factor(dec.rgb, fmask, fov)
+        if dec.reduction > 1 and m is not None and factor > 1.0:
+            # The FOV is smaller than the frame promised: decode again, as large as the FOV needs.
+            dec = self._read(image, order, max_pixels, side=fov_diameter(m) * dec.reduction)
+            fmask, fov_full = self._fov(fov, dec)
+            factor, warning, m = self._factor(dec.rgb, fmask, fov)
         if warning:
             warnings.warn(
                 f"{image if isinstance(image, (str, os.PathLike)) else 'image'}: {warning}", stacklevel=3
             )
         # Preprocess the whole rescaled image, then crop: CLAHE's tile grid stays the uncropped one.
-        feats = preprocess(resize_image(rgb, factor), self.manifest.preprocess)
+        feats = preprocess(resize_image(dec.rgb, factor), self.manifest.preprocess)
+        st = _Started(dec.rgb, fmask, factor, warning, feats, None, 0.0, feats.shape[1:])
         st = self._crop(
-            _Started(rgb, fmask, factor, warning, feats, None, 0.0, feats.shape[1:]),
-            self._crop_box(m, factor, feats.shape[1:]),
+            replace(st, full_hw=dec.full_hw, fov_full=fov_full), self._crop_box(m, factor, feats.shape[1:])
         )
         return replace(st, seconds=time.perf_counter() - t0)
 
@@ -368,29 +406,45 @@ class Predictor:
         x, hw = pad_to_multiple(f, self.manifest.pad_multiple)
         return replace(st, box=box, x=x, hw=hw, feats=None if box is None else st.feats)
 
-    def _finish(self, prob: np.ndarray, st: _Started, engine_s: float) -> Prediction:
-        """Crop the padding, map back to the input's size, threshold, mask by the FOV."""
-        t0 = time.perf_counter()
+    @staticmethod
+    def _scaled_prob(prob: np.ndarray, st: _Started) -> np.ndarray:
+        """The network's output without its padding, placed in the rescaled image (the network scale)."""
         h, w = st.hw
         prob = np.ascontiguousarray(prob[:h, :w], np.float32)
         if st.box is not None:  # outside the FOV's box: background
             full = np.zeros(st.scaled_hw, np.float32)
             full[st.box[0] : st.box[1], st.box[2] : st.box[3]] = prob
             prob = full
-        prob = resize_prob(prob, st.rgb.shape[:2])
+        return prob
+
+    def _finish(self, prob: np.ndarray, st: _Started, engine_s: float) -> Prediction:
+        """Crop the padding, map back to the input's size, threshold, mask by the FOV."""
+        t0 = time.perf_counter()
+        shape = st.full_hw if st.full_hw != (0, 0) else st.rgb.shape[:2]
+        small, method = self._scaled_prob(prob, st), self.scale.upsample
+        if method == "guided" and st.rgb.shape[:2] == shape:  # a reduced decode has no full-size guide
+            prob = upsample_prob(small, shape, method, self.threshold, st.rgb)
+        else:
+            prob = upsample_box(small, shape, st.box, method, self.threshold)
         mask = prob >= self.threshold
-        if st.fmask is not None:
-            mask &= st.fmask
+        fmask = st.fov_full if st.fov_full is not None else st.fmask
+        if fmask is not None and fmask.shape != shape:  # found on the reduced decode: at full size
+            fmask = cv2.resize(fmask.view(np.uint8), shape[::-1], interpolation=cv2.INTER_NEAREST).view(bool)
+        if fmask is not None:
+            mask &= fmask
         total_s = st.seconds + engine_s + time.perf_counter() - t0
         return Prediction(
-            prob, mask, st.fmask, engine_s * 1e3, total_s * 1e3, st.factor, st.warning, tuple(st.x.shape[-2:])
+            prob, mask, fmask, engine_s * 1e3, total_s * 1e3, st.factor, st.warning, tuple(st.x.shape[-2:])
         )
 
-    def predict(self, image, fov=None, order: str = "rgb") -> Prediction:
+    def predict(
+        self, image, fov=None, order: str = "rgb", max_pixels: int | None = DEFAULT_MAX_PIXELS
+    ) -> Prediction:
         """One image (array or path). ``fov``: None, "auto", a mask array or a mask file. The image
         is resized so its FOV matches the training scale (``ScaleOptions.rescale``); the outputs are
-        at the input's own size."""
-        st = self._start(image, fov, order)
+        at the input's own size. A path to a large JPEG is decoded reduced (``ScaleOptions.reduced_decode``);
+        ``max_pixels`` caps the size its header declares."""
+        st = self._start(image, fov, order, max_pixels)
         t0 = time.perf_counter()
         out = self._run_one(st.x)
         return self._finish(out, st, time.perf_counter() - t0)

@@ -3,11 +3,14 @@ so a model always sees on the device exactly what it saw in training."""
 
 from __future__ import annotations
 
+import os
+import platform
 from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
 
+from .clahe import clahe
 from .errors import InputError
 
 
@@ -48,9 +51,24 @@ class PreprocessConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
+# Which CLAHE computes the green plane (issue 40). OpenCV's differs by architecture: the aarch64 wheel puts
+# some pixels one grey level off the x86-64 one the models were trained with. runtime/clahe.py computes
+# x86-64 OpenCV's output bit for bit in numpy on every CPU, but about 10x slower, so x86-64 keeps OpenCV
+# (tests/test_arm.py checks the two agree there) and every other architecture runs the numpy one.
+# FUNDUS_EDGE_CLAHE=opencv or numpy forces one (measurements; docs/deploy.md, "ARM64").
+CLAHE_IMPL = os.environ.get("FUNDUS_EDGE_CLAHE") or (
+    "opencv" if platform.machine().lower() in ("x86_64", "amd64") else "numpy"
+)
+
+
 def clahe_green(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    clahe = cv2.createCLAHE(clipLimit=cfg.clahe_clip, tileGridSize=(cfg.clahe_tiles, cfg.clahe_tiles))
-    return clahe.apply(np.ascontiguousarray(rgb[..., 1]))
+    green = np.ascontiguousarray(rgb[..., 1])
+    if CLAHE_IMPL not in ("opencv", "numpy"):
+        raise InputError(f"FUNDUS_EDGE_CLAHE={CLAHE_IMPL!r}: not opencv or numpy")
+    if CLAHE_IMPL == "numpy":
+        return clahe(green, cfg.clahe_clip, cfg.clahe_tiles)
+    op = cv2.createCLAHE(clipLimit=cfg.clahe_clip, tileGridSize=(cfg.clahe_tiles, cfg.clahe_tiles))
+    return op.apply(green)
 
 
 def preprocess(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:

@@ -336,7 +336,7 @@ rc = main(['selftest', sys.argv[1], '--runs', '1'])
 # The timing harness (numpy only) is the one module of the ground floor selftest uses; the variant table
 # (standard library only, tests/test_variants.py) is read by the CLI's help and choices.
 above = sorted(m for m in sys.modules if m.startswith('fundus_edge.')
-               and m.split('.')[1] not in ('runtime', 'cli', 'cli_adapt', 'deploy')
+               and m.split('.')[1] not in ('runtime', 'cli', 'cli_adapt', 'cli_site', 'deploy')
                and m not in ('fundus_edge.measure', 'fundus_edge.measure.timing',
                              'fundus_edge.quantize', 'fundus_edge.quantize.variants'))
 print('above the runtime:', above)
