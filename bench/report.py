@@ -47,7 +47,7 @@ def _fmt(v, f):
     return f.format(v) if f else str(v)
 
 
-def _md_cell(r: BenchRecord, k: str, f: str | None) -> str:
+def md_cell(r: BenchRecord, k: str, f: str | None) -> str:
     """One table cell: the column's format, or a form that carries what the row adds to the value."""
     v = getattr(r, k)
     if k == "precision" and r.precision_requested and r.precision_requested != v:
@@ -136,7 +136,7 @@ def _md_after_table(records: list[BenchRecord]) -> list[str]:
 def markdown(records: list[BenchRecord], meta: dict) -> str:
     head = "| " + " | ".join(h for _, h, _ in MD_COLUMNS) + " |"
     sep = "|" + "|".join(" --- " for _ in MD_COLUMNS) + "|"
-    rows = ["| " + " | ".join(_md_cell(r, k, f) for k, _, f in MD_COLUMNS) + " |" for r in records]
+    rows = ["| " + " | ".join(md_cell(r, k, f) for k, _, f in MD_COLUMNS) + " |" for r in records]
     lines = [*_md_preamble(meta), "", head, sep, *rows, *_md_after_table(records)]
     return "\n".join(lines) + "\n"
 

@@ -891,13 +891,13 @@ DRIVE_POPULATION = (
 )
 
 
-def _card_f1(lines: list[str]) -> float | None:
+def card_f1(lines: list[str]) -> float | None:
     """The pooled DRIVE test F1 a card states (its ``F1 **x**`` line), None when it states none."""
     m = next((re.search(r"^F1 \*\*([0-9.]+)\*\*", x) for x in lines if x.startswith("F1 **")), None)
     return float(m.group(1)) if m else None
 
 
-def _card_f1_text(lines: list[str]) -> str | None:
+def card_f1_text(lines: list[str]) -> str | None:
     """The card's DRIVE test F1 with its interval as the headline states it (``0.8232 (95 % CI
     0.817-0.830)``; the figure alone on a card without intervals), None when it states none."""
     head = r"^F1 \*\*([0-9.]+)\*\*( \(95 % CI [0-9.-]+\))?"
@@ -911,7 +911,7 @@ def _outside_f1(r: dict) -> str:
     return f"F1 {r['f1']} " + (f"(95 % CI {ci})" if ci else "(no interval: no per-image figures)")
 
 
-def _card_drops(lines: list[str]) -> dict[str, str]:
+def card_drops(lines: list[str]) -> dict[str, str]:
     """ΔF1 per perturbation as the card's Camera perturbations table states it (``-0.0465 (-0.0510 to
     -0.0421)``: the figure and its paired interval; the ONNX Runtime column of an older table)."""
     rows = (x.split("|") for x in lines if re.match(r"^\| (jpeg|scale|gamma|grey)\S* \|", x))
@@ -937,7 +937,7 @@ def _outside_lines(name: str, source: str | None, models_dir: Path, rows: list[d
     # One bullet per card (the longest cards are at the 200-line limit); the rows' details stay in the CSV.
     # No difference from DRIVE test is printed: the two figures are of different images (no paired interval).
     def scored(n: str) -> str:
-        f1 = _card_f1_text(_card_lines(models_dir, n))
+        f1 = card_f1_text(_card_lines(models_dir, n))
         return "; ".join(
             f"{r['data']}, {r['population and camera']}: {_outside_f1(r)}"
             + f", {r['date'] or 'undated'}, by {r['measured by']}, reproducible here: "
@@ -951,7 +951,7 @@ def _outside_lines(name: str, source: str | None, models_dir: Path, rows: list[d
             return [f"- Measured outside DRIVE ({who}; `docs/outside-drive.csv`): {scored(n)}."]
     # One line, not the rows: the figures are another model's, and the card stays under 200 lines.
     others = "; ".join(
-        f"`{m}` (DRIVE test F1 {_card_f1_text(_card_lines(models_dir, m)) or 'n/a'}): "
+        f"`{m}` (DRIVE test F1 {card_f1_text(_card_lines(models_dir, m)) or 'n/a'}): "
         + ", ".join(f"{r['data']} {_outside_f1(r)}" for r in rows if r["model"] == m)
         for m in sorted({r["model"] for r in rows})
     )
@@ -978,9 +978,9 @@ def intended_use_section(model: Path, lines: list[str], outside: Path = OUTSIDE_
         raise SystemExit(
             f"{model}: its card states no DRIVE training data; the intended-use text knows DRIVE only"
         )
-    drops, whose = _card_drops(lines), "this model"
+    drops, whose = card_drops(lines), "this model"
     if not drops and source:
-        drops, whose = _card_drops(src_lines), f"its source `{source}`, not measured for these files"
+        drops, whose = card_drops(src_lines), f"its source `{source}`, not measured for these files"
     rows = list(csv.DictReader(open(outside, newline=""))) if Path(outside).is_file() else []
     jpeg = ", ".join(f"quality {k[4:]} {v}" for k, v in drops.items() if k.startswith("jpeg"))
     fails = (

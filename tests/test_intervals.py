@@ -168,7 +168,7 @@ def test_a_bench_cell_keeps_per_image_counts_and_its_rows_show_the_interval():
     from fundus_edge.bench.cell import accuracy_intervals
     from fundus_edge.bench.history import front_table
     from fundus_edge.bench.records import BenchRecord
-    from fundus_edge.bench.report import _md_cell
+    from fundus_edge.bench.report import md_cell
 
     acc = _stats(_images())
     m = acc.pooled()
@@ -191,11 +191,11 @@ def test_a_bench_cell_keeps_per_image_counts_and_its_rows_show_the_interval():
         )
     )
     assert rec.per_image_counts[0] == tuple(acc.per_image_counts[0])
-    assert _md_cell(rec, "f1", "{:.4f}") == f"{m.f1:.4f} ({iv['f1'].low:.3f}-{iv['f1'].high:.3f})"
+    assert md_cell(rec, "f1", "{:.4f}") == f"{m.f1:.4f} ({iv['f1'].low:.3f}-{iv['f1'].high:.3f})"
     assert f"{m.f1:.4f} ({iv['f1'].low:.3f}-{iv['f1'].high:.3f})" in front_table([rec])[-1]
     # an older record without intervals keeps its plain figures
     old = BenchRecord("v", "openvino", p50_ms=5.0, f1=0.8, auc=0.9)
-    assert _md_cell(old, "f1", "{:.4f}") == "0.8000" and "| 0.8000 | 0.9000 |" in front_table([old])[-1]
+    assert md_cell(old, "f1", "{:.4f}") == "0.8000" and "| 0.8000 | 0.9000 |" in front_table([old])[-1]
     # one scored image: counts, no interval
     one = MetricAccumulator(per_image_auc=False)
     p, t = _images(n=1)[0]

@@ -15,9 +15,9 @@ from fundus_edge.measure.validate_biomarkers import portable_command, portable_p
 from fundus_edge.modelcard import (
     INTENDED_HEAD,
     OUTSIDE_DRIVE,
-    _card_drops,
-    _card_f1,
-    _card_f1_text,
+    card_drops,
+    card_f1,
+    card_f1_text,
     intended_use_section,
     with_intended_use,
 )
@@ -192,7 +192,7 @@ def test_the_card_section_quotes_the_cards_own_figures(tmp_path):
             ]
         )
         w.writerow(["2026-01-02", "m", "SITE", "a camera", "0.700", "us", "yes", "n"])
-    assert _card_f1(card) == 0.8 and _card_drops(card)["scale0.5"] == "-0.0100"
+    assert card_f1(card) == 0.8 and card_drops(card)["scale0.5"] == "-0.0100"
     text = "\n".join(intended_use_section(model, card, outside))
     assert "heavy JPEG, quality 30 -0.1000, quality 50 -0.0500" in text and "scale -0.0100" in text
     assert (
@@ -211,7 +211,7 @@ def test_readme_states_the_intended_use_from_the_records():
     rows = list(csv.DictReader(open(OUTSIDE_DRIVE, newline="")))
     assert rows and all(f"F1 {r['f1']}" in sec or f", {r['f1']}" in sec for r in rows)
     s2d = (ROOT / "models" / "s2d-fast" / "MODEL_CARD.md").read_text().splitlines()
-    drops = _card_drops(s2d)
-    assert f"{_card_f1_text(s2d)} on DRIVE test" in sec
+    drops = card_drops(s2d)
+    assert f"{card_f1_text(s2d)} on DRIVE test" in sec
     assert f"quality 30: ΔF1 {drops['jpeg30']}" in sec and f"scale: ΔF1 {drops['scale0.5']}" in sec
     assert all(f"F1 {r['f1']} (95 % CI {r['f1 95 % CI']})" in sec for r in rows if r["f1 95 % CI"])
