@@ -204,8 +204,8 @@ def run_bench(
             "timing": (
                 f"{cfg.warmup} warm-up runs (1 for a model of 100 ms or more per call), then each test image"
                 f" once (the accuracy pass is the first round) and the images again in turn until"
-                f" {cfg.window_s:g} s have passed (later rounds: at least {LATER_MIN_RUNS} calls, 3 for such a"
-                f" model, and {cfg.window_s:g} s)"
+                f" {cfg.window_s:g} s have passed (later rounds: at least {LATER_MIN_RUNS} calls, 3 for"
+                f" such a model, and {cfg.window_s:g} s)"
                 if has_labels
                 else f"{cfg.warmup} warm-up runs, then the images in turn, up to {cfg.runs} timed runs"
                 f" (at least {cfg.min_runs}) within {cfg.budget_s:.0f} s"
