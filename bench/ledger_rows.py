@@ -110,7 +110,7 @@ def publish_reads(run_ledger: str | Path, to: str | Path | None = None) -> tuple
     """Append the rows of a run's own ledger that ``to`` (default ledger_path(): $FUNDUS_EDGE_LEDGER, else
     the committed docs/test-reads.csv) does not hold yet: publishing a run twice adds its reads once.
     Returns (rows appended, the ledger written)."""
-    from fundus_edge.measure.ledger import append_read, ledger_path, read_ledger
+    from fundus_edge.measure.ledger import append_read, ledger_path, portable_row, read_ledger
     from fundus_edge.runtime.errors import InputError
 
     src = Path(run_ledger)
@@ -121,8 +121,8 @@ def publish_reads(run_ledger: str | Path, to: str | Path | None = None) -> tuple
     dst = Path(to) if to else ledger_path()
     if dst is None:
         raise InputError("no test-read ledger to publish into (set FUNDUS_EDGE_LEDGER)")
-    have = set(read_ledger(dst))
-    new = [r for r in read_ledger(src) if r not in have]
+    have = {portable_row(r) for r in read_ledger(dst)}
+    new = [r for r in map(portable_row, read_ledger(src)) if r not in have]
     for row in new:
         append_read(dst, row)
     return len(new), dst

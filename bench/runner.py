@@ -145,7 +145,10 @@ def synthetic_fundus(rng: np.random.Generator) -> np.ndarray:
 
 
 def prepare_images(cfg: BenchConfig, path: Path) -> tuple[int, str]:
-    """An .npz of test images (+ labels and FOV masks with DRIVE); returns (count, description)."""
+    """An .npz of test images (+ labels and FOV masks with DRIVE); returns (count, description). The
+    description names the data folder as committed pages may (no machine path: measure.ledger.portable)."""
+    from fundus_edge.measure.ledger import portable
+
     if cfg.data and Path(cfg.data).exists():
         from fundus_edge.train.data import discover, load_sample
 
@@ -159,7 +162,7 @@ def prepare_images(cfg: BenchConfig, path: Path) -> tuple[int, str]:
         np.savez(path, **arrays)
         return len(
             samples
-        ), f"DRIVE test ({len(samples)} images, 1st_manual, FOV pixels pooled) from {cfg.data}"
+        ), f"DRIVE test ({len(samples)} images, 1st_manual, FOV pixels pooled) from {portable(cfg.data)}"
     rng = np.random.default_rng(0)
     np.savez(path, **{f"img_{i:03d}": synthetic_fundus(rng) for i in range(3)})
     return 3, "synthetic 584x565 fundus-sized inputs (no DATA: accuracy columns are null)"

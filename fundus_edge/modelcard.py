@@ -172,6 +172,11 @@ def schedule(o) -> str:
     )
 
 
+# The training log keeps each validation's pooled figures, not per-image counts, so its rows cannot carry a
+# bootstrap interval over images; the cards say so where they print them (tests/test_intervals_everywhere.py).
+NO_LOG_CI = "no interval: the training log keeps pooled figures, not per-image counts"
+
+
 def _log_table(log: list[dict], perturbed: tuple, refit: bool = False, select: str = "robust") -> list[str]:
     if refit:
         return [
@@ -184,6 +189,8 @@ def _log_table(log: list[dict], perturbed: tuple, refit: bool = False, select: s
         ]
     if not perturbed:
         return [
+            f"Validation F1 and AUC at each logged iteration, pooled over the held-out images ({NO_LOG_CI}):",
+            "",
             "| iteration | val F1 | val AUC | threshold |",
             "| --- | --- | --- | --- |",
             *[
@@ -194,7 +201,8 @@ def _log_table(log: list[dict], perturbed: tuple, refit: bool = False, select: s
         ]
     kept = "the best mean of the two" if select == "robust" else "the best clean F1"
     return [
-        f"Validation F1 clean and mean F1 under {', '.join(perturbed)} (the checkpoint kept is {kept}):",
+        f"Validation F1 clean and mean F1 under {', '.join(perturbed)} (the checkpoint kept is {kept}; "
+        f"{NO_LOG_CI}):",
         "",
         "| iteration | val F1 clean | val F1 perturbed | val AUC | threshold |",
         "| --- | --- | --- | --- | --- |",
@@ -808,7 +816,8 @@ def _float_clause(float_dir: Path, lineage: str, ledger: Path | None) -> tuple[s
     if not (float_dir / "manifest.yaml").is_file():
         return reads_clause, ""
     f1 = (read_manifest(float_dir).source or {}).get("validation", {}).get("val_f1")
-    return reads_clause, (f"; `{float_dir.name}` on the same images: {f1:.4f} (its manifest)" if f1 else "")
+    same = f"; `{float_dir.name}` on the same images: {f1:.4f} (its manifest, no interval)" if f1 else ""
+    return reads_clause, same
 
 
 def pruned_build_card(model: Path, ledger: Path | None = None) -> list[str]:
@@ -863,7 +872,9 @@ def pruned_build_card(model: Path, ledger: Path | None = None) -> list[str]:
         "## Validation (training images)",
         f"Pooled FOV F1 on the {n_val} validation images (DRIVE training images held out of the fine-tune, "
         f"split seed {seed}) at the threshold {man.threshold:.3f}: **{val.get('val_f1', float('nan')):.4f}** "
-        f"(AUC {val.get('val_auc', float('nan')):.4f}, IoU {val.get('val_iou', float('nan')):.4f}; "
+        f"(AUC {val.get('val_auc', float('nan')):.4f}, IoU {val.get('val_iou', float('nan')):.4f}, "
+        "no interval: "
+        f"the fine-tune keeps pooled figures of its {n_val} validation images, not per-image counts; "
         f"`source.validation` in `manifest.yaml`){float_f1}. These files have no DRIVE test figure of their "
         "own here: the bench re-scores them in every run (`docs/results/`), reads the ledger lists as "
         "reports and does not count.",
@@ -1086,7 +1097,8 @@ def _run_lines(run: Path, data: str, man, best, last) -> tuple[str, str, str]:
         if abs(t_train - man.threshold) <= 0.0015:
             thr_src = (
                 f"the F1-optimal threshold on the {on_train.images} training images, "
-                f"F1 {f1_train:.4f} there: "
+                f"F1 {f1_train:.4f} there, in-sample and without interval: the threshold maximises it "
+                "on these same images; "
                 "`fundus-edge evaluate CHECKPOINT --data DRIVE --split train --best-threshold`"
             )
             chosen = (

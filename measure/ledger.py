@@ -87,7 +87,19 @@ def read_ledger(path: str | Path) -> list[TestRead]:
     return [TestRead(**{k: r.get(k) or "" for k in COLUMNS}) for r in rows]
 
 
+PATH_FIELDS = ("scored", "run", "command", "data")  # the fields that may name a folder
+
+
+def portable_row(row: TestRead) -> TestRead:
+    """``row`` with no machine path in the fields that name folders (``portable``)."""
+    from dataclasses import replace
+
+    return replace(row, **{k: portable(getattr(row, k)) for k in PATH_FIELDS})
+
+
 def append_read(path: str | Path, row: TestRead) -> None:
+    """Append ``row`` (its folder names made portable: the committed ledger names no machine path)."""
+    row = portable_row(row)
     if row.why not in WHY:
         raise InputError(f"unknown why {row.why!r}: choose from {', '.join(WHY)}")
     path = Path(path)
