@@ -94,6 +94,8 @@ def record_test_reads(
             file=sys.stderr,
         )
         return []
+    from fundus_edge.measure.ledger import portable_row
+
     rows = rows_for(
         records,
         dirs,
@@ -101,6 +103,7 @@ def record_test_reads(
         command if command is not None else " ".join(["fundus-edge", *sys.argv[1:]]),
         quick,
     )
+    rows = [portable_row(r) for r in rows]  # as the ledger holds them: no machine path
     for row in rows:
         append_read(path, row)
     return rows

@@ -187,7 +187,7 @@ _ABSOLUTE = re.compile(r"(?<![\w.~/-])(/[^\s,;\"']+)")
 
 def portable(text: str, root: Path | None = None) -> str:
     """``text`` with every absolute path beside or inside the checkout made relative to it (the committed
-    ledger names ../shared/data/DRIVE, never a machine's /work/...); other paths (/tmp/...) as given."""
+    ledger names ../shared/data/DRIVE, never the machine's own absolute path); others (/tmp/...) as given."""
     root = (root or REPO_LEDGER.parents[1]).absolute()
 
     def rel(m: re.Match) -> str:
