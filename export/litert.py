@@ -162,23 +162,12 @@ def calibration_inputs(model_dir: Path, data: str | Path, count: int, hw: tuple[
     """N x H x W x C float32: training images (the split the model was trained on, never validation or test)
     prepared exactly as ``Predictor.predict`` prepares them (rescaled to the training FOV, cropped to its box,
     padded), then edge-padded or centre-cropped to the conversion size ``hw``."""
-    from fundus_edge.runtime.manifest import read_manifest
     from fundus_edge.runtime.predictor import Predictor
-    from fundus_edge.train.config import config_from_dict
-    from fundus_edge.train.data import discover, load_sample, split_train_val
+    from fundus_edge.train.data import load_sample, model_training_split
 
-    man = read_manifest(model_dir)
-    cfg = (
-        config_from_dict(man.source["config"], f"{model_dir}/manifest.yaml")
-        if "config" in man.source
-        else None
-    )
-    layout, val_count, seed = (
-        ("auto", 4, 0) if cfg is None else (cfg.data.layout, cfg.data.val_count, cfg.data.split_seed)
-    )
-    train, _ = split_train_val(discover(data, split="train", layout=layout), val_count, seed)
-    if not train or count < 1:
-        raise InputError(f"{data}: no training images for calibration")
+    if count < 1:
+        raise InputError(f"{data}: no training images for calibration (count {count})")
+    train = model_training_split(model_dir, data)
     p = Predictor.load(model_dir, backend="onnxruntime", threads=None, precision=None)
     out = []
     for s in train[:count]:

@@ -50,24 +50,9 @@ class OrtOptions:
 
 def _training_samples(model_dir: Path, data, count: int):
     """Training images (with labels and FOV masks) of the split the model was trained on."""
-    from fundus_edge.runtime.manifest import read_manifest
-    from fundus_edge.train.config import config_from_dict
-    from fundus_edge.train.data import discover, load_sample, split_train_val
+    from fundus_edge.train.data import load_sample, model_training_split
 
-    man = read_manifest(model_dir)
-    cfg = (
-        config_from_dict(man.source["config"], f"{model_dir}/manifest.yaml")
-        if "config" in man.source
-        else None
-    )
-    layout, val_count, seed = (
-        ("auto", 4, 0) if cfg is None else (cfg.data.layout, cfg.data.val_count, cfg.data.split_seed)
-    )
-    samples = discover(data, split="train", layout=layout)
-    train, _ = split_train_val(samples, val_count, seed)
-    if not train:
-        raise InputError(f"{data}: no training images for calibration")
-    return [load_sample(s) for s in train[:count]]
+    return [load_sample(s) for s in model_training_split(model_dir, data)[:count]]
 
 
 def calibration_inputs(model_dir: Path, samples) -> list[np.ndarray]:

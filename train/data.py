@@ -204,3 +204,23 @@ def split_train_val(
     val = sorted(order[:val_count], key=lambda s: s.name)
     train = sorted(order[val_count:], key=lambda s: s.name)
     return train, val
+
+
+def model_training_split(model_dir: str | Path, data: str | Path) -> list[Sample]:
+    """The training images (never validation, never test) of the split a model folder was trained on: its
+    manifest's training config names the layout and the validation split (a folder without one: auto, 4,
+    seed 0). Calibration of every INT8 quantizer and converter reads these."""
+    from fundus_edge.runtime.manifest import read_manifest
+
+    from .config import config_from_dict
+
+    man = read_manifest(model_dir)
+    src = man.source or {}
+    cfg = config_from_dict(src["config"], f"{model_dir}/manifest.yaml") if "config" in src else None
+    layout, val_count, seed = (
+        ("auto", 4, 0) if cfg is None else (cfg.data.layout, cfg.data.val_count, cfg.data.split_seed)
+    )
+    train, _ = split_train_val(discover(data, split="train", layout=layout), val_count, seed)
+    if not train:
+        raise InputError(f"{data}: no training images for calibration")
+    return train
