@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -187,12 +188,16 @@ _ABSOLUTE = re.compile(r"(?<![\w.~/-])(/[^\s,;\"']+)")
 
 def portable(text: str, root: Path | None = None) -> str:
     """``text`` with every absolute path beside or inside the checkout made relative to it (the committed
-    ledger names ../shared/data/DRIVE, never the machine's own absolute path); others (/tmp/...) as given."""
+    ledger names ../shared/data/DRIVE, never the machine's own absolute path), one under the temp folder
+    as $TMPDIR/...; others as given."""
     root = (root or REPO_LEDGER.parents[1]).absolute()
+    tmp = Path(tempfile.gettempdir()).absolute()
 
     def rel(m: re.Match) -> str:
         p = Path(m.group(1))
-        return os.path.relpath(p, root) if p.is_relative_to(root.parent) else m.group(1)
+        if p.is_relative_to(root.parent):
+            return os.path.relpath(p, root)
+        return "$TMPDIR/" + p.relative_to(tmp).as_posix() if p.is_relative_to(tmp) else m.group(1)
 
     return _ABSOLUTE.sub(rel, str(text))
 

@@ -2,9 +2,9 @@
 tolerances (measure/tolerance.py).
 
     python -m fundus_edge.measure.validate_biomarkers --data DRIVE --models default,small,... \\
-        --pred /tmp/pred-{name} --out docs/biomarkers.md [--pvbm DIR] [--force]
+        --pred build/pred-{name} --out docs/biomarkers.md [--pvbm DIR] [--force]
 
-Each model's masks are the files ``fundus-edge predict models/NAME DRIVE/test/images -o /tmp/pred-NAME
+Each model's masks are the files ``fundus-edge predict models/NAME DRIVE/test/images -o build/pred-NAME
 --fov DRIVE/test/mask`` wrote (made once; this script reads them, it runs no model). Against the 1st
 manual labels, per biomarker: Pearson r, ICC(A,1), mean bias with 95 % limits of agreement, and the mean
 absolute difference relative to the reference (%); the 2nd observer against the 1st is the human reference.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -41,7 +40,6 @@ PATH_PLACEHOLDERS = {
     "--out": "OUT.md",
     "--tolerance-out": "TOLERANCE.py",
 }
-SCRATCH_OPTIONS = ("--pred",)
 
 
 def icc_a1(x: np.ndarray, y: np.ndarray) -> float:
@@ -165,16 +163,14 @@ def _table(title: str, stats: dict[str, dict]) -> list[str]:
 
 def portable_path(value: str, option: str, cwd: Path | None = None) -> str:
     """``value`` of the path option ``option`` as the committed pages show it: relative paths as given,
-    an absolute path inside ``cwd`` (the checkout) relative to it, a scratch output under the temp folder as
-    given, anything else as the option's placeholder."""
+    an absolute path inside ``cwd`` (the checkout) relative to it, anything else (a temp folder included) as
+    the option's placeholder: a committed page names no machine's folder."""
     path = Path(value)
     if not path.is_absolute():
         return value
     here = (cwd or Path.cwd()).absolute()
     if path.is_relative_to(here):
         return path.relative_to(here).as_posix()
-    if option in SCRATCH_OPTIONS and path.is_relative_to(Path(tempfile.gettempdir()).absolute()):
-        return value
     return PATH_PLACEHOLDERS[option]
 
 
@@ -278,7 +274,7 @@ def _intro_lines(data: str, models: list[str], pred: str, command: str) -> list[
         "```",
     ]
     L += [
-        f"fundus-edge predict models/{n} {data}/test/images -o {pred.format(name=n)}"
+        f"fundus-edge predict models/{n} {data}/test/images -o {portable_path(pred, '--pred').format(name=n)}"
         f" --fov {data}/test/mask --threads 1"
         for n in models
     ]
@@ -456,8 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", required=True, help="comma list of model names (their masks under --pred)")
     p.add_argument(
         "--pred",
-        default="/tmp/pred-{name}",
-        help="folder of each model's predict outputs, {name} replaced (default /tmp/pred-{name})",
+        default="build/pred-{name}",
+        help="folder of each model's predict outputs, {name} replaced (default build/pred-{name})",
     )
     p.add_argument("--out", default="docs/biomarkers.md")
     p.add_argument("--tolerance-out", default=str(Path(__file__).with_name("tolerance.py")))

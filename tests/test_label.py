@@ -30,7 +30,7 @@ APACHE_2_SHA256 = "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523
 # An absolute path under a root that differs between machines or users. The path must start a word (after a
 # blank, a quote, a bracket, '=' or ':'), so URL paths (https://host/home/...) and relative paths
 # (runs/work/...) do not match; file:// URLs are machine paths and do.
-MACHINE_ROOTS = r"(?:home|root|Users|work|workspace|scratch|mnt|media|Volumes)"
+MACHINE_ROOTS = r"(?:home|root|Users|work|workspace|scratch|mnt|media|Volumes|tmp)"
 MACHINE_PATH = re.compile(
     rf"(?:(?:(?<![\w.~/-])|file://(?:localhost)?)/{MACHINE_ROOTS}/[\w.-]|\b[A-Za-z]:[\\/]Users[\\/])"
 )
@@ -78,7 +78,8 @@ def _offenders(binary: bool) -> dict[str, list[str]]:
         ("https://example.org/home/page", False),
         ("runs/work/best and docs/home/x", False),
         ("#!/usr/bin/env bash; /usr/bin/time -v; /dev/null; /proc/cpuinfo", False),
-        ("-o /tmp/pred-default", False),
+        ("-o /tmp/pred-default", True),
+        ("-o build/pred-default", False),
         ("a /work tree", False),
     ],
 )
@@ -124,7 +125,7 @@ def test_the_biomarker_page_generator_writes_no_machine_path(tmp_path):
     cmd = portable_command(argv, cwd=here)
     assert cmd == (
         "python -m fundus_edge.measure.validate_biomarkers --data DRIVE --models default "
-        "--out=docs/biomarkers.md --pvbm PVBM_DIR --pred /tmp/pred-{name}"
+        "--out=docs/biomarkers.md --pvbm PVBM_DIR --pred PRED-{name}"
     )
     assert portable_path("/home/me/preds/{name}", "--pred", here) == "PRED-{name}"
     assert portable_path("../shared/data/DRIVE", "--data", here) == "../shared/data/DRIVE"

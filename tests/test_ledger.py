@@ -17,6 +17,7 @@ from fundus_edge.measure.ledger import (
     identify,
     ledger_path,
     model_weights_sha256,
+    portable,
     read_ledger,
     weights_digest,
 )
@@ -109,7 +110,7 @@ def test_evaluate_records_a_test_read_and_no_training_read(tiny_run, tiny_model,
         ckpt_row.weights_sha256
         == hashlib.sha256((tiny_run / "best" / "model.pdparams").read_bytes()).hexdigest()
     )
-    assert ckpt_row.run == str(tiny_run)
+    assert ckpt_row.run == portable(str(tiny_run))  # the run folder, as the ledger names it (no machine path)
     assert count_lineage(rows, "tiny").reads == 1
 
 
@@ -380,7 +381,7 @@ def test_a_conversion_added_to_a_folder_leaves_its_weights_digest(tmp_path, tiny
 
 
 def test_ledger_rows_name_no_machine_path(tmp_path):
-    from fundus_edge.measure.ledger import portable
+    import tempfile
 
     root = tmp_path / "main"
     root.mkdir()
@@ -389,3 +390,5 @@ def test_ledger_rows_name_no_machine_path(tmp_path):
     )
     assert got == "fundus-edge evaluate models/x --data ../shared/DRIVE -o /elsewhere/o"
     assert portable("DRIVE test", root) == "DRIVE test"
+    scratch = Path(tempfile.gettempdir()) / "pred-x"
+    assert portable(f"-o {scratch}", Path("/nowhere/main")) == "-o $TMPDIR/pred-x"
