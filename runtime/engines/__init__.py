@@ -1,4 +1,5 @@
-"""Engine registry. Adding an engine is one module here and one line in ``ENGINES``.
+"""Engine registry over the one engine table (``table.ENGINE_TABLE``): adding an engine is one module here
+and one row there.
 
 Each engine module is imported only when that engine is asked for, so a device that has only ONNX
 Runtime never imports Paddle or OpenVINO.
@@ -9,24 +10,22 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from ..errors import EngineUnavailable
+from ..errors import EngineUnavailable, nearest
 from .base import Engine, EngineOptions
+from .table import ENGINE_TABLE, EngineSpec, register
 
-# engine name -> (module in this package, the Python package it needs). This order is the bench's and
-# the model cards' (the first engine of a variant is the bench's reference for the others).
-ENGINES: dict[str, tuple[str, str]] = {
-    "onnxruntime": ("onnxruntime", "onnxruntime"),
-    "openvino": ("openvino", "openvino"),
-    "paddle": ("paddle", "paddle"),
-    # LiteRT (ai-edge-litert): .tflite files made by fundus_edge.export.litert; a device needs it and numpy.
-    "litert": ("litert", "ai_edge_litert"),
-}
-# "auto" picks the first installed engine that reads a format of the model, in this order.
-AUTO_ORDER = ("openvino", "onnxruntime", "paddle", "litert")
+
+def __getattr__(name: str):
+    # ENGINES and AUTO_ORDER are read from the table when asked, so an engine ``register``ed later shows.
+    if name == "ENGINES":
+        return {n: (e.module, e.import_name) for n, e in ENGINE_TABLE.items()}
+    if name == "AUTO_ORDER":
+        return tuple(sorted(ENGINE_TABLE, key=lambda n: ENGINE_TABLE[n].auto_rank))
+    raise AttributeError(name)
 
 
 def installed_engines() -> list[str]:
-    return [name for name, (_, pkg) in ENGINES.items() if importlib.util.find_spec(pkg) is not None]
+    return [n for n, e in ENGINE_TABLE.items() if importlib.util.find_spec(e.import_name) is not None]
 
 
 def gpu_engines(names: list[str] | tuple[str, ...] | None = None) -> list[str]:
@@ -43,20 +42,25 @@ def gpu_engines(names: list[str] | tuple[str, ...] | None = None) -> list[str]:
 
 
 def engine_class(name: str) -> type[Engine]:
-    if name not in ENGINES:
-        raise EngineUnavailable(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
-    module, pkg = ENGINES[name]
-    if importlib.util.find_spec(pkg) is None:
+    if name not in ENGINE_TABLE:
+        raise EngineUnavailable(f"unknown engine {name!r}{nearest(name, ENGINE_TABLE)}")
+    e = ENGINE_TABLE[name]
+    if importlib.util.find_spec(e.import_name) is None:
         have = ", ".join(installed_engines()) or "none"
         raise EngineUnavailable(
-            f"engine {name!r} is not installed (pip install {pkg}); installed engines: {have}"
+            f"engine {name!r} is not installed (pip install {e.pip}); installed engines: {have}"
         )
-    return importlib.import_module(f"{__name__}.{module}").ENGINE
+    # A module path with a dot names an engine outside this package (a plug-in, or a test's toy engine).
+    module = e.module if "." in e.module else f"{__name__}.{e.module}"
+    return importlib.import_module(module).ENGINE
 
 
 __all__ = [
     "ENGINES",
+    "ENGINE_TABLE",
     "AUTO_ORDER",
+    "EngineSpec",
+    "register",
     "Engine",
     "EngineOptions",
     "engine_class",
