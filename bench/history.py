@@ -24,7 +24,7 @@ from fundus_edge.runtime.cpu import CpuIdentity, identity_of
 from fundus_edge.runtime.errors import FundusEdgeError, InputError
 
 from .records import BenchRecord
-from .report import markdown, pareto_front
+from .report import markdown, md_table, pareto_front
 
 # docs/results/ of the source checkout this module sits in.
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "docs" / "results"
@@ -63,17 +63,8 @@ def front_records(records: list[BenchRecord]) -> list[BenchRecord]:
 
 
 def front_table(records: list[BenchRecord]) -> list[str]:
-    out = ["| variant | engine | precision | p50 ms | F1 | AUC |", "| --- | --- | --- | --- | --- | --- |"]
-    for r in front_records(records):
-        # with its 95 % bootstrap interval over the test images where the run recorded one (2026-12-05 on)
-        f1 = f"{r.f1:.4f}" + (f" ({r.f1_low:.3f}-{r.f1_high:.3f})" if r.f1_low is not None else "")
-        auc = (
-            "–"
-            if r.auc is None
-            else f"{r.auc:.4f}" + (f" ({r.auc_low:.3f}-{r.auc_high:.3f})" if r.auc_low is not None else "")
-        )
-        out.append(f"| {r.variant} | {r.backend} | {r.precision or '–'} | {r.p50_ms:.1f} | {f1} | {auc} |")
-    return out
+    """The front's rows with the column table's readme columns (bench/columns.py)."""
+    return md_table(front_records(records), "readme")
 
 
 def run_page(records: list[BenchRecord], meta: dict, json_name: str) -> str:

@@ -9,66 +9,39 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from dataclasses import fields
 from pathlib import Path
 
 from fundus_edge.runtime.cpu import identity_of
+from fundus_edge.runtime.engines.table import ENGINE_TABLE
 from fundus_edge.runtime.errors import InputError
 
+from .columns import columns, headings
 from .records import BenchRecord
-from .report import FN_RGB, FP_RGB, SEED_REPORTED_F1, TP_RGB, pareto_front
+from .report import FN_RGB, FP_RGB, SEED_REPORTED_F1, TP_RGB, headline, md_cell, pareto_front
 
-# (field, heading, decimals) of the table, in order; None: text.
-COLUMNS = [
-    ("variant", "variant", None),
-    ("backend", "engine", None),
-    ("precision", "precision", None),
-    ("device", "device", None),
-    ("status", "status", None),
-    ("p50_ms", "p50 ms", 1),
-    ("spread_pct", "spread %", 0),
-    ("unsteady", "unsteady", None),
-    ("p90_ms", "p90 ms", 1),
-    ("p99_ms", "p99 ms", 1),
-    ("e2e_p50_ms", "e2e p50 ms", 1),
-    ("throughput_ips", "img/s", 2),
-    ("peak_rss_mb", "peak RSS MB", 0),
-    ("size_mb", "MB", 2),
-    ("f1", "F1", 4),
-    ("f1_low", "F1 95 % CI low", 3),
-    ("f1_high", "F1 95 % CI high", 3),
-    ("iou", "IoU", 4),
-    ("iou_low", "IoU 95 % CI low", 3),
-    ("iou_high", "IoU 95 % CI high", 3),
-    ("auc", "AUC", 4),
-    ("auc_low", "AUC 95 % CI low", 3),
-    ("auc_high", "AUC 95 % CI high", 3),
-    ("agreement", "Dice vs ref", 4),
-    ("agreement_float", "Dice vs float", 4),
-    ("biomarker_worst", "biomarker farthest out", None),
-    ("biomarker_worst_pct", "its drift %", 2),
-    ("biomarker_flag", "beyond tolerance", None),
-    ("shape", "input shapes", None),
-    ("input_hw", "net input", None),
-    ("error", "error", None),
-    ("note", "note", None),
-]
-# Free text, left-aligned and wrapped.
-_LONG = {"error", "note", "biomarker_flag"}
+# Free text: cut to one line in the table, the whole of it in the cell's title (rows keep one height).
+_LONG = {"biomarker_flag"}
 _KNOWN = {f.name for f in fields(BenchRecord)}
-_SYMBOLS = {"onnxruntime": "circle", "openvino": "square", "paddle": "triangle-up"}
+# The run's "unsteady" note (bench/runner.py) inside a record's note: the Notes list each row's once, under
+# its kind.
+_UNSTEADY = re.compile(
+    r"(?:^|; )unsteady: (round p50s [^;]*?)(?:; the machine's speed drifted, compare this row with care)?"
+    r"(?=; |$)"
+)
 
 
 def _esc(v) -> str:
     return html.escape(str(v), quote=True)
 
 
-def _cell(v, decimals) -> tuple[str, str]:
+def _cell(v, fmt: str | None) -> tuple[str, str]:
     """(shown text, sort key): numbers sort as numbers, missing values last."""
     if v is None or v == "":
         return "–", ""
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return (f"{v:.{decimals}f}" if decimals is not None else str(v)), repr(float(v))
+        return (fmt.format(v) if fmt else str(v)), repr(float(v))
     if isinstance(v, bool):
         return ("yes" if v else "no"), str(int(v))
     if isinstance(v, (list, tuple)):  # biomarker_flag: names; [] computed and none beyond
@@ -86,10 +59,10 @@ def _row_name(r: dict) -> str:
     )
 
 
-def _extra_columns(rows: list[dict]) -> list[tuple[str, str, int | None]]:
+def _extra_columns(rows: list[dict]) -> list[tuple[str, str, str | None]]:
     """Scalar fields the record has but this page does not name: shown as they are."""
-    shown = {c[0] for c in COLUMNS}
-    extra = []
+    shown = {c.field for c in columns("html")}
+    extra: list[tuple[str, str, str | None]] = []
     for r in rows:
         for k, v in r.items():
             if (
@@ -98,12 +71,12 @@ def _extra_columns(rows: list[dict]) -> list[tuple[str, str, int | None]]:
                 and (v is None or isinstance(v, (str, int, float, bool)))
                 and k not in [e[0] for e in extra]
             ):
-                extra.append((k, k, 4 if isinstance(v, float) else None))
+                extra.append((k, k, "{:.4f}" if isinstance(v, float) else None))
     return extra
 
 
 def _table(rows: list[dict], front: set[int]) -> str:
-    cols = COLUMNS + _extra_columns(rows)
+    cols = [(c.field, c.heading, c.fmt) for c in columns("html")] + _extra_columns(rows)
     head = "".join(
         f'<th data-col="{i}" title="click to sort">{_esc(h)}</th>' for i, (_, h, _) in enumerate(cols)
     )
@@ -119,7 +92,7 @@ def _table(rows: list[dict], front: set[int]) -> str:
                 if d is None and not isinstance(r.get(k), (int, float))
                 else "num"
             )
-            tip = ""
+            tip = f' title="{_esc(text)}"' if k in _LONG and key else ""
             # every biomarker's drift on hover
             if k == "biomarker_worst" and isinstance(r.get("biomarker_mad_pct"), dict):
                 drift = ", ".join(f"{n} {v:.2f} %" for n, v in r["biomarker_mad_pct"].items())
@@ -134,8 +107,9 @@ def _table(rows: list[dict], front: set[int]) -> str:
 
 
 def _symbol(r: dict) -> str:
-    """The engine's marker, hollow for a reduced precision (int8, bf16, fp16)."""
-    return _SYMBOLS.get(r.get("backend"), "diamond") + (
+    """The engine's marker (the engine table's), hollow for a reduced precision (int8, bf16, fp16)."""
+    e = ENGINE_TABLE.get(r.get("backend"))
+    return (e.marker if e else "x") + (
         "-open" if any(p in (r.get("precision") or "") for p in ("int8", "bf16", "fp16")) else ""
     )
 
@@ -192,6 +166,10 @@ def _seed_trace(s: dict):
     )
 
 
+def _engine_markers() -> str:
+    return ", ".join(f"{e.marker} {e.label}" for e in ENGINE_TABLE.values())
+
+
 def _chart_layout(fig, meta: dict) -> None:
     m = meta.get("machine") or {}
     fig.update_layout(
@@ -204,7 +182,7 @@ def _chart_layout(fig, meta: dict) -> None:
             "title": f"p50 latency per {meta.get('image_size', '')} image, ms (engine only, log scale)",
         },
         yaxis={"title": "F1 on DRIVE test (FOV pixels pooled)"},
-        legend={"title": {"text": "variant (hollow: int8 / bf16; ○ ORT, □ OpenVINO, △ Paddle)"}},
+        legend={"title": {"text": f"variant (hollow: int8 / bf16 / fp16; marker: {_engine_markers()})"}},
         height=560,
         margin={"l": 70, "r": 20, "t": 60, "b": 60},
         template="plotly_white",
@@ -279,10 +257,15 @@ def _overlays(rows: list[dict], front_idx: list[int], folder: Path) -> str:
     return legend + '<div class="overlays">' + "".join(figs) + "</div>"
 
 
-def _guards(rows: list[dict], meta: dict) -> str:
-    """The sweep's checks: whatever the record's meta holds under guards / warnings, each cell not ok with
-    its reason (wrong_output: the agreement guards), and each cell's note."""
-    items = []
+def _fold(summary: str, items: list[str]) -> str:
+    """One line per kind of note; its rows once, folded under it."""
+    lis = "".join(f"<li>{_esc(t)}</li>" for t in items)
+    return f"<li><details><summary>{_esc(summary)}</summary><ul>{lis}</ul></details></li>"
+
+
+def _sweep_checks(meta: dict) -> list[str]:
+    """Whatever the record's meta holds under guards / warnings."""
+    items: list[str] = []
     for key in ("guards", "warnings"):
         g = meta.get(key)
         if isinstance(g, dict):
@@ -291,30 +274,90 @@ def _guards(rows: list[dict], meta: dict) -> str:
             items += [g_ if isinstance(g_, str) else json.dumps(g_) for g_ in g]
         elif g:
             items.append(str(g))
-    items += [
-        f"{_row_name(r)}: {r.get('status')}: {r.get('error')}"
-        for r in rows
-        if r.get("status") not in (None, "ok")
-    ]
-    items += [f"{_row_name(r)}: {r['note']}" for r in rows if r.get("note")]
-    items += [
-        f"{_row_name(r)}: p50 unsteady"
-        f" (the p50s of its timing rounds spread {r.get('spread_pct') or 0:.0f} %)"
-        for r in rows
-        if r.get("unsteady")
-    ]
-    items += [
-        f"{_row_name(r)}: biomarkers beyond tolerance against {r.get('biomarker_ref')}: "
-        + ", ".join(
-            f"{n} {(r.get('biomarker_mad_pct') or {}).get(n, float('nan')):.2f} %"
-            for n in r["biomarker_flag"]
+    return items
+
+
+def _unsteady(r: dict) -> str:
+    """The row's own words for its rounds (the run's note), else its spread."""
+    m = _UNSTEADY.search(r.get("note") or "")
+    return m.group(1) if m else f"the p50s of its timing rounds spread {r.get('spread_pct') or 0:.0f} %"
+
+
+def _notes(rows: list[dict], meta: dict) -> str:
+    """The sweep's checks and the rows' notes grouped by kind: one line each, the rows folded under it; a
+    row's unsteady note under "unsteady" only, its other notes under "note"."""
+    n = len(rows)
+    kinds: list[tuple[str, list[str]]] = []
+    checks = _sweep_checks(meta)
+    kinds.append((f"{len(checks)} checks the sweep recorded", checks))
+    bad = [r for r in rows if r.get("status") not in (None, "ok")]
+    kinds.append(
+        (
+            f"{len(bad)} of {n} cells not ok (wrong_output: the agreement checks failed)",
+            [f"{_row_name(r)}: {r.get('status')}: {r.get('error')}" for r in bad],
         )
-        for r in rows
-        if r.get("biomarker_flag")
-    ]
-    if not items:
+    )
+    shaky = [r for r in rows if r.get("unsteady")]
+    kinds.append(
+        (
+            f"{len(shaky)} of {n} rows unsteady: the machine's speed drifted during the run, "
+            "so their p50s are not steady figures; compare them with care",
+            [f"{_row_name(r)}: {_unsteady(r)}" for r in shaky],
+        )
+    )
+    other = [(r, _UNSTEADY.sub("", r.get("note") or "").strip("; ")) for r in rows]
+    other = [(r, t) for r, t in other if t]
+    kinds.append((f"{len(other)} of {n} rows with a note", [f"{_row_name(r)}: {t}" for r, t in other]))
+    beyond = [r for r in rows if r.get("biomarker_flag")]
+    kinds.append(
+        (
+            f"{len(beyond)} of {n} rows move a vessel biomarker beyond its tolerance",
+            [
+                f"{_row_name(r)}: biomarkers beyond tolerance against {r.get('biomarker_ref')}: "
+                + ", ".join(
+                    f"{b} {(r.get('biomarker_mad_pct') or {}).get(b, float('nan')):.2f} %"
+                    for b in r["biomarker_flag"]
+                )
+                for r in beyond
+            ],
+        )
+    )
+    kinds = [(summary, items) for summary, items in kinds if items]
+    if not kinds:
         return "<p>None: every cell ran and passed the agreement checks.</p>"
-    return "<ul>" + "".join(f"<li>{_esc(t)}</li>" for t in items) + "</ul>"
+    return '<ul class="notes">' + "".join(_fold(s, items) for s, items in kinds) + "</ul>"
+
+
+def _records(rows: list[dict]) -> list[BenchRecord | None]:
+    """Each row as a record (None where a row is not one): the targets and the front's table read records."""
+    out: list[BenchRecord | None] = []
+    for r in rows:
+        try:
+            out.append(BenchRecord.from_dict(r))
+        except (TypeError, ValueError):
+            out.append(None)
+    return out
+
+
+def _targets(records: list[BenchRecord | None]) -> str:
+    lines = headline([r for r in records if r is not None])
+    if not lines:
+        return "<p>No timed ok rows to hold against the targets.</p>"
+    return "<ul>" + "".join(f"<li>{_esc(t.removeprefix('- '))}</li>" for t in lines) + "</ul>"
+
+
+def _front_rows(records: list[BenchRecord | None], front_idx: list[int]) -> str:
+    """The front's rows, fastest first, with the column table's readme columns (the README's front)."""
+    front = [records[i] for i in front_idx if records[i] is not None]
+    if not front:
+        return ""
+    cols = columns("readme")
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headings("readme"))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_esc(md_cell(r, c.field, c.fmt))}</td>" for c in cols) + "</tr>"
+        for r in front
+    )
+    return f'<table id="front"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _header(meta: dict) -> str:
@@ -350,18 +393,24 @@ h1 { font-size: 1.45rem; margin: 0 0 .5rem; } h2 { font-size: 1.15rem; margin: 1
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .15rem 1rem; margin: 0; }
 dt { font-weight: 600; } dd { margin: 0; }
 #filter { font: inherit; padding: .3rem .5rem; width: 22rem; max-width: 100%; margin-bottom: .5rem; }
-.tablewrap { overflow-x: auto; }
+/* the table scrolls inside its own frame; its heading row and the variant column stay in view */
+.tablewrap { overflow-x: auto; overflow-y: auto; max-height: 80vh; border: 1px solid #e3e6ea; }
 table { border-collapse: collapse; font-size: 13px; }
 th, td { border-bottom: 1px solid #e3e6ea; padding: .25rem .5rem; text-align: right; white-space: nowrap; }
-th { background: #f2f4f7; cursor: pointer; position: sticky; top: 0; user-select: none; }
+th { background: #f2f4f7; cursor: pointer; position: sticky; top: 0; z-index: 2; user-select: none; }
+.tablewrap td:first-child { position: sticky; left: 0; z-index: 1; background: #fff; }
+.tablewrap th:first-child { left: 0; z-index: 3; }
 th.asc::after { content: " ▲"; } th.desc::after { content: " ▼"; }
 td.txt { text-align: left; }
-td.long { text-align: left; white-space: normal; min-width: 12rem; color: #555; }
+/* rows keep one height: long text is cut, the whole of it in the cell's title */
+td.long { text-align: left; max-width: 16rem; overflow: hidden; text-overflow: ellipsis; color: #555; }
+#front th { cursor: default; position: static; } #front td { text-align: left; }
+.notes details summary { cursor: pointer; } .notes details ul { margin: .25rem 0 .5rem; }
 tr.biomarker-beyond td:nth-child(-n+3) { box-shadow: inset 0 -2px 0 #d08a00; }
 tr.biomarker-beyond td.long, tr.biomarker-beyond td[title] { color: #8a5a00; font-weight: 600; }
 tr.front td:first-child { font-weight: 700; }
 tr.front td:first-child::before { content: "★ "; color: #c77700; }
-tr.status-wrong_output, tr.status-run_failed, tr.status-export_failed { background: #fff1f1; }
+tr.status-wrong_output td, tr.status-run_failed td, tr.status-export_failed td { background: #fff1f1; }
 .legend .sw {
   display: inline-block; width: .9em; height: .9em; margin: 0 .3em 0 .8em; vertical-align: -.1em;
   border: 1px solid #888;
@@ -412,26 +461,31 @@ def render(record: dict, folder: Path) -> str:
         and r.get("variant") != "seed-unet"
     ]
     front_idx = [pts[k] for k in pareto_front([(rows[i]["p50_ms"], rows[i]["f1"]) for i in pts])]
+    records = _records(rows)
     title = f"fundus-edge bench, {meta.get('date', '')}, {identity_of(meta.get('machine') or {}).short}"
+    # The answer first: the machine, the targets, the front; then every cell, the notes and the overlays.
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_esc(title)}</title><style>{_STYLE}</style></head>
 <body>
 <h1>{_esc(title)}</h1>
-{_header(meta)}
-<h2>Guards and notes</h2>
-{_guards(rows, meta)}
-<h2>Speed versus accuracy</h2>
+<section id="machine">{_header(meta)}</section>
+<h2>Against the targets</h2>
+<section id="targets">{_targets(records)}</section>
+<h2>Speed versus accuracy: the Pareto front</h2>
 {_chart(rows, front_idx, meta)}
+{_front_rows(records, front_idx)}
 <h2>All cells ({len(rows)})</h2>
 <p>Click a heading to sort; type to filter (every word must appear in the row).
-★: on the Pareto front (p50 against F1).
+★: on the Pareto front (p50 against F1). Errors and notes are listed under Notes below.
 Biomarker drift: each vessel biomarker's mean |difference| from the float model's fp32 reference-engine row
 over the test images, % of the reference (hover the name for all of them); amber rows move a biomarker
 beyond its tolerance, a quarter of DRIVE's inter-observer difference (measure/tolerance.py).</p>
 <input id="filter" type="search" placeholder="filter, e.g. openvino int8" aria-label="filter rows">
 <div class="tablewrap">{_table(rows, set(front_idx))}</div>
+<h2>Notes</h2>
+<section id="notes">{_notes(rows, meta)}</section>
 <h2>Overlays of the rows on the front</h2>
 {_overlays(rows, front_idx, folder)}
 <script>{_SCRIPT}</script>

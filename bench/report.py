@@ -4,41 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 from fundus_edge.runtime.cpu import identity_of
+from fundus_edge.runtime.engines.table import ENGINE_TABLE
 
+from .columns import columns, headings
 from .records import BenchRecord
-
-MD_COLUMNS = [
-    ("variant", "variant", None),
-    ("backend", "engine", None),
-    ("precision", "precision", None),
-    ("device", "device", None),
-    ("status", "status", None),
-    ("params", "params", "{:,}"),
-    ("gflops", "GFLOP", "{:.1f}"),
-    ("input_hw", "net input", None),
-    ("size_mb", "MB", "{:.2f}"),
-    ("load_ms", "load ms", "{:.0f}"),
-    ("p50_ms", "p50 ms", "{:.1f}"),
-    ("spread_pct", "spread", None),
-    ("p90_ms", "p90 ms", "{:.1f}"),
-    ("p99_ms", "p99 ms", "{:.1f}"),
-    ("e2e_p50_ms", "e2e p50 ms", "{:.1f}"),
-    ("throughput_ips", "img/s (batch)", "{:.2f}"),
-    ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
-    ("f1", "F1", "{:.4f}"),
-    ("iou", "IoU", "{:.4f}"),
-    ("auc", "AUC", "{:.4f}"),
-    ("agreement", "Dice vs ref", "{:.4f}"),
-    ("agreement_float", "Dice vs float", "{:.4f}"),
-    ("biomarker_worst", "biomarker drift", None),
-    ("gflops_per_s", "GFLOP/s", "{:.1f}"),
-    ("roofline_frac", "roofline", "{:.2f}"),
-]
 
 
 def _fmt(v, f):
@@ -48,14 +21,13 @@ def _fmt(v, f):
 
 
 def md_cell(r: BenchRecord, k: str, f: str | None) -> str:
-    """One table cell: the column's format, or a form that carries what the row adds to the value."""
+    """One Markdown cell of field ``k`` (the column table's format ``f``), or a form that carries what the row
+    adds to the value."""
     v = getattr(r, k)
     if k == "precision" and r.precision_requested and r.precision_requested != v:
         return f"{v} (asked {r.precision_requested})"
     if k == "p50_ms" and v is not None and r.unsteady:
         return f"{v:.1f} (unsteady)"
-    if k == "spread_pct" and v is not None:
-        return f"{v:.0f} %"
     if k == "throughput_ips" and v is not None:
         return f"{v:.2f} (b{r.batch_size})"
     if k == "backend" and r.shape_requested:
@@ -133,11 +105,19 @@ def _md_after_table(records: list[BenchRecord]) -> list[str]:
     return lines
 
 
+def md_table(records: list[BenchRecord], output: str = "md") -> list[str]:
+    """A Markdown table of ``records`` with the columns the column table gives ``output`` (md: the report's
+    every-cell table; readme: the Pareto front's table of the README and the run pages)."""
+    cols = columns(output)
+    return [
+        "| " + " | ".join(headings(output)) + " |",
+        "|" + "|".join(" --- " for _ in cols) + "|",
+        *("| " + " | ".join(md_cell(r, c.field, c.fmt) for c in cols) + " |" for r in records),
+    ]
+
+
 def markdown(records: list[BenchRecord], meta: dict) -> str:
-    head = "| " + " | ".join(h for _, h, _ in MD_COLUMNS) + " |"
-    sep = "|" + "|".join(" --- " for _ in MD_COLUMNS) + "|"
-    rows = ["| " + " | ".join(md_cell(r, k, f) for k, _, f in MD_COLUMNS) + " |" for r in records]
-    lines = [*_md_preamble(meta), "", head, sep, *rows, *_md_after_table(records)]
+    lines = [*_md_preamble(meta), "", *md_table(records), *_md_after_table(records)]
     return "\n".join(lines) + "\n"
 
 
@@ -330,9 +310,9 @@ def write_json(path: Path, records: list[BenchRecord], meta: dict) -> None:
 
 
 def write_csv(path: Path, records: list[BenchRecord]) -> None:
-    names = [f.name for f in fields(BenchRecord)]
+    """Every field, its raw value, in the column table's order (headed by the field names)."""
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=names)
+        w = csv.DictWriter(f, fieldnames=headings("csv"))
         w.writeheader()
         for r in records:
             w.writerow(r.to_dict())
@@ -402,7 +382,7 @@ def _legend_handles(
 
     handles = [Line2D([], [], ls="", marker="o", mfc=colour[v], mec=colour[v], label=v) for v in variants]
     handles += [
-        Line2D([], [], ls="", marker=m, mfc="white", mec="black", label=e)
+        Line2D([], [], ls="", marker=m, mfc="white", mec="black", label=ENGINE_TABLE[e].label)
         for e, m in markers.items()
         if any(r.backend == e for r in pts)
     ]
@@ -435,7 +415,7 @@ def plot_pareto(path: Path, records: list[BenchRecord], meta: dict) -> bool:
     variants = list(dict.fromkeys(r.variant for r in pts))
     cmap = plt.get_cmap("tab20" if len(variants) > 10 else "tab10")
     colour = {v: cmap(i % cmap.N) for i, v in enumerate(variants)}
-    markers = {"onnxruntime": "o", "openvino": "s", "paddle": "^"}
+    markers = {e.name: e.mpl_marker for e in ENGINE_TABLE.values()}
     _draw_rows(ax, pts, colour, markers)
     if seed:
         _draw_seed(ax, seed[0])

@@ -28,18 +28,28 @@ from fundus_edge.bench.history import (
 from fundus_edge.bench.records import BenchRecord
 from fundus_edge.measure.ledger import REPO_LEDGER, count_lineage, read_ledger
 from fundus_edge.runtime.cpu import identity_of
+from fundus_edge.runtime.engines.table import ENGINE_TABLE
 from fundus_edge.runtime.errors import FundusEdgeError, InputError
 from fundus_edge.runtime.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
-# The columns of the shipped-models table: (header, engine, precision) of the bench rows it reads.
+# The latency columns of the shipped-models table: (engine, precision) of the bench rows each reads; its
+# heading is the engine table's label (with the precision where one engine has two columns).
 LATENCY_COLUMNS = (
-    ("OpenVINO FP32", "openvino", "fp32"),
-    ("OpenVINO bf16", "openvino", "bf16"),
-    ("Paddle (oneDNN)", "paddle", "fp32"),
-    ("ONNX Runtime", "onnxruntime", "fp32"),
+    ("openvino", "fp32"),
+    ("openvino", "bf16"),
+    ("paddle", "fp32"),
+    ("onnxruntime", "fp32"),
+    ("litert", "fp32"),
 )
+
+
+def latency_headings() -> list[str]:
+    engines = [e for e, _ in LATENCY_COLUMNS]
+    return [ENGINE_TABLE[e].label + (f" {p}" if engines.count(e) > 1 else "") for e, p in LATENCY_COLUMNS]
+
+
 # The shipped default first, then by name.
 ORDER = ("default",)
 
@@ -111,14 +121,14 @@ def shipped_models(models_dir: Path, record: Path, ledger: Path = REPO_LEDGER) -
     names, int8, builds = table_folders(models_dir)
     out = [
         "| model | params | GMAC at 584×565 | DRIVE test F1 | AUC | test reads | IoU | "
-        + " | ".join(h for h, _, _ in LATENCY_COLUMNS)
+        + " | ".join(latency_headings())
         + " |",
         "| --- " * (7 + len(LATENCY_COLUMNS)) + "|",
     ]
     for name in names:
         man = read_manifest(models_dir / name)
         m = card_test_metrics(models_dir / name / "MODEL_CARD.md")
-        lat = [_ms(records, bench_variant(name), e, p) for _, e, p in LATENCY_COLUMNS]
+        lat = [_ms(records, bench_variant(name), e, p) for e, p in LATENCY_COLUMNS]
         out.append(
             f"| `{name}` | {man.model['params']:,} | {man.model['gmac']:.2f} "
             f"| {_with_ci(m, 'f1', True)} | {_with_ci(m, 'auc', True)} | "

@@ -63,7 +63,8 @@ def column(browser, index: int) -> list[str]:
 
 
 def test_report_sorts_filters_and_draws_the_chart(browser, tmp_path):
-    from fundus_edge.bench.html_report import COLUMNS, write_report
+    from fundus_edge.bench.columns import columns
+    from fundus_edge.bench.html_report import write_report
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
@@ -79,7 +80,7 @@ def test_report_sorts_filters_and_draws_the_chart(browser, tmp_path):
         == 4 + 3 + 1
     )
 
-    p50 = [c[0] for c in COLUMNS].index("p50_ms")
+    p50 = [c.field for c in columns("html")].index("p50_ms")
     browser.find_elements(By.CSS_SELECTOR, "#results thead th")[p50].click()
     keys = column(browser, p50)
     nums = [float(k) for k in keys if k]
@@ -107,6 +108,37 @@ def test_report_sorts_filters_and_draws_the_chart(browser, tmp_path):
     )
     assert "small / " in label and "p50" in label
     browser.save_screenshot(str(tmp_path / "report.png"))
+
+
+def test_report_leads_with_the_machine_and_the_front_and_shows_each_note_once(browser, tmp_path):
+    from fundus_edge.bench.html_report import write_report
+
+    from tests.test_html_report import make_record
+
+    page = write_report(make_record(tmp_path))
+    browser.get(page.as_uri())
+    wait_for(browser, "document.querySelector('#chart .main-svg') !== null", "the chart did not render")
+    top = browser.execute_script(
+        "return ['#machine', '#targets', '#chart', '#front', '#results', '#notes']"
+        ".map(s => document.querySelector(s).getBoundingClientRect().top + window.scrollY)"
+    )
+    assert top == sorted(top), f"machine, targets, chart, front, table, notes: {top}"
+    text = browser.execute_script("return document.body.textContent")
+    assert text.count("round p50s 30.1-41.0") == 1 and text.count("pir failed (boom)") == 1
+    # the table scrolls in its own frame; its variant column stays put while it does
+    frame = browser.find_element("css selector", ".tablewrap")
+    assert browser.execute_script("return getComputedStyle(arguments[0]).overflowX", frame) == "auto"
+    first = "return document.querySelector('#results tbody td').getBoundingClientRect().left"
+    left = browser.execute_script(first)
+    browser.execute_script("arguments[0].scrollLeft = 600", frame)
+    assert browser.execute_script("return arguments[0].scrollLeft", frame) > 0, (
+        "the table is wider than its frame"
+    )
+    assert browser.execute_script(first) == left
+    heights = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#results tbody tr')).map(tr => tr.offsetHeight)"
+    )
+    assert len(set(heights)) == 1, f"rows of one height: {heights}"
 
 
 def _free_port() -> int:

@@ -32,6 +32,12 @@ META = {
 }
 
 
+UNSTEADY_NOTE = (
+    "unsteady: round p50s 30.1-41.0 ms differ by 31 % of the median (limit 20 %);"
+    " the machine's speed drifted, compare this row with care"
+)
+
+
 def make_record(folder: Path) -> Path:
     """A results.json with the sweep's shapes: scored rows on two engines, an untimed failure, a fast wrong
     row, the seed U-Net (no F1), a field this report does not know; and overlay PNGs beside it."""
@@ -54,7 +60,8 @@ def make_record(folder: Path) -> Path:
     ]
     results = [r.to_dict() for r in rows]
     results[0]["energy_mj"] = 41.5  # a field a newer sweep may add
-    results[1].update(spread_pct=31.0, unsteady=True)  # the timing rounds' guard
+    # the timing rounds' guard, with the note the run writes beside another note (bench/runner.py)
+    results[1].update(spread_pct=31.0, unsteady=True, note="pir failed (boom); ran onnx; " + UNSTEADY_NOTE)
     path = folder / "results.json"
     path.write_text(json.dumps({"meta": META, "results": results}))
     rgb, lab, fov = synthetic_fundus(1, 120, 110)
@@ -83,7 +90,8 @@ def test_report_is_self_contained_with_every_part(tmp_path):
         and "EngineRunError: boom" in page
         and "vessel Dice 0.910" in page
     )
-    assert "small / openvino bf16: p50 unsteady (the p50s of its timing rounds spread 31 %)" in page
+    assert "small / openvino bf16: round p50s 30.1-41.0 ms differ by 31 % of the median" in page
+    assert "small / openvino bf16: pir failed (boom); ran onnx</li>" in page
     assert "avx512_vnni" in page and "INT8 700.0 GOP/s" in page
 
 
@@ -114,3 +122,32 @@ def test_report_without_scored_rows(tmp_path):
     )
     page = write_report(tmp_path / "results.json").read_text()
     assert "no scored rows" in page and "No overlays" in page
+
+
+def test_report_leads_with_the_answer_and_lists_each_note_once(tmp_path):
+    page = write_report(make_record(tmp_path)).read_text()
+    order = [
+        page.index('<section id="machine"><dl><dt>CPU</dt><dd>Test CPU'),
+        page.index('<section id="targets">'),
+        page.index('id="chart"'),
+        page.index('<table id="front">'),
+        page.index('<table id="results">'),
+        page.index('<section id="notes">'),
+    ]
+    assert order == sorted(order), "machine, targets, chart, the front's rows, then the table and the notes"
+    assert "Fastest row with F1 &gt;= 0.82: small-pruned" not in page  # 0.816 is short of it
+    assert "Fastest row with F1 &gt;= 0.82: small on openvino (bf16), p50 35.0 ms" in page
+    # each note once, under its kind; the table holds no note or error cell
+    assert page.count("round p50s 30.1-41.0") == 1 and page.count("pir failed (boom)") == 1
+    assert page.count("EngineRunError: boom") == 1
+    notes = page[page.index('<section id="notes">') :]
+    assert re.findall(r"<summary>([^<]*)</summary>", notes) == [
+        "1 checks the sweep recorded",
+        "2 of 7 cells not ok (wrong_output: the agreement checks failed)",
+        "1 of 7 rows unsteady: the machine&#x27;s speed drifted during the run, so their p50s are not steady"
+        " figures; compare them with care",
+        "1 of 7 rows with a note",
+    ]
+    # the table scrolls in its own frame, the variant column fixed
+    assert re.search(r"\.tablewrap \{[^}]*overflow-x: auto", page)
+    assert re.search(r"\.tablewrap td:first-child \{[^}]*position: sticky; left: 0", page)

@@ -242,8 +242,8 @@ def test_readme_tables_fill_blocks_and_check_finds_a_stale_one(tmp_path):
     text = readme.read_text()
     default = next(line for line in text.splitlines() if line.startswith("| `default` |"))
     assert default.endswith(
-        "| 60.0 ms | 35.0 ms | – | – |"
-    )  # OpenVINO fp32, bf16; no Paddle or ONNX Runtime row in this record
+        "| 60.0 ms | 35.0 ms | – | – | – |"
+    )  # OpenVINO fp32, bf16; no Paddle, ONNX Runtime or LiteRT row in this record
     assert "| `small` |" in text and "| small | openvino | bf16 | 15.0 | 0.8160 |" in text
     with pytest.raises(InputError, match="unknown generated block 'nope'"):
         render("<!-- generated: nope -->\n<!-- /generated -->", ROOT / "models", record)
