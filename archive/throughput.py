@@ -34,12 +34,14 @@ def _copies(data: Path, copies: int, dest: Path) -> list[Path]:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ..runtime.engines.table import backend_choices
+
     p = argparse.ArgumentParser(
         prog="python -m fundus_edge.archive.throughput", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--data", required=True, help="DRIVE folder")
     p.add_argument("--model", default="models/s2d-fast", help="model folder (default: predict's own)")
-    p.add_argument("--backend", default="openvino")
+    p.add_argument("--backend", default="openvino", choices=backend_choices())
     p.add_argument("--copies", type=int, default=10)
     p.add_argument(
         "--threads",
@@ -127,8 +129,9 @@ def _print_summary(a: argparse.Namespace, res: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
-    os.environ["OMP_NUM_THREADS"] = str(a.threads)
+    from ..runtime.threads import apply_threads
 
+    apply_threads(a.threads)
     from ..runtime.cpu import isa_flags
 
     work = Path(tempfile.mkdtemp(prefix="fe-throughput-"))

@@ -154,10 +154,17 @@ def probe_line(a: dict | None, b: dict | None) -> str:
 
 
 def main(argv=None) -> int:
+    from fundus_edge.runtime.engines.table import names
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("a", help="a bench results.json")
     ap.add_argument("b", help="another, from the same machine")
-    ap.add_argument("--engine", default="openvino", help="the rows of this engine only ('all': every engine)")
+    ap.add_argument(
+        "--engine",
+        default="openvino",
+        choices=["all", *names()],
+        help="the rows of this engine only ('all': every engine)",
+    )
     args = ap.parse_args(argv)
     (ra, ma), (rb, mb) = load_record(args.a), load_record(args.b)
     engine = None if args.engine == "all" else args.engine

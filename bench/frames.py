@@ -64,12 +64,13 @@ def time_frames(model, images: dict, backend: str, threads: int, runs: int) -> l
 
 
 def main(argv=None) -> int:
+    from fundus_edge.runtime.engines.table import backend_choices
     from fundus_edge.runtime.images import read_image
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("model")
     ap.add_argument("--data", required=True, help="DRIVE folder (its first test image is used)")
-    ap.add_argument("--backend", default="openvino")
+    ap.add_argument("--backend", default="openvino", choices=backend_choices())
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=15)
     a = ap.parse_args(argv)

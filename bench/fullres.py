@@ -29,6 +29,7 @@ from fundus_edge.measure.camera import resize
 from fundus_edge.measure.intervals import ImageStats, bootstrap, paired
 from fundus_edge.measure.metrics import MetricAccumulator, VesselMetrics
 from fundus_edge.measure.site import read_site
+from fundus_edge.runtime.engines.table import backend_choices
 from fundus_edge.runtime.errors import FundusEdgeError
 from fundus_edge.runtime.images import read_binary, read_image
 
@@ -166,7 +167,7 @@ def main(argv=None) -> int:
     t.add_argument("--runs", type=int, default=10)
     t.add_argument("--out", default="build/fullres")
     for p in (s, t):
-        p.add_argument("--backend", default="openvino")
+        p.add_argument("--backend", default="openvino", choices=backend_choices())
         p.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
     try:

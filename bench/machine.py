@@ -9,6 +9,7 @@ from importlib import metadata
 
 import numpy as np
 from fundus_edge.runtime.cpu import cpu_identity, cpu_model_and_flags, isa_flags
+from fundus_edge.runtime.engines.table import ENGINE_TABLE
 
 
 def cpu_info() -> dict:
@@ -26,18 +27,11 @@ def cpu_info() -> dict:
 
 
 def versions() -> dict:
+    """The version of each distribution a figure depends on (None: not installed): fundus-edge, every
+    engine's (the engine table's ``versions``, in its order), numpy and OpenCV."""
+    engines = [pkg for e in ENGINE_TABLE.values() for pkg in e.versions]
     out = {}
-    for pkg in (
-        "fundus-edge",
-        "paddlepaddle",
-        "paddle2onnx",
-        "paddleslim",
-        "paddleseg",
-        "onnxruntime",
-        "openvino",
-        "numpy",
-        "opencv-python-headless",
-    ):
+    for pkg in dict.fromkeys(["fundus-edge", *engines, "numpy", "opencv-python-headless"]):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

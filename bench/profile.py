@@ -11,9 +11,37 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from fundus_edge.runtime.engines.table import names, spec
+
+# engine (the engine table's name) -> its profiler. Each engine's profiler is its own code (each engine has
+# its own profiling interface); an engine of the table without one is told so (``profiler``).
+PROFILERS: dict[str, Callable[[Path, np.ndarray, int, int], dict]] = {}
+
+
+def _profiles(engine: str):
+    """Register the decorated function as ``engine``'s profiler (``engine`` must be a row of the table)."""
+
+    def add(fn):
+        PROFILERS[spec(engine).name] = fn
+        return fn
+
+    return add
+
+
+def profiler(engine: str) -> Callable[[Path, np.ndarray, int, int], dict]:
+    """``engine``'s profiler; an engine of the table without one is a one-line error that names those with."""
+    from fundus_edge.runtime.errors import EngineUnavailable
+
+    spec(engine)  # an unknown name: the table's own error, with the nearest names
+    if engine not in PROFILERS:
+        raise EngineUnavailable(
+            f"no profiler for engine {engine!r} (profilers: {', '.join(sorted(PROFILERS))})"
+        )
+    return PROFILERS[engine]
 
 
 def _input(model: Path, data: str | None) -> np.ndarray:
@@ -35,6 +63,7 @@ def _formats(model: Path) -> list[str]:
     return list(read_manifest(model).formats)
 
 
+@_profiles("openvino")
 def profile_openvino(model: Path, x: np.ndarray, threads: int, runs: int) -> dict:
     import openvino as ov
     from fundus_edge.runtime.formats import formats_for
@@ -66,6 +95,7 @@ def profile_openvino(model: Path, x: np.ndarray, threads: int, runs: int) -> dic
     return agg
 
 
+@_profiles("onnxruntime")
 def profile_onnxruntime(model: Path, x: np.ndarray, threads: int, runs: int) -> dict:
     import tempfile
 
@@ -94,6 +124,7 @@ def profile_onnxruntime(model: Path, x: np.ndarray, threads: int, runs: int) -> 
     return agg
 
 
+@_profiles("paddle")
 def profile_paddle(model: Path, x: np.ndarray, threads: int, runs: int) -> dict:
     """Paddle Inference through our own engine (oneDNN, INT8 where the model is), in a child process with
     ONEDNN_VERBOSE=1: oneDNN logs every primitive it runs with its implementation (e.g. brg_conv_fwd:avx2 for
@@ -101,13 +132,14 @@ def profile_paddle(model: Path, x: np.ndarray, threads: int, runs: int) -> dict:
     import tempfile
 
     from fundus_edge.export.child import failure_line, run_child
+    from fundus_edge.runtime.threads import threads_env
 
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "x.npy", x)
         r = run_child(
             "fundus_edge.bench.profile_child",
             (model, threads, runs, Path(tmp) / "x.npy"),
-            env={"ONEDNN_VERBOSE": "1", "OMP_NUM_THREADS": str(threads)},
+            env={"ONEDNN_VERBOSE": "1", **threads_env(threads)},
             check=False,
         )
     # The timed runs' log is what counts: a child that wrote it and then failed on exit still profiled.
@@ -126,7 +158,7 @@ def profile_paddle(model: Path, x: np.ndarray, threads: int, runs: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", help="model folders")
-    ap.add_argument("--backend", default="openvino", choices=["openvino", "onnxruntime", "paddle"])
+    ap.add_argument("--backend", default="openvino", choices=names(), help="an engine of the engine table")
     ap.add_argument("--data", help="DRIVE (test image 01); synthetic without it")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=10)
@@ -148,11 +180,10 @@ def _run(a) -> int:
         f"{a.backend}, {a.threads} threads, mean of {a.runs} runs; CPU {cpu_model_and_flags()[0]},"
         f" ISA flags {', '.join(isa_flags())}"
     )
+    profile = profiler(a.backend)  # before any model is read: an engine without a profiler says so at once
     for m in map(Path, a.models):
         x = _input(m, a.data)
-        agg = {"openvino": profile_openvino, "onnxruntime": profile_onnxruntime, "paddle": profile_paddle}[
-            a.backend
-        ](m, x, a.threads, a.runs)
+        agg = profile(m, x, a.threads, a.runs)
         print(
             f"\n{m} (input {'x'.join(map(str, x.shape))}): {sum(agg.values()):.1f} ms in operations\n\n"
             "| operation | kernel | ms |\n| --- | --- | --- |"

@@ -37,8 +37,9 @@ import numpy as np
 from fundus_edge.export.child import failure_line, run_child
 from fundus_edge.measure.timing import Rounds, Timing
 from fundus_edge.quantize.variants import DEFAULT_BENCH, float_counterpart
-from fundus_edge.runtime.cpu import has_bf16
+from fundus_edge.runtime.cpu import precision_flag
 from fundus_edge.runtime.engines import gpu_engines, installed_engines
+from fundus_edge.runtime.engines.table import ENGINE_TABLE, reduced
 from fundus_edge.runtime.formats import formats_for
 from fundus_edge.runtime.manifest import read_manifest
 
@@ -71,7 +72,7 @@ class BenchConfig:
     rounds: int = 4  # timing rounds per cell, the accuracy pass the first (see the module's docstring)
     window_s: float = 1.0  # each round times a scored cell for at least this long (cell.timing_policy)
     shape_variant: str | None = (
-        "small"  # the model whose static-against-dynamic rows are timed (SHAPE_ROWS); None: none
+        "small"  # the model whose static-against-dynamic rows are timed (shape_rows()); None: none
     )
 
     def effective(self) -> BenchConfig:
@@ -93,11 +94,15 @@ class BenchConfig:
 # row of the other kind beside its own. ONNX Runtime runs dynamic dims by default, so its extra row fixes
 # them (1 x C x H x W at the largest network input of the test images, smaller ones padded); OpenVINO
 # compiles each input shape statically by default, so its extra row compiles the model's dynamic dims once.
-SHAPE_ROWS = {"onnxruntime": "static", "openvino": "dynamic"}
-SHAPE_SKIPPED = {
-    "paddle": "no static input shape on the CPU: Paddle Inference reshapes its input per call and oneDNN "
-    "caches its primitives per shape already; fixed shapes pay off only in its TensorRT engine on a GPU"
-}
+# Which row each engine has, or why none, is the engine table's (EngineSpec.shape_row / shape_skipped).
+def shape_rows() -> dict[str, str]:
+    """engine -> the kind of its extra shape row ("static" | "dynamic"), for the engines that have one."""
+    return {n: e.shape_row for n, e in ENGINE_TABLE.items() if e.shape_row}
+
+
+def shape_skipped() -> dict[str, str]:
+    """engine -> why it has no extra shape row (the engines that say why)."""
+    return {n: e.shape_skipped for n, e in ENGINE_TABLE.items() if not e.shape_row and e.shape_skipped}
 
 
 PROBE_EVERY = 15  # cells of the accuracy pass (round 1, most of the run) between two speed probes
@@ -110,7 +115,7 @@ class Cell:
     backend: str
     precision: str | None = None  # an explicit precision request (OpenVINO bf16 row)
     device: str = "cpu"
-    shape: str | None = None  # "static" / "dynamic": a SHAPE_ROWS row; None: the engine's own shapes
+    shape: str | None = None  # "static" / "dynamic": a shape_rows() row; None: the engine's own shapes
 
     @property
     def key(self) -> str:
@@ -170,8 +175,12 @@ def prepare_images(cfg: BenchConfig, path: Path) -> tuple[int, str]:
 
 # -- sweep ---------------------------------------------------------------------------------------
 def plan_cells(dirs: dict, cfg: BenchConfig) -> list[Cell]:
+    """Every variant's cells (``dirs``: variant -> model folder): one per engine that reads a format of it
+    (``cfg.engines``, or every installed engine of the engine table), its bf16 and GPU rows, and the shape
+    rows of ``cfg.shape_variant``."""
     engines = cfg.engines or tuple(installed_engines())
     on_gpu = set(gpu_engines(engines)) if cfg.gpu_rows else set()
+    rows = shape_rows()
     cells = []
     for variant, d in dirs.items():
         man = read_manifest(d)
@@ -179,17 +188,17 @@ def plan_cells(dirs: dict, cfg: BenchConfig) -> list[Cell]:
             if not formats_for(e, list(man.formats)):
                 continue
             cells.append(Cell(variant, d, e))
-            # OpenVINO in bf16 where the CPU has it: the whole float model, or an INT8 model's float layers
-            # (int8+bf16).
-            if e == "openvino" and cfg.bf16_rows and has_bf16():
+            # bf16 where the engine can be asked for it and the CPU computes it (OpenVINO: the whole float
+            # model, or an INT8 model's float layers, int8+bf16).
+            if cfg.bf16_rows and "bf16" in reduced(e) and precision_flag("bf16", engine=e):
                 cells.append(Cell(variant, d, e, "bf16"))
             if e in on_gpu:
                 cells.append(Cell(variant, d, e, device="gpu"))
         if variant == cfg.shape_variant:
             cells += [
-                Cell(variant, d, e, shape=SHAPE_ROWS[e])
+                Cell(variant, d, e, shape=rows[e])
                 for e in engines
-                if e in SHAPE_ROWS and formats_for(e, list(man.formats))
+                if e in rows and formats_for(e, list(man.formats))
             ]
     return cells
 
@@ -328,7 +337,7 @@ def _accuracy_pass(cell: Cell, spec: CellSpec, threads: int, tmp: Path) -> dict:
 
 
 def _shape_options(cell: Cell, ref: dict | None) -> dict | None:
-    """The engine's shape options for a SHAPE_ROWS cell: static at the largest network input the variant's
+    """The engine's shape options for a shape_rows() cell: static at the largest network input the variant's
     reference cell ran (every test image fits), or dynamic."""
     if cell.shape == "dynamic":
         return {"dynamic_shape": True}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from fundus_edge.quantize.variants import float_counterpart
-from fundus_edge.runtime.manifest import read_manifest, sha256
+from fundus_edge.runtime.manifest import manifest_sha256, read_manifest
 
 from . import report
 from .biomarker_drift import add_drift
@@ -24,14 +24,14 @@ from .records import BenchRecord
 from .runner import (
     DRIVE_SIZE,
     PROBE_EVERY,
-    SHAPE_ROWS,
-    SHAPE_SKIPPED,
     BenchConfig,
     cell_key,
     machine_terms,
     plan_cells,
     prepare_images,
     run_cells,
+    shape_rows,
+    shape_skipped,
 )
 from .variants import prepare_variants
 
@@ -110,7 +110,7 @@ def _with_model(rec: BenchRecord, model_dir, peak: dict) -> BenchRecord:
     rec = replace(
         rec,
         model_dir=str(model_dir),
-        model_sha256=sha256(Path(model_dir) / "manifest.yaml"),
+        model_sha256=manifest_sha256(model_dir),
         params=man.model.get("params"),
         gflops=round(gflops, 3),
         size_mb=round(sum(Path(model_dir, f).stat().st_size for f in _read_files(man, rec.format)) / 1e6, 3),
@@ -222,10 +222,10 @@ def run_bench(
             "biomarker_masks": drift or None,  # masks computed, masks met again (same hash), cells compared
             "shape_rows": {
                 "variant": cfg.shape_variant,
-                "rows": {e: SHAPE_ROWS[e] for e in {c.backend for c in cells if c.shape}},
+                "rows": {e: shape_rows()[e] for e in {c.backend for c in cells if c.shape}},
                 "skipped": {
                     e: why
-                    for e, why in SHAPE_SKIPPED.items()
+                    for e, why in shape_skipped().items()
                     if any(c.backend == e and c.variant == cfg.shape_variant for c in cells)
                 },
             }

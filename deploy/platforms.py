@@ -14,6 +14,7 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 
+from fundus_edge.runtime.engines.table import arm_checked
 from fundus_edge.runtime.errors import InputError
 
 
@@ -41,9 +42,9 @@ PLATFORMS = {
 }
 _ALIASES = {"amd64": "x86_64", "arm64": "aarch64", "x64": "x86_64"}
 
-# (engine, precision) an ARM64 bundle may record: what `make test-arm` checks under emulation (fp32 on
-# every engine, LiteRT's full-integer INT8 whose kernels are ARM's own).
-ARM_CHECKED = {("onnxruntime", "fp32"), ("openvino", "fp32"), ("litert", "fp32"), ("litert", "int8")}
+# The (engine, precision) an ARM64 bundle may record are the engine table's (``table.arm_checked()``:
+# PrecisionNeed.arm_checked, what `make test-arm` checks under emulation: fp32 on every device engine,
+# LiteRT's full-integer INT8 whose kernels are ARM's own), read when asked so a registered engine counts.
 
 
 def norm_machine(machine: str | None) -> str | None:
@@ -82,10 +83,11 @@ def arm_refusal(engine: str, precision: str) -> str | None:
             f"{engine} {precision}: an ARM64 CPU cannot be assumed to compute {base}"
             " (only some ARMv8.2+ designs do); pack the fp32 row for linux-aarch64"
         )
-    if (engine, "int8" if precision.startswith("int8") else precision) not in ARM_CHECKED:
+    checked = arm_checked()
+    if (engine, "int8" if precision.startswith("int8") else precision) not in checked:
         return (
             f"{engine} {precision}: not checked on ARM64 (its INT8 files were tuned on x86 VNNI;"
-            f" `make test-arm` checks {', '.join(sorted(f'{e} {p}' for e, p in ARM_CHECKED))})"
+            f" `make test-arm` checks {', '.join(sorted(f'{e} {p}' for e, p in checked))})"
         )
     return None
 

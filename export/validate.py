@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fundus_edge.runtime import cpu
+from fundus_edge.runtime.engines.table import reduced
 from fundus_edge.runtime.errors import InputError, ModelError
-from fundus_edge.runtime.precision import REDUCED, TOLERANCE
+from fundus_edge.runtime.precision import TOLERANCE
 
 IMAGES = "DRIVE training (20)"
 
@@ -72,7 +73,7 @@ def pooled_f1(
 def float_source(model_dir: Path, man, reference: str | Path | None) -> Path:
     """The float model an INT8 folder was made from: ``reference``, else the path its manifest records, whose
     manifest must still be the one recorded (another float model would make the comparison meaningless)."""
-    from fundus_edge.runtime.manifest import sha256
+    from fundus_edge.runtime.manifest import is_model_dir, manifest_sha256
 
     rec = man.source.get("float_model") if isinstance(man.source, dict) else None
     if reference is None:
@@ -83,14 +84,14 @@ def float_source(model_dir: Path, man, reference: str | Path | None) -> Path:
             )
         reference = rec["path"]
     ref = Path(reference)
-    if not (ref / "manifest.yaml").is_file():
+    if not is_model_dir(ref):
         raise InputError(
             f"{ref}: no float model folder there (the reference of {model_dir}); give --reference FLOAT_MODEL"
         )
     if (
         isinstance(rec, dict)
         and rec.get("manifest_sha256")
-        and sha256(ref / "manifest.yaml") != rec["manifest_sha256"]
+        and manifest_sha256(ref) != rec["manifest_sha256"]
     ):
         raise ModelError(
             f"{ref}: its manifest is not the one {model_dir} was quantized from"
@@ -140,9 +141,10 @@ def validate(
             wanted = [(None, "int8")]
         else:
             wanted = []
-            for p in REDUCED.get(engine, ()):
-                if cpu.precision_flag(p) is None:
-                    log(f"{engine} {p}: not checked (this CPU lacks {' and '.join(cpu.PRECISION_FLAGS[p])})")
+            for p in reduced(engine):
+                if cpu.precision_flag(p, engine=engine) is None:
+                    lacks = " and ".join(cpu.precision_flags(p, engine))
+                    log(f"{engine} {p}: not checked (this CPU lacks {lacks})")
                 else:
                     wanted.append((p, p))
             if not wanted:

@@ -25,6 +25,8 @@ from fundus_edge.runtime.cpu import cpu_model_and_flags, has_vnni, isa_flags
 from fundus_edge.runtime.errors import InputError, ModelError
 from fundus_edge.runtime.formats import FORMATS
 
+from .variants import ENGINE_QUANTIZERS
+
 NNCF_PRESETS = ("performance", "mixed")
 
 
@@ -273,12 +275,12 @@ def engine_int8(
 ) -> Path:
     """A model folder whose INT8 file an engine's own quantizer made from ``source``'s float ONNX."""
     from fundus_edge.export.exporter import prepare_out
-    from fundus_edge.runtime.manifest import Manifest, read_manifest, write_manifest
+    from fundus_edge.runtime.manifest import Manifest, is_model_dir, read_manifest, write_manifest
 
     source, out = Path(source), Path(out)
-    if quantizer not in ("nncf", "ort"):
-        raise InputError(f"unknown engine quantizer {quantizer!r}; choose nncf or ort")
-    if not (source / "manifest.yaml").is_file():
+    if quantizer not in ENGINE_QUANTIZERS:
+        raise InputError(f"unknown engine quantizer {quantizer!r}; choose {' or '.join(ENGINE_QUANTIZERS)}")
+    if not is_model_dir(source):
         raise InputError(
             f"{source}: {quantizer} quantizes an exported model folder (fundus-edge export first)"
         )

@@ -66,18 +66,41 @@ def has_vnni(path: str = "/proc/cpuinfo") -> bool | None:
 def has_bf16(path: str = "/proc/cpuinfo") -> bool:
     """AVX-512 BF16 or AMX BF16. Elsewhere OpenVINO asked for bf16 runs FP32 and reads back f32
     (measured on an AVX2-only EPYC), so a bf16 row would repeat the FP32 one."""
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_model_and_flags(path)[1])
+    return precision_flag("bf16", cpu_model_and_flags(path)[1]) is not None
 
 
-# The flags with which a CPU computes a reduced float precision natively (OpenVINO's CPU plugin: bf16 on
-# AVX-512 BF16 or AMX, fp16 on AVX-512 FP16 or AMX FP16); without them it runs such a request in f32.
-PRECISION_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
+def _needs(precision: str, engine: str | None) -> list:
+    """The engine table's ``PrecisionNeed`` of ``precision`` through ``engine`` (None: through every engine
+    that can be asked for it)."""
+    from .engines.table import ENGINE_TABLE, spec
+
+    if engine is not None:
+        need = spec(engine).precisions.get(precision)
+        return [need] if need is not None else []
+    return [
+        e.precisions[precision]
+        for e in ENGINE_TABLE.values()
+        if precision in e.precisions and e.precisions[precision].asked
+    ]
 
 
-def precision_flag(precision: str, flags: frozenset | None = None) -> str | None:
-    """The flag by which this CPU (or ``flags``) computes ``precision`` natively; None when it cannot."""
+def precision_flags(precision: str, engine: str | None = None) -> tuple[str, ...]:
+    """The x86 flags (any one) with which a CPU computes ``precision`` natively through ``engine`` (None: any
+    engine that can be asked for it), from the engine table's ``PrecisionNeed.x86``: OpenVINO's CPU plugin
+    computes bf16 on AVX-512 BF16 or AMX and fp16 on AVX-512 FP16 or AMX FP16; without them it runs such a
+    request in f32."""
+    return tuple(dict.fromkeys(f for n in _needs(precision, engine) for f in n.x86))
+
+
+def precision_flag(precision: str, flags: frozenset | None = None, engine: str | None = None) -> str | None:
+    """The flag by which this CPU (or ``flags``) computes ``precision`` natively through ``engine`` (None:
+    any engine that can be asked for it); None when it cannot. A need the table leaves empty is met by every
+    x86-64 CPU, named "x86-64"."""
+    needs = _needs(precision, engine)
+    if any(not n.x86 for n in needs):
+        return "x86-64"
     have = cpu_model_and_flags()[1] if flags is None else flags
-    return next((f for f in PRECISION_FLAGS.get(precision, ()) if f in have), None)
+    return next((f for n in needs for f in n.x86 if f in have), None)
 
 
 # -- identity ------------------------------------------------------------------------------------

@@ -87,8 +87,15 @@ FORMATS: dict[str, ModelFormat] = {
 
 
 def formats_for(engine: str, available: list[str] | tuple[str, ...]) -> list[str]:
-    """The formats of ``available`` that ``engine`` reads, most preferred first."""
-    return [name for name, f in FORMATS.items() if engine in f.engines and name in available]
+    """The formats of ``available`` that ``engine`` reads (a row naming it, or the engine table's ``reads``
+    for an engine added there), most preferred first."""
+    from .engines.table import ENGINE_TABLE
+
+    spec = ENGINE_TABLE.get(engine)
+    reads = spec.reads if spec is not None else ()
+    return [
+        name for name, f in FORMATS.items() if (engine in f.engines or name in reads) and name in available
+    ]
 
 
 def build_order(wanted: list[str] | tuple[str, ...]) -> list[str]:

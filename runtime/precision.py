@@ -7,14 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import cpu
+from .engines.table import reduced
 from .manifest import Manifest
 
 AUTO = "auto"
 # The largest pooled-F1 change (either way) from fp32 through the same engine that validates a precision.
 TOLERANCE = 0.005
-# engine -> the reduced float precisions it can be asked for, fastest first (ONNX Runtime and Paddle run the
-# file's own precision only). bf16 before fp16: OpenVINO's CPU plugin has bf16 kernels on far more CPUs.
-REDUCED = {"openvino": ("bf16", "fp16")}
+# The reduced float precisions an engine can be asked for, fastest first, are the engine table's
+# (``table.reduced``: its precisions marked ``asked``); an engine with none runs the file's own precision.
 
 
 @dataclass(frozen=True)
@@ -60,22 +60,23 @@ def choose_precision(
         )
     if device != "cpu":
         return PrecisionChoice(AUTO, "fp32", "lower precisions are validated on CPUs only")
-    if engine not in REDUCED:
+    asked_for = reduced(engine)
+    if not asked_for:
         return PrecisionChoice(AUTO, "fp32", f"{engine} runs the file's own precision")
     records = manifest.validated.get(engine, {}) if isinstance(manifest.validated, dict) else {}
     records = records if isinstance(records, dict) else {}
     have = cpu.cpu_model_and_flags()[1] if flags is None else frozenset(flags)
     why = []
-    for p in REDUCED[engine]:
+    for p in asked_for:
         rec = records.get(p)
         if rec is None:
             continue
         if not passed(rec, manifest):
             why.append(f"{p} did not pass validation")
             continue
-        flag = cpu.precision_flag(p, have)
+        flag = cpu.precision_flag(p, have, engine)
         if flag is None:
-            why.append(f"{p} validated, but this CPU lacks {' and '.join(cpu.PRECISION_FLAGS[p])}")
+            why.append(f"{p} validated, but this CPU lacks {' and '.join(cpu.precision_flags(p, engine))}")
             continue
         delta = float(rec["f1"]) - float(rec["f1_reference"])
         return PrecisionChoice(

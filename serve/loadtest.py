@@ -186,6 +186,8 @@ def markdown(results: list[LevelResult], info: dict) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from fundus_edge.runtime.engines.table import backend_choices
+
     p = argparse.ArgumentParser(
         prog="python -m fundus_edge.serve.loadtest", description=__doc__.split("\n\n")[0]
     )
@@ -198,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
         "--threads", type=int, default=2, help="the server's engine threads, as for predict (default 2)"
     )
     p.add_argument("--queue", type=int, default=4, help="the server's --queue (default 4)")
-    p.add_argument("--backend", default="auto")
+    p.add_argument("--backend", default="auto", choices=backend_choices())
     p.add_argument("--json", help="also write the results here")
     return p
 
@@ -246,9 +248,11 @@ def _run_levels(
 
 def _serve_and_load(a: argparse.Namespace, images: list[Path]) -> tuple[str, list[LevelResult]]:
     """predict's masks first, then the server as its own process for every level; stopped in any case."""
+    from fundus_edge.runtime.threads import threads_env
+
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads)}
+    env = {**os.environ, **threads_env(a.threads)}
     with tempfile.TemporaryDirectory() as tmp:
         expected = predict_masks(a.model, images, a.backend, a.threads, Path(tmp))
         log = Path(tmp) / "serve.log"

@@ -18,11 +18,12 @@ from fundus_edge.deploy import selftest as selftest_mod
 from fundus_edge.deploy.bundle import read_bundle
 from fundus_edge.deploy.pack import pack
 from fundus_edge.deploy.pick import Bounds, choice_key, pick, read_record
-from fundus_edge.deploy.platforms import ARM_CHECKED, arm_refusal, emulated, get_platform
+from fundus_edge.deploy.platforms import arm_refusal, emulated, get_platform
 from fundus_edge.runtime import preprocess as preprocess_mod
 from fundus_edge.runtime.clahe import clahe
 from fundus_edge.runtime.cpu import cpu_identity
 from fundus_edge.runtime.engines import installed_engines
+from fundus_edge.runtime.engines.table import arm_checked
 from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.images import read_image
 
@@ -177,7 +178,7 @@ def test_arm_bundle_pins_resolve_for_aarch64(tmp_path):
     probe = _pip_download(tmp_path / "probe", "tqdm")
     if probe.returncode != 0:
         pytest.skip(f"no package index reachable: {probe.stderr.strip().splitlines()[-1:]}")
-    engines = sorted({e for e, _ in ARM_CHECKED} & set(installed_engines()))
+    engines = sorted({e for e, _ in arm_checked()} & set(installed_engines()))
     assert engines, "no engine an ARM bundle may use is installed here"
     pins = sorted(
         {

@@ -12,7 +12,7 @@ import importlib.util
 
 from ..errors import EngineUnavailable, nearest
 from .base import Engine, EngineOptions
-from .table import ENGINE_TABLE, EngineSpec, register
+from .table import ENGINE_TABLE, EngineSpec, auto_order, register
 
 
 def __getattr__(name: str):
@@ -20,7 +20,7 @@ def __getattr__(name: str):
     if name == "ENGINES":
         return {n: (e.module, e.import_name) for n, e in ENGINE_TABLE.items()}
     if name == "AUTO_ORDER":
-        return tuple(sorted(ENGINE_TABLE, key=lambda n: ENGINE_TABLE[n].auto_rank))
+        return tuple(auto_order())
     raise AttributeError(name)
 
 

@@ -8,9 +8,10 @@ next size, as OpenVINO builds per shape. A full-integer INT8 file takes int8 inp
 this engine quantizes the float input and dequantizes the probabilities with the file's own scale and zero
 point, so the Predictor sees the same N x C x H x W float32 in, N x 1 x H x W float32 out as from any engine.
 
-Precision is the file's: fp32, int8, or fp16 weights, which XNNPACK dequantizes to fp32 when it loads them
-(LiteRT's Python interpreter enables no fp16 arithmetic, and x86 has none): such a file runs in fp32 and is
-reported as ``fp16-as-fp32``. A precision the file cannot run is refused, as ONNX Runtime refuses one.
+Precision is the file's: fp32, int8 (int8+fp32 where the converter kept some layers in float), or fp16
+weights, which XNNPACK dequantizes to fp32 when it loads them (LiteRT's Python interpreter enables no fp16
+arithmetic, and x86 has none): such a file runs in fp32 and is reported as ``fp16-as-fp32``. A precision
+the file cannot run is refused, as ONNX Runtime refuses one.
 """
 
 from __future__ import annotations
@@ -88,12 +89,16 @@ class LiteRtEngine(Engine):
         """The precision that runs, checked against the one asked: fp32, int8, or fp16-as-fp32 (an fp16-weight
         file, computed in fp32, so fp32 is honoured and fp16 is not)."""
         if self._in_dtype in _INT_TYPES:
-            if not (self._in_q[0] and self._out_dtype in _INT_TYPES and self._out_q[0]):
+            # int8 in and out (full-integer), or int8 in and float out (layers kept in float at the end)
+            if not self._in_q[0] or (self._out_dtype in _INT_TYPES and not self._out_q[0]):
                 raise ModelError(
-                    f"{path}: integer input without a full-integer output and scales; "
+                    f"{path}: integer input or output without its scale; "
                     "convert with fundus_edge.export.litert (full-integer INT8)"
                 )
-            own, honoured = "int8", (None, "int8")
+            # int8+fp32: some layers kept in float inside (the converter's --float-layers / --float-ops), as
+            # OpenVINO reports an NNCF model whose float layers run beside its int8 ones
+            own = "int8+fp32" if self._has_op("DEQUANTIZE") else "int8"
+            honoured = (None, "int8")
         elif self.weights == "fp16":
             own, honoured = "fp16-as-fp32", (None, "fp32")
         else:
@@ -110,6 +115,13 @@ class LiteRtEngine(Engine):
             f"litert: precision {asked!r} cannot be honoured (it runs the file's own precision: {own}; "
             "fp32, fp16-weight and INT8 files are formats of their own: tflite, tflite-fp16, tflite-int8)"
         )
+
+    def _has_op(self, name: str) -> bool:
+        try:
+            ops = self._interp._get_ops_details()  # noqa: SLF001 - the only way the Python API shows ops
+        except AttributeError:
+            return False
+        return any(op.get("op_name") == name for op in ops)
 
     def _shape_hw(self, shape) -> tuple[int, int]:
         return (shape[1], shape[2]) if self.layout == "NHWC" else (shape[2], shape[3])

@@ -49,6 +49,9 @@ class EngineSpec:
     auto_rank: int = 99  # backend "auto": the lowest installed rank that reads a format of the model
     packable: bool = True  # `pack --engine` may ship it (Paddle Inference is not a device runtime here)
     versions: tuple[str, ...] = field(default=())  # distributions the bench's machine record names
+    # Formats of runtime.formats this engine reads besides the rows of that table that name it: how an
+    # engine added by ``register`` (a plug-in, a test's toy) reads an existing format without a second edit.
+    reads: tuple[str, ...] = ()
 
 
 ENGINE_TABLE: dict[str, EngineSpec] = {
@@ -153,6 +156,11 @@ def names() -> list[str]:
     return list(ENGINE_TABLE)
 
 
+def backend_choices() -> list[str]:
+    """What a ``--backend`` option takes: "auto" and every engine, read when the parser is built."""
+    return ["auto", *ENGINE_TABLE]
+
+
 def auto_order() -> list[str]:
     return sorted(ENGINE_TABLE, key=lambda n: ENGINE_TABLE[n].auto_rank)
 
@@ -169,6 +177,6 @@ def arm_checked() -> set[tuple[str, str]]:
 
 def formats(name: str) -> list[str]:
     """The model formats ``name`` reads, most preferred first (runtime.formats is the formats' table)."""
-    from ..formats import FORMATS
+    from ..formats import FORMATS, formats_for
 
-    return [f.name for f in FORMATS.values() if name in f.engines]
+    return formats_for(name, list(FORMATS))
