@@ -227,7 +227,7 @@ def test_best_threshold_found_on_training_images_can_be_stored_at_export(
 
 def test_predict_without_a_model_runs_the_predict_model(tmp_path, tiny_model):
     """No model folder: PREDICT_MODEL of the shipped models, ``default`` in a folder that predates it."""
-    from fundus_edge.cli import PREDICT_MODEL, default_model_dir
+    from fundus_edge.cli.models import PREDICT_MODEL, default_model_dir
 
     (tmp_path / "default").symlink_to(tiny_model)
     assert default_model_dir(str(tmp_path)) == tmp_path / "default"

@@ -179,7 +179,7 @@ def test_serve_binds_loopback_by_default():
     from fundus_edge.cli import build_parser
 
     a = build_parser().parse_args(["serve", str(MODEL)])
-    assert a.host == "127.0.0.1" and a.func.__name__ == "cmd_serve"
+    assert a.host == "127.0.0.1" and a.func.__module__ == "fundus_edge.cli.serve"
 
 
 def test_served_drive_mask_is_predicts_file(client, predictor, drive_root, tmp_path):

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from fundus_edge.runtime.errors import FundusEdgeError
+from fundus_edge.runtime.manifest import is_model_dir
 
 
 def add_site_options(e) -> None:
@@ -42,7 +43,7 @@ def wants_site_report(a) -> bool:
         return a.perturb is None
     site = (
         a.perturb is None
-        and (source / "manifest.yaml").is_file()
+        and is_model_dir(source)
         and a.layout == "auto"
         and data.is_dir()
         and _layout(data) == "folders"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def add_adapt(sub) -> None:
+def add(sub) -> None:
     a = sub.add_parser(
         "adapt",
         help="fine-tune a shipped model on a site's labelled images: K-fold estimate, learning curve, "
@@ -33,22 +33,22 @@ def add_adapt(sub) -> None:
     a.add_argument("--out", required=True, help="folder for the folds, the report and the adapted model")
     a.add_argument("--no-final", action="store_true", help="stop after the estimate (no model on all images)")
     a.add_argument(
+        "--no-ship",
+        action="store_true",
+        help="no INT8 builds or cards after the final model (python -m fundus_edge.adapt_ship OUT later)",
+    )
+    a.add_argument(
         "--threads", type=int, default=1, help="CPU threads (default 1: two runs at one thread train more)"
     )
     a.add_argument("--no-progress", action="store_true", help="no progress bars")
-    a.set_defaults(func=cmd_adapt)
+    a.set_defaults(func=run)
 
 
-def cmd_adapt(a) -> int:
-    from fundus_edge.runtime.errors import InputError
-
-    from .cli import set_threads
-
-    set_threads(a.threads)
+def run(a) -> int:
+    from fundus_edge.adapt import run_adapt
     from fundus_edge.measure.intervals import Interval
+    from fundus_edge.runtime.errors import InputError
     from fundus_edge.train.adapt import AdaptRecipe
-
-    from .adapt import run_adapt
 
     try:
         curve = tuple(int(x) for x in a.curve.split(",") if x.strip())
@@ -56,7 +56,16 @@ def cmd_adapt(a) -> int:
         raise InputError(f"--curve {a.curve!r}: give numbers of images, comma-separated") from None
     recipe = AdaptRecipe() if a.iters is None else AdaptRecipe(iters=a.iters)
     r = run_adapt(
-        a.model, a.data, Path(a.out), a.folds, curve, recipe, not a.no_final, not a.no_progress, keep=a.keep
+        a.model,
+        a.data,
+        Path(a.out),
+        a.folds,
+        curve,
+        recipe,
+        not a.no_final,
+        not a.no_progress,
+        keep=a.keep,
+        ship=not a.no_ship,
     )
     zs, cv = Interval(**r.zero_shot["f1"]), Interval(**r.cross_validated["f1"])
     took = f"{r.cv_seconds / 60:.1f} min wall, {r.cv_cpu_seconds / 60:.1f} min CPU"
@@ -66,5 +75,7 @@ def cmd_adapt(a) -> int:
     if r.final:
         f = r.final
         print(f"adapted model: {f['folder']} (threshold {f['threshold']}, {f['seconds'] / 60:.1f} min)")
+    if r.final and not a.no_ship:
+        print(f"INT8 builds and cards: {Path(a.out) / 'ship.json'}")
     print(f"report: {Path(a.out) / 'adapt.json'}")
     return 0
