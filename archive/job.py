@@ -170,7 +170,7 @@ class _Segmenter:
     def __init__(self, options: SegmentOptions, threads: int, out: Storage | None = None):
         import ray
 
-        from ..runtime.manifest import sha256
+        from ..runtime.manifest import manifest_sha256
         from ..runtime.predictor import Predictor, ScaleOptions
 
         self.options = options
@@ -189,7 +189,7 @@ class _Segmenter:
             "precision": self.pred.precision,
             "device": self.pred.device,
             "model": f"{man.name} ({man.variant})",
-            "model_sha256": sha256(Path(options.model_dir) / "manifest.yaml"),
+            "model_sha256": manifest_sha256(options.model_dir),
             "node": ray.get_runtime_context().get_node_id(),
         }
 
@@ -388,13 +388,15 @@ def _pipeline(todo: list[Path], out: Storage, options: SegmentOptions, ray_opts:
     import ray
     from ray.data import ActorPoolStrategy
 
+    from ..runtime.threads import threads_env
+
     ds = ray.data.from_items([{"path": input_key(f)} for f in todo], override_num_blocks=len(todo))
     return ds.map(
         _Segmenter,
         fn_constructor_kwargs={"options": options, "threads": ray_opts.threads_per_worker, "out": out},
         compute=ActorPoolStrategy(size=ray_opts.workers),
         num_cpus=ray_opts.threads_per_worker,
-        runtime_env={"env_vars": {"OMP_NUM_THREADS": str(ray_opts.threads_per_worker)}},
+        runtime_env={"env_vars": threads_env(ray_opts.threads_per_worker)},
     )
 
 

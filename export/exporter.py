@@ -85,15 +85,15 @@ def portable_path(path) -> str | None:
 def source_record(path) -> dict:
     """Where a model came from: a model folder by name, variant and manifest hash; a checkpoint by its
     portable path and iteration."""
-    from fundus_edge.runtime.manifest import read_manifest, sha256
+    from fundus_edge.runtime.manifest import is_model_dir, manifest_sha256, read_manifest
 
     p = Path(path)
-    if (p / "manifest.yaml").is_file():
+    if is_model_dir(p):
         man = read_manifest(p)
         return {
             "name": man.name,
             "variant": man.variant,
-            "manifest_sha256": sha256(p / "manifest.yaml"),
+            "manifest_sha256": manifest_sha256(p),
             "path": portable_path(p),
         }
     return {"checkpoint": portable_path(p)}

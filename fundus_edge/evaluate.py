@@ -75,11 +75,12 @@ def evaluate_source(
 ) -> EvalReport:
     from tqdm import tqdm
 
+    from fundus_edge.runtime.manifest import is_model_dir
     from fundus_edge.train.data import discover, load_sample
 
     source = Path(source)
     samples = discover(data, split=split, layout=layout)
-    if (source / "manifest.yaml").is_file():
+    if is_model_dir(source):
         from fundus_edge.runtime.predictor import Predictor
 
         pred = Predictor.load(
@@ -203,11 +204,12 @@ def evaluate_perturbed(
 
     from fundus_edge.measure.camera import parse_perturbation
     from fundus_edge.measure.robustness import score_perturbations
+    from fundus_edge.runtime.manifest import is_model_dir
     from fundus_edge.runtime.predictor import Predictor, ScaleOptions
     from fundus_edge.train.data import discover, load_sample
 
     source = Path(source)
-    if not (source / "manifest.yaml").is_file():
+    if not is_model_dir(source):
         raise ModelError(
             f"{source}: --perturb needs an exported model folder (manifest.yaml): it runs through the runtime"
         )

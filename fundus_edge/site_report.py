@@ -75,11 +75,12 @@ def is_bundle(source: str | Path) -> bool:
 def load_predictor(source: str | Path, backend: str = "auto", precision: str | None = None, threads=None):
     """(Predictor, via) for a model folder (the model's own precision unless ``precision``) or a bundle (its
     engine, format and precision; a conflicting ``backend`` or ``precision`` is refused in one line)."""
+    from fundus_edge.runtime.manifest import is_model_dir
     from fundus_edge.runtime.predictor import Predictor
 
     source = Path(source)
     if not is_bundle(source):
-        if not (source / "manifest.yaml").is_file():
+        if not is_model_dir(source):
             raise ModelError(
                 f"{source}: a site report runs a model folder (manifest.yaml) or a bundle (bundle.yaml)"
                 " through the runtime; export a checkpoint first"

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from fundus_edge.runtime.errors import FundusEdgeError, InputError, one_line
+from fundus_edge.runtime.fov import match_fov_file as match_fov_in
 from fundus_edge.runtime.images import IMAGE_SUFFIXES, read_binary
 
 from .biomarkers import NAMES, Biomarkers, compute_biomarkers
@@ -56,28 +56,12 @@ def mask_files(folder: Path) -> list[Path]:
     return files
 
 
-def _leading_id(stem: str) -> str:
-    m = re.match(r"(\d+)_", stem)
-    return m.group(1) if m else ""
-
-
 def match_fov_file(mask: Path, fov_dir: Path) -> Path:
     """The FOV mask of ``mask`` in ``fov_dir``: the same stem (without predict's _mask), that stem +
     _mask (DRIVE: 01_test_mask.png -> 01_test_mask.gif), else the one file of the same leading number
-    (DRIVE: 01_manual1.gif -> 01_test_mask.gif)."""
+    (DRIVE: 01_manual1.gif -> 01_test_mask.gif): the runtime's rule (``predict --fov DIR`` uses it too)."""
     stem = mask.stem[: -len("_mask")] if mask.name.endswith("_mask.png") else mask.stem
-    cands = sorted(p for p in fov_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    for p in cands:
-        if p.stem in (stem, f"{stem}_mask"):
-            return p
-    lead = _leading_id(stem)
-    same = [p for p in cands if lead and _leading_id(p.stem) == lead]
-    if len(same) == 1:
-        return same[0]
-    raise InputError(
-        f"{mask}: no FOV mask for it in {fov_dir}"
-        + (f" ({len(same)} files start with {lead}_)" if len(same) > 1 else "")
-    )
+    return match_fov_in(fov_dir, mask, stem)
 
 
 def folder_biomarkers(masks_dir: Path, fov_dir: Path | None = None) -> list[BiomarkerRow]:

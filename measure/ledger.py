@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from fundus_edge.runtime.errors import InputError
-from fundus_edge.runtime.manifest import sha256
+from fundus_edge.runtime.manifest import is_model_dir, sha256
 
 LEDGER_ENV = "FUNDUS_EDGE_LEDGER"
 # The committed ledger of this repository (found beside the package in a source checkout).
@@ -163,7 +163,7 @@ def identify(source: str | Path) -> tuple[str, str, str]:
     (model_weights_sha256; not manifest.yaml's own hash, which ``validate`` changes), the checkpoint or
     model it was made from. Predict outputs: unknown."""
     source = Path(source)
-    if (source / "manifest.yaml").is_file():
+    if is_model_dir(source):
         from fundus_edge.runtime.manifest import read_manifest
 
         man = read_manifest(source)

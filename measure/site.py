@@ -3,7 +3,8 @@
 A site folder holds an images folder and, optionally, vessel labels, FOV masks and a second observer's
 labels, each in a sub-folder named by its role (``ROLE_FOLDERS``). DRIVE (``test/`` or ``training/``, or
 its root with a split) and STARE read as distributed, without renaming. Files are matched to images by
-name (``match_key``): a label whose stem is the image's stem, or begins with it followed by a separator
+name (``match_key``, the runtime's rule, which ``predict --fov DIR`` and ``biomarkers --fov-dir`` use for
+FOV masks too): a label whose stem is the image's stem, or begins with it followed by a separator
 (STARE's ``im0001.ah`` for ``im0001``), or that shares its leading number (DRIVE's ``21_manual1`` for
 ``21_training``). Anything left unmatched is one error that lists it. A folder with images and no labels
 reads too: its images serve for calibration, not for scoring.
@@ -15,11 +16,11 @@ should not have to write.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from fundus_edge.runtime.errors import InputError
+from fundus_edge.runtime.fov import match_key
 from fundus_edge.runtime.images import IMAGE_SUFFIXES
 
 # Sub-folder names by role, first match wins; compared lower-case. DRIVE: images / 1st_manual / 2nd_manual /
@@ -33,8 +34,6 @@ ROLE_FOLDERS = {
 }
 # Labels may also be PGM (STARE's); OpenCV reads it.
 FILE_SUFFIXES = (*IMAGE_SUFFIXES, ".pgm")
-SEPARATORS = "._- "
-_LEADING_NUMBER = re.compile(r"^(\d+)(?=[._\- ]|$)")
 DRIVE_SPLITS = {"train": "training", "training": "training", "test": "test"}
 
 
@@ -87,17 +86,6 @@ def _stem(p: Path) -> str:
     while Path(name).suffix.lower() in FILE_SUFFIXES:
         name = Path(name).stem
     return name
-
-
-def match_key(image_stem: str, other_stem: str) -> bool:
-    """Does ``other_stem`` (a label's or mask's) belong to the image ``image_stem``? Same stem; or the
-    image's stem then a separator (im0001 / im0001.ah); or the same leading number (21_training /
-    21_manual1 / 21_training_mask)."""
-    a, b = image_stem.lower(), other_stem.lower()
-    if a == b or (b.startswith(a) and b[len(a)] in SEPARATORS):
-        return True
-    na, nb = _LEADING_NUMBER.match(a), _LEADING_NUMBER.match(b)
-    return bool(na and nb and na.group(1) == nb.group(1))
 
 
 def _match(images: list[Path], folder: Path, role: str, unmatched: list[str]) -> dict[str, Path]:

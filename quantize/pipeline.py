@@ -13,7 +13,7 @@ from fundus_edge.runtime.cpu import has_vnni
 from fundus_edge.runtime.errors import InputError
 from fundus_edge.runtime.formats import FORMATS
 
-from .variants import ENGINE_QUANTIZERS, INT8_METHODS, RECIPE_NAMES, RECIPES
+from .variants import CONVERTER_INT8, ENGINE_QUANTIZERS, INT8_METHODS, RECIPE_NAMES, RECIPES
 
 PTQ_ALGOS = ("avg", "hist", "KL", "mse", "abs_max")
 # conv2d_transpose stays float: OpenVINO ran PaddleSlim's quantised transposed convolutions with
@@ -310,6 +310,10 @@ def quantize(
     from fundus_edge.train.checkpoint import load_source
 
     _check_request(prune, int8, algo)
+    if int8 in CONVERTER_INT8:  # LiteRT's converter on the float folder's ONNX file: no Paddle, no checkpoint
+        from .litert_int8 import litert_int8
+
+        return litert_int8(Path(source), Path(out), data, prune, calib_images, force)
     # PaddleSlim's PTQ on 8 images (its own tests); the engines' quantizers on 20 (STACK.md's measurement)
     if calib_images is None:
         calib_images = 20 if int8 in ENGINE_QUANTIZERS else 8
@@ -395,16 +399,12 @@ def _engine_int8(
     """INT8 by an engine's own quantizer from the float ONNX of ``ckpt`` (the source itself when it is
     an unpruned model folder with ONNX)."""
     from fundus_edge.export.exporter import dir_size_mb, export_checkpoint, source_record
-    from fundus_edge.runtime.manifest import read_manifest
+    from fundus_edge.runtime.manifest import is_model_dir, read_manifest
 
     from .engine_ptq import NncfOptions, OrtOptions, engine_int8
 
     float_dir = source
-    if (
-        ckpt != source
-        or not (source / "manifest.yaml").is_file()
-        or "onnx" not in read_manifest(source).formats
-    ):
+    if ckpt != source or not is_model_dir(source) or "onnx" not in read_manifest(source).formats:
         float_dir = work / "float"
         export_checkpoint(
             ckpt,
@@ -461,9 +461,9 @@ def _unsigned_activations(onnx_path: Path) -> int:
 
 def _inherited_pruning(source: Path) -> dict | None:
     """The pruning record of a model folder made by ``quantize --prune`` (None for checkpoints)."""
-    from fundus_edge.runtime.manifest import read_manifest
+    from fundus_edge.runtime.manifest import is_model_dir, read_manifest
 
-    return read_manifest(source).source.get("pruning") if (source / "manifest.yaml").is_file() else None
+    return read_manifest(source).source.get("pruning") if is_model_dir(source) else None
 
 
 def _openvino_guard(out: Path, data, info, pad_multiple: int) -> dict:
@@ -501,13 +501,14 @@ def build_variants(
     is built (no second fine-tune): ``prebuilt``'s folder for that recipe when given (the bench's shipped
     models/default-pruned), else out_root/<recipe>."""
     from fundus_edge.export.exporter import export_checkpoint
+    from fundus_edge.runtime.manifest import is_model_dir
 
     out_root = Path(out_root)
     recipes = {r.name: r for r in RECIPES}
     done = {}
     for name in only or RECIPE_NAMES:
         row, target = recipes[name], out_root / name
-        if (target / "manifest.yaml").is_file() and not force:
+        if is_model_dir(target) and not force:
             print(f"{target}: exists, kept (--force rebuilds)", flush=True)
             done[name] = target
             continue
@@ -517,7 +518,7 @@ def build_variants(
             pruned = (prebuilt or {}).get(row.float_counterpart) or out_root / row.float_counterpart
         if row.prune is None and row.int8 is None:
             export_checkpoint(source, target, variant=name, force=True)
-        elif pruned is not None and (pruned / "manifest.yaml").is_file():
+        elif pruned is not None and is_model_dir(pruned):
             # INT8 of the pruned model already built (no second fine-tune); the variant name comes from its
             # record.
             quantize(

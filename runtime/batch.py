@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FundusEdgeError, InputError
+from .fov import match_fov_file
 from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageTooLarge, encode_png, header_size
 
 # A file with one of these suffixes is a list of inputs (one path per line, or PaddleSeg's
@@ -193,7 +194,7 @@ def resolve_fov(fov: str, image: Path):
     """The ``--fov`` value for one image: auto / none as given, a mask file, or its mask in a folder."""
     if fov in ("auto", "none"):
         return fov
-    return match_fov(Path(fov), image) if Path(fov).is_dir() else Path(fov)
+    return match_fov_file(Path(fov), image) if Path(fov).is_dir() else Path(fov)
 
 
 def predict_files(
@@ -246,11 +247,3 @@ def predict_files(
             tqdm.write(f"error: {msg}", file=sys.stderr)
             outcomes.append(FileOutcome(f, (), msg, 0.0))
     return outcomes
-
-
-def match_fov(folder: Path, image: Path) -> Path:
-    """The FOV mask for ``image`` in ``folder``: same stem, or DRIVE's NN_test_mask.gif naming."""
-    for p in sorted(folder.iterdir()):
-        if p.stem == image.stem or p.stem == f"{image.stem}_mask":
-            return p
-    raise InputError(f"{image}: no FOV mask for it in {folder}")

@@ -1,9 +1,16 @@
-"""Field-of-view (FOV) estimation: the bright disc of the retina inside the black camera frame."""
+"""Field of view (FOV): the bright disc of the retina inside the black camera frame, estimated from the
+image or read from a mask file matched to the image by name (one rule for predict, biomarkers and sites)."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import cv2
 import numpy as np
+
+from .errors import InputError
+from .images import IMAGE_SUFFIXES
 
 
 def estimate_fov(rgb: np.ndarray, threshold: float | None = None) -> np.ndarray:
@@ -68,3 +75,39 @@ def fov_diameter(mask: np.ndarray) -> float:
     if not cols.size:
         return 0.0
     return float(max(cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1))
+
+
+# Why by hand: pairing a data set's files by name is a convention of each data set (DRIVE's 01_test /
+# 01_test_mask / 01_manual1, STARE's im0001 / im0001.ah), not something a library knows.
+SEPARATORS = "._- "
+_LEADING_NUMBER = re.compile(r"^(\d+)(?=[._\- ]|$)")
+
+
+def match_key(image_stem: str, other_stem: str) -> bool:
+    """Does ``other_stem`` (a label's or mask's) belong to the image ``image_stem``? Same stem; or the
+    image's stem then a separator (im0001 / im0001.ah); or the same leading number (21_training /
+    21_manual1 / 21_training_mask). Case is ignored."""
+    a, b = image_stem.lower(), other_stem.lower()
+    if a == b or (b.startswith(a) and b[len(a)] in SEPARATORS):
+        return True
+    na, nb = _LEADING_NUMBER.match(a), _LEADING_NUMBER.match(b)
+    return bool(na and nb and na.group(1) == nb.group(1))
+
+
+def match_fov_file(folder: Path, image: Path, stem: str | None = None) -> Path:
+    """The FOV mask file of ``image`` (named by ``stem``, default its own) among the image files of
+    ``folder``: one whose stem is the image's or the image's + ``_mask`` (DRIVE: 01_test -> 01_test_mask.gif),
+    else the one file that ``match_key`` pairs with it (01_manual1 -> 01_test_mask.gif). None found, or two
+    by the second rule, is an error naming ``image``."""
+    stem = (image.stem if stem is None else stem).lower()
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    own = [p for p in files if p.stem.lower() in (stem, f"{stem}_mask")]
+    if own:
+        return own[0]
+    paired = [p for p in files if match_key(stem, p.stem)]
+    if len(paired) == 1:
+        return paired[0]
+    raise InputError(
+        f"{image}: no FOV mask for it in {folder}"
+        + (f" ({len(paired)} files could be it: {', '.join(p.name for p in paired[:4])})" if paired else "")
+    )

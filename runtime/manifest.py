@@ -84,6 +84,24 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def manifest_path(model_dir: str | Path) -> Path:
+    """Where ``model_dir``'s manifest lies (whether or not it is there)."""
+    return Path(model_dir) / MANIFEST
+
+
+def is_model_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a model folder: a folder with a manifest file. The one test every caller uses to
+    tell a model folder from an image folder, a checkpoint or a name; the manifest's content is checked by
+    ``read_manifest`` (schema, names) and ``check_model_dir`` (hashes) when it is used."""
+    return manifest_path(path).is_file()
+
+
+def manifest_sha256(model_dir: str | Path) -> str:
+    """The sha256 of ``model_dir``'s manifest: it pins every file's sha256, so it names the model's bytes
+    (recorded by derived folders, bench cells, archive jobs and the server)."""
+    return sha256(manifest_path(model_dir))
+
+
 def confined(folder: str | Path, name: object, where: str) -> Path:
     """``folder / name`` for a file that ``where`` (a manifest, a deploy.yaml) names: a plain file name (no
     folder part, not absolute, not '..') that is not a symlink and lies in ``folder`` once resolved.
@@ -262,7 +280,7 @@ def read_manifest(model_dir: str | Path) -> Manifest:
     """The manifest of ``model_dir``, its file names checked (each a plain file of its format, inside the
     folder, no symlink); hashes are checked by ``verify_files`` when a format is loaded."""
     model_dir = Path(model_dir)
-    path = model_dir / MANIFEST
+    path = manifest_path(model_dir)
     if not model_dir.is_dir():
         raise ModelError(f"{model_dir}: no such model folder")
     if not path.is_file():

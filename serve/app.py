@@ -31,7 +31,7 @@ from fundus_edge.runtime.batch import encode_outputs, file_error, prob_to_uint8
 from fundus_edge.runtime.errors import FundusEdgeError, InputError
 from fundus_edge.runtime.fov import fov_diameter
 from fundus_edge.runtime.images import DEFAULT_MAX_PIXELS, ImageTooLarge, header_size, read_image
-from fundus_edge.runtime.manifest import sha256
+from fundus_edge.runtime.manifest import manifest_sha256
 
 PNG_KINDS = ("mask", "prob", "overlay")
 
@@ -175,7 +175,7 @@ class Service:
         self.options = options or ServeOptions()
         self.queue = EngineQueue(self.options.queue + 1)
         man = predictor.manifest
-        self.model_sha256 = sha256(Path(predictor.model_dir) / "manifest.yaml")
+        self.model_sha256 = manifest_sha256(predictor.model_dir)
         self.engine_info = {
             "engine": predictor.backend,
             "precision": predictor.precision,

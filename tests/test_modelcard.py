@@ -415,7 +415,7 @@ def test_update_perturb_measures_keeps_the_counts_and_refuses_to_overwrite_them(
     import fundus_edge.modelcard as mc
 
     monkeypatch.setattr(camera, "PERTURBATIONS", ("jpeg30", "grey"))
-    monkeypatch.setattr(mc, "PERTURB_DIR", tmp_path / "perturbations")
+    monkeypatch.setattr(mc.perturbations, "PERTURB_DIR", tmp_path / "perturbations")
     model = tmp_path / "tiny"
     model.mkdir()
     for f in tiny_model.iterdir():

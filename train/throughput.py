@@ -10,7 +10,6 @@ Set threads here (not OMP_NUM_THREADS outside): Paddle reads the thread count wh
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
@@ -69,7 +68,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--to-static", action="store_true", help="trace the forward with paddle.jit.to_static")
     a = ap.parse_args(argv)
-    os.environ["OMP_NUM_THREADS"] = str(a.threads)
+    from fundus_edge.runtime.threads import apply_threads
+
+    apply_threads(a.threads)
     from fundus_edge.runtime.cpu import cpu_model_and_flags, isa_flags
 
     from .config import resolve_config
