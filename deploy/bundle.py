@@ -6,6 +6,9 @@ validated figures and the CPU identity (name, generation, family / model, flags)
 the golden inputs with the outputs this exact engine + precision gave for them, and the sha256 of every
 other file. It imports the runtime only: the
 device that runs ``selftest`` has no Paddle, no quantizer and no bench.
+
+A bundle of candidates (``pack --candidates``; schema version 2) holds such bundles under ``candidates/``;
+its index is runtime.bundle_choice's, and ``read_bundle`` on it says so in one line.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
+from fundus_edge.runtime.bundle_choice import CANDIDATES, SET_SCHEMA_VERSION
 from fundus_edge.runtime.cpu import CpuIdentity, identity_of
 from fundus_edge.runtime.errors import IntegrityError, ModelError
 from fundus_edge.runtime.manifest import confined, sha256
@@ -54,6 +58,10 @@ class Validated:
     unsteady: bool | None = None
     # runtime.cpu.CpuIdentity.to_dict() of the record's machine; None in bundles packed before issue 42
     cpu_identity: dict | None = None
+    # An adapted model's bundle (deploy/adapted.py, issue 43): no bench row, so f1/auc/iou are the site's
+    # cross-validated estimate and p50_ms was timed at pack time; this holds its label, interval, the INT8
+    # build's check on the site and the timing rounds. None for a bundle packed from a bench row.
+    site: dict | None = None
 
     def identity(self) -> CpuIdentity:
         """The CPU the figures were measured on (a bundle without ``cpu_identity``: its name and flags)."""
@@ -110,6 +118,11 @@ def read_bundle(folder: str | Path) -> Bundle:
         raise IntegrityError(f"{path}: not valid YAML (changed or corrupted)") from None
     if not isinstance(d, dict) or d.get("schema") != SCHEMA:
         raise ModelError(f"{path}: not a fundus-edge bundle record")
+    if d.get("schema_version") == SET_SCHEMA_VERSION:
+        raise ModelError(
+            f"{path}: a bundle of {len(d.get('candidates') or [])} candidates, not one model"
+            f" (each is a bundle of its own in {folder / CANDIDATES}; selftest chooses among them)"
+        )
     if d.get("schema_version") != SCHEMA_VERSION:
         raise ModelError(
             f"{path}: bundle schema version {d.get('schema_version')!r} is not supported"

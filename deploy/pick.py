@@ -202,3 +202,25 @@ def table(rows: list[BenchRecord], runners_up: int = 4) -> str:
             f" | {f(r.size_mb, '{:.2f}')} |"
         )
     return "\n".join(lines)
+
+
+def listing(record: Record) -> str:
+    """Every row's key with its status, precision, p50 and F1: what a mistyped CHOICE points to
+    (``python -m fundus_edge.deploy.pick RECORD``)."""
+    f = lambda v, fmt: "-" if v is None else fmt.format(v)  # noqa: E731
+    return "\n".join(
+        f"{choice_key(r)}\t{r.status}\t{r.precision or '-'}"
+        f"\t{f(r.p50_ms, '{:.1f}')} ms\tF1 {f(r.f1, '{:.4f}')}"
+        + (f"\t{r.device}" if str(r.device or "cpu") != "cpu" else "")
+        + (f"\tshape {r.shape_requested}" if r.shape_requested else "")
+        for r in sorted(record.rows, key=choice_key)
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        print(listing(read_record(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_RECORD)))
+    except InputError as exc:
+        sys.exit(f"error: {exc}")

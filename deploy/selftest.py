@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from fundus_edge.measure.timing import Timing, TimingPolicy, time_calls
+from fundus_edge.runtime.bundle_choice import is_set
 from fundus_edge.runtime.cpu import cpu_identity, has_bf16, has_vnni, isa_flags
 from fundus_edge.runtime.errors import FundusEdgeError, one_line
 from fundus_edge.runtime.images import read_binary, read_image
@@ -109,78 +110,97 @@ def time_goldens(pred: Predictor, images: list, runs: int) -> Timing:
     return Timing(tuple(samples[:runs]))
 
 
-def selftest(folder: str | Path, runs: int = 10, threads: int | None = None) -> SelftestResult:
+class Failed(Exception):
+    """A check that did not pass: its reason is the FAIL line."""
+
+
+@dataclass
+class Checked:
+    """A bundle whose hashes, CPU and goldens passed: its engine loaded, ready to be timed."""
+
+    bundle: Bundle
+    pred: Predictor
+    images: list
+    summary: str
+    emulated: str | None
+
+
+def check_bundle(folder: Path, threads: int | None, notes: list[str]) -> Checked:
+    """Every check of a single bundle but the timing; raises Failed (or the runtime's error) with the
+    reason."""
+    b = read_bundle(folder)
+    n = verify_bundle(folder, b)
+    notes.append(f"{n} files match their sha256")
+    if b.machine and norm_machine(b.machine) != here_platform().machine:
+        where = f"packed for {b.platform or b.machine}; this machine is {here_platform().name}"
+        raise Failed(f"{folder}: {where}")
+    emu = emulated()
+    why, warn = cpu_refusal(b, read_manifest(folder).quantization)
+    notes += [f"warning: {w}" for w in warn]
+    if why:
+        raise Failed(why)
+    pred = Predictor.load(
+        folder, backend=b.engine, threads=threads or b.threads, precision=b.precision_request, fmt=b.format
+    )
+    if pred.precision != b.precision:
+        raise Failed(f"{b.engine} runs {pred.precision} here; the bundle was validated at {b.precision}")
+    worst_dice, worst_diff, images = 1.0, 0.0, []
+    for g in b.goldens:
+        gdir = folder / GOLDENS
+        rgb = read_image(gdir / g.image)
+        p = pred.predict(rgb, fov="auto")
+        want_mask = read_binary(gdir / g.mask, "expected mask")
+        want_prob = read_prob(gdir / g.prob)
+        if p.mask.shape != want_mask.shape or p.prob.shape != want_prob.shape:
+            raise Failed(f"{g.image}: output is {p.mask.shape}, expected {want_mask.shape}")
+        d, diff = dice(p.mask, want_mask), float(np.abs(p.prob - want_prob).max())
+        notes.append(f"{g.image}: vessel Dice {d:.4f}, largest probability difference {diff:.2e}")
+        worst_dice, worst_diff = min(worst_dice, d), max(worst_diff, diff)
+        images.append(rgb)
+    if worst_dice < MIN_DICE:
+        raise Failed(
+            f"golden masks differ: vessel Dice {worst_dice:.4f} < {MIN_DICE}"
+            f" (largest probability difference {worst_diff:.2e})"
+        )
+    summary = (
+        f"{len(b.goldens)} goldens on {b.engine} {pred.precision}: vessel Dice >= {worst_dice:.4f},"
+        f" largest probability difference {worst_diff:.2e}"
+    )
+    return Checked(b, pred, images, summary, emu)
+
+
+def versus(b: Bundle) -> str:
+    """`` (validated 5.8 ms on AMD EPYC Zen 5; this CPU: AMD EPYC Zen 4)``, or "" without a figure."""
+    v = b.validated
+    if v.p50_ms is None:
+        return ""
+    there, here = v.identity(), cpu_identity()
+    other = "" if there.key == here.key else f"; this CPU: {here.short}"
+    how = "timed at pack" if v.site else "validated"  # an adapted model's bundle has no bench row
+    return f" ({how} {v.p50_ms:.1f} ms on {there.short}{other})"
+
+
+def selftest(
+    folder: str | Path, runs: int = 10, threads: int | None = None, recheck: bool = False
+) -> SelftestResult:
+    """PASS or FAIL for a bundle; a bundle of candidates is checked candidate by candidate and the fastest
+    that passes recorded as the device's choice (deploy/choose.py; ``recheck``: choose again)."""
     folder = Path(folder)
     notes: list[str] = []
     try:
-        b = read_bundle(folder)
-        n = verify_bundle(folder, b)
-        notes.append(f"{n} files match their sha256")
-        if b.machine and norm_machine(b.machine) != here_platform().machine:
-            return SelftestResult(
-                False,
-                f"{folder}: packed for {b.platform or b.machine}; this machine is {here_platform().name}",
-                notes,
-            )
-        emu = emulated()
-        why, warn = cpu_refusal(b, read_manifest(folder).quantization)
-        notes += [f"warning: {w}" for w in warn]
-        if why:
-            return SelftestResult(False, why, notes)
-        pred = Predictor.load(
-            folder,
-            backend=b.engine,
-            threads=threads or b.threads,
-            precision=b.precision_request,
-            fmt=b.format,
-        )
-        if pred.precision != b.precision:
-            return SelftestResult(
-                False,
-                f"{b.engine} runs {pred.precision} here; the bundle was validated at {b.precision}",
-                notes,
-            )
-        worst_dice, worst_diff, images = 1.0, 0.0, []
-        for g in b.goldens:
-            gdir = folder / GOLDENS
-            rgb = read_image(gdir / g.image)
-            p = pred.predict(rgb, fov="auto")
-            want_mask = read_binary(gdir / g.mask, "expected mask")
-            want_prob = read_prob(gdir / g.prob)
-            if p.mask.shape != want_mask.shape or p.prob.shape != want_prob.shape:
-                return SelftestResult(
-                    False, f"{g.image}: output is {p.mask.shape}, expected {want_mask.shape}", notes
-                )
-            d, diff = dice(p.mask, want_mask), float(np.abs(p.prob - want_prob).max())
-            notes.append(f"{g.image}: vessel Dice {d:.4f}, largest probability difference {diff:.2e}")
-            worst_dice, worst_diff = min(worst_dice, d), max(worst_diff, diff)
-            images.append(rgb)
-        if worst_dice < MIN_DICE:
-            return SelftestResult(
-                False,
-                f"golden masks differ: vessel Dice {worst_dice:.4f} < {MIN_DICE}"
-                f" (largest probability difference {worst_diff:.2e})",
-                notes,
-            )
-        summary = (
-            f"{len(b.goldens)} goldens on {b.engine} {pred.precision}: vessel Dice >= {worst_dice:.4f},"
-            f" largest probability difference {worst_diff:.2e}"
-        )
-        if emu:
+        if is_set(folder):
+            from .choose import selftest_set  # choose imports this module
+
+            return selftest_set(folder, runs=runs, threads=threads, recheck=recheck)
+        c = check_bundle(folder, threads, notes)
+        if c.emulated:
             # An emulator runs an inference 500x slower than the CPU it imitates: no speed verdict.
-            return SelftestResult(True, f"{summary}; emulated ({emu}): correctness only", notes)
-        t = time_goldens(pred, images, runs)
-        v = b.validated
-        there, here = v.identity(), cpu_identity()
-        vs = (
-            f" (validated {v.p50_ms:.1f} ms on {there.short}"
-            + ("" if there.key == here.key else f"; this CPU: {here.short}")
-            + ")"
-            if v.p50_ms is not None
-            else ""
+            return SelftestResult(True, f"{c.summary}; emulated ({c.emulated}): correctness only", notes)
+        t = time_goldens(c.pred, c.images, runs)
+        return SelftestResult(
+            True, f"{c.summary}; engine p50 {t.p50:.1f} ms over {t.runs} runs{versus(c.bundle)}", notes
         )
-        return SelftestResult(True, f"{summary}; engine p50 {t.p50:.1f} ms over {t.runs} runs{vs}", notes)
-    except FundusEdgeError as exc:
+    except (Failed, FundusEdgeError) as exc:
         return SelftestResult(False, str(exc).splitlines()[0], notes)
     except Exception as exc:  # noqa: BLE001 - an engine's own failure is a FAIL with its one line, not a traceback
         return SelftestResult(False, one_line(exc), notes)

@@ -15,7 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .engines import AUTO_ORDER, EngineOptions, engine_class, installed_engines
+from .bundle_choice import resolve as resolve_bundle
+from .engines import EngineOptions, engine_class, installed_engines
+from .engines.table import auto_order
 from .errors import EngineRunError, EngineUnavailable, InputError, one_line
 from .formats import formats_for
 from .fov import find_fov, fov_diameter
@@ -100,12 +102,14 @@ def choose_engine(manifest: Manifest, backend: str) -> tuple[str, str]:
     """(engine, format) for a backend request, checking what is installed and what the model has."""
     available = list(manifest.formats)
     if backend == "auto":
-        for name in AUTO_ORDER:
-            if name in installed_engines() and formats_for(name, available):
+        # The table's order read now, not at import: an engine ``register``ed since counts.
+        installed = installed_engines()
+        for name in auto_order():
+            if name in installed and formats_for(name, available):
                 return name, formats_for(name, available)[0]
         raise EngineUnavailable(
             f"no installed engine reads this model's formats ({', '.join(available)}); "
-            f"installed: {', '.join(installed_engines()) or 'none'}"
+            f"installed: {', '.join(installed) or 'none'}"
         )
     cls = engine_class(backend)  # raises a clear error when unknown or not installed
     fmts = formats_for(cls.name, available)
@@ -144,6 +148,7 @@ class Predictor:
         if self.train_diameter and self.scale.net_scale != 1.0:
             self.train_diameter = float(self.train_diameter) * self.scale.net_scale
         self.precision_choice = PrecisionChoice(None, None, "")  # set by load()
+        self.bundle_choice = None  # load() of a bundle of candidates: runtime.bundle_choice.Chosen
 
     @classmethod
     def load(
@@ -162,6 +167,13 @@ class Predictor:
         ``shapes``: the engine's input-shape options (EngineOptions static_hw / dynamic_shape)."""
         t0 = time.perf_counter()
         model_dir = Path(model_dir)
+        # A bundle of candidates (pack --candidates): the one selftest chose on this CPU, every file checked.
+        bundle = resolve_bundle(model_dir, backend)
+        if bundle is not None:
+            c = bundle.candidate
+            model_dir, backend, fmt = bundle.folder, c.engine, fmt or c.format
+            precision = c.precision_request if precision == AUTO else precision
+            threads = threads or c.threads
         manifest = read_manifest(model_dir)
         if device not in ("cpu", "gpu"):
             raise InputError(f"unknown device {device!r}; choose cpu or gpu")
@@ -205,6 +217,7 @@ class Predictor:
             )
         p = cls(model_dir, manifest, engine, scale)
         p.precision_choice = choice
+        p.bundle_choice = bundle
         p.prime()
         p.load_ms = (time.perf_counter() - t0) * 1e3
         return p
