@@ -7,8 +7,9 @@ The order of work, and what each step may read (train/adapt.py holds the fold me
    fold. The held-out folds pooled are the site's estimate, with a 95 % bootstrap interval over images.
 3. Learning curve: the same folds, fine-tuning on the first n images of each fold's training images
    (nested, seeded); n = 0 is the zero-shot model, n = all is step 2.
-4. The model fine-tuned on every site image (threshold on them), exported beside its manifest with a card
-   that records the site's file hashes, the cross-validated figures and the recipe.
+4. The model fine-tuned on every site image (threshold on them), exported beside its manifest; then
+   (fundus_edge/adapt_ship.py) its INT8 builds recalibrated and validated on the site's images, and a card
+   for each that records the site's file hashes, the cross-validated figures and the recipe.
 Nothing here reads a held-out fold before its fine-tune and threshold are fixed; every fold's result is saved
 as it finishes, so a killed run resumes from the folds it had done.
 """
@@ -160,10 +161,12 @@ def run_adapt(
     progress: bool = True,
     log=print,
     keep: str | Path | None = None,
+    ship: bool = True,
 ) -> AdaptReport:
     """See the module's docstring. ``out`` is created (resumed when it holds this run's folds). ``keep``:
     a data set whose *training* images every fine-tune also learns from (DRIVE for a two-camera model:
-    the model keeps its first camera); its test images are never read here."""
+    the model keeps its first camera); its test images are never read here. ``ship``: after the final
+    model, its INT8 builds recalibrated on the site and the cards (fundus_edge/adapt_ship.py)."""
     from fundus_edge.bench.machine import cpu_info
     from fundus_edge.runtime.manifest import read_manifest
     from fundus_edge.train import adapt as A
@@ -227,6 +230,12 @@ def run_adapt(
         report.final = final_model(model_dir, cfg, recipe, [*samples, *extra], out, progress)
         report.final["kept"] = str(keep) if keep else None
     (out / RESULTS).write_text(json.dumps(asdict(report), indent=1))
+    if final and ship:
+        # INT8 recalibrated on the site and the cards (fundus_edge/adapt_ship.py); adapt.json is written
+        # first, so a failure here leaves a run that `python -m fundus_edge.adapt_ship OUT` finishes.
+        from .adapt_ship import ship as ship_model
+
+        ship_model(out, data, log=log)
     return report
 
 
@@ -236,7 +245,7 @@ def final_model(model_dir: Path, cfg, recipe, samples, out: Path, progress: bool
     from fundus_edge.train.adapt import fine_tune
     from fundus_edge.train.checkpoint import read_checkpoint
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run = out / "final-run"
     fine_tune(model_dir, cfg, recipe, samples, run, progress)
     res = export_checkpoint(
@@ -246,4 +255,5 @@ def final_model(model_dir: Path, cfg, recipe, samples, out: Path, progress: bool
         "folder": str(res.model_dir),
         "threshold": round(float(read_checkpoint(run / "best").threshold), 4),
         "seconds": round(time.perf_counter() - t0, 1),
+        "cpu_seconds": round(time.process_time() - c0, 1),
     }
