@@ -3,10 +3,10 @@ as they are, the imported seed U-Net and --models folders.
 
 Missing ones are built one after another at the bench's thread count, the pruned fine-tune (the one long
 build, 644 s of 794 on 2 AVX2 cores) included unless the shipped models/default-pruned matches
-(``shipped_build``, as for the shipped INT8 folders). Two lanes of one thread would not finish sooner there:
-the fine-tune's step takes 1405 ms at one thread against 1111 ms at two (`python -m
-fundus_edge.train.throughput --config default --crop 96 --batch-size 8`), +170 s, about what the other
-builds (150 s) would save by running beside it.
+(``shipped_build``, as for the shipped INT8 folders, LiteRT's too: converting needs a venv of its own).
+Two lanes of one thread would not finish sooner there: the fine-tune's step takes 1405 ms at one thread
+against 1111 ms at two (`python -m fundus_edge.train.throughput --config default --crop 96 --batch-size
+8`), +170 s, about what the other builds (150 s) would save by running beside it.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 
 from fundus_edge.quantize.variants import (
+    CONVERTER_INT8,
     DEFAULT_MODEL,
     ENGINE_QUANTIZERS,
+    FP32,
     ROWS,
     SEED_UNET,
     Variant,
@@ -31,7 +33,9 @@ def seed_unet_dir(target: Path, force: bool = False) -> Path:
     """The seed tutorial's PaddleSeg U-Net (13.4 M), untrained (fixed seed), as a PaddleSeg user brings it:
     exported by PaddleSeg's own path (``WrappedModel`` + ``paddle.jit.save`` + deploy.yaml, legacy program so
     that paddle2onnx can convert it) and imported with ``import_paddleseg``."""
-    if (target / "manifest.yaml").is_file() and not force:
+    from fundus_edge.runtime.manifest import is_model_dir
+
+    if is_model_dir(target) and not force:
         return target
     from fundus_edge.export.child import run_child
     from fundus_edge.export.paddleseg import import_paddleseg
@@ -55,7 +59,9 @@ def seed_unet_dir(target: Path, force: bool = False) -> Path:
 
 def derived_variant(shipped: Path, name: str) -> Variant | None:
     """The row of a name such as small-int8 or small-pruned-int8 whose model is a folder of ``shipped``."""
-    return derived(name, lambda model: (shipped / model / "manifest.yaml").is_file())
+    from fundus_edge.runtime.manifest import is_model_dir
+
+    return derived(name, lambda model: is_model_dir(shipped / model))
 
 
 def recipe_row(name: str) -> Variant | None:
@@ -80,13 +86,15 @@ def extra_variants(extra) -> dict[str, Path]:
 
 def _kind(cfg, name: str, extra: dict) -> str:
     """How ``name`` is found: 'variant' (built from the default), 'extra', 'seed', 'shipped', 'derived'."""
+    from fundus_edge.runtime.manifest import is_model_dir
+
     if recipe_row(name) is not None:
         return "variant"
     if name in extra:
         return "extra"
     if name == SEED_UNET.name:
         return "seed"
-    if (cfg.shipped / name / "manifest.yaml").is_file():  # shipped as is (small, small-pruned)
+    if is_model_dir(cfg.shipped / name):  # shipped as is (small, small-pruned)
         return "shipped"
     if derived_variant(cfg.shipped, name) is not None:
         return "derived"
@@ -96,6 +104,7 @@ def _kind(cfg, name: str, extra: dict) -> str:
 def build_one(cfg, name: str, kind: str) -> Path:
     """Build build/models/<name> (``kind`` as ``_kind`` says)."""
     from fundus_edge.quantize.pipeline import build_variants, quantize
+    from fundus_edge.runtime.manifest import is_model_dir
 
     if kind == "seed":
         return seed_unet_dir(cfg.models_dir / name)
@@ -104,7 +113,7 @@ def build_one(cfg, name: str, kind: str) -> Path:
         raise InputError(f"building {name} needs DATA (training images for fine-tuning and calibration)")
     if kind == "variant":
         default = cfg.shipped / row.source
-        if not (default / "manifest.yaml").is_file():
+        if not is_model_dir(default):
             raise InputError(f"{default}: no shipped default model")
         # A pruned INT8 recipe quantizes the pruned model the bench measures: the shipped build when it
         # matches (no fine-tune here), else build/models/pruned.
@@ -152,7 +161,7 @@ def stale_build(cfg, name: str, kind: str) -> str:
     """Why build/models/<name> no longer matches the shipped model it was built from ('' when it does, or
     when its manifest does not say): a shipped model replaced since would otherwise be benchmarked through
     the old model's INT8 or pruned files."""
-    from fundus_edge.runtime.manifest import read_manifest, sha256
+    from fundus_edge.runtime.manifest import is_model_dir, manifest_sha256, read_manifest
 
     if kind == "variant":
         base = cfg.shipped / DEFAULT_MODEL
@@ -160,13 +169,13 @@ def stale_build(cfg, name: str, kind: str) -> str:
         base = cfg.shipped / derived_variant(cfg.shipped, name).source
     else:
         return ""
-    if not (base / "manifest.yaml").is_file():
+    if not is_model_dir(base):
         return ""
     try:
         recorded = _recorded_sources(read_manifest(cfg.models_dir / name).source)
     except FundusEdgeError:
         return "its manifest is unreadable"
-    now = sha256(base / "manifest.yaml")
+    now = manifest_sha256(base)
     for path, sha in recorded:
         if Path(path).name == base.name and sha != now:
             return f"built from an older {base} (manifest sha256 {sha[:12]}, now {now[:12]})"
@@ -174,10 +183,15 @@ def stale_build(cfg, name: str, kind: str) -> str:
 
 
 def quantizer_settings(quantizer: str) -> dict:
-    """The quantization record's settings a bench build by ``quantizer`` (quantize's defaults) would write."""
+    """The quantization record's settings a bench build by ``quantizer`` (quantize's defaults) would write.
+    LiteRT's: the engine alone. Its converter's options (calibration views, layers kept in float) are chosen
+    per model on the training images and recorded in the shipped folder; a build here could not choose
+    them, so they are the shipped folder's own, not a mismatch."""
     from fundus_edge.quantize.engine_ptq import NncfOptions, OrtOptions
     from fundus_edge.runtime.cpu import has_vnni
 
+    if quantizer in CONVERTER_INT8:
+        return {"engine": quantizer, "method": "ptq"}
     if quantizer == "nncf":
         o = NncfOptions()
         return {
@@ -201,11 +215,11 @@ def pruning_settings(cfg, row: Variant, base: Path) -> dict:
     """The pruning record's settings a bench build of ``row`` from the float model folder ``base`` would
     write (quantize's fine-tune: ratio, iterations, fixed rate, the source's crop capped)."""
     from fundus_edge.quantize.pipeline import PRUNE_FINETUNE_LR, finetune_crop
-    from fundus_edge.runtime.manifest import read_manifest
+    from fundus_edge.runtime.manifest import manifest_path, read_manifest
     from fundus_edge.train.config import config_from_dict
 
     conf = read_manifest(base).source.get("config")
-    crop = config_from_dict(conf, str(base / "manifest.yaml")).optim.crop if isinstance(conf, dict) else None
+    crop = config_from_dict(conf, str(manifest_path(base))).optim.crop if isinstance(conf, dict) else None
     return {
         "ratio": row.prune,
         "finetune_iters": cfg.finetune_iters,
@@ -215,12 +229,13 @@ def pruning_settings(cfg, row: Variant, base: Path) -> dict:
 
 
 def shipped_build(cfg, name: str, kind: str) -> tuple[Path | None, str]:
-    """The shipped folder that is this variant's build, <model>-int8-nncf / -int8-ort or the default's
-    default-pruned: (folder, ''); else (None, why not: '' when none is shipped). It must come from the
-    shipped float model as it is now (its manifest's sha256) by the settings a build here would use
+    """The shipped folder that is this variant's build, <model>-int8-nncf / -int8-ort / -int8-litert or the
+    default's default-pruned: (folder, ''); else (None, why not: '' when none is shipped). It must come from
+    the shipped float model as it is now (its manifest's sha256) by the settings a build here would use
     (quantizer settings; pruning ratio and fine-tune), so the bench measures what it would otherwise
-    build."""
-    from fundus_edge.runtime.manifest import read_manifest, sha256
+    build. The default's fp32 is the shipped default itself where it holds LiteRT files
+    (``_shipped_float``)."""
+    from fundus_edge.runtime.manifest import is_model_dir, manifest_sha256, read_manifest
 
     row = (
         recipe_row(name)
@@ -231,14 +246,16 @@ def shipped_build(cfg, name: str, kind: str) -> tuple[Path | None, str]:
     )
     if row is None:
         return None, ""
-    engine_int8 = row.int8 in ENGINE_QUANTIZERS
+    if kind == "variant" and row.recipe == FP32:
+        return _shipped_float(cfg, row), ""
+    engine_int8 = row.int8 in ENGINE_QUANTIZERS + CONVERTER_INT8
     # Pruned: the default's own recipe only. A shipped pruned model asked for by its name (small-pruned) is
     # a model of its own (its card, its DRIVE test figure), benchmarked as shipped.
     if not engine_int8 and not (row.prune is not None and row.int8 is None and kind == "variant"):
         return None, ""
     base = cfg.shipped / row.source
     folder = cfg.shipped / derive(row.source, row.recipe).name  # the default's too: default-int8-nncf
-    if not (folder / "manifest.yaml").is_file() or not (base / "manifest.yaml").is_file():
+    if not is_model_dir(folder) or not is_model_dir(base):
         return None, ""
     man = read_manifest(folder)
     source = man.source if isinstance(man.source, dict) else {}
@@ -250,7 +267,7 @@ def shipped_build(cfg, name: str, kind: str) -> tuple[Path | None, str]:
         verb, src = "pruned", record.get("source")
         want = pruning_settings(cfg, row, base)
     sha = src.get("manifest_sha256") if isinstance(src, dict) else None
-    if sha != sha256(base / "manifest.yaml"):
+    if sha != manifest_sha256(base):
         return None, f"{folder} was {verb} from another {base} (manifest sha256 {str(sha)[:12]})"
     got = {k: record.get(k) for k in want}
     if got != want:
@@ -262,9 +279,25 @@ def shipped_build(cfg, name: str, kind: str) -> tuple[Path | None, str]:
     return folder, ""
 
 
+def _shipped_float(cfg, row: Variant) -> Path | None:
+    """The shipped default itself as the fp32 variant's build when it holds files a converter made (LiteRT's
+    model.tflite): a re-export (``build_variants``) writes the same network from the same weights but only
+    the formats export makes, so the fp32 variant would have no LiteRT row. None: export it as before."""
+    from fundus_edge.runtime.formats import FORMATS
+    from fundus_edge.runtime.manifest import is_model_dir, read_manifest
+
+    base = cfg.shipped / row.source
+    if not is_model_dir(base):
+        return None
+    converted = [f for f in read_manifest(base).formats if FORMATS.get(f) and FORMATS[f].made_by != "export"]
+    return base if converted else None
+
+
 def prepare_variants(cfg, progress: bool = True) -> tuple[dict, dict, dict]:
     """name -> model folder for the variants that exist or could be built; name -> error otherwise; and
     name -> seconds its build took."""
+    from fundus_edge.runtime.manifest import is_model_dir
+
     dirs, errors, todo = {}, {}, []
     extra = extra_variants(cfg.extra)
     for name in tuple(cfg.variants) + tuple(n for n in extra if n not in cfg.variants):
@@ -286,7 +319,7 @@ def prepare_variants(cfg, progress: bool = True) -> tuple[dict, dict, dict]:
         elif kind == "shipped":
             dirs[name] = cfg.shipped / name
         else:
-            built = (cfg.models_dir / name / "manifest.yaml").is_file()
+            built = is_model_dir(cfg.models_dir / name)
             stale = stale_build(cfg, name, kind) if built else ""
             if built and not stale:
                 dirs[name] = cfg.models_dir / name

@@ -46,6 +46,20 @@ CONVERT_TIMEOUT_S = 1800  # a DRIVE-sized U-Net takes 0.5-2 min on 2 cores (all 
 
 
 @dataclass(frozen=True)
+class Int8Options:
+    """How the INT8 file is made. The defaults are onnx2tf's own full-integer file; either option makes it
+    with TFLiteConverter on onnx2tf's saved model instead (litert_child.py), same settings otherwise."""
+
+    float_ops: tuple[str, ...] = ()  # TFLite ops kept in float (e.g. SOFTMAX)
+    calib_views: int = 1  # orientations of each calibration image: 1, 2 (+ flipped) or 4 (+ flip, turn)
+    float_layers: str = ""  # "first-last": each U-Net's first and last convolutions kept in float
+
+    @property
+    def own(self) -> bool:
+        return bool(self.float_ops) or self.calib_views > 1 or bool(self.float_layers)
+
+
+@dataclass(frozen=True)
 class LiteRtResult:
     model_dir: Path
     int8_dir: Path | None
@@ -191,14 +205,26 @@ def _fit(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 # -- conversion -------------------------------------------------------------------------------------------
-def run_converter(py: Path, onnx_copy: Path, out: Path, shape: tuple, name: str, calib: Path | None) -> dict:
+def run_converter(
+    py: Path,
+    onnx_copy: Path,
+    out: Path,
+    shape: tuple,
+    name: str,
+    calib: Path | None,
+    int8: Int8Options = Int8Options(),  # noqa: B008 - frozen
+) -> dict:
     """onnx2tf in the converter venv on ``onnx_copy`` (which it overwrites); its versions."""
     from fundus_edge.export.child import failure_line
 
     args = [str(py), str(Path(__file__).with_name("litert_child.py")), "--onnx", str(onnx_copy)]
     args += ["--out", str(out), "--input", name, "--shape", ",".join(map(str, shape))]
     if calib is not None:
-        args += ["--calib", str(calib)]
+        args += ["--calib", str(calib), "--calib-views", str(int8.calib_views)]
+        if int8.float_ops:
+            args += ["--float-ops", ",".join(int8.float_ops)]
+        if int8.float_layers:
+            args += ["--float-layers", int8.float_layers]
     env = {**os.environ, "PATH": f"{py.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("PYTHONPATH", None)  # nothing of the project's venv may leak into the converter's
     env["VIRTUAL_ENV"] = str(py.parent.parent)
@@ -272,6 +298,7 @@ def convert(
     venv: str | Path | None = None,
     force: bool = False,
     hw: tuple[int, int] | None = None,
+    int8: Int8Options = Int8Options(),  # noqa: B008 - frozen
 ) -> LiteRtResult:
     """Convert ``model_dir``'s ONNX file to LiteRT files (see the module's doc); the manifests are written
     through runtime.manifest, so every file is hashed. ``hw``: the input size to convert at (default: the
@@ -300,7 +327,7 @@ def convert(
         if "int8" in precisions:
             calib = tmp / "calib.npy"
             np.save(calib, calibration_inputs(model_dir, data, calib_images, hw))
-        versions = run_converter(py, onnx_copy, tmp / "out", (1, channels, *hw), name, calib)
+        versions = run_converter(py, onnx_copy, tmp / "out", (1, channels, *hw), name, calib, int8)
         made = {p: tmp / "out" / f"model_{_ONNX2TF[p]}.tflite" for p in precisions}
         missing = [p for p, f in made.items() if not f.is_file()]
         if missing:
@@ -316,7 +343,7 @@ def convert(
         if "int8" in precisions:
             n = int(np.load(calib, mmap_mode="r").shape[0])
             int8_dir = _write_int8(
-                model_dir, Path(int8_out), made["int8"], record, n, time.perf_counter() - t0
+                model_dir, Path(int8_out), made["int8"], record, n, time.perf_counter() - t0, int8
             )
             files["int8"] = int8_dir / FORMATS["tflite-int8"].files[0]
     return LiteRtResult(model_dir, int8_dir, files, time.perf_counter() - t0, hw)
@@ -342,7 +369,9 @@ def _write_float(model_dir: Path, man, made: dict, record: dict) -> dict:
     return {p: model_dir / FORMATS[_FORMAT[p]].files[0] for p in made}
 
 
-def _write_int8(model_dir: Path, out: Path, src: Path, record: dict, n_calib: int, seconds: float) -> Path:
+def _write_int8(
+    model_dir: Path, out: Path, src: Path, record: dict, n_calib: int, seconds: float, opts: Int8Options
+) -> Path:
     """A model folder of its own for the INT8 file: the float model's manifest with its quantization record
     (what the runtime needs is in the file itself: input and output scales and zero points, recorded here too)
     and the float model it was made from."""
@@ -362,11 +391,19 @@ def _write_int8(model_dir: Path, out: Path, src: Path, record: dict, n_calib: in
     io = tflite_io(dst)
     quant = {
         "method": "ptq",
-        "tool": f"{record['converter']} (TFLiteConverter full-integer)",
+        "tool": f"{record['converter']} (TFLiteConverter full-integer"
+        + (", on onnx2tf's saved model" if opts.own else "")
+        + ")",
         "engine": "litert",
         "calibration_images": n_calib,
-        "calibration": f"training images as the runtime prepares them, fitted to {record['converted_at']}",
-        "activations": "int8",
+        "calibration": f"training images as the runtime prepares them, fitted to {record['converted_at']}"
+        + (f", each in {opts.calib_views} orientations" if opts.calib_views > 1 else ""),
+        "activations": "int8" + (f" ({', '.join(opts.float_ops)} in float)" if opts.float_ops else ""),
+        **(
+            {"float_layers": "each U-Net's first and last convolutions kept in float32"}
+            if opts.float_layers
+            else {}
+        ),
         "weights": "int8 per channel",
         "input": io["input"],
         "output": io["output"],
@@ -418,6 +455,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", help="data set whose training images calibrate INT8 (DRIVE)")
     ap.add_argument("--int8-out", help="folder for the INT8 model (e.g. models/NAME-int8-litert)")
     ap.add_argument("--calib-images", type=int, default=20)
+    ap.add_argument(
+        "--float-ops",
+        default="",
+        help="INT8: TFLite ops kept in float, comma list (e.g. SOFTMAX), by TFLiteConverter on onnx2tf's "
+        "saved model",
+    )
+    ap.add_argument(
+        "--calib-views",
+        type=int,
+        default=1,
+        choices=(1, 2, 4),
+        help="INT8: each calibration image also flipped (2), and turned (4)",
+    )
+    ap.add_argument(
+        "--float-layers",
+        default="",
+        choices=("", "first-last"),
+        help="INT8: keep each U-Net's first and last convolutions in float32 (first-last)",
+    )
     ap.add_argument("--size", help="H,W to convert at (default: the first input at the training scale)")
     ap.add_argument("--force", action="store_true", help="replace existing LiteRT files / the INT8 folder")
     a = ap.parse_args(argv)
@@ -434,6 +490,11 @@ def main(argv: list[str] | None = None) -> int:
                 a.venv,
                 a.force,
                 _size(a.size),
+                Int8Options(
+                    tuple(o.strip().upper() for o in a.float_ops.split(",") if o.strip()),
+                    a.calib_views,
+                    a.float_layers,
+                ),
             )
             for p, f in r.files.items():
                 print(f"{p}: {f} ({f.stat().st_size / 1e6:.2f} MB)")

@@ -22,8 +22,10 @@ INT8_METHODS = {
     "qat": ("PaddleSlim QAT", "legacy program + QDQ ONNX for every engine"),
     "nncf": ("OpenVINO's NNCF", "OpenVINO IR"),
     "ort": ("ONNX Runtime's quantize_static", "QDQ ONNX"),
+    "litert": ("LiteRT's converter (onnx2tf, in its own venv)", "full-integer INT8 .tflite"),
 }
 ENGINE_QUANTIZERS = ("nncf", "ort")  # the engines' own quantizers, from the float ONNX file
+CONVERTER_INT8 = ("litert",)  # INT8 by an engine's converter, from the float ONNX file (export.litert)
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Variant:
     source: str | None  # the shipped model folder it is made from; None: the seed tutorial's U-Net
     recipe: str | None  # the RECIPES row applied to ``source``; None: ``source`` as shipped
     prune: float | None = None  # share of 3x3 filters pruned (then fine-tuned)
-    int8: str | None = None  # None | ptq | nncf | ort (INT8_METHODS)
+    int8: str | None = None  # None | ptq | nncf | ort | litert (INT8_METHODS)
     float_counterpart: str | None = None  # the float variant an INT8 one is held to
     default_bench: bool = field(default=True, compare=False)  # in BenchConfig.variants' default
 
@@ -55,6 +57,7 @@ RECIPES: tuple[Variant, ...] = (
     _recipe("pruned-int8", prune=PRUNE_RATIO, int8="ptq", float_of="pruned"),
     _recipe("int8-nncf", int8="nncf", float_of=FP32),
     _recipe("int8-ort", int8="ort", float_of=FP32),
+    _recipe("int8-litert", int8="litert", float_of=FP32),
     _recipe("pruned-int8-nncf", prune=PRUNE_RATIO, int8="nncf", float_of="pruned", default_bench=False),
 )
 RECIPE_NAMES = tuple(r.name for r in RECIPES)
@@ -96,15 +99,18 @@ TABLE: tuple[Variant, ...] = (
     shipped("wnet"),
     derive("wnet", "int8-nncf", default_bench=True),
     derive("wnet", "int8-ort", default_bench=True),
+    derive("wnet", "int8-litert", default_bench=True),
     shipped("wnet-small"),
     derive("wnet-small", "int8-nncf"),
     derive("wnet-small", "int8-ort"),
     shipped("s2d-fast"),
     derive("s2d-fast", "int8-nncf", default_bench=True),
     derive("s2d-fast", "int8-ort", default_bench=True),
+    derive("s2d-fast", "int8-litert", default_bench=True),
     shipped("s2d-wnet"),
     derive("s2d-wnet", "int8-nncf", default_bench=True),
     derive("s2d-wnet", "int8-ort", default_bench=True),
+    derive("s2d-wnet", "int8-litert", default_bench=True),
     SEED_UNET,
 )
 ROWS = {v.name: v for v in TABLE}

@@ -39,6 +39,7 @@ BENCH_BEFORE = (
     "pruned-int8",
     "int8-nncf",
     "int8-ort",
+    "int8-litert",  # added with LiteRT's shipped INT8 folders (issue #40), each model's after its -int8-ort
     "small",
     # small-int8(-nncf, -ort) and wnet-small-int8-(nncf, ort) left the default sweep (issue #42: the bench in
     # 25 minutes on an AVX2-only CPU); they stay in the table
@@ -46,13 +47,16 @@ BENCH_BEFORE = (
     "wnet",
     "wnet-int8-nncf",
     "wnet-int8-ort",
+    "wnet-int8-litert",
     "wnet-small",
     "s2d-fast",  # added with the model (issue #34)
     "s2d-fast-int8-nncf",
     "s2d-fast-int8-ort",
+    "s2d-fast-int8-litert",
     "s2d-wnet",  # added with the model (issue #34)
     "s2d-wnet-int8-nncf",
     "s2d-wnet-int8-ort",
+    "s2d-wnet-int8-litert",
     "seed-unet",
 )
 RECIPES_BEFORE = {
@@ -62,6 +66,7 @@ RECIPES_BEFORE = {
     "pruned-int8": {"prune": 0.5, "int8": "ptq"},
     "int8-nncf": {"int8": "nncf"},
     "int8-ort": {"int8": "ort"},
+    "int8-litert": {"int8": "litert"},
     "pruned-int8-nncf": {"prune": 0.5, "int8": "nncf"},
 }
 
