@@ -46,6 +46,14 @@ def _image(data: str | None):
     return synthetic_fundus(np.random.default_rng(0))
 
 
+def default_backends() -> str:
+    """Every engine that reads ONNX (the one file this tool exports), in backend "auto"'s order, from the
+    engine table: an engine added there is timed here too."""
+    from fundus_edge.runtime.engines.table import auto_order, formats
+
+    return ",".join(n for n in auto_order() if "onnx" in formats(n))
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="wnet", help="a config name or YAML file")
@@ -61,8 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--data", help="DRIVE (test image 01); a synthetic image without it")
     ap.add_argument(
         "--backends",
-        default="openvino,onnxruntime",
-        help="engines to time, each optionally with a precision (openvino:bf16)"
+        default=default_backends(),
+        help="engines to time (default: those that read ONNX, %(default)s), each optionally with a precision"
+        " (openvino:bf16)"
         " or an INT8 quantizer (openvino+nncf, onnxruntime+ort)",
     )
     ap.add_argument("--threads", type=int, default=2)

@@ -106,7 +106,7 @@ def _table(rows: list[dict], front: set[int]) -> str:
     return f'<table id="results"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _symbol(r: dict) -> str:
+def marker_symbol(r: dict) -> str:
     """The engine's marker (the engine table's), hollow for a reduced precision (int8, bf16, fp16)."""
     e = ENGINE_TABLE.get(r.get("backend"))
     return (e.marker if e else "x") + (
@@ -127,7 +127,7 @@ def _variant_traces(scored: list[dict]) -> list:
                 y=[r["f1"] for r in rs],
                 mode="markers",
                 name=variant,
-                marker={"size": 11, "symbol": [_symbol(r) for r in rs], "line": {"width": 2}},
+                marker={"size": 11, "symbol": [marker_symbol(r) for r in rs], "line": {"width": 2}},
                 text=[_row_name(r) for r in rs],
                 hovertemplate="%{text}<br>p50 %{x:.1f} ms<br>F1 %{y:.4f}<extra></extra>",
             )

@@ -35,6 +35,9 @@ SHIP_JSON = "ship.json"
 FLOAT_FOLDER = "model"
 INT8_PREFIX = "model-int8-"
 RUNS = 10  # engine calls per timing round, as selftest times a bundle
+# The key of an INT8 build's site check under each engine in its manifest's ``validated`` record (a record
+# key, not a variant name); fundus_edge/adapt_ship.py writes it under this name.
+SITE_CHECK = "int8"
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,11 @@ def adapted_of(folder: Path) -> Adapted | None:
             raise InputError(
                 f"{folder}: not an INT8 build of {float_dir} (its manifest names another float model)"
             )
-        int8 = {e: v["int8"] for e, v in (own.validated or {}).items() if isinstance(v, dict) and "int8" in v}
+        int8 = {
+            e: v[SITE_CHECK]
+            for e, v in (own.validated or {}).items()
+            if isinstance(v, dict) and SITE_CHECK in v
+        }
     return Adapted(folder, out, str(site), images, folds, estimate, int8)
 
 

@@ -69,11 +69,11 @@ def intervals(stats: ImageStats) -> dict:
     return {k: v.to_dict() for k, v in bootstrap(stats).items()}
 
 
-def _fold_file(out: Path, n: int | str, k: int) -> Path:
+def fold_file(out: Path, n: int | str, k: int) -> Path:
     return out / "folds" / f"n{n}-fold{k}.json"
 
 
-def _saved_fold(path: Path):
+def saved_fold(path: Path):
     from fundus_edge.train.adapt import FoldResult
 
     if not path.is_file():
@@ -150,6 +150,45 @@ def _curve(curve, split, zero, cv, fold_run, seed: int, log) -> list[CurvePoint]
     return points
 
 
+def _adaptable(model_dir: Path):
+    """(manifest, training config) of a float model whose manifest records how it was trained; else a
+    one-line InputError naming the folder."""
+    from fundus_edge.runtime.manifest import read_manifest
+    from fundus_edge.train.config import config_from_dict
+
+    man = read_manifest(model_dir)
+    if man.quantization:
+        raise InputError(f"{model_dir}: an INT8 model; adapt its float model (INT8 is recalibrated after)")
+    if "config" not in (man.source or {}):
+        raise InputError(f"{model_dir}: its manifest records no training config to fine-tune with")
+    return man, config_from_dict(man.source["config"], f"{model_dir}/manifest.yaml")
+
+
+def _report(
+    model_dir: Path, site, images: int, folds: int, recipe, zero, cv, points, cv_s: float
+) -> AdaptReport:
+    """The run's record from the zero-shot pass, the K held-out folds and the curve (the final model is
+    added after)."""
+    from fundus_edge.bench.machine import cpu_info
+    from fundus_edge.train.adapt import pooled
+
+    return AdaptReport(
+        model=str(model_dir),
+        site=str(site.root),
+        images=images,
+        folds=folds,
+        fov=site.fov_source,
+        recipe=asdict(recipe),
+        zero_shot=intervals(pooled([zero])),
+        cross_validated=intervals(pooled(cv)),
+        curve=[asdict(p) for p in points],
+        cv_seconds=round(cv_s, 1),
+        cv_cpu_seconds=round(zero.cpu_seconds + sum(r.cpu_seconds for r in cv), 1),
+        site_files=site_hashes(site),
+        cpu=cpu_info().get("cpu", ""),
+    )
+
+
 def run_adapt(
     model_dir: str | Path,
     data: str | Path,
@@ -167,18 +206,10 @@ def run_adapt(
     a data set whose *training* images every fine-tune also learns from (DRIVE for a two-camera model:
     the model keeps its first camera); its test images are never read here. ``ship``: after the final
     model, its INT8 builds recalibrated on the site and the cards (fundus_edge/adapt_ship.py)."""
-    from fundus_edge.bench.machine import cpu_info
-    from fundus_edge.runtime.manifest import read_manifest
     from fundus_edge.train import adapt as A
-    from fundus_edge.train.config import config_from_dict
 
     model_dir, out = Path(model_dir), Path(out)
-    man = read_manifest(model_dir)
-    if man.quantization:
-        raise InputError(f"{model_dir}: an INT8 model; adapt its float model (INT8 is recalibrated after)")
-    if "config" not in (man.source or {}):
-        raise InputError(f"{model_dir}: its manifest records no training config to fine-tune with")
-    cfg = config_from_dict(man.source["config"], f"{model_dir}/manifest.yaml")
+    man, cfg = _adaptable(model_dir)
     recipe = recipe or A.AdaptRecipe()
     site = A.read_labelled_site(data)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,8 +224,8 @@ def run_adapt(
     t_cv = time.perf_counter()
 
     def fold_run(n, k, train_idx, test_idx):
-        path = _fold_file(out, n, k)
-        r = _saved_fold(path)
+        path = fold_file(out, n, k)
+        r = saved_fold(path)
         if r is None:
             r = A.run_fold(
                 model_dir, cfg, recipe, samples, train_idx, test_idx, out / "work", k, progress, extra
@@ -211,21 +242,7 @@ def run_adapt(
         cv.append(fold_run("all", k, train_idx, test_idx))
     cv_s = time.perf_counter() - t_cv
     points = _curve(curve, split, zero, cv, fold_run, recipe.seed, log)
-    report = AdaptReport(
-        model=str(model_dir),
-        site=str(site.root),
-        images=len(samples),
-        folds=folds,
-        fov=site.fov_source,
-        recipe=asdict(recipe),
-        zero_shot=intervals(A.pooled([zero])),
-        cross_validated=intervals(A.pooled(cv)),
-        curve=[asdict(p) for p in points],
-        cv_seconds=round(cv_s, 1),
-        cv_cpu_seconds=round(zero.cpu_seconds + sum(r.cpu_seconds for r in cv), 1),
-        site_files=site_hashes(site),
-        cpu=cpu_info().get("cpu", ""),
-    )
+    report = _report(model_dir, site, len(samples), folds, recipe, zero, cv, points, cv_s)
     if final:
         report.final = final_model(model_dir, cfg, recipe, [*samples, *extra], out, progress)
         report.final["kept"] = str(keep) if keep else None

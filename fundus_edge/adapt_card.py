@@ -39,10 +39,10 @@ def fold_figures(out: Path, k: int) -> tuple[list[float], dict | None]:
     the gain is None when a fold file is missing."""
     from fundus_edge.train.adapt import pooled
 
-    from .adapt import _fold_file, _saved_fold
+    from .adapt import fold_file, saved_fold
 
-    cv = [_saved_fold(_fold_file(out, "all", i)) for i in range(k)]
-    zero = _saved_fold(_fold_file(out, 0, 0))
+    cv = [saved_fold(fold_file(out, "all", i)) for i in range(k)]
+    zero = saved_fold(fold_file(out, 0, 0))
     if zero is None or any(r is None for r in cv):
         return [], None
     per_fold = [point(r.stats)["f1"] for r in cv]

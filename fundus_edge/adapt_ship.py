@@ -127,7 +127,7 @@ def validate_on_site(int8: Path, float_dir: Path, engine: str, samples: list, th
     return point(got)["f1"], point(ref)["f1"], diff, dice
 
 
-def _guard(f1: float, f1_ref: float, dice: float) -> tuple[bool, str]:
+def site_guard(f1: float, f1_ref: float, dice: float) -> tuple[bool, str]:
     from fundus_edge.bench.sweep import MIN_AGREEMENT_FLOAT
     from fundus_edge.runtime.precision import TOLERANCE
 
@@ -160,6 +160,7 @@ def _existing(target: Path, model: Path, force: bool) -> bool:
 
 def site_int8(out: Path, quantizer: str, root: Path, samples: list, threads: int | None, log) -> Int8Check:
     """INT8 of ``OUT/model`` by ``quantizer``, calibrated on the site (``root``), guarded on ``samples``."""
+    from fundus_edge.deploy.adapted import SITE_CHECK
     from fundus_edge.export.exporter import source_record
     from fundus_edge.quantize.engine_ptq import engine_int8
     from fundus_edge.runtime.manifest import read_manifest, record_validation, write_manifest
@@ -176,13 +177,13 @@ def site_int8(out: Path, quantizer: str, root: Path, samples: list, threads: int
         src = {**man.source, "float_model": source_record(model)}
         write_manifest(tmp, _with(man, quantization=quant, source=src))
         f1, f1_ref, diff, dice = validate_on_site(tmp, model, engine, samples, threads)
-        passed, reason = _guard(f1, f1_ref, dice)
+        passed, reason = site_guard(f1, f1_ref, dice)
         check = Int8Check(
             quantizer, engine, None, n_cal, len(samples), round(f1, 5), round(f1_ref, 5),
             diff.to_dict(), round(dice, 5), passed, reason, 0.0,
         )  # fmt: skip
         if passed:
-            record_validation(tmp, engine, {"int8": _validation_record(check, tmp)})
+            record_validation(tmp, engine, {SITE_CHECK: _validation_record(check, tmp)})
             tmp.rename(target)
             check.folder = str(target)
     finally:

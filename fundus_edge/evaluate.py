@@ -70,6 +70,71 @@ class EvalReport(ReportHead):
         return "  ".join(parts)
 
 
+def _model_scorer(source: Path, threshold, backend, threads):
+    """(threshold, how, image -> probabilities) for an exported model folder, through the Predictor."""
+    from fundus_edge.runtime.predictor import Predictor
+
+    pred = Predictor.load(
+        source, backend=backend, threads=threads, precision=None
+    )  # the model's own precision (not auto): scores stay fp32 or int8 ones
+    thr = pred.threshold if threshold is None else threshold
+    via = f"{pred.backend} ({pred.device}, {pred.precision})"
+    return thr, via, lambda s: pred.predict(s.rgb, fov=s.fov).prob
+
+
+def _is_outputs_dir(source: Path) -> bool:
+    return source.is_dir() and (any(source.glob("*_prob.png")) or any(source.glob("*_mask.png")))
+
+
+def _outputs_scorer(source: Path, threshold):
+    """(threshold, how, image -> probabilities, pending) for a folder of `fundus-edge predict` outputs: the
+    files themselves are scored (the stable contract). The caller sets ``pending["stem"]`` before each image;
+    ``pending["pred"]`` then holds that image's saved mask when the masks are scored."""
+    from fundus_edge.runtime.images import read_raw
+
+    use_prob = any(source.glob("*_prob.png"))
+    use_mask = any(source.glob("*_mask.png")) and threshold is None
+    thr = 0.5 if threshold is None else threshold
+    via = (
+        "predict outputs ("
+        + ", ".join(
+            x
+            for x, on in (
+                ("F1 etc. from <stem>_mask.png", use_mask),
+                ("AUC from <stem>_prob.png / 255", use_prob),
+            )
+            if on
+        )
+        + ")"
+    )
+    pending = {}
+
+    def _png(kind):
+        f = source / f"{pending['stem']}_{kind}.png"
+        if not f.is_file():
+            raise ModelError(f"{f}: missing prediction for {pending['stem']}")
+        return read_raw(f)
+
+    def run(s):
+        if use_mask:
+            pending["pred"] = _png("mask") >= 128
+        return _png("prob").astype(np.float32) / 255.0 if use_prob else _png("mask") >= 128
+
+    return thr, via, run, pending
+
+
+def _checkpoint_scorer(source: Path, threshold):
+    """(threshold, how, image -> probabilities) for a training checkpoint, in Paddle dygraph."""
+    from fundus_edge.train.checkpoint import is_checkpoint, load_network
+    from fundus_edge.train.infer import predict_prob
+
+    if not is_checkpoint(source):
+        raise ModelError(f"{source}: neither a model folder (manifest.yaml) nor a training checkpoint")
+    net, info = load_network(source)
+    thr = info.threshold if threshold is None else threshold
+    return thr, "paddle dygraph", lambda s: predict_prob(net, s.rgb, info.config.preprocess, net.pad_multiple)
+
+
 def evaluate_source(
     source, data, split="test", layout="auto", threshold=None, backend="auto", threads=None, progress=True
 ) -> EvalReport:
@@ -80,63 +145,20 @@ def evaluate_source(
 
     source = Path(source)
     samples = discover(data, split=split, layout=layout)
+    pending = None  # only for predict outputs: the image being scored and its saved mask
     if is_model_dir(source):
-        from fundus_edge.runtime.predictor import Predictor
-
-        pred = Predictor.load(
-            source, backend=backend, threads=threads, precision=None
-        )  # the model's own precision (not auto): scores stay fp32 or int8 ones
-        thr = pred.threshold if threshold is None else threshold
-        via = f"{pred.backend} ({pred.device}, {pred.precision})"
-        run = lambda s: pred.predict(s.rgb, fov=s.fov).prob  # noqa: E731
-    elif source.is_dir() and (any(source.glob("*_prob.png")) or any(source.glob("*_mask.png"))):
-        # A folder of `fundus-edge predict` outputs: score the files themselves (the stable contract).
-        from fundus_edge.runtime.images import read_raw
-
-        use_prob = any(source.glob("*_prob.png"))
-        use_mask = any(source.glob("*_mask.png")) and threshold is None
-        thr = 0.5 if threshold is None else threshold
-        via = (
-            "predict outputs ("
-            + ", ".join(
-                x
-                for x, on in (
-                    ("F1 etc. from <stem>_mask.png", use_mask),
-                    ("AUC from <stem>_prob.png / 255", use_prob),
-                )
-                if on
-            )
-            + ")"
-        )
-        pending = {}
-
-        def _png(kind):
-            f = source / f"{pending['stem']}_{kind}.png"
-            if not f.is_file():
-                raise ModelError(f"{f}: missing prediction for {pending['stem']}")
-            return read_raw(f)
-
-        def run(s):
-            if use_mask:
-                pending["pred"] = _png("mask") >= 128
-            return _png("prob").astype(np.float32) / 255.0 if use_prob else _png("mask") >= 128
+        thr, via, run = _model_scorer(source, threshold, backend, threads)
+    elif _is_outputs_dir(source):
+        thr, via, run, pending = _outputs_scorer(source, threshold)
     else:
-        from fundus_edge.train.checkpoint import is_checkpoint, load_network
-        from fundus_edge.train.infer import predict_prob
-
-        if not is_checkpoint(source):
-            raise ModelError(f"{source}: neither a model folder (manifest.yaml) nor a training checkpoint")
-        net, info = load_network(source)
-        thr = info.threshold if threshold is None else threshold
-        via = "paddle dygraph"
-        run = lambda s: predict_prob(net, s.rgb, info.config.preprocess, net.pad_multiple)  # noqa: E731
+        thr, via, run = _checkpoint_scorer(source, threshold)
     acc = MetricAccumulator(threshold=thr)
     for s in tqdm(samples, desc="evaluate", disable=not progress, unit="img"):
-        if "pending" in locals():
+        if pending is not None:
             pending["stem"] = s.image.stem
         ls = load_sample(s)
         prob = run(ls)
-        acc.add(prob, ls.label, ls.fov, ls.name, pred=pending.get("pred") if "pending" in locals() else None)
+        acc.add(prob, ls.label, ls.fov, ls.name, pred=pending.get("pred") if pending is not None else None)
     pooled = acc.pooled()
     return EvalReport(
         str(source),

@@ -19,13 +19,14 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from fundus_edge.runtime.errors import InputError
+from fundus_edge.runtime.errors import InputError, nearest
 from fundus_edge.runtime.manifest import is_model_dir, sha256
 
 LEDGER_ENV = "FUNDUS_EDGE_LEDGER"
 # The committed ledger of this repository (found beside the package in a source checkout).
 REPO_LEDGER = Path(__file__).resolve().parents[1] / "docs" / "test-reads.csv"
 WHY = ("candidate", "gate", "shipped", "report")
+WHY_LIST = "fundus_edge.measure.ledger.WHY"  # where an error about a why sends the user
 TRAINING_SPLITS = ("train", "training")
 
 
@@ -84,7 +85,7 @@ def read_ledger(path: str | Path) -> list[TestRead]:
         raise InputError(f"{path}: not a test-read ledger (missing columns {', '.join(sorted(missing))})")
     bad = [r["why"] for r in rows if r["why"] not in WHY]
     if bad:
-        raise InputError(f"{path}: unknown why {bad[0]!r} (choose from {', '.join(WHY)})")
+        raise InputError(f"{path}: unknown why {bad[0]!r}{nearest(bad[0], WHY, WHY_LIST)}")
     return [TestRead(**{k: r.get(k) or "" for k in COLUMNS}) for r in rows]
 
 
@@ -102,7 +103,7 @@ def append_read(path: str | Path, row: TestRead) -> None:
     """Append ``row`` (its folder names made portable: the committed ledger names no machine path)."""
     row = portable_row(row)
     if row.why not in WHY:
-        raise InputError(f"unknown why {row.why!r}: choose from {', '.join(WHY)}")
+        raise InputError(f"unknown why {row.why!r}{nearest(row.why, WHY, WHY_LIST)}")
     path = Path(path)
     new = not path.is_file() or path.stat().st_size == 0
     names = COLUMNS

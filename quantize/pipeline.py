@@ -332,26 +332,55 @@ def quantize(
         else:
             # an INT8 build of a pruned model folder keeps its record
             ckpt, pruning = source, _inherited_pruning(source)
-        variant = ["pruned"] if pruning else []
-        if int8 is None:
-            return _float_build(ckpt, out, info, before, "-".join(variant), pruning)
-        if int8 in ENGINE_QUANTIZERS:
-            return _engine_int8(
-                source,
-                ckpt,
-                out,
-                work,
-                data,
-                info,
-                before,
-                variant,
-                pruning,
-                int8,
-                calib_images,
-                nncf_options,
-                ort_options,
-            )
-        return _paddle_int8(
+        return _build(
+            source,
+            ckpt,
+            out,
+            work,
+            data,
+            info,
+            before,
+            pruning,
+            int8,
+            algo,
+            ops,
+            finetune_iters,
+            calib_images,
+            nncf_options,
+            ort_options,
+        )
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _build(
+    source: Path,
+    ckpt: Path,
+    out: Path,
+    work: Path,
+    data,
+    info,
+    before: dict,
+    pruning,
+    int8: str | None,
+    algo: str,
+    ops,
+    finetune_iters: int,
+    calib_images: int,
+    nncf_options,
+    ort_options,
+) -> QuantizeResult:
+    """The build asked for from ``ckpt`` (the pruned checkpoint, or the source itself): the float model,
+    an engine's INT8 (NNCF, ONNX Runtime) or PaddleSlim's (PTQ, QAT)."""
+    variant = ["pruned"] if pruning else []
+    if int8 is None:
+        return _float_build(ckpt, out, info, before, "-".join(variant), pruning)
+    if int8 in ENGINE_QUANTIZERS:
+        return _engine_int8(
+            source,
             ckpt,
             out,
             work,
@@ -361,16 +390,25 @@ def quantize(
             variant,
             pruning,
             int8,
-            algo,
-            ops,
-            finetune_iters,
             calib_images,
+            nncf_options,
+            ort_options,
         )
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return _paddle_int8(
+        ckpt,
+        out,
+        work,
+        data,
+        info,
+        before,
+        variant,
+        pruning,
+        int8,
+        algo,
+        ops,
+        finetune_iters,
+        calib_images,
+    )
 
 
 def _float_build(ckpt: Path, out: Path, info, before: dict, variant: str, pruning) -> QuantizeResult:

@@ -28,7 +28,7 @@ from .precision import AUTO, PrecisionChoice, choose_precision
 from .preprocess import pad_to_multiple, preprocess
 from .scale import (
     DEFAULT_UPSAMPLE,
-    UPSAMPLERS,
+    check_upsampler,
     fov_scale,
     resize_image,
     run_tiled,
@@ -94,8 +94,7 @@ class ScaleOptions:
     reduced_decode: bool = True
 
     def __post_init__(self):
-        if self.upsample not in UPSAMPLERS:
-            raise InputError(f"unknown upsampling {self.upsample!r}; choose from {', '.join(UPSAMPLERS)}")
+        check_upsampler(self.upsample)
 
 
 def choose_engine(manifest: Manifest, backend: str) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, nearest
 from .fov import fov_diameter
 
 # Below this relative change resizing costs more detail than it gains.
@@ -66,6 +66,13 @@ UPSAMPLERS = ("linear", "cubic", "nearest", "guided", "mask")
 DEFAULT_UPSAMPLE = "mask"
 
 
+def check_upsampler(method: str) -> None:
+    """A one-line InputError for a method not in UPSAMPLERS, naming the nearest ones."""
+    if method not in UPSAMPLERS:
+        tail = nearest(method, UPSAMPLERS, "fundus_edge.runtime.scale.UPSAMPLERS")
+        raise InputError(f"unknown upsampling {method!r}{tail}")
+
+
 def upsample_prob(
     prob: np.ndarray,
     shape: tuple[int, int],
@@ -79,8 +86,7 @@ def upsample_prob(
     if prob.shape == tuple(shape):
         return prob
     h, w = shape
-    if method not in UPSAMPLERS:
-        raise InputError(f"unknown upsampling {method!r}; choose from {', '.join(UPSAMPLERS)}")
+    check_upsampler(method)
     if h < prob.shape[0] or method == "linear":
         return resize_prob(prob, shape)
     if method == "mask" and threshold is not None:

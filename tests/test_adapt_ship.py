@@ -84,9 +84,13 @@ def test_failed_guard_is_refused_not_written(adapted, tmp_path, monkeypatch):
 
     import fundus_edge.bench.sweep as sweep
 
-    from fundus_edge.adapt_ship import _guard, ship
+    from fundus_edge.adapt_ship import ship, site_guard
 
-    assert not _guard(0.80, 0.806, 0.99)[0] and not _guard(0.80, 0.80, 0.979)[0] and _guard(0.8, 0.8, 0.99)[0]
+    assert (
+        not site_guard(0.80, 0.806, 0.99)[0]
+        and not site_guard(0.80, 0.80, 0.979)[0]
+        and site_guard(0.8, 0.8, 0.99)[0]
+    )
     site, out = adapted
     copy = shutil.copytree(out, tmp_path / "adapt", ignore=shutil.ignore_patterns("model-int8-*"))
     monkeypatch.setattr(sweep, "MIN_AGREEMENT_FLOAT", 1.01)  # no build can reach it

@@ -104,11 +104,11 @@ def test_readme_front_header_is_the_tables_and_litert_has_a_column(tmp_path):
 
 def test_engine_markers_come_from_the_engine_table():
     pytest.importorskip("plotly", reason="plotly (the report's chart) is not installed")
-    from fundus_edge.bench.html_report import _symbol
+    from fundus_edge.bench.html_report import marker_symbol
 
     for name, e in ENGINE_TABLE.items():
-        assert _symbol({"backend": name, "precision": "fp32"}) == e.marker
-        assert _symbol({"backend": name, "precision": "int8"}) == e.marker + "-open"
+        assert marker_symbol({"backend": name, "precision": "fp32"}) == e.marker
+        assert marker_symbol({"backend": name, "precision": "int8"}) == e.marker + "-open"
 
 
 def test_the_same_record_renders_the_same_f1_as_its_committed_page():

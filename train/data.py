@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from fundus_edge.runtime.errors import InputError
+from fundus_edge.runtime.errors import InputError, nearest
 from fundus_edge.runtime.fov import estimate_fov
 from fundus_edge.runtime.images import IMAGE_SUFFIXES, read_binary, read_image
 
@@ -158,7 +158,9 @@ def discover(
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if layout not in LAYOUTS:
-        raise InputError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+        raise InputError(
+            f"unknown layout {layout!r}{nearest(layout, LAYOUTS, 'fundus_edge.train.data.LAYOUTS')}"
+        )
     layout = detect_layout(path) if layout == "auto" else layout
     if layout == "drive":
         return _drive(path, split)

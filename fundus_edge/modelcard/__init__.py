@@ -4,12 +4,14 @@ evaluation and per-engine latency, so every figure in the card comes from one re
     python -m fundus_edge.modelcard --run runs/default --model models/default --data DRIVE
 
 One module per part of the card (training, DRIVE test, test reads, perturbations, latency and bench,
-provenance, intended use, pruned models' cards); ``write`` holds the command line and the updates.
+provenance, intended use, pruned models' cards, INT8 folders' cards); ``write`` holds the command line
+and the updates.
 """
 
 from fundus_edge.modelcard import perturbations
 from fundus_edge.modelcard.common import ROOT, STATS_DIR, record_report, replace_section
-from fundus_edge.modelcard.drive_test import test_headline
+from fundus_edge.modelcard.drive_figures import test_headline
+from fundus_edge.modelcard.int8_build import int8_build_card, write_int8_card
 from fundus_edge.modelcard.intended_use import (
     DRIVE_POPULATION,
     INTENDED_HEAD,
@@ -53,6 +55,7 @@ __all__ = [
     "card_f1",
     "card_f1_text",
     "family_rows",
+    "int8_build_card",
     "intended_use_section",
     "latency",
     "main",
@@ -70,4 +73,5 @@ __all__ = [
     "test_headline",
     "update_card",
     "with_intended_use",
+    "write_int8_card",
 ]

@@ -128,7 +128,7 @@ def bench_section(bench_json: Path, name: str) -> list[str]:
     ]
 
 
-def _latency_section(model: Path, data: str, threads: int) -> list[str]:
+def latency_section(model: Path, data: str, threads: int) -> list[str]:
     from fundus_edge.runtime.cpu import cpu_model_and_flags, isa_flags
     from fundus_edge.runtime.images import read_image
 

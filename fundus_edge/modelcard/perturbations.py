@@ -25,7 +25,7 @@ def _perturb_command(model: Path, data: str, out: str) -> str:
     )
 
 
-def _robustness(model: Path, data: str, threads: int, force: bool = False) -> list[str]:
+def robustness_section(model: Path, data: str, threads: int, force: bool = False) -> list[str]:
     """Score the model under every perturbation through ONNX Runtime, keep the per-image counts in
     docs/test-stats/perturbations/NAME.json and return the card's section written from them."""
     import json

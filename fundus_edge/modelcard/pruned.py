@@ -8,17 +8,17 @@ from pathlib import Path
 
 from fundus_edge.measure.ledger import count_lineage, ledger_path, read_ledger
 from fundus_edge.modelcard.common import SCORING_ENGINE, record_report
-from fundus_edge.modelcard.drive_test import _test_section
+from fundus_edge.modelcard.drive_figures import drive_section
 from fundus_edge.modelcard.intended_use import with_intended_use
-from fundus_edge.modelcard.latency import _latency_section, bench_section
-from fundus_edge.modelcard.perturbations import _robustness
+from fundus_edge.modelcard.latency import bench_section, latency_section
+from fundus_edge.modelcard.perturbations import robustness_section
 from fundus_edge.modelcard.provenance import notes_section, provenance_section
 from fundus_edge.modelcard.reads import reads_section
 from fundus_edge.modelcard.training import architecture
 from fundus_edge.runtime.manifest import is_model_dir, read_manifest
 
 
-def _pruned_card(
+def pruned_card(
     model: Path,
     data: str,
     threads: int,
@@ -69,10 +69,10 @@ def _pruned_card(
         f"images only ({kept}); wall time {pr['finetune_s'] / 60:.1f} min on this CPU (2 cores).",
         "",
         *reads_section(model.name),
-        *_test_section(rep),
-        *_latency_section(model, data, threads),
+        *drive_section(rep),
+        *latency_section(model, data, threads),
         *(bench_section(Path(bench), model.name) if bench else []),
-        *(_robustness(model, data, threads) if perturb else []),
+        *(robustness_section(model, data, threads) if perturb else []),
         *provenance_section(model),
         f"Reproduce: `python -m fundus_edge.modelcard {argv_line}` ({time.strftime('%Y-%m-%d')}).",
         *(["", *notes_section(notes, model)] if notes else []),

@@ -48,7 +48,7 @@ def schedule(o) -> str:
 NO_LOG_CI = "no interval: the training log keeps pooled figures, not per-image counts"
 
 
-def _log_table(log: list[dict], perturbed: tuple, refit: bool = False, select: str = "robust") -> list[str]:
+def log_table(log: list[dict], perturbed: tuple, refit: bool = False, select: str = "robust") -> list[str]:
     if refit:
         return [
             "Training loss (a refit has no validation split; its figures are in the validation run's table, "
@@ -85,7 +85,7 @@ def _log_table(log: list[dict], perturbed: tuple, refit: bool = False, select: s
     ]
 
 
-def _run_lines(run: Path, data: str, man, best, last) -> tuple[str, str, str]:
+def run_lines(run: Path, data: str, man, best, last) -> tuple[str, str, str]:
     """Where a trained model's threshold came from, and the card's Data and Iterations lines."""
     from fundus_edge.evaluate import evaluate_source
 
@@ -128,7 +128,7 @@ def _run_lines(run: Path, data: str, man, best, last) -> tuple[str, str, str]:
     return thr_src, data_line, iters_line
 
 
-def _recipe_line(o, man) -> str:
+def recipe_line(o, man) -> str:
     return (
         f"- Recipe: {o.batch_size} random {o.crop}x{o.crop} crops per step, rotation/scale/flip/90° turns, "
         f"colour jitter; cross-entropy + {o.dice_weight} x Dice (vessel); "

@@ -11,19 +11,21 @@ from pathlib import Path
 
 from fundus_edge.measure.ledger import identify
 from fundus_edge.modelcard.common import SCORING_ENGINE, record_report, replace_section
-from fundus_edge.modelcard.drive_test import _test_section, _with_intervals
+from fundus_edge.modelcard.drive_figures import drive_section, with_intervals
+from fundus_edge.modelcard.int8_build import write_int8_card
 from fundus_edge.modelcard.intended_use import with_intended_use
-from fundus_edge.modelcard.latency import _latency_section, bench_section
+from fundus_edge.modelcard.latency import bench_section, latency_section
 from fundus_edge.modelcard.perturbations import (
     PERTURB_HEAD,
-    _robustness,
     perturb_stats,
     perturbation_section,
+    robustness_section,
 )
 from fundus_edge.modelcard.provenance import notes_section, provenance_section
-from fundus_edge.modelcard.pruned import _pruned_card, pruned_build_card
+from fundus_edge.modelcard.pruned import pruned_build_card, pruned_card
 from fundus_edge.modelcard.reads import READS_HEAD, reads_section
-from fundus_edge.modelcard.training import TEST_DATA_NOTE, _log_table, _recipe_line, _run_lines, architecture
+from fundus_edge.modelcard.training import TEST_DATA_NOTE, architecture, log_table, recipe_line, run_lines
+from fundus_edge.runtime.errors import FundusEdgeError
 from fundus_edge.runtime.manifest import is_model_dir, read_manifest
 
 
@@ -44,12 +46,12 @@ def update_card(
     lines = card.read_text().splitlines()
     for sec in sections:
         if sec == "perturb":
-            lines = replace_section(lines, PERTURB_HEAD, _robustness(model, data, threads, force))
+            lines = replace_section(lines, PERTURB_HEAD, robustness_section(model, data, threads, force))
         elif sec == "perturbations":
             path = Path(stats) if stats else perturb_stats(model)
             lines = replace_section(lines, PERTURB_HEAD, perturbation_section(path, model))
         elif sec == "latency":
-            lines = replace_section(lines, "## Latency", _latency_section(model, data, threads))
+            lines = replace_section(lines, "## Latency", latency_section(model, data, threads))
         elif sec == "bench":
             if not bench:
                 raise SystemExit("--update bench needs --bench RESULTS_JSON")
@@ -72,7 +74,7 @@ def update_card(
         elif sec == "intended-use":
             lines = with_intended_use(lines, model)
         elif sec == "intervals":
-            lines = _with_intervals(lines, model, stats)
+            lines = with_intervals(lines, model, stats)
         elif sec == "provenance":
             lines = replace_section(
                 lines, "## Provenance", provenance_section(model, Path(run) if run else None)
@@ -91,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", help="training run folder (log.csv, best/); required unless --update")
     ap.add_argument("--model", required=True)
-    ap.add_argument("--data", help="DRIVE (required but with --pruned-build)")
+    ap.add_argument("--data", help="DRIVE (required but with --pruned-build and --int8-build)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-command", default="")
     ap.add_argument(
@@ -118,6 +120,13 @@ def _parser() -> argparse.ArgumentParser:
         "manifest and the test-read ledger alone: no DRIVE read, no timing, no --data",
     )
     ap.add_argument(
+        "--int8-build",
+        action="store_true",
+        help="the card of a shipped INT8 folder (models/NAME-int8-litert) from its manifest, its float "
+        "model's manifest and card, and the test-read ledger: no DRIVE read, no timing, no --data; an "
+        "existing card is replaced only with --force",
+    )
+    ap.add_argument(
         "--update",
         help="only rewrite these sections of an existing card (comma list of perturb, perturbations, "
         "latency, bench, notes, reads, provenance, intended-use, intervals); --run is then read only by "
@@ -132,7 +141,9 @@ def _parser() -> argparse.ArgumentParser:
         "of its perturbed read (default docs/test-stats/perturbations/NAME.json)",
     )
     ap.add_argument(
-        "--force", action="store_true", help="overwrite the per-image file of a perturbed read (--perturb)"
+        "--force",
+        action="store_true",
+        help="overwrite the per-image file of a perturbed read (--perturb); replace the card (--int8-build)",
     )
     return ap
 
@@ -151,7 +162,7 @@ def _trained_card(a, argv_line: str) -> list[str]:
     rep = evaluate_source(model, a.data, split="test", backend=SCORING_ENGINE, progress=False)
     record_report(rep, model, "python -m fundus_edge.modelcard " + argv_line)
     refit = best.config.data.val_count == 0
-    thr_src, data_line, iters_line = _run_lines(run, a.data, man, best, last)
+    thr_src, data_line, iters_line = run_lines(run, a.data, man, best, last)
     lines = [
         f"# Model card: `{man.name}`",
         "",
@@ -163,7 +174,7 @@ def _trained_card(a, argv_line: str) -> list[str]:
         "## Training",
         f"- Command: `{a.train_command or 'fundus-edge train --config ' + man.name}`",
         data_line,
-        _recipe_line(best.config.optim, man),
+        recipe_line(best.config.optim, man),
         iters_line,
         "",
         "Config (`" + str(run / "config.yaml") + "`):",
@@ -172,13 +183,13 @@ def _trained_card(a, argv_line: str) -> list[str]:
         (run / "config.yaml").read_text().strip(),
         "```",
         "",
-        *_log_table(log, best.config.optim.val_perturb, refit, best.config.optim.select),
+        *log_table(log, best.config.optim.val_perturb, refit, best.config.optim.select),
         "",
         *reads_section(model.name),
-        *_test_section(rep),
-        *_latency_section(model, a.data, a.threads),
+        *drive_section(rep),
+        *latency_section(model, a.data, a.threads),
         *(bench_section(Path(a.bench), model.name) if a.bench else []),
-        *(_robustness(model, a.data, a.threads, a.force) if a.perturb else []),
+        *(robustness_section(model, a.data, a.threads, a.force) if a.perturb else []),
         *provenance_section(model, run),
         # last: the date is taken when the card is done, after the measurements above
         f"Reproduce: `python -m fundus_edge.modelcard --run {a.run} --model {a.model} --data {a.data}"
@@ -193,6 +204,13 @@ def _trained_card(a, argv_line: str) -> list[str]:
 def main(argv=None) -> int:
     ap = _parser()
     a = ap.parse_args(argv)
+    if a.int8_build:
+        try:
+            card = write_int8_card(Path(a.model), a.force)
+        except FundusEdgeError as e:
+            raise SystemExit(str(e)) from None
+        print(card.read_text())
+        return 0
     if a.pruned_build:
         model = Path(a.model)
         (model / "MODEL_CARD.md").write_text("\n".join(pruned_build_card(model)) + "\n")
@@ -223,7 +241,7 @@ def main(argv=None) -> int:
         print((model / "MODEL_CARD.md").read_text())
         return 0
     if "pruning" in read_manifest(Path(a.model)).source:
-        lines = _pruned_card(
+        lines = pruned_card(
             Path(a.model), a.data, a.threads, a.train_command, a.perturb, a.notes, line, a.bench
         )
         lines = with_intended_use(lines, Path(a.model))

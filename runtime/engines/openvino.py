@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import EngineUnavailable
+from ..errors import EngineUnavailable, nearest
 from .base import Engine
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -66,7 +66,7 @@ class OpenVinoEngine(Engine):
         self._device = want
         precision = self.options.precision or "fp32"
         if precision not in _HINTS:
-            raise EngineUnavailable(f"openvino: precision {precision!r} not one of {', '.join(_HINTS)}")
+            raise EngineUnavailable(f"openvino: no precision {precision!r}{nearest(precision, _HINTS)}")
         if precision in _NEEDS and _NEEDS[precision] not in (have := capabilities(self._core, want)):
             raise EngineUnavailable(
                 f"openvino: precision {precision} cannot be honoured: {want} lacks {_NEEDS[precision]} "

@@ -9,7 +9,7 @@ from pathlib import Path
 from fundus_edge.modelcard.common import SCORING_ENGINE, STATS_DIR, engine_label
 
 
-def _with_intervals(lines: list[str], model: Path, stats: str = "") -> list[str]:
+def with_intervals(lines: list[str], model: Path, stats: str = "") -> list[str]:
     """The card's DRIVE test headline rewritten with 95 % intervals from its per-image statistics file
     (``evaluate --per-image-out``; default docs/test-stats/NAME.json): no second read of the test images. The
     file must hold the card's own figures (F1, AUC, IoU to 4 places), else it is another read's."""
@@ -60,7 +60,7 @@ def test_headline(pooled: dict, intervals: dict, stats_file: str = "") -> list[s
     ]
 
 
-def _test_section(rep, stats_file: str = "") -> list[str]:
+def drive_section(rep, stats_file: str = "") -> list[str]:
     m = rep.pooled
     return [
         f"## DRIVE test (20 images, 1st_manual, FOV pixels pooled, through {engine_label(SCORING_ENGINE)})",
