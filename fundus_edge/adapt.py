@@ -169,7 +169,7 @@ def _report(
 ) -> AdaptReport:
     """The run's record from the zero-shot pass, the K held-out folds and the curve (the final model is
     added after)."""
-    from fundus_edge.bench.machine import cpu_info
+    from fundus_edge.runtime.cpu import cpu_identity
     from fundus_edge.train.adapt import pooled
 
     return AdaptReport(
@@ -185,7 +185,7 @@ def _report(
         cv_seconds=round(cv_s, 1),
         cv_cpu_seconds=round(zero.cpu_seconds + sum(r.cpu_seconds for r in cv), 1),
         site_files=site_hashes(site),
-        cpu=cpu_info().get("cpu", ""),
+        cpu=cpu_identity().title,
     )
 
 

@@ -210,7 +210,12 @@ def _rule_section(adapt: dict, out: Path) -> list[str]:
             if final_cpu is not None
             else f"export {final['seconds'] / 60:.1f} min wall"
         )
-        + f" (wall time of the estimate: {adapt['cv_seconds'] / 60:.1f} min).",
+        + (
+            f" (wall time of the estimate: {adapt['cv_seconds'] / 60:.1f} min)."
+            if adapt["cv_seconds"] >= 60
+            # a rerun that resumed every fold from OUT/folds/ spends no time on the estimate itself
+            else " (every fold resumed from a saved one: no wall time of this run's)."
+        ),
         "",
     ]
 
