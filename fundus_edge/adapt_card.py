@@ -195,7 +195,7 @@ def _rule_section(adapt: dict, out: Path) -> list[str]:
     return [
         "## The rule, fixed before any fold was scored",
         f"{r['iters']} iterations of {r['batch_size']} random {r['crop']} px crops, Adam, one cosine cycle "
-        f"from {r['lr']:g} to {r['lr'] / 100:g}, {r['warmup']} warm-up iterations, seed {r['seed']}; the "
+        f"from {r['lr']:.0e} to {r['lr'] / 100:.0e}, {r['warmup']} warm-up iterations, seed {r['seed']}; the "
         "shipped model's loss, augmentation and camera copies; the threshold that maximises pooled F1 on the "
         "fine-tune's own training images; no checkpoint choice, no early stop (`train/adapt.py`, "
         "`AdaptRecipe`; docs/adapt.md). The final model's threshold was chosen the same way, on every site "
