@@ -20,12 +20,14 @@ from fundus_edge.measure.intervals import ImageStats, Interval, paired, point
 CARD = "MODEL_CARD.md"
 
 
+# Table cells in the cards' form (tests/test_modelcard.py): the figure, then its 95 % interval in brackets; the
+# table's header says "95 % CI".
 def _iv(d: dict | None) -> str:
-    return "n/a" if not d else Interval(**d).text()
+    return "n/a" if not d else f"{d['value']:.4f} ({d['low']:.3f}-{d['high']:.3f})"
 
 
 def _signed(iv: Interval) -> str:
-    return f"{iv.value:+.4f} (95 % CI {iv.low:+.3f} to {iv.high:+.3f})"
+    return f"{iv.value:+.4f} ({iv.low:+.3f} to {iv.high:+.3f})"
 
 
 def _in_order(s: ImageStats, names: tuple[str, ...]) -> ImageStats:
@@ -162,16 +164,16 @@ def _estimate_section(adapt: dict, out: Path) -> list[str]:
         "## The site's estimate (cross-validated)",
         f"Pooled FOV F1 and AUC, each with its 95 % bootstrap interval over the {n} images:",
         "",
-        "| | F1 | AUC |",
+        "| | F1 (95 % CI) | AUC (95 % CI) |",
         "| --- | --- | --- |",
         f"| zero-shot `{Path(adapt['model']).name}`"
         + (f" (its threshold {zero_thr})" if zero_thr is not None else "")
         + f" | {_iv(zs.get('f1'))} | {_iv(zs.get('auc'))} |",
-        f"| {adapt['folds']}-fold cross-validated (held-out folds pooled){folds} | **{_iv(cv.get('f1'))}** | "
+        f"| {adapt['folds']}-fold cross-validated (held-out folds pooled){folds} | {_iv(cv.get('f1'))} | "
         f"{_iv(cv.get('auc'))} |",
         "| gain, paired over the same images | "
         + (_signed(Interval(**gain)) if gain else "n/a (a fold file is missing in `folds/`)")
-        + " | |",
+        + " | n/a |",
         "",
         "## Learning curve",
         "The same folds, each fine-tune on the first n of its training images (nested, seeded); n = 0 is the "

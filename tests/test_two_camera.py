@@ -39,3 +39,11 @@ def test_write_card_refuses_what_it_cannot_stand_on(tmp_path):
         write_card(tmp_path, tmp_path, "s2d-fast")
     with pytest.raises(InputError, match="exists"):
         write_card(CARD.parent, tmp_path, "s2d-fast")
+
+
+def test_its_intended_use_names_both_cameras_and_what_it_is_not():
+    lines = CARD.read_text().splitlines()
+    assert next(x for x in lines if x.startswith("## ")) == "## Intended use and limits"
+    text = "\n".join(_section(lines, "## Intended use and limits"))
+    for said in ("Not a medical device", "not for diagnosis", "Canon CR5", "STARE", "TopCon"):
+        assert said in text, said
