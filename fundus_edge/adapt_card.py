@@ -20,8 +20,8 @@ from fundus_edge.measure.intervals import ImageStats, Interval, paired, point
 CARD = "MODEL_CARD.md"
 
 
-# Table cells in the cards' form (tests/test_modelcard.py): the figure, then its 95 % interval in brackets; the
-# table's header says "95 % CI".
+# Table cells in the cards' form (tests/test_modelcard.py): the figure, then its 95 % interval in brackets;
+# the table's header says "95 % CI".
 def _iv(d: dict | None) -> str:
     return "n/a" if not d else f"{d['value']:.4f} ({d['low']:.3f}-{d['high']:.3f})"
 

@@ -148,8 +148,8 @@ def test_notice_names_the_third_party_terms():
 
 
 def _cards() -> list[Path]:
-    # A two-camera model's card is written by fundus_edge.two_camera from its adapt run (its intended use names
-    # both cameras; tests/test_two_camera.py checks it), not by the DRIVE-only generator checked here.
+    # A two-camera model's card is written by fundus_edge.two_camera from its adapt run (its intended use
+    # names both cameras; tests/test_two_camera.py checks it), not by the DRIVE-only generator checked here.
     cards = [
         c
         for c in sorted((ROOT / "models").glob("*/MODEL_CARD.md"))

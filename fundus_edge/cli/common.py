@@ -120,3 +120,26 @@ def add_platform_args(p) -> None:
         action="store_true",
         help="use a record measured on another architecture than the device's",
     )
+
+
+def load_predictor(model, a: argparse.Namespace):
+    """``predict``'s and ``serve``'s model: a bundle of candidates runs the choice ``selftest`` recorded for
+    this CPU (made now when none stands: deploy.choose.ensure_choice), said on stderr; anything else loads as
+    given, with the verb's engine, device, threads, precision and scale options."""
+    import sys
+
+    from fundus_edge.deploy.choose import ensure_choice
+    from fundus_edge.runtime.predictor import Predictor, ScaleOptions
+
+    chose = ensure_choice(model)
+    pred = Predictor.load(
+        model,
+        backend=a.backend,
+        device=a.device,
+        threads=a.threads,
+        precision=a.precision,
+        scale=ScaleOptions(rescale=not a.no_rescale, crop_fov=not a.no_fov_crop),
+    )
+    if pred.bundle_choice:
+        print(chose or pred.bundle_choice.line, file=sys.stderr)
+    return pred

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fundus_edge.runtime.errors import FundusEdgeError
 
-from .common import add_engine_options, add_max_pixels, add_scale_options
+from .common import add_engine_options, add_max_pixels, add_scale_options, load_predictor
 from .models import PREDICT_MODEL, default_model_dir
 from .predict_ray import add_ray_options, run_ray
 
@@ -69,7 +69,6 @@ def run(a) -> int:
     from fundus_edge.runtime.batch import expand_inputs, predict_files, refuse_oversized
     from fundus_edge.runtime.bundle_choice import is_set
     from fundus_edge.runtime.manifest import is_model_dir
-    from fundus_edge.runtime.predictor import Predictor, ScaleOptions
 
     paths = list(a.paths)
     if paths and (is_model_dir(paths[0]) or is_set(paths[0])):
@@ -86,19 +85,7 @@ def run(a) -> int:
         return run_ray(a, model, files)
     if a.workers is not None or a.threads_per_worker is not None:
         raise FundusEdgeError("--workers and --threads-per-worker are options of --ray")
-    from fundus_edge.deploy.choose import ensure_choice
-
-    chose = ensure_choice(model)  # a bundle of candidates: the choice selftest recorded for this CPU
-    pred = Predictor.load(
-        model,
-        backend=a.backend,
-        device=a.device,
-        threads=a.threads,
-        precision=a.precision,
-        scale=ScaleOptions(rescale=not a.no_rescale, crop_fov=not a.no_fov_crop),
-    )
-    if pred.bundle_choice:
-        print(chose or pred.bundle_choice.line, file=sys.stderr)
+    pred = load_predictor(model, a)
     print(
         f"model {model} ({pred.manifest.name}, {pred.manifest.variant}) on {pred.backend}, "
         f"device {pred.device}, {pred.precision_line()}",

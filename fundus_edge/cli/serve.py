@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fundus_edge.runtime.errors import FundusEdgeError
 
-from .common import add_engine_options, add_max_pixels, add_scale_options
+from .common import add_engine_options, add_max_pixels, add_scale_options, load_predictor
 from .models import PREDICT_MODEL, default_model_dir
 
 
@@ -68,7 +68,6 @@ def run(a) -> int:
         raise FundusEdgeError(
             f"serve needs the serve extra ({exc.name} is missing): pip install 'fundus-edge[serve]'"
         ) from None
-    from fundus_edge.runtime.predictor import Predictor, ScaleOptions
 
     if a.queue < 0 or a.max_body_mb <= 0 or a.max_pixels < 1:
         raise FundusEdgeError(
@@ -86,19 +85,7 @@ def run(a) -> int:
         )
     print(worst.line(options), file=sys.stderr)
     model = Path(a.model) if a.model else default_model_dir(a.models)
-    from fundus_edge.deploy.choose import ensure_choice
-
-    chose = ensure_choice(model)  # a bundle of candidates: the choice selftest recorded for this CPU
-    pred = Predictor.load(
-        model,
-        backend=a.backend,
-        device=a.device,
-        threads=a.threads,
-        precision=a.precision,
-        scale=ScaleOptions(rescale=not a.no_rescale, crop_fov=not a.no_fov_crop),
-    )
-    if pred.bundle_choice:
-        print(chose or pred.bundle_choice.line, file=sys.stderr)
+    pred = load_predictor(model, a)
     app = create_app(pred, options)
     print(
         f"serving {model} ({pred.manifest.name}, {pred.manifest.variant}) on {pred.backend}, "
