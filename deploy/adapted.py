@@ -118,6 +118,14 @@ def adapted_of(folder: Path) -> Adapted | None:
     return Adapted(folder, out, str(site), images, folds, estimate, int8)
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when it lies inside it, else its last three parts."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(Path(*path.parts[-3:]))
+
+
 def site_refusal(a: Adapted, engine: str) -> str | None:
     """Why ``a`` may not be packed for ``engine``: an INT8 build ships only through an engine it was validated
     on at the site (and passed), or None."""
@@ -150,7 +158,9 @@ def validated(a: Adapted, engine: str, t: Rounds, threads: int | None) -> Valida
         "folds": a.folds,
         "site": a.site,
         "images": a.images,
-        "adapt_json": str(a.out / ADAPT_JSON),
+        # the record the estimate comes from, by name and hash: an absolute path would tell a device
+        # only where the packing machine kept its runs
+        "adapt_json": {"file": _shown(a.out / ADAPT_JSON), "sha256": sha256(a.out / ADAPT_JSON)},
         "int8_check": a.int8_check(engine),
         "timed": {
             "how": f"timed at pack time: {len(t.timed)} rounds of {RUNS} engine calls on the goldens",
@@ -169,7 +179,7 @@ def validated(a: Adapted, engine: str, t: Rounds, threads: int | None) -> Valida
         cpu=here.name,
         isa_flags=list(here.flags),
         date=time.strftime("%Y-%m-%d %H:%M"),
-        record=str(a.out / ADAPT_JSON),
+        record=_shown(a.out / ADAPT_JSON),
         unsteady=t.unsteady,
         cpu_identity=here.to_dict(),
         site=site,

@@ -244,7 +244,11 @@ def run_adapt(
     points = _curve(curve, split, zero, cv, fold_run, recipe.seed, log)
     report = _report(model_dir, site, len(samples), folds, recipe, zero, cv, points, cv_s)
     if final:
-        report.final = final_model(model_dir, cfg, recipe, [*samples, *extra], out, progress)
+        report.final = saved_final(out, report)
+        if report.final:
+            log(f"final model kept from the previous run of this adaptation: {out / 'model'}")
+        else:
+            report.final = final_model(model_dir, cfg, recipe, [*samples, *extra], out, progress)
         report.final["kept"] = str(keep) if keep else None
     (out / RESULTS).write_text(json.dumps(asdict(report), indent=1))
     if final and ship:
@@ -254,6 +258,22 @@ def run_adapt(
 
         ship_model(out, data, log=log)
     return report
+
+
+def saved_final(out: Path, report: AdaptReport) -> dict | None:
+    """The final model a previous run of this same adaptation left in ``out`` (same model, recipe and site
+    files), so a rerun that only adds curve points does not fine-tune and export it again; else None."""
+    from fundus_edge.runtime.manifest import is_model_dir
+
+    path = out / RESULTS
+    if not path.is_file() or not is_model_dir(out / "model"):
+        return None
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        return None
+    same = all(old.get(k) == getattr(report, k) for k in ("model", "recipe", "site_files", "folds"))
+    return old.get("final") if same and old.get("final") else None
 
 
 def final_model(model_dir: Path, cfg, recipe, samples, out: Path, progress: bool) -> dict:

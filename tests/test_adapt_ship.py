@@ -99,3 +99,27 @@ def test_failed_guard_is_refused_not_written(adapted, tmp_path, monkeypatch):
     assert not c["passed"] and c["folder"] is None and c["reason"].startswith("refused: vessel Dice")
     assert not (copy / "model-int8-ort").exists()
     assert "refused: vessel Dice" in (copy / "model" / "MODEL_CARD.md").read_text()
+
+
+def test_rerun_adding_a_curve_point_keeps_the_final_model(adapted, tmp_path):
+    """A rerun of the same adaptation that only adds a learning-curve point fine-tunes that point's folds
+    and keeps the final model (not trained or exported again); the curve gains the point."""
+    import shutil
+
+    from fundus_edge.train.adapt import AdaptRecipe
+
+    from fundus_edge.adapt import run_adapt
+
+    site, out = adapted
+    out = shutil.copytree(out, tmp_path / "adapt")
+    before = json.loads((out / "adapt.json").read_text())
+    stamp = (out / "model" / "manifest.yaml").stat().st_mtime_ns
+    said = []
+    recipe = AdaptRecipe(iters=3, warmup=1, batch_size=2, crop=32)
+    rep = run_adapt(
+        before["model"], site, out, folds=2, curve=(0, 1), recipe=recipe, progress=False, log=said.append
+    )
+    assert [p["n_images"] for p in rep.curve] == [0, 1]
+    assert sorted(p.name for p in (out / "folds").glob("n1-*")) == ["n1-fold0.json", "n1-fold1.json"]
+    assert rep.final == before["final"] and any("final model kept" in s for s in said)
+    assert (out / "model" / "manifest.yaml").stat().st_mtime_ns == stamp

@@ -114,8 +114,9 @@ def test_kept_per_image_counts_give_the_validation_its_intervals(tmp_path, ledge
         (stats / f"{name}.json").write_text(json.dumps(rec))
     q = _copy(tmp_path, "s2d-fast")
     text = "\n".join(int8_build_card(q, ledger))
-    line = next(x for x in text.splitlines() if "Recomputed with per-image counts" in x)
+    line = next(x for x in text.splitlines() if "from per-image counts recomputed at the same threshold" in x)
     assert "(95 % CI " in line and "; int8) against " in line and "(paired 95 % CI " in line
+    assert "no interval" not in line
     assert not offenders(text)
 
 

@@ -17,6 +17,7 @@ from fundus_edge.deploy.pick import read_record
 from fundus_edge.deploy.selftest import selftest
 from fundus_edge.runtime.cpu import cpu_identity
 from fundus_edge.runtime.errors import InputError
+from fundus_edge.runtime.manifest import sha256
 
 from .test_adapt_ship import adapted  # noqa: F401 - the module's fixture: a tiny model adapted to a site
 from .test_deploy import row, write_record
@@ -50,7 +51,11 @@ def test_adapted_model_packs_with_the_sites_figures_and_passes_selftest(adapted,
     assert v.images.startswith("site estimate: 2-fold cross-validated F1 ") and "site's 4 images" in v.images
     assert v.site["int8_check"] is None  # the float model: the estimate is its own
     assert len(v.site["timed"]["p50_rounds_ms"]) == 3 and v.p50_ms > 0  # timed here, in rounds
-    assert v.cpu_identity == cpu_identity().to_dict() and v.record == str(out / ADAPT_JSON)
+    assert v.cpu_identity == cpu_identity().to_dict()
+    # the record by name and hash: no absolute path of the packing machine travels in the bundle
+    named = v.site["adapt_json"]
+    assert v.record == named["file"] and not Path(named["file"]).is_absolute()
+    assert Path(named["file"]).parts[-1] == ADAPT_JSON and named["sha256"] == sha256(out / ADAPT_JSON)
     assert len(said) == 1 and "an adapted model, no bench row" in said[0] and "timed here" in said[0]
 
     on_disk = yaml.safe_load((packed.folder / "bundle.yaml").read_text())["validated"]

@@ -106,31 +106,36 @@ def _made_lines(model: Path, man, q: dict, float_dir: Path, method: str, tool: s
     ]
 
 
-def _recomputed(model: Path, float_name: str, engine: str, threshold: float) -> str:
-    """The validation recomputed with per-image counts (int8 and the float file through the same engine),
-    with its intervals; '' when those statistics were not kept."""
+def _recomputed(model: Path, float_name: str, engine: str, threshold: float):
+    """(int8 F1, float F1, paired difference, where) from the per-image counts kept for this validation
+    (int8 and the float file through the same engine, at the same threshold); None when not kept."""
     from fundus_edge.measure.intervals import load_stats, paired, record_intervals
 
     own, ref = VALIDATION_STATS / f"{model.name}.json", VALIDATION_STATS / f"{float_name}-{engine}.json"
     if not (own.is_file() and ref.is_file()):
-        return ""
+        return None
     (s8, r8), (s32, r32) = load_stats(own), load_stats(ref)
+    if any(
+        r.get("threshold") is not None and abs(float(r["threshold"]) - threshold) > 5e-4 for r in (r8, r32)
+    ):
+        return None  # counts at another threshold are not this validation's
     i8, i32 = record_intervals(r8, s8)["f1"], record_intervals(r32, s32)["f1"]
     d = paired(s32, s8, ("f1",))["f1"].diff
 
     def rel(p: Path) -> str:
         return p.relative_to(ROOT).as_posix() if p.is_relative_to(ROOT) else str(p)
 
-    return (
-        f" Recomputed with per-image counts at the threshold {threshold:.3f} (`{rel(ref)}`, `{rel(own)}`): "
-        f"**{i8.value:.4f}** ({i8.ci()}; int8) against {i32.value:.4f} ({i32.ci()}; fp32), "
-        f"Δ {d.value:+.4f} (paired {d.ci(4)})."
+    where = (
+        f" Intervals over the {s8.n} images from per-image counts recomputed at the same threshold "
+        f"(`{rel(ref)}`, `{rel(own)}`; `python -m fundus_edge.measure.intervals` on the two)."
     )
+    return i8, i32, d, where
 
 
 def _validation_lines(model: Path, man, float_dir: Path) -> list[str]:
-    """Validation on the training images from the manifest's ``validated`` record, the float model's DRIVE
-    test figure from its card, and why these files have none of their own."""
+    """Validation on the training images from the manifest's ``validated`` record (with intervals from the
+    kept per-image counts when there are some), the float model's DRIVE test figure from its card, and why
+    these files have none of their own."""
     engine = man.quantization["engine"]
     v = ((man.validated or {}).get(engine) or {}).get("int8")
     label = engine_label(engine)
@@ -141,13 +146,27 @@ def _validation_lines(model: Path, man, float_dir: Path) -> list[str]:
     else:
         verdict = "validated" if v.get("passed") else "NOT within it"
         ver = ", ".join(f"{k} {x}" for k, x in (v.get("engine_version") or {}).items())
+        kept = _recomputed(model, float_dir.name, engine, v["threshold"])
+        if kept:
+            i8, i32, d, where = kept
+            figures = (
+                f"**{v['f1']:.4f}** ({i8.ci()}; int8) against {v['f1_reference']:.4f} ({i32.ci()}; "
+                f"{v.get('reference')}), Δ {v['f1'] - v['f1_reference']:+.4f} (paired {d.ci(4)})"
+            )
+        else:  # validate keeps pooled figures only
+            where = ""
+            figures = (
+                f"{v['f1']:.4f} (int8) against {v['f1_reference']:.4f} ({v.get('reference')}), "
+                f"Δ {v['f1'] - v['f1_reference']:+.4f}"
+            )
         head = (
             f"Pooled FOV F1 on the {v.get('images')} images at the threshold {v['threshold']:.3f}, through "
-            f"{label}: {v['f1']:.4f} (int8) against {v['f1_reference']:.4f} ({v.get('reference')}), "
-            f"Δ {v['f1'] - v['f1_reference']:+.4f}, within ±{v['tolerance']}: {verdict} (`fundus-edge "
-            f"validate`, {v.get('date')}, {v.get('cpu')} ({', '.join(v.get('cpu_flags') or [])}), {ver}; "
-            "manifest section `validated`; no interval: validate keeps no per-image counts)."
-            + _recomputed(model, float_dir.name, engine, v["threshold"])
+            f"{label}: {figures}, within ±{v['tolerance']}: {verdict} (`fundus-edge validate`, "
+            f"{v.get('date')}, {v.get('cpu')} ({', '.join(v.get('cpu_flags') or [])}), {ver}; manifest "
+            "section `validated`"
+            + ("" if kept else "; no interval: validate keeps no per-image counts")
+            + ")."
+            + where
         )
     card = float_dir / "MODEL_CARD.md"
     f1 = card_f1_text(card.read_text().splitlines()) if card.is_file() else None
