@@ -32,6 +32,33 @@ class QuantizeResult:
     size_mb: float
 
 
+@dataclass(frozen=True)
+class _Build:
+    """One build as quantize() resolved it, handed whole to the builder it picks (float, an engine's
+    INT8, PaddleSlim's INT8) so that each takes what it needs by name."""
+
+    source: Path  # the checkpoint or model folder asked for
+    ckpt: Path  # what the build starts from: the pruned checkpoint, or the source itself
+    out: Path
+    work: Path  # scratch folder, removed when the build ends
+    data: object  # the DRIVE folder: its training images only are read
+    info: object  # the source's training record (config, threshold)
+    before: dict  # the source's params and GMAC, for the result's before/after
+    pruning: dict | None
+    int8: str | None  # None (float), ptq, qat, nncf or ort
+    algo: str
+    ops: tuple
+    finetune_iters: int
+    calib_images: int
+    nncf_options: object = None
+    ort_options: object = None
+
+    @property
+    def variant(self) -> list[str]:
+        """The variant's parts before the INT8 step names its own."""
+        return ["pruned"] if self.pruning else []
+
+
 # Fine-tuning rates are fixed, not a share of the source's: a source may itself be a low-rate fine-tune.
 PRUNE_FINETUNE_LR = 1e-3  # half the from-scratch rate: pruning removes half the filters
 # Fine-tuning crops are capped too: the shipped default's second stage used 128-px crops, which would make
@@ -206,56 +233,42 @@ def _paddle_int8_onnx(out: Path, data, qinfo, pad_multiple: int, ops, quant: dic
     quant["built_on"] = build_cpu_record()  # the CPU the file was built and checked on
 
 
-def _paddle_int8(
-    ckpt: Path,
-    out: Path,
-    work: Path,
-    data,
-    info,
-    before: dict,
-    variant: list,
-    pruning,
-    method: str,
-    algo: str,
-    ops,
-    finetune_iters: int,
-    calib_images: int,
-) -> QuantizeResult:
-    """INT8 by PaddleSlim (``method`` ptq or qat) from ``ckpt``: the INT8 legacy program and its QDQ ONNX
+def _paddle_int8(b: _Build) -> QuantizeResult:
+    """INT8 by PaddleSlim (``b.int8`` ptq or qat) from ``b.ckpt``: the INT8 legacy program and its QDQ ONNX
     file in ``out``."""
     from fundus_edge.export.exporter import dir_size_mb, finish_model_dir, model_facts, scrubbed_config
     from fundus_edge.train.checkpoint import load_source
 
-    net, qinfo = load_source(ckpt)
+    net, qinfo = load_source(b.ckpt)
     facts = model_facts(net, qinfo)
-    if method == "ptq":
-        quant = _paddle_ptq(ckpt, net, qinfo, data, work, out, algo, ops, calib_images)
+    if b.int8 == "ptq":
+        quant = _paddle_ptq(b.ckpt, net, qinfo, b.data, b.work, b.out, b.algo, b.ops, b.calib_images)
     else:
-        quant = _paddle_qat(net, qinfo, data, work, out, ops, finetune_iters)
-    variant.append("int8")
-    _paddle_int8_onnx(out, data, qinfo, net.pad_multiple, ops, quant)
+        quant = _paddle_qat(net, qinfo, b.data, b.work, b.out, b.ops, b.finetune_iters)
+    variant = "-".join([*b.variant, "int8"])
+    _paddle_int8_onnx(b.out, b.data, qinfo, net.pad_multiple, b.ops, quant)
     finish_model_dir(
-        out,
+        b.out,
         qinfo,
         facts,
         {"legacy": list(FORMATS["legacy"].files), "onnx": list(FORMATS["onnx"].files)},
-        info.config.name,
-        "-".join(variant),
+        b.info.config.name,
+        variant,
         net.pad_multiple,
         quantization=quant,
         extra_source={
             "config": scrubbed_config(qinfo.config),
-            **({"pruning": pruning} if pruning else {}),
+            **({"pruning": b.pruning} if b.pruning else {}),
         },
     )
     return QuantizeResult(
-        out,
-        "-".join(variant),
-        before["params"],
+        b.out,
+        variant,
+        b.before["params"],
         facts["params"],
-        before["gmac"],
+        b.before["gmac"],
         facts["gmac"],
-        dir_size_mb(out),
+        dir_size_mb(b.out),
     )
 
 
@@ -332,7 +345,7 @@ def quantize(
         else:
             # an INT8 build of a pruned model folder keeps its record
             ckpt, pruning = source, _inherited_pruning(source)
-        return _build(
+        build = _Build(
             source,
             ckpt,
             out,
@@ -343,12 +356,13 @@ def quantize(
             pruning,
             int8,
             algo,
-            ops,
+            tuple(ops),
             finetune_iters,
             calib_images,
             nncf_options,
             ort_options,
         )
+        return _build(build)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -356,59 +370,14 @@ def quantize(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _build(
-    source: Path,
-    ckpt: Path,
-    out: Path,
-    work: Path,
-    data,
-    info,
-    before: dict,
-    pruning,
-    int8: str | None,
-    algo: str,
-    ops,
-    finetune_iters: int,
-    calib_images: int,
-    nncf_options,
-    ort_options,
-) -> QuantizeResult:
-    """The build asked for from ``ckpt`` (the pruned checkpoint, or the source itself): the float model,
+def _build(b: _Build) -> QuantizeResult:
+    """The build asked for from ``b.ckpt`` (the pruned checkpoint, or the source itself): the float model,
     an engine's INT8 (NNCF, ONNX Runtime) or PaddleSlim's (PTQ, QAT)."""
-    variant = ["pruned"] if pruning else []
-    if int8 is None:
-        return _float_build(ckpt, out, info, before, "-".join(variant), pruning)
-    if int8 in ENGINE_QUANTIZERS:
-        return _engine_int8(
-            source,
-            ckpt,
-            out,
-            work,
-            data,
-            info,
-            before,
-            variant,
-            pruning,
-            int8,
-            calib_images,
-            nncf_options,
-            ort_options,
-        )
-    return _paddle_int8(
-        ckpt,
-        out,
-        work,
-        data,
-        info,
-        before,
-        variant,
-        pruning,
-        int8,
-        algo,
-        ops,
-        finetune_iters,
-        calib_images,
-    )
+    if b.int8 is None:
+        return _float_build(b.ckpt, b.out, b.info, b.before, "-".join(b.variant), b.pruning)
+    if b.int8 in ENGINE_QUANTIZERS:
+        return _engine_int8(b)
+    return _paddle_int8(b)
 
 
 def _float_build(ckpt: Path, out: Path, info, before: dict, variant: str, pruning) -> QuantizeResult:
@@ -419,67 +388,53 @@ def _float_build(ckpt: Path, out: Path, info, before: dict, variant: str, prunin
     return QuantizeResult(out, variant, before["params"], r.params, before["gmac"], r.gmac, r.size_mb)
 
 
-def _engine_int8(
-    source: Path,
-    ckpt: Path,
-    out: Path,
-    work: Path,
-    data,
-    info,
-    before: dict,
-    variant: list,
-    pruning,
-    quantizer: str,
-    calib_images: int,
-    nncf_options,
-    ort_options,
-) -> QuantizeResult:
-    """INT8 by an engine's own quantizer from the float ONNX of ``ckpt`` (the source itself when it is
-    an unpruned model folder with ONNX)."""
+def _engine_int8(b: _Build) -> QuantizeResult:
+    """INT8 by an engine's own quantizer (``b.int8``: nncf or ort) from the float ONNX of ``b.ckpt`` (the
+    source itself when it is an unpruned model folder with ONNX)."""
     from fundus_edge.export.exporter import dir_size_mb, export_checkpoint, source_record
     from fundus_edge.runtime.manifest import is_model_dir, read_manifest
 
     from .engine_ptq import NncfOptions, OrtOptions, engine_int8
 
-    float_dir = source
-    if ckpt != source or not is_model_dir(source) or "onnx" not in read_manifest(source).formats:
-        float_dir = work / "float"
+    float_dir = b.source
+    if b.ckpt != b.source or not is_model_dir(b.source) or "onnx" not in read_manifest(b.source).formats:
+        float_dir = b.work / "float"
         export_checkpoint(
-            ckpt,
+            b.ckpt,
             float_dir,
-            name=info.config.name,
-            variant="-".join(variant) or "fp32",
+            name=b.info.config.name,
+            variant="-".join(b.variant) or "fp32",
             formats=("onnx",),
             force=True,
-            pruning=pruning,
+            pruning=b.pruning,
         )
-    record = source_record(source)
+    record = source_record(b.source)
     print(
-        f"INT8 by {'NNCF (OpenVINO IR)' if quantizer == 'nncf' else 'ONNX Runtime quantize_static'} "
+        f"INT8 by {'NNCF (OpenVINO IR)' if b.int8 == 'nncf' else 'ONNX Runtime quantize_static'} "
         "on training images",
         flush=True,
     )
     engine_int8(
         float_dir,
-        out,
-        data,
-        quantizer,
-        nncf_options or NncfOptions(),
-        ort_options or OrtOptions(),
-        calib_images=calib_images,
+        b.out,
+        b.data,
+        b.int8,
+        b.nncf_options or NncfOptions(),
+        b.ort_options or OrtOptions(),
+        calib_images=b.calib_images,
         force=True,
-        name=info.config.name,
+        name=b.info.config.name,
         float_record=record,
     )
-    man = read_manifest(out)
+    man = read_manifest(b.out)
     return QuantizeResult(
-        out,
+        b.out,
         man.variant,
-        before["params"],
+        b.before["params"],
         int(man.model.get("params", 0)),
-        before["gmac"],
+        b.before["gmac"],
         float(man.model.get("gmac", 0.0)),
-        dir_size_mb(out),
+        dir_size_mb(b.out),
     )
 
 
