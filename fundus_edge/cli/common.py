@@ -143,3 +143,19 @@ def load_predictor(model, a: argparse.Namespace):
     if pred.bundle_choice:
         print(chose or pred.bundle_choice.line, file=sys.stderr)
     return pred
+
+
+def write_per_image(a: argparse.Namespace, report) -> None:
+    """``--per-image-out FILE``: the report with its per-image statistics as JSON (refused over an existing
+    file without ``--force``), so intervals and paired comparisons are recomputed later without reading
+    the images again (python -m fundus_edge.measure.intervals; modelcard --update perturbations)."""
+    import json
+    from pathlib import Path
+
+    if not a.per_image_out:
+        return
+    out = Path(a.per_image_out)
+    if out.exists() and not a.force:
+        raise FundusEdgeError(f"{out}: exists (pass --force to overwrite)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report.to_dict(with_stats=True), separators=(",", ":")) + "\n")

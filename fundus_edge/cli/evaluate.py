@@ -4,11 +4,10 @@ the site report cli/site.py, the ledger row cli/ledger.py; the work is fundus_ed
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from fundus_edge.runtime.errors import FundusEdgeError
 
-from .common import add_backend, add_scale_options
+from .common import add_backend, add_scale_options, write_per_image
 from .ledger import add_ledger_options, record_read
 from .perturbed import run_perturbed
 from .site import add_site_options, evaluate_site_cmd, wants_site_report
@@ -90,14 +89,7 @@ def run(a) -> int:
         progress=not a.no_progress,
     )
     record_read(a, report)
-    if a.per_image_out:
-        # Per-image statistics (counts, probability histograms): intervals and paired comparisons are
-        # recomputed from them without reading the images again (python -m fundus_edge.measure.intervals).
-        out = Path(a.per_image_out)
-        if out.exists() and not a.force:
-            raise FundusEdgeError(f"{out}: exists (pass --force to overwrite)")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report.to_dict(with_stats=True), separators=(",", ":")) + "\n")
+    write_per_image(a, report)
     if a.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0

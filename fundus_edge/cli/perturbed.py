@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from fundus_edge.runtime.errors import FundusEdgeError
-
+from .common import write_per_image
 from .ledger import record_read
 
 
@@ -34,14 +32,7 @@ def run_perturbed(a) -> int:
         biomarkers=a.biomarkers,
     )
     record_read(a, rep)
-    if a.per_image_out:
-        # each row's per-image counts: F1 intervals and paired drops recomputed later (modelcard --update
-        # perturbations) without reading the images again
-        out = Path(a.per_image_out)
-        if out.exists() and not a.force:
-            raise FundusEdgeError(f"{out}: exists (pass --force to overwrite)")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(rep.to_dict(with_stats=True), separators=(",", ":")) + "\n")
+    write_per_image(a, rep)
     if a.json:
         print(json.dumps(rep.to_dict(), indent=2))
         return 0
