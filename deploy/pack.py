@@ -129,7 +129,11 @@ def resolve(choice: str, record: Record, opts: PackOptions) -> tuple[Path, Bench
         # The record names the folder it measured, pinned by its manifest sha256: bundle that very model.
         folder = Path(row.model_dir)
         if not (folder / MANIFEST).is_file():
-            raise InputError(f"{record.path}: row {key} measured {folder}, which is not a model folder here")
+            # a variant the bench built under build/models is gone from a fresh clone: say how to rebuild it
+            rebuilt = " (`make variants` builds it again)" if "build/models" in folder.as_posix() else ""
+            raise InputError(
+                f"{record.path}: row {key} measured {folder}, which is not a model folder here{rebuilt}"
+            )
         if row.model_sha256 and sha256(folder / MANIFEST) != row.model_sha256:
             raise InputError(
                 f"{folder}: its manifest changed since the bench measured it (run the bench again)"

@@ -273,6 +273,16 @@ def test_pack_takes_the_folder_the_record_measured_and_refuses_a_changed_one(
     with pytest.raises(InputError, match="manifest changed since the bench measured it"):
         pack("tiny-int8/onnxruntime", read_record(rec), opts(tmp_path, tiny_model, out=tmp_path / "b2"))
 
+    # a bench-built variant gone from a fresh clone: the error says how to build it again
+    gone = write_record(
+        tmp_path / "r2.json",
+        [row("onnxruntime", 40.0, 0.85, variant="tiny-int8", model_dir="build/models/tiny-int8")],
+        drive_synth,
+    )
+    with pytest.raises(InputError) as err:
+        pack("tiny-int8/onnxruntime", read_record(gone), opts(tmp_path, tiny_model, out=tmp_path / "b3"))
+    assert "not a model folder here (`make variants` builds it again)" in str(err.value)
+
 
 @pytest.mark.skipif("openvino" not in installed_engines(), reason="OpenVINO not installed")
 def test_pack_openvino_bf16_row(tmp_path, tiny_model, record):
