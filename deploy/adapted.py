@@ -118,12 +118,12 @@ def adapted_of(folder: Path) -> Adapted | None:
     return Adapted(folder, out, str(site), images, folds, estimate, int8)
 
 
-def _shown(path: Path) -> str:
-    """``path`` relative to the working folder when it lies inside it, else its last three parts."""
-    try:
-        return str(path.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(Path(*path.parts[-3:]))
+def _named(path: Path) -> str:
+    """The run's record as a bundle names it: its portable path (relative to the working folder), else its
+    file name; the sha256 beside it identifies the file either way."""
+    from fundus_edge.export.exporter import portable_path
+
+    return portable_path(path) or path.name
 
 
 def site_refusal(a: Adapted, engine: str) -> str | None:
@@ -160,7 +160,7 @@ def validated(a: Adapted, engine: str, t: Rounds, threads: int | None) -> Valida
         "images": a.images,
         # the record the estimate comes from, by name and hash: an absolute path would tell a device
         # only where the packing machine kept its runs
-        "adapt_json": {"file": _shown(a.out / ADAPT_JSON), "sha256": sha256(a.out / ADAPT_JSON)},
+        "adapt_json": {"file": _named(a.out / ADAPT_JSON), "sha256": sha256(a.out / ADAPT_JSON)},
         "int8_check": a.int8_check(engine),
         "timed": {
             "how": f"timed at pack time: {len(t.timed)} rounds of {RUNS} engine calls on the goldens",
@@ -179,7 +179,7 @@ def validated(a: Adapted, engine: str, t: Rounds, threads: int | None) -> Valida
         cpu=here.name,
         isa_flags=list(here.flags),
         date=time.strftime("%Y-%m-%d %H:%M"),
-        record=_shown(a.out / ADAPT_JSON),
+        record=_named(a.out / ADAPT_JSON),
         unsteady=t.unsteady,
         cpu_identity=here.to_dict(),
         site=site,
