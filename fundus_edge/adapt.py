@@ -244,7 +244,7 @@ def run_adapt(
     points = _curve(curve, split, zero, cv, fold_run, recipe.seed, log)
     report = _report(model_dir, site, len(samples), folds, recipe, zero, cv, points, cv_s)
     if final:
-        report.final = saved_final(out, report)
+        report.final = saved_final(out, report, keep)
         if report.final:
             log(f"final model kept from the previous run of this adaptation: {out / 'model'}")
         else:
@@ -260,9 +260,10 @@ def run_adapt(
     return report
 
 
-def saved_final(out: Path, report: AdaptReport) -> dict | None:
-    """The final model a previous run of this same adaptation left in ``out`` (same model, recipe and site
-    files), so a rerun that only adds curve points does not fine-tune and export it again; else None."""
+def saved_final(out: Path, report: AdaptReport, keep=None) -> dict | None:
+    """The final model a previous run of this same adaptation left in ``out`` (same model, recipe, site
+    files and kept data set), so a rerun that only adds curve points does not fine-tune and export it
+    again; else None."""
     from fundus_edge.runtime.manifest import is_model_dir
 
     path = out / RESULTS
@@ -272,8 +273,11 @@ def saved_final(out: Path, report: AdaptReport) -> dict | None:
         old = json.loads(path.read_text())
     except ValueError:
         return None
+    final = old.get("final")
     same = all(old.get(k) == getattr(report, k) for k in ("model", "recipe", "site_files", "folds"))
-    return old.get("final") if same and old.get("final") else None
+    # a final model trained with (or without) another --keep data set is another model
+    same = same and isinstance(final, dict) and final.get("kept") == (str(keep) if keep else None)
+    return final if same else None
 
 
 def final_model(model_dir: Path, cfg, recipe, samples, out: Path, progress: bool) -> dict:

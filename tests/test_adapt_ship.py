@@ -123,3 +123,8 @@ def test_rerun_adding_a_curve_point_keeps_the_final_model(adapted, tmp_path):
     assert sorted(p.name for p in (out / "folds").glob("n1-*")) == ["n1-fold0.json", "n1-fold1.json"]
     assert rep.final == before["final"] and any("final model kept" in s for s in said)
     assert (out / "model" / "manifest.yaml").stat().st_mtime_ns == stamp
+    # another --keep data set makes another final model: not taken for this one
+    from fundus_edge.adapt import saved_final
+
+    assert saved_final(out, rep) == before["final"]
+    assert saved_final(out, rep, keep=site) is None
